@@ -1,0 +1,663 @@
+//! A compressed multibit trie over IPv4 prefixes with node-local incremental updates.
+//!
+//! # Shape
+//!
+//! Four levels of 256-way nodes (stride 8). A prefix of length `l` lives in the node of level
+//! `max(l-1, 0) / 8` that covers its top `8 * level` bits, where it covers a run of
+//! `2^(8 - (l - 8 * level))` of that node's 256 slots. Each node stores, in the style of
+//! poptrie (Asai & Ohara, SIGCOMM 2015), two 256-bit bitmaps:
+//!
+//! * `leaf_bits` marks the slots where a new *run* of equal leaf values starts; the leaf value
+//!   of slot `s` is `leaf_arena[leaf_off + rank(leaf_bits, s) - 1]`. The leaf value of a slot
+//!   is the best (smallest key) prefix *of this node* covering the slot, or [`NO_VALUE`].
+//! * `child_bits` marks slots that have a child node; the child of slot `s` is
+//!   `child_arena[child_off + rank(child_bits, s)]`.
+//!
+//! Unlike classic poptrie we do **not** push leaves down into child nodes. A lookup walks
+//! the path and reports the leaf value found at every level (at most four); the caller
+//! combines them (longest match = deepest hit; best rank = minimum key). This keeps every
+//! update local to the one node that owns the changed prefix: inserting or removing a `/8`
+//! rewrites one 256-slot node, never the thousands of `/24` nodes below it.
+//!
+//! Within one node a slot reports only the best of that node's prefixes covering it; the
+//! other covering prefixes of the same node are reachable through [`PrefixTrie::parent_of`]
+//! (the longest prefix of the same node strictly containing a given one). Walking levels and
+//! parents therefore enumerates *every* stored prefix containing an address, which is what
+//! policy routing needs.
+//!
+//! # Updates
+//!
+//! [`PrefixTrie::insert`] and [`PrefixTrie::remove`] only edit the cold per-node metadata and
+//! mark the node dirty; [`PrefixTrie::flush`] rebuilds the compressed form of dirty nodes
+//! (O(256 + own prefixes · log) each) and prunes empty ones. Bulk loads therefore pay one
+//! rebuild per node, single changes pay one or two. Rebuilt blocks are appended to the arenas
+//! and the old ones counted as garbage; arenas are compacted once garbage outgrows live data,
+//! which keeps updates amortised O(1) in the table size.
+
+/// Leaf value meaning "no prefix".
+pub(crate) const NO_VALUE: u32 = u32::MAX;
+/// `leaf_off` of a node without prefixes of its own: lookups skip the leaf load entirely.
+const NO_LEAVES: u32 = u32::MAX;
+const ROOT: u32 = 0;
+/// Maximum number of levels a lookup visits.
+pub(crate) const LEVELS: usize = 4;
+
+/// Hot, compressed form of one node (read by lookups).
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    child_bits: [u64; 4],
+    leaf_bits: [u64; 4],
+    /// Number of set `child_bits` in the words before word `w`.
+    child_rank: [u16; 4],
+    /// Number of set `leaf_bits` in the words before word `w`.
+    leaf_rank: [u16; 4],
+    child_off: u32,
+    leaf_off: u32,
+}
+
+const EMPTY_NODE: Node = Node {
+    child_bits: [0; 4],
+    leaf_bits: [0; 4],
+    child_rank: [0; 4],
+    leaf_rank: [0; 4],
+    child_off: 0,
+    leaf_off: NO_LEAVES,
+};
+
+/// A prefix owned by a node, in node-relative terms.
+#[derive(Debug, Clone, Copy)]
+struct OwnPrefix<K> {
+    /// First slot covered.
+    first_slot: u8,
+    /// Prefix length minus the node's depth in bits (0..=8); covers `2^(8 - rel_len)` slots.
+    rel_len: u8,
+    value: u32,
+    key: K,
+}
+
+impl<K> OwnPrefix<K> {
+    fn slot_count(&self) -> usize {
+        1usize << (8 - self.rel_len.min(8))
+    }
+
+    fn contains(&self, other: &OwnPrefix<K>) -> bool {
+        let start = self.first_slot as usize;
+        let other_start = other.first_slot as usize;
+        self.rel_len <= other.rel_len
+            && other_start >= start
+            && other_start + other.slot_count() <= start + self.slot_count()
+    }
+}
+
+/// Cold, editable form of one node.
+#[derive(Debug, Clone)]
+struct NodeMeta<K> {
+    live: bool,
+    dirty: bool,
+    parent: u32,
+    slot_in_parent: u8,
+    own: Vec<OwnPrefix<K>>,
+    /// `(slot, child node)`, sorted by slot.
+    children: Vec<(u8, u32)>,
+}
+
+impl<K> NodeMeta<K> {
+    fn new(parent: u32, slot_in_parent: u8) -> Self {
+        NodeMeta {
+            live: true,
+            dirty: false,
+            parent,
+            slot_in_parent,
+            own: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+}
+
+/// Where a prefix lives: node level, the address bytes leading to it, slot run inside.
+#[derive(Debug, Clone, Copy)]
+struct Location {
+    level: usize,
+    path: [u8; LEVELS],
+    first_slot: u8,
+    rel_len: u8,
+}
+
+fn locate(net: u32, len: u8) -> Location {
+    let len = len.min(32);
+    let level = if len == 0 { 0 } else { (len as usize - 1) / 8 };
+    let rel_len = len - (8 * level) as u8;
+    let path = net.to_be_bytes();
+    let byte = path[level];
+    let first_slot = if rel_len == 0 {
+        0
+    } else {
+        byte & (0xffu8 << (8 - rel_len))
+    };
+    Location {
+        level,
+        path,
+        first_slot,
+        rel_len,
+    }
+}
+
+/// Mask of bits `0..=bit` of a word.
+#[inline(always)]
+fn bits_through(bit: u32) -> u64 {
+    u64::MAX >> (63 - bit)
+}
+
+/// The stored prefixes containing an address: at most one per level (the best of that node's
+/// prefixes covering the address), shallowest first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LevelHits {
+    pub values: [u32; LEVELS],
+    pub len: usize,
+}
+
+impl LevelHits {
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[u32] {
+        &self.values[..self.len.min(LEVELS)]
+    }
+}
+
+/// See the module docs. `K` orders prefixes that cover the same slot of a node: smaller wins.
+#[derive(Debug, Clone)]
+pub(crate) struct PrefixTrie<K> {
+    nodes: Vec<Node>,
+    meta: Vec<NodeMeta<K>>,
+    free_nodes: Vec<u32>,
+    child_arena: Vec<u32>,
+    leaf_arena: Vec<u32>,
+    garbage: usize,
+    dirty: Vec<u32>,
+    /// `parent_of[value]`: value of the longest prefix of the same node strictly containing
+    /// the prefix stored under `value`, or [`NO_VALUE`].
+    parent_of: Vec<u32>,
+    len: usize,
+}
+
+impl<K: Ord + Copy> Default for PrefixTrie<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Ord + Copy> PrefixTrie<K> {
+    pub(crate) fn new() -> Self {
+        PrefixTrie {
+            nodes: vec![EMPTY_NODE],
+            meta: vec![NodeMeta::new(ROOT, 0)],
+            free_nodes: Vec::new(),
+            child_arena: Vec::new(),
+            leaf_arena: Vec::new(),
+            garbage: 0,
+            dirty: Vec::new(),
+            parent_of: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Number of stored prefixes.
+    #[cfg(test)]
+    #[allow(dead_code)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Stores `value` under `net/len` with ordering `key`, replacing what was there.
+    /// Returns the replaced value. Call [`PrefixTrie::flush`] before looking up.
+    pub(crate) fn insert(&mut self, net: u32, len: u8, value: u32, key: K) -> Option<u32> {
+        let loc = locate(net, len);
+        let mut node = ROOT;
+        for level in 0..loc.level {
+            let slot = loc.path[level];
+            node = match self.child(node, slot) {
+                Some(child) => child,
+                None => self.add_child(node, slot),
+            };
+        }
+        let own = OwnPrefix {
+            first_slot: loc.first_slot,
+            rel_len: loc.rel_len,
+            value,
+            key,
+        };
+        let mut replaced = None;
+        if let Some(meta) = self.meta.get_mut(node as usize) {
+            match meta
+                .own
+                .iter_mut()
+                .find(|p| p.first_slot == own.first_slot && p.rel_len == own.rel_len)
+            {
+                Some(existing) => {
+                    replaced = Some(existing.value);
+                    *existing = own;
+                }
+                None => meta.own.push(own),
+            }
+        }
+        match replaced {
+            Some(old) if old != value => self.set_parent(old, NO_VALUE),
+            Some(_) => {}
+            None => self.len += 1,
+        }
+        self.mark_dirty(node);
+        replaced
+    }
+
+    /// Removes `net/len`; returns its value. Call [`PrefixTrie::flush`] before looking up.
+    pub(crate) fn remove(&mut self, net: u32, len: u8) -> Option<u32> {
+        let loc = locate(net, len);
+        let mut node = ROOT;
+        for level in 0..loc.level {
+            node = self.child(node, loc.path[level])?;
+        }
+        let meta = self.meta.get_mut(node as usize)?;
+        let index = meta
+            .own
+            .iter()
+            .position(|p| p.first_slot == loc.first_slot && p.rel_len == loc.rel_len)?;
+        let removed = meta.own.swap_remove(index).value;
+        self.len -= 1;
+        self.set_parent(removed, NO_VALUE);
+        self.mark_dirty(node);
+        Some(removed)
+    }
+
+    /// Rebuilds every node changed since the last flush and prunes empty nodes.
+    pub(crate) fn flush(&mut self) {
+        while let Some(node) = self.dirty.pop() {
+            let Some(meta) = self.meta.get_mut(node as usize) else {
+                continue;
+            };
+            if !meta.live || !meta.dirty {
+                continue;
+            }
+            meta.dirty = false;
+            if node != ROOT && meta.own.is_empty() && meta.children.is_empty() {
+                self.free_node(node);
+            } else {
+                self.rebuild_node(node);
+            }
+        }
+        let live = self.leaf_arena.len() + self.child_arena.len() - self.garbage;
+        if self.garbage > 4096 && self.garbage > live {
+            self.compact();
+        }
+    }
+
+    /// Best prefix of each level containing `addr`, shallowest first; [`NO_VALUE`] where a
+    /// visited level has none. Allocation-free.
+    #[inline]
+    pub(crate) fn lookup_levels(&self, addr: u32) -> LevelHits {
+        let mut hits = LevelHits {
+            values: [NO_VALUE; LEVELS],
+            len: 0,
+        };
+        let mut node_index = ROOT;
+        for (level, byte) in addr.to_be_bytes().into_iter().enumerate() {
+            let Some(node) = self.nodes.get(node_index as usize) else {
+                break;
+            };
+            let (word, bit) = ((byte >> 6) as usize, u32::from(byte & 63));
+            hits.len = level + 1;
+            if node.leaf_off != NO_LEAVES {
+                let run = node.leaf_off as usize
+                    + node.leaf_rank[word] as usize
+                    + (node.leaf_bits[word] & bits_through(bit)).count_ones() as usize;
+                // `run >= 1`: slot 0 always starts a run.
+                hits.values[level] = self.leaf_arena.get(run - 1).copied().unwrap_or(NO_VALUE);
+            }
+            let child_bits = node.child_bits[word];
+            if (child_bits >> bit) & 1 == 0 {
+                break;
+            }
+            let below = (child_bits & (bits_through(bit) >> 1)).count_ones() as usize;
+            let child_slot = node.child_off as usize + node.child_rank[word] as usize + below;
+            match self.child_arena.get(child_slot) {
+                Some(&child) => node_index = child,
+                None => break,
+            }
+        }
+        hits
+    }
+
+    /// Value of the longest stored prefix containing `addr` (only meaningful when keys order
+    /// longer prefixes first, as in an LPM table).
+    #[inline]
+    pub(crate) fn longest_match(&self, addr: u32) -> Option<u32> {
+        self.lookup_levels(addr)
+            .as_slice()
+            .iter()
+            .rev()
+            .copied()
+            .find(|&value| value != NO_VALUE)
+    }
+
+    /// Value of the longest prefix in the same node strictly containing the prefix stored
+    /// under `value`, or [`NO_VALUE`].
+    #[inline]
+    pub(crate) fn parent_of(&self, value: u32) -> u32 {
+        self.parent_of.get(value as usize).copied().unwrap_or(NO_VALUE)
+    }
+
+    /// Approximate heap bytes held.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.nodes.capacity() * size_of::<Node>()
+            + self.meta.capacity() * size_of::<NodeMeta<K>>()
+            + self
+                .meta
+                .iter()
+                .map(|m| m.own.capacity() * size_of::<OwnPrefix<K>>() + m.children.capacity() * size_of::<(u8, u32)>())
+                .sum::<usize>()
+            + (self.child_arena.capacity()
+                + self.leaf_arena.capacity()
+                + self.parent_of.capacity()
+                + self.free_nodes.capacity()
+                + self.dirty.capacity())
+                * size_of::<u32>()
+    }
+
+    fn child(&self, node: u32, slot: u8) -> Option<u32> {
+        let children = &self.meta.get(node as usize)?.children;
+        children
+            .binary_search_by_key(&slot, |&(s, _)| s)
+            .ok()
+            .and_then(|i| children.get(i))
+            .map(|&(_, child)| child)
+    }
+
+    fn add_child(&mut self, parent: u32, slot: u8) -> u32 {
+        let meta = NodeMeta::new(parent, slot);
+        let child = match self.free_nodes.pop() {
+            Some(free) => {
+                if let Some(m) = self.meta.get_mut(free as usize) {
+                    *m = meta;
+                }
+                if let Some(n) = self.nodes.get_mut(free as usize) {
+                    *n = EMPTY_NODE;
+                }
+                free
+            }
+            None => {
+                self.nodes.push(EMPTY_NODE);
+                self.meta.push(meta);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        if let Some(parent_meta) = self.meta.get_mut(parent as usize) {
+            let at = parent_meta
+                .children
+                .binary_search_by_key(&slot, |&(s, _)| s)
+                .unwrap_or_else(|i| i);
+            parent_meta.children.insert(at, (slot, child));
+        }
+        self.mark_dirty(parent);
+        self.mark_dirty(child);
+        child
+    }
+
+    fn mark_dirty(&mut self, node: u32) {
+        if let Some(meta) = self.meta.get_mut(node as usize) {
+            if !meta.dirty {
+                meta.dirty = true;
+                self.dirty.push(node);
+            }
+        }
+    }
+
+    fn set_parent(&mut self, value: u32, parent: u32) {
+        let index = value as usize;
+        if index >= self.parent_of.len() {
+            if parent == NO_VALUE {
+                return;
+            }
+            self.parent_of.resize(index + 1, NO_VALUE);
+        }
+        if let Some(p) = self.parent_of.get_mut(index) {
+            *p = parent;
+        }
+    }
+
+    fn free_node(&mut self, node: u32) {
+        let Some(meta) = self.meta.get_mut(node as usize) else {
+            return;
+        };
+        meta.live = false;
+        let (parent, slot) = (meta.parent, meta.slot_in_parent);
+        if let Some(n) = self.nodes.get_mut(node as usize) {
+            self.garbage += leaf_block_len(n) + child_block_len(n);
+            *n = EMPTY_NODE;
+        }
+        self.free_nodes.push(node);
+        if let Some(parent_meta) = self.meta.get_mut(parent as usize) {
+            parent_meta.children.retain(|&(s, _)| s != slot);
+        }
+        self.mark_dirty(parent);
+    }
+
+    fn rebuild_node(&mut self, node: u32) {
+        let Some(meta) = self.meta.get_mut(node as usize) else {
+            return;
+        };
+
+        // Parents inside the node: sort by (first slot, shorter first); a stack of open
+        // prefixes then yields each prefix's innermost container.
+        meta.own.sort_unstable_by_key(|p| (p.first_slot, p.rel_len));
+        let mut open: Vec<usize> = Vec::new();
+        let mut parents: Vec<(u32, u32)> = Vec::with_capacity(meta.own.len());
+        for (i, prefix) in meta.own.iter().enumerate() {
+            while let Some(&top) = open.last() {
+                if meta.own.get(top).is_some_and(|t| t.contains(prefix)) {
+                    break;
+                }
+                open.pop();
+            }
+            let parent = open
+                .last()
+                .and_then(|&top| meta.own.get(top))
+                .map_or(NO_VALUE, |p| p.value);
+            parents.push((prefix.value, parent));
+            open.push(i);
+        }
+
+        // Paint the 256 slots worst key first, so the best covering prefix ends on top.
+        let mut order: Vec<usize> = (0..meta.own.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (ka, kb) = (meta.own.get(a).map(|p| p.key), meta.own.get(b).map(|p| p.key));
+            kb.cmp(&ka)
+        });
+        let mut slots = [NO_VALUE; 256];
+        for &i in &order {
+            if let Some(prefix) = meta.own.get(i) {
+                let start = prefix.first_slot as usize;
+                let end = (start + prefix.slot_count()).min(256);
+                if let Some(run) = slots.get_mut(start..end) {
+                    run.fill(prefix.value);
+                }
+            }
+        }
+
+        let old = self.nodes.get(node as usize).copied().unwrap_or(EMPTY_NODE);
+        self.garbage += leaf_block_len(&old) + child_block_len(&old);
+        let mut new = EMPTY_NODE;
+
+        if !meta.own.is_empty() {
+            new.leaf_off = self.leaf_arena.len() as u32;
+            let mut previous = None;
+            for (slot, &value) in slots.iter().enumerate() {
+                if previous != Some(value) {
+                    new.leaf_bits[slot >> 6] |= 1u64 << (slot & 63);
+                    self.leaf_arena.push(value);
+                    previous = Some(value);
+                }
+            }
+            new.leaf_rank = prefix_ranks(&new.leaf_bits);
+        }
+
+        new.child_off = self.child_arena.len() as u32;
+        for &(slot, child) in &meta.children {
+            new.child_bits[(slot >> 6) as usize] |= 1u64 << (slot & 63);
+            self.child_arena.push(child);
+        }
+        new.child_rank = prefix_ranks(&new.child_bits);
+
+        if let Some(n) = self.nodes.get_mut(node as usize) {
+            *n = new;
+        }
+        for (value, parent) in parents {
+            self.set_parent(value, parent);
+        }
+    }
+
+    /// Copies live blocks into fresh arenas, dropping garbage.
+    fn compact(&mut self) {
+        let mut leaf_arena = Vec::new();
+        let mut child_arena = Vec::new();
+        for (node, meta) in self.nodes.iter_mut().zip(&self.meta) {
+            if !meta.live {
+                continue;
+            }
+            if node.leaf_off != NO_LEAVES {
+                let start = node.leaf_off as usize;
+                let end = start + leaf_block_len(node);
+                let new_off = leaf_arena.len() as u32;
+                if let Some(block) = self.leaf_arena.get(start..end) {
+                    leaf_arena.extend_from_slice(block);
+                }
+                node.leaf_off = new_off;
+            }
+            let start = node.child_off as usize;
+            let end = start + child_block_len(node);
+            node.child_off = child_arena.len() as u32;
+            if let Some(block) = self.child_arena.get(start..end) {
+                child_arena.extend_from_slice(block);
+            }
+        }
+        self.leaf_arena = leaf_arena;
+        self.child_arena = child_arena;
+        self.garbage = 0;
+    }
+
+    /// Checks internal invariants; used by tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        assert!(self.dirty.is_empty());
+        let mut count = 0;
+        for (i, meta) in self.meta.iter().enumerate() {
+            if !meta.live {
+                continue;
+            }
+            count += meta.own.len();
+            if i as u32 != ROOT {
+                assert!(!meta.own.is_empty() || !meta.children.is_empty());
+            }
+            for &(_, child) in &meta.children {
+                let c = &self.meta[child as usize];
+                assert!(c.live);
+                assert_eq!(c.parent, i as u32);
+            }
+        }
+        assert_eq!(count, self.len);
+    }
+}
+
+fn prefix_ranks(bits: &[u64; 4]) -> [u16; 4] {
+    let mut ranks = [0u16; 4];
+    let mut total = 0u16;
+    for (rank, word) in ranks.iter_mut().zip(bits) {
+        *rank = total;
+        total += word.count_ones() as u16;
+    }
+    ranks
+}
+
+fn leaf_block_len(node: &Node) -> usize {
+    if node.leaf_off == NO_LEAVES {
+        0
+    } else {
+        node.leaf_bits.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
+fn child_block_len(node: &Node) -> usize {
+    node.child_bits.iter().map(|w| w.count_ones() as usize).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lpm(trie: &PrefixTrie<u8>, addr: u32) -> Option<u32> {
+        trie.longest_match(addr)
+    }
+
+    fn insert(trie: &mut PrefixTrie<u8>, net: u32, len: u8, value: u32) {
+        trie.insert(net, len, value, 32 - len);
+        trie.flush();
+        trie.check_invariants();
+    }
+
+    #[test]
+    fn empty_trie_matches_nothing() {
+        let trie = PrefixTrie::<u8>::new();
+        assert_eq!(lpm(&trie, 0), None);
+        assert_eq!(lpm(&trie, u32::MAX), None);
+    }
+
+    #[test]
+    fn longest_prefix_wins_across_and_within_levels() {
+        let mut trie = PrefixTrie::new();
+        insert(&mut trie, 0, 0, 0); // default
+        insert(&mut trie, 0x0a00_0000, 8, 1); // 10/8
+        insert(&mut trie, 0x0a00_0000, 12, 2); // 10.0/12
+        insert(&mut trie, 0x0a01_0200, 24, 3); // 10.1.2/24
+        insert(&mut trie, 0x0a01_0205, 32, 4); // 10.1.2.5/32
+        assert_eq!(lpm(&trie, 0x0a01_0205), Some(4));
+        assert_eq!(lpm(&trie, 0x0a01_0206), Some(3));
+        assert_eq!(lpm(&trie, 0x0a01_0306), Some(2));
+        assert_eq!(lpm(&trie, 0x0a10_0000), Some(1));
+        assert_eq!(lpm(&trie, 0x0b00_0000), Some(0));
+        // Parents within the root node: 10/8 → 0/0.
+        assert_eq!(trie.parent_of(1), 0);
+        assert_eq!(trie.parent_of(0), NO_VALUE);
+        assert_eq!(trie.parent_of(2), NO_VALUE); // 10.0/12 is alone in its node
+    }
+
+    #[test]
+    fn removal_prunes_nodes_and_restores_shorter_match() {
+        let mut trie = PrefixTrie::new();
+        insert(&mut trie, 0x0a00_0000, 8, 1);
+        insert(&mut trie, 0x0a01_0205, 32, 4);
+        assert_eq!(trie.remove(0x0a01_0205, 32), Some(4));
+        trie.flush();
+        trie.check_invariants();
+        assert_eq!(lpm(&trie, 0x0a01_0205), Some(1));
+        assert_eq!(trie.free_nodes.len(), 3);
+        assert_eq!(trie.remove(0x0a01_0205, 32), None);
+    }
+
+    #[test]
+    fn compaction_keeps_lookups_right() {
+        let mut trie = PrefixTrie::new();
+        for round in 0..50u32 {
+            for i in 0..200u32 {
+                trie.insert(0x0a00_0000 | (i << 8), 24, i, 8);
+            }
+            trie.flush();
+            for i in (0..200u32).filter(|i| i % 3 == round % 3) {
+                trie.remove(0x0a00_0000 | (i << 8), 24);
+            }
+            trie.flush();
+            trie.check_invariants();
+            for i in 0..200u32 {
+                let expected = (i % 3 != round % 3).then_some(i);
+                assert_eq!(lpm(&trie, 0x0a00_0001 | (i << 8)), expected);
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! # vpnroute-store
+//!
+//! Durable state: accounts and access keys, signature nonces, resources, VPN routes, VPC
+//! route entries, ClientTokens and per-gateway tasks. The embedded implementation is SQLite
+//! in WAL mode in the data directory; a PostgreSQL implementation fills the same API later,
+//! which is why the SQL here is portable and every transaction is explicit.
+//!
+//! * [`Store::write`] runs a closure in one `BEGIN IMMEDIATE` transaction on the single
+//!   writer connection: it commits when the closure returns `Ok` and rolls back otherwise,
+//!   so a failed or interrupted request never leaves anything half-written. Because SQLite
+//!   has one writer, checks and writes in one closure are serialised against every other
+//!   writer: two conflicting requests can never both pass their checks.
+//! * [`Store::read`] runs a closure on one of several reader connections (WAL readers see
+//!   the last committed state and do not block the writer).
+//! * Durability: `synchronous=NORMAL` in WAL mode loses nothing on a process crash
+//!   (`kill -9`); `--sync full` (`Durability::Full`) also survives power loss.
+
+mod schema;
+mod tx;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use rusqlite::Connection;
+use vpnroute_domain::ApiError;
+
+pub use tx::{AccessKey, Account, Resource, ResourceKind, Task, Tx};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("corrupt document in {what}: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store error");
+        ApiError::INTERNAL_ERROR
+    }
+}
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives a process crash (`synchronous=NORMAL` with WAL).
+    Process,
+    /// Survives power loss (`synchronous=FULL`).
+    Full,
+}
+
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+const READERS: usize = 4;
+
+impl Store {
+    /// Open (creating if needed) the database `vpnroute.db` in `data_dir` and migrate it.
+    pub fn open(data_dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Other(format!("{}: {e}", data_dir.display())))?;
+        let path = data_dir.join("vpnroute.db");
+        let mut writer = open_conn(&path, durability)?;
+        schema::migrate(&mut writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(Mutex::new(open_conn(&path, durability)?));
+        }
+        Ok(Store {
+            path,
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` in one write transaction (commit on `Ok`, roll back on `Err`).
+    pub fn write<T, E>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let txn = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| E::from(StoreError::from(e)))?;
+        let result = f(&Tx::new(&txn));
+        match result {
+            Ok(v) => {
+                txn.commit().map_err(|e| E::from(StoreError::from(e)))?;
+                Ok(v)
+            }
+            Err(e) => {
+                // Dropping the transaction rolls it back.
+                drop(txn);
+                Err(e)
+            }
+        }
+    }
+
+    /// Run `f` on a consistent read snapshot.
+    pub fn read<T, E>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        // Prefer an idle reader; fall back to waiting on the round-robin one.
+        let mut guard = None;
+        for i in 0..self.readers.len() {
+            if let Ok(g) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                guard = Some(g);
+                break;
+            }
+        }
+        let mut conn = match guard {
+            Some(g) => g,
+            None => self.readers[start % self.readers.len()]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        };
+        let txn = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
+            .map_err(|e| E::from(StoreError::from(e)))?;
+        let out = f(&Tx::new(&txn));
+        drop(txn);
+        out
+    }
+}
+
+fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Process => "NORMAL",
+            Durability::Full => "FULL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}

@@ -1,0 +1,23 @@
+//! Versioned migrations: `PRAGMA user_version` records the last applied one; each migration
+//! runs in its own transaction.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/001_init.sql"))];
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (version, sql) in MIGRATIONS {
+        if *version <= current {
+            continue;
+        }
+        let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        txn.execute_batch(sql)?;
+        txn.pragma_update(None, "user_version", version)?;
+        txn.commit()?;
+        tracing::info!(version, "applied migration");
+    }
+    Ok(())
+}

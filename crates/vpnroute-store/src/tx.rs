@@ -1,0 +1,724 @@
+//! The operations available inside a transaction.
+
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
+
+use crate::StoreError;
+
+/// A transaction (read or write) on the store.
+pub struct Tx<'c> {
+    conn: &'c Transaction<'c>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub is_root: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    pub account_id: String,
+    pub secret: String,
+    /// `Active` or `Inactive`.
+    pub status: String,
+    pub created_at: i64,
+}
+
+/// The kinds of JSON-document resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    Vpc,
+    VpnGateway,
+    CustomerGateway,
+    VpnConnection,
+    SslVpnServer,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Vpc => "vpc",
+            ResourceKind::VpnGateway => "vpn_gateway",
+            ResourceKind::CustomerGateway => "customer_gateway",
+            ResourceKind::VpnConnection => "vpn_connection",
+            ResourceKind::SslVpnServer => "ssl_vpn_server",
+        }
+    }
+}
+
+/// A stored resource together with its owner.
+#[derive(Debug, Clone)]
+pub struct Resource<T> {
+    pub account_id: String,
+    pub doc: T,
+}
+
+/// A per-gateway task: a committed change waiting to be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: i64,
+    pub gateway_id: String,
+    pub op: String,
+    pub version: i64,
+    /// Epoch ms at which it may be applied; `None` in manual mode.
+    pub due_at: Option<i64>,
+}
+
+fn json<T: Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|source| StoreError::Json {
+        what: "serialize",
+        source,
+    })
+}
+
+fn from_json<T: DeserializeOwned>(s: &str, what: &'static str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|source| StoreError::Json { what, source })
+}
+
+const ROUTE_COLS: &str = "seq, kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time";
+
+fn route_from_row(r: &Row<'_>) -> rusqlite::Result<VpnRoute> {
+    let kind: String = r.get(1)?;
+    Ok(VpnRoute {
+        seq: r.get(0)?,
+        kind: if kind == "pbr" { RouteKind::Pbr } else { RouteKind::Dbr },
+        gateway_id: r.get(2)?,
+        source: r.get(3)?,
+        dest: r.get(4)?,
+        next_hop: r.get(5)?,
+        weight: r.get(6)?,
+        priority: r.get(7)?,
+        published: r.get::<_, i64>(8)? != 0,
+        description: r.get(9)?,
+        overlay_mode: r.get(10)?,
+        create_time: r.get(11)?,
+    })
+}
+
+const ENTRY_COLS: &str =
+    "id, route_table_id, dest, next_hop_type, next_hop_id, entry_type, name, description, create_time";
+
+fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<VpcRouteEntry> {
+    Ok(VpcRouteEntry {
+        id: r.get(0)?,
+        route_table_id: r.get(1)?,
+        dest: r.get(2)?,
+        next_hop_type: r.get(3)?,
+        next_hop_id: r.get(4)?,
+        entry_type: r.get(5)?,
+        name: r.get(6)?,
+        description: r.get(7)?,
+        create_time: r.get(8)?,
+    })
+}
+
+impl<'c> Tx<'c> {
+    pub(crate) fn new(conn: &'c Transaction<'c>) -> Self {
+        Tx { conn }
+    }
+
+    // ---------------------------------------------------------------- counters
+
+    /// Next value of a named monotonic counter (resource ordering, versions).
+    pub fn next_counter(&self, name: &str) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO counters(name, value) VALUES (?1, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            params![name],
+        )?;
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM counters WHERE name = ?1", params![name], |r| {
+                r.get(0)
+            })?)
+    }
+
+    // ---------------------------------------------------------------- accounts & keys
+
+    pub fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO accounts(id, name, is_root, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![a.id, a.name, a.is_root as i64, a.created_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, name, is_root, created_at FROM accounts ORDER BY created_at, id")?;
+        let rows = st.query_map([], |r| {
+            Ok(Account {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                is_root: r.get::<_, i64>(2)? != 0,
+                created_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        Ok(self.accounts()?.into_iter().find(|a| a.id == id || a.name == id))
+    }
+
+    pub fn root_account(&self) -> Result<Option<Account>, StoreError> {
+        Ok(self.accounts()?.into_iter().find(|a| a.is_root))
+    }
+
+    pub fn insert_access_key(&self, k: &AccessKey) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO access_keys(id, account_id, secret, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![k.id, k.account_id, k.secret, k.status, k.created_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, account_id, secret, status, created_at FROM access_keys WHERE id = ?1")?;
+        Ok(st
+            .query_row(params![id], |r| {
+                Ok(AccessKey {
+                    id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    secret: r.get(2)?,
+                    status: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    pub fn access_keys(&self) -> Result<Vec<AccessKey>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, account_id, secret, status, created_at FROM access_keys ORDER BY created_at, id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(AccessKey {
+                id: r.get(0)?,
+                account_id: r.get(1)?,
+                secret: r.get(2)?,
+                status: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Returns whether a key with that id existed.
+    pub fn set_access_key_status(&self, id: &str, status: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .execute("UPDATE access_keys SET status = ?2 WHERE id = ?1", params![id, status])?
+            > 0)
+    }
+
+    pub fn delete_access_key(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM access_keys WHERE id = ?1", params![id])?
+            > 0)
+    }
+
+    // ---------------------------------------------------------------- nonces
+
+    /// Record a nonce; `false` when it was already seen (a replay).
+    pub fn record_nonce(&self, access_key_id: &str, nonce: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO nonces(access_key_id, nonce, seen_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?;
+        Ok(st.execute(params![access_key_id, nonce, now_ms])? == 1)
+    }
+
+    pub fn prune_nonces(&self, older_than_ms: i64) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM nonces WHERE seen_at < ?1", params![older_than_ms])?)
+    }
+
+    // ---------------------------------------------------------------- resources
+
+    pub fn insert_resource<T: Serialize>(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        account_id: &str,
+        region_id: &str,
+        parent_id: &str,
+        doc: &T,
+    ) -> Result<(), StoreError> {
+        let seq = self.next_counter("resource_seq")?;
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO resources(id, kind, account_id, region_id, parent_id, seq, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        st.execute(params![
+            id,
+            kind.as_str(),
+            account_id,
+            region_id,
+            parent_id,
+            seq,
+            json(doc)?
+        ])?;
+        Ok(())
+    }
+
+    pub fn update_resource<T: Serialize>(&self, kind: ResourceKind, id: &str, doc: &T) -> Result<(), StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("UPDATE resources SET doc = ?3 WHERE id = ?1 AND kind = ?2")?;
+        st.execute(params![id, kind.as_str(), json(doc)?])?;
+        Ok(())
+    }
+
+    pub fn delete_resource(&self, kind: ResourceKind, id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM resources WHERE id = ?1 AND kind = ?2",
+            params![id, kind.as_str()],
+        )? > 0)
+    }
+
+    /// A resource by id, whoever owns it (callers check the owner).
+    pub fn resource<T: DeserializeOwned>(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<Resource<T>>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT account_id, doc FROM resources WHERE id = ?1 AND kind = ?2")?;
+        let row = st
+            .query_row(params![id, kind.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((account_id, doc)) => Ok(Some(Resource {
+                account_id,
+                doc: from_json(&doc, kind.as_str())?,
+            })),
+        }
+    }
+
+    /// A page of an account's resources of one kind in a region, in creation order, with the
+    /// total count. `parent` restricts to children of one resource; `ids` to given ids.
+    pub fn list_resources<T: DeserializeOwned>(
+        &self,
+        kind: ResourceKind,
+        account_id: &str,
+        region_id: &str,
+        parent: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<T>, u64), StoreError> {
+        let parent = parent.unwrap_or("");
+        let total: i64 = self.conn.prepare_cached(
+            "SELECT COUNT(*) FROM resources WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3 AND (?4 = '' OR parent_id = ?4)",
+        )?
+        .query_row(params![account_id, kind.as_str(), region_id, parent], |r| r.get(0))?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT doc FROM resources WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3 AND (?4 = '' OR parent_id = ?4) ORDER BY seq LIMIT ?5 OFFSET ?6",
+        )?;
+        let docs = st
+            .query_map(
+                params![
+                    account_id,
+                    kind.as_str(),
+                    region_id,
+                    parent,
+                    limit as i64,
+                    offset as i64
+                ],
+                |r| r.get::<_, String>(0),
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        let items = docs
+            .iter()
+            .map(|d| from_json(d, kind.as_str()))
+            .collect::<Result<Vec<T>, _>>()?;
+        Ok((items, total as u64))
+    }
+
+    /// Every resource of a kind that is a child of `parent_id` (any account).
+    pub fn children<T: DeserializeOwned>(&self, kind: ResourceKind, parent_id: &str) -> Result<Vec<T>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT doc FROM resources WHERE parent_id = ?1 AND kind = ?2 ORDER BY seq")?;
+        let docs = st
+            .query_map(params![parent_id, kind.as_str()], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        docs.iter().map(|d| from_json(d, kind.as_str())).collect()
+    }
+
+    pub fn count_children(&self, kind: ResourceKind, parent_id: &str) -> Result<u64, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM resources WHERE parent_id = ?1 AND kind = ?2")?;
+        Ok(st.query_row(params![parent_id, kind.as_str()], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    pub fn count_resources(&self, kind: ResourceKind, account_id: &str, region_id: &str) -> Result<u64, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM resources WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3")?;
+        Ok(st.query_row(params![account_id, kind.as_str(), region_id], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Every resource of a kind, across accounts (startup and admin use).
+    pub fn all_resources<T: DeserializeOwned>(&self, kind: ResourceKind) -> Result<Vec<Resource<T>>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT account_id, doc FROM resources WHERE kind = ?1 ORDER BY seq")?;
+        let rows = st
+            .query_map(params![kind.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(account_id, doc)| {
+                Ok(Resource {
+                    account_id,
+                    doc: from_json(&doc, kind.as_str())?,
+                })
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- VPN routes
+
+    /// Insert a route; returns its `seq`.
+    pub fn insert_route(&self, r: &VpnRoute) -> Result<i64, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO vpn_routes(kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        st.execute(params![
+            r.kind.as_str(),
+            r.gateway_id,
+            r.source,
+            r.dest,
+            r.next_hop,
+            r.weight,
+            r.priority,
+            r.published as i64,
+            r.description,
+            r.overlay_mode,
+            r.create_time
+        ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn update_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "UPDATE vpn_routes SET weight = ?2, priority = ?3, published = ?4, description = ?5 WHERE seq = ?1",
+        )?;
+        st.execute(params![r.seq, r.weight, r.priority, r.published as i64, r.description])?;
+        Ok(())
+    }
+
+    pub fn delete_route(&self, seq: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM vpn_routes WHERE seq = ?1")?
+            .execute(params![seq])?;
+        Ok(())
+    }
+
+    /// Routes of a gateway with the same key: same kind, dest and (for pbr) source.
+    pub fn routes_with_key(
+        &self,
+        gateway_id: &str,
+        kind: RouteKind,
+        source: &str,
+        dest: &str,
+    ) -> Result<Vec<VpnRoute>, StoreError> {
+        let sql = format!(
+            "SELECT {ROUTE_COLS} FROM vpn_routes WHERE gateway_id = ?1 AND kind = ?2 AND route_source = ?3 AND route_dest = ?4 ORDER BY seq"
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![gateway_id, kind.as_str(), source, dest], route_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Routes of a gateway (both kinds) with the given destination.
+    pub fn routes_with_dest(&self, gateway_id: &str, dest: &str) -> Result<Vec<VpnRoute>, StoreError> {
+        let sql = format!("SELECT {ROUTE_COLS} FROM vpn_routes WHERE gateway_id = ?1 AND route_dest = ?2 ORDER BY seq");
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![gateway_id, dest], route_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn count_routes(&self, gateway_id: &str, kind: RouteKind) -> Result<u64, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM vpn_routes WHERE gateway_id = ?1 AND kind = ?2")?;
+        Ok(st.query_row(params![gateway_id, kind.as_str()], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    pub fn list_routes(
+        &self,
+        gateway_id: &str,
+        kind: RouteKind,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<VpnRoute>, StoreError> {
+        let sql = format!(
+            "SELECT {ROUTE_COLS} FROM vpn_routes WHERE gateway_id = ?1 AND kind = ?2 ORDER BY seq LIMIT ?3 OFFSET ?4"
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(
+            params![gateway_id, kind.as_str(), limit as i64, offset as i64],
+            route_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every route of a gateway (both kinds), in creation order.
+    pub fn gateway_routes(&self, gateway_id: &str) -> Result<Vec<VpnRoute>, StoreError> {
+        let sql = format!("SELECT {ROUTE_COLS} FROM vpn_routes WHERE gateway_id = ?1 ORDER BY seq");
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![gateway_id], route_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn count_routes_via(&self, next_hop: &str) -> Result<u64, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM vpn_routes WHERE next_hop = ?1")?;
+        Ok(st.query_row(params![next_hop], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    // ---------------------------------------------------------------- VPC route entries
+
+    pub fn insert_vpc_entry(&self, e: &VpcRouteEntry) -> Result<(), StoreError> {
+        let seq = self.next_counter("vpc_entry_seq")?;
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO vpc_route_entries(id, route_table_id, dest, next_hop_type, next_hop_id, entry_type, name, description, create_time, seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        st.execute(params![
+            e.id,
+            e.route_table_id,
+            e.dest,
+            e.next_hop_type,
+            e.next_hop_id,
+            e.entry_type,
+            e.name,
+            e.description,
+            e.create_time,
+            seq
+        ])?;
+        Ok(())
+    }
+
+    pub fn delete_vpc_entry(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM vpc_route_entries WHERE id = ?1", params![id])?
+            > 0)
+    }
+
+    pub fn vpc_entries_for_dest(&self, route_table_id: &str, dest: &str) -> Result<Vec<VpcRouteEntry>, StoreError> {
+        let sql =
+            format!("SELECT {ENTRY_COLS} FROM vpc_route_entries WHERE route_table_id = ?1 AND dest = ?2 ORDER BY seq");
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![route_table_id, dest], entry_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn vpc_entries(&self, route_table_id: &str) -> Result<Vec<VpcRouteEntry>, StoreError> {
+        let sql = format!("SELECT {ENTRY_COLS} FROM vpc_route_entries WHERE route_table_id = ?1 ORDER BY seq");
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![route_table_id], entry_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn vpc_entry(&self, id: &str) -> Result<Option<VpcRouteEntry>, StoreError> {
+        let sql = format!("SELECT {ENTRY_COLS} FROM vpc_route_entries WHERE id = ?1");
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(params![id], entry_from_row)
+            .optional()?)
+    }
+
+    pub fn count_vpc_entries_to(&self, route_table_id: &str, next_hop_id: &str) -> Result<u64, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM vpc_route_entries WHERE route_table_id = ?1 AND next_hop_id = ?2")?;
+        Ok(st.query_row(params![route_table_id, next_hop_id], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    pub fn count_vpc_entries_via(&self, next_hop_id: &str) -> Result<u64, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM vpc_route_entries WHERE next_hop_id = ?1")?;
+        Ok(st.query_row(params![next_hop_id], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    pub fn delete_vpc_entries_of_table(&self, route_table_id: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM vpc_route_entries WHERE route_table_id = ?1",
+            params![route_table_id],
+        )?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- ClientTokens
+
+    /// The stored (params hash, response) of a token, if used within the retention window.
+    pub fn client_token(
+        &self,
+        account_id: &str,
+        action: &str,
+        token: &str,
+        not_before_ms: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT params_hash, response FROM client_tokens WHERE account_id = ?1 AND action = ?2 AND token = ?3 AND created_at >= ?4",
+        )?;
+        Ok(st
+            .query_row(params![account_id, action, token, not_before_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    pub fn save_client_token(
+        &self,
+        account_id: &str,
+        action: &str,
+        token: &str,
+        params_hash: &str,
+        response: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO client_tokens(account_id, action, token, params_hash, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT(account_id, action, token) DO UPDATE SET params_hash = excluded.params_hash, response = excluded.response, created_at = excluded.created_at",
+        )?;
+        st.execute(params![account_id, action, token, params_hash, response, now_ms])?;
+        Ok(())
+    }
+
+    pub fn prune_client_tokens(&self, older_than_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM client_tokens WHERE created_at < ?1",
+            params![older_than_ms],
+        )?)
+    }
+
+    // ---------------------------------------------------------------- tasks & versions
+
+    /// Bump the gateway's desired version and enqueue a task applying `op` at `due_at`.
+    pub fn enqueue_task(
+        &self,
+        gateway_id: &str,
+        op: &str,
+        due_at: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Task, StoreError> {
+        self.conn.execute(
+            "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 0) \
+             ON CONFLICT(gateway_id) DO UPDATE SET desired = desired + 1",
+            params![gateway_id],
+        )?;
+        let version: i64 = self.conn.query_row(
+            "SELECT desired FROM gateway_versions WHERE gateway_id = ?1",
+            params![gateway_id],
+            |r| r.get(0),
+        )?;
+        self.conn.execute(
+            "INSERT INTO tasks(gateway_id, op, version, due_at, state, created_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+            params![gateway_id, op, version, due_at, now_ms],
+        )?;
+        Ok(Task {
+            id: self.conn.last_insert_rowid(),
+            gateway_id: gateway_id.into(),
+            op: op.into(),
+            version,
+            due_at,
+        })
+    }
+
+    fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
+        Ok(Task {
+            id: r.get(0)?,
+            gateway_id: r.get(1)?,
+            op: r.get(2)?,
+            version: r.get(3)?,
+            due_at: r.get(4)?,
+        })
+    }
+
+    /// Pending tasks of a gateway, oldest first.
+    pub fn pending_tasks(&self, gateway_id: &str) -> Result<Vec<Task>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, gateway_id, op, version, due_at FROM tasks WHERE state = 'pending' AND gateway_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map(params![gateway_id], Self::task_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every pending task, oldest first.
+    pub fn all_pending_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, gateway_id, op, version, due_at FROM tasks WHERE state = 'pending' ORDER BY id",
+        )?;
+        let rows = st.query_map([], Self::task_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Mark a task done and record the applied version. Idempotent.
+    pub fn complete_task(&self, task: &Task) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM tasks WHERE id = ?1", params![task.id])?;
+        self.conn.execute(
+            "UPDATE gateway_versions SET applied = ?2 WHERE gateway_id = ?1 AND applied < ?2",
+            params![task.gateway_id, task.version],
+        )?;
+        Ok(())
+    }
+
+    /// Set the due time of every pending task of a gateway (admin "advance" and duration changes).
+    pub fn reschedule_tasks(&self, gateway_id: &str, due_at: Option<i64>) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE tasks SET due_at = ?2 WHERE gateway_id = ?1 AND state = 'pending'",
+            params![gateway_id, due_at],
+        )?)
+    }
+
+    /// (desired, applied) versions of a gateway.
+    pub fn gateway_versions(&self, gateway_id: &str) -> Result<(i64, i64), StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT desired, applied FROM gateway_versions WHERE gateway_id = ?1")?
+            .query_row(params![gateway_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0, 0)))
+    }
+
+    pub fn all_gateway_versions(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT gateway_id, desired, applied FROM gateway_versions ORDER BY gateway_id")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn delete_gateway_state(&self, gateway_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM tasks WHERE gateway_id = ?1", params![gateway_id])?;
+        self.conn.execute(
+            "DELETE FROM gateway_versions WHERE gateway_id = ?1",
+            params![gateway_id],
+        )?;
+        Ok(())
+    }
+}

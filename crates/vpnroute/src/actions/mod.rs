@@ -1,0 +1,109 @@
+//! Action handlers, one module per resource family. Each handler reads its parameters
+//! through [`vpnroute_domain::params::Params`], applies the domain rules and uses the store
+//! transaction it is given; it returns the response body without `RequestId` (added by the
+//! HTTP layer).
+
+pub mod connection;
+pub mod customer_gateway;
+pub mod gateway;
+pub mod regions;
+pub mod routes;
+pub mod ssl;
+pub mod vpc;
+
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use vpnroute_domain::model::{CustomerGateway, SslVpnServer, Vpc, VpnConnection, VpnGateway};
+use vpnroute_domain::params::{Paging, Params};
+use vpnroute_domain::ApiError;
+use vpnroute_store::{ResourceKind, Tx};
+
+use crate::app::Ctx;
+
+pub fn params<'a>(ctx: &'a Ctx<'_>) -> Params<'a> {
+    Params::new(ctx.params)
+}
+
+/// The `RegionId` parameter: required and one of the served regions.
+pub fn region<'a>(ctx: &'a Ctx<'_>) -> Result<&'a str, ApiError> {
+    let r = params(ctx).str("RegionId")?;
+    if !ctx.app.config.regions.iter().any(|x| x.id == r) {
+        return Err(ApiError::REGION_NOT_FOUND);
+    }
+    Ok(r)
+}
+
+/// Resources that live in one region.
+pub trait Regional: DeserializeOwned {
+    const KIND: ResourceKind;
+    const NOT_FOUND: ApiError;
+    fn region(&self) -> &str;
+}
+
+macro_rules! regional {
+    ($t:ty, $kind:expr, $nf:expr) => {
+        impl Regional for $t {
+            const KIND: ResourceKind = $kind;
+            const NOT_FOUND: ApiError = $nf;
+            fn region(&self) -> &str {
+                &self.region_id
+            }
+        }
+    };
+}
+
+regional!(Vpc, ResourceKind::Vpc, ApiError::VPC_NOT_FOUND);
+regional!(VpnGateway, ResourceKind::VpnGateway, ApiError::GATEWAY_NOT_FOUND);
+regional!(
+    CustomerGateway,
+    ResourceKind::CustomerGateway,
+    ApiError::CUSTOMER_GATEWAY_NOT_FOUND
+);
+regional!(
+    VpnConnection,
+    ResourceKind::VpnConnection,
+    ApiError::CONNECTION_NOT_FOUND
+);
+regional!(SslVpnServer, ResourceKind::SslVpnServer, ApiError::SSL_SERVER_NOT_FOUND);
+
+/// A resource of the caller's account in `region`; another account's resource, or one in
+/// another region, does not exist for the caller.
+pub fn owned<T: Regional>(ctx: &Ctx<'_>, tx: &Tx<'_>, region: &str, id: &str) -> Result<T, ApiError> {
+    match tx.resource::<T>(T::KIND, id)? {
+        Some(r) if r.account_id == ctx.account_id && r.doc.region() == region => Ok(r.doc),
+        _ => Err(T::NOT_FOUND),
+    }
+}
+
+/// Paging fields of a list response.
+pub fn page_fields(body: &mut Value, paging: Paging, total: u64) {
+    if let Value::Object(m) = body {
+        m.insert("PageNumber".into(), json!(paging.number));
+        m.insert("PageSize".into(), json!(paging.size));
+        m.insert("TotalCount".into(), json!(total));
+    }
+}
+
+/// `DryRun=true`: everything validated, answer `DryRunOperation`.
+pub fn dry_run(ctx: &Ctx<'_>) -> Result<(), ApiError> {
+    if params(ctx).bool_or("DryRun", false)? {
+        return Err(ApiError::DRY_RUN);
+    }
+    Ok(())
+}
+
+/// Optional `Name`/`Description`-style text validated by `check`.
+pub fn opt_text(ctx: &Ctx<'_>, name: &str, check: fn(&str) -> Result<(), ApiError>) -> Result<String, ApiError> {
+    match params(ctx).opt_str(name) {
+        Some(v) => {
+            check(v)?;
+            Ok(v.to_string())
+        }
+        None => Ok(String::new()),
+    }
+}
+
+/// The numeric owner id Alibaba returns in `OwnerId` fields.
+pub fn owner_id(ctx: &Ctx<'_>) -> i64 {
+    ctx.account_id.parse().unwrap_or(0)
+}

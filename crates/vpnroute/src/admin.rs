@@ -1,0 +1,360 @@
+//! `vpnroute admin`: operator commands working directly on the data directory (safe while
+//! the server runs: SQLite serialises writers; the server reads gateway and connection
+//! state per request, and its task worker re-reads due times at least once a second).
+//! Every command prints JSON.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use rand::Rng;
+use serde_json::{json, Value};
+use vpnroute_domain::ids::new_secret;
+use vpnroute_domain::model::{Vpc, VpnConnection, VpnGateway};
+use vpnroute_domain::ApiError;
+use vpnroute_store::{AccessKey, Account, Durability, ResourceKind, Store};
+
+use crate::app::{now_ms, TaskDuration};
+use crate::cli::ExplainArgs;
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    #[arg(long, env = "VPNROUTE_DATA_DIR", default_value = "./vpnroute-data")]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Accounts (tenants): every resource belongs to the account whose key created it.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Access keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Operator switches on a VPN gateway.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+    /// Operator switches on a VPC.
+    #[command(subcommand)]
+    Vpc(VpcCommand),
+    /// IPsec connection tunnel state (what the route engine sees as up/down).
+    #[command(subcommand)]
+    Connection(ConnectionCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create an access key for an account (id or name); prints the secret once.
+    Create {
+        #[arg(long)]
+        account: String,
+    },
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    Disable {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GatewayCommand {
+    /// `Normal` or `FinancialLocked`.
+    SetBusinessStatus { id: String, status: String },
+    /// Whether policy routes may carry a custom Priority (`true`/`false`).
+    SetPbrPriority { id: String, enabled: String },
+    /// Task duration override for this gateway (`0s`, `3s`, `manual`, or `default`).
+    SetTaskDuration { id: String, duration: String },
+    /// Make the gateway's pending tasks due now (manual mode).
+    Advance { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VpcCommand {
+    /// `Available` or `Pending`.
+    SetStatus { id: String, status: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConnectionCommand {
+    /// `up` or `down`.
+    SetTunnel { id: String, state: String },
+}
+
+fn new_account_id() -> String {
+    let mut rng = rand::rng();
+    format!("1{:015}", rng.random_range(0..1_000_000_000_000_000u64))
+}
+
+fn new_access_key_id() -> String {
+    format!("LTAI{}", new_secret(20))
+}
+
+/// Make sure the root account exists with the key from `VPNROUTE_ROOT_ACCESS_KEY_ID` /
+/// `VPNROUTE_ROOT_ACCESS_KEY_SECRET`, or, on first start without them, a generated key that
+/// is printed once.
+pub fn ensure_root_account(store: &Store, announce: bool) -> anyhow::Result<()> {
+    let env_id = std::env::var("VPNROUTE_ROOT_ACCESS_KEY_ID")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let env_secret = std::env::var("VPNROUTE_ROOT_ACCESS_KEY_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if env_id.is_some() != env_secret.is_some() {
+        bail!("set both VPNROUTE_ROOT_ACCESS_KEY_ID and VPNROUTE_ROOT_ACCESS_KEY_SECRET, or neither");
+    }
+    let now = now_ms();
+    let generated = store.write(|tx| {
+        let root = match tx.root_account()? {
+            Some(r) => r,
+            None => {
+                let a = Account {
+                    id: new_account_id(),
+                    name: "root".into(),
+                    is_root: true,
+                    created_at: now,
+                };
+                tx.insert_account(&a)?;
+                a
+            }
+        };
+        match (&env_id, &env_secret) {
+            (Some(id), Some(secret)) => {
+                match tx.access_key(id)? {
+                    Some(k) if k.account_id == root.id && &k.secret == secret => {}
+                    Some(_) => {
+                        tx.delete_access_key(id)?;
+                        tx.insert_access_key(&AccessKey {
+                            id: id.clone(),
+                            account_id: root.id.clone(),
+                            secret: secret.clone(),
+                            status: "Active".into(),
+                            created_at: now,
+                        })?;
+                    }
+                    None => tx.insert_access_key(&AccessKey {
+                        id: id.clone(),
+                        account_id: root.id.clone(),
+                        secret: secret.clone(),
+                        status: "Active".into(),
+                        created_at: now,
+                    })?,
+                }
+                Ok::<_, ApiError>(None)
+            }
+            _ => {
+                if tx.access_keys()?.iter().any(|k| k.account_id == root.id) {
+                    return Ok(None);
+                }
+                let k = AccessKey {
+                    id: new_access_key_id(),
+                    account_id: root.id.clone(),
+                    secret: new_secret(30),
+                    status: "Active".into(),
+                    created_at: now,
+                };
+                tx.insert_access_key(&k)?;
+                Ok(Some(k))
+            }
+        }
+    })?;
+    if let Some(k) = generated {
+        if announce {
+            println!("vpnroute generated the root access key (shown once):");
+            println!("  AccessKeyId:     {}", k.id);
+            println!("  AccessKeySecret: {}", k.secret);
+        }
+    }
+    Ok(())
+}
+
+fn print(v: Value) {
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+}
+
+fn with_gateway(
+    store: &Store,
+    id: &str,
+    f: impl FnOnce(&mut VpnGateway) -> anyhow::Result<()>,
+) -> anyhow::Result<VpnGateway> {
+    let mut gw = store
+        .read(|tx| {
+            tx.resource::<VpnGateway>(ResourceKind::VpnGateway, id)
+                .map_err(ApiError::from)
+        })?
+        .ok_or_else(|| anyhow!("no VPN gateway {id}"))?
+        .doc;
+    f(&mut gw)?;
+    let doc = gw.clone();
+    store.write(|tx| {
+        tx.update_resource(ResourceKind::VpnGateway, id, &doc)
+            .map_err(ApiError::from)
+    })?;
+    Ok(gw)
+}
+
+pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.data_dir, Durability::Process).context("opening the data directory")?;
+    ensure_root_account(&store, true)?;
+    let now = now_ms();
+    match args.command {
+        AdminCommand::Account(AccountCommand::Create { name }) => {
+            let a = Account {
+                id: new_account_id(),
+                name: name.clone(),
+                is_root: false,
+                created_at: now,
+            };
+            store
+                .write(|tx| tx.insert_account(&a).map_err(ApiError::from))
+                .map_err(|_| anyhow!("account {name} exists"))?;
+            print(json!({"AccountId": a.id, "Name": a.name}));
+        }
+        AdminCommand::Account(AccountCommand::List) => {
+            let accounts = store.read(|tx| tx.accounts().map_err(ApiError::from))?;
+            print(
+                json!({"Accounts": accounts.iter().map(|a| json!({"AccountId": a.id, "Name": a.name, "Root": a.is_root})).collect::<Vec<_>>()}),
+            );
+        }
+        AdminCommand::Key(KeyCommand::Create { account }) => {
+            let acct = store
+                .read(|tx| tx.account(&account).map_err(ApiError::from))?
+                .ok_or_else(|| anyhow!("no account {account}"))?;
+            let k = AccessKey {
+                id: new_access_key_id(),
+                account_id: acct.id.clone(),
+                secret: new_secret(30),
+                status: "Active".into(),
+                created_at: now,
+            };
+            store.write(|tx| tx.insert_access_key(&k).map_err(ApiError::from))?;
+            print(json!({"AccessKeyId": k.id, "AccessKeySecret": k.secret, "AccountId": acct.id}));
+        }
+        AdminCommand::Key(KeyCommand::List { account }) => {
+            let keys = store.read(|tx| tx.access_keys().map_err(ApiError::from))?;
+            let keys: Vec<Value> = keys
+                .iter()
+                .filter(|k| account.as_ref().is_none_or(|a| a == &k.account_id))
+                .map(|k| json!({"AccessKeyId": k.id, "AccountId": k.account_id, "Status": k.status}))
+                .collect();
+            print(json!({"AccessKeys": keys}));
+        }
+        AdminCommand::Key(KeyCommand::Disable { id }) => {
+            if !store.write(|tx| tx.set_access_key_status(&id, "Inactive").map_err(ApiError::from))? {
+                bail!("no access key {id}");
+            }
+            print(json!({"AccessKeyId": id, "Status": "Inactive"}));
+        }
+        AdminCommand::Key(KeyCommand::Enable { id }) => {
+            if !store.write(|tx| tx.set_access_key_status(&id, "Active").map_err(ApiError::from))? {
+                bail!("no access key {id}");
+            }
+            print(json!({"AccessKeyId": id, "Status": "Active"}));
+        }
+        AdminCommand::Key(KeyCommand::Delete { id }) => {
+            if !store.write(|tx| tx.delete_access_key(&id).map_err(ApiError::from))? {
+                bail!("no access key {id}");
+            }
+            print(json!({"AccessKeyId": id, "Deleted": true}));
+        }
+        AdminCommand::Gateway(GatewayCommand::SetBusinessStatus { id, status }) => {
+            if status != "Normal" && status != "FinancialLocked" {
+                bail!("status must be Normal or FinancialLocked");
+            }
+            let gw = with_gateway(&store, &id, |g| {
+                g.business_status = status.clone();
+                Ok(())
+            })?;
+            print(json!({"VpnGatewayId": gw.id, "BusinessStatus": gw.business_status}));
+        }
+        AdminCommand::Gateway(GatewayCommand::SetPbrPriority { id, enabled }) => {
+            let on: bool = enabled.parse().map_err(|_| anyhow!("expected true or false"))?;
+            let gw = with_gateway(&store, &id, |g| {
+                g.pbr_priority = on;
+                Ok(())
+            })?;
+            print(json!({"VpnGatewayId": gw.id, "PbrPriority": gw.pbr_priority}));
+        }
+        AdminCommand::Gateway(GatewayCommand::SetTaskDuration { id, duration }) => {
+            let value = if duration == "default" {
+                None
+            } else {
+                TaskDuration::parse(&duration).ok_or_else(|| anyhow!("expected e.g. 0s, 3s, manual or default"))?;
+                Some(duration.clone())
+            };
+            let gw = with_gateway(&store, &id, |g| {
+                g.task_duration = value.clone();
+                Ok(())
+            })?;
+            print(json!({"VpnGatewayId": gw.id, "TaskDuration": gw.task_duration}));
+        }
+        AdminCommand::Gateway(GatewayCommand::Advance { id }) => {
+            let n = store.write(|tx| tx.reschedule_tasks(&id, Some(now)).map_err(ApiError::from))?;
+            print(json!({"VpnGatewayId": id, "TasksAdvanced": n}));
+        }
+        AdminCommand::Vpc(VpcCommand::SetStatus { id, status }) => {
+            if status != "Available" && status != "Pending" {
+                bail!("status must be Available or Pending");
+            }
+            store.write(|tx| {
+                let mut v = tx
+                    .resource::<Vpc>(ResourceKind::Vpc, &id)?
+                    .ok_or(ApiError::VPC_NOT_FOUND)?;
+                v.doc.status = status.clone();
+                tx.update_resource(ResourceKind::Vpc, &id, &v.doc)?;
+                Ok::<_, ApiError>(())
+            })?;
+            print(json!({"VpcId": id, "Status": status}));
+        }
+        AdminCommand::Connection(ConnectionCommand::SetTunnel { id, state }) => {
+            let up = match state.as_str() {
+                "up" => true,
+                "down" => false,
+                _ => bail!("state must be up or down"),
+            };
+            crate::engines::set_tunnel(&store, &id, up)?;
+            print(json!({"VpnConnectionId": id, "Tunnel": state}));
+        }
+    }
+    Ok(())
+}
+
+/// `vpnroute explain`: the decision of the gateway's route table as stored (the desired
+/// state; the running server's `/_vpnroute/gateways/{id}/explain` answers for what is in force).
+pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.data_dir, Durability::Process)?;
+    let (routes, conns) = store.read(|tx| {
+        if tx
+            .resource::<VpnGateway>(ResourceKind::VpnGateway, &args.gateway)?
+            .is_none()
+        {
+            return Err(ApiError::GATEWAY_NOT_FOUND);
+        }
+        let routes = tx.gateway_routes(&args.gateway)?;
+        let conns: Vec<VpnConnection> = tx.children(ResourceKind::VpnConnection, &args.gateway)?;
+        Ok((routes, conns))
+    })?;
+    let table = crate::engines::build_table(&routes);
+    let mut v = crate::engines::explain_table(&table, &conns, args.source, args.dest);
+    v["VpnGatewayId"] = json!(args.gateway);
+    print(v);
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Authentication: who is calling. Looks up the access key, verifies the signature (both
+//! schemes, through `vpnroute-wire`), checks the request time is within 15 minutes and that
+//! the nonce was not used in the last 15 minutes (nonces are stored durably, so a replay
+//! after a restart is refused too). Also per (access key, action) throttling.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use vpnroute_domain::ApiError;
+use vpnroute_store::Tx;
+use vpnroute_wire::{AuthInfo, ParsedRequest, RawRequest};
+
+/// Allowed clock skew and nonce memory, as Alibaba: 15 minutes.
+pub const WINDOW_MS: i64 = 15 * 60 * 1000;
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account_id: String,
+    pub access_key_id: String,
+}
+
+fn wire_err(e: vpnroute_wire::WireError) -> ApiError {
+    let a = e.to_alibaba();
+    ApiError::new(a.code, a.message, a.http_status)
+}
+
+/// Parse `YYYY-MM-DDThh:mm:ssZ` (RFC 3339 accepted generally) into epoch ms.
+pub fn parse_timestamp(text: &str) -> Result<i64, ApiError> {
+    let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| ApiError::TIMESTAMP_FORMAT)?;
+    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// Verify the request's signature and freshness; returns the caller. Runs inside a read
+/// transaction (key lookup); the nonce is recorded separately by [`record_nonce`].
+pub fn authenticate(
+    tx: &Tx<'_>,
+    raw: &RawRequest<'_>,
+    parsed: &ParsedRequest,
+    now_ms: i64,
+) -> Result<Caller, ApiError> {
+    let auth = parsed.auth.require().map_err(wire_err)?;
+    if let AuthInfo::V1 {
+        signature_method,
+        signature_version,
+        ..
+    } = auth
+    {
+        if !signature_method.is_empty() && signature_method != "HMAC-SHA1" {
+            return Err(ApiError::UNSUPPORTED_SIGNATURE_METHOD);
+        }
+        if !signature_version.is_empty() && signature_version != "1.0" {
+            return Err(ApiError::new(
+                "InvalidSignatureVersion",
+                "Specified signature version is not supported.",
+                400,
+            ));
+        }
+    }
+    let key_id = auth.access_key_id().unwrap_or_default();
+    if key_id.is_empty() {
+        return Err(ApiError::missing_parameter("AccessKeyId"));
+    }
+    let key = tx.access_key(key_id)?.ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
+    if key.status != "Active" {
+        return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
+    }
+    vpnroute_wire::verify(raw, parsed, &key.secret).map_err(|m| {
+        let a = m.to_alibaba();
+        ApiError::new(a.code, a.message, a.http_status)
+    })?;
+    let ts = auth.timestamp().unwrap_or_default();
+    if ts.is_empty() {
+        return Err(ApiError::missing_parameter(if matches!(auth, AuthInfo::Acs3 { .. }) {
+            "x-acs-date"
+        } else {
+            "Timestamp"
+        }));
+    }
+    let ts = parse_timestamp(ts)?;
+    if (now_ms - ts).abs() > WINDOW_MS {
+        return Err(ApiError::TIMESTAMP_EXPIRED);
+    }
+    if auth.nonce().unwrap_or_default().is_empty() {
+        return Err(ApiError::missing_parameter(if matches!(auth, AuthInfo::Acs3 { .. }) {
+            "x-acs-signature-nonce"
+        } else {
+            "SignatureNonce"
+        }));
+    }
+    Ok(Caller {
+        account_id: key.account_id,
+        access_key_id: key.id,
+    })
+}
+
+/// Record the request's nonce in the current write transaction; `SignatureNonceUsed` on replay.
+pub fn record_nonce(tx: &Tx<'_>, caller: &Caller, parsed: &ParsedRequest, now_ms: i64) -> Result<(), ApiError> {
+    let nonce = parsed.auth.nonce().unwrap_or_default();
+    if !tx.record_nonce(&caller.access_key_id, nonce, now_ms)? {
+        return Err(ApiError::NONCE_USED);
+    }
+    Ok(())
+}
+
+/// Fixed-window per (access key, action) rate limiter; `Throttling.User` beyond the limit.
+pub struct Throttle {
+    rps: u32,
+    windows: Mutex<HashMap<(String, String), (i64, u32)>>,
+}
+
+impl Throttle {
+    pub fn new(rps: u32) -> Self {
+        Throttle {
+            rps,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Ok` if the call is within the limit (always, when throttling is off).
+    pub fn check(&self, access_key_id: &str, action: &str, now_ms: i64) -> Result<(), ApiError> {
+        if self.rps == 0 {
+            return Ok(());
+        }
+        let second = now_ms / 1000;
+        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() > 100_000 {
+            w.retain(|_, (s, _)| *s == second);
+        }
+        let entry = w
+            .entry((access_key_id.to_string(), action.to_string()))
+            .or_insert((second, 0));
+        if entry.0 != second {
+            *entry = (second, 0);
+        }
+        if entry.1 >= self.rps {
+            return Err(ApiError::THROTTLING_USER);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:01Z").unwrap(), 1000);
+        assert_eq!(
+            parse_timestamp("2024-05-10 08:00").unwrap_err().code,
+            "InvalidTimeStamp.Format"
+        );
+    }
+
+    #[test]
+    fn throttle_limits_per_key_and_action() {
+        let t = Throttle::new(2);
+        assert!(t.check("k", "A", 1000).is_ok());
+        assert!(t.check("k", "A", 1001).is_ok());
+        assert_eq!(t.check("k", "A", 1002).unwrap_err().code, "Throttling.User");
+        assert!(t.check("k", "B", 1002).is_ok());
+        assert!(t.check("k", "A", 2000).is_ok());
+        assert!(Throttle::new(0).check("k", "A", 0).is_ok());
+    }
+}

@@ -1,0 +1,383 @@
+//! HTTP: the Alibaba RPC endpoint on `/` (GET and POST), the introspection API under
+//! `/_vpnroute/` (outside the Action namespace) and Prometheus metrics on `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post, put};
+use axum::Router;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+use vpnroute_domain::ApiError;
+use vpnroute_store::{Durability, Store};
+use vpnroute_wire::{Format, RawRequest};
+
+use crate::app::{default_regions, now_ms, App, Config, Ctx, Region, SharedApp};
+use crate::cli::{LogFormat, ServeArgs, SyncMode};
+use crate::dispatch::{self, Handler};
+
+pub const HOST_ID: &str = "vpc.aliyuncs.com";
+
+/// Request counters exported on `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    pub tasks_applied: AtomicU64,
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VPNROUTE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let durability = match args.sync {
+        SyncMode::Process => Durability::Process,
+        SyncMode::Full => Durability::Full,
+    };
+    let store = Store::open(&args.data_dir, durability)?;
+    crate::admin::ensure_root_account(&store, true)?;
+    let regions = if args.regions.is_empty() {
+        default_regions()
+    } else {
+        args.regions
+            .iter()
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .map(|id| Region {
+                local_name: id.clone(),
+                id,
+            })
+            .collect()
+    };
+    let config = Config {
+        regions,
+        task_duration: args.task_duration,
+        on_busy: args.on_busy,
+        quotas: args.quotas(),
+        throttle_rps: args.throttle_rps,
+    };
+    let engines = crate::engines::Engines::load(&store)?;
+    let app = Arc::new(App {
+        store,
+        throttle: crate::auth::Throttle::new(config.throttle_rps),
+        config,
+        engines,
+        task_notify: tokio::sync::Notify::new(),
+        metrics: Metrics::default(),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        let addr: SocketAddr = listener.local_addr()?;
+        println!("vpnroute listening on http://{addr}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        info!(%addr, data_dir = %args.data_dir.display(), task_duration = %app.config.task_duration.as_text(), "vpnroute listening");
+        tokio::spawn(crate::tasks::run_worker(app.clone()));
+        tokio::spawn(crate::tasks::run_janitor(app.clone()));
+        axum::serve(listener, router(app)).await?;
+        Ok(())
+    })
+}
+
+pub fn router(app: SharedApp) -> Router {
+    Router::new()
+        .route("/", any(rpc))
+        .route("/metrics", get(metrics))
+        .route("/_vpnroute/gateways", get(introspect_gateways))
+        .route("/_vpnroute/gateways/{id}", get(introspect_gateway))
+        .route("/_vpnroute/gateways/{id}/explain", get(introspect_explain))
+        .route("/_vpnroute/gateways/{id}/advance", post(introspect_advance))
+        .route(
+            "/_vpnroute/connections/{id}/tunnel",
+            put(introspect_tunnel).post(introspect_tunnel),
+        )
+        .with_state(app)
+}
+
+/// The outcome of one RPC call, ready to encode.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    retry_after: bool,
+}
+
+async fn rpc(State(app): State<SharedApp>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let request_id = vpnroute_domain::ids::new_request_id();
+    let raw_query = uri.query().unwrap_or("").to_string();
+    let path = uri.path().to_string();
+    let header_vec: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let app2 = app.clone();
+    let rid = request_id.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let raw = RawRequest {
+            method: method.as_str(),
+            path: &path,
+            raw_query: &raw_query,
+            headers: &header_vec,
+            body: &body,
+        };
+        handle_rpc(&app2, &raw, &rid)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        warn!(error = %e, "request handler panicked");
+        error_answer(&ApiError::INTERNAL_ERROR, Format::Json, &request_id)
+    });
+    let mut resp = (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static(answer.content_type),
+        )],
+        answer.body,
+    )
+        .into_response();
+    if answer.retry_after {
+        // Python Tea raises ThrottlingException only with a positive x-acs-retry-after (ms).
+        resp.headers_mut()
+            .insert("x-acs-retry-after", HeaderValue::from_static("1000"));
+    }
+    resp.headers_mut().insert(
+        "x-acs-request-id",
+        HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("")),
+    );
+    resp
+}
+
+fn error_answer(e: &ApiError, format: Format, request_id: &str) -> Answer {
+    let body = vpnroute_wire::ErrorBody::new(request_id, HOST_ID, e.code.to_string(), e.message.to_string());
+    let (content_type, text) = vpnroute_wire::encode_error(&body, format);
+    Answer {
+        status: e.status,
+        content_type,
+        body: text,
+        retry_after: e.code.starts_with("Throttling"),
+    }
+}
+
+fn handle_rpc(app: &App, raw: &RawRequest<'_>, request_id: &str) -> Answer {
+    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    let parsed = match vpnroute_wire::parse(raw) {
+        Ok(p) => p,
+        Err(e) => {
+            let a = e.to_alibaba();
+            app.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            return error_answer(
+                &ApiError::new(a.code, a.message, a.http_status),
+                Format::Json,
+                request_id,
+            );
+        }
+    };
+    let format = parsed.format;
+    let action = parsed.action.clone().unwrap_or_default();
+    let result = execute(app, raw, &parsed, request_id);
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    match result {
+        Ok(mut body) => {
+            if let Value::Object(m) = &mut body {
+                m.insert("RequestId".into(), Value::String(request_id.to_string()));
+            }
+            tracing::debug!(request_id, action, elapsed_us, "ok");
+            let (content_type, text) = vpnroute_wire::encode_success(&action, &body, format);
+            Answer {
+                status: 200,
+                content_type,
+                body: text,
+                retry_after: false,
+            }
+        }
+        Err(e) => {
+            app.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            info!(request_id, action, code = %e.code, status = e.status, elapsed_us, "error");
+            error_answer(&e, format, request_id)
+        }
+    }
+}
+
+pub const API_VERSION: &str = "2016-04-28";
+
+fn execute(
+    app: &App,
+    raw: &RawRequest<'_>,
+    parsed: &vpnroute_wire::ParsedRequest,
+    request_id: &str,
+) -> Result<Value, ApiError> {
+    let wire_err = |e: vpnroute_wire::WireError| {
+        let a = e.to_alibaba();
+        ApiError::new(a.code, a.message, a.http_status)
+    };
+    let action = parsed.require_action().map_err(wire_err)?;
+    let version = parsed.require_version().map_err(wire_err)?;
+    if version != API_VERSION {
+        return Err(ApiError::INVALID_VERSION);
+    }
+    let handler = dispatch::handler(action).ok_or(ApiError::INVALID_ACTION)?;
+    let now = now_ms();
+    let caller = app.store.read(|tx| crate::auth::authenticate(tx, raw, parsed, now))?;
+    app.throttle.check(&caller.access_key_id, action, now)?;
+    let params = parsed.params.as_slice();
+    let ctx = Ctx {
+        app,
+        account_id: caller.account_id.clone(),
+        action,
+        params,
+        now_ms: now,
+        effects: Default::default(),
+    };
+    tracing::debug!(request_id, action, account = %caller.account_id, "dispatch");
+    match handler {
+        Handler::Read(f) => {
+            app.store
+                .write(|tx| crate::auth::record_nonce(tx, &caller, parsed, now))?;
+            app.store.read(|tx| f(&ctx, tx))
+        }
+        Handler::Write(f) => {
+            let body = app.store.write(|tx| {
+                crate::auth::record_nonce(tx, &caller, parsed, now)?;
+                dispatch::run_write(&ctx, tx, f)
+            })?;
+            crate::tasks::after_commit(app, &ctx);
+            Ok(body)
+        }
+    }
+}
+
+// ------------------------------------------------------------------ introspection
+
+async fn metrics(State(app): State<SharedApp>) -> Response {
+    let app2 = app.clone();
+    let versions = tokio::task::spawn_blocking(move || app2.store.read(|tx| tx.all_gateway_versions()))
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
+    let mut out = String::new();
+    out.push_str("# HELP vpnroute_requests_total API requests received.\n# TYPE vpnroute_requests_total counter\n");
+    out.push_str(&format!(
+        "vpnroute_requests_total {}\n",
+        app.metrics.requests.load(Ordering::Relaxed)
+    ));
+    out.push_str(
+        "# HELP vpnroute_errors_total API requests answered with an error.\n# TYPE vpnroute_errors_total counter\n",
+    );
+    out.push_str(&format!(
+        "vpnroute_errors_total {}\n",
+        app.metrics.errors.load(Ordering::Relaxed)
+    ));
+    out.push_str(
+        "# HELP vpnroute_tasks_applied_total Gateway tasks applied.\n# TYPE vpnroute_tasks_applied_total counter\n",
+    );
+    out.push_str(&format!(
+        "vpnroute_tasks_applied_total {}\n",
+        app.metrics.tasks_applied.load(Ordering::Relaxed)
+    ));
+    out.push_str("# HELP vpnroute_gateway_desired_version Version of the gateway's accepted configuration.\n# TYPE vpnroute_gateway_desired_version gauge\n");
+    for (g, d, _) in &versions {
+        out.push_str(&format!("vpnroute_gateway_desired_version{{gateway=\"{g}\"}} {d}\n"));
+    }
+    out.push_str("# HELP vpnroute_gateway_applied_version Version of the gateway's configuration in force.\n# TYPE vpnroute_gateway_applied_version gauge\n");
+    for (g, _, a) in &versions {
+        out.push_str(&format!("vpnroute_gateway_applied_version{{gateway=\"{g}\"}} {a}\n"));
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+fn json_response(status: StatusCode, v: Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+fn api_error_response(e: ApiError) -> Response {
+    json_response(
+        StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+        json!({"Code": e.code, "Message": e.message}),
+    )
+}
+
+async fn blocking<F>(app: SharedApp, f: F) -> Response
+where
+    F: FnOnce(&App) -> Result<Value, ApiError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(move || f(&app)).await {
+        Ok(Ok(v)) => json_response(StatusCode::OK, v),
+        Ok(Err(e)) => api_error_response(e),
+        Err(_) => api_error_response(ApiError::INTERNAL_ERROR),
+    }
+}
+
+async fn introspect_gateways(State(app): State<SharedApp>) -> Response {
+    blocking(app, crate::engines::gateways_status).await
+}
+
+async fn introspect_gateway(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
+    blocking(app, move |app| crate::engines::gateway_status(app, &id)).await
+}
+
+#[derive(serde::Deserialize)]
+struct ExplainQuery {
+    source: std::net::Ipv4Addr,
+    dest: std::net::Ipv4Addr,
+}
+
+async fn introspect_explain(
+    State(app): State<SharedApp>,
+    Path(id): Path<String>,
+    Query(q): Query<ExplainQuery>,
+) -> Response {
+    blocking(app, move |app| crate::engines::explain(app, &id, q.source, q.dest)).await
+}
+
+async fn introspect_advance(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
+    let app2 = app.clone();
+    let r = blocking(app, move |app| crate::tasks::advance(app, &id)).await;
+    app2.task_notify.notify_one();
+    r
+}
+
+#[derive(serde::Deserialize)]
+struct TunnelQuery {
+    state: String,
+}
+
+async fn introspect_tunnel(
+    State(app): State<SharedApp>,
+    Path(id): Path<String>,
+    Query(q): Query<TunnelQuery>,
+) -> Response {
+    blocking(app, move |app| {
+        let up = match q.state.as_str() {
+            "up" => true,
+            "down" => false,
+            _ => return Err(ApiError::invalid_parameter("state")),
+        };
+        crate::engines::set_tunnel(&app.store, &id, up)?;
+        Ok(json!({"VpnConnectionId": id, "Tunnel": q.state}))
+    })
+    .await
+}

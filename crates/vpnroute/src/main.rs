@@ -1,0 +1,32 @@
+//! `vpnroute`: the binary. Subcommands: `serve` (the API server), `admin` (accounts, keys and
+//! operator switches on a data directory) and `explain` (the route engine's decision for a
+//! packet). See the README for every flag.
+//!
+//! Request flow: [`http`] (axum, introspection) → [`vpnroute_wire`] (parameters, signatures,
+//! encoding) → [`auth`] (keys, timestamps, nonces) → [`dispatch`] (Action → handler) →
+//! [`actions`] (validation with [`vpnroute_domain`], one store transaction each) →
+//! [`tasks`] (asynchronous application per gateway) → [`engines`] (route engine).
+
+mod actions;
+mod admin;
+mod app;
+mod auth;
+mod cli;
+mod dispatch;
+mod engines;
+mod http;
+mod tasks;
+mod util;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Asynchronous application of gateway changes.
+//!
+//! A mutating action commits the desired state (route rows) and, in the same transaction, a
+//! task carrying the route-engine operations and the gateway's new desired version; the
+//! gateway shows `updating` (or `provisioning`) until the worker applies the task to the route
+//! engine, records the applied version and sets the gateway back to `active`. Applying is
+//! idempotent (upsert/remove by route id), so a task interrupted by a crash is simply applied
+//! again after restart; tasks are never lost because they are rows committed with the change.
+//!
+//! With a task duration of zero no gateway ever shows `updating`: the versions advance in the
+//! same transaction and the engine is updated right after commit.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use vpnroute_domain::model::{VpnGateway, VpnRoute};
+use vpnroute_domain::ApiError;
+use vpnroute_store::{ResourceKind, Task, Tx};
+
+use crate::app::{now_ms, App, Ctx, OnBusy, TaskDuration};
+
+/// A change to one gateway's route engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EngineOp {
+    Upsert(VpnRoute),
+    Remove { gateway_id: String, seq: i64 },
+}
+
+/// The task duration that applies to a gateway (its override, else the server's).
+pub fn effective_duration(app: &App, gw: &VpnGateway) -> TaskDuration {
+    gw.task_duration
+        .as_deref()
+        .and_then(TaskDuration::parse)
+        .unwrap_or(app.config.task_duration)
+}
+
+/// Refuse a change on a gateway whose previous task is still running (reject mode).
+pub fn check_busy(ctx: &Ctx<'_>, gw: &VpnGateway, busy: ApiError) -> Result<(), ApiError> {
+    if ctx.app.config.on_busy == OnBusy::Queue {
+        return Ok(());
+    }
+    if gw.status == "updating" || gw.status == "provisioning" {
+        return Err(busy);
+    }
+    Ok(())
+}
+
+/// Commit a task for `gw` carrying `ops` (inside the action's transaction). Updates the
+/// gateway document's status when the task is not applied at once.
+pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<EngineOp>) -> Result<(), ApiError> {
+    let op_text = serde_json::to_string(&ops).map_err(|_| ApiError::INTERNAL_ERROR)?;
+    let duration = effective_duration(ctx.app, gw);
+    if duration == TaskDuration::After(Duration::ZERO) {
+        let task = tx.enqueue_task(&gw.id, &op_text, Some(ctx.now_ms), ctx.now_ms)?;
+        tx.complete_task(&task)?;
+        ctx.effects.borrow_mut().extend(ops);
+        if gw.status != "active" {
+            gw.status = "active".into();
+            tx.update_resource(ResourceKind::VpnGateway, &gw.id, gw)?;
+        }
+        return Ok(());
+    }
+    let due = match duration {
+        TaskDuration::Manual => None,
+        TaskDuration::After(d) => {
+            let start = tx
+                .pending_tasks(&gw.id)?
+                .iter()
+                .filter_map(|t| t.due_at)
+                .max()
+                .unwrap_or(ctx.now_ms)
+                .max(ctx.now_ms);
+            Some(start + d.as_millis() as i64)
+        }
+    };
+    tx.enqueue_task(&gw.id, &op_text, due, ctx.now_ms)?;
+    if gw.status == "active" {
+        gw.status = "updating".into();
+    }
+    tx.update_resource(ResourceKind::VpnGateway, &gw.id, gw)?;
+    Ok(())
+}
+
+/// After a write transaction committed: apply immediate engine changes, wake the worker.
+pub fn after_commit(app: &App, ctx: &Ctx<'_>) {
+    let ops = std::mem::take(&mut *ctx.effects.borrow_mut());
+    if !ops.is_empty() {
+        app.engines.apply(&ops);
+    }
+    app.task_notify.notify_one();
+}
+
+/// Apply one task: engine first (idempotent), then record completion durably.
+fn apply_task(app: &App, task: &Task) -> Result<(), ApiError> {
+    let ops: Vec<EngineOp> = serde_json::from_str(&task.op).map_err(|_| ApiError::INTERNAL_ERROR)?;
+    app.engines.apply(&ops);
+    app.store.write(|tx| {
+        tx.complete_task(task)?;
+        if tx.pending_tasks(&task.gateway_id)?.is_empty() {
+            if let Some(mut gw) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, &task.gateway_id)? {
+                if gw.doc.status == "updating" || gw.doc.status == "provisioning" {
+                    gw.doc.status = "active".into();
+                    tx.update_resource(ResourceKind::VpnGateway, &task.gateway_id, &gw.doc)?;
+                }
+            }
+        }
+        Ok::<_, ApiError>(())
+    })?;
+    app.metrics
+        .tasks_applied
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// The task worker: applies due tasks in order per gateway; sleeps until the next due time
+/// or until woken.
+pub async fn run_worker(app: crate::app::SharedApp) {
+    loop {
+        let app2 = app.clone();
+        let next_due = tokio::task::spawn_blocking(move || run_due(&app2)).await.ok().flatten();
+        let sleep = match next_due {
+            Some(due) => Duration::from_millis((due - now_ms()).clamp(1, 1000) as u64),
+            None => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = app.task_notify.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+/// Apply every due task; returns the earliest due time still pending.
+fn run_due(app: &App) -> Option<i64> {
+    let tasks = match app.store.read(|tx| tx.all_pending_tasks()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "reading tasks");
+            return Some(now_ms() + 100);
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut next: Option<i64> = None;
+    let now = now_ms();
+    for task in tasks {
+        // Tasks of one gateway apply strictly in order: only the first pending one may run.
+        if !seen.insert(task.gateway_id.clone()) {
+            continue;
+        }
+        match task.due_at {
+            Some(due) if due <= now => {
+                if let Err(e) = apply_task(app, &task) {
+                    tracing::error!(task = task.id, error = %e, "applying task");
+                    next = Some(now + 100);
+                } else {
+                    tracing::debug!(task = task.id, gateway = %task.gateway_id, version = task.version, "task applied");
+                    // The gateway's next task (if any) becomes first: check again soon.
+                    next = Some(next.map_or(now, |n| n.min(now)));
+                }
+            }
+            Some(due) => next = Some(next.map_or(due, |n| n.min(due))),
+            None => {}
+        }
+    }
+    next
+}
+
+/// Make every pending task of a gateway due now (manual mode's "advance").
+pub fn advance(app: &App, gateway_id: &str) -> Result<Value, ApiError> {
+    let n = app
+        .store
+        .write(|tx| tx.reschedule_tasks(gateway_id, Some(now_ms())).map_err(ApiError::from))?;
+    Ok(json!({"VpnGatewayId": gateway_id, "TasksAdvanced": n}))
+}
+
+/// Periodic clean-up of expired nonces and ClientTokens.
+pub async fn run_janitor(app: crate::app::SharedApp) {
+    loop {
+        let app2 = app.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            app2.store.write(|tx| {
+                tx.prune_nonces(now - crate::auth::WINDOW_MS)?;
+                tx.prune_client_tokens(now - crate::dispatch::CLIENT_TOKEN_TTL_MS)?;
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+}
