@@ -226,7 +226,10 @@ fn workload(mix: Mix, size: usize) -> &'static Workload {
         let routes = generate_routes(mix, size, seed);
         Workload {
             table: RouteTable::from_routes(routes.clone()).expect("valid routes"),
-            naive: NaiveTable::from_routes(routes.clone()).expect("valid routes"),
+            naive: NAIVE_SIZES
+                .contains(&size)
+                .then(|| NaiveTable::from_routes(routes.clone()).expect("valid routes"))
+                .unwrap_or_default(),
             queries: generate_queries(&routes, seed ^ 0xabcd),
             routes,
         }
@@ -300,7 +303,13 @@ fn lookup_mixed_links_down(bencher: Bencher, size: usize) {
 
 fn change_routes() -> [Route; 3] {
     [
-        Route::destination(u64::MAX - 1, "10.250.7.0/24".parse().expect("net"), "vco-01", 100, u64::MAX - 1),
+        Route::destination(
+            u64::MAX - 1,
+            "10.250.7.0/24".parse().expect("net"),
+            "vco-01",
+            100,
+            u64::MAX - 1,
+        ),
         Route::policy(
             u64::MAX - 2,
             "47.1.2.0/24".parse().expect("net"),
@@ -310,7 +319,13 @@ fn change_routes() -> [Route; 3] {
             10,
             u64::MAX - 2,
         ),
-        Route::destination(u64::MAX - 3, "10.0.0.0/8".parse().expect("net"), "vco-03", 0, u64::MAX - 3),
+        Route::destination(
+            u64::MAX - 3,
+            "10.0.0.0/8".parse().expect("net"),
+            "vco-03",
+            0,
+            u64::MAX - 3,
+        ),
     ]
 }
 
@@ -359,9 +374,9 @@ fn summary() {
             let w = workload(mix, size);
             let links = LinkState::new();
             let fast = time_per_lookup(|| run_fast(w, &links), w.queries.len(), Duration::from_millis(300));
-            let naive = NAIVE_SIZES.contains(&size).then(|| {
-                time_per_lookup(|| run_naive(w), w.queries.len(), Duration::from_millis(300))
-            });
+            let naive = NAIVE_SIZES
+                .contains(&size)
+                .then(|| time_per_lookup(|| run_naive(w), w.queries.len(), Duration::from_millis(300)));
             let before = live_bytes();
             let table = RouteTable::from_routes(w.routes.iter().cloned()).expect("valid");
             let bytes = live_bytes() - before;
@@ -404,8 +419,11 @@ fn summary() {
 }
 
 fn main() {
-    // `cargo test --benches` runs this binary with `--test`-like flags; keep that fast.
-    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+    // `cargo test --benches` runs this binary with `--test`; keep that fast. Set
+    // VPNROUTE_BENCH_NO_SUMMARY=1 to run divan only.
+    let skip_summary = std::env::args().any(|a| a == "--test" || a == "--list")
+        || std::env::var_os("VPNROUTE_BENCH_NO_SUMMARY").is_some();
+    if !skip_summary {
         summary();
     }
     divan::main();

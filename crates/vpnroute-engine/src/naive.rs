@@ -6,6 +6,7 @@
 //! property tests comparing the two check the indexes against the rules. It is also the
 //! baseline of the benchmarks.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use crate::decision::{Decision, Reason};
@@ -15,6 +16,7 @@ use crate::route::{validate, InsertError, Route, RouteKind, WEIGHT_ACTIVE, WEIGH
 #[derive(Debug, Clone, Default)]
 pub struct NaiveTable {
     routes: Vec<Route>,
+    ids: HashSet<u64>,
 }
 
 impl NaiveTable {
@@ -35,7 +37,7 @@ impl NaiveTable {
     /// Adds a route (same validation as [`RouteTable::insert`](crate::RouteTable::insert)).
     pub fn insert(&mut self, route: Route) -> Result<(), InsertError> {
         validate(&route)?;
-        if self.routes.iter().any(|r| r.id == route.id) {
+        if !self.ids.insert(route.id) {
             return Err(InsertError::DuplicateId(route.id));
         }
         self.routes.push(route);
@@ -45,6 +47,7 @@ impl NaiveTable {
     /// Removes a route by id.
     pub fn remove(&mut self, id: u64) -> Option<Route> {
         let at = self.routes.iter().position(|r| r.id == id)?;
+        self.ids.remove(&id);
         Some(self.routes.remove(at))
     }
 

@@ -1,0 +1,180 @@
+//! Starting the real `vpnroute` binary for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vpnroute_client::{Client, Credentials, Scheme};
+
+pub const AK: &str = "e2e-test-key";
+pub const SK: &str = "e2e-test-secret";
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vpnroute")
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(data_dir, &args);
+        Server {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            args,
+        }
+    }
+
+    /// SIGKILL the server and start it again on the same data directory.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr) = spawn(&self.data_dir, &self.args);
+        self.child = child;
+        self.addr = addr;
+    }
+
+    pub fn client(&self, scheme: Scheme) -> Client {
+        Client::new(
+            self.addr,
+            Credentials {
+                access_key_id: AK.into(),
+                access_key_secret: SK.into(),
+            },
+            scheme,
+        )
+    }
+
+    /// GET an introspection path; returns the JSON body.
+    pub fn introspect(&self, path: &str) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr).expect("connect");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .expect("write");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).expect("read");
+        let (resp, _) = vpnroute_client::parse_response(&buf).expect("response");
+        serde_json::from_str(&resp.body).expect("json")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("VPNROUTE_ROOT_ACCESS_KEY_ID", AK)
+        .env("VPNROUTE_ROOT_ACCESS_KEY_SECRET", SK)
+        .env("VPNROUTE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn vpnroute");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(Instant::now() < deadline, "server did not start");
+        if reader.read_line(&mut line).expect("read stdout") == 0 {
+            panic!("server exited before listening");
+        }
+        if let Some(rest) = line.trim().strip_prefix("vpnroute listening on http://") {
+            let addr = rest.parse().expect("address");
+            // Keep draining stdout so the server never blocks on a full pipe.
+            std::thread::spawn(move || {
+                let mut sink = String::new();
+                while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                    sink.clear();
+                }
+            });
+            return (child, addr);
+        }
+    }
+}
+
+/// Call until the answer is not one of the busy codes (as Terraform does).
+pub fn call_retrying(
+    c: &mut Client,
+    action: &str,
+    params: &[(&str, &str)],
+) -> std::io::Result<vpnroute_client::Response> {
+    loop {
+        let r = c.call(action, params)?;
+        match r.code().as_deref() {
+            Some("VpnGateway.Configuring") | Some("TaskConflict") | Some("VpnTask.CONFLICT") => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => return Ok(r),
+        }
+    }
+}
+
+/// VPC → gateway → customer gateway → connection; returns (gateway id, connection id).
+pub fn setup_gateway(c: &mut Client, n: usize) -> (String, String) {
+    let r = c
+        .call(
+            "CreateVpc",
+            &[("RegionId", "cn-hangzhou"), ("CidrBlock", "192.168.0.0/16")],
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let vpc = r.json()["VpcId"].as_str().unwrap().to_string();
+    let r = c
+        .call(
+            "CreateVpnGateway",
+            &[("RegionId", "cn-hangzhou"), ("VpcId", &vpc), ("Bandwidth", "10")],
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let gw = r.json()["VpnGatewayId"].as_str().unwrap().to_string();
+    let ip = format!("1.2.3.{}", n + 1);
+    let r = c
+        .call(
+            "CreateCustomerGateway",
+            &[("RegionId", "cn-hangzhou"), ("IpAddress", &ip)],
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cgw = r.json()["CustomerGatewayId"].as_str().unwrap().to_string();
+    let r = call_retrying(
+        c,
+        "CreateVpnConnection",
+        &[
+            ("RegionId", "cn-hangzhou"),
+            ("VpnGatewayId", &gw),
+            ("CustomerGatewayId", &cgw),
+            ("LocalSubnet", "192.168.0.0/24"),
+            ("RemoteSubnet", "10.0.0.0/8"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    (gw, r.json()["VpnConnectionId"].as_str().unwrap().to_string())
+}
