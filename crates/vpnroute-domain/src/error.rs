@@ -99,7 +99,7 @@ impl ApiError {
     pub const INTERNAL_ERROR: Self = Self::new_static(
         "InternalError",
         "The request processing has failed due to some unknown error, exception or failure.",
-        500,
+        400,
     );
     pub const THROTTLING_USER: Self =
         Self::new_static("Throttling.User", "Request was denied due to user flow control.", 400);
@@ -113,6 +113,8 @@ impl ApiError {
         "Request validation has been passed with DryRun flag set.",
         400,
     );
+    pub const UNSUPPORTED_HTTP_METHOD: Self =
+        Self::new_static("UnsupportedHTTPMethod", "This http method is not supported.", 403);
     pub const FORBIDDEN: Self = Self::new_static(
         "Forbidden",
         "User not authorized to operate on the specified resource.",

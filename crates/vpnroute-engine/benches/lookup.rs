@@ -226,10 +226,11 @@ fn workload(mix: Mix, size: usize) -> &'static Workload {
         let routes = generate_routes(mix, size, seed);
         Workload {
             table: RouteTable::from_routes(routes.clone()).expect("valid routes"),
-            naive: NAIVE_SIZES
-                .contains(&size)
-                .then(|| NaiveTable::from_routes(routes.clone()).expect("valid routes"))
-                .unwrap_or_default(),
+            naive: if NAIVE_SIZES.contains(&size) {
+                NaiveTable::from_routes(routes.clone()).expect("valid routes")
+            } else {
+                NaiveTable::default()
+            },
             queries: generate_queries(&routes, seed ^ 0xabcd),
             routes,
         }

@@ -23,20 +23,35 @@ impl Member {
     }
 }
 
+/// Groups this small keep a copy of their members inline, saving a pointer chase on lookup.
+const INLINE_MEMBERS: usize = 2;
+
 /// Routes with one match key, kept in preference order: actives oldest first, then standbys
 /// oldest first.
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
-    pub source: Ipv4Net,
-    pub dest: Ipv4Net,
+    /// Copy of `members` when it has at most [`INLINE_MEMBERS`] entries (the usual
+    /// active/standby pair).
+    inline: [Member; INLINE_MEMBERS],
     pub members: Vec<Member>,
     /// Rank of the best member (policy groups only; unused for destination groups).
     pub rank: PolicyRank,
+    pub source: Ipv4Net,
+    pub dest: Ipv4Net,
 }
+
+const NO_MEMBER: Member = Member {
+    route_id: 0,
+    hop: NextHopId(u32::MAX),
+    active: false,
+    seq: 0,
+    priority: 0,
+};
 
 impl Group {
     pub(crate) fn new(source: Ipv4Net, dest: Ipv4Net) -> Self {
         Group {
+            inline: [NO_MEMBER; INLINE_MEMBERS],
             source,
             dest,
             members: Vec::with_capacity(1),
@@ -61,6 +76,9 @@ impl Group {
     }
 
     fn refresh_rank(&mut self) {
+        for (slot, member) in self.inline.iter_mut().zip(&self.members) {
+            *slot = *member;
+        }
         let (source, dest) = (self.source, self.dest);
         self.rank = self
             .members
@@ -74,7 +92,11 @@ impl Group {
     /// the first member (the oldest active, or the oldest route when there is no active).
     #[inline]
     pub(crate) fn select(&self, links: &LinkState) -> Option<(&Member, Reason)> {
-        for member in &self.members {
+        let members = match self.members.len() {
+            n @ 0..=INLINE_MEMBERS => self.inline.get(..n).unwrap_or_default(),
+            _ => &self.members,
+        };
+        for member in members {
             if links.is_up(member.hop) {
                 let reason = if member.active {
                     Reason::ActiveUp
@@ -84,7 +106,7 @@ impl Group {
                 return Some((member, reason));
             }
         }
-        let first = self.members.first()?;
+        let first = members.first()?;
         let reason = if first.active {
             Reason::AllDownActive
         } else {

@@ -11,8 +11,14 @@
 //!    destination prefix containing D, longest first.
 //! 2. Per destination prefix, a [`SourceSet`] of the groups under it, answering "best ranked
 //!    group whose source contains S". Small sets (the common case: a destination reached from
-//!    one or a few VPC CIDRs) are a short array sorted by rank, scanned until the first match;
-//!    large sets are a [`PrefixTrie`] keyed by rank, whose per-level hits are min-combined.
+//!    one or a few VPC CIDRs) are an array sorted by rank — up to three slots stored inline in
+//!    the destination entry — scanned until the first match; large sets are a [`PrefixTrie`]
+//!    keyed by rank, whose per-level hits are min-combined.
+//!
+//! Candidates are compared by a packed `u32` [`match_key`] `(priority, 32 - dest len,
+//! 32 - source len)`, not by the full rank: two *different* groups that both match one packet
+//! and tie on all three would have identical prefixes, i.e. be the same group, so the age
+//! tie-break never separates matching groups.
 //!
 //! The walk over destinations goes longest first, and a destination entry is skipped unless
 //! its best priority is *strictly* smaller than the best match so far (a shorter destination
@@ -29,34 +35,70 @@ use crate::route::PolicyRank;
 use crate::slab::Slab;
 use crate::trie::{PrefixTrie, NO_VALUE};
 
-/// Source sets up to this size are kept as a rank-sorted array.
-const LINEAR_SOURCE_SET_MAX: usize = 16;
+/// Source sets up to this size are stored inline in their destination entry.
+const INLINE_SOURCES: usize = 3;
+/// Source sets up to this size are kept as a rank-sorted array; larger ones as a trie.
+const LINEAR_SOURCE_SET_MAX: usize = 32;
 
-/// One group in a linear source set.
+/// `(priority, 32 - dest len, 32 - source len)` packed so that `<` is the policy order.
+/// Sufficient to order the groups matching one packet (see the module docs).
+pub(crate) fn match_key(rank: &PolicyRank) -> u32 {
+    (u32::from(rank.priority) << 16) | (u32::from(rank.dest_len_from_max) << 8) | u32::from(rank.source_len_from_max)
+}
+
+/// Priority part of a [`match_key`].
+#[inline]
+fn key_priority(key: u32) -> u32 {
+    key >> 16
+}
+
+/// One group in an array source set.
 #[derive(Debug, Clone, Copy)]
 struct SourceSlot {
     net: u32,
     mask: u32,
+    key: u32,
     group: u32,
 }
 
-#[derive(Debug, Clone)]
-enum SourceSet {
-    /// Sorted by group rank: the first slot containing S is the best.
-    Linear(Vec<SourceSlot>),
-    /// Source prefixes keyed by group rank.
-    Trie(Box<PrefixTrie<PolicyRank>>),
+impl SourceSlot {
+    #[inline]
+    fn contains(&self, addr: u32) -> bool {
+        addr & self.mask == self.net
+    }
 }
 
-/// All policy groups sharing one destination prefix.
+const UNUSED_SLOT: SourceSlot = SourceSlot {
+    net: u32::MAX,
+    mask: 0,
+    key: u32::MAX,
+    group: NO_VALUE,
+};
+
+/// The groups under one destination prefix, searchable by source address.
 #[derive(Debug, Clone)]
+enum SourceSet {
+    /// Up to [`INLINE_SOURCES`] slots sorted by key; the first containing S is the best.
+    Inline {
+        len: u8,
+        slots: [SourceSlot; INLINE_SOURCES],
+    },
+    /// Sorted by key; the first slot containing S is the best.
+    Array(Box<[SourceSlot]>),
+    /// Source prefixes keyed by [`match_key`], valued by group.
+    Trie(Box<PrefixTrie<u32>>),
+}
+
+/// All policy groups sharing one destination prefix. Hot fields first.
+#[derive(Debug, Clone)]
+#[repr(C)]
 struct DestEntry {
+    /// Smallest priority among `groups`.
+    min_priority: u8,
+    sources: SourceSet,
     dest: Ipv4Net,
     /// Every group with this destination (cold; rebuild input).
     groups: Vec<u32>,
-    sources: SourceSet,
-    /// Smallest priority among `groups`.
-    min_priority: u8,
     dirty: bool,
     /// Sources whose group changed since the last flush (used to update a trie source set).
     changed_sources: Vec<Ipv4Net>,
@@ -66,13 +108,11 @@ fn lpm_key(dest: Ipv4Net) -> u8 {
     32u8.saturating_sub(dest.prefix_len())
 }
 
-fn prefix_mask(net: Ipv4Net) -> u32 {
-    u32::from(net.netmask())
-}
-
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PolicyIndex {
     pub(crate) groups: Slab<Group>,
+    /// `match_keys[group]`: [`match_key`] of the group's rank.
+    match_keys: Vec<u32>,
     by_key: HashMap<(Ipv4Net, Ipv4Net), u32>,
     dests: Slab<DestEntry>,
     dest_by_prefix: HashMap<Ipv4Net, u32>,
@@ -96,6 +136,8 @@ impl PolicyIndex {
         };
         if let Some(group) = self.groups.get_mut(group_key) {
             group.add(member);
+            let key = match_key(&group.rank);
+            set_match_key(&mut self.match_keys, group_key, key);
         }
         self.mark_changed(dest_key, source);
     }
@@ -107,6 +149,8 @@ impl PolicyIndex {
         let group_empty = match self.groups.get_mut(group_key) {
             Some(group) => {
                 group.remove(route_id);
+                let key = match_key(&group.rank);
+                set_match_key(&mut self.match_keys, group_key, key);
                 group.members.is_empty()
             }
             None => true,
@@ -117,6 +161,7 @@ impl PolicyIndex {
         if group_empty {
             self.by_key.remove(&(source, dest));
             self.groups.remove(group_key);
+            set_match_key(&mut self.match_keys, group_key, u32::MAX);
             if let Some(entry) = self.dests.get_mut(dest_key) {
                 entry.groups.retain(|&g| g != group_key);
             }
@@ -129,10 +174,13 @@ impl PolicyIndex {
             return key;
         }
         let key = self.dests.insert(DestEntry {
+            min_priority: u8::MAX,
+            sources: SourceSet::Inline {
+                len: 0,
+                slots: [UNUSED_SLOT; INLINE_SOURCES],
+            },
             dest,
             groups: Vec::new(),
-            sources: SourceSet::Linear(Vec::new()),
-            min_priority: u8::MAX,
             dirty: false,
             changed_sources: Vec::new(),
         });
@@ -176,13 +224,14 @@ impl PolicyIndex {
                 .unwrap_or(u8::MAX);
             let dest = entry.dest;
             match &mut entry.sources {
+                // Large sets stay tries (with hysteresis) and are updated in place.
                 SourceSet::Trie(trie) if entry.groups.len() > LINEAR_SOURCE_SET_MAX / 2 => {
                     for source in changed {
-                        let group = self.by_key.get(&(source, dest)).copied();
                         let net = u32::from(source.network());
-                        match group.and_then(|g| Some((g, self.groups.get(g)?.rank))) {
-                            Some((g, rank)) => {
-                                trie.insert(net, source.prefix_len(), g, rank);
+                        match self.by_key.get(&(source, dest)) {
+                            Some(&g) => {
+                                let key = self.match_keys.get(g as usize).copied();
+                                trie.insert(net, source.prefix_len(), g, key.unwrap_or(u32::MAX));
                             }
                             None => {
                                 trie.remove(net, source.prefix_len());
@@ -201,39 +250,46 @@ impl PolicyIndex {
     #[inline]
     pub(crate) fn best_match(&self, src: u32, dst: u32) -> Option<&Group> {
         let hits = self.dest_trie.lookup_levels(dst);
-        let mut best: Option<&Group> = None;
+        let (mut best_key, mut best_group) = (u32::MAX, NO_VALUE);
         for &deepest in hits.as_slice().iter().rev() {
             let mut dest_key = deepest;
             while dest_key != NO_VALUE {
                 let Some(entry) = self.dests.get(dest_key) else {
                     break;
                 };
-                if best.is_none_or(|b| entry.min_priority < b.rank.priority) {
-                    if let Some(group) = self.best_source(entry, src) {
-                        if best.is_none_or(|b| group.rank < b.rank) {
-                            best = Some(group);
+                // A shorter destination only wins with a strictly smaller priority.
+                if u32::from(entry.min_priority) < key_priority(best_key) {
+                    if let Some((key, group)) = self.best_source(entry, src) {
+                        if key < best_key {
+                            (best_key, best_group) = (key, group);
                         }
                     }
                 }
                 dest_key = self.dest_trie.parent_of(dest_key);
             }
         }
-        best
+        self.groups.get(best_group)
     }
 
+    /// Best `(match key, group)` under one destination whose source contains `src`.
     #[inline]
-    fn best_source(&self, entry: &DestEntry, src: u32) -> Option<&Group> {
-        match &entry.sources {
-            SourceSet::Linear(slots) => slots
+    fn best_source(&self, entry: &DestEntry, src: u32) -> Option<(u32, u32)> {
+        let first_match = |slots: &[SourceSlot]| {
+            slots
                 .iter()
-                .find(|slot| src & slot.mask == slot.net)
-                .and_then(|slot| self.groups.get(slot.group)),
+                .find(|slot| slot.contains(src))
+                .map(|slot| (slot.key, slot.group))
+        };
+        match &entry.sources {
+            SourceSet::Inline { len, slots } => first_match(slots.get(..usize::from(*len)).unwrap_or_default()),
+            SourceSet::Array(slots) => first_match(slots),
             SourceSet::Trie(trie) => trie
                 .lookup_levels(src)
                 .as_slice()
                 .iter()
-                .filter_map(|&g| self.groups.get(g))
-                .min_by_key(|g| g.rank),
+                .filter(|&&g| g != NO_VALUE)
+                .map(|&g| (self.match_keys.get(g as usize).copied().unwrap_or(u32::MAX), g))
+                .max(),
         }
     }
 
@@ -245,6 +301,7 @@ impl PolicyIndex {
                 .iter()
                 .map(|(_, g)| g.members.capacity() * size_of::<Member>())
                 .sum::<usize>()
+            + self.match_keys.capacity() * size_of::<u32>()
             + self.by_key.capacity() * (size_of::<((Ipv4Net, Ipv4Net), u32)>() + 1)
             + self.dests.capacity_bytes()
             + self
@@ -254,7 +311,8 @@ impl PolicyIndex {
                     d.groups.capacity() * size_of::<u32>()
                         + d.changed_sources.capacity() * size_of::<Ipv4Net>()
                         + match &d.sources {
-                            SourceSet::Linear(slots) => slots.capacity() * size_of::<SourceSlot>(),
+                            SourceSet::Inline { .. } => 0,
+                            SourceSet::Array(slots) => slots.len() * size_of::<SourceSlot>(),
                             SourceSet::Trie(trie) => trie.heap_bytes(),
                         }
                 })
@@ -264,27 +322,46 @@ impl PolicyIndex {
     }
 }
 
+fn set_match_key(match_keys: &mut Vec<u32>, group: u32, key: u32) {
+    let index = group as usize;
+    if index >= match_keys.len() {
+        match_keys.resize(index + 1, u32::MAX);
+    }
+    if let Some(slot) = match_keys.get_mut(index) {
+        *slot = key;
+    }
+}
+
 fn build_source_set(group_keys: &[u32], groups: &Slab<Group>) -> SourceSet {
-    let mut members: Vec<(u32, &Group)> = group_keys
+    let mut slots: Vec<SourceSlot> = group_keys
         .iter()
-        .filter_map(|&key| Some((key, groups.get(key)?)))
+        .filter_map(|&group| {
+            let g = groups.get(group)?;
+            Some(SourceSlot {
+                net: u32::from(g.source.network()),
+                mask: u32::from(g.source.netmask()),
+                key: match_key(&g.rank),
+                group,
+            })
+        })
         .collect();
-    if members.len() <= LINEAR_SOURCE_SET_MAX {
-        members.sort_unstable_by_key(|(_, g)| g.rank);
-        SourceSet::Linear(
-            members
-                .into_iter()
-                .map(|(key, g)| SourceSlot {
-                    net: u32::from(g.source.network()),
-                    mask: prefix_mask(g.source),
-                    group: key,
-                })
-                .collect(),
-        )
+    slots.sort_unstable_by_key(|slot| (slot.key, slot.group));
+    if slots.len() <= INLINE_SOURCES {
+        let mut inline = [UNUSED_SLOT; INLINE_SOURCES];
+        for (target, slot) in inline.iter_mut().zip(&slots) {
+            *target = *slot;
+        }
+        SourceSet::Inline {
+            len: slots.len() as u8,
+            slots: inline,
+        }
+    } else if slots.len() <= LINEAR_SOURCE_SET_MAX {
+        SourceSet::Array(slots.into_boxed_slice())
     } else {
         let mut trie = PrefixTrie::new();
-        for (key, g) in members {
-            trie.insert(u32::from(g.source.network()), g.source.prefix_len(), key, g.rank);
+        for slot in &slots {
+            let len = slot.mask.leading_ones() as u8;
+            trie.insert(slot.net, len, slot.group, slot.key);
         }
         trie.flush();
         SourceSet::Trie(Box::new(trie))

@@ -4,14 +4,15 @@
 //!
 //! Four levels of 256-way nodes (stride 8). A prefix of length `l` lives in the node of level
 //! `max(l-1, 0) / 8` that covers its top `8 * level` bits, where it covers a run of
-//! `2^(8 - (l - 8 * level))` of that node's 256 slots. Each node stores, in the style of
-//! poptrie (Asai & Ohara, SIGCOMM 2015), two 256-bit bitmaps:
-//!
-//! * `leaf_bits` marks the slots where a new *run* of equal leaf values starts; the leaf value
-//!   of slot `s` is `leaf_arena[leaf_off + rank(leaf_bits, s) - 1]`. The leaf value of a slot
-//!   is the best (smallest key) prefix *of this node* covering the slot, or [`NO_VALUE`].
-//! * `child_bits` marks slots that have a child node; the child of slot `s` is
-//!   `child_arena[child_off + rank(child_bits, s)]`.
+//! `2^(8 - (l - 8 * level))` of that node's 256 slots. Every slot has a *leaf value* — the
+//! best (smallest key) prefix *of this node* covering the slot, or [`NO_VALUE`] — and maybe a
+//! child node. In the style of poptrie (Asai & Ohara, SIGCOMM 2015) a node is compressed to
+//! one 256-bit bitmap, `run_bits`, marking the slots where a new *run* starts: a run is a
+//! maximal range of slots with the same leaf value and no child, or a single slot with a
+//! child. The entry `(leaf value, child)` of slot `s` is
+//! `entries[entry_off + rank(run_bits, s) - 1]`, where `rank` counts set bits up to and
+//! including `s` (a per-word prefix count plus one popcount). A node is 64 bytes — one cache
+//! line — and a level costs one popcount and two loads (node, entry).
 //!
 //! Unlike classic poptrie we do **not** push leaves down into child nodes. A lookup walks
 //! the path and reports the leaf value found at every level (at most four); the caller
@@ -36,32 +37,43 @@
 
 /// Leaf value meaning "no prefix".
 pub(crate) const NO_VALUE: u32 = u32::MAX;
-/// `leaf_off` of a node without prefixes of its own: lookups skip the leaf load entirely.
-const NO_LEAVES: u32 = u32::MAX;
+/// `child` of an entry without a child node.
+const NO_CHILD: u32 = u32::MAX;
+/// Index of the shared `(NO_VALUE, NO_CHILD)` entry used by nodes that have neither prefixes
+/// nor children yet; never freed, so empty nodes cost no entry block.
+const EMPTY_ENTRY: u32 = 0;
 const ROOT: u32 = 0;
 /// Maximum number of levels a lookup visits.
 pub(crate) const LEVELS: usize = 4;
 
-/// Hot, compressed form of one node (read by lookups).
+/// Hot, compressed form of one node (read by lookups). One cache line.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
 struct Node {
-    child_bits: [u64; 4],
-    leaf_bits: [u64; 4],
-    /// Number of set `child_bits` in the words before word `w`.
-    child_rank: [u16; 4],
-    /// Number of set `leaf_bits` in the words before word `w`.
-    leaf_rank: [u16; 4],
-    child_off: u32,
-    leaf_off: u32,
+    /// Slots where a run starts (bit 0 of word 0 is always set).
+    run_bits: [u64; 4],
+    /// Number of set `run_bits` in the words before word `w`.
+    run_rank: [u16; 4],
+    /// First entry of this node's block in `entries`.
+    entry_off: u32,
 }
 
 const EMPTY_NODE: Node = Node {
-    child_bits: [0; 4],
-    leaf_bits: [0; 4],
-    child_rank: [0; 4],
-    leaf_rank: [0; 4],
-    child_off: 0,
-    leaf_off: NO_LEAVES,
+    run_bits: [1, 0, 0, 0],
+    run_rank: [0, 1, 1, 1],
+    entry_off: EMPTY_ENTRY,
+};
+
+/// What a run of slots leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    value: u32,
+    child: u32,
+}
+
+const EMPTY: Entry = Entry {
+    value: NO_VALUE,
+    child: NO_CHILD,
 };
 
 /// A prefix owned by a node, in node-relative terms.
@@ -169,8 +181,9 @@ pub(crate) struct PrefixTrie<K> {
     nodes: Vec<Node>,
     meta: Vec<NodeMeta<K>>,
     free_nodes: Vec<u32>,
-    child_arena: Vec<u32>,
-    leaf_arena: Vec<u32>,
+    /// Entry blocks of all nodes; index [`EMPTY_ENTRY`] is the shared empty entry.
+    entries: Vec<Entry>,
+    /// Entries in `entries` no node refers to any more.
     garbage: usize,
     dirty: Vec<u32>,
     /// `parent_of[value]`: value of the longest prefix of the same node strictly containing
@@ -191,8 +204,7 @@ impl<K: Ord + Copy> PrefixTrie<K> {
             nodes: vec![EMPTY_NODE],
             meta: vec![NodeMeta::new(ROOT, 0)],
             free_nodes: Vec::new(),
-            child_arena: Vec::new(),
-            leaf_arena: Vec::new(),
+            entries: vec![EMPTY],
             garbage: 0,
             dirty: Vec::new(),
             parent_of: Vec::new(),
@@ -283,9 +295,33 @@ impl<K: Ord + Copy> PrefixTrie<K> {
                 self.rebuild_node(node);
             }
         }
-        let live = self.leaf_arena.len() + self.child_arena.len() - self.garbage;
+        let live = self.entries.len().saturating_sub(self.garbage);
         if self.garbage > 4096 && self.garbage > live {
             self.compact();
+        }
+    }
+
+    /// Visits the entry of `addr` at each level, root first, until a slot without child.
+    #[inline(always)]
+    fn walk(&self, addr: u32, mut visit: impl FnMut(usize, u32)) {
+        let mut node_index = ROOT;
+        for (level, byte) in addr.to_be_bytes().into_iter().enumerate() {
+            let Some(node) = self.nodes.get(node_index as usize) else {
+                return;
+            };
+            let (word, bit) = ((byte >> 6) as usize, u32::from(byte & 63));
+            let rank = node.entry_off as usize
+                + node.run_rank[word] as usize
+                + (node.run_bits[word] & bits_through(bit)).count_ones() as usize;
+            // `rank >= 1`: slot 0 always starts a run.
+            let Some(entry) = self.entries.get(rank.wrapping_sub(1)) else {
+                return;
+            };
+            visit(level, entry.value);
+            if entry.child == NO_CHILD {
+                return;
+            }
+            node_index = entry.child;
         }
     }
 
@@ -297,31 +333,12 @@ impl<K: Ord + Copy> PrefixTrie<K> {
             values: [NO_VALUE; LEVELS],
             len: 0,
         };
-        let mut node_index = ROOT;
-        for (level, byte) in addr.to_be_bytes().into_iter().enumerate() {
-            let Some(node) = self.nodes.get(node_index as usize) else {
-                break;
-            };
-            let (word, bit) = ((byte >> 6) as usize, u32::from(byte & 63));
+        self.walk(addr, |level, value| {
+            if let Some(slot) = hits.values.get_mut(level) {
+                *slot = value;
+            }
             hits.len = level + 1;
-            if node.leaf_off != NO_LEAVES {
-                let run = node.leaf_off as usize
-                    + node.leaf_rank[word] as usize
-                    + (node.leaf_bits[word] & bits_through(bit)).count_ones() as usize;
-                // `run >= 1`: slot 0 always starts a run.
-                hits.values[level] = self.leaf_arena.get(run - 1).copied().unwrap_or(NO_VALUE);
-            }
-            let child_bits = node.child_bits[word];
-            if (child_bits >> bit) & 1 == 0 {
-                break;
-            }
-            let below = (child_bits & (bits_through(bit) >> 1)).count_ones() as usize;
-            let child_slot = node.child_off as usize + node.child_rank[word] as usize + below;
-            match self.child_arena.get(child_slot) {
-                Some(&child) => node_index = child,
-                None => break,
-            }
-        }
+        });
         hits
     }
 
@@ -329,12 +346,13 @@ impl<K: Ord + Copy> PrefixTrie<K> {
     /// longer prefixes first, as in an LPM table).
     #[inline]
     pub(crate) fn longest_match(&self, addr: u32) -> Option<u32> {
-        self.lookup_levels(addr)
-            .as_slice()
-            .iter()
-            .rev()
-            .copied()
-            .find(|&value| value != NO_VALUE)
+        let mut best = NO_VALUE;
+        self.walk(addr, |_, value| {
+            if value != NO_VALUE {
+                best = value;
+            }
+        });
+        (best != NO_VALUE).then_some(best)
     }
 
     /// Value of the longest prefix in the same node strictly containing the prefix stored
@@ -354,12 +372,8 @@ impl<K: Ord + Copy> PrefixTrie<K> {
                 .iter()
                 .map(|m| m.own.capacity() * size_of::<OwnPrefix<K>>() + m.children.capacity() * size_of::<(u8, u32)>())
                 .sum::<usize>()
-            + (self.child_arena.capacity()
-                + self.leaf_arena.capacity()
-                + self.parent_of.capacity()
-                + self.free_nodes.capacity()
-                + self.dirty.capacity())
-                * size_of::<u32>()
+            + self.entries.capacity() * size_of::<Entry>()
+            + (self.parent_of.capacity() + self.free_nodes.capacity() + self.dirty.capacity()) * size_of::<u32>()
     }
 
     fn child(&self, node: u32, slot: u8) -> Option<u32> {
@@ -430,7 +444,7 @@ impl<K: Ord + Copy> PrefixTrie<K> {
         meta.live = false;
         let (parent, slot) = (meta.parent, meta.slot_in_parent);
         if let Some(n) = self.nodes.get_mut(node as usize) {
-            self.garbage += leaf_block_len(n) + child_block_len(n);
+            self.garbage += block_len(n);
             *n = EMPTY_NODE;
         }
         self.free_nodes.push(node);
@@ -482,30 +496,34 @@ impl<K: Ord + Copy> PrefixTrie<K> {
             }
         }
 
-        let old = self.nodes.get(node as usize).copied().unwrap_or(EMPTY_NODE);
-        self.garbage += leaf_block_len(&old) + child_block_len(&old);
-        let mut new = EMPTY_NODE;
-
-        if !meta.own.is_empty() {
-            new.leaf_off = self.leaf_arena.len() as u32;
-            let mut previous = None;
-            for (slot, &value) in slots.iter().enumerate() {
-                if previous != Some(value) {
-                    new.leaf_bits[slot >> 6] |= 1u64 << (slot & 63);
-                    self.leaf_arena.push(value);
-                    previous = Some(value);
-                }
-            }
-            new.leaf_rank = prefix_ranks(&new.leaf_bits);
-        }
-
-        new.child_off = self.child_arena.len() as u32;
+        let mut children = [NO_CHILD; 256];
         for &(slot, child) in &meta.children {
-            new.child_bits[(slot >> 6) as usize] |= 1u64 << (slot & 63);
-            self.child_arena.push(child);
+            if let Some(c) = children.get_mut(slot as usize) {
+                *c = child;
+            }
         }
-        new.child_rank = prefix_ranks(&new.child_bits);
 
+        let old = self.nodes.get(node as usize).copied().unwrap_or(EMPTY_NODE);
+        self.garbage += block_len(&old);
+        let mut new = EMPTY_NODE;
+        if !meta.own.is_empty() || !meta.children.is_empty() {
+            new.run_bits = [0; 4];
+            new.entry_off = self.entries.len() as u32;
+            let mut previous: Option<Entry> = None;
+            for (slot, (&value, &child)) in slots.iter().zip(&children).enumerate() {
+                let entry = Entry { value, child };
+                let starts_run = match previous {
+                    None => true,
+                    Some(p) => p != entry || child != NO_CHILD,
+                };
+                if starts_run {
+                    new.run_bits[slot >> 6] |= 1u64 << (slot & 63);
+                    self.entries.push(entry);
+                }
+                previous = Some(entry);
+            }
+            new.run_rank = prefix_ranks(&new.run_bits);
+        }
         if let Some(n) = self.nodes.get_mut(node as usize) {
             *n = new;
         }
@@ -514,32 +532,22 @@ impl<K: Ord + Copy> PrefixTrie<K> {
         }
     }
 
-    /// Copies live blocks into fresh arenas, dropping garbage.
+    /// Copies live blocks into a fresh arena, dropping garbage.
     fn compact(&mut self) {
-        let mut leaf_arena = Vec::new();
-        let mut child_arena = Vec::new();
+        let mut entries = Vec::with_capacity(self.entries.len().saturating_sub(self.garbage));
+        entries.push(EMPTY);
         for (node, meta) in self.nodes.iter_mut().zip(&self.meta) {
-            if !meta.live {
+            if !meta.live || node.entry_off == EMPTY_ENTRY {
                 continue;
             }
-            if node.leaf_off != NO_LEAVES {
-                let start = node.leaf_off as usize;
-                let end = start + leaf_block_len(node);
-                let new_off = leaf_arena.len() as u32;
-                if let Some(block) = self.leaf_arena.get(start..end) {
-                    leaf_arena.extend_from_slice(block);
-                }
-                node.leaf_off = new_off;
-            }
-            let start = node.child_off as usize;
-            let end = start + child_block_len(node);
-            node.child_off = child_arena.len() as u32;
-            if let Some(block) = self.child_arena.get(start..end) {
-                child_arena.extend_from_slice(block);
+            let start = node.entry_off as usize;
+            let end = start + block_len(node);
+            node.entry_off = entries.len() as u32;
+            if let Some(block) = self.entries.get(start..end) {
+                entries.extend_from_slice(block);
             }
         }
-        self.leaf_arena = leaf_arena;
-        self.child_arena = child_arena;
+        self.entries = entries;
         self.garbage = 0;
     }
 
@@ -576,16 +584,13 @@ fn prefix_ranks(bits: &[u64; 4]) -> [u16; 4] {
     ranks
 }
 
-fn leaf_block_len(node: &Node) -> usize {
-    if node.leaf_off == NO_LEAVES {
+/// Number of entries a node's block holds (0 for the shared empty entry).
+fn block_len(node: &Node) -> usize {
+    if node.entry_off == EMPTY_ENTRY {
         0
     } else {
-        node.leaf_bits.iter().map(|w| w.count_ones() as usize).sum()
+        node.run_bits.iter().map(|w| w.count_ones() as usize).sum()
     }
-}
-
-fn child_block_len(node: &Node) -> usize {
-    node.child_bits.iter().map(|w| w.count_ones() as usize).sum()
 }
 
 #[cfg(test)]

@@ -80,7 +80,8 @@ pub struct Config {
 }
 
 pub struct App {
-    pub store: Store,
+    pub store: Arc<Store>,
+    pub nonces: crate::auth::NonceWriter,
     pub config: Config,
     pub engines: Engines,
     /// Wakes the task worker when a task is enqueued or rescheduled.

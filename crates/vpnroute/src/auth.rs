@@ -105,6 +105,79 @@ pub fn record_nonce(tx: &Tx<'_>, caller: &Caller, parsed: &ParsedRequest, now_ms
     Ok(())
 }
 
+/// Group commit of signature nonces for read-only requests: each caller waits until its
+/// nonce is durably recorded, but many concurrent callers share one transaction. The
+/// per-row insert result tells each caller whether its nonce was already used (also before
+/// a restart: the store is the memory).
+pub struct NonceWriter {
+    queue: std::sync::Mutex<std::sync::mpsc::Sender<NonceJob>>,
+}
+
+struct NonceJob {
+    access_key_id: String,
+    nonce: String,
+    now_ms: i64,
+    reply: std::sync::mpsc::SyncSender<Result<bool, ApiError>>,
+}
+
+impl NonceWriter {
+    pub fn start(store: std::sync::Arc<vpnroute_store::Store>) -> NonceWriter {
+        let (tx, rx) = std::sync::mpsc::channel::<NonceJob>();
+        std::thread::Builder::new()
+            .name("nonce-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < 4096 {
+                        match rx.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let results = store.write(|t| {
+                        batch
+                            .iter()
+                            .map(|j| t.record_nonce(&j.access_key_id, &j.nonce, j.now_ms))
+                            .collect::<Result<Vec<bool>, _>>()
+                            .map_err(ApiError::from)
+                    });
+                    match results {
+                        Ok(flags) => {
+                            for (job, fresh) in batch.into_iter().zip(flags) {
+                                let _ = job.reply.send(Ok(fresh));
+                            }
+                        }
+                        Err(e) => {
+                            for job in batch {
+                                let _ = job.reply.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawn nonce writer");
+        NonceWriter { queue: std::sync::Mutex::new(tx) }
+    }
+
+    /// Record the request's nonce durably; `SignatureNonceUsed` on replay.
+    pub fn record(&self, caller: &Caller, parsed: &ParsedRequest, now_ms: i64) -> Result<(), ApiError> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let job = NonceJob {
+            access_key_id: caller.access_key_id.clone(),
+            nonce: parsed.auth.nonce().unwrap_or_default().to_string(),
+            now_ms,
+            reply,
+        };
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).send(job).map_err(|_| ApiError::INTERNAL_ERROR)?;
+        match answer.recv() {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(ApiError::NONCE_USED),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ApiError::INTERNAL_ERROR),
+        }
+    }
+}
+
 /// Fixed-window per (access key, action) rate limiter; `Throttling.User` beyond the limit.
 pub struct Throttle {
     rps: u32,

@@ -72,7 +72,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         throttle_rps: args.throttle_rps,
     };
     let engines = crate::engines::Engines::load(&store)?;
+    let store = Arc::new(store);
     let app = Arc::new(App {
+        nonces: crate::auth::NonceWriter::start(store.clone()),
         store,
         throttle: crate::auth::Throttle::new(config.throttle_rps),
         config,
@@ -99,6 +101,7 @@ pub fn router(app: SharedApp) -> Router {
     Router::new()
         .route("/", any(rpc))
         .route("/metrics", get(metrics))
+        .route("/_vpnroute/health", get(|| async { "ok" }))
         .route("/_vpnroute/gateways", get(introspect_gateways))
         .route("/_vpnroute/gateways/{id}", get(introspect_gateway))
         .route("/_vpnroute/gateways/{id}/explain", get(introspect_explain))
@@ -107,7 +110,20 @@ pub fn router(app: SharedApp) -> Router {
             "/_vpnroute/connections/{id}/tunnel",
             put(introspect_tunnel).post(introspect_tunnel),
         )
+        .fallback(unknown_path)
         .with_state(app)
+}
+
+/// Paths outside `/` and the introspection API: Alibaba's error body, 404.
+async fn unknown_path() -> Response {
+    let request_id = vpnroute_domain::ids::new_request_id();
+    let answer = error_answer(&ApiError::INVALID_ACTION, Format::Json, &request_id);
+    (
+        StatusCode::NOT_FOUND,
+        [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type))],
+        answer.body,
+    )
+        .into_response()
 }
 
 /// The outcome of one RPC call, ready to encode.
@@ -229,6 +245,9 @@ fn execute(
     parsed: &vpnroute_wire::ParsedRequest,
     request_id: &str,
 ) -> Result<Value, ApiError> {
+    if raw.method != "GET" && raw.method != "POST" {
+        return Err(ApiError::UNSUPPORTED_HTTP_METHOD);
+    }
     let wire_err = |e: vpnroute_wire::WireError| {
         let a = e.to_alibaba();
         ApiError::new(a.code, a.message, a.http_status)
@@ -259,10 +278,21 @@ fn execute(
             app.store.read(|tx| f(&ctx, tx))
         }
         Handler::Write(f) => {
-            let body = app.store.write(|tx| {
+            let result = app.store.write(|tx| {
                 crate::auth::record_nonce(tx, &caller, parsed, now)?;
                 dispatch::run_write(&ctx, tx, f)
-            })?;
+            });
+            let body = match result {
+                Ok(b) => b,
+                Err(e) => {
+                    // The failed change rolled back, nonce included: record the nonce on its
+                    // own so the same signed request cannot be replayed.
+                    if e.code != ApiError::NONCE_USED.code {
+                        let _ = app.nonces.record(&caller, parsed, now);
+                    }
+                    return Err(e);
+                }
+            };
             crate::tasks::after_commit(app, &ctx);
             Ok(body)
         }

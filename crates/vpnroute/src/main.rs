@@ -11,6 +11,7 @@ mod actions;
 mod admin;
 mod app;
 mod auth;
+mod bench;
 mod cli;
 mod dispatch;
 mod engines;

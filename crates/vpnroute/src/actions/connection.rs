@@ -149,10 +149,10 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
         return Err(ApiError::GATEWAY_FINANCIAL_LOCKED);
     }
     crate::tasks::check_busy(ctx, &gw, ApiError::GATEWAY_CONFIGURING)?;
-    dry_run(ctx)?;
     if tx.count_children(ResourceKind::VpnConnection, &gw.id)? >= ctx.app.config.quotas.connections_per_gateway {
         return Err(ApiError::QUOTA_FULL);
     }
+    dry_run(ctx)?;
     let id = new_id("vco");
     let conn = VpnConnection {
         name: if name.is_empty() { id.clone() } else { name },

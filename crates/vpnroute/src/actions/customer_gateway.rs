@@ -42,7 +42,6 @@ pub fn create_customer_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
         return Err(ApiError::invalid_parameter("AuthKey"));
     }
     let tags = p.tags("Tags")?;
-    dry_run(ctx)?;
     let (existing, count) = tx.list_resources::<CustomerGateway>(
         ResourceKind::CustomerGateway,
         &ctx.account_id,
@@ -57,6 +56,7 @@ pub fn create_customer_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
     if count >= ctx.app.config.quotas.customer_gateways_per_region {
         return Err(ApiError::QUOTA_FULL);
     }
+    dry_run(ctx)?;
     let id = new_id("cgw");
     let cgw = CustomerGateway {
         name: if name.is_empty() { id.clone() } else { name },

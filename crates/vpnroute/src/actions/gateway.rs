@@ -58,12 +58,12 @@ pub fn create_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
     if vpc.status != "Available" {
         return Err(ApiError::INCORRECT_VPC_STATUS);
     }
-    dry_run(ctx)?;
     if tx.count_resources(ResourceKind::VpnGateway, &ctx.account_id, region)?
         >= ctx.app.config.quotas.gateways_per_region
     {
         return Err(ApiError::QUOTA_FULL);
     }
+    dry_run(ctx)?;
     let id = new_id("vpn");
     let mut rng = rand::rng();
     let internet_ip = if network_type == "public" {

@@ -27,10 +27,10 @@ pub fn create_vpc(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
     };
     let name = opt_text(ctx, "VpcName", validate::name)?;
     let description = opt_text(ctx, "Description", validate::description)?;
-    dry_run(ctx)?;
     if tx.count_resources(ResourceKind::Vpc, &ctx.account_id, region)? >= ctx.app.config.quotas.vpcs_per_region {
         return Err(ApiError::QUOTA_FULL);
     }
+    dry_run(ctx)?;
     let vpc = Vpc {
         id: new_id("vpc"),
         region_id: region.to_string(),
