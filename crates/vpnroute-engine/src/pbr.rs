@@ -38,7 +38,8 @@ use crate::trie::{PrefixTrie, NO_VALUE};
 /// Source sets up to this size are stored inline in their destination entry.
 const INLINE_SOURCES: usize = 3;
 /// Source sets up to this size are kept as a rank-sorted array; larger ones as a trie.
-const LINEAR_SOURCE_SET_MAX: usize = 32;
+/// (Tiny in unit tests, so that small random tables exercise every representation.)
+const LINEAR_SOURCE_SET_MAX: usize = if cfg!(test) { 6 } else { 32 };
 
 /// `(priority, 32 - dest len, 32 - source len)` packed so that `<` is the policy order.
 /// Sufficient to order the groups matching one packet (see the module docs).
@@ -289,7 +290,7 @@ impl PolicyIndex {
                 .iter()
                 .filter(|&&g| g != NO_VALUE)
                 .map(|&g| (self.match_keys.get(g as usize).copied().unwrap_or(u32::MAX), g))
-                .max(),
+                .min(),
         }
     }
 
@@ -365,5 +366,85 @@ fn build_source_set(group_keys: &[u32], groups: &Slab<Group>) -> SourceSet {
         }
         trie.flush();
         SourceSet::Trie(Box::new(trie))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Random tables crowded onto two destinations, so that source sets move between the
+    //! inline, array and trie representations (thresholds are tiny under `cfg(test)`).
+
+    use std::net::Ipv4Addr;
+
+    use proptest::prelude::*;
+
+    use crate::naive::NaiveTable;
+    use crate::{Ipv4Net, LinkState, Route, RouteTable};
+
+    fn source() -> impl Strategy<Value = Ipv4Net> {
+        (0u32..12, prop::sample::select(vec![8u8, 16, 23, 24, 25, 32])).prop_map(|(i, len)| {
+            let addr = 0xc0a8_0000 | (i << 7) | (i & 1);
+            Ipv4Net::new(Ipv4Addr::from(addr), len).expect("len").trunc()
+        })
+    }
+
+    fn dest() -> impl Strategy<Value = Ipv4Net> {
+        prop::sample::select(vec![
+            Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 8).expect("net"),
+            Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 24).expect("net"),
+        ])
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(Ipv4Net, Ipv4Net, u8, bool, u8),
+        Remove(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (source(), dest(), 1u8..=3, any::<bool>(), 0u8..3)
+                .prop_map(|(s, d, p, active, hop)| Op::Insert(s, d, p, active, hop)),
+            2 => any::<usize>().prop_map(Op::Remove),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn crowded_source_sets_match_naive_through_updates(
+            ops in prop::collection::vec(op(), 1..120),
+            queries in prop::collection::vec((0u32..12, 0u32..300), 1..16),
+        ) {
+            let mut table = RouteTable::new();
+            let mut naive = NaiveTable::new();
+            let mut present = Vec::new();
+            for (id, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Insert(s, d, p, active, hop) => {
+                        let weight = if active { 100 } else { 0 };
+                        let hop = format!("h{hop}");
+                        let route = Route::policy(id as u64, s, d, hop, weight, p, id as u64);
+                        prop_assert_eq!(table.insert(route.clone()), naive.insert(route));
+                        present.push(id as u64);
+                    }
+                    Op::Remove(n) if !present.is_empty() => {
+                        let id = present.swap_remove(n % present.len());
+                        prop_assert!(table.remove(id).is_some());
+                        prop_assert!(naive.remove(id).is_some());
+                    }
+                    Op::Remove(_) => {}
+                }
+                for &(s, d) in &queries {
+                    let src = Ipv4Addr::from(0xc0a8_0000 | (s << 7) | (s & 1));
+                    let dst = Ipv4Addr::from(0x0a00_0000 | d);
+                    prop_assert_eq!(
+                        table.lookup(src, dst, &LinkState::new()),
+                        naive.lookup(src, dst, |_| true)
+                    );
+                }
+            }
+        }
     }
 }

@@ -260,7 +260,7 @@ proptest! {
 
     #[test]
     fn lookup_matches_naive_with_crowded_policy_sources(
-        shapes in prop::collection::vec(crowded_policy_shape(), 10..160),
+        shapes in prop::collection::vec(crowded_policy_shape(), 10..80),
         extra in prop::collection::vec(route_shape(), 0..10),
         down_mask in any::<u8>(),
         queries in queries(),
@@ -287,7 +287,7 @@ proptest! {
 
     #[test]
     fn incremental_updates_on_crowded_destinations_match_naive(
-        ops in prop::collection::vec(crowded_op(), 40..300),
+        ops in prop::collection::vec(crowded_op(), 20..160),
         down_mask in any::<u8>(),
         queries in queries(),
     ) {

@@ -156,7 +156,9 @@ impl NonceWriter {
                 }
             })
             .expect("spawn nonce writer");
-        NonceWriter { queue: std::sync::Mutex::new(tx) }
+        NonceWriter {
+            queue: std::sync::Mutex::new(tx),
+        }
     }
 
     /// Record the request's nonce durably; `SignatureNonceUsed` on replay.
@@ -168,7 +170,11 @@ impl NonceWriter {
             now_ms,
             reply,
         };
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).send(job).map_err(|_| ApiError::INTERNAL_ERROR)?;
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| ApiError::INTERNAL_ERROR)?;
         match answer.recv() {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) => Err(ApiError::NONCE_USED),

@@ -94,14 +94,17 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 fn creds(args: &BenchArgs) -> Credentials {
-    Credentials { access_key_id: args.access_key_id.clone(), access_key_secret: args.access_key_secret.clone() }
+    Credentials {
+        access_key_id: args.access_key_id.clone(),
+        access_key_secret: args.access_key_secret.clone(),
+    }
 }
 
 fn scheme_for(choice: SchemeChoice, i: usize) -> Scheme {
     match choice {
         SchemeChoice::V1 => Scheme::V1,
         SchemeChoice::Acs3 => Scheme::Acs3,
-        SchemeChoice::Mixed if i % 2 == 0 => Scheme::V1,
+        SchemeChoice::Mixed if i.is_multiple_of(2) => Scheme::V1,
         SchemeChoice::Mixed => Scheme::Acs3,
     }
 }
@@ -112,7 +115,9 @@ fn setup(args: &BenchArgs) -> anyhow::Result<Vec<(String, String)>> {
     let mut c = Client::new(args.target, creds(args), Scheme::V1);
     let mut call = |action: &str, params: &[(&str, &str)]| -> anyhow::Result<serde_json::Value> {
         loop {
-            let r = c.call(action, params).with_context(|| format!("{action}: connection"))?;
+            let r = c
+                .call(action, params)
+                .with_context(|| format!("{action}: connection"))?;
             match r.code().as_deref() {
                 None => return Ok(r.json()),
                 Some("VpnGateway.Configuring") | Some("TaskConflict") | Some("VpnTask.CONFLICT") => {
@@ -124,9 +129,15 @@ fn setup(args: &BenchArgs) -> anyhow::Result<Vec<(String, String)>> {
     };
     let mut out = Vec::new();
     for g in 0..args.gateways {
-        let vpc = call("CreateVpc", &[("RegionId", "cn-hangzhou"), ("CidrBlock", "192.168.0.0/16")])?;
+        let vpc = call(
+            "CreateVpc",
+            &[("RegionId", "cn-hangzhou"), ("CidrBlock", "192.168.0.0/16")],
+        )?;
         let vpc = vpc["VpcId"].as_str().unwrap_or_default().to_string();
-        let gw = call("CreateVpnGateway", &[("RegionId", "cn-hangzhou"), ("VpcId", &vpc), ("Bandwidth", "10")])?;
+        let gw = call(
+            "CreateVpnGateway",
+            &[("RegionId", "cn-hangzhou"), ("VpcId", &vpc), ("Bandwidth", "10")],
+        )?;
         let gw = gw["VpnGatewayId"].as_str().unwrap_or_default().to_string();
         // Random public addresses: customer gateway IPs are unique per account and region,
         // and the bench may run repeatedly against one server.
@@ -134,9 +145,18 @@ fn setup(args: &BenchArgs) -> anyhow::Result<Vec<(String, String)>> {
         let ip = {
             use rand::Rng;
             let mut r = rand::rng();
-            format!("{}.{}.{}.{}", r.random_range(1..=99), r.random_range(0..=255), r.random_range(0..=255), r.random_range(1..=254))
+            format!(
+                "{}.{}.{}.{}",
+                r.random_range(1..=99),
+                r.random_range(0..=255),
+                r.random_range(0..=255),
+                r.random_range(1..=254)
+            )
         };
-        let cgw = call("CreateCustomerGateway", &[("RegionId", "cn-hangzhou"), ("IpAddress", &ip)])?;
+        let cgw = call(
+            "CreateCustomerGateway",
+            &[("RegionId", "cn-hangzhou"), ("IpAddress", &ip)],
+        )?;
         let cgw = cgw["CustomerGatewayId"].as_str().unwrap_or_default().to_string();
         let vco = call(
             "CreateVpnConnection",
@@ -203,7 +223,9 @@ async fn health_worker(addr: SocketAddr, stop: Arc<AtomicBool>) -> Stats {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        stats.latencies_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        stats
+            .latencies_us
+            .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
     }
     stats
 }
@@ -228,7 +250,10 @@ async fn api_worker(
             }
             Ok(resp) => {
                 stats.errors += 1;
-                *stats.error_codes.entry(resp.code().unwrap_or_else(|| resp.status.to_string())).or_default() += 1;
+                *stats
+                    .error_codes
+                    .entry(resp.code().unwrap_or_else(|| resp.status.to_string()))
+                    .or_default() += 1;
             }
             Err(e) => {
                 stats.errors += 1;
@@ -241,10 +266,20 @@ async fn api_worker(
         match args.scenario {
             Scenario::Describe => {
                 let t = Instant::now();
-                let r = if i % 2 == 0 {
-                    client.call("DescribeVpnRouteEntries", &[("RegionId", "cn-hangzhou"), ("VpnGatewayId", gw)]).await
+                let r = if i.is_multiple_of(2) {
+                    client
+                        .call(
+                            "DescribeVpnRouteEntries",
+                            &[("RegionId", "cn-hangzhou"), ("VpnGatewayId", gw)],
+                        )
+                        .await
                 } else {
-                    client.call("DescribeVpnGateway", &[("RegionId", "cn-hangzhou"), ("VpnGatewayId", gw)]).await
+                    client
+                        .call(
+                            "DescribeVpnGateway",
+                            &[("RegionId", "cn-hangzhou"), ("VpnGatewayId", gw)],
+                        )
+                        .await
                 };
                 record(&mut stats, r, t, false);
             }
@@ -305,7 +340,10 @@ impl Report {
 
 fn measure(args: &BenchArgs, scenario: Scenario, gateways: Arc<Vec<(String, String)>>) -> anyhow::Result<Report> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let args = Arc::new(BenchArgs { scenario, ..args.clone() });
+    let args = Arc::new(BenchArgs {
+        scenario,
+        ..args.clone()
+    });
     rt.block_on(async move {
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
@@ -324,12 +362,20 @@ fn measure(args: &BenchArgs, scenario: Scenario, gateways: Arc<Vec<(String, Stri
         for h in handles {
             stats.merge(h.await.unwrap_or_default());
         }
-        Ok(Report { scenario, elapsed: started.elapsed(), stats })
+        Ok(Report {
+            scenario,
+            elapsed: started.elapsed(),
+            stats,
+        })
     })
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let gateways = if args.scenario == Scenario::Health { vec![] } else { setup(&args)? };
+    let gateways = if args.scenario == Scenario::Health {
+        vec![]
+    } else {
+        setup(&args)?
+    };
     let gateways = Arc::new(gateways);
     let baseline = if args.baseline && args.scenario != Scenario::Health {
         Some(measure(&args, Scenario::Health, gateways.clone())?)
@@ -353,11 +399,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("throughput          {:.0} req/s", report.throughput());
         if args.scenario == Scenario::CreateDelete {
             println!("pairs               {:.0} pairs/s", report.throughput() / 2.0);
-            println!("create latency      p50 {} ms  p99 {} ms  p99.9 {} ms", out["create_latency_ms"]["p50"], out["create_latency_ms"]["p99"], out["create_latency_ms"]["p999"]);
+            println!(
+                "create latency      p50 {} ms  p99 {} ms  p99.9 {} ms",
+                out["create_latency_ms"]["p50"], out["create_latency_ms"]["p99"], out["create_latency_ms"]["p999"]
+            );
         }
-        println!("latency             p50 {} ms  p99 {} ms  p99.9 {} ms", out["latency_ms"]["p50"], out["latency_ms"]["p99"], out["latency_ms"]["p999"]);
+        println!(
+            "latency             p50 {} ms  p99 {} ms  p99.9 {} ms",
+            out["latency_ms"]["p50"], out["latency_ms"]["p99"], out["latency_ms"]["p999"]
+        );
         if let Some(b) = &baseline {
-            println!("baseline (health)   {:.0} req/s; ratio {:.3}", b.throughput(), out["ratio_to_baseline"].as_f64().unwrap_or(0.0));
+            println!(
+                "baseline (health)   {:.0} req/s; ratio {:.3}",
+                b.throughput(),
+                out["ratio_to_baseline"].as_f64().unwrap_or(0.0)
+            );
         }
     }
     Ok(())

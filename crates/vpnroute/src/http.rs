@@ -120,7 +120,10 @@ async fn unknown_path() -> Response {
     let answer = error_answer(&ApiError::INVALID_ACTION, Format::Json, &request_id);
     (
         StatusCode::NOT_FOUND,
-        [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type))],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static(answer.content_type),
+        )],
         answer.body,
     )
         .into_response()
