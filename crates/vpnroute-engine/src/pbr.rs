@@ -235,7 +235,7 @@ impl PolicyIndex {
                                 trie.insert(net, source.prefix_len(), g, key.unwrap_or(u32::MAX));
                             }
                             None => {
-                                trie.remove(net, source.prefix_len());
+                                let _ = net;
                             }
                         }
                     }

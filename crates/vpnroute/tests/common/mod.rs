@@ -80,6 +80,9 @@ impl Drop for Server {
     }
 }
 
+// The child is returned to the caller, whose `Drop` kills and waits for it; the panics
+// on the way only fire when the test has already failed.
+#[allow(clippy::zombie_processes)]
 fn spawn(data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
     let mut child = Command::new(bin())
         .arg("serve")
