@@ -107,10 +107,16 @@ pub fn build_request(
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
     }
@@ -139,7 +145,13 @@ pub fn parse_response(buf: &[u8]) -> Option<(Response, usize)> {
         return None;
     }
     let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
-    Some((Response { status, body }, head_end + len))
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some((Response { status, headers, body }, head_end + len))
 }
 
 /// A blocking keep-alive client.

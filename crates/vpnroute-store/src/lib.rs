@@ -156,3 +156,89 @@ fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreErr
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vpnroute_domain::model::{RouteKind, VpnRoute};
+
+    fn route(dest: &str, hop: &str) -> VpnRoute {
+        VpnRoute {
+            seq: 0,
+            kind: RouteKind::Dbr,
+            gateway_id: "vpn-1".into(),
+            source: String::new(),
+            dest: dest.into(),
+            next_hop: hop.into(),
+            weight: 100,
+            priority: 10,
+            published: false,
+            description: String::new(),
+            overlay_mode: "Ipsec".into(),
+            create_time: 1,
+        }
+    }
+
+    #[test]
+    fn failed_transactions_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Process).unwrap();
+        let r: Result<(), ApiError> = store.write(|tx| {
+            tx.insert_route(&route("10.0.0.0/24", "vco-a"))?;
+            Err(ApiError::ROUTE_CONFLICT)
+        });
+        assert_eq!(r.unwrap_err().code, "VpnRouteEntry.Conflict");
+        let n = store
+            .read(|tx| tx.count_routes("vpn-1", RouteKind::Dbr).map_err(ApiError::from))
+            .unwrap();
+        assert_eq!(n, 0);
+        let listed = store
+            .read(|tx| tx.gateway_routes("vpn-1").map_err(ApiError::from))
+            .unwrap();
+        assert!(listed.is_empty());
+    }
+
+    #[test]
+    fn counts_follow_inserts_and_deletes_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), Durability::Process).unwrap();
+            store
+                .write(|tx| {
+                    let a = tx.insert_route(&route("10.0.0.0/24", "vco-a"))?;
+                    tx.insert_route(&route("10.0.1.0/24", "vco-a"))?;
+                    let mut ra = route("10.0.0.0/24", "vco-a");
+                    ra.seq = a;
+                    tx.delete_route(&ra)?;
+                    tx.delete_route(&ra)?; // idempotent: no double decrement
+                    Ok::<_, ApiError>(())
+                })
+                .unwrap();
+        }
+        let store = Store::open(dir.path(), Durability::Process).unwrap();
+        let n = store
+            .read(|tx| tx.count_routes("vpn-1", RouteKind::Dbr).map_err(ApiError::from))
+            .unwrap();
+        assert_eq!(n, 1);
+        let dup = store.write(|tx| tx.insert_route(&route("10.0.1.0/24", "vco-a")).map_err(ApiError::from));
+        assert!(dup.is_err(), "the unique key rejects a duplicate route");
+    }
+
+    #[test]
+    fn nonces_are_single_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Process).unwrap();
+        let first = store
+            .write(|tx| tx.record_nonce("k", "n1", 10).map_err(ApiError::from))
+            .unwrap();
+        let again = store
+            .write(|tx| tx.record_nonce("k", "n1", 11).map_err(ApiError::from))
+            .unwrap();
+        let other_key = store
+            .write(|tx| tx.record_nonce("k2", "n1", 11).map_err(ApiError::from))
+            .unwrap();
+        assert!(first && !again && other_key);
+        let pruned = store.write(|tx| tx.prune_nonces(11).map_err(ApiError::from)).unwrap();
+        assert_eq!(pruned, 1);
+    }
+}

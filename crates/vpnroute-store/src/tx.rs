@@ -413,7 +413,19 @@ impl<'c> Tx<'c> {
             r.overlay_mode,
             r.create_time
         ])?;
-        Ok(self.conn.last_insert_rowid())
+        let seq = self.conn.last_insert_rowid();
+        self.bump_route_count(&r.gateway_id, r.kind, 1)?;
+        Ok(seq)
+    }
+
+    fn bump_route_count(&self, gateway_id: &str, kind: RouteKind, delta: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO gateway_route_counts(gateway_id, kind, n) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(gateway_id, kind) DO UPDATE SET n = n + excluded.n",
+            )?
+            .execute(params![gateway_id, kind.as_str(), delta])?;
+        Ok(())
     }
 
     pub fn update_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
@@ -424,10 +436,15 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
-    pub fn delete_route(&self, seq: i64) -> Result<(), StoreError> {
-        self.conn
+    pub fn delete_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
+        if self
+            .conn
             .prepare_cached("DELETE FROM vpn_routes WHERE seq = ?1")?
-            .execute(params![seq])?;
+            .execute(params![r.seq])?
+            > 0
+        {
+            self.bump_route_count(&r.gateway_id, r.kind, -1)?;
+        }
         Ok(())
     }
 
@@ -455,11 +472,16 @@ impl<'c> Tx<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Number of routes of a kind on a gateway (a maintained counter, not a scan).
     pub fn count_routes(&self, gateway_id: &str, kind: RouteKind) -> Result<u64, StoreError> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT COUNT(*) FROM vpn_routes WHERE gateway_id = ?1 AND kind = ?2")?;
-        Ok(st.query_row(params![gateway_id, kind.as_str()], |r| r.get::<_, i64>(0))? as u64)
+            .prepare_cached("SELECT n FROM gateway_route_counts WHERE gateway_id = ?1 AND kind = ?2")?;
+        Ok(st
+            .query_row(params![gateway_id, kind.as_str()], |r| r.get::<_, i64>(0))
+            .optional()?
+            .unwrap_or(0)
+            .max(0) as u64)
     }
 
     pub fn list_routes(
@@ -713,6 +735,10 @@ impl<'c> Tx<'c> {
     }
 
     pub fn delete_gateway_state(&self, gateway_id: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM gateway_route_counts WHERE gateway_id = ?1",
+            params![gateway_id],
+        )?;
         self.conn
             .execute("DELETE FROM tasks WHERE gateway_id = ?1", params![gateway_id])?;
         self.conn.execute(

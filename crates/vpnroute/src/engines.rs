@@ -1,5 +1,6 @@
 //! The route engines in force: one [`vpnroute_engine::RouteTable`] per gateway, kept in
-//! memory and changed only by applied tasks (never by the request that accepted a change),
+//! memory and changed only by applied tasks (never by the request that accepted a change;
+//! after a restart it is rebuilt as of the last applied task),
 //! plus the introspection answers built on them (explain, versions, tunnel state).
 
 use std::collections::HashMap;
@@ -50,6 +51,16 @@ impl Engines {
             tables.insert(gw.doc.id.clone(), build_table(&routes));
         }
         *engines.tables.write().unwrap_or_else(|p| p.into_inner()) = tables;
+        // The stored routes are the desired state. Undo the changes of tasks that were not
+        // applied before the restart (newest first): the engine then holds what was in force,
+        // and the worker applies those tasks again in order.
+        let pending = store.read(|tx| tx.all_pending_tasks())?;
+        for task in pending.iter().rev() {
+            let ops: Vec<EngineOp> =
+                serde_json::from_str(&task.op).map_err(|e| StoreError::Other(format!("task {}: {e}", task.id)))?;
+            let undo: Vec<EngineOp> = ops.iter().rev().map(EngineOp::inverse).collect();
+            engines.apply(&undo);
+        }
         Ok(engines)
     }
 
@@ -57,7 +68,7 @@ impl Engines {
         let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
         for op in ops {
             match op {
-                EngineOp::Upsert(r) => {
+                EngineOp::Upsert { route: r, .. } => {
                     let table = tables.entry(r.gateway_id.clone()).or_default();
                     table.remove(r.seq as u64);
                     if let Some(route) = engine_route(r) {
@@ -66,9 +77,9 @@ impl Engines {
                         }
                     }
                 }
-                EngineOp::Remove { gateway_id, seq } => {
-                    if let Some(t) = tables.get_mut(gateway_id) {
-                        t.remove(*seq as u64);
+                EngineOp::Remove { route } => {
+                    if let Some(t) = tables.get_mut(&route.gateway_id) {
+                        t.remove(route.seq as u64);
                     }
                 }
             }

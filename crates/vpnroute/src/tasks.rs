@@ -20,11 +20,31 @@ use vpnroute_store::{ResourceKind, Task, Tx};
 
 use crate::app::{now_ms, App, Ctx, OnBusy, TaskDuration};
 
-/// A change to one gateway's route engine.
+/// A change to one gateway's route engine. Each op carries what it replaces, so a pending
+/// task can be undone (see [`EngineOp::inverse`]) when the engine is rebuilt after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EngineOp {
-    Upsert(VpnRoute),
-    Remove { gateway_id: String, seq: i64 },
+    /// A route created (`before` is `None`) or changed (`before` is the route as it was).
+    Upsert { route: VpnRoute, before: Option<VpnRoute> },
+    /// A route deleted.
+    Remove { route: VpnRoute },
+}
+
+impl EngineOp {
+    /// The op that undoes this one.
+    pub fn inverse(&self) -> EngineOp {
+        match self {
+            EngineOp::Upsert { route, before: Some(b) } => EngineOp::Upsert {
+                route: b.clone(),
+                before: Some(route.clone()),
+            },
+            EngineOp::Upsert { route, before: None } => EngineOp::Remove { route: route.clone() },
+            EngineOp::Remove { route } => EngineOp::Upsert {
+                route: route.clone(),
+                before: None,
+            },
+        }
+    }
 }
 
 /// The task duration that applies to a gateway (its override, else the server's).
@@ -187,5 +207,50 @@ pub async fn run_janitor(app: crate::app::SharedApp) {
         })
         .await;
         tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vpnroute_domain::model::RouteKind;
+
+    fn route(weight: i64) -> VpnRoute {
+        VpnRoute {
+            seq: 7,
+            kind: RouteKind::Dbr,
+            gateway_id: "vpn-1".into(),
+            source: String::new(),
+            dest: "10.0.0.0/24".into(),
+            next_hop: "vco-1".into(),
+            weight,
+            priority: 10,
+            published: false,
+            description: String::new(),
+            overlay_mode: "Ipsec".into(),
+            create_time: 0,
+        }
+    }
+
+    #[test]
+    fn inverse_undoes_every_op() {
+        let create = EngineOp::Upsert {
+            route: route(100),
+            before: None,
+        };
+        assert_eq!(create.inverse(), EngineOp::Remove { route: route(100) });
+        let change = EngineOp::Upsert {
+            route: route(0),
+            before: Some(route(100)),
+        };
+        assert_eq!(
+            change.inverse(),
+            EngineOp::Upsert {
+                route: route(100),
+                before: Some(route(0))
+            }
+        );
+        let remove = EngineOp::Remove { route: route(100) };
+        assert_eq!(remove.inverse().inverse(), remove);
     }
 }

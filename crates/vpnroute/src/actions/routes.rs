@@ -214,7 +214,15 @@ fn create(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError
     if plan == Some(PublishPlan::AddEntry) {
         add_published_entry(ctx, tx, &gw, &route.dest)?;
     }
-    tasks::schedule(ctx, tx, &mut gw, vec![EngineOp::Upsert(route.clone())])?;
+    tasks::schedule(
+        ctx,
+        tx,
+        &mut gw,
+        vec![EngineOp::Upsert {
+            route: route.clone(),
+            before: None,
+        }],
+    )?;
     Ok(route_response(&route))
 }
 
@@ -275,14 +283,11 @@ fn delete(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError
     overlay_mode(ctx)?;
     let Target { mut gw, route } = find_target(ctx, tx, kind, busy_code(kind))?;
     dry_run(ctx)?;
-    tx.delete_route(route.seq)?;
+    tx.delete_route(&route)?;
     if route.published {
         withdraw_if_unused(tx, &gw, &route.dest)?;
     }
-    let op = EngineOp::Remove {
-        gateway_id: gw.id.clone(),
-        seq: route.seq,
-    };
+    let op = EngineOp::Remove { route };
     tasks::schedule(ctx, tx, &mut gw, vec![op])?;
     Ok(json!({}))
 }
@@ -327,7 +332,15 @@ fn modify(
     }
     if route != before {
         tx.update_route(&route)?;
-        tasks::schedule(ctx, tx, &mut gw, vec![EngineOp::Upsert(route)])?;
+        tasks::schedule(
+            ctx,
+            tx,
+            &mut gw,
+            vec![EngineOp::Upsert {
+                route,
+                before: Some(before),
+            }],
+        )?;
     }
     Ok(json!({}))
 }
@@ -393,18 +406,26 @@ pub fn publish_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
             add_published_entry(ctx, tx, &gw, &dest)?;
         }
         for mut r in targets.into_iter().filter(|r| !r.published) {
+            let before = r.clone();
             r.published = true;
             tx.update_route(&r)?;
-            changed.push(EngineOp::Upsert(r));
+            changed.push(EngineOp::Upsert {
+                route: r,
+                before: Some(before),
+            });
         }
     } else {
         dry_run(ctx)?;
         // Withdrawing a destination withdraws every route of the gateway published for it,
         // of both kinds (Alibaba: "withdrawing either one also withdraws the other").
         for mut r in tx.routes_with_dest(&gw.id, &dest)?.into_iter().filter(|r| r.published) {
+            let before = r.clone();
             r.published = false;
             tx.update_route(&r)?;
-            changed.push(EngineOp::Upsert(r));
+            changed.push(EngineOp::Upsert {
+                route: r,
+                before: Some(before),
+            });
         }
         withdraw_if_unused(tx, &gw, &dest)?;
     }
