@@ -67,6 +67,8 @@ POP_VARIANTS = [POP_GET, POP_POST]
 # Python Tea's from_map/to_map do no casting; legacy and pop return the parsed JSON.
 # Node Tea casts the body into its model (numeric strings -> numbers etc.).
 UNCAST_VARIANTS = [PY_TEA_V3, PY_TEA_V2, PY_LEGACY, POP_GET, POP_POST]
+# Clients that hand back the whole server body (nothing dropped).
+RAW_BODY_VARIANTS = [PY_LEGACY, POP_GET, POP_POST]
 # Clients that drop fields unknown to the SDK model.
 TYPED_MODEL_VARIANTS = [PY_TEA_V3, PY_TEA_V2, NODE_TEA_V3, NODE_TEA_V2]
 

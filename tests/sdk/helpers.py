@@ -7,7 +7,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List
 
 from clients import ApiError, BaseClient
 
@@ -128,6 +128,27 @@ def type_problems(value: Any, schema: Any, path: str = "$") -> List[str]:
     if not ok:
         problems.append(f"{path}: expected {schema}, got {type(value).__name__} {value!r:.80}")
     return problems
+
+
+def unknown_keys(value: Any, schema: Any, path: str = "$") -> List[str]:
+    """Keys in a raw JSON body that the SDK model does not know (typed clients would drop
+    them silently, so they usually mean a misspelt field name)."""
+    out: List[str] = []
+    if isinstance(schema, dict) and "model" in schema and isinstance(value, dict):
+        for k, v in value.items():
+            if k not in schema["fields"]:
+                out.append(f"{path}.{k}")
+            else:
+                out += unknown_keys(v, schema["fields"][k], f"{path}.{k}")
+    elif isinstance(schema, dict) and "array" in schema and isinstance(value, list):
+        for i, item in enumerate(value):
+            out += unknown_keys(item, schema["array"], f"{path}[{i}]")
+    return out
+
+
+def assert_no_unknown_keys(body: Any, schema: Any) -> None:
+    extra = unknown_keys(body, schema)
+    assert not extra, "fields unknown to the SDK model (typed clients drop them):\n  " + "\n  ".join(extra)
 
 
 def assert_types(body: Any, schema: Any) -> None:

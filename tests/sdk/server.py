@@ -73,6 +73,7 @@ class Server:
         env["VPNROUTE_ROOT_ACCESS_KEY_ID"] = self.root_ak
         env["VPNROUTE_ROOT_ACCESS_KEY_SECRET"] = self.root_sk
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
         return env
 
     def _log_write(self, text: str) -> None:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from clients import (
-    ALL_VARIANTS,
     PY_LEGACY,
     PY_TEA_V3,
     ApiError,
@@ -23,7 +21,7 @@ from clients import (
     utc_timestamp,
     v1_string_to_sign,
 )
-from helpers import REGION, Stack, build_stack, expect_error, unwrap
+from helpers import REGION, build_stack, expect_error
 
 MISSING_SIGNATURE_CODES = {"MissingParameter", "IncompleteSignature"}
 

@@ -57,6 +57,10 @@ pub enum Scenario {
     Health,
     Describe,
     CreateDelete,
+    /// One gateway growing to `--routes` routes (see `bench_scale`).
+    ScaleRoutes,
+    /// `--gateways` gateways with `--routes` routes each (see `bench_scale`).
+    ScaleGateways,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +115,7 @@ fn scheme_for(choice: SchemeChoice, i: usize) -> Scheme {
 
 /// Create `n` gateways with one connection each (and `routes` routes each); returns
 /// (gateway id, connection id) pairs.
-fn setup(args: &BenchArgs) -> anyhow::Result<Vec<(String, String)>> {
+pub fn setup(args: &BenchArgs) -> anyhow::Result<Vec<(String, String)>> {
     let mut c = Client::new(args.target, creds(args), Scheme::V1);
     let mut call = |action: &str, params: &[(&str, &str)]| -> anyhow::Result<serde_json::Value> {
         loop {
@@ -301,7 +305,9 @@ async fn api_worker(
                 let r = client.call("DeleteVpnRouteEntry", &params[..5]).await;
                 record(&mut stats, r, t, false);
             }
-            Scenario::Health => unreachable!("health uses its own worker"),
+            Scenario::Health | Scenario::ScaleRoutes | Scenario::ScaleGateways => {
+                unreachable!("these scenarios have their own drivers")
+            }
         }
         i += 1;
     }
@@ -371,6 +377,9 @@ fn measure(args: &BenchArgs, scenario: Scenario, gateways: Arc<Vec<(String, Stri
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if matches!(args.scenario, Scenario::ScaleRoutes | Scenario::ScaleGateways) {
+        return crate::bench_scale::run(&args);
+    }
     let gateways = if args.scenario == Scenario::Health {
         vec![]
     } else {

@@ -12,6 +12,7 @@ mod admin;
 mod app;
 mod auth;
 mod bench;
+mod bench_scale;
 mod cli;
 mod dispatch;
 mod engines;

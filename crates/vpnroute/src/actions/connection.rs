@@ -127,11 +127,15 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
         "LocalAsn": int_member(&bgp_in, "LocalAsn", 45104, 1, 4_294_967_295, "BgpConfig")?,
         "TunnelCidr": str_member(&bgp_in, "TunnelCidr").unwrap_or_default(),
         "LocalBgpIp": str_member(&bgp_in, "LocalBgpIp").unwrap_or_default(),
-        "PeerAsn": cgw.asn.map(|a| a.to_string()).unwrap_or_default(),
         "PeerBgpIp": "",
         "Status": if bgp_enabled { "success" } else { "" },
         "AuthKey": cgw.auth_key,
     });
+    let mut bgp = bgp;
+    if let Some(asn) = cgw.asn {
+        // Long in the SDK models; omitted when the customer gateway has no ASN.
+        bgp["PeerAsn"] = json!(asn);
+    }
     let effect_immediately = p.bool_or("EffectImmediately", false)?;
     let enable_dpd = p.bool_or("EnableDpd", true)?;
     let enable_nat = p.bool_or("EnableNatTraversal", true)?;
