@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use ipnet::Ipv4Net;
 
-use crate::group::{Group, Member};
-use crate::slab::Slab;
+use crate::decision::Reason;
+use crate::group::{Group, GroupStore, Member};
+use crate::links::{LinkState, NextHopId};
 use crate::trie::PrefixTrie;
 
 /// Key ordering the LPM trie: longer prefix = smaller key = wins.
@@ -16,7 +17,7 @@ fn lpm_key(dest: Ipv4Net) -> u8 {
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DestinationIndex {
-    pub(crate) groups: Slab<Group>,
+    pub(crate) groups: GroupStore,
     by_dest: HashMap<Ipv4Net, u32>,
     trie: PrefixTrie<u8>,
 }
@@ -33,22 +34,20 @@ impl DestinationIndex {
                 key
             }
         };
-        if let Some(group) = self.groups.get_mut(group_key) {
-            group.add(member);
-        }
+        self.groups.update(group_key, |group| group.add(member));
     }
 
     pub(crate) fn remove(&mut self, dest: Ipv4Net, route_id: u64) {
         let Some(&group_key) = self.by_dest.get(&dest) else {
             return;
         };
-        let now_empty = match self.groups.get_mut(group_key) {
-            Some(group) => {
+        let now_empty = self
+            .groups
+            .update(group_key, |group| {
                 group.remove(route_id);
                 group.members.is_empty()
-            }
-            None => true,
-        };
+            })
+            .unwrap_or(true);
         if now_empty {
             self.by_dest.remove(&dest);
             self.groups.remove(group_key);
@@ -60,19 +59,15 @@ impl DestinationIndex {
         self.trie.flush();
     }
 
-    /// The group with the longest destination prefix containing `dst`.
+    /// Rule 2 then rule 3: the chosen member of the group with the longest destination
+    /// prefix containing `dst`.
     #[inline]
-    pub(crate) fn longest_match(&self, dst: u32) -> Option<&Group> {
-        self.groups.get(self.trie.longest_match(dst)?)
+    pub(crate) fn lookup(&self, dst: u32, links: &LinkState) -> Option<(u64, NextHopId, Reason)> {
+        self.groups.select(self.trie.longest_match(dst)?, links)
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.groups.capacity_bytes()
-            + self
-                .groups
-                .iter()
-                .map(|(_, g)| g.members.capacity() * std::mem::size_of::<Member>())
-                .sum::<usize>()
+        self.groups.heap_bytes()
             + self.by_dest.capacity() * (std::mem::size_of::<(Ipv4Net, u32)>() + 1)
             + self.trie.heap_bytes()
     }

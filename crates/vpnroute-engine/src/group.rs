@@ -6,6 +6,7 @@ use ipnet::Ipv4Net;
 use crate::decision::Reason;
 use crate::links::{LinkState, NextHopId};
 use crate::route::{member_preference, PolicyRank};
+use crate::slab::Slab;
 
 /// One route of a group, reduced to what selection needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,16 +24,13 @@ impl Member {
     }
 }
 
-/// Groups this small keep a copy of their members inline, saving a pointer chase on lookup.
+/// Groups this small (the usual active/standby pair) are selected from their hot copy alone.
 const INLINE_MEMBERS: usize = 2;
 
 /// Routes with one match key, kept in preference order: actives oldest first, then standbys
 /// oldest first.
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
-    /// Copy of `members` when it has at most [`INLINE_MEMBERS`] entries (the usual
-    /// active/standby pair).
-    inline: [Member; INLINE_MEMBERS],
     pub members: Vec<Member>,
     /// Rank of the best member (policy groups only; unused for destination groups).
     pub rank: PolicyRank,
@@ -40,18 +38,9 @@ pub(crate) struct Group {
     pub dest: Ipv4Net,
 }
 
-const NO_MEMBER: Member = Member {
-    route_id: 0,
-    hop: NextHopId(u32::MAX),
-    active: false,
-    seq: 0,
-    priority: 0,
-};
-
 impl Group {
     pub(crate) fn new(source: Ipv4Net, dest: Ipv4Net) -> Self {
         Group {
-            inline: [NO_MEMBER; INLINE_MEMBERS],
             source,
             dest,
             members: Vec::with_capacity(1),
@@ -76,9 +65,6 @@ impl Group {
     }
 
     fn refresh_rank(&mut self) {
-        for (slot, member) in self.inline.iter_mut().zip(&self.members) {
-            *slot = *member;
-        }
         let (source, dest) = (self.source, self.dest);
         self.rank = self
             .members
@@ -92,11 +78,7 @@ impl Group {
     /// the first member (the oldest active, or the oldest route when there is no active).
     #[inline]
     pub(crate) fn select(&self, links: &LinkState) -> Option<(&Member, Reason)> {
-        let members = match self.members.len() {
-            n @ 0..=INLINE_MEMBERS => self.inline.get(..n).unwrap_or_default(),
-            _ => &self.members,
-        };
-        for member in members {
+        for member in &self.members {
             if links.is_up(member.hop) {
                 let reason = if member.active {
                     Reason::ActiveUp
@@ -106,12 +88,151 @@ impl Group {
                 return Some((member, reason));
             }
         }
-        let first = members.first()?;
+        let first = self.members.first()?;
         let reason = if first.active {
             Reason::AllDownActive
         } else {
             Reason::AllDownNoActive
         };
         Some((first, reason))
+    }
+}
+
+/// What a lookup reads about one member: 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HotMember {
+    route_id: u64,
+    hop: NextHopId,
+    role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Role {
+    Absent,
+    Standby,
+    Active,
+    /// The group has more members than fit: read the cold [`Group`].
+    Overflow,
+}
+
+const ABSENT: HotMember = HotMember {
+    route_id: 0,
+    hop: NextHopId(u32::MAX),
+    role: Role::Absent,
+};
+
+/// Lookup-side copy of a group's members: one aligned 32-byte block (two per cache line),
+/// stored apart from the cold [`Group`].
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+struct HotGroup {
+    members: [HotMember; INLINE_MEMBERS],
+}
+
+const EMPTY_HOT: HotGroup = HotGroup {
+    members: [ABSENT; INLINE_MEMBERS],
+};
+
+impl HotGroup {
+    fn of(group: &Group) -> Self {
+        let mut hot = EMPTY_HOT;
+        if group.members.len() > INLINE_MEMBERS {
+            hot.members[0].role = Role::Overflow;
+            return hot;
+        }
+        for (slot, member) in hot.members.iter_mut().zip(&group.members) {
+            *slot = HotMember {
+                route_id: member.route_id,
+                hop: member.hop,
+                role: if member.active { Role::Active } else { Role::Standby },
+            };
+        }
+        hot
+    }
+}
+
+/// The groups of one table: cold [`Group`]s in a slab plus their [`HotGroup`] copies, kept
+/// in step by routing every mutation through here.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GroupStore {
+    cold: Slab<Group>,
+    hot: Vec<HotGroup>,
+}
+
+impl GroupStore {
+    pub(crate) fn insert(&mut self, group: Group) -> u32 {
+        let key = self.cold.insert(group);
+        self.refresh(key);
+        key
+    }
+
+    pub(crate) fn get(&self, key: u32) -> Option<&Group> {
+        self.cold.get(key)
+    }
+
+    /// Edits a group and refreshes its hot copy.
+    pub(crate) fn update<R>(&mut self, key: u32, edit: impl FnOnce(&mut Group) -> R) -> Option<R> {
+        let result = edit(self.cold.get_mut(key)?);
+        self.refresh(key);
+        Some(result)
+    }
+
+    pub(crate) fn remove(&mut self, key: u32) -> Option<Group> {
+        if let Some(hot) = self.hot.get_mut(key as usize) {
+            *hot = EMPTY_HOT;
+        }
+        self.cold.remove(key)
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.cold.capacity_bytes()
+            + self.hot.capacity() * std::mem::size_of::<HotGroup>()
+            + self
+                .cold
+                .iter()
+                .map(|(_, g)| g.members.capacity() * std::mem::size_of::<Member>())
+                .sum::<usize>()
+    }
+
+    fn refresh(&mut self, key: u32) {
+        let Some(group) = self.cold.get(key) else {
+            return;
+        };
+        let hot = HotGroup::of(group);
+        let index = key as usize;
+        if self.hot.len() <= index {
+            self.hot.resize(index + 1, EMPTY_HOT);
+        }
+        if let Some(slot) = self.hot.get_mut(index) {
+            *slot = hot;
+        }
+    }
+
+    /// Rule 3 for group `key`: `(route id, next hop, reason)`.
+    #[inline]
+    pub(crate) fn select(&self, key: u32, links: &LinkState) -> Option<(u64, NextHopId, Reason)> {
+        let hot = self.hot.get(key as usize)?;
+        let [first, second] = hot.members;
+        if first.role == Role::Overflow {
+            let (member, reason) = self.cold.get(key)?.select(links)?;
+            return Some((member.route_id, member.hop, reason));
+        }
+        for member in [first, second] {
+            match member.role {
+                Role::Active if links.is_up(member.hop) => {
+                    return Some((member.route_id, member.hop, Reason::ActiveUp))
+                }
+                Role::Standby if links.is_up(member.hop) => {
+                    return Some((member.route_id, member.hop, Reason::StandbyTakeover))
+                }
+                _ => {}
+            }
+        }
+        match first.role {
+            Role::Active => Some((first.route_id, first.hop, Reason::AllDownActive)),
+            Role::Standby => Some((first.route_id, first.hop, Reason::AllDownNoActive)),
+            Role::Absent | Role::Overflow => None,
+        }
     }
 }

@@ -23,7 +23,10 @@
 //!    Alibaba says equal priorities are matched "based on their sequence numbers" without
 //!    defining them; steps 2–4 are **our documented choice** for that sequence (most specific
 //!    first, then creation order). Routes with the same `(source, dest)` form an
-//!    active/standby group, which ranks as its best member; the best group wins.
+//!    active/standby group, which ranks as its best member; the best group wins. Note that
+//!    two *different* groups matching one packet and equal on steps 1–3 would have identical
+//!    prefixes, i.e. be one group — so step 4 only orders members of a group, where rule 3
+//!    decides anyway; it is kept to make the order total (and `explain` lists it).
 //! 2. **Otherwise destination-based routes**, by longest prefix match on `D`. Routes with the
 //!    same `dest` form an active/standby group.
 //! 3. **Inside the winning group**: the active route (weight 100) if its next hop is up; else
@@ -35,25 +38,33 @@
 //!    left to the VPC.
 //!
 //! "Oldest" means smallest `seq`, then smallest `id`. Prefixes are normalised on insert
-//! (`10.0.0.7/24` is stored as `10.0.0.0/24`).
+//! (`10.0.0.7/24` is stored as `10.0.0.0/24`). Weights other than 0/100, policy priorities
+//! outside 1..=100, duplicate ids and missing/unexpected source prefixes are refused with an
+//! [`InsertError`]; nothing else is (e.g. `0.0.0.0/0` is accepted: API-level prohibitions
+//! belong to the control plane).
 //!
 //! # Data structures
 //!
-//! * Destination routes: an LPM index (module `trie`) — a four-level, stride-8, poptrie-style
-//!   compressed trie (256-bit bitmaps + popcount, no leaf pushing across levels) over the
-//!   distinct destination prefixes. A lookup visits at most four nodes.
-//! * Policy routes: the same trie over distinct destination prefixes, enumerating every
-//!   destination prefix containing `D` longest first; under each, the groups are kept in a
-//!   rank-sorted array (or a rank-keyed trie when there are many sources), and the walk stops
-//!   probing destinations that can no longer win (module `pbr`).
+//! * A run-compressed, stride-8 multibit trie (module `trie`): four levels of 256-way nodes,
+//!   each a 256-byte `slot → run` map over an arena of `(value, child)` entries, with no leaf
+//!   pushing between levels so that every update touches one node. A lookup visits at most
+//!   four nodes (three for a `/24`).
+//! * Destination routes: that trie over the distinct destination prefixes, valued by
+//!   active/standby group.
+//! * Policy routes (module `pbr`): the same trie over distinct destination prefixes,
+//!   enumerating every destination prefix containing `D` longest first; per destination, the
+//!   groups under it sorted by rank (up to three inline in one cache line, up to 32 in an
+//!   array, beyond that a trie keyed by rank), and destinations that can no longer win are
+//!   not probed.
+//! * Groups keep a 32-byte hot copy of up to two members (the active/standby pair) apart from
+//!   the cold bookkeeping, so the final selection is one cache line.
 //! * Next hops are interned to dense [`NextHopId`]s; [`LinkState`] is a bitset by that id,
-//!   kept outside the table so that tunnel flaps cost one bit write.
+//!   kept outside the table so that a tunnel flap costs one bit write.
 //!
-//! Updates are **incremental**: a change edits the one trie node owning the prefix
-//! (≤ 256 slots re-painted) and the one group / destination entry involved, so applying a
-//! change costs microseconds whatever the table size; a full rebuild of 100k routes would
-//! cost tens of milliseconds. The benchmarks (`benches/lookup.rs`) measure both lookups and
-//! one insert + remove on a 100k-route table.
+//! Updates are **incremental** rather than rebuilds: a change edits the one trie node owning
+//! the prefix (≤ 256 slots re-painted), the one group and the one destination entry
+//! involved, so applying it costs a few microseconds whatever the table size, where a full
+//! rebuild of a 100k-route table costs ~100–200 ms (both measured in `benches/lookup.rs`).
 //!
 //! [`naive`] is a linear-scan implementation of the same rules, used as the reference in
 //! property tests and as the benchmark baseline.

@@ -30,7 +30,9 @@ use std::collections::HashMap;
 
 use ipnet::Ipv4Net;
 
-use crate::group::{Group, Member};
+use crate::decision::Reason;
+use crate::group::{Group, GroupStore, Member};
+use crate::links::{LinkState, NextHopId};
 use crate::route::PolicyRank;
 use crate::slab::Slab;
 use crate::trie::{PrefixTrie, NO_VALUE};
@@ -90,13 +92,31 @@ enum SourceSet {
     Trie(Box<PrefixTrie<u32>>),
 }
 
-/// All policy groups sharing one destination prefix. Hot fields first.
+/// What a lookup reads about one destination prefix: one cache line, stored apart from the
+/// cold [`DestEntry`] so that the lines a lookup touches are dense.
 #[derive(Debug, Clone)]
-#[repr(C)]
-struct DestEntry {
-    /// Smallest priority among `groups`.
+#[repr(C, align(64))]
+struct DestHot {
+    /// Smallest priority among the destination's groups (`u8::MAX` when unused).
     min_priority: u8,
+    /// Copy of the destination trie's `parent_of` for this destination: the next shorter
+    /// destination prefix containing it within the same trie node, or [`NO_VALUE`].
+    parent: u32,
     sources: SourceSet,
+}
+
+const UNUSED_DEST: DestHot = DestHot {
+    min_priority: u8::MAX,
+    parent: NO_VALUE,
+    sources: SourceSet::Inline {
+        len: 0,
+        slots: [UNUSED_SLOT; INLINE_SOURCES],
+    },
+};
+
+/// Bookkeeping for one destination prefix (cold; the lookup side is [`DestHot`]).
+#[derive(Debug, Clone)]
+struct DestEntry {
     dest: Ipv4Net,
     /// Every group with this destination (cold; rebuild input).
     groups: Vec<u32>,
@@ -109,16 +129,33 @@ fn lpm_key(dest: Ipv4Net) -> u8 {
     32u8.saturating_sub(dest.prefix_len())
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct PolicyIndex {
-    pub(crate) groups: Slab<Group>,
+    pub(crate) groups: GroupStore,
     /// `match_keys[group]`: [`match_key`] of the group's rank.
     match_keys: Vec<u32>,
     by_key: HashMap<(Ipv4Net, Ipv4Net), u32>,
     dests: Slab<DestEntry>,
+    /// `dest_hot[dest key]`, kept in step with `dests`.
+    dest_hot: Vec<DestHot>,
     dest_by_prefix: HashMap<Ipv4Net, u32>,
     dest_trie: PrefixTrie<u8>,
     dirty_dests: Vec<u32>,
+}
+
+impl Default for PolicyIndex {
+    fn default() -> Self {
+        PolicyIndex {
+            groups: GroupStore::default(),
+            match_keys: Vec::new(),
+            by_key: HashMap::new(),
+            dests: Slab::default(),
+            dest_hot: Vec::new(),
+            dest_by_prefix: HashMap::new(),
+            dest_trie: PrefixTrie::with_parent_tracking(),
+            dirty_dests: Vec::new(),
+        }
+    }
 }
 
 impl PolicyIndex {
@@ -135,9 +172,10 @@ impl PolicyIndex {
                 key
             }
         };
-        if let Some(group) = self.groups.get_mut(group_key) {
+        if let Some(key) = self.groups.update(group_key, |group| {
             group.add(member);
-            let key = match_key(&group.rank);
+            match_key(&group.rank)
+        }) {
             set_match_key(&mut self.match_keys, group_key, key);
         }
         self.mark_changed(dest_key, source);
@@ -147,12 +185,13 @@ impl PolicyIndex {
         let Some(&group_key) = self.by_key.get(&(source, dest)) else {
             return;
         };
-        let group_empty = match self.groups.get_mut(group_key) {
-            Some(group) => {
-                group.remove(route_id);
-                let key = match_key(&group.rank);
+        let group_empty = match self.groups.update(group_key, |group| {
+            group.remove(route_id);
+            (match_key(&group.rank), group.members.is_empty())
+        }) {
+            Some((key, empty)) => {
                 set_match_key(&mut self.match_keys, group_key, key);
-                group.members.is_empty()
+                empty
             }
             None => true,
         };
@@ -175,16 +214,14 @@ impl PolicyIndex {
             return key;
         }
         let key = self.dests.insert(DestEntry {
-            min_priority: u8::MAX,
-            sources: SourceSet::Inline {
-                len: 0,
-                slots: [UNUSED_SLOT; INLINE_SOURCES],
-            },
             dest,
             groups: Vec::new(),
             dirty: false,
             changed_sources: Vec::new(),
         });
+        if self.dest_hot.len() <= key as usize {
+            self.dest_hot.resize(key as usize + 1, UNUSED_DEST);
+        }
         self.dest_by_prefix.insert(dest, key);
         self.dest_trie
             .insert(u32::from(dest.network()), dest.prefix_len(), key, lpm_key(dest));
@@ -204,19 +241,21 @@ impl PolicyIndex {
     /// Brings the source sets and the destination trie up to date.
     pub(crate) fn flush(&mut self) {
         while let Some(dest_key) = self.dirty_dests.pop() {
-            let Some(entry) = self.dests.get_mut(dest_key) else {
+            let (Some(entry), Some(hot)) = (self.dests.get_mut(dest_key), self.dest_hot.get_mut(dest_key as usize))
+            else {
                 continue;
             };
             entry.dirty = false;
             let changed = std::mem::take(&mut entry.changed_sources);
             if entry.groups.is_empty() {
                 let dest = entry.dest;
+                *hot = UNUSED_DEST;
                 self.dests.remove(dest_key);
                 self.dest_by_prefix.remove(&dest);
                 self.dest_trie.remove(u32::from(dest.network()), dest.prefix_len());
                 continue;
             }
-            entry.min_priority = entry
+            hot.min_priority = entry
                 .groups
                 .iter()
                 .filter_map(|&g| self.groups.get(g))
@@ -224,7 +263,7 @@ impl PolicyIndex {
                 .min()
                 .unwrap_or(u8::MAX);
             let dest = entry.dest;
-            match &mut entry.sources {
+            match &mut hot.sources {
                 // Large sets stay tries (with hysteresis) and are updated in place.
                 SourceSet::Trie(trie) if entry.groups.len() > LINEAR_SOURCE_SET_MAX / 2 => {
                     for source in changed {
@@ -235,27 +274,40 @@ impl PolicyIndex {
                                 trie.insert(net, source.prefix_len(), g, key.unwrap_or(u32::MAX));
                             }
                             None => {
-                                let _ = net;
+                                trie.remove(net, source.prefix_len());
                             }
                         }
                     }
                     trie.flush();
                 }
-                _ => entry.sources = build_source_set(&entry.groups, &self.groups),
+                _ => hot.sources = build_source_set(&entry.groups, &self.groups),
             }
         }
         self.dest_trie.flush();
+        for dest_key in self.dest_trie.take_parent_changes() {
+            let parent = self.dest_trie.parent_of(dest_key);
+            if let Some(hot) = self.dest_hot.get_mut(dest_key as usize) {
+                hot.parent = parent;
+            }
+        }
     }
 
-    /// The best-ranked policy group matching `(src, dst)`, if any.
+    /// Rule 1 then rule 3: the chosen member of the best-ranked policy group matching
+    /// `(src, dst)`, if any.
     #[inline]
-    pub(crate) fn best_match(&self, src: u32, dst: u32) -> Option<&Group> {
+    pub(crate) fn lookup(&self, src: u32, dst: u32, links: &LinkState) -> Option<(u64, NextHopId, Reason)> {
+        self.groups.select(self.best_match(src, dst)?, links)
+    }
+
+    /// Key of the best-ranked policy group matching `(src, dst)`, if any.
+    #[inline]
+    fn best_match(&self, src: u32, dst: u32) -> Option<u32> {
         let hits = self.dest_trie.lookup_levels(dst);
         let (mut best_key, mut best_group) = (u32::MAX, NO_VALUE);
         for &deepest in hits.as_slice().iter().rev() {
             let mut dest_key = deepest;
             while dest_key != NO_VALUE {
-                let Some(entry) = self.dests.get(dest_key) else {
+                let Some(entry) = self.dest_hot.get(dest_key as usize) else {
                     break;
                 };
                 // A shorter destination only wins with a strictly smaller priority.
@@ -266,15 +318,15 @@ impl PolicyIndex {
                         }
                     }
                 }
-                dest_key = self.dest_trie.parent_of(dest_key);
+                dest_key = entry.parent;
             }
         }
-        self.groups.get(best_group)
+        (best_group != NO_VALUE).then_some(best_group)
     }
 
     /// Best `(match key, group)` under one destination whose source contains `src`.
     #[inline]
-    fn best_source(&self, entry: &DestEntry, src: u32) -> Option<(u32, u32)> {
+    fn best_source(&self, entry: &DestHot, src: u32) -> Option<(u32, u32)> {
         let first_match = |slots: &[SourceSlot]| {
             slots
                 .iter()
@@ -296,12 +348,7 @@ impl PolicyIndex {
 
     pub(crate) fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        self.groups.capacity_bytes()
-            + self
-                .groups
-                .iter()
-                .map(|(_, g)| g.members.capacity() * size_of::<Member>())
-                .sum::<usize>()
+        self.groups.heap_bytes()
             + self.match_keys.capacity() * size_of::<u32>()
             + self.by_key.capacity() * (size_of::<((Ipv4Net, Ipv4Net), u32)>() + 1)
             + self.dests.capacity_bytes()
@@ -309,13 +356,17 @@ impl PolicyIndex {
                 .dests
                 .iter()
                 .map(|(_, d)| {
-                    d.groups.capacity() * size_of::<u32>()
-                        + d.changed_sources.capacity() * size_of::<Ipv4Net>()
-                        + match &d.sources {
-                            SourceSet::Inline { .. } => 0,
-                            SourceSet::Array(slots) => slots.len() * size_of::<SourceSlot>(),
-                            SourceSet::Trie(trie) => trie.heap_bytes(),
-                        }
+                    d.groups.capacity() * size_of::<u32>() + d.changed_sources.capacity() * size_of::<Ipv4Net>()
+                })
+                .sum::<usize>()
+            + self.dest_hot.capacity() * size_of::<DestHot>()
+            + self
+                .dest_hot
+                .iter()
+                .map(|hot| match &hot.sources {
+                    SourceSet::Inline { .. } => 0,
+                    SourceSet::Array(slots) => slots.len() * size_of::<SourceSlot>(),
+                    SourceSet::Trie(trie) => trie.heap_bytes(),
                 })
                 .sum::<usize>()
             + self.dest_by_prefix.capacity() * (size_of::<(Ipv4Net, u32)>() + 1)
@@ -333,7 +384,7 @@ fn set_match_key(match_keys: &mut Vec<u32>, group: u32, key: u32) {
     }
 }
 
-fn build_source_set(group_keys: &[u32], groups: &Slab<Group>) -> SourceSet {
+fn build_source_set(group_keys: &[u32], groups: &GroupStore) -> SourceSet {
     let mut slots: Vec<SourceSlot> = group_keys
         .iter()
         .filter_map(|&group| {

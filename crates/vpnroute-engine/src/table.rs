@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 
 use crate::dbr::DestinationIndex;
 use crate::decision::Decision;
-use crate::group::{Group, Member};
+use crate::group::Member;
 use crate::links::{LinkState, NextHopId, NextHopInterner};
 use crate::pbr::PolicyIndex;
 use crate::route::{validate, InsertError, Route, RouteKind};
@@ -163,27 +163,24 @@ impl RouteTable {
     #[inline]
     pub fn lookup(&self, src: Ipv4Addr, dst: Ipv4Addr, links: &LinkState) -> Option<Decision<'_>> {
         let (src, dst) = (u32::from(src), u32::from(dst));
-        if let Some(group) = self.policy.best_match(src, dst) {
-            return self.decide(group, RouteKind::Policy, links);
-        }
-        let group = self.destination.longest_match(dst)?;
-        self.decide(group, RouteKind::Destination, links)
+        let (route_id, hop, reason, kind) = match self.policy.lookup(src, dst, links) {
+            Some((route_id, hop, reason)) => (route_id, hop, reason, RouteKind::Policy),
+            None => {
+                let (route_id, hop, reason) = self.destination.lookup(dst, links)?;
+                (route_id, hop, reason, RouteKind::Destination)
+            }
+        };
+        Some(Decision {
+            route_id,
+            kind,
+            next_hop: self.hops.name(hop),
+            reason,
+        })
     }
 
     /// Every stored route (feeds [`RouteTable::explain`], implemented in `explain.rs`).
     pub(crate) fn stored_routes(&self) -> impl Iterator<Item = (u64, &StoredRoute)> {
         self.routes.iter().map(|(&id, stored)| (id, stored))
-    }
-
-    #[inline]
-    fn decide<'t>(&'t self, group: &Group, kind: RouteKind, links: &LinkState) -> Option<Decision<'t>> {
-        let (member, reason) = group.select(links)?;
-        Some(Decision {
-            route_id: member.route_id,
-            kind,
-            next_hop: self.hops.name(member.hop),
-            reason,
-        })
     }
 
     fn insert_deferred(&mut self, route: Route) -> Result<(), InsertError> {

@@ -1,6 +1,6 @@
 //! The operations available inside a transaction.
 
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
@@ -9,7 +9,7 @@ use crate::StoreError;
 
 /// A transaction (read or write) on the store.
 pub struct Tx<'c> {
-    conn: &'c Transaction<'c>,
+    conn: &'c Connection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +119,7 @@ fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<VpcRouteEntry> {
 }
 
 impl<'c> Tx<'c> {
-    pub(crate) fn new(conn: &'c Transaction<'c>) -> Self {
+    pub(crate) fn new(conn: &'c Connection) -> Self {
         Tx { conn }
     }
 

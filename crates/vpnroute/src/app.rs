@@ -82,6 +82,7 @@ pub struct Config {
 pub struct App {
     pub store: Arc<Store>,
     pub nonces: crate::auth::NonceWriter,
+    pub keys: crate::auth::KeyCache,
     pub config: Config,
     pub engines: Engines,
     /// Wakes the task worker when a task is enqueued or rescheduled.

@@ -33,10 +33,46 @@ pub fn parse_timestamp(text: &str) -> Result<i64, ApiError> {
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-/// Verify the request's signature and freshness; returns the caller. Runs inside a read
-/// transaction (key lookup); the nonce is recorded separately by [`record_nonce`].
+/// Access keys cached for a second: a key disabled or deleted with `vpnroute admin` stops
+/// working within that second, and the hot path does not read the store for every request.
+#[derive(Default)]
+pub struct KeyCache {
+    keys: Mutex<HashMap<String, (Option<vpnroute_store::AccessKey>, i64)>>,
+}
+
+const KEY_CACHE_MS: i64 = 1000;
+
+impl KeyCache {
+    pub fn new() -> Self {
+        KeyCache::default()
+    }
+
+    pub fn get(
+        &self,
+        store: &vpnroute_store::Store,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<vpnroute_store::AccessKey>, ApiError> {
+        if let Some((k, at)) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            if now_ms - at < KEY_CACHE_MS && now_ms >= *at {
+                return Ok(k.clone());
+            }
+        }
+        let k = store.read(|tx| tx.access_key(id).map_err(ApiError::from))?;
+        let mut m = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() > 10_000 {
+            m.clear();
+        }
+        m.insert(id.to_string(), (k.clone(), now_ms));
+        Ok(k)
+    }
+}
+
+/// Verify the request's signature and freshness; returns the caller. The nonce is recorded
+/// separately ([`record_nonce`] / [`NonceWriter`]).
 pub fn authenticate(
-    tx: &Tx<'_>,
+    store: &vpnroute_store::Store,
+    keys: &KeyCache,
     raw: &RawRequest<'_>,
     parsed: &ParsedRequest,
     now_ms: i64,
@@ -63,7 +99,7 @@ pub fn authenticate(
     if key_id.is_empty() {
         return Err(ApiError::missing_parameter("AccessKeyId"));
     }
-    let key = tx.access_key(key_id)?.ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
+    let key = keys.get(store, key_id, now_ms)?.ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
     if key.status != "Active" {
         return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
     }

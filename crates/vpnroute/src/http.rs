@@ -75,6 +75,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Arc::new(store);
     let app = Arc::new(App {
         nonces: crate::auth::NonceWriter::start(store.clone()),
+        keys: crate::auth::KeyCache::new(),
         store,
         throttle: crate::auth::Throttle::new(config.throttle_rps),
         config,
@@ -262,7 +263,7 @@ fn execute(
     }
     let handler = dispatch::handler(action).ok_or(ApiError::INVALID_ACTION)?;
     let now = now_ms();
-    let caller = app.store.read(|tx| crate::auth::authenticate(tx, raw, parsed, now))?;
+    let caller = crate::auth::authenticate(&app.store, &app.keys, raw, parsed, now)?;
     app.throttle.check(&caller.access_key_id, action, now)?;
     let params = parsed.params.as_slice();
     let ctx = Ctx {
