@@ -113,7 +113,9 @@ impl Store {
         }
         let conn = match guard {
             Some(g) => g,
-            None => self.readers[start % self.readers.len()].lock().unwrap_or_else(|p| p.into_inner()),
+            None => self.readers[start % self.readers.len()]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
         };
         in_transaction(&conn, "BEGIN", f)
     }

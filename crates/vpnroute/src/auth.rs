@@ -99,7 +99,9 @@ pub fn authenticate(
     if key_id.is_empty() {
         return Err(ApiError::missing_parameter("AccessKeyId"));
     }
-    let key = keys.get(store, key_id, now_ms)?.ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
+    let key = keys
+        .get(store, key_id, now_ms)?
+        .ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
     if key.status != "Active" {
         return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
     }
