@@ -133,7 +133,6 @@ pub fn delete_vpc(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
     let region = region(ctx)?;
     let id = params(ctx).str("VpcId")?;
     let vpc: Vpc = owned(ctx, tx, region, id)?;
-    dry_run(ctx)?;
     if tx.count_children(ResourceKind::VpnGateway, &vpc.id)? > 0 {
         return Err(ApiError::DEPENDENCY_VPN_GATEWAY);
     }
@@ -144,6 +143,7 @@ pub fn delete_vpc(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
     {
         return Err(ApiError::DEPENDENCY_ROUTE_TABLE_ENTRY);
     }
+    dry_run(ctx)?;
     tx.delete_vpc_entries_of_table(&vpc.route_table_id)?;
     tx.delete_resource(ResourceKind::Vpc, &vpc.id)?;
     Ok(json!({}))
@@ -318,10 +318,10 @@ pub fn create_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
             return Err(ApiError::NEXT_HOP_NOT_FOUND);
         }
     }
-    dry_run(ctx)?;
     if !tx.vpc_entries_for_dest(table, &dest.to_string())?.is_empty() {
         return Err(ApiError::ROUTE_ENTRY_CONFLICT_DUPLICATED);
     }
+    dry_run(ctx)?;
     let entry = VpcRouteEntry {
         id: new_id("rte"),
         route_table_id: table.to_string(),
