@@ -45,6 +45,7 @@ from helpers import (
     Stack,
     assert_keys,
     assert_ms_timestamp,
+    assert_no_unknown_keys,
     assert_success_body,
     assert_types,
     create_connection,
@@ -501,9 +502,8 @@ def test_create_error_codes(case: Case, kind: str, variant: str, request, new_en
     vpn_before = len(env.vpn_entries())
     e = call_error(env.client(make_client, variant), CREATE[kind], params)
     assert_seed_error(e, case.code, message=case.message, status=case.status)
-    if case.code not in ("IncorrectVpcStatus",):
-        assert env.route_count() == before, "a failed create must not create a route"
-        assert len(env.vpn_entries()) == vpn_before, "a failed create must not touch the VPC route table"
+    assert env.route_count() == before, "a failed create must not create a route"
+    assert len(env.vpn_entries()) == vpn_before, "a failed create must not touch the VPC route table"
 
 
 # ---- the same checks through PublishVpnRouteEntry (publishing later instead of at create)
@@ -554,6 +554,57 @@ def test_vpc_quota_counts_table_entries_not_routes(srv_quota, new_env):
     env.create("pbr", publish=True)
     assert len(env.vpn_entries()) == 1
     assert [r["State"] for r in env.routes("dbr") + env.routes("pbr")] == ["published", "published"]
+
+
+def test_route_quota_is_per_kind_and_freed_by_delete(srv_quota, new_env, make_client):
+    """--quota-dbr-routes 2 / --quota-pbr-routes 2: separate per kind; a delete frees a slot;
+    failed, DryRun and replayed creates do not consume one; counts survive SIGKILL-free reads."""
+    env = new_env(srv_quota)
+    c = env.client(make_client, POP_POST)
+    env.create("dbr", dest="10.0.1.0/24")
+    env.create("dbr", dest="10.0.2.0/24")
+    assert_seed_error(call_error(c, CREATE["dbr"], env.params("dbr", dest="10.0.3.0/24")), "Resource.QuotaFull")
+    # the other kind has its own quota
+    env.create("pbr", dest="10.0.1.0/24")
+    tok = {"ClientToken": "q-" + uuid.uuid4().hex}
+    c.call(CREATE["pbr"], env.params("pbr", dest="10.0.2.0/24", **tok))
+    c.call(CREATE["pbr"], env.params("pbr", dest="10.0.2.0/24", **tok))  # replay: no new slot used
+    assert_seed_error(call_error(c, CREATE["pbr"], env.params("pbr", dest="10.0.3.0/24")), "Resource.QuotaFull")
+    # delete one dbr route: the slot is free again, TotalCount follows
+    c.call("DeleteVpnRouteEntry", {"RegionId": REGION, "VpnGatewayId": env.gw_id, "RouteDest": "10.0.1.0/24",
+                                   "NextHop": env.vcos[0], "Weight": 100})
+    body = c.call("DescribeVpnRouteEntries", {"RegionId": REGION, "VpnGatewayId": env.gw_id})
+    assert body["TotalCount"] == 1 and len(unwrap(body, "VpnRouteEntries", "VpnRouteEntry")) == 1, body
+    assert unwrap(body, "VpnRouteCounts", "VpnRouteCount")[0]["RouteCount"] == 1, body
+    e = call_error(c, CREATE["dbr"], env.params("dbr", dest="10.0.3.0/24", DryRun=True))
+    assert e.code == "DryRunOperation", str(e)
+    c.call(CREATE["dbr"], env.params("dbr", dest="10.0.3.0/24"))
+    assert_seed_error(call_error(c, CREATE["dbr"], env.params("dbr", dest="10.0.4.0/24")), "Resource.QuotaFull")
+    for kind in ("dbr", "pbr"):
+        body = c.call(DESCRIBE[kind], {"RegionId": REGION, "VpnGatewayId": env.gw_id})
+        assert body["TotalCount"] == 2 == len(unwrap(body, *WRAPPER[kind])), body
+
+
+@pytest.mark.parametrize("variant", [PY_TEA_V3, POP_POST])
+def test_description_and_priority_bounds(variant, srv0, new_env, make_client):
+    """Description 1-100 chars, not starting with http:// or https://; Priority 1-100 (seed pages)."""
+    env = new_env(srv0)
+    c = env.client(make_client, variant)
+    for kind in ("dbr", "pbr"):
+        for bad in ("a" * 101, "http://x", "https://x"):
+            e = call_error(c, CREATE[kind], env.params(kind, Description=bad))
+            assert e.http_status == 400, f"Description {bad[:12]!r}: {e}"
+        body = c.call(CREATE[kind], env.params(kind, Description="a" * 100))
+        assert body["Description"] == "a" * 100
+    for bad in (0, 101):
+        e = call_error(c, CREATE["pbr"], env.params("pbr", dest="10.0.1.0/24", Priority=bad))
+        assert e.http_status == 400, f"Priority {bad}: {e}"
+    for ok in (1, 100):
+        body = c.call(CREATE["pbr"], env.params("pbr", dest=f"10.0.{ok + 1}.0/24", Priority=ok))
+        assert body["Priority"] == ok
+    e = call_error(c, CREATE["dbr"], env.params("dbr", dest="10.0.9.0/24", OverlayMode="Gre"))
+    assert e.http_status == 400, f"OverlayMode other than Ipsec: {e}"
+    assert len(env.routes("dbr")) == 1 and len(env.routes("pbr")) == 3
 
 
 # ---- IllegalParam / InvalidCidrBlock on the policy route's source block
@@ -664,6 +715,18 @@ def test_busy_codes_reject(variant, srv_slow, new_env, make_client):
     assert describe_gateway(c, gw)["Status"] == "updating"
     wait_gateway_active(c, gw, timeout=15)
     c.call(CREATE["pbr"], env.params("pbr", dest="10.0.2.0/24"))
+    assert describe_gateway(c, gw)["Status"] == "updating"
+    pq = {"RegionId": REGION, "VpnGatewayId": gw, "RouteSource": SOURCE, "RouteDest": "10.0.2.0/24", "NextHop": hop,
+          "Weight": 100}
+    for action, extra in (("ModifyVpnPbrRouteEntryWeight", {"NewWeight": 0}),
+                          ("ModifyVpnPbrRouteEntryPriority", {"NewPriority": 5}),
+                          ("ModifyVpnPbrRouteEntryAttribute", {"Priority": 10, "NewWeight": 0}),
+                          ("DeleteVpnPbrRouteEntry", {})):
+        assert_seed_error(call_error(c, action, dict(pq, **extra)), "TaskConflict")
+    e = call_error(c, "ModifyVpnRouteEntryWeight", {"RegionId": REGION, "VpnGatewayId": gw,
+                                                    "RouteDest": "10.0.2.0/24", "NextHop": hop, "Weight": 100,
+                                                    "NewWeight": 0})
+    assert_seed_error(e, "VpnGateway.Configuring")
     wait_gateway_active(c, gw, timeout=15)
     c.call("PublishVpnRouteEntry", {"RegionId": REGION, "VpnGatewayId": gw, "RouteDest": "10.0.1.0/24",
                                     "NextHop": hop, "RouteType": "dbr", "PublishVpc": True})
@@ -1081,6 +1144,25 @@ def test_client_token_replay(kind, variant, srv0, new_env, make_client):
     assert_seed_error(e, "VpnRouteEntry.AlreadyExists")
 
 
+def test_client_token_replay_across_sdks(srv0, new_env, make_client):
+    """The same request (same ClientToken, same parameter values) retried through another SDK:
+    Python sends PublishVpc=True, Node and pop-core send true (sdk-wire.md §0.5, §7.2: the same
+    boolean). It is still the same request, so the replay must answer the original response
+    instead of IdempotentParameterMismatch."""
+    env = new_env(srv0)
+    token = "x-sdk-" + uuid.uuid4().hex
+    p = env.params("dbr", publish=True, ClientToken=token)
+    first = env.client(make_client, PY_TEA_V3).call(CREATE["dbr"], p)
+    for variant in (PY_LEGACY, NODE_TEA_V3, POP_POST):
+        try:
+            again = env.client(make_client, variant).call(CREATE["dbr"], p)
+        except ApiError as e:
+            pytest.fail(f"{variant}: replay of an identical request (booleans spelt true instead of True) "
+                        f"rejected: {e.code} {server_message(e)!r}")
+        assert strip_volatile(again) == strip_volatile(first), variant
+    assert len(env.routes("dbr")) == 1
+
+
 def test_client_token_replay_of_other_actions(srv0, new_env, make_client):
     env = new_env(srv0)
     c = env.client(make_client, PY_TEA_V3)
@@ -1131,6 +1213,115 @@ def test_client_token_replay_after_sigkill(kind, server_factory, new_env, make_c
     src = "192.168.1.7" if kind == "pbr" else "172.16.0.1"
     x = explain_http(srv, env.gw_id, src, "10.0.0.7")
     assert chosen(x) is not None and chosen(x)["next_hop"] == env.vcos[0], x
+
+
+@pytest.mark.parametrize("variant", [PY_LEGACY, POP_POST])
+def test_raw_bodies_use_sdk_field_names(variant, srv0, new_env, make_client, schema):
+    """Clients that return the whole body: every field the server sends is one the SDK model
+    knows (a misspelt name would silently vanish in the typed clients)."""
+    env = new_env(srv0)
+    c = env.client(make_client, variant)
+    for kind, model in (("dbr", "CreateVpnRouteEntryResponseBody"), ("pbr", "CreateVpnPbrRouteEntryResponseBody")):
+        body = c.call(CREATE[kind], env.params(kind, publish=True, Description="d", OverlayMode="Ipsec"))
+        assert_no_unknown_keys(body, schema(model))
+        assert_types(body, schema(model))
+    for action, model in (("DescribeVpnRouteEntries", "DescribeVpnRouteEntriesResponseBody"),
+                          ("DescribeVpnPbrRouteEntries", "DescribeVpnPbrRouteEntriesResponseBody")):
+        body = c.call(action, {"RegionId": REGION, "VpnGatewayId": env.gw_id})
+        assert_no_unknown_keys(body, schema(model))
+        assert_types(body, schema(model))
+    body = c.call("DescribeRouteEntryList", {"RegionId": REGION, "RouteTableId": env.rtb_id})
+    assert_no_unknown_keys(body, schema("DescribeRouteEntryListResponseBody"))
+    assert_types(body, schema("DescribeRouteEntryListResponseBody"))
+
+
+def test_pending_change_and_token_replay_across_sigkill(server_factory, new_env, make_client):
+    """A change accepted but not yet applied (gateway task in `manual` mode) survives SIGKILL:
+    the replayed ClientToken answers the original response (not a busy code), the engine keeps
+    the old state in force until the task is applied (compatibility.md §4.6), then the route is in force."""
+    srv = server_factory(["--task-duration", "0s"])
+    env = new_env(srv)
+    gw = env.gw_id
+    srv.admin("gateway", "set-task-duration", gw, "manual")
+    c = env.client(make_client, PY_TEA_V3)
+    p = env.params("dbr", ClientToken="tok-" + uuid.uuid4().hex)
+    first = c.call(CREATE["dbr"], p)
+    assert describe_gateway(c, gw)["Status"] == "updating"
+    assert_seed_error(call_error(c, CREATE["dbr"], env.params("dbr", dest="10.0.1.0/24")), "VpnGateway.Configuring")
+    assert strip_volatile(c.call(CREATE["dbr"], p)) == strip_volatile(first), "replay while busy"
+    before = explain_http(srv, gw, "172.16.0.1", "10.0.0.1")
+    assert chosen(before) is None and before["AppliedVersion"] < before["DesiredVersion"], before
+
+    srv.kill9()
+    assert describe_gateway(c, gw)["Status"] == "updating", "the pending task survives the crash"
+    assert strip_volatile(c.call(CREATE["dbr"], p)) == strip_volatile(first), "replay after SIGKILL"
+    assert len(env.routes("dbr")) == 1
+    after = explain_http(srv, gw, "172.16.0.1", "10.0.0.1")
+    assert after["AppliedVersion"] < after["DesiredVersion"], after
+    assert chosen(after) is None, \
+        f"a change whose task is not applied must not be in force after restart: {after['Explanation']}"
+
+    srv.admin("gateway", "advance", gw)
+    wait_gateway_active(c, gw, timeout=15)
+    done = explain_http(srv, gw, "172.16.0.1", "10.0.0.1")
+    assert done["AppliedVersion"] == done["DesiredVersion"], done
+    assert chosen(done)["next_hop"] == env.vcos[0], done
+
+
+@pytest.mark.timeout(120)
+def test_queued_changes_survive_sigkill_in_order(server_factory, new_env, make_client):
+    """Queue mode, tasks held (`manual`): three queued changes (delete the active, promote the
+    standby, publish it) survive SIGKILL; until they are applied the engine keeps the applied
+    state in force, afterwards the final state, and the gateway is active again."""
+    srv = server_factory(["--task-duration", "0s", "--on-busy", "queue"])
+    env = new_env(srv, connections=2)
+    gw = env.gw_id
+    a, b = env.vcos
+    c = env.client(make_client, NODE_TEA_V3)
+    c.call(CREATE["dbr"], env.params("dbr", hop=a, weight=100))
+    c.call(CREATE["dbr"], env.params("dbr", hop=b, weight=0))
+    x = explain_http(srv, gw, "172.16.0.1", "10.0.0.1")
+    assert (chosen(x)["next_hop"], chosen(x)["reason"]) == (a, "active_up"), x
+
+    srv.admin("gateway", "set-task-duration", gw, "manual")
+    q = {"RegionId": REGION, "VpnGatewayId": gw, "RouteDest": DEST}
+    c.call("DeleteVpnRouteEntry", dict(q, NextHop=a, Weight=100))
+    c.call("ModifyVpnRouteEntryWeight", dict(q, NextHop=b, Weight=0, NewWeight=100))
+    c.call("PublishVpnRouteEntry", dict(q, NextHop=b, RouteType="dbr", PublishVpc=True))
+    assert introspect_gateway(srv, gw)["PendingTasks"] == 3
+    assert [(r["NextHop"], r["Weight"], r["State"]) for r in env.routes("dbr")] == [(b, 100, "published")]
+
+    for restart in (False, True):
+        if restart:
+            srv.kill9()
+        st = introspect_gateway(srv, gw)
+        assert st["Status"] == "updating" and st["PendingTasks"] == 3, st
+        x = explain_http(srv, gw, "172.16.0.1", "10.0.0.1")
+        assert (chosen(x)["next_hop"], chosen(x)["reason"]) == (a, "active_up"), \
+            f"applied state must stay in force (restart={restart}): {x['Explanation']}"
+        assert len(x["Explanation"]["candidates"]) == 2, x
+        assert [(r["NextHop"], r["Weight"], r["State"]) for r in env.routes("dbr")] == [(b, 100, "published")]
+
+    srv.admin("gateway", "advance", gw)
+    wait_gateway_active(c, gw, timeout=15)
+    x = explain_http(srv, gw, "172.16.0.1", "10.0.0.1")
+    assert x["AppliedVersion"] == x["DesiredVersion"], x
+    assert (chosen(x)["next_hop"], chosen(x)["reason"]) == (b, "active_up"), x
+    assert len(x["Explanation"]["candidates"]) == 1, x
+    assert len(env.vpn_entries(DEST)) == 1
+
+
+def test_describe_unknown_or_foreign_gateway(srv0, new_env, make_client):
+    env = new_env(srv0)
+    env.create("dbr")
+    for variant in (PY_TEA_V3, POP_POST):
+        c = env.client(make_client, variant)
+        for action in ("DescribeVpnRouteEntries", "DescribeVpnPbrRouteEntries"):
+            e = call_error(c, action, {"RegionId": REGION, "VpnGatewayId": "vpn-bp1doesnotexist00000"})
+            assert_seed_error(e, "InvalidVpnGatewayInstanceId.NotFound")
+            # the gateway lives in cn-hangzhou: another region does not know it
+            e = call_error(c, action, {"RegionId": "cn-shanghai", "VpnGatewayId": env.gw_id})
+            assert_seed_error(e, "InvalidVpnGatewayInstanceId.NotFound")
 
 
 # =========================================================================== 5. failover
@@ -1231,3 +1422,52 @@ def test_failover_for_policy_routes(srv0, new_env, make_client):
         assert (chosen(x)["next_hop"], chosen(x)["reason"]) == (a, "all_down_active"), x
     # a source outside the policy: no route at all (no destination route exists)
     assert chosen(explain_http(srv0, gw, "172.16.0.1", d)) is None
+
+
+def test_destination_routes_longest_prefix(srv0, new_env, make_client):
+    """§3.2: destination-based routes match by longest prefix; policy routes only for their sources."""
+    env = new_env(srv0, connections=2)
+    c = env.client(make_client, POP_GET)
+    a, b = env.vcos
+    gw = env.gw_id
+    c.call(CREATE["dbr"], env.params("dbr", dest="10.0.0.0/16", hop=b, weight=100))
+    c.call(CREATE["dbr"], env.params("dbr", dest="10.0.0.0/24", hop=a, weight=100))
+    c.call(CREATE["dbr"], env.params("dbr", dest="10.0.0.128/25", hop=b, weight=100))
+    for dst, hop, n in (("10.0.0.5", a, 2), ("10.0.0.200", b, 3), ("10.0.9.1", b, 1)):
+        for x in _both(srv0, gw, "172.16.0.1", dst):
+            assert chosen(x)["next_hop"] == hop, (dst, x)
+            assert len(x["Explanation"]["candidates"]) == n, (dst, x)
+    # a policy route covering only part of the sources
+    c.call(CREATE["pbr"], env.params("pbr", source="172.16.0.0/24", dest="10.0.0.0/8", hop=a, weight=100))
+    assert (chosen(explain_http(srv0, gw, "172.16.0.1", "10.0.0.200"))["next_hop"],
+            chosen(explain_http(srv0, gw, "172.16.0.1", "10.0.0.200"))["kind"]) == (a, "policy")
+    assert (chosen(explain_http(srv0, gw, "172.16.1.1", "10.0.0.200"))["next_hop"],
+            chosen(explain_http(srv0, gw, "172.16.1.1", "10.0.0.200"))["kind"]) == (b, "destination")
+
+
+@pytest.mark.parametrize("variant", [NODE_TEA_V3, PY_TEA_V2])
+def test_optional_params_of_other_actions(variant, srv0, new_env, make_client):
+    """Optional parameters of §2.2–2.11 are accepted: OverlayMode on Delete/ModifyWeight,
+    Priority omitted on ModifyVpnPbrRouteEntryPriority (optional in META), RouteType in the
+    2019 docs' upper case, RouteEntryType=custom."""
+    env = new_env(srv0)
+    c = env.client(make_client, variant)
+    gw, hop = env.gw_id, env.vcos[0]
+    env.create("dbr")
+    env.create("pbr")
+    c.call("ModifyVpnRouteEntryWeight", {"RegionId": REGION, "VpnGatewayId": gw, "RouteDest": DEST, "NextHop": hop,
+                                         "Weight": 100, "NewWeight": 0, "OverlayMode": "Ipsec"})
+    pq = {"RegionId": REGION, "VpnGatewayId": gw, "RouteSource": SOURCE, "RouteDest": DEST, "NextHop": hop}
+    c.call("ModifyVpnPbrRouteEntryWeight", dict(pq, Weight=100, NewWeight=0, OverlayMode="Ipsec"))
+    c.call("ModifyVpnPbrRouteEntryPriority", dict(pq, Weight=0, NewPriority=7))
+    assert [(r["Weight"], r["Priority"]) for r in env.routes("pbr")] == [(0, 7)]
+    c.call("PublishVpnRouteEntry", {"RegionId": REGION, "VpnGatewayId": gw, "RouteDest": DEST, "NextHop": hop,
+                                    "RouteType": "PBR", "PublishVpc": True})
+    assert [r["State"] for r in env.routes("pbr")] == ["published"]
+    body = c.call("DescribeVpnRouteEntries", {"RegionId": REGION, "VpnGatewayId": gw, "RouteEntryType": "custom"})
+    assert [(i["Weight"], i["State"]) for i in unwrap(body, "VpnRouteEntries", "VpnRouteEntry")] == [(0, "normal")]
+    c.call("DeleteVpnRouteEntry", {"RegionId": REGION, "VpnGatewayId": gw, "RouteDest": DEST, "NextHop": hop,
+                                   "Weight": 0, "OverlayMode": "Ipsec"})
+    c.call("DeleteVpnPbrRouteEntry", dict(pq, Weight=0, OverlayMode="Ipsec"))
+    assert env.route_count() == (0, 0)
+    assert env.vpn_entries(DEST) == []

@@ -15,6 +15,7 @@
 //! * Durability: `synchronous=NORMAL` in WAL mode loses nothing on a process crash
 //!   (`kill -9`); `--sync full` (`Durability::Full`) also survives power loss.
 
+mod nonces;
 mod schema;
 mod tx;
 
@@ -25,6 +26,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 use vpnroute_domain::ApiError;
 
+pub use nonces::NonceLog;
 pub use tx::{AccessKey, Account, Resource, ResourceKind, Task, Tx};
 
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +155,7 @@ where
     }
 }
 
-fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+pub(crate) fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -244,23 +246,5 @@ mod tests {
         assert_eq!(n, 1);
         let dup = store.write(|tx| tx.insert_route(&route("10.0.1.0/24", "vco-a")).map_err(ApiError::from));
         assert!(dup.is_err(), "the unique key rejects a duplicate route");
-    }
-
-    #[test]
-    fn nonces_are_single_use() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Durability::Process).unwrap();
-        let first = store
-            .write(|tx| tx.record_nonce("k", "n1", 10).map_err(ApiError::from))
-            .unwrap();
-        let again = store
-            .write(|tx| tx.record_nonce("k", "n1", 11).map_err(ApiError::from))
-            .unwrap();
-        let other_key = store
-            .write(|tx| tx.record_nonce("k2", "n1", 11).map_err(ApiError::from))
-            .unwrap();
-        assert!(first && !again && other_key);
-        let pruned = store.write(|tx| tx.prune_nonces(11).map_err(ApiError::from)).unwrap();
-        assert_eq!(pruned, 1);
     }
 }

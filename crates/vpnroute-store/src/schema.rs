@@ -8,6 +8,7 @@ use crate::StoreError;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/001_init.sql")),
     (2, include_str!("migrations/002_route_counts.sql")),
+    (3, include_str!("migrations/003_nonces_out.sql")),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -227,22 +227,6 @@ impl<'c> Tx<'c> {
             > 0)
     }
 
-    // ---------------------------------------------------------------- nonces
-
-    /// Record a nonce; `false` when it was already seen (a replay).
-    pub fn record_nonce(&self, access_key_id: &str, nonce: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "INSERT INTO nonces(access_key_id, nonce, seen_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        )?;
-        Ok(st.execute(params![access_key_id, nonce, now_ms])? == 1)
-    }
-
-    pub fn prune_nonces(&self, older_than_ms: i64) -> Result<usize, StoreError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM nonces WHERE seen_at < ?1", params![older_than_ms])?)
-    }
-
     // ---------------------------------------------------------------- resources
 
     pub fn insert_resource<T: Serialize>(

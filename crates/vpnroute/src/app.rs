@@ -82,7 +82,7 @@ pub struct Config {
 pub struct App {
     pub store: Arc<Store>,
     pub nonces: crate::auth::NonceWriter,
-    pub keys: crate::auth::KeyCache,
+    pub nonce_log: Arc<vpnroute_store::NonceLog>,
     pub config: Config,
     pub engines: Engines,
     /// Wakes the task worker when a task is enqueued or rescheduled.

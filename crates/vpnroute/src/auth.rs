@@ -9,7 +9,6 @@ use std::sync::Mutex;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use vpnroute_domain::ApiError;
-use vpnroute_store::Tx;
 use vpnroute_wire::{AuthInfo, ParsedRequest, RawRequest};
 
 /// Allowed clock skew and nonce memory, as Alibaba: 15 minutes.
@@ -33,46 +32,10 @@ pub fn parse_timestamp(text: &str) -> Result<i64, ApiError> {
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-/// Access keys cached for a second: a key disabled or deleted with `vpnroute admin` stops
-/// working within that second, and the hot path does not read the store for every request.
-#[derive(Default)]
-pub struct KeyCache {
-    keys: Mutex<HashMap<String, (Option<vpnroute_store::AccessKey>, i64)>>,
-}
-
-const KEY_CACHE_MS: i64 = 1000;
-
-impl KeyCache {
-    pub fn new() -> Self {
-        KeyCache::default()
-    }
-
-    pub fn get(
-        &self,
-        store: &vpnroute_store::Store,
-        id: &str,
-        now_ms: i64,
-    ) -> Result<Option<vpnroute_store::AccessKey>, ApiError> {
-        if let Some((k, at)) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-            if now_ms - at < KEY_CACHE_MS && now_ms >= *at {
-                return Ok(k.clone());
-            }
-        }
-        let k = store.read(|tx| tx.access_key(id).map_err(ApiError::from))?;
-        let mut m = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() > 10_000 {
-            m.clear();
-        }
-        m.insert(id.to_string(), (k.clone(), now_ms));
-        Ok(k)
-    }
-}
-
 /// Verify the request's signature and freshness; returns the caller. The nonce is recorded
-/// separately ([`record_nonce`] / [`NonceWriter`]).
+/// separately by the [`NonceWriter`].
 pub fn authenticate(
     store: &vpnroute_store::Store,
-    keys: &KeyCache,
     raw: &RawRequest<'_>,
     parsed: &ParsedRequest,
     now_ms: i64,
@@ -99,8 +62,8 @@ pub fn authenticate(
     if key_id.is_empty() {
         return Err(ApiError::missing_parameter("AccessKeyId"));
     }
-    let key = keys
-        .get(store, key_id, now_ms)?
+    let key = store
+        .read(|tx| tx.access_key(key_id).map_err(ApiError::from))?
         .ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
     if key.status != "Active" {
         return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
@@ -134,15 +97,6 @@ pub fn authenticate(
     })
 }
 
-/// Record the request's nonce in the current write transaction; `SignatureNonceUsed` on replay.
-pub fn record_nonce(tx: &Tx<'_>, caller: &Caller, parsed: &ParsedRequest, now_ms: i64) -> Result<(), ApiError> {
-    let nonce = parsed.auth.nonce().unwrap_or_default();
-    if !tx.record_nonce(&caller.access_key_id, nonce, now_ms)? {
-        return Err(ApiError::NONCE_USED);
-    }
-    Ok(())
-}
-
 /// Group commit of signature nonces for read-only requests: each caller waits until its
 /// nonce is durably recorded, but many concurrent callers share one transaction. The
 /// per-row insert result tells each caller whether its nonce was already used (also before
@@ -159,7 +113,7 @@ struct NonceJob {
 }
 
 impl NonceWriter {
-    pub fn start(store: std::sync::Arc<vpnroute_store::Store>) -> NonceWriter {
+    pub fn start(log: std::sync::Arc<vpnroute_store::NonceLog>) -> NonceWriter {
         let (tx, rx) = std::sync::mpsc::channel::<NonceJob>();
         std::thread::Builder::new()
             .name("nonce-writer".into())
@@ -172,13 +126,13 @@ impl NonceWriter {
                             Err(_) => break,
                         }
                     }
-                    let results = store.write(|t| {
-                        batch
-                            .iter()
-                            .map(|j| t.record_nonce(&j.access_key_id, &j.nonce, j.now_ms))
-                            .collect::<Result<Vec<bool>, _>>()
-                            .map_err(ApiError::from)
-                    });
+                    let results = log
+                        .record_batch(
+                            batch
+                                .iter()
+                                .map(|j| (j.access_key_id.as_str(), j.nonce.as_str(), j.now_ms)),
+                        )
+                        .map_err(ApiError::from);
                     match results {
                         Ok(flags) => {
                             for (job, fresh) in batch.into_iter().zip(flags) {

@@ -88,6 +88,15 @@ pub fn params_hash(params: &[(String, String)]) -> String {
     ps.sort();
     let mut h = Sha256::new();
     for (k, v) in ps {
+        // Booleans arrive as `True` (Python SDKs) or `true` (Node, Go): the same value, so a
+        // retry through another SDK is the same request.
+        let v = if v.eq_ignore_ascii_case("true") {
+            "true"
+        } else if v.eq_ignore_ascii_case("false") {
+            "false"
+        } else {
+            v.as_str()
+        };
         h.update(k.as_bytes());
         h.update([0]);
         h.update(v.as_bytes());
@@ -141,6 +150,9 @@ mod tests {
         let b = p(&[("B", "2"), ("A", "1"), ("SignatureNonce", "y"), ("Timestamp", "t2")]);
         assert_eq!(params_hash(&a), params_hash(&b));
         let c = p(&[("A", "1"), ("B", "3")]);
+        let py = p(&[("PublishVpc", "True")]);
+        let node = p(&[("PublishVpc", "true")]);
+        assert_eq!(params_hash(&py), params_hash(&node));
         assert_ne!(params_hash(&a), params_hash(&c));
     }
 

@@ -73,9 +73,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let engines = crate::engines::Engines::load(&store)?;
     let store = Arc::new(store);
+    let nonce_log = Arc::new(vpnroute_store::NonceLog::open(&args.data_dir, durability)?);
     let app = Arc::new(App {
-        nonces: crate::auth::NonceWriter::start(store.clone()),
-        keys: crate::auth::KeyCache::new(),
+        nonces: crate::auth::NonceWriter::start(nonce_log.clone()),
+        nonce_log,
         store,
         throttle: crate::auth::Throttle::new(config.throttle_rps),
         config,
@@ -263,7 +264,7 @@ fn execute(
     }
     let handler = dispatch::handler(action).ok_or(ApiError::INVALID_ACTION)?;
     let now = now_ms();
-    let caller = crate::auth::authenticate(&app.store, &app.keys, raw, parsed, now)?;
+    let caller = crate::auth::authenticate(&app.store, raw, parsed, now)?;
     app.throttle.check(&caller.access_key_id, action, now)?;
     let params = parsed.params.as_slice();
     let ctx = Ctx {
@@ -277,26 +278,14 @@ fn execute(
     tracing::debug!(request_id, action, account = %caller.account_id, "dispatch");
     match handler {
         Handler::Read(f) => {
-            app.store
-                .write(|tx| crate::auth::record_nonce(tx, &caller, parsed, now))?;
+            app.nonces.record(&caller, parsed, now)?;
             app.store.read(|tx| f(&ctx, tx))
         }
         Handler::Write(f) => {
-            let result = app.store.write(|tx| {
-                crate::auth::record_nonce(tx, &caller, parsed, now)?;
-                dispatch::run_write(&ctx, tx, f)
-            });
-            let body = match result {
-                Ok(b) => b,
-                Err(e) => {
-                    // The failed change rolled back, nonce included: record the nonce on its
-                    // own so the same signed request cannot be replayed.
-                    if e.code != ApiError::NONCE_USED.code {
-                        let _ = app.nonces.record(&caller, parsed, now);
-                    }
-                    return Err(e);
-                }
-            };
+            // The nonce is durably recorded before the change runs: a replay is refused
+            // whatever the outcome of the original request.
+            app.nonces.record(&caller, parsed, now)?;
+            let body = app.store.write(|tx| dispatch::run_write(&ctx, tx, f))?;
             crate::tasks::after_commit(app, &ctx);
             Ok(body)
         }

@@ -199,8 +199,8 @@ pub async fn run_janitor(app: crate::app::SharedApp) {
         let app2 = app.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let now = now_ms();
+            let _ = app2.nonce_log.prune(now - crate::auth::WINDOW_MS);
             app2.store.write(|tx| {
-                tx.prune_nonces(now - crate::auth::WINDOW_MS)?;
                 tx.prune_client_tokens(now - crate::dispatch::CLIENT_TOKEN_TTL_MS)?;
                 Ok::<_, ApiError>(())
             })

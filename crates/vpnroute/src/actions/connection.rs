@@ -227,6 +227,15 @@ fn connection_json(c: &VpnConnection, gw_ip: &str, list_item: bool) -> Value {
     });
     // Alibaba's quirk: list items carry user tags under `Tag`, the single Describe under `Tags`.
     v[if list_item { "Tag" } else { "Tags" }] = tags_json(&c.tags);
+    if list_item {
+        // The list item model has neither ZoneNo nor VpnBgpConfig.EnableBgp.
+        if let Some(m) = v.as_object_mut() {
+            m.remove("ZoneNo");
+        }
+        if let Some(m) = v["VpnBgpConfig"].as_object_mut() {
+            m.remove("EnableBgp");
+        }
+    }
     v
 }
 
