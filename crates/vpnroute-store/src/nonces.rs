@@ -35,19 +35,39 @@ impl NonceLog {
         &self,
         batch: impl Iterator<Item = (&'a str, &'a str, i64)>,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut out = Vec::new();
-        {
-            let mut st = tx.prepare_cached(
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        // Cached BEGIN/COMMIT: this runs for every signed request (in batches).
+        let exec = |sql: &str| -> Result<(), StoreError> {
+            conn.prepare_cached(sql)?.execute([])?;
+            Ok(())
+        };
+        if !conn.is_autocommit() {
+            exec("ROLLBACK")?;
+        }
+        exec("BEGIN IMMEDIATE")?;
+        let inserted = (|| -> Result<Vec<bool>, StoreError> {
+            let mut st = conn.prepare_cached(
                 "INSERT INTO nonces(access_key_id, nonce, seen_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             )?;
+            let mut out = Vec::new();
             for (key, nonce, now) in batch {
                 out.push(st.execute(params![key, nonce, now])? == 1);
             }
+            Ok(out)
+        })();
+        match inserted {
+            Ok(out) => {
+                if let Err(e) = exec("COMMIT") {
+                    let _ = exec("ROLLBACK");
+                    return Err(e);
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = exec("ROLLBACK");
+                Err(e)
+            }
         }
-        tx.commit()?;
-        Ok(out)
     }
 
     /// Forget nonces older than `older_than_ms`.

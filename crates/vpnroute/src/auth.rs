@@ -109,7 +109,7 @@ struct NonceJob {
     access_key_id: String,
     nonce: String,
     now_ms: i64,
-    reply: std::sync::mpsc::SyncSender<Result<bool, ApiError>>,
+    reply: tokio::sync::oneshot::Sender<Result<bool, ApiError>>,
 }
 
 impl NonceWriter {
@@ -154,8 +154,8 @@ impl NonceWriter {
     }
 
     /// Record the request's nonce durably; `SignatureNonceUsed` on replay.
-    pub fn record(&self, caller: &Caller, parsed: &ParsedRequest, now_ms: i64) -> Result<(), ApiError> {
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    pub async fn record(&self, caller: &Caller, parsed: &ParsedRequest, now_ms: i64) -> Result<(), ApiError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
         let job = NonceJob {
             access_key_id: caller.access_key_id.clone(),
             nonce: parsed.auth.nonce().unwrap_or_default().to_string(),
@@ -167,7 +167,7 @@ impl NonceWriter {
             .unwrap_or_else(|p| p.into_inner())
             .send(job)
             .map_err(|_| ApiError::INTERNAL_ERROR)?;
-        match answer.recv() {
+        match answer.await {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) => Err(ApiError::NONCE_USED),
             Ok(Err(e)) => Err(e),

@@ -141,8 +141,8 @@ struct Answer {
 
 async fn rpc(State(app): State<SharedApp>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request_id = vpnroute_domain::ids::new_request_id();
-    let raw_query = uri.query().unwrap_or("").to_string();
-    let path = uri.path().to_string();
+    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let started = std::time::Instant::now();
     let header_vec: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| {
@@ -152,23 +152,28 @@ async fn rpc(State(app): State<SharedApp>, method: Method, uri: Uri, headers: He
             )
         })
         .collect();
-    let app2 = app.clone();
-    let rid = request_id.clone();
-    let answer = tokio::task::spawn_blocking(move || {
-        let raw = RawRequest {
-            method: method.as_str(),
-            path: &path,
-            raw_query: &raw_query,
-            headers: &header_vec,
-            body: &body,
-        };
-        handle_rpc(&app2, &raw, &rid)
-    })
-    .await
-    .unwrap_or_else(|e| {
-        warn!(error = %e, "request handler panicked");
-        error_answer(&ApiError::INTERNAL_ERROR, Format::Json, &request_id)
-    });
+    let raw = RawRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        raw_query: uri.query().unwrap_or(""),
+        headers: &header_vec,
+        body: &body,
+    };
+    let answer = match vpnroute_wire::parse(&raw) {
+        Err(e) => {
+            let a = e.to_alibaba();
+            app.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            error_answer(
+                &ApiError::new(a.code, a.message, a.http_status),
+                Format::Json,
+                &request_id,
+            )
+        }
+        Ok(parsed) => {
+            let result = execute(&app, &raw, &parsed, &request_id).await;
+            finish(&app, result, &parsed, &request_id, started)
+        }
+    };
     let mut resp = (
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [(
@@ -201,24 +206,15 @@ fn error_answer(e: &ApiError, format: Format, request_id: &str) -> Answer {
     }
 }
 
-fn handle_rpc(app: &App, raw: &RawRequest<'_>, request_id: &str) -> Answer {
-    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let started = std::time::Instant::now();
-    let parsed = match vpnroute_wire::parse(raw) {
-        Ok(p) => p,
-        Err(e) => {
-            let a = e.to_alibaba();
-            app.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            return error_answer(
-                &ApiError::new(a.code, a.message, a.http_status),
-                Format::Json,
-                request_id,
-            );
-        }
-    };
-    let format = parsed.format;
-    let action = parsed.action.clone().unwrap_or_default();
-    let result = execute(app, raw, &parsed, request_id);
+/// Encode the outcome of an action and log it.
+fn finish(
+    app: &App,
+    result: Result<Value, ApiError>,
+    parsed: &vpnroute_wire::ParsedRequest,
+    request_id: &str,
+    started: std::time::Instant,
+) -> Answer {
+    let action = parsed.action.as_deref().unwrap_or_default();
     let elapsed_us = started.elapsed().as_micros() as u64;
     match result {
         Ok(mut body) => {
@@ -226,7 +222,7 @@ fn handle_rpc(app: &App, raw: &RawRequest<'_>, request_id: &str) -> Answer {
                 m.insert("RequestId".into(), Value::String(request_id.to_string()));
             }
             tracing::debug!(request_id, action, elapsed_us, "ok");
-            let (content_type, text) = vpnroute_wire::encode_success(&action, &body, format);
+            let (content_type, text) = vpnroute_wire::encode_success(action, &body, parsed.format);
             Answer {
                 status: 200,
                 content_type,
@@ -237,15 +233,18 @@ fn handle_rpc(app: &App, raw: &RawRequest<'_>, request_id: &str) -> Answer {
         Err(e) => {
             app.metrics.errors.fetch_add(1, Ordering::Relaxed);
             info!(request_id, action, code = %e.code, status = e.status, elapsed_us, "error");
-            error_answer(&e, format, request_id)
+            error_answer(&e, parsed.format, request_id)
         }
     }
 }
 
 pub const API_VERSION: &str = "2016-04-28";
 
-fn execute(
-    app: &App,
+/// Protocol checks, authentication, nonce, then the action. Reads run inline on the runtime
+/// (short SQLite reads on a warm cache); writes go to the blocking pool because they may
+/// wait for the single writer.
+async fn execute(
+    app: &SharedApp,
     raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
     request_id: &str,
@@ -266,28 +265,50 @@ fn execute(
     let now = now_ms();
     let caller = crate::auth::authenticate(&app.store, raw, parsed, now)?;
     app.throttle.check(&caller.access_key_id, action, now)?;
-    let params = parsed.params.as_slice();
-    let ctx = Ctx {
-        app,
-        account_id: caller.account_id.clone(),
-        action,
-        params,
-        now_ms: now,
-        effects: Default::default(),
-    };
+    // The nonce is durably recorded before the action runs: a replay is refused whatever
+    // the outcome of the original request.
+    app.nonces.record(&caller, parsed, now).await?;
     tracing::debug!(request_id, action, account = %caller.account_id, "dispatch");
     match handler {
         Handler::Read(f) => {
-            app.nonces.record(&caller, parsed, now)?;
-            app.store.read(|tx| f(&ctx, tx))
+            let ctx = Ctx {
+                app,
+                account_id: caller.account_id,
+                action,
+                params: parsed.params.as_slice(),
+                now_ms: now,
+                effects: Default::default(),
+            };
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.store.read(|tx| f(&ctx, tx)))).unwrap_or_else(
+                |_| {
+                    warn!(request_id, action, "read handler panicked");
+                    Err(ApiError::INTERNAL_ERROR)
+                },
+            )
         }
         Handler::Write(f) => {
-            // The nonce is durably recorded before the change runs: a replay is refused
-            // whatever the outcome of the original request.
-            app.nonces.record(&caller, parsed, now)?;
-            let body = app.store.write(|tx| dispatch::run_write(&ctx, tx, f))?;
-            crate::tasks::after_commit(app, &ctx);
-            Ok(body)
+            let app = app.clone();
+            let action = action.to_string();
+            let params = parsed.params.as_slice().to_vec();
+            let account_id = caller.account_id;
+            tokio::task::spawn_blocking(move || {
+                let ctx = Ctx {
+                    app: &app,
+                    account_id,
+                    action: &action,
+                    params: &params,
+                    now_ms: now,
+                    effects: Default::default(),
+                };
+                let body = app.store.write(|tx| dispatch::run_write(&ctx, tx, f))?;
+                crate::tasks::after_commit(&app, &ctx);
+                Ok(body)
+            })
+            .await
+            .unwrap_or_else(|_| {
+                warn!("write handler panicked");
+                Err(ApiError::INTERNAL_ERROR)
+            })
         }
     }
 }
