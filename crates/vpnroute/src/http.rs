@@ -120,7 +120,7 @@ pub fn router(app: SharedApp) -> Router {
 async fn unknown_path() -> Response {
     let request_id = vpnroute_domain::ids::new_request_id();
     let answer = error_answer(&ApiError::INVALID_ACTION, Format::Json, &request_id);
-    (
+    let mut resp = (
         StatusCode::NOT_FOUND,
         [(
             axum::http::header::CONTENT_TYPE,
@@ -128,7 +128,11 @@ async fn unknown_path() -> Response {
         )],
         answer.body,
     )
-        .into_response()
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-acs-request-id", v);
+    }
+    resp
 }
 
 /// The outcome of one RPC call, ready to encode.
@@ -139,8 +143,33 @@ struct Answer {
     retry_after: bool,
 }
 
-async fn rpc(State(app): State<SharedApp>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+/// Largest request body accepted (form-encoded parameters); beyond it, Alibaba's error body.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+async fn rpc(
+    State(app): State<SharedApp>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
     let request_id = vpnroute_domain::ids::new_request_id();
+    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = ApiError::invalid_parameter_msg("The request body is too large or could not be read.");
+            let answer = error_answer(&e, Format::Json, &request_id);
+            return (
+                StatusCode::BAD_REQUEST,
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    HeaderValue::from_static(answer.content_type),
+                )],
+                answer.body,
+            )
+                .into_response();
+        }
+    };
     app.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let started = std::time::Instant::now();
     let header_vec: Vec<(String, String)> = headers
