@@ -97,7 +97,7 @@ pub fn authenticate(
     })
 }
 
-/// Group commit of signature nonces for read-only requests: each caller waits until its
+/// Group commit of signature nonces, for every signed request: each caller waits until its
 /// nonce is durably recorded, but many concurrent callers share one transaction. The
 /// per-row insert result tells each caller whether its nonce was already used (also before
 /// a restart: the store is the memory).
