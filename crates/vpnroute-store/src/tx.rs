@@ -127,10 +127,11 @@ impl<'c> Tx<'c> {
 
     /// Next value of a named monotonic counter (resource ordering, versions).
     pub fn next_counter(&self, name: &str) -> Result<i64, StoreError> {
-        self.conn.execute(
-            "INSERT INTO counters(name, value) VALUES (?1, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
-            params![name],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO counters(name, value) VALUES (?1, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            )?
+            .execute(params![name])?;
         Ok(self
             .conn
             .query_row("SELECT value FROM counters WHERE name = ?1", params![name], |r| {
@@ -141,10 +142,9 @@ impl<'c> Tx<'c> {
     // ---------------------------------------------------------------- accounts & keys
 
     pub fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO accounts(id, name, is_root, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![a.id, a.name, a.is_root as i64, a.created_at],
-        )?;
+        self.conn
+            .prepare_cached("INSERT INTO accounts(id, name, is_root, created_at) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![a.id, a.name, a.is_root as i64, a.created_at])?;
         Ok(())
     }
 
@@ -172,10 +172,11 @@ impl<'c> Tx<'c> {
     }
 
     pub fn insert_access_key(&self, k: &AccessKey) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO access_keys(id, account_id, secret, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![k.id, k.account_id, k.secret, k.status, k.created_at],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO access_keys(id, account_id, secret, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![k.id, k.account_id, k.secret, k.status, k.created_at])?;
         Ok(())
     }
 
@@ -263,10 +264,11 @@ impl<'c> Tx<'c> {
     }
 
     pub fn delete_resource(&self, kind: ResourceKind, id: &str) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
-            "DELETE FROM resources WHERE id = ?1 AND kind = ?2",
-            params![id, kind.as_str()],
-        )? > 0)
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM resources WHERE id = ?1 AND kind = ?2")?
+            .execute(params![id, kind.as_str()])?
+            > 0)
     }
 
     /// A resource by id, whoever owns it (callers check the owner).
@@ -570,10 +572,9 @@ impl<'c> Tx<'c> {
     }
 
     pub fn delete_vpc_entries_of_table(&self, route_table_id: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM vpc_route_entries WHERE route_table_id = ?1",
-            params![route_table_id],
-        )?;
+        self.conn
+            .prepare_cached("DELETE FROM vpc_route_entries WHERE route_table_id = ?1")?
+            .execute(params![route_table_id])?;
         Ok(())
     }
 
@@ -615,10 +616,10 @@ impl<'c> Tx<'c> {
     }
 
     pub fn prune_client_tokens(&self, older_than_ms: i64) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "DELETE FROM client_tokens WHERE created_at < ?1",
-            params![older_than_ms],
-        )?)
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM client_tokens WHERE created_at < ?1")?
+            .execute(params![older_than_ms])?)
     }
 
     // ---------------------------------------------------------------- tasks & versions
@@ -631,20 +632,17 @@ impl<'c> Tx<'c> {
         due_at: Option<i64>,
         now_ms: i64,
     ) -> Result<Task, StoreError> {
-        self.conn.execute(
-            "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 0) \
+        self.conn
+            .prepare_cached(
+                "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 0) \
              ON CONFLICT(gateway_id) DO UPDATE SET desired = desired + 1",
-            params![gateway_id],
-        )?;
-        let version: i64 = self.conn.query_row(
-            "SELECT desired FROM gateway_versions WHERE gateway_id = ?1",
-            params![gateway_id],
-            |r| r.get(0),
-        )?;
-        self.conn.execute(
-            "INSERT INTO tasks(gateway_id, op, version, due_at, state, created_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-            params![gateway_id, op, version, due_at, now_ms],
-        )?;
+            )?
+            .execute(params![gateway_id])?;
+        let version: i64 = self
+            .conn
+            .prepare_cached("SELECT desired FROM gateway_versions WHERE gateway_id = ?1")?
+            .query_row(params![gateway_id], |r| r.get(0))?;
+        self.conn.prepare_cached("INSERT INTO tasks(gateway_id, op, version, due_at, state, created_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)")?.execute(params![gateway_id, op, version, due_at, now_ms])?;
         Ok(Task {
             id: self.conn.last_insert_rowid(),
             gateway_id: gateway_id.into(),
@@ -684,20 +682,21 @@ impl<'c> Tx<'c> {
 
     /// Mark a task done and record the applied version. Idempotent.
     pub fn complete_task(&self, task: &Task) -> Result<(), StoreError> {
-        self.conn.execute("DELETE FROM tasks WHERE id = ?1", params![task.id])?;
-        self.conn.execute(
-            "UPDATE gateway_versions SET applied = ?2 WHERE gateway_id = ?1 AND applied < ?2",
-            params![task.gateway_id, task.version],
-        )?;
+        self.conn
+            .prepare_cached("DELETE FROM tasks WHERE id = ?1")?
+            .execute(params![task.id])?;
+        self.conn
+            .prepare_cached("UPDATE gateway_versions SET applied = ?2 WHERE gateway_id = ?1 AND applied < ?2")?
+            .execute(params![task.gateway_id, task.version])?;
         Ok(())
     }
 
     /// Set the due time of every pending task of a gateway (admin "advance" and duration changes).
     pub fn reschedule_tasks(&self, gateway_id: &str, due_at: Option<i64>) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "UPDATE tasks SET due_at = ?2 WHERE gateway_id = ?1 AND state = 'pending'",
-            params![gateway_id, due_at],
-        )?)
+        Ok(self
+            .conn
+            .prepare_cached("UPDATE tasks SET due_at = ?2 WHERE gateway_id = ?1 AND state = 'pending'")?
+            .execute(params![gateway_id, due_at])?)
     }
 
     /// (desired, applied) versions of a gateway.
@@ -719,16 +718,14 @@ impl<'c> Tx<'c> {
     }
 
     pub fn delete_gateway_state(&self, gateway_id: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM gateway_route_counts WHERE gateway_id = ?1",
-            params![gateway_id],
-        )?;
+        self.conn
+            .prepare_cached("DELETE FROM gateway_route_counts WHERE gateway_id = ?1")?
+            .execute(params![gateway_id])?;
         self.conn
             .execute("DELETE FROM tasks WHERE gateway_id = ?1", params![gateway_id])?;
-        self.conn.execute(
-            "DELETE FROM gateway_versions WHERE gateway_id = ?1",
-            params![gateway_id],
-        )?;
+        self.conn
+            .prepare_cached("DELETE FROM gateway_versions WHERE gateway_id = ?1")?
+            .execute(params![gateway_id])?;
         Ok(())
     }
 }

@@ -81,7 +81,6 @@ pub struct Config {
 
 pub struct App {
     pub store: Arc<Store>,
-    pub nonces: crate::auth::NonceWriter,
     pub nonce_log: Arc<vpnroute_store::NonceLog>,
     pub config: Config,
     pub engines: Engines,
@@ -101,7 +100,7 @@ pub struct Ctx<'a> {
     pub params: &'a [(String, String)],
     pub now_ms: i64,
     /// Route-engine changes to apply once the transaction commits (task duration 0).
-    pub effects: std::cell::RefCell<Vec<crate::tasks::EngineOp>>,
+    pub effects: std::cell::RefCell<crate::tasks::Effects>,
 }
 
 pub fn now_ms() -> i64 {

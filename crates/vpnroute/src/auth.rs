@@ -33,9 +33,9 @@ pub fn parse_timestamp(text: &str) -> Result<i64, ApiError> {
 }
 
 /// Verify the request's signature and freshness; returns the caller. The nonce is recorded
-/// separately by the [`NonceWriter`].
+/// separately in the nonce log.
 pub fn authenticate(
-    store: &vpnroute_store::Store,
+    tx: &vpnroute_store::Tx<'_>,
     raw: &RawRequest<'_>,
     parsed: &ParsedRequest,
     now_ms: i64,
@@ -62,9 +62,7 @@ pub fn authenticate(
     if key_id.is_empty() {
         return Err(ApiError::missing_parameter("AccessKeyId"));
     }
-    let key = store
-        .read(|tx| tx.access_key(key_id).map_err(ApiError::from))?
-        .ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
+    let key = tx.access_key(key_id)?.ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
     if key.status != "Active" {
         return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
     }
@@ -95,85 +93,6 @@ pub fn authenticate(
         account_id: key.account_id,
         access_key_id: key.id,
     })
-}
-
-/// Group commit of signature nonces, for every signed request: each caller waits until its
-/// nonce is durably recorded, but many concurrent callers share one transaction. The
-/// per-row insert result tells each caller whether its nonce was already used (also before
-/// a restart: the store is the memory).
-pub struct NonceWriter {
-    queue: std::sync::Mutex<std::sync::mpsc::Sender<NonceJob>>,
-}
-
-struct NonceJob {
-    access_key_id: String,
-    nonce: String,
-    now_ms: i64,
-    reply: tokio::sync::oneshot::Sender<Result<bool, ApiError>>,
-}
-
-impl NonceWriter {
-    pub fn start(log: std::sync::Arc<vpnroute_store::NonceLog>) -> NonceWriter {
-        let (tx, rx) = std::sync::mpsc::channel::<NonceJob>();
-        std::thread::Builder::new()
-            .name("nonce-writer".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < 4096 {
-                        match rx.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
-                        }
-                    }
-                    let results = log
-                        .record_batch(
-                            batch
-                                .iter()
-                                .map(|j| (j.access_key_id.as_str(), j.nonce.as_str(), j.now_ms)),
-                        )
-                        .map_err(ApiError::from);
-                    match results {
-                        Ok(flags) => {
-                            for (job, fresh) in batch.into_iter().zip(flags) {
-                                let _ = job.reply.send(Ok(fresh));
-                            }
-                        }
-                        Err(e) => {
-                            for job in batch {
-                                let _ = job.reply.send(Err(e.clone()));
-                            }
-                        }
-                    }
-                }
-            })
-            .expect("spawn nonce writer");
-        NonceWriter {
-            queue: std::sync::Mutex::new(tx),
-        }
-    }
-
-    /// Record the request's nonce durably; `SignatureNonceUsed` on replay.
-    pub async fn record(&self, caller: &Caller, parsed: &ParsedRequest, now_ms: i64) -> Result<(), ApiError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = NonceJob {
-            access_key_id: caller.access_key_id.clone(),
-            nonce: parsed.auth.nonce().unwrap_or_default().to_string(),
-            now_ms,
-            reply,
-        };
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(job)
-            .map_err(|_| ApiError::INTERNAL_ERROR)?;
-        match answer.await {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(ApiError::NONCE_USED),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ApiError::INTERNAL_ERROR),
-        }
-    }
 }
 
 /// Fixed-window per (access key, action) rate limiter; `Throttling.User` beyond the limit.

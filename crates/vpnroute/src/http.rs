@@ -73,9 +73,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let engines = crate::engines::Engines::load(&store)?;
     let store = Arc::new(store);
-    let nonce_log = Arc::new(vpnroute_store::NonceLog::open(&args.data_dir, durability)?);
+    let nonce_log = Arc::new(vpnroute_store::NonceLog::open(
+        &args.data_dir,
+        durability,
+        crate::auth::WINDOW_MS,
+        now_ms(),
+    )?);
     let app = Arc::new(App {
-        nonces: crate::auth::NonceWriter::start(nonce_log.clone()),
         nonce_log,
         store,
         throttle: crate::auth::Throttle::new(config.throttle_rps),
@@ -158,16 +162,7 @@ async fn rpc(
         Ok(b) => b,
         Err(_) => {
             let e = ApiError::invalid_parameter_msg("The request body is too large or could not be read.");
-            let answer = error_answer(&e, Format::Json, &request_id);
-            return (
-                StatusCode::BAD_REQUEST,
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    HeaderValue::from_static(answer.content_type),
-                )],
-                answer.body,
-            )
-                .into_response();
+            return into_response(error_answer(&e, Format::Json, &request_id), &request_id);
         }
     };
     app.metrics.requests.fetch_add(1, Ordering::Relaxed);
@@ -188,21 +183,60 @@ async fn rpc(
         headers: &header_vec,
         body: &body,
     };
-    let answer = match vpnroute_wire::parse(&raw) {
+    let parsed = match vpnroute_wire::parse(&raw) {
+        Ok(p) => p,
         Err(e) => {
             let a = e.to_alibaba();
             app.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            error_answer(
+            let answer = error_answer(
                 &ApiError::new(a.code, a.message, a.http_status),
                 Format::Json,
                 &request_id,
-            )
-        }
-        Ok(parsed) => {
-            let result = execute(&app, &raw, &parsed, &request_id).await;
-            finish(&app, result, &parsed, &request_id, started)
+            );
+            return into_response(answer, &request_id);
         }
     };
+    let answer = match classify(&raw, &parsed) {
+        Err(e) => finish(&app, Err(e), &parsed, &request_id, started),
+        // Reads run inline on the runtime: a short read transaction on a warm cache.
+        Ok(Handler::Read(f)) => {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_read(&app, &raw, &parsed, f)))
+                .unwrap_or_else(|_| {
+                    warn!(request_id, "read handler panicked");
+                    Err(ApiError::INTERNAL_ERROR)
+                });
+            finish(&app, result, &parsed, &request_id, started)
+        }
+        // Writes may wait for the single writer: blocking pool.
+        Ok(Handler::Write(f)) => {
+            let (app2, rid) = (app.clone(), request_id.clone());
+            let (method, path, query) = (
+                method.to_string(),
+                uri.path().to_string(),
+                uri.query().unwrap_or("").to_string(),
+            );
+            tokio::task::spawn_blocking(move || {
+                let raw = RawRequest {
+                    method: &method,
+                    path: &path,
+                    raw_query: &query,
+                    headers: &header_vec,
+                    body: &body,
+                };
+                let result = run_write(&app2, &raw, &parsed, f);
+                finish(&app2, result, &parsed, &rid, started)
+            })
+            .await
+            .unwrap_or_else(|_| {
+                warn!(request_id, "write handler panicked");
+                error_answer(&ApiError::INTERNAL_ERROR, Format::Json, &request_id)
+            })
+        }
+    };
+    into_response(answer, &request_id)
+}
+
+fn into_response(answer: Answer, request_id: &str) -> Response {
     let mut resp = (
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [(
@@ -217,10 +251,9 @@ async fn rpc(
         resp.headers_mut()
             .insert("x-acs-retry-after", HeaderValue::from_static("1000"));
     }
-    resp.headers_mut().insert(
-        "x-acs-request-id",
-        HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("")),
-    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-acs-request-id", v);
+    }
     resp
 }
 
@@ -269,15 +302,8 @@ fn finish(
 
 pub const API_VERSION: &str = "2016-04-28";
 
-/// Protocol checks, authentication, nonce, then the action. Reads run inline on the runtime
-/// (short SQLite reads on a warm cache); writes go to the blocking pool because they may
-/// wait for the single writer.
-async fn execute(
-    app: &SharedApp,
-    raw: &RawRequest<'_>,
-    parsed: &vpnroute_wire::ParsedRequest,
-    request_id: &str,
-) -> Result<Value, ApiError> {
+/// Protocol checks before authentication: method, Action, Version.
+fn classify(raw: &RawRequest<'_>, parsed: &vpnroute_wire::ParsedRequest) -> Result<Handler, ApiError> {
     if raw.method != "GET" && raw.method != "POST" {
         return Err(ApiError::UNSUPPORTED_HTTP_METHOD);
     }
@@ -290,56 +316,72 @@ async fn execute(
     if version != API_VERSION {
         return Err(ApiError::INVALID_VERSION);
     }
-    let handler = dispatch::handler(action).ok_or(ApiError::INVALID_ACTION)?;
-    let now = now_ms();
-    let caller = crate::auth::authenticate(&app.store, raw, parsed, now)?;
+    dispatch::handler(action).ok_or(ApiError::INVALID_ACTION)
+}
+
+/// Authentication, throttling and the nonce, inside the action's transaction. The nonce
+/// goes to its own log (not rolled back with the transaction), so a replay is refused
+/// whatever the outcome of the original request.
+fn admit(
+    app: &App,
+    tx: &vpnroute_store::Tx<'_>,
+    raw: &RawRequest<'_>,
+    parsed: &vpnroute_wire::ParsedRequest,
+    now: i64,
+) -> Result<crate::auth::Caller, ApiError> {
+    let caller = crate::auth::authenticate(tx, raw, parsed, now)?;
+    let action = parsed.action.as_deref().unwrap_or_default();
     app.throttle.check(&caller.access_key_id, action, now)?;
-    // The nonce is durably recorded before the action runs: a replay is refused whatever
-    // the outcome of the original request.
-    app.nonces.record(&caller, parsed, now).await?;
-    tracing::debug!(request_id, action, account = %caller.account_id, "dispatch");
-    match handler {
-        Handler::Read(f) => {
-            let ctx = Ctx {
-                app,
-                account_id: caller.account_id,
-                action,
-                params: parsed.params.as_slice(),
-                now_ms: now,
-                effects: Default::default(),
-            };
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.store.read(|tx| f(&ctx, tx)))).unwrap_or_else(
-                |_| {
-                    warn!(request_id, action, "read handler panicked");
-                    Err(ApiError::INTERNAL_ERROR)
-                },
-            )
-        }
-        Handler::Write(f) => {
-            let app = app.clone();
-            let action = action.to_string();
-            let params = parsed.params.as_slice().to_vec();
-            let account_id = caller.account_id;
-            tokio::task::spawn_blocking(move || {
-                let ctx = Ctx {
-                    app: &app,
-                    account_id,
-                    action: &action,
-                    params: &params,
-                    now_ms: now,
-                    effects: Default::default(),
-                };
-                let body = app.store.write(|tx| dispatch::run_write(&ctx, tx, f))?;
-                crate::tasks::after_commit(&app, &ctx);
-                Ok(body)
-            })
-            .await
-            .unwrap_or_else(|_| {
-                warn!("write handler panicked");
-                Err(ApiError::INTERNAL_ERROR)
-            })
-        }
+    let nonce = parsed.auth.nonce().unwrap_or_default();
+    if !app.nonce_log.record(&caller.access_key_id, nonce, now)? {
+        return Err(ApiError::NONCE_USED);
     }
+    Ok(caller)
+}
+
+fn run_read(
+    app: &App,
+    raw: &RawRequest<'_>,
+    parsed: &vpnroute_wire::ParsedRequest,
+    f: dispatch::ReadFn,
+) -> Result<Value, ApiError> {
+    let now = now_ms();
+    app.store.read(|tx| {
+        let caller = admit(app, tx, raw, parsed, now)?;
+        let ctx = Ctx {
+            app,
+            account_id: caller.account_id,
+            action: parsed.action.as_deref().unwrap_or_default(),
+            params: parsed.params.as_slice(),
+            now_ms: now,
+            effects: Default::default(),
+        };
+        f(&ctx, tx)
+    })
+}
+
+fn run_write(
+    app: &App,
+    raw: &RawRequest<'_>,
+    parsed: &vpnroute_wire::ParsedRequest,
+    f: dispatch::WriteFn,
+) -> Result<Value, ApiError> {
+    let now = now_ms();
+    let (body, effects) = app.store.write(|tx| {
+        let caller = admit(app, tx, raw, parsed, now)?;
+        let ctx = Ctx {
+            app,
+            account_id: caller.account_id,
+            action: parsed.action.as_deref().unwrap_or_default(),
+            params: parsed.params.as_slice(),
+            now_ms: now,
+            effects: Default::default(),
+        };
+        let body = dispatch::run_write(&ctx, tx, f)?;
+        Ok::<_, ApiError>((body, ctx.effects.take()))
+    })?;
+    crate::tasks::after_commit(app, effects);
+    Ok(body)
 }
 
 // ------------------------------------------------------------------ introspection
@@ -371,6 +413,8 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
         "vpnroute_tasks_applied_total {}\n",
         app.metrics.tasks_applied.load(Ordering::Relaxed)
     ));
+    out.push_str("# HELP vpnroute_nonces_remembered Signature nonces remembered (last 15 minutes).\n# TYPE vpnroute_nonces_remembered gauge\n");
+    out.push_str(&format!("vpnroute_nonces_remembered {}\n", app.nonce_log.len()));
     out.push_str("# HELP vpnroute_gateway_desired_version Version of the gateway's accepted configuration.\n# TYPE vpnroute_gateway_desired_version gauge\n");
     for (g, d, _) in &versions {
         out.push_str(&format!("vpnroute_gateway_desired_version{{gateway=\"{g}\"}} {d}\n"));

@@ -20,6 +20,14 @@ use vpnroute_store::{ResourceKind, Task, Tx};
 
 use crate::app::{now_ms, App, Ctx, OnBusy, TaskDuration};
 
+/// What a committed write leaves to do: engine changes applied at once (task duration 0)
+/// and whether a delayed task was enqueued (the worker must look).
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub ops: Vec<EngineOp>,
+    pub task_enqueued: bool,
+}
+
 /// A change to one gateway's route engine. Each op carries what it replaces, so a pending
 /// task can be undone (see [`EngineOp::inverse`]) when the engine is rebuilt after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +82,7 @@ pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<Engine
     if duration == TaskDuration::After(Duration::ZERO) {
         let task = tx.enqueue_task(&gw.id, &op_text, Some(ctx.now_ms), ctx.now_ms)?;
         tx.complete_task(&task)?;
-        ctx.effects.borrow_mut().extend(ops);
+        ctx.effects.borrow_mut().ops.extend(ops);
         if gw.status != "active" {
             gw.status = "active".into();
             tx.update_resource(ResourceKind::VpnGateway, &gw.id, gw)?;
@@ -95,6 +103,7 @@ pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<Engine
         }
     };
     tx.enqueue_task(&gw.id, &op_text, due, ctx.now_ms)?;
+    ctx.effects.borrow_mut().task_enqueued = true;
     if gw.status == "active" {
         gw.status = "updating".into();
     }
@@ -102,13 +111,15 @@ pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<Engine
     Ok(())
 }
 
-/// After a write transaction committed: apply immediate engine changes, wake the worker.
-pub fn after_commit(app: &App, ctx: &Ctx<'_>) {
-    let ops = std::mem::take(&mut *ctx.effects.borrow_mut());
-    if !ops.is_empty() {
-        app.engines.apply(&ops);
+/// After a write transaction committed: apply immediate engine changes, wake the worker
+/// when a delayed task was enqueued.
+pub fn after_commit(app: &App, effects: Effects) {
+    if !effects.ops.is_empty() {
+        app.engines.apply(&effects.ops);
     }
-    app.task_notify.notify_one();
+    if effects.task_enqueued {
+        app.task_notify.notify_one();
+    }
 }
 
 /// Apply one task: engine first (idempotent), then record completion durably.
@@ -199,7 +210,6 @@ pub async fn run_janitor(app: crate::app::SharedApp) {
         let app2 = app.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let now = now_ms();
-            let _ = app2.nonce_log.prune(now - crate::auth::WINDOW_MS);
             app2.store.write(|tx| {
                 tx.prune_client_tokens(now - crate::dispatch::CLIENT_TOKEN_TTL_MS)?;
                 Ok::<_, ApiError>(())
