@@ -123,6 +123,27 @@ impl<'c> Tx<'c> {
         Tx { conn }
     }
 
+    // ---------------------------------------------------------------- savepoints
+
+    /// Start a nested unit of work (group commit runs each request in one).
+    pub fn savepoint(&self) -> Result<(), StoreError> {
+        self.conn.prepare_cached("SAVEPOINT request")?.execute([])?;
+        Ok(())
+    }
+
+    /// Keep the work since [`Tx::savepoint`].
+    pub fn release(&self) -> Result<(), StoreError> {
+        self.conn.prepare_cached("RELEASE request")?.execute([])?;
+        Ok(())
+    }
+
+    /// Undo the work since [`Tx::savepoint`] (the enclosing transaction stays open).
+    pub fn rollback_to(&self) -> Result<(), StoreError> {
+        self.conn.prepare_cached("ROLLBACK TO request")?.execute([])?;
+        self.conn.prepare_cached("RELEASE request")?.execute([])?;
+        Ok(())
+    }
+
     // ---------------------------------------------------------------- counters
 
     /// Next value of a named monotonic counter (resource ordering, versions).

@@ -80,6 +80,7 @@ pub struct Config {
 }
 
 pub struct App {
+    pub writer: crate::writer::Writer,
     pub store: Arc<Store>,
     pub nonce_log: Arc<vpnroute_store::NonceLog>,
     pub config: Config,

@@ -73,6 +73,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let engines = crate::engines::Engines::load(&store)?;
     let store = Arc::new(store);
+    let app_cell = Arc::new(std::sync::OnceLock::new());
     let nonce_log = Arc::new(vpnroute_store::NonceLog::open(
         &args.data_dir,
         durability,
@@ -80,6 +81,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         now_ms(),
     )?);
     let app = Arc::new(App {
+        writer: crate::writer::Writer::start(app_cell.clone()),
         nonce_log,
         store,
         throttle: crate::auth::Throttle::new(config.throttle_rps),
@@ -88,6 +90,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         task_notify: tokio::sync::Notify::new(),
         metrics: Metrics::default(),
     });
+    let _ = app_cell.set(Arc::downgrade(&app));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -208,29 +211,28 @@ async fn rpc(
             finish(&app, result, &parsed, &request_id, started)
         }
         // Writes may wait for the single writer: blocking pool.
+        // Writes go to the group-commit writer.
         Ok(Handler::Write(f)) => {
-            let (app2, rid) = (app.clone(), request_id.clone());
-            let (method, path, query) = (
+            let (method_s, path, query) = (
                 method.to_string(),
                 uri.path().to_string(),
                 uri.query().unwrap_or("").to_string(),
             );
-            tokio::task::spawn_blocking(move || {
-                let raw = RawRequest {
-                    method: &method,
-                    path: &path,
-                    raw_query: &query,
-                    headers: &header_vec,
-                    body: &body,
-                };
-                let result = run_write(&app2, &raw, &parsed, f);
-                finish(&app2, result, &parsed, &rid, started)
-            })
-            .await
-            .unwrap_or_else(|_| {
-                warn!(request_id, "write handler panicked");
-                error_answer(&ApiError::INTERNAL_ERROR, Format::Json, &request_id)
-            })
+            let (action, format) = (parsed.action.clone().unwrap_or_default(), parsed.format);
+            let result = app
+                .writer
+                .submit(move |app, tx| {
+                    let raw = RawRequest {
+                        method: &method_s,
+                        path: &path,
+                        raw_query: &query,
+                        headers: &header_vec,
+                        body: &body,
+                    };
+                    run_write(app, tx, &raw, &parsed, f)
+                })
+                .await;
+            finish_parts(&app, result, &action, format, &request_id, started)
         }
     };
     into_response(answer, &request_id)
@@ -277,6 +279,17 @@ fn finish(
     started: std::time::Instant,
 ) -> Answer {
     let action = parsed.action.as_deref().unwrap_or_default();
+    finish_parts(app, result, action, parsed.format, request_id, started)
+}
+
+fn finish_parts(
+    app: &App,
+    result: Result<Value, ApiError>,
+    action: &str,
+    format: Format,
+    request_id: &str,
+    started: std::time::Instant,
+) -> Answer {
     let elapsed_us = started.elapsed().as_micros() as u64;
     match result {
         Ok(mut body) => {
@@ -284,7 +297,7 @@ fn finish(
                 m.insert("RequestId".into(), Value::String(request_id.to_string()));
             }
             tracing::debug!(request_id, action, elapsed_us, "ok");
-            let (content_type, text) = vpnroute_wire::encode_success(action, &body, parsed.format);
+            let (content_type, text) = vpnroute_wire::encode_success(action, &body, format);
             Answer {
                 status: 200,
                 content_type,
@@ -295,7 +308,7 @@ fn finish(
         Err(e) => {
             app.metrics.errors.fetch_add(1, Ordering::Relaxed);
             info!(request_id, action, code = %e.code, status = e.status, elapsed_us, "error");
-            error_answer(&e, parsed.format, request_id)
+            error_answer(&e, format, request_id)
         }
     }
 }
@@ -362,26 +375,23 @@ fn run_read(
 
 fn run_write(
     app: &App,
+    tx: &vpnroute_store::Tx<'_>,
     raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
     f: dispatch::WriteFn,
-) -> Result<Value, ApiError> {
+) -> Result<(Value, crate::tasks::Effects), ApiError> {
     let now = now_ms();
-    let (body, effects) = app.store.write(|tx| {
-        let caller = admit(app, tx, raw, parsed, now)?;
-        let ctx = Ctx {
-            app,
-            account_id: caller.account_id,
-            action: parsed.action.as_deref().unwrap_or_default(),
-            params: parsed.params.as_slice(),
-            now_ms: now,
-            effects: Default::default(),
-        };
-        let body = dispatch::run_write(&ctx, tx, f)?;
-        Ok::<_, ApiError>((body, ctx.effects.take()))
-    })?;
-    crate::tasks::after_commit(app, effects);
-    Ok(body)
+    let caller = admit(app, tx, raw, parsed, now)?;
+    let ctx = Ctx {
+        app,
+        account_id: caller.account_id,
+        action: parsed.action.as_deref().unwrap_or_default(),
+        params: parsed.params.as_slice(),
+        now_ms: now,
+        effects: Default::default(),
+    };
+    let body = dispatch::run_write(&ctx, tx, f)?;
+    Ok((body, ctx.effects.take()))
 }
 
 // ------------------------------------------------------------------ introspection

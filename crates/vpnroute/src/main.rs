@@ -19,6 +19,7 @@ mod engines;
 mod http;
 mod tasks;
 mod util;
+mod writer;
 
 use clap::Parser;
 
