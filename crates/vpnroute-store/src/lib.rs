@@ -247,4 +247,29 @@ mod tests {
         let dup = store.write(|tx| tx.insert_route(&route("10.0.1.0/24", "vco-a")).map_err(ApiError::from));
         assert!(dup.is_err(), "the unique key rejects a duplicate route");
     }
+
+    #[test]
+    fn resource_counts_follow_inserts_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Process).unwrap();
+        store
+            .write(|tx| {
+                for id in ["a", "b", "c"] {
+                    tx.insert_resource(ResourceKind::Vpc, id, "acct", "cn-hangzhou", "", &id)?;
+                }
+                tx.insert_resource(ResourceKind::Vpc, "d", "acct", "cn-shanghai", "", &"d")?;
+                assert!(tx.delete_resource(ResourceKind::Vpc, "b")?);
+                assert!(!tx.delete_resource(ResourceKind::Vpc, "b")?);
+                Ok::<_, ApiError>(())
+            })
+            .unwrap();
+        let (n, total) = store
+            .read(|tx| {
+                let n = tx.count_resources(ResourceKind::Vpc, "acct", "cn-hangzhou")?;
+                let (_, total) = tx.list_resources::<String>(ResourceKind::Vpc, "acct", "cn-hangzhou", None, 0, 10)?;
+                Ok::<_, ApiError>((n, total))
+            })
+            .unwrap();
+        assert_eq!((n, total), (2, 2));
+    }
 }

@@ -9,6 +9,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/001_init.sql")),
     (2, include_str!("migrations/002_route_counts.sql")),
     (3, include_str!("migrations/003_nonces_out.sql")),
+    (4, include_str!("migrations/004_route_page_index.sql")),
+    (5, include_str!("migrations/005_resource_counts.sql")),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

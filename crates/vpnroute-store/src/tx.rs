@@ -273,6 +273,22 @@ impl<'c> Tx<'c> {
             seq,
             json(doc)?
         ])?;
+        self.bump_resource_count(account_id, kind, region_id, 1)
+    }
+
+    fn bump_resource_count(
+        &self,
+        account_id: &str,
+        kind: ResourceKind,
+        region_id: &str,
+        delta: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO resource_counts(account_id, kind, region_id, n) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(account_id, kind, region_id) DO UPDATE SET n = n + excluded.n",
+            )?
+            .execute(params![account_id, kind.as_str(), region_id, delta])?;
         Ok(())
     }
 
@@ -285,11 +301,19 @@ impl<'c> Tx<'c> {
     }
 
     pub fn delete_resource(&self, kind: ResourceKind, id: &str) -> Result<bool, StoreError> {
-        Ok(self
+        let owner: Option<(String, String)> = self
             .conn
+            .prepare_cached("SELECT account_id, region_id FROM resources WHERE id = ?1 AND kind = ?2")?
+            .query_row(params![id, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((account_id, region_id)) = owner else {
+            return Ok(false);
+        };
+        self.conn
             .prepare_cached("DELETE FROM resources WHERE id = ?1 AND kind = ?2")?
-            .execute(params![id, kind.as_str()])?
-            > 0)
+            .execute(params![id, kind.as_str()])?;
+        self.bump_resource_count(&account_id, kind, &region_id, -1)?;
+        Ok(true)
     }
 
     /// A resource by id, whoever owns it (callers check the owner).
@@ -326,11 +350,20 @@ impl<'c> Tx<'c> {
         offset: u64,
         limit: u64,
     ) -> Result<(Vec<T>, u64), StoreError> {
+        let total: i64 = match parent {
+            // The maintained counter: no row count for unfiltered lists.
+            None => self.count_resources(kind, account_id, region_id)? as i64,
+            Some(_) => -1,
+        };
         let parent = parent.unwrap_or("");
-        let total: i64 = self.conn.prepare_cached(
+        let total: i64 = if total >= 0 {
+            total
+        } else {
+            self.conn.prepare_cached(
             "SELECT COUNT(*) FROM resources WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3 AND (?4 = '' OR parent_id = ?4)",
         )?
-        .query_row(params![account_id, kind.as_str(), region_id, parent], |r| r.get(0))?;
+        .query_row(params![account_id, kind.as_str(), region_id, parent], |r| r.get(0))?
+        };
         let mut st = self.conn.prepare_cached(
             "SELECT doc FROM resources WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3 AND (?4 = '' OR parent_id = ?4) ORDER BY seq LIMIT ?5 OFFSET ?6",
         )?;
@@ -375,8 +408,11 @@ impl<'c> Tx<'c> {
     pub fn count_resources(&self, kind: ResourceKind, account_id: &str, region_id: &str) -> Result<u64, StoreError> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT COUNT(*) FROM resources WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3")?;
-        Ok(st.query_row(params![account_id, kind.as_str(), region_id], |r| r.get::<_, i64>(0))? as u64)
+            .prepare_cached("SELECT n FROM resource_counts WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3")?;
+        let n: Option<i64> = st
+            .query_row(params![account_id, kind.as_str(), region_id], |r| r.get(0))
+            .optional()?;
+        Ok(n.unwrap_or(0).max(0) as u64)
     }
 
     /// Every resource of a kind, across accounts (startup and admin use).
