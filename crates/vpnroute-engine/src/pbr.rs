@@ -41,7 +41,7 @@ use crate::trie::{PrefixTrie, NO_VALUE};
 const INLINE_SOURCES: usize = 3;
 /// Source sets up to this size are kept as a rank-sorted array; larger ones as a trie.
 /// (Tiny in unit tests, so that small random tables exercise every representation.)
-const LINEAR_SOURCE_SET_MAX: usize = if cfg!(test) { 6 } else { 32 };
+const LINEAR_SOURCE_SET_MAX: usize = if cfg!(test) { 6 } else { 64 };
 
 /// `(priority, 32 - dest len, 32 - source len)` packed so that `<` is the policy order.
 /// Sufficient to order the groups matching one packet (see the module docs).

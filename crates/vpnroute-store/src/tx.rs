@@ -316,6 +316,15 @@ impl<'c> Tx<'c> {
         Ok(true)
     }
 
+    /// (account id, region id) of a resource, without decoding its document.
+    pub fn resource_owner(&self, kind: ResourceKind, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT account_id, region_id FROM resources WHERE id = ?1 AND kind = ?2")?
+            .query_row(params![id, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
     /// A resource by id, whoever owns it (callers check the owner).
     pub fn resource<T: DeserializeOwned>(
         &self,

@@ -75,6 +75,15 @@ pub fn owned<T: Regional>(ctx: &Ctx<'_>, tx: &Tx<'_>, region: &str, id: &str) ->
     }
 }
 
+/// Like [`owned`] when only existence matters: checks the owner and region columns without
+/// decoding the document (Describe of a gateway's routes runs this on every call).
+pub fn check_owned<T: Regional>(ctx: &Ctx<'_>, tx: &Tx<'_>, region: &str, id: &str) -> Result<(), ApiError> {
+    match tx.resource_owner(T::KIND, id)? {
+        Some((account, res_region)) if account == ctx.account_id && res_region == region => Ok(()),
+        _ => Err(T::NOT_FOUND),
+    }
+}
+
 /// Paging fields of a list response.
 pub fn page_fields(body: &mut Value, paging: Paging, total: u64) {
     if let Value::Object(m) = body {

@@ -17,7 +17,7 @@ use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
-use super::{dry_run, opt_text, owned, page_fields, params, region};
+use super::{check_owned, dry_run, opt_text, owned, page_fields, params, region};
 use crate::actions::vpc::PUBLISHED;
 use crate::app::Ctx;
 use crate::tasks::{self, EngineOp};
@@ -449,12 +449,12 @@ fn describe(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiErr
     } else {
         "custom"
     };
-    let gw: VpnGateway = owned(ctx, tx, region, gateway_id)?;
-    let total = tx.count_routes(&gw.id, kind)?;
+    check_owned::<VpnGateway>(ctx, tx, region, gateway_id)?;
+    let total = tx.count_routes(gateway_id, kind)?;
     let routes = if entry_type == "bgp" {
         vec![]
     } else {
-        tx.list_routes(&gw.id, kind, paging.offset(), paging.size as u64)?
+        tx.list_routes(gateway_id, kind, paging.offset(), paging.size as u64)?
     };
     let items: Vec<Value> = routes
         .iter()
