@@ -193,7 +193,7 @@ async fn rpc(
             app.metrics.errors.fetch_add(1, Ordering::Relaxed);
             let answer = error_answer(
                 &ApiError::new(a.code, a.message, a.http_status),
-                Format::Json,
+                sniff_format(&raw),
                 &request_id,
             );
             return into_response(answer, &request_id);
@@ -236,6 +236,20 @@ async fn rpc(
         }
     };
     into_response(answer, &request_id)
+}
+
+/// The requested format of a request that could not be parsed: XML only when a literal
+/// `Format=XML` (any case) is in the query or body, JSON otherwise.
+fn sniff_format(raw: &RawRequest<'_>) -> Format {
+    let has_xml = |text: &[u8]| {
+        text.split(|b| *b == b'&')
+            .any(|pair| pair.len() == 10 && pair.eq_ignore_ascii_case(b"Format=XML"))
+    };
+    if has_xml(raw.raw_query.as_bytes()) || has_xml(raw.body) {
+        Format::Xml
+    } else {
+        Format::Json
+    }
 }
 
 fn into_response(answer: Answer, request_id: &str) -> Response {
