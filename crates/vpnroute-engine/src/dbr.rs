@@ -1,5 +1,6 @@
 //! Destination-based routes: active/standby groups keyed by destination prefix, found by
-//! longest prefix match through a [`PrefixTrie`].
+//! longest prefix match in the destination layer of the table's shared [`DestTrie`] (the
+//! same walk over `D` also serves policy routes, see `table.rs`).
 
 use std::collections::HashMap;
 
@@ -8,7 +9,8 @@ use ipnet::Ipv4Net;
 use crate::decision::Reason;
 use crate::group::{Group, GroupStore, Member};
 use crate::links::{LinkState, NextHopId};
-use crate::trie::PrefixTrie;
+use crate::table::{DestTrie, DESTINATION_LAYER};
+use crate::trie::{LevelHits, NO_VALUE};
 
 /// Key ordering the LPM trie: longer prefix = smaller key = wins.
 fn lpm_key(dest: Ipv4Net) -> u8 {
@@ -19,25 +21,29 @@ fn lpm_key(dest: Ipv4Net) -> u8 {
 pub(crate) struct DestinationIndex {
     pub(crate) groups: GroupStore,
     by_dest: HashMap<Ipv4Net, u32>,
-    trie: PrefixTrie<u8>,
 }
 
 impl DestinationIndex {
-    pub(crate) fn add(&mut self, dest: Ipv4Net, member: Member) {
+    pub(crate) fn add(&mut self, trie: &mut DestTrie, dest: Ipv4Net, member: Member) {
         let group_key = match self.by_dest.get(&dest) {
             Some(&key) => key,
             None => {
                 let key = self.groups.insert(Group::new(Ipv4Net::default(), dest));
                 self.by_dest.insert(dest, key);
-                self.trie
-                    .insert(u32::from(dest.network()), dest.prefix_len(), key, lpm_key(dest));
+                trie.insert_in(
+                    DESTINATION_LAYER,
+                    u32::from(dest.network()),
+                    dest.prefix_len(),
+                    key,
+                    lpm_key(dest),
+                );
                 key
             }
         };
         self.groups.update(group_key, |group| group.add(member));
     }
 
-    pub(crate) fn remove(&mut self, dest: Ipv4Net, route_id: u64) {
+    pub(crate) fn remove(&mut self, trie: &mut DestTrie, dest: Ipv4Net, route_id: u64) {
         let Some(&group_key) = self.by_dest.get(&dest) else {
             return;
         };
@@ -51,24 +57,26 @@ impl DestinationIndex {
         if now_empty {
             self.by_dest.remove(&dest);
             self.groups.remove(group_key);
-            self.trie.remove(u32::from(dest.network()), dest.prefix_len());
+            trie.remove_in(DESTINATION_LAYER, u32::from(dest.network()), dest.prefix_len());
         }
     }
 
-    pub(crate) fn flush(&mut self) {
-        self.trie.flush();
-    }
-
     /// Rule 2 then rule 3: the chosen member of the group with the longest destination
-    /// prefix containing `dst`.
+    /// prefix containing `dst`, given the walk of the shared trie over `dst`. Within a level
+    /// the trie slot already holds that level's longest prefix, so the deepest hit wins.
     #[inline]
-    pub(crate) fn lookup(&self, dst: u32, links: &LinkState) -> Option<(u64, NextHopId, Reason)> {
-        self.groups.select(self.trie.longest_match(dst)?, links)
+    pub(crate) fn lookup(&self, hits: &LevelHits<2>, links: &LinkState) -> Option<(u64, NextHopId, Reason)> {
+        let group = hits
+            .as_slice()
+            .iter()
+            .rev()
+            .map(|values| values[DESTINATION_LAYER])
+            .find(|&group| group != NO_VALUE)?;
+        self.groups.select(group, links)
     }
 
+    /// Heap bytes held (the shared trie is counted by the table).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.groups.heap_bytes()
-            + self.by_dest.capacity() * (std::mem::size_of::<(Ipv4Net, u32)>() + 1)
-            + self.trie.heap_bytes()
+        self.groups.heap_bytes() + self.by_dest.capacity() * (std::mem::size_of::<(Ipv4Net, u32)>() + 1)
     }
 }

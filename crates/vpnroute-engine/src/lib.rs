@@ -49,9 +49,14 @@
 //!   each a 256-byte `slot → run` map over an arena of `(value, child)` entries, with no leaf
 //!   pushing between levels so that every update touches one node. A lookup visits at most
 //!   four nodes (three for a `/24`).
-//! * Destination routes: that trie over the distinct destination prefixes, valued by
-//!   active/standby group.
-//! * Policy routes (module `pbr`): the same trie over distinct destination prefixes,
+//! * One such trie over the destination prefixes of *both* route kinds, with two layers
+//!   painted independently into the same nodes: each run entry carries a policy value and a
+//!   destination value. A lookup walks `D` once; policy routes read their layer first and,
+//!   when none matches, destination routes read theirs from the same walk (a mixed table
+//!   used to pay two walks, one per kind, for every packet that no policy route claims).
+//! * Destination routes: the destination layer, valued by active/standby group; the deepest
+//!   hit is the longest match.
+//! * Policy routes (module `pbr`): the policy layer, valued by policy destination entry,
 //!   enumerating every destination prefix containing `D` longest first; per destination, the
 //!   groups under it sorted by rank (up to three inline in one cache line, up to 32 in an
 //!   array, beyond that a trie keyed by rank), and destinations that can no longer win are

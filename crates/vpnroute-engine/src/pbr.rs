@@ -5,9 +5,11 @@
 //!
 //! Two levels, destination first:
 //!
-//! 1. A [`PrefixTrie`] over the distinct destination prefixes. For a destination address
-//!    it yields, per trie level, the longest destination prefix containing it, and
-//!    [`PrefixTrie::parent_of`] walks to the shorter ones; together that enumerates every
+//! 1. The policy layer of the table's shared destination trie ([`DestTrie`], also holding the
+//!    destination-route prefixes in its other layer, so that one walk over D serves both
+//!    route kinds). For a destination address it yields, per trie level, the longest policy
+//!    destination prefix containing it, and [`PrefixTrie::parent_of`] (cached in
+//!    `DestHot::parent`) walks to the shorter ones; together that enumerates every policy
 //!    destination prefix containing D, longest first.
 //! 2. Per destination prefix, a [`SourceSet`] of the groups under it, answering "best ranked
 //!    group whose source contains S". Small sets (the common case: a destination reached from
@@ -35,13 +37,14 @@ use crate::group::{Group, GroupStore, Member};
 use crate::links::{LinkState, NextHopId};
 use crate::route::PolicyRank;
 use crate::slab::Slab;
-use crate::trie::{PrefixTrie, NO_VALUE};
+use crate::table::{DestTrie, POLICY_LAYER};
+use crate::trie::{LevelHits, PrefixTrie, NO_VALUE};
 
 /// Source sets up to this size are stored inline in their destination entry.
 const INLINE_SOURCES: usize = 3;
 /// Source sets up to this size are kept as a rank-sorted array; larger ones as a trie.
 /// (Tiny in unit tests, so that small random tables exercise every representation.)
-const LINEAR_SOURCE_SET_MAX: usize = if cfg!(test) { 6 } else { 64 };
+const LINEAR_SOURCE_SET_MAX: usize = if cfg!(test) { 6 } else { 32 };
 
 /// `(priority, 32 - dest len, 32 - source len)` packed so that `<` is the policy order.
 /// Sufficient to order the groups matching one packet (see the module docs).
@@ -129,7 +132,7 @@ fn lpm_key(dest: Ipv4Net) -> u8 {
     32u8.saturating_sub(dest.prefix_len())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct PolicyIndex {
     pub(crate) groups: GroupStore,
     /// `match_keys[group]`: [`match_key`] of the group's rank.
@@ -139,28 +142,12 @@ pub(crate) struct PolicyIndex {
     /// `dest_hot[dest key]`, kept in step with `dests`.
     dest_hot: Vec<DestHot>,
     dest_by_prefix: HashMap<Ipv4Net, u32>,
-    dest_trie: PrefixTrie<u8>,
     dirty_dests: Vec<u32>,
 }
 
-impl Default for PolicyIndex {
-    fn default() -> Self {
-        PolicyIndex {
-            groups: GroupStore::default(),
-            match_keys: Vec::new(),
-            by_key: HashMap::new(),
-            dests: Slab::default(),
-            dest_hot: Vec::new(),
-            dest_by_prefix: HashMap::new(),
-            dest_trie: PrefixTrie::with_parent_tracking(),
-            dirty_dests: Vec::new(),
-        }
-    }
-}
-
 impl PolicyIndex {
-    pub(crate) fn add(&mut self, source: Ipv4Net, dest: Ipv4Net, member: Member) {
-        let dest_key = self.dest_entry(dest);
+    pub(crate) fn add(&mut self, trie: &mut DestTrie, source: Ipv4Net, dest: Ipv4Net, member: Member) {
+        let dest_key = self.dest_entry(trie, dest);
         let group_key = match self.by_key.get(&(source, dest)) {
             Some(&key) => key,
             None => {
@@ -209,7 +196,7 @@ impl PolicyIndex {
         self.mark_changed(dest_key, source);
     }
 
-    fn dest_entry(&mut self, dest: Ipv4Net) -> u32 {
+    fn dest_entry(&mut self, trie: &mut DestTrie, dest: Ipv4Net) -> u32 {
         if let Some(&key) = self.dest_by_prefix.get(&dest) {
             return key;
         }
@@ -223,8 +210,13 @@ impl PolicyIndex {
             self.dest_hot.resize(key as usize + 1, UNUSED_DEST);
         }
         self.dest_by_prefix.insert(dest, key);
-        self.dest_trie
-            .insert(u32::from(dest.network()), dest.prefix_len(), key, lpm_key(dest));
+        trie.insert_in(
+            POLICY_LAYER,
+            u32::from(dest.network()),
+            dest.prefix_len(),
+            key,
+            lpm_key(dest),
+        );
         key
     }
 
@@ -238,8 +230,9 @@ impl PolicyIndex {
         }
     }
 
-    /// Brings the source sets and the destination trie up to date.
-    pub(crate) fn flush(&mut self) {
+    /// Brings the source sets and the policy layer of the destination trie up to date
+    /// (flushes `trie`).
+    pub(crate) fn flush(&mut self, trie: &mut DestTrie) {
         while let Some(dest_key) = self.dirty_dests.pop() {
             let (Some(entry), Some(hot)) = (self.dests.get_mut(dest_key), self.dest_hot.get_mut(dest_key as usize))
             else {
@@ -252,7 +245,7 @@ impl PolicyIndex {
                 *hot = UNUSED_DEST;
                 self.dests.remove(dest_key);
                 self.dest_by_prefix.remove(&dest);
-                self.dest_trie.remove(u32::from(dest.network()), dest.prefix_len());
+                trie.remove_in(POLICY_LAYER, u32::from(dest.network()), dest.prefix_len());
                 continue;
             }
             hot.min_priority = entry
@@ -283,9 +276,9 @@ impl PolicyIndex {
                 _ => hot.sources = build_source_set(&entry.groups, &self.groups),
             }
         }
-        self.dest_trie.flush();
-        for dest_key in self.dest_trie.take_parent_changes() {
-            let parent = self.dest_trie.parent_of(dest_key);
+        trie.flush();
+        for dest_key in trie.take_parent_changes() {
+            let parent = trie.parent_of(dest_key);
             if let Some(hot) = self.dest_hot.get_mut(dest_key as usize) {
                 hot.parent = parent;
             }
@@ -293,19 +286,18 @@ impl PolicyIndex {
     }
 
     /// Rule 1 then rule 3: the chosen member of the best-ranked policy group matching
-    /// `(src, dst)`, if any.
+    /// `(src, dst)`, if any, given the walk of the shared trie over `dst`.
     #[inline]
-    pub(crate) fn lookup(&self, src: u32, dst: u32, links: &LinkState) -> Option<(u64, NextHopId, Reason)> {
-        self.groups.select(self.best_match(src, dst)?, links)
+    pub(crate) fn lookup(&self, hits: &LevelHits<2>, src: u32, links: &LinkState) -> Option<(u64, NextHopId, Reason)> {
+        self.groups.select(self.best_match(hits, src)?, links)
     }
 
     /// Key of the best-ranked policy group matching `(src, dst)`, if any.
     #[inline]
-    fn best_match(&self, src: u32, dst: u32) -> Option<u32> {
-        let hits = self.dest_trie.lookup_levels(dst);
+    fn best_match(&self, hits: &LevelHits<2>, src: u32) -> Option<u32> {
         let (mut best_key, mut best_group) = (u32::MAX, NO_VALUE);
-        for &deepest in hits.as_slice().iter().rev() {
-            let mut dest_key = deepest;
+        for values in hits.as_slice().iter().rev() {
+            let mut dest_key = values[POLICY_LAYER];
             while dest_key != NO_VALUE {
                 let Some(entry) = self.dest_hot.get(dest_key as usize) else {
                     break;
@@ -340,8 +332,9 @@ impl PolicyIndex {
                 .lookup_levels(src)
                 .as_slice()
                 .iter()
-                .filter(|&&g| g != NO_VALUE)
-                .map(|&g| (self.match_keys.get(g as usize).copied().unwrap_or(u32::MAX), g))
+                .map(|&[g]| g)
+                .filter(|&g| g != NO_VALUE)
+                .map(|g| (self.match_keys.get(g as usize).copied().unwrap_or(u32::MAX), g))
                 .min(),
         }
     }
@@ -370,7 +363,6 @@ impl PolicyIndex {
                 })
                 .sum::<usize>()
             + self.dest_by_prefix.capacity() * (size_of::<(Ipv4Net, u32)>() + 1)
-            + self.dest_trie.heap_bytes()
     }
 }
 

@@ -11,6 +11,17 @@ use crate::group::Member;
 use crate::links::{LinkState, NextHopId, NextHopInterner};
 use crate::pbr::PolicyIndex;
 use crate::route::{validate, InsertError, Route, RouteKind};
+use crate::trie::PrefixTrie;
+
+/// The destination trie shared by both route kinds: one [`PrefixTrie`] over every distinct
+/// destination prefix, with two layers — [`POLICY_LAYER`] (values: policy destination
+/// entries, parents tracked) and [`DESTINATION_LAYER`] (values: destination-route groups).
+/// A lookup walks `D` once and both route kinds read their hits from that one walk.
+pub(crate) type DestTrie = PrefixTrie<u8, 2>;
+/// Layer of [`DestTrie`] holding policy-route destinations.
+pub(crate) const POLICY_LAYER: usize = 0;
+/// Layer of [`DestTrie`] holding destination-route prefixes.
+pub(crate) const DESTINATION_LAYER: usize = 1;
 
 /// A route as stored: the caller's [`Route`] with its prefixes normalised (host bits cleared)
 /// and its next hop interned.
@@ -32,12 +43,25 @@ pub(crate) struct StoredRoute {
 /// incrementally: cost depends on the size of the touched trie nodes and active/standby
 /// group, not on the number of routes in the table. [`lookup`](Self::lookup) is
 /// allocation-free.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RouteTable {
     hops: NextHopInterner,
     routes: HashMap<u64, StoredRoute>,
+    dest_trie: DestTrie,
     destination: DestinationIndex,
     policy: PolicyIndex,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable {
+            hops: NextHopInterner::default(),
+            routes: HashMap::new(),
+            dest_trie: DestTrie::with_parent_tracking(),
+            destination: DestinationIndex::default(),
+            policy: PolicyIndex::default(),
+        }
+    }
 }
 
 impl RouteTable {
@@ -79,7 +103,7 @@ impl RouteTable {
     pub fn remove(&mut self, id: u64) -> Option<Route> {
         let stored = self.routes.remove(&id)?;
         match stored.kind {
-            RouteKind::Destination => self.destination.remove(stored.dest, id),
+            RouteKind::Destination => self.destination.remove(&mut self.dest_trie, stored.dest, id),
             RouteKind::Policy => self.policy.remove(stored.source, stored.dest, id),
         }
         self.flush();
@@ -151,6 +175,7 @@ impl RouteTable {
         use std::mem::size_of;
         std::mem::size_of::<Self>()
             + self.routes.capacity() * (size_of::<(u64, StoredRoute)>() + 1)
+            + self.dest_trie.heap_bytes()
             + self.destination.heap_bytes()
             + self.policy.heap_bytes()
             + self.hops.len() * 64
@@ -158,15 +183,17 @@ impl RouteTable {
 
     /// Where does a packet from `src` to `dst` go? See the [crate docs](crate) for the rules.
     ///
-    /// Hot path: allocation-free; typically one trie walk over `dst` for policy routes, one
-    /// source probe, and (when no policy route matches) one trie walk for destination routes.
+    /// Hot path: allocation-free; one trie walk over `dst` shared by both route kinds,
+    /// typically one source probe, and (when no policy route matches) the destination
+    /// route read from the same walk.
     #[inline]
     pub fn lookup(&self, src: Ipv4Addr, dst: Ipv4Addr, links: &LinkState) -> Option<Decision<'_>> {
         let (src, dst) = (u32::from(src), u32::from(dst));
-        let (route_id, hop, reason, kind) = match self.policy.lookup(src, dst, links) {
+        let hits = self.dest_trie.lookup_levels(dst);
+        let (route_id, hop, reason, kind) = match self.policy.lookup(&hits, src, links) {
             Some((route_id, hop, reason)) => (route_id, hop, reason, RouteKind::Policy),
             None => {
-                let (route_id, hop, reason) = self.destination.lookup(dst, links)?;
+                let (route_id, hop, reason) = self.destination.lookup(&hits, links)?;
                 (route_id, hop, reason, RouteKind::Destination)
             }
         };
@@ -199,8 +226,8 @@ impl RouteTable {
             priority: route.priority,
         };
         match route.kind {
-            RouteKind::Destination => self.destination.add(dest, member),
-            RouteKind::Policy => self.policy.add(source, dest, member),
+            RouteKind::Destination => self.destination.add(&mut self.dest_trie, dest, member),
+            RouteKind::Policy => self.policy.add(&mut self.dest_trie, source, dest, member),
         }
         self.routes.insert(
             route.id,
@@ -217,9 +244,10 @@ impl RouteTable {
         Ok(())
     }
 
+    /// Brings the indexes up to date (policy source sets first: emptied policy destinations
+    /// leave the trie there; then every dirty trie node is rebuilt once).
     fn flush(&mut self) {
-        self.destination.flush();
-        self.policy.flush();
+        self.policy.flush(&mut self.dest_trie);
     }
 
     fn to_route(&self, id: u64, stored: &StoredRoute) -> Route {

@@ -8,9 +8,9 @@
 //! best (smallest key) prefix *of this node* covering the slot, or [`NO_VALUE`] — and maybe a
 //! child node.
 //!
-//! Slots are compressed into *runs*: a maximal range of slots with the same leaf value and
-//! no child, or a single slot with a child. Each run is one 8-byte entry `(leaf value,
-//! child)` in a shared arena, and a node is `entry_off` plus a 256-byte map
+//! Slots are compressed into *runs*: a maximal range of slots with the same leaf value(s) and
+//! no child, or a single slot with a child. Each run is one entry `(leaf value per layer,
+//! child)` — 8 bytes with one layer, 12 with two (see *Layers*) — in a shared arena, and a node is `entry_off` plus a 256-byte map
 //! `run_of_slot[slot] -> run index` (at most 256 runs, so a byte suffices). A level of a
 //! lookup is therefore two independent loads (`entry_off`, `run_of_slot[byte]`) and one
 //! dependent load (the entry), with no arithmetic beyond an add.
@@ -33,6 +33,15 @@
 //! (the longest prefix of the same node strictly containing a given one). Walking levels and
 //! parents therefore enumerates *every* stored prefix containing an address, which is what
 //! policy routing needs.
+//!
+//! # Layers
+//!
+//! A trie has `L` *layers* (`L = 1` by default): independent prefix sets that share the nodes
+//! and are painted separately, so every run entry carries one leaf value per layer and a walk
+//! reports all layers at once. The route table uses two (policy destinations, destination
+//! routes) so that one walk over a packet's destination serves both route kinds; the same
+//! prefix may be stored in both layers. Keys `K` are compared only among prefixes of one
+//! layer, and parents ([`PrefixTrie::parent_of`]) are kept for layer 0 only.
 //!
 //! # Updates
 //!
@@ -70,17 +79,20 @@ const EMPTY_NODE: Node = Node {
     run_of_slot: [0; 256],
 };
 
-/// What a run of slots leads to.
+/// What a run of slots leads to: the run's leaf value in each layer, and its child node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    value: u32,
+#[repr(C)]
+struct Entry<const L: usize> {
+    values: [u32; L],
     child: u32,
 }
 
-const EMPTY: Entry = Entry {
-    value: NO_VALUE,
-    child: NO_CHILD,
-};
+impl<const L: usize> Entry<L> {
+    const EMPTY: Self = Entry {
+        values: [NO_VALUE; L],
+        child: NO_CHILD,
+    };
+}
 
 /// A prefix owned by a node, in node-relative terms.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +101,8 @@ struct OwnPrefix<K> {
     first_slot: u8,
     /// Prefix length minus the node's depth in bits (0..=8); covers `2^(8 - rel_len)` slots.
     rel_len: u8,
+    /// Layer the prefix is painted in (`< L`).
+    layer: u8,
     value: u32,
     key: K,
 }
@@ -160,34 +174,38 @@ fn locate(net: u32, len: u8) -> Location {
     }
 }
 
-/// The stored prefixes containing an address: at most one per level (the best of that node's
-/// prefixes covering the address), shallowest first.
+/// The stored prefixes containing an address: per visited level and layer, the best of that
+/// node's prefixes of that layer covering the address ([`NO_VALUE`] if none), shallowest
+/// level first.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct LevelHits {
-    pub values: [u32; LEVELS],
+pub(crate) struct LevelHits<const L: usize> {
+    pub values: [[u32; L]; LEVELS],
     pub len: usize,
 }
 
-impl LevelHits {
+impl<const L: usize> LevelHits<L> {
     #[inline]
-    pub(crate) fn as_slice(&self) -> &[u32] {
+    pub(crate) fn as_slice(&self) -> &[[u32; L]] {
         &self.values[..self.len.min(LEVELS)]
     }
 }
 
-/// See the module docs. `K` orders prefixes that cover the same slot of a node: smaller wins.
+/// See the module docs. `K` orders prefixes of one layer that cover the same slot of a node:
+/// smaller wins. `L` is the number of layers: independent prefix sets sharing the nodes, so
+/// that one walk answers for all of them.
 #[derive(Debug, Clone)]
-pub(crate) struct PrefixTrie<K> {
+pub(crate) struct PrefixTrie<K, const L: usize = 1> {
     nodes: Vec<Node>,
     meta: Vec<NodeMeta<K>>,
     free_nodes: Vec<u32>,
     /// Entry blocks of all nodes; index [`EMPTY_ENTRY`] is the shared empty entry.
-    entries: Vec<Entry>,
+    entries: Vec<Entry<L>>,
     /// Entries in `entries` no node refers to any more.
     garbage: usize,
     dirty: Vec<u32>,
-    /// `parent_of[value]`: value of the longest prefix of the same node strictly containing
-    /// the prefix stored under `value`, or [`NO_VALUE`].
+    /// `parent_of[value]`: value of the longest layer-0 prefix of the same node strictly
+    /// containing the layer-0 prefix stored under `value`, or [`NO_VALUE`]. (Only layer 0
+    /// tracks parents.)
     parent_of: Vec<u32>,
     /// Values whose `parent_of` changed since [`PrefixTrie::take_parent_changes`] (only
     /// recorded when `track_parent_changes`).
@@ -196,19 +214,19 @@ pub(crate) struct PrefixTrie<K> {
     len: usize,
 }
 
-impl<K: Ord + Copy> Default for PrefixTrie<K> {
+impl<K: Ord + Copy, const L: usize> Default for PrefixTrie<K, L> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<K: Ord + Copy> PrefixTrie<K> {
+impl<K: Ord + Copy, const L: usize> PrefixTrie<K, L> {
     pub(crate) fn new() -> Self {
         PrefixTrie {
             nodes: vec![EMPTY_NODE],
             meta: vec![NodeMeta::new(ROOT, 0)],
             free_nodes: Vec::new(),
-            entries: vec![EMPTY],
+            entries: vec![Entry::EMPTY],
             garbage: 0,
             dirty: Vec::new(),
             parent_of: Vec::new(),
@@ -234,9 +252,15 @@ impl<K: Ord + Copy> PrefixTrie<K> {
         self.len
     }
 
-    /// Stores `value` under `net/len` with ordering `key`, replacing what was there.
-    /// Returns the replaced value. Call [`PrefixTrie::flush`] before looking up.
+    /// Stores `value` under `net/len` in layer 0 with ordering `key`, replacing what was
+    /// there. Returns the replaced value. Call [`PrefixTrie::flush`] before looking up.
     pub(crate) fn insert(&mut self, net: u32, len: u8, value: u32, key: K) -> Option<u32> {
+        self.insert_in(0, net, len, value, key)
+    }
+
+    /// [`PrefixTrie::insert`] in layer `layer` (`< L`).
+    pub(crate) fn insert_in(&mut self, layer: usize, net: u32, len: u8, value: u32, key: K) -> Option<u32> {
+        let layer = layer.min(L - 1) as u8;
         let loc = locate(net, len);
         let mut node = ROOT;
         for level in 0..loc.level {
@@ -249,6 +273,7 @@ impl<K: Ord + Copy> PrefixTrie<K> {
         let own = OwnPrefix {
             first_slot: loc.first_slot,
             rel_len: loc.rel_len,
+            layer,
             value,
             key,
         };
@@ -257,7 +282,7 @@ impl<K: Ord + Copy> PrefixTrie<K> {
             match meta
                 .own
                 .iter_mut()
-                .find(|p| p.first_slot == own.first_slot && p.rel_len == own.rel_len)
+                .find(|p| p.first_slot == own.first_slot && p.rel_len == own.rel_len && p.layer == own.layer)
             {
                 Some(existing) => {
                     replaced = Some(existing.value);
@@ -267,7 +292,7 @@ impl<K: Ord + Copy> PrefixTrie<K> {
             }
         }
         match replaced {
-            Some(old) if old != value => self.set_parent(old, NO_VALUE),
+            Some(old) if old != value && layer == 0 => self.set_parent(old, NO_VALUE),
             Some(_) => {}
             None => self.len += 1,
         }
@@ -275,8 +300,15 @@ impl<K: Ord + Copy> PrefixTrie<K> {
         replaced
     }
 
-    /// Removes `net/len`; returns its value. Call [`PrefixTrie::flush`] before looking up.
+    /// Removes `net/len` from layer 0; returns its value. Call [`PrefixTrie::flush`] before
+    /// looking up.
     pub(crate) fn remove(&mut self, net: u32, len: u8) -> Option<u32> {
+        self.remove_in(0, net, len)
+    }
+
+    /// [`PrefixTrie::remove`] from layer `layer`.
+    pub(crate) fn remove_in(&mut self, layer: usize, net: u32, len: u8) -> Option<u32> {
+        let layer = layer.min(L - 1) as u8;
         let loc = locate(net, len);
         let mut node = ROOT;
         for level in 0..loc.level {
@@ -286,14 +318,15 @@ impl<K: Ord + Copy> PrefixTrie<K> {
         let index = meta
             .own
             .iter()
-            .position(|p| p.first_slot == loc.first_slot && p.rel_len == loc.rel_len)?;
+            .position(|p| p.first_slot == loc.first_slot && p.rel_len == loc.rel_len && p.layer == layer)?;
         let removed = meta.own.swap_remove(index).value;
         self.len -= 1;
-        self.set_parent(removed, NO_VALUE);
+        if layer == 0 {
+            self.set_parent(removed, NO_VALUE);
+        }
         self.mark_dirty(node);
         Some(removed)
     }
-
     /// Rebuilds every node changed since the last flush and prunes empty nodes.
     pub(crate) fn flush(&mut self) {
         while let Some(node) = self.dirty.pop() {
@@ -318,7 +351,7 @@ impl<K: Ord + Copy> PrefixTrie<K> {
 
     /// Visits the entry of `addr` at each level, root first, until a slot without child.
     #[inline(always)]
-    fn walk(&self, addr: u32, mut visit: impl FnMut(usize, u32)) {
+    fn walk(&self, addr: u32, mut visit: impl FnMut(usize, &[u32; L])) {
         let mut node_index = ROOT;
         for (level, byte) in addr.to_be_bytes().into_iter().enumerate() {
             let Some(node) = self.nodes.get(node_index as usize) else {
@@ -328,7 +361,7 @@ impl<K: Ord + Copy> PrefixTrie<K> {
             let Some(entry) = self.entries.get(run) else {
                 return;
             };
-            visit(level, entry.value);
+            visit(level, &entry.values);
             if entry.child == NO_CHILD {
                 return;
             }
@@ -336,29 +369,30 @@ impl<K: Ord + Copy> PrefixTrie<K> {
         }
     }
 
-    /// Best prefix of each level containing `addr`, shallowest first; [`NO_VALUE`] where a
-    /// visited level has none. Allocation-free.
+    /// Best prefix of each level and layer containing `addr`, shallowest level first;
+    /// [`NO_VALUE`] where a visited level has none. Allocation-free.
     #[inline]
-    pub(crate) fn lookup_levels(&self, addr: u32) -> LevelHits {
+    pub(crate) fn lookup_levels(&self, addr: u32) -> LevelHits<L> {
         let mut hits = LevelHits {
-            values: [NO_VALUE; LEVELS],
+            values: [[NO_VALUE; L]; LEVELS],
             len: 0,
         };
-        self.walk(addr, |level, value| {
+        self.walk(addr, |level, values| {
             if let Some(slot) = hits.values.get_mut(level) {
-                *slot = value;
+                *slot = *values;
             }
             hits.len = level + 1;
         });
         hits
     }
 
-    /// Value of the longest stored prefix containing `addr` (only meaningful when keys order
-    /// longer prefixes first, as in an LPM table).
-    #[inline]
-    pub(crate) fn longest_match(&self, addr: u32) -> Option<u32> {
+    /// Value of the longest stored layer-`layer` prefix containing `addr` (only meaningful
+    /// when keys order longer prefixes first, as in an LPM table).
+    #[cfg(test)]
+    pub(crate) fn longest_match(&self, layer: usize, addr: u32) -> Option<u32> {
         let mut best = NO_VALUE;
-        self.walk(addr, |_, value| {
+        self.walk(addr, |_, values| {
+            let value = values.get(layer).copied().unwrap_or(NO_VALUE);
             if value != NO_VALUE {
                 best = value;
             }
@@ -383,7 +417,7 @@ impl<K: Ord + Copy> PrefixTrie<K> {
                 .iter()
                 .map(|m| m.own.capacity() * size_of::<OwnPrefix<K>>() + m.children.capacity() * size_of::<(u8, u32)>())
                 .sum::<usize>()
-            + self.entries.capacity() * size_of::<Entry>()
+            + self.entries.capacity() * size_of::<Entry<L>>()
             + (self.parent_of.capacity()
                 + self.parent_changes.capacity()
                 + self.free_nodes.capacity()
@@ -485,12 +519,12 @@ impl<K: Ord + Copy> PrefixTrie<K> {
             return;
         };
 
-        // Parents inside the node: sort by (first slot, shorter first); a stack of open
-        // prefixes then yields each prefix's innermost container.
-        meta.own.sort_unstable_by_key(|p| (p.first_slot, p.rel_len));
+        // Parents inside the node (layer 0 only): sort by (layer, first slot, shorter first);
+        // a stack of open prefixes then yields each prefix's innermost container.
+        meta.own.sort_unstable_by_key(|p| (p.layer, p.first_slot, p.rel_len));
         let mut open: Vec<usize> = Vec::new();
         let mut parents: Vec<(u32, u32)> = Vec::with_capacity(meta.own.len());
-        for (i, prefix) in meta.own.iter().enumerate() {
+        for (i, prefix) in meta.own.iter().enumerate().take_while(|(_, p)| p.layer == 0) {
             while let Some(&top) = open.last() {
                 if meta.own.get(top).is_some_and(|t| t.contains(prefix)) {
                     break;
@@ -511,13 +545,16 @@ impl<K: Ord + Copy> PrefixTrie<K> {
             let (ka, kb) = (meta.own.get(a).map(|p| p.key), meta.own.get(b).map(|p| p.key));
             kb.cmp(&ka)
         });
-        let mut slots = [NO_VALUE; 256];
+        let mut slots = [[NO_VALUE; L]; 256];
         for &i in &order {
             if let Some(prefix) = meta.own.get(i) {
                 let start = prefix.first_slot as usize;
                 let end = (start + prefix.slot_count()).min(256);
-                if let Some(run) = slots.get_mut(start..end) {
-                    run.fill(prefix.value);
+                let layer = usize::from(prefix.layer);
+                for values in slots.get_mut(start..end).unwrap_or_default() {
+                    if let Some(value) = values.get_mut(layer) {
+                        *value = prefix.value;
+                    }
                 }
             }
         }
@@ -534,10 +571,10 @@ impl<K: Ord + Copy> PrefixTrie<K> {
         let mut new = EMPTY_NODE;
         if !meta.own.is_empty() || !meta.children.is_empty() {
             new.entry_off = self.entries.len() as u32;
-            let mut previous: Option<Entry> = None;
+            let mut previous: Option<Entry<L>> = None;
             let mut run = 0u8;
-            for ((&value, &child), run_of_slot) in slots.iter().zip(&children).zip(new.run_of_slot.iter_mut()) {
-                let entry = Entry { value, child };
+            for ((&values, &child), run_of_slot) in slots.iter().zip(&children).zip(new.run_of_slot.iter_mut()) {
+                let entry = Entry { values, child };
                 match previous {
                     None => self.entries.push(entry),
                     Some(p) if p != entry || child != NO_CHILD => {
@@ -561,7 +598,7 @@ impl<K: Ord + Copy> PrefixTrie<K> {
     /// Copies live blocks into a fresh arena, dropping garbage.
     fn compact(&mut self) {
         let mut entries = Vec::with_capacity(self.entries.len().saturating_sub(self.garbage));
-        entries.push(EMPTY);
+        entries.push(Entry::EMPTY);
         for (node, meta) in self.nodes.iter_mut().zip(&self.meta) {
             if !meta.live || node.entry_off == EMPTY_ENTRY {
                 continue;
@@ -614,7 +651,7 @@ mod tests {
     use super::*;
 
     fn lpm(trie: &PrefixTrie<u8>, addr: u32) -> Option<u32> {
-        trie.longest_match(addr)
+        trie.longest_match(0, addr)
     }
 
     fn insert(trie: &mut PrefixTrie<u8>, net: u32, len: u8, value: u32) {
@@ -660,6 +697,77 @@ mod tests {
         assert_eq!(lpm(&trie, 0x0a01_0205), Some(1));
         assert_eq!(trie.free_nodes.len(), 3);
         assert_eq!(trie.remove(0x0a01_0205, 32), None);
+    }
+
+    fn check(
+        trie: &PrefixTrie<u8, 2>,
+        present: &[(usize, u32, u8, u32)],
+        queries: &[u32],
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        for &q in queries {
+            let q = (q & 0x0303_0f0f) | 0x0a00_0000;
+            for layer in 0..2 {
+                let expected = present
+                    .iter()
+                    .filter(|p| p.0 == layer && (p.2 == 0 || (q ^ p.1) >> (32 - u32::from(p.2)) == 0))
+                    .max_by_key(|p| p.2)
+                    .map(|p| p.3);
+                let hits = trie.lookup_levels(q);
+                let deepest = hits.as_slice().iter().rev().map(|v| v[layer]).find(|&v| v != NO_VALUE);
+                proptest::prop_assert_eq!(deepest, expected);
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+        /// Two layers sharing nodes, checked against a brute-force longest match per layer
+        /// after every batch of inserts and removes, then while draining.
+        #[test]
+        fn layered_trie_matches_brute_force(
+            batches in proptest::collection::vec(
+                proptest::collection::vec((0usize..2, proptest::prelude::any::<u32>(), 0u8..=32, 0u8..4), 1..80),
+                1..10,
+            ),
+            queries in proptest::collection::vec(proptest::prelude::any::<u32>(), 16),
+        ) {
+            let mut trie = PrefixTrie::<u8, 2>::with_parent_tracking();
+            let mut present: Vec<(usize, u32, u8, u32)> = Vec::new();
+            let mut next_value = 0u32;
+            for batch in batches {
+                for (layer, bits, len, op) in batch {
+                    let insert = op != 0;
+                    // Cluster addresses so that prefixes nest and share nodes.
+                    let addr = (bits & 0x0303_0f0f) | 0x0a00_0000;
+                    let net = if len == 0 { 0 } else { addr & (u32::MAX << (32 - u32::from(len))) };
+                    if insert || present.is_empty() {
+                        present.retain(|p| !(p.0 == layer && p.1 == net && p.2 == len));
+                        trie.insert_in(layer, net, len, next_value, 32 - len);
+                        present.push((layer, net, len, next_value));
+                        next_value += 1;
+                    } else {
+                        let (layer, net, len, value) = present.swap_remove(bits as usize % present.len());
+                        proptest::prop_assert_eq!(trie.remove_in(layer, net, len), Some(value));
+                    }
+                }
+                trie.flush();
+                trie.check_invariants();
+                check(&trie, &present, &queries)?;
+            }
+            // Drain, so that nodes are pruned and compacted away.
+            while !present.is_empty() {
+                for _ in 0..present.len().min(16) {
+                    let (layer, net, len, value) = present.swap_remove(next_value as usize % present.len());
+                    next_value += 1;
+                    proptest::prop_assert_eq!(trie.remove_in(layer, net, len), Some(value));
+                }
+                trie.flush();
+                trie.check_invariants();
+                check(&trie, &present, &queries)?;
+            }
+        }
     }
 
     #[test]
