@@ -17,6 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+
 use std::sync::Mutex;
 
 use crate::{Durability, StoreError};
@@ -71,73 +72,56 @@ fn loggable(s: &str) -> bool {
     !s.contains(['\n', '\r', '\t'])
 }
 
+/// One parsed log line: `(seen_at_ms, access key id, nonce)`; `None` for a torn or
+/// malformed line (a crash can leave the last one half-written).
+fn parse_line(line: &str) -> Option<(i64, &str, &str)> {
+    let mut parts = line.splitn(3, '\t');
+    let ts = parts.next()?.parse().ok()?;
+    Some((ts, parts.next()?, parts.next()?))
+}
+
+/// The lines of the log at `path` still inside the window (seen at or after `cutoff_ms`).
+fn live_lines(path: &Path, cutoff_ms: i64) -> Vec<String> {
+    let Ok(f) = File::open(path) else { return Vec::new() };
+    BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|line| parse_line(line).is_some_and(|(ts, _, _)| ts >= cutoff_ms))
+        .collect()
+}
+
 impl NonceLog {
     /// Open (or create) the log in `data_dir`, remembering nonces seen in the last
-    /// `window_ms` milliseconds before `now_ms`.
+    /// `window_ms` milliseconds before `now_ms`; the log is rewritten with those only.
     pub fn open(data_dir: &Path, durability: Durability, window_ms: i64, now_ms: i64) -> Result<NonceLog, StoreError> {
         let path = data_dir.join("nonces.log");
+        let lines = live_lines(&path, now_ms - window_ms);
         let mut seen = HashMap::new();
         let mut order = VecDeque::new();
-        if let Ok(f) = File::open(&path) {
-            for line in BufReader::new(f).lines() {
-                let Ok(line) = line else { break };
-                let mut parts = line.splitn(3, '\t');
-                let (Some(ts), Some(key), Some(nonce)) = (parts.next(), parts.next(), parts.next()) else {
-                    continue; // a torn last line after a crash
-                };
-                let Ok(ts) = ts.parse::<i64>() else { continue };
-                if ts >= now_ms - window_ms {
-                    let h = key_hash(key, nonce);
-                    if seen.insert(h, ts).is_none() {
-                        order.push_back((ts, h));
-                    }
-                }
+        for (ts, key, nonce) in lines.iter().filter_map(|l| parse_line(l)) {
+            let h = key_hash(key, nonce);
+            if seen.insert(h, ts).is_none() {
+                order.push_back((ts, h));
             }
         }
-        let log = NonceLog {
+        let (file, file_bytes) = write_log(&path, &lines)?;
+        Ok(NonceLog {
             path,
             window_ms,
             durability,
             state: Mutex::new(State {
-                file: tempfile_placeholder()?,
-                file_bytes: 0,
+                file,
+                file_bytes,
                 seen,
                 order,
             }),
-        };
-        {
-            let mut st = log.state.lock().unwrap_or_else(|p| p.into_inner());
-            log.rewrite(&mut st, now_ms)?;
-        }
-        Ok(log)
+        })
     }
 
-    /// Rewrite the log with only the live entries (atomic rename).
-    fn rewrite(&self, st: &mut State, now_ms: i64) -> Result<(), StoreError> {
-        // The log does not keep the text of entries loaded only as hashes, so the rewrite
-        // keeps the original lines that are still live.
-        let tmp = self.path.with_extension("log.tmp");
-        let mut out = std::io::BufWriter::new(File::create(&tmp).map_err(io)?);
-        let mut bytes = 0u64;
-        if let Ok(f) = File::open(&self.path) {
-            for line in BufReader::new(f).lines() {
-                let Ok(line) = line else { break };
-                let mut parts = line.splitn(2, '\t');
-                let Some(Ok(ts)) = parts.next().map(str::parse::<i64>) else {
-                    continue;
-                };
-                if ts >= now_ms - self.window_ms && line.split('\t').count() == 3 {
-                    out.write_all(line.as_bytes()).map_err(io)?;
-                    out.write_all(b"\n").map_err(io)?;
-                    bytes += line.len() as u64 + 1;
-                }
-            }
-        }
-        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        st.file = OpenOptions::new().append(true).open(&self.path).map_err(io)?;
-        st.file_bytes = bytes;
+    /// Rewrite the log with only the live entries.
+    fn compact(&self, st: &mut State, now_ms: i64) -> Result<(), StoreError> {
+        let lines = live_lines(&self.path, now_ms - self.window_ms);
+        (st.file, st.file_bytes) = write_log(&self.path, &lines)?;
         Ok(())
     }
 
@@ -182,7 +166,7 @@ impl NonceLog {
             }
         }
         if st.file_bytes > COMPACT_AT_BYTES && st.file_bytes > 4 * 40 * st.seen.len() as u64 {
-            self.rewrite(&mut st, newest)?;
+            self.compact(&mut st, newest)?;
         }
         Ok(out)
     }
@@ -206,9 +190,21 @@ impl NonceLog {
     }
 }
 
-/// A file handle to hold until the first rewrite opens the real log.
-fn tempfile_placeholder() -> Result<File, StoreError> {
-    File::open("/dev/null").map_err(io)
+/// Replace the log at `path` with `lines` (write, sync, atomic rename); returns the log
+/// opened for appending and its size.
+fn write_log(path: &Path, lines: &[String]) -> Result<(File, u64), StoreError> {
+    let tmp = path.with_extension("log.tmp");
+    let mut out = std::io::BufWriter::new(File::create(&tmp).map_err(io)?);
+    let mut bytes = 0u64;
+    for line in lines {
+        out.write_all(line.as_bytes()).map_err(io)?;
+        out.write_all(b"\n").map_err(io)?;
+        bytes += line.len() as u64 + 1;
+    }
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok((OpenOptions::new().append(true).open(path).map_err(io)?, bytes))
 }
 
 #[cfg(test)]

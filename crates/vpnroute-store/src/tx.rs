@@ -81,7 +81,16 @@ fn from_json<T: DeserializeOwned>(s: &str, what: &'static str) -> Result<T, Stor
     serde_json::from_str(s).map_err(|source| StoreError::Json { what, source })
 }
 
-const ROUTE_COLS: &str = "seq, kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time";
+/// `SELECT <route columns> FROM vpn_routes <rest>` as one literal, so the hot queries are not
+/// rebuilt with `format!` on every call.
+macro_rules! select_routes {
+    ($rest:literal) => {
+        concat!(
+            "SELECT seq, kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time FROM vpn_routes ",
+            $rest
+        )
+    };
+}
 
 fn route_from_row(r: &Row<'_>) -> rusqlite::Result<VpnRoute> {
     let kind: String = r.get(1)?;
@@ -101,8 +110,15 @@ fn route_from_row(r: &Row<'_>) -> rusqlite::Result<VpnRoute> {
     })
 }
 
-const ENTRY_COLS: &str =
-    "id, route_table_id, dest, next_hop_type, next_hop_id, entry_type, name, description, create_time";
+/// `SELECT <entry columns> FROM vpc_route_entries <rest>` as one literal.
+macro_rules! select_entries {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, route_table_id, dest, next_hop_type, next_hop_id, entry_type, name, description, create_time FROM vpc_route_entries ",
+            $rest
+        )
+    };
+}
 
 fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<VpcRouteEntry> {
     Ok(VpcRouteEntry {
@@ -118,9 +134,31 @@ fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<VpcRouteEntry> {
     })
 }
 
+fn key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKey> {
+    Ok(AccessKey {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        secret: r.get(2)?,
+        status: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
 impl<'c> Tx<'c> {
     pub(crate) fn new(conn: &'c Connection) -> Self {
         Tx { conn }
+    }
+
+    fn query_routes(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<VpnRoute>, StoreError> {
+        let mut st = self.conn.prepare_cached(sql)?;
+        let rows = st.query_map(params, route_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn query_entries(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<VpcRouteEntry>, StoreError> {
+        let mut st = self.conn.prepare_cached(sql)?;
+        let rows = st.query_map(params, entry_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     // ---------------------------------------------------------------- savepoints
@@ -205,32 +243,14 @@ impl<'c> Tx<'c> {
         let mut st = self
             .conn
             .prepare_cached("SELECT id, account_id, secret, status, created_at FROM access_keys WHERE id = ?1")?;
-        Ok(st
-            .query_row(params![id], |r| {
-                Ok(AccessKey {
-                    id: r.get(0)?,
-                    account_id: r.get(1)?,
-                    secret: r.get(2)?,
-                    status: r.get(3)?,
-                    created_at: r.get(4)?,
-                })
-            })
-            .optional()?)
+        Ok(st.query_row(params![id], key_from_row).optional()?)
     }
 
     pub fn access_keys(&self) -> Result<Vec<AccessKey>, StoreError> {
         let mut st = self.conn.prepare_cached(
             "SELECT id, account_id, secret, status, created_at FROM access_keys ORDER BY created_at, id",
         )?;
-        let rows = st.query_map([], |r| {
-            Ok(AccessKey {
-                id: r.get(0)?,
-                account_id: r.get(1)?,
-                secret: r.get(2)?,
-                status: r.get(3)?,
-                created_at: r.get(4)?,
-            })
-        })?;
+        let rows = st.query_map([], key_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -238,14 +258,16 @@ impl<'c> Tx<'c> {
     pub fn set_access_key_status(&self, id: &str, status: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn
-            .execute("UPDATE access_keys SET status = ?2 WHERE id = ?1", params![id, status])?
+            .prepare_cached("UPDATE access_keys SET status = ?2 WHERE id = ?1")?
+            .execute(params![id, status])?
             > 0)
     }
 
     pub fn delete_access_key(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn
-            .execute("DELETE FROM access_keys WHERE id = ?1", params![id])?
+            .prepare_cached("DELETE FROM access_keys WHERE id = ?1")?
+            .execute(params![id])?
             > 0)
     }
 
@@ -508,20 +530,20 @@ impl<'c> Tx<'c> {
         source: &str,
         dest: &str,
     ) -> Result<Vec<VpnRoute>, StoreError> {
-        let sql = format!(
-            "SELECT {ROUTE_COLS} FROM vpn_routes WHERE gateway_id = ?1 AND kind = ?2 AND route_source = ?3 AND route_dest = ?4 ORDER BY seq"
-        );
-        let mut st = self.conn.prepare_cached(&sql)?;
-        let rows = st.query_map(params![gateway_id, kind.as_str(), source, dest], route_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.query_routes(
+            select_routes!(
+                "WHERE gateway_id = ?1 AND kind = ?2 AND route_source = ?3 AND route_dest = ?4 ORDER BY seq"
+            ),
+            params![gateway_id, kind.as_str(), source, dest],
+        )
     }
 
     /// Routes of a gateway (both kinds) with the given destination.
     pub fn routes_with_dest(&self, gateway_id: &str, dest: &str) -> Result<Vec<VpnRoute>, StoreError> {
-        let sql = format!("SELECT {ROUTE_COLS} FROM vpn_routes WHERE gateway_id = ?1 AND route_dest = ?2 ORDER BY seq");
-        let mut st = self.conn.prepare_cached(&sql)?;
-        let rows = st.query_map(params![gateway_id, dest], route_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.query_routes(
+            select_routes!("WHERE gateway_id = ?1 AND route_dest = ?2 ORDER BY seq"),
+            params![gateway_id, dest],
+        )
     }
 
     /// Number of routes of a kind on a gateway (a maintained counter, not a scan).
@@ -543,23 +565,18 @@ impl<'c> Tx<'c> {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<VpnRoute>, StoreError> {
-        let sql = format!(
-            "SELECT {ROUTE_COLS} FROM vpn_routes WHERE gateway_id = ?1 AND kind = ?2 ORDER BY seq LIMIT ?3 OFFSET ?4"
-        );
-        let mut st = self.conn.prepare_cached(&sql)?;
-        let rows = st.query_map(
+        self.query_routes(
+            select_routes!("WHERE gateway_id = ?1 AND kind = ?2 ORDER BY seq LIMIT ?3 OFFSET ?4"),
             params![gateway_id, kind.as_str(), limit as i64, offset as i64],
-            route_from_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        )
     }
 
     /// Every route of a gateway (both kinds), in creation order.
     pub fn gateway_routes(&self, gateway_id: &str) -> Result<Vec<VpnRoute>, StoreError> {
-        let sql = format!("SELECT {ROUTE_COLS} FROM vpn_routes WHERE gateway_id = ?1 ORDER BY seq");
-        let mut st = self.conn.prepare_cached(&sql)?;
-        let rows = st.query_map(params![gateway_id], route_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.query_routes(
+            select_routes!("WHERE gateway_id = ?1 ORDER BY seq"),
+            params![gateway_id],
+        )
     }
 
     pub fn count_routes_via(&self, next_hop: &str) -> Result<u64, StoreError> {
@@ -595,30 +612,29 @@ impl<'c> Tx<'c> {
     pub fn delete_vpc_entry(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn
-            .execute("DELETE FROM vpc_route_entries WHERE id = ?1", params![id])?
+            .prepare_cached("DELETE FROM vpc_route_entries WHERE id = ?1")?
+            .execute(params![id])?
             > 0)
     }
 
     pub fn vpc_entries_for_dest(&self, route_table_id: &str, dest: &str) -> Result<Vec<VpcRouteEntry>, StoreError> {
-        let sql =
-            format!("SELECT {ENTRY_COLS} FROM vpc_route_entries WHERE route_table_id = ?1 AND dest = ?2 ORDER BY seq");
-        let mut st = self.conn.prepare_cached(&sql)?;
-        let rows = st.query_map(params![route_table_id, dest], entry_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.query_entries(
+            select_entries!("WHERE route_table_id = ?1 AND dest = ?2 ORDER BY seq"),
+            params![route_table_id, dest],
+        )
     }
 
     pub fn vpc_entries(&self, route_table_id: &str) -> Result<Vec<VpcRouteEntry>, StoreError> {
-        let sql = format!("SELECT {ENTRY_COLS} FROM vpc_route_entries WHERE route_table_id = ?1 ORDER BY seq");
-        let mut st = self.conn.prepare_cached(&sql)?;
-        let rows = st.query_map(params![route_table_id], entry_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.query_entries(
+            select_entries!("WHERE route_table_id = ?1 ORDER BY seq"),
+            params![route_table_id],
+        )
     }
 
     pub fn vpc_entry(&self, id: &str) -> Result<Option<VpcRouteEntry>, StoreError> {
-        let sql = format!("SELECT {ENTRY_COLS} FROM vpc_route_entries WHERE id = ?1");
         Ok(self
             .conn
-            .prepare_cached(&sql)?
+            .prepare_cached(select_entries!("WHERE id = ?1"))?
             .query_row(params![id], entry_from_row)
             .optional()?)
     }
@@ -718,6 +734,18 @@ impl<'c> Tx<'c> {
         })
     }
 
+    /// A change applied at once (task duration 0): the desired version advances and is in
+    /// force in the same statement — no task row is written.
+    pub fn advance_applied_version(&self, gateway_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 1) \
+                 ON CONFLICT(gateway_id) DO UPDATE SET desired = desired + 1, applied = desired + 1",
+            )?
+            .execute(params![gateway_id])?;
+        Ok(())
+    }
+
     fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         Ok(Task {
             id: r.get(0)?,
@@ -788,7 +816,8 @@ impl<'c> Tx<'c> {
             .prepare_cached("DELETE FROM gateway_route_counts WHERE gateway_id = ?1")?
             .execute(params![gateway_id])?;
         self.conn
-            .execute("DELETE FROM tasks WHERE gateway_id = ?1", params![gateway_id])?;
+            .prepare_cached("DELETE FROM tasks WHERE gateway_id = ?1")?
+            .execute(params![gateway_id])?;
         self.conn
             .prepare_cached("DELETE FROM gateway_versions WHERE gateway_id = ?1")?
             .execute(params![gateway_id])?;

@@ -138,25 +138,17 @@ pub fn ensure_root_account(store: &Store, announce: bool) -> anyhow::Result<()> 
         };
         match (&env_id, &env_secret) {
             (Some(id), Some(secret)) => {
-                match tx.access_key(id)? {
-                    Some(k) if k.account_id == root.id && &k.secret == secret => {}
-                    Some(_) => {
-                        tx.delete_access_key(id)?;
-                        tx.insert_access_key(&AccessKey {
-                            id: id.clone(),
-                            account_id: root.id.clone(),
-                            secret: secret.clone(),
-                            status: "Active".into(),
-                            created_at: now,
-                        })?;
-                    }
-                    None => tx.insert_access_key(&AccessKey {
+                let current = tx.access_key(id)?;
+                if !current.is_some_and(|k| k.account_id == root.id && &k.secret == secret) {
+                    // Absent, or another secret/account: the environment wins.
+                    tx.delete_access_key(id)?;
+                    tx.insert_access_key(&AccessKey {
                         id: id.clone(),
                         account_id: root.id.clone(),
                         secret: secret.clone(),
                         status: "Active".into(),
                         created_at: now,
-                    })?,
+                    })?;
                 }
                 Ok::<_, ApiError>(None)
             }

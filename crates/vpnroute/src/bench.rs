@@ -97,7 +97,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-fn creds(args: &BenchArgs) -> Credentials {
+pub fn creds(args: &BenchArgs) -> Credentials {
     Credentials {
         access_key_id: args.access_key_id.clone(),
         access_key_secret: args.access_key_secret.clone(),

@@ -10,16 +10,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
-use vpnroute_client::{Client, Credentials, Scheme};
+use vpnroute_client::{Client, Scheme};
 
-use crate::bench::{BenchArgs, Scenario};
-
-fn creds(args: &BenchArgs) -> Credentials {
-    Credentials {
-        access_key_id: args.access_key_id.clone(),
-        access_key_secret: args.access_key_secret.clone(),
-    }
-}
+use crate::bench::{creds, BenchArgs, Scenario};
 
 fn call(c: &mut Client, action: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
     let r = c

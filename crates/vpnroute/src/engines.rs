@@ -43,18 +43,20 @@ impl Engines {
     /// Build every gateway's table from the stored routes (startup). Pending tasks are
     /// applied again by the worker; applying is idempotent.
     pub fn load(store: &Store) -> Result<Engines, StoreError> {
-        let engines = Engines::default();
-        let gateways = store.read(|tx| tx.all_resources::<VpnGateway>(ResourceKind::VpnGateway))?;
-        let mut tables = HashMap::new();
-        for gw in gateways {
-            let routes = store.read(|tx| tx.gateway_routes(&gw.doc.id))?;
-            tables.insert(gw.doc.id.clone(), build_table(&routes));
-        }
-        *engines.tables.write().unwrap_or_else(|p| p.into_inner()) = tables;
+        // One snapshot: the stored routes and the tasks not yet applied.
+        let (tables, pending) = store.read(|tx| {
+            let mut tables = HashMap::new();
+            for gw in tx.all_resources::<VpnGateway>(ResourceKind::VpnGateway)? {
+                tables.insert(gw.doc.id.clone(), build_table(&tx.gateway_routes(&gw.doc.id)?));
+            }
+            Ok::<_, StoreError>((tables, tx.all_pending_tasks()?))
+        })?;
+        let engines = Engines {
+            tables: RwLock::new(tables),
+        };
         // The stored routes are the desired state. Undo the changes of tasks that were not
         // applied before the restart (newest first): the engine then holds what was in force,
         // and the worker applies those tasks again in order.
-        let pending = store.read(|tx| tx.all_pending_tasks())?;
         for task in pending.iter().rev() {
             let ops: Vec<EngineOp> =
                 serde_json::from_str(&task.op).map_err(|e| StoreError::Other(format!("task {}: {e}", task.id)))?;

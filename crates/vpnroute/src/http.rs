@@ -199,8 +199,9 @@ async fn rpc(
             return into_response(answer, &request_id);
         }
     };
+    let (action, format) = (parsed.action.clone().unwrap_or_default(), parsed.format);
     let answer = match classify(&raw, &parsed) {
-        Err(e) => finish(&app, Err(e), &parsed, &request_id, started),
+        Err(e) => finish(&app, Err(e), &action, format, &request_id, started),
         // Reads run inline on the runtime: a short read transaction on a warm cache.
         Ok(Handler::Read(f)) => {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_read(&app, &raw, &parsed, f)))
@@ -208,9 +209,8 @@ async fn rpc(
                     warn!(request_id, "read handler panicked");
                     Err(ApiError::INTERNAL_ERROR)
                 });
-            finish(&app, result, &parsed, &request_id, started)
+            finish(&app, result, &action, format, &request_id, started)
         }
-        // Writes may wait for the single writer: blocking pool.
         // Writes go to the group-commit writer.
         Ok(Handler::Write(f)) => {
             let (method_s, path, query) = (
@@ -218,7 +218,6 @@ async fn rpc(
                 uri.path().to_string(),
                 uri.query().unwrap_or("").to_string(),
             );
-            let (action, format) = (parsed.action.clone().unwrap_or_default(), parsed.format);
             let result = app
                 .writer
                 .submit(move |app, tx| {
@@ -232,7 +231,7 @@ async fn rpc(
                     run_write(app, tx, &raw, &parsed, f)
                 })
                 .await;
-            finish_parts(&app, result, &action, format, &request_id, started)
+            finish(&app, result, &action, format, &request_id, started)
         }
     };
     into_response(answer, &request_id)
@@ -288,17 +287,6 @@ fn error_answer(e: &ApiError, format: Format, request_id: &str) -> Answer {
 fn finish(
     app: &App,
     result: Result<Value, ApiError>,
-    parsed: &vpnroute_wire::ParsedRequest,
-    request_id: &str,
-    started: std::time::Instant,
-) -> Answer {
-    let action = parsed.action.as_deref().unwrap_or_default();
-    finish_parts(app, result, action, parsed.format, request_id, started)
-}
-
-fn finish_parts(
-    app: &App,
-    result: Result<Value, ApiError>,
     action: &str,
     format: Format,
     request_id: &str,
@@ -346,16 +334,16 @@ fn classify(raw: &RawRequest<'_>, parsed: &vpnroute_wire::ParsedRequest) -> Resu
     dispatch::handler(action).ok_or(ApiError::INVALID_ACTION)
 }
 
-/// Authentication, throttling and the nonce, inside the action's transaction. The nonce
-/// goes to its own log (not rolled back with the transaction), so a replay is refused
-/// whatever the outcome of the original request.
-fn admit(
-    app: &App,
+/// Authentication, throttling and the nonce, inside the action's transaction; yields the
+/// request's context. The nonce goes to its own log (not rolled back with the transaction),
+/// so a replay is refused whatever the outcome of the original request.
+fn admit<'a>(
+    app: &'a App,
     tx: &vpnroute_store::Tx<'_>,
     raw: &RawRequest<'_>,
-    parsed: &vpnroute_wire::ParsedRequest,
-    now: i64,
-) -> Result<crate::auth::Caller, ApiError> {
+    parsed: &'a vpnroute_wire::ParsedRequest,
+) -> Result<Ctx<'a>, ApiError> {
+    let now = now_ms();
     let caller = crate::auth::authenticate(tx, raw, parsed, now)?;
     let action = parsed.action.as_deref().unwrap_or_default();
     app.throttle.check(&caller.access_key_id, action, now)?;
@@ -363,7 +351,14 @@ fn admit(
     if !app.nonce_log.record(&caller.access_key_id, nonce, now)? {
         return Err(ApiError::NONCE_USED);
     }
-    Ok(caller)
+    Ok(Ctx {
+        app,
+        account_id: caller.account_id,
+        action,
+        params: parsed.params.as_slice(),
+        now_ms: now,
+        effects: Default::default(),
+    })
 }
 
 fn run_read(
@@ -372,19 +367,7 @@ fn run_read(
     parsed: &vpnroute_wire::ParsedRequest,
     f: dispatch::ReadFn,
 ) -> Result<Value, ApiError> {
-    let now = now_ms();
-    app.store.read(|tx| {
-        let caller = admit(app, tx, raw, parsed, now)?;
-        let ctx = Ctx {
-            app,
-            account_id: caller.account_id,
-            action: parsed.action.as_deref().unwrap_or_default(),
-            params: parsed.params.as_slice(),
-            now_ms: now,
-            effects: Default::default(),
-        };
-        f(&ctx, tx)
-    })
+    app.store.read(|tx| f(&admit(app, tx, raw, parsed)?, tx))
 }
 
 fn run_write(
@@ -394,16 +377,7 @@ fn run_write(
     parsed: &vpnroute_wire::ParsedRequest,
     f: dispatch::WriteFn,
 ) -> Result<(Value, crate::tasks::Effects), ApiError> {
-    let now = now_ms();
-    let caller = admit(app, tx, raw, parsed, now)?;
-    let ctx = Ctx {
-        app,
-        account_id: caller.account_id,
-        action: parsed.action.as_deref().unwrap_or_default(),
-        params: parsed.params.as_slice(),
-        now_ms: now,
-        effects: Default::default(),
-    };
+    let ctx = admit(app, tx, raw, parsed)?;
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
 }

@@ -20,12 +20,15 @@ use vpnroute_store::{ResourceKind, Task, Tx};
 
 use crate::app::{now_ms, App, Ctx, OnBusy, TaskDuration};
 
-/// What a committed write leaves to do: engine changes applied at once (task duration 0)
-/// and whether a delayed task was enqueued (the worker must look).
+/// What a committed write leaves to do: engine changes applied at once (task duration 0),
+/// engines of deleted gateways to drop, and whether a delayed task was enqueued (the worker
+/// must look). Nothing here happens unless the transaction commits.
 #[derive(Debug, Default)]
 pub struct Effects {
     pub ops: Vec<EngineOp>,
     pub task_enqueued: bool,
+    /// Gateways deleted: their engines are dropped once the deletion is committed.
+    pub deleted_gateways: Vec<String>,
 }
 
 /// A change to one gateway's route engine. Each op carries what it replaces, so a pending
@@ -77,11 +80,9 @@ pub fn check_busy(ctx: &Ctx<'_>, gw: &VpnGateway, busy: ApiError) -> Result<(), 
 /// Commit a task for `gw` carrying `ops` (inside the action's transaction). Updates the
 /// gateway document's status when the task is not applied at once.
 pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<EngineOp>) -> Result<(), ApiError> {
-    let op_text = serde_json::to_string(&ops).map_err(|_| ApiError::INTERNAL_ERROR)?;
     let duration = effective_duration(ctx.app, gw);
     if duration == TaskDuration::After(Duration::ZERO) {
-        let task = tx.enqueue_task(&gw.id, &op_text, Some(ctx.now_ms), ctx.now_ms)?;
-        tx.complete_task(&task)?;
+        tx.advance_applied_version(&gw.id)?;
         ctx.effects.borrow_mut().ops.extend(ops);
         if gw.status != "active" {
             gw.status = "active".into();
@@ -102,6 +103,7 @@ pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<Engine
             Some(start + d.as_millis() as i64)
         }
     };
+    let op_text = serde_json::to_string(&ops).map_err(|_| ApiError::INTERNAL_ERROR)?;
     tx.enqueue_task(&gw.id, &op_text, due, ctx.now_ms)?;
     ctx.effects.borrow_mut().task_enqueued = true;
     if gw.status == "active" {
@@ -116,6 +118,9 @@ pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<Engine
 pub fn after_commit(app: &App, effects: Effects) {
     if !effects.ops.is_empty() {
         app.engines.apply(&effects.ops);
+    }
+    for gateway_id in &effects.deleted_gateways {
+        app.engines.forget(gateway_id);
     }
     if effects.task_enqueued {
         app.task_notify.notify_one();

@@ -11,7 +11,7 @@ use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
-use super::{dry_run, opt_text, owned, page_fields, params, region};
+use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
 use crate::app::Ctx;
 use crate::util::tags_json;
 
@@ -258,14 +258,7 @@ pub fn describe_vpn_connections(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, Api
     let p = params(ctx);
     let paging = p.paging()?;
     let tags = p.tags("Tag")?;
-    let (all, _) = tx.list_resources::<VpnConnection>(
-        ResourceKind::VpnConnection,
-        &ctx.account_id,
-        region,
-        p.opt_str("VpnGatewayId"),
-        0,
-        u64::MAX >> 1,
-    )?;
+    let all = all_in_region::<VpnConnection>(ctx, tx, region, p.opt_str("VpnGatewayId"))?;
     let all: Vec<VpnConnection> = all
         .into_iter()
         .filter(|c| p.opt_str("VpnConnectionId").is_none_or(|v| v == c.id))
@@ -276,11 +269,9 @@ pub fn describe_vpn_connections(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, Api
         .filter(|c| p.opt_str("ResourceGroupId").is_none_or(|v| v == c.resource_group_id))
         .filter(|c| tags.iter().all(|t| c.tags.contains(t)))
         .collect();
-    let total = all.len() as u64;
-    let items = all
+    let (page, total) = page_of(all, paging);
+    let items = page
         .iter()
-        .skip(paging.offset() as usize)
-        .take(paging.size as usize)
         .map(|c| Ok(connection_json(c, &gateway_ip(tx, &c.gateway_id)?, true)))
         .collect::<Result<Vec<_>, ApiError>>()?;
     let mut body = json!({"VpnConnections": {"VpnConnection": items}});

@@ -7,7 +7,7 @@ use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
-use super::{dry_run, opt_text, owned, page_fields, params, region};
+use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
 use crate::app::Ctx;
 use crate::util::tags_json;
 
@@ -42,14 +42,8 @@ pub fn create_customer_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
         return Err(ApiError::invalid_parameter("AuthKey"));
     }
     let tags = p.tags("Tags")?;
-    let (existing, count) = tx.list_resources::<CustomerGateway>(
-        ResourceKind::CustomerGateway,
-        &ctx.account_id,
-        region,
-        None,
-        0,
-        u64::MAX >> 1,
-    )?;
+    let existing = all_in_region::<CustomerGateway>(ctx, tx, region, None)?;
+    let count = existing.len() as u64;
     if existing.iter().any(|c| c.ip_address == ip) {
         return Err(ApiError::CUSTOMER_GATEWAY_IP_EXISTS);
     }
@@ -113,27 +107,15 @@ pub fn describe_customer_gateways(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, A
     let p = params(ctx);
     let paging = p.paging()?;
     let tags = p.tags("Tag")?;
-    let (all, _) = tx.list_resources::<CustomerGateway>(
-        ResourceKind::CustomerGateway,
-        &ctx.account_id,
-        region,
-        None,
-        0,
-        u64::MAX >> 1,
-    )?;
+    let all = all_in_region::<CustomerGateway>(ctx, tx, region, None)?;
     let all: Vec<CustomerGateway> = all
         .into_iter()
         .filter(|c| p.opt_str("CustomerGatewayId").is_none_or(|v| v == c.id))
         .filter(|c| p.opt_str("ResourceGroupId").is_none_or(|v| v == c.resource_group_id))
         .filter(|c| tags.iter().all(|t| c.tags.contains(t)))
         .collect();
-    let total = all.len() as u64;
-    let items: Vec<Value> = all
-        .iter()
-        .skip(paging.offset() as usize)
-        .take(paging.size as usize)
-        .map(cgw_json)
-        .collect();
+    let (page, total) = page_of(all, paging);
+    let items: Vec<Value> = page.iter().map(cgw_json).collect();
     let mut body = json!({"CustomerGateways": {"CustomerGateway": items}});
     page_fields(&mut body, paging, total);
     Ok(body)
@@ -143,14 +125,7 @@ pub fn delete_customer_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
     let region = region(ctx)?;
     let id = params(ctx).str("CustomerGatewayId")?;
     let c: CustomerGateway = owned(ctx, tx, region, id)?;
-    let (conns, _) = tx.list_resources::<vpnroute_domain::model::VpnConnection>(
-        ResourceKind::VpnConnection,
-        &ctx.account_id,
-        region,
-        None,
-        0,
-        u64::MAX >> 1,
-    )?;
+    let conns = all_in_region::<vpnroute_domain::model::VpnConnection>(ctx, tx, region, None)?;
     if conns.iter().any(|v| v.customer_gateway_id == c.id) {
         return Err(ApiError::DEPENDENCY_VPN_CONNECTION);
     }

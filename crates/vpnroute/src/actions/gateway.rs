@@ -8,7 +8,7 @@ use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
-use super::{dry_run, opt_text, owned, page_fields, params, region};
+use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
 use crate::app::Ctx;
 use crate::util::tags_json;
 
@@ -192,14 +192,7 @@ pub fn describe_vpn_gateways(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
         || p.opt_str("ResourceGroupId").is_some()
         || !tags.is_empty();
     let (items, total) = if filtered {
-        let (all, _) = tx.list_resources::<VpnGateway>(
-            ResourceKind::VpnGateway,
-            &ctx.account_id,
-            region,
-            None,
-            0,
-            u64::MAX >> 1,
-        )?;
+        let all = all_in_region::<VpnGateway>(ctx, tx, region, None)?;
         let all: Vec<VpnGateway> = all
             .into_iter()
             .filter(|g| p.opt_str("VpnGatewayId").is_none_or(|v| v == g.id))
@@ -210,14 +203,7 @@ pub fn describe_vpn_gateways(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
             .filter(|g| p.opt_str("ResourceGroupId").is_none_or(|v| v == g.resource_group_id))
             .filter(|g| tags.iter().all(|t| g.tags.contains(t)))
             .collect();
-        let total = all.len() as u64;
-        (
-            all.into_iter()
-                .skip(paging.offset() as usize)
-                .take(paging.size as usize)
-                .collect::<Vec<_>>(),
-            total,
-        )
+        page_of(all, paging)
     } else {
         tx.list_resources(
             ResourceKind::VpnGateway,
@@ -255,6 +241,6 @@ pub fn delete_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
     dry_run(ctx)?;
     tx.delete_resource(ResourceKind::VpnGateway, &gw.id)?;
     tx.delete_gateway_state(&gw.id)?;
-    ctx.app.engines.forget(&gw.id);
+    ctx.effects.borrow_mut().deleted_gateways.push(gw.id);
     Ok(json!({}))
 }

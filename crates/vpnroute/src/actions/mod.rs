@@ -84,6 +84,32 @@ pub fn check_owned<T: Regional>(ctx: &Ctx<'_>, tx: &Tx<'_>, region: &str, id: &s
     }
 }
 
+/// Every resource of a kind the caller owns in `region` (children of `parent` only, if
+/// given), in creation order: for lists the Describe actions filter before paging.
+pub fn all_in_region<T: Regional>(
+    ctx: &Ctx<'_>,
+    tx: &Tx<'_>,
+    region: &str,
+    parent: Option<&str>,
+) -> Result<Vec<T>, ApiError> {
+    Ok(tx
+        .list_resources::<T>(T::KIND, &ctx.account_id, region, parent, 0, i64::MAX as u64)?
+        .0)
+}
+
+/// The requested page of an already filtered list, with the list's total.
+pub fn page_of<T>(items: Vec<T>, paging: Paging) -> (Vec<T>, u64) {
+    let total = items.len() as u64;
+    (
+        items
+            .into_iter()
+            .skip(paging.offset() as usize)
+            .take(paging.size as usize)
+            .collect(),
+        total,
+    )
+}
+
 /// Paging fields of a list response.
 pub fn page_fields(body: &mut Value, paging: Paging, total: u64) {
     if let Value::Object(m) = body {

@@ -8,7 +8,7 @@ use vpnroute_domain::validate::{self, overlaps};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
-use super::{dry_run, opt_text, owned, page_fields, params, region};
+use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
 use crate::app::Ctx;
 
 const FORBIDDEN_PORTS: &[i64] = &[
@@ -117,23 +117,16 @@ pub fn describe_ssl_vpn_servers(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, Api
     let region = region(ctx)?;
     let p = params(ctx);
     let paging = p.paging()?;
-    let (all, _) = tx.list_resources::<SslVpnServer>(
-        ResourceKind::SslVpnServer,
-        &ctx.account_id,
-        region,
-        p.opt_str("VpnGatewayId"),
-        0,
-        u64::MAX >> 1,
-    )?;
+    let all = all_in_region::<SslVpnServer>(ctx, tx, region, p.opt_str("VpnGatewayId"))?;
     let all: Vec<SslVpnServer> = all
         .into_iter()
         .filter(|s| p.opt_str("SslVpnServerId").is_none_or(|v| v == s.id))
         .filter(|s| p.opt_str("Name").is_none_or(|v| v == s.name))
         .filter(|s| p.opt_str("ResourceGroupId").is_none_or(|v| v == s.resource_group_id))
         .collect();
-    let total = all.len() as u64;
+    let (page, total) = page_of(all, paging);
     let mut items = Vec::new();
-    for s in all.iter().skip(paging.offset() as usize).take(paging.size as usize) {
+    for s in &page {
         let gw = tx
             .resource::<VpnGateway>(ResourceKind::VpnGateway, &s.gateway_id)?
             .map(|g| g.doc);

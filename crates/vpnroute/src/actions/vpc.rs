@@ -12,7 +12,7 @@ use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
-use super::{dry_run, opt_text, owned, owner_id, page_fields, params, region};
+use super::{all_in_region, dry_run, opt_text, owned, owner_id, page_fields, page_of, params, region};
 use crate::app::Ctx;
 use crate::util::{iso_minute, iso_time};
 
@@ -97,17 +97,9 @@ pub fn describe_vpcs(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
     let (items, total): (Vec<Vpc>, u64) = match p.opt_str("VpcId") {
         Some(ids) => {
             let wanted: Vec<&str> = ids.split(',').map(str::trim).collect();
-            let (all, _) =
-                tx.list_resources::<Vpc>(ResourceKind::Vpc, &ctx.account_id, region, None, 0, u64::MAX >> 1)?;
+            let all = all_in_region::<Vpc>(ctx, tx, region, None)?;
             let all: Vec<Vpc> = all.into_iter().filter(|v| wanted.contains(&v.id.as_str())).collect();
-            let total = all.len() as u64;
-            (
-                all.into_iter()
-                    .skip(paging.offset() as usize)
-                    .take(paging.size as usize)
-                    .collect(),
-                total,
-            )
+            page_of(all, paging)
         }
         None => tx.list_resources(
             ResourceKind::Vpc,
@@ -146,7 +138,7 @@ pub fn delete_vpc(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
 
 /// The VPC owning a route table id, among the caller's VPCs in the region.
 fn vpc_of_table(ctx: &Ctx<'_>, tx: &Tx<'_>, region: &str, table_id: &str) -> Result<Vpc, ApiError> {
-    let (vpcs, _) = tx.list_resources::<Vpc>(ResourceKind::Vpc, &ctx.account_id, region, None, 0, u64::MAX >> 1)?;
+    let vpcs = all_in_region::<Vpc>(ctx, tx, region, None)?;
     vpcs.into_iter()
         .find(|v| v.route_table_id == table_id)
         .ok_or(ApiError::ROUTE_TABLE_NOT_FOUND)
@@ -161,14 +153,18 @@ pub fn describe_route_table_list(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, Ap
             return Err(ApiError::invalid_parameter("RouterType"));
         }
     }
-    let (vpcs, _) = tx.list_resources::<Vpc>(ResourceKind::Vpc, &ctx.account_id, region, None, 0, u64::MAX >> 1)?;
-    let tables: Vec<Value> = vpcs
-        .iter()
+    let vpcs = all_in_region::<Vpc>(ctx, tx, region, None)?;
+    let matching: Vec<Vpc> = vpcs
+        .into_iter()
         .filter(|v| p.opt_str("VpcId").is_none_or(|id| id == v.id))
         .filter(|v| p.opt_str("RouteTableId").is_none_or(|id| id == v.route_table_id))
         .filter(|v| p.opt_str("RouterId").is_none_or(|id| id == v.vrouter_id))
         .filter(|_| p.opt_str("RouteTableType").is_none_or(|t| t == "System"))
         .filter(|_| p.opt_str("RouterType").is_none_or(|t| t == "VRouter"))
+        .collect();
+    let (page, total) = page_of(matching, paging);
+    let page: Vec<Value> = page
+        .iter()
         .map(|v| {
             json!({
                 "RouteTableId": v.route_table_id,
@@ -189,12 +185,6 @@ pub fn describe_route_table_list(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, Ap
                 "Tags": {"Tag": []},
             })
         })
-        .collect();
-    let total = tables.len() as u64;
-    let page: Vec<Value> = tables
-        .into_iter()
-        .skip(paging.offset() as usize)
-        .take(paging.size as usize)
         .collect();
     let mut body = json!({"RouterTableList": {"RouterTableListType": page}});
     page_fields(&mut body, paging, total);
