@@ -11,22 +11,33 @@
 //!   has one writer, checks and writes in one closure are serialised against every other
 //!   writer: two conflicting requests can never both pass their checks.
 //! * [`Store::read`] runs a closure on one of several reader connections (WAL readers see
-//!   the last committed state and do not block the writer).
+//!   the last committed state and do not block the writer). Reads are served from the
+//!   [`cache`] where the same query was answered at the same commit generation.
+//!   [`Store::read_fast`] goes further: it reads the published generation from shared memory
+//!   and begins a SQLite transaction only when a result is not in the cache, so a warm
+//!   Describe call does not touch SQLite at all.
 //! * Durability: `synchronous=NORMAL` in WAL mode loses nothing on a process crash
 //!   (`kill -9`); `--sync full` (`Durability::Full`) also survives power loss.
 
+pub mod cache;
+mod generation;
 mod nonces;
 mod schema;
 mod tx;
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 use vpnroute_domain::ApiError;
 
+use crate::cache::ReadCache;
+use crate::generation::SharedGeneration;
+
 pub use nonces::NonceLog;
+use tx::LazyConnection;
 pub use tx::{AccessKey, Account, Resource, ResourceKind, Task, Tx};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +51,17 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Other(String),
+    /// A [`Store::read_fast`] attempt met a newer snapshot than its cached results; it is
+    /// retried and never reaches a caller.
+    #[error("read snapshot moved")]
+    SnapshotMoved,
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store error");
+        if !matches!(e, StoreError::SnapshotMoved) {
+            tracing::error!(error = %e, "store error");
+        }
         ApiError::INTERNAL_ERROR
     }
 }
@@ -63,6 +80,8 @@ pub struct Store {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    cache: ReadCache,
+    generation: SharedGeneration,
 }
 
 const READERS: usize = 4;
@@ -74,6 +93,18 @@ impl Store {
         let path = data_dir.join("vpnroute.db");
         let mut writer = open_conn(&path, durability)?;
         schema::migrate(&mut writer)?;
+        let committed: i64 = writer.query_row("SELECT commit_seq FROM store_meta WHERE id = 1", [], |r| r.get(0))?;
+        let generation = SharedGeneration::open(&data_dir.join("vpnroute.gen"))?;
+        if generation.load() > committed as u64 {
+            tracing::warn!(
+                published = generation.load(),
+                committed,
+                "the database is older than its generation file (restored?): resetting it"
+            );
+            generation.reset(committed as u64);
+        } else {
+            generation.publish(committed as u64);
+        }
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(Mutex::new(open_conn(&path, durability)?));
@@ -83,6 +114,8 @@ impl Store {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
+            cache: ReadCache::default(),
+            generation,
         })
     }
 
@@ -96,7 +129,61 @@ impl Store {
         E: From<StoreError>,
     {
         let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        in_transaction(&conn, "BEGIN IMMEDIATE", f)
+        let mut committed = None;
+        let result = in_transaction(&conn, "BEGIN IMMEDIATE", |tx| {
+            let v = f(tx)?;
+            // Last statement before COMMIT: a new generation for the read cache.
+            let seq: i64 = conn
+                .prepare_cached("UPDATE store_meta SET commit_seq = commit_seq + 1 RETURNING commit_seq")
+                .and_then(|mut st| st.query_row([], |r| r.get(0)))
+                .map_err(|e| E::from(StoreError::from(e)))?;
+            committed = Some(seq as u64);
+            Ok(v)
+        });
+        if let (Ok(_), Some(seq)) = (&result, committed) {
+            self.generation.publish(seq);
+        }
+        result
+    }
+
+    /// A reader connection: an idle one if there is one, else wait for the round-robin one.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(g) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return g;
+            }
+        }
+        self.readers[start % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Like [`Store::read`], but answers from the read cache at the published generation
+    /// without beginning a SQLite transaction when every result is cached. `f` may run twice:
+    /// if a result had to be read from SQLite and SQLite's snapshot turned out newer than the
+    /// cached results already used, the first run's result is discarded and `f` runs again
+    /// with [`Store::read`]. Either way `f` sees one consistent committed state.
+    pub fn read_fast<T, E>(&self, mut f: impl FnMut(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let lazy = LazyReader {
+            store: self,
+            conn: OnceCell::new(),
+        };
+        let (result, torn) = {
+            let tx = Tx::optimistic(&lazy, &self.cache, self.generation.load());
+            let result = f(&tx);
+            (result, tx.is_torn())
+        };
+        let ended = lazy.end();
+        if torn {
+            return self.read(f);
+        }
+        let v = result?;
+        ended.map_err(E::from)?;
+        Ok(v)
     }
 
     /// Run `f` on a consistent read snapshot.
@@ -104,22 +191,62 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        // Prefer an idle reader; fall back to waiting on the round-robin one.
-        let mut guard = None;
-        for i in 0..self.readers.len() {
-            if let Ok(g) = self.readers[(start + i) % self.readers.len()].try_lock() {
-                guard = Some(g);
-                break;
-            }
+        let conn = self.reader();
+        in_transaction(&conn, "BEGIN", |tx| {
+            // The first read fixes the snapshot and tells its generation.
+            let generation: i64 = tx.commit_generation().map_err(E::from)?;
+            f(&Tx::cached(&conn, &self.cache, generation as u64))
+        })
+    }
+}
+
+/// The reader connection of a [`Store::read_fast`], taken and put in a read transaction only
+/// when a query needs it.
+pub(crate) struct LazyReader<'s> {
+    store: &'s Store,
+    conn: OnceCell<MutexGuard<'s, Connection>>,
+}
+
+impl LazyConnection for LazyReader<'_> {
+    fn connection(&self) -> Result<(&Connection, Option<u64>), StoreError> {
+        if let Some(c) = self.conn.get() {
+            return Ok((c, None));
         }
-        let conn = match guard {
-            Some(g) => g,
-            None => self.readers[start % self.readers.len()]
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
+        let guard = self.store.reader();
+        let exec = |sql: &str| -> Result<(), StoreError> {
+            guard.prepare_cached(sql)?.execute([])?;
+            Ok(())
         };
-        in_transaction(&conn, "BEGIN", f)
+        if !guard.is_autocommit() {
+            exec("ROLLBACK")?;
+        }
+        exec("BEGIN")?;
+        let snapshot = match Tx::new(&guard).commit_generation() {
+            Ok(s) => s as u64,
+            Err(e) => {
+                let _ = exec("ROLLBACK");
+                return Err(e);
+            }
+        };
+        let conn = self.conn.get_or_init(|| guard);
+        Ok((conn, Some(snapshot)))
+    }
+
+    fn publish(&self, generation: u64) {
+        self.store.generation.publish(generation);
+    }
+}
+
+impl LazyReader<'_> {
+    /// End the read transaction, if one was begun.
+    fn end(self) -> Result<(), StoreError> {
+        match self.conn.into_inner() {
+            Some(conn) => {
+                conn.prepare_cached("COMMIT")?.execute([])?;
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -271,5 +398,113 @@ mod tests {
             })
             .unwrap();
         assert_eq!((n, total), (2, 2));
+    }
+
+    fn key(id: &str) -> AccessKey {
+        AccessKey {
+            id: id.into(),
+            account_id: "acct".into(),
+            secret: "s".into(),
+            status: "Active".into(),
+            created_at: 1,
+        }
+    }
+
+    fn write_ok(store: &Store, f: impl FnOnce(&Tx<'_>) -> Result<(), StoreError>) {
+        store.write(|tx| f(tx).map_err(ApiError::from)).unwrap();
+    }
+
+    fn with_account(store: &Store) {
+        write_ok(store, |tx| {
+            tx.insert_account(&Account {
+                id: "acct".into(),
+                name: "acct".into(),
+                is_root: false,
+                created_at: 1,
+            })
+        });
+    }
+
+    #[test]
+    fn fast_reads_see_every_committed_write_of_this_and_other_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Store::open(dir.path(), Durability::Process).unwrap();
+        with_account(&server);
+        write_ok(&server, |tx| tx.insert_access_key(&key("k1")));
+        let lookup = |s: &Store| {
+            s.read_fast(|tx| tx.access_key("k1").map_err(ApiError::from))
+                .unwrap()
+                .map(|k| k.status)
+        };
+        assert_eq!(lookup(&server).as_deref(), Some("Active"));
+        assert_eq!(lookup(&server).as_deref(), Some("Active"), "now from the cache");
+        // Another process (here: another Store on the same directory, as `vpnroute admin`).
+        let admin = Store::open(dir.path(), Durability::Process).unwrap();
+        write_ok(&admin, |tx| tx.set_access_key_status("k1", "Inactive").map(|_| ()));
+        assert_eq!(lookup(&server).as_deref(), Some("Inactive"));
+        write_ok(&admin, |tx| tx.delete_access_key("k1").map(|_| ()));
+        assert_eq!(lookup(&server), None);
+        write_ok(&server, |tx| tx.insert_access_key(&key("k1")));
+        assert_eq!(lookup(&admin).as_deref(), Some("Active"));
+    }
+
+    #[test]
+    fn a_fast_read_never_mixes_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Process).unwrap();
+        with_account(&store);
+        write_ok(&store, |tx| {
+            tx.insert_access_key(&key("k1"))?;
+            tx.insert_route(&route("10.0.0.0/24", "vco-a")).map(|_| ())
+        });
+        let published = store.generation.load();
+        // Warm the cache with the key only.
+        store
+            .read_fast(|tx| tx.access_key("k1").map_err(ApiError::from))
+            .unwrap();
+        // A writer commits (key gone, a route added) but has not published yet.
+        write_ok(&store, |tx| {
+            tx.delete_access_key("k1")?;
+            tx.insert_route(&route("10.0.1.0/24", "vco-a")).map(|_| ())
+        });
+        store.generation.reset(published);
+        // The key comes from the cache (old generation), the route count needs SQLite, whose
+        // snapshot is newer: the first run is discarded and the read runs again.
+        let mut runs = 0;
+        let (key_found, routes) = store
+            .read_fast(|tx| {
+                runs += 1;
+                let k = tx.access_key("k1")?;
+                let n = tx.count_routes("vpn-1", RouteKind::Dbr)?;
+                Ok::<_, ApiError>((k.is_some(), n))
+            })
+            .unwrap();
+        assert_eq!(runs, 2);
+        assert_eq!((key_found, routes), (false, 2), "one consistent state: the newest");
+        // A read that needed SQLite first simply adopts the newer snapshot and publishes it.
+        store.generation.reset(published);
+        let mut runs = 0;
+        let n = store
+            .read_fast(|tx| {
+                runs += 1;
+                tx.count_routes("vpn-1", RouteKind::Dbr).map_err(ApiError::from)
+            })
+            .unwrap();
+        assert_eq!((runs, n), (1, 2));
+        assert!(store.generation.load() > published);
+    }
+
+    #[test]
+    fn cached_results_are_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Process).unwrap();
+        write_ok(&store, |tx| tx.insert_route(&route("10.0.0.0/24", "vco-a")).map(|_| ()));
+        let page = |s: &Store| {
+            s.read_fast(|tx| tx.list_routes("vpn-1", RouteKind::Dbr, 0, 10).map_err(ApiError::from))
+                .unwrap()
+        };
+        let mut first = page(&store);
+        first[0].dest = "changed".into();
+        assert_eq!(page(&store)[0].dest, "10.0.0.0/24");
     }
 }

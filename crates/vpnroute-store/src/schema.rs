@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/003_nonces_out.sql")),
     (4, include_str!("migrations/004_route_page_index.sql")),
     (5, include_str!("migrations/005_resource_counts.sql")),
+    (6, include_str!("migrations/006_commit_generation.sql")),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

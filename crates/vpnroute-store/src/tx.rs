@@ -5,11 +5,39 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
 
+use std::cell::Cell;
+
+use crate::cache::{Query, ReadCache};
 use crate::StoreError;
 
-/// A transaction (read or write) on the store.
+/// A connection whose read transaction begins on first use ([`crate::Store::read_fast`]).
+pub(crate) trait LazyConnection {
+    /// The connection; on first use also begins the read transaction and returns the
+    /// generation of its snapshot.
+    fn connection(&self) -> Result<(&Connection, Option<u64>), StoreError>;
+    /// Publish a generation found committed but not yet published.
+    fn publish(&self, generation: u64);
+}
+
+/// A transaction (read or write) on the store. A read transaction also carries the read
+/// cache and the commit generation it reads at (see [`crate::cache`]).
 pub struct Tx<'c> {
-    conn: &'c Connection,
+    conn: Conn<'c>,
+    cache: Option<&'c ReadCache>,
+    /// The commit generation this transaction reads at.
+    generation: Cell<u64>,
+    /// Whether a result came from the cache (then the generation can no longer change).
+    used_cache: Cell<bool>,
+    /// Set when SQLite's snapshot turned out newer than results already taken from the
+    /// cache: the closure's result is discarded and it runs again on a snapshot.
+    torn: Cell<bool>,
+}
+
+enum Conn<'c> {
+    /// A transaction already begun on this connection.
+    Open(&'c Connection),
+    /// A read transaction begun only if some result is not in the cache.
+    Lazy(&'c dyn LazyConnection),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +59,7 @@ pub struct AccessKey {
 }
 
 /// The kinds of JSON-document resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResourceKind {
     Vpc,
     VpnGateway,
@@ -145,18 +173,112 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKey> {
 }
 
 impl<'c> Tx<'c> {
+    /// A write transaction: no cache (it sees its own uncommitted changes).
     pub(crate) fn new(conn: &'c Connection) -> Self {
-        Tx { conn }
+        Tx {
+            conn: Conn::Open(conn),
+            cache: None,
+            generation: Cell::new(0),
+            used_cache: Cell::new(false),
+            torn: Cell::new(false),
+        }
+    }
+
+    /// A read transaction whose snapshot is at commit `generation`.
+    pub(crate) fn cached(conn: &'c Connection, cache: &'c ReadCache, generation: u64) -> Self {
+        Tx {
+            cache: Some(cache),
+            generation: Cell::new(generation),
+            ..Tx::new(conn)
+        }
+    }
+
+    /// A read at the published `generation` that begins a SQLite transaction only on a cache
+    /// miss (see [`crate::Store::read_fast`]).
+    pub(crate) fn optimistic(lazy: &'c dyn LazyConnection, cache: &'c ReadCache, generation: u64) -> Self {
+        Tx {
+            conn: Conn::Lazy(lazy),
+            cache: Some(cache),
+            generation: Cell::new(generation),
+            used_cache: Cell::new(false),
+            torn: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn is_torn(&self) -> bool {
+        self.torn.get()
+    }
+
+    /// The connection, beginning the lazy read transaction on first use.
+    fn conn(&self) -> Result<&Connection, StoreError> {
+        match self.conn {
+            Conn::Open(c) => Ok(c),
+            Conn::Lazy(lazy) => {
+                let (conn, begun_at) = lazy.connection()?;
+                if let Some(snapshot) = begun_at {
+                    self.adopt_snapshot(snapshot, lazy)?;
+                }
+                Ok(conn)
+            }
+        }
+    }
+
+    /// SQLite's snapshot is at `snapshot`, this transaction so far read at its generation.
+    fn adopt_snapshot(&self, snapshot: u64, lazy: &dyn LazyConnection) -> Result<(), StoreError> {
+        let generation = self.generation.get();
+        if snapshot == generation {
+            return Ok(());
+        }
+        if self.used_cache.get() {
+            // Results already taken belong to an older generation: start again.
+            self.torn.set(true);
+            return Err(StoreError::SnapshotMoved);
+        }
+        self.generation.set(snapshot);
+        if snapshot > generation {
+            // A writer committed but has not published yet (or died in between): publish
+            // for it, so no later request reads older results than this one.
+            lazy.publish(snapshot);
+        }
+        Ok(())
+    }
+
+    /// The commit generation of this transaction's snapshot (`store_meta.commit_seq`).
+    pub(crate) fn commit_generation(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT commit_seq FROM store_meta WHERE id = 1")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    /// `load()`, or its result cached at this transaction's generation.
+    fn cached_or<V: Clone + Send + Sync + 'static>(
+        &self,
+        key: impl FnOnce() -> Query,
+        load: impl FnOnce() -> Result<V, StoreError>,
+    ) -> Result<V, StoreError> {
+        let Some(cache) = self.cache else {
+            return load();
+        };
+        let key = key();
+        if let Some(v) = cache.get(self.generation.get(), &key) {
+            self.used_cache.set(true);
+            return Ok(v);
+        }
+        // Loading may begin the lazy transaction and move the generation to its snapshot.
+        let v = load()?;
+        cache.put(self.generation.get(), key, v.clone());
+        Ok(v)
     }
 
     fn query_routes(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<VpnRoute>, StoreError> {
-        let mut st = self.conn.prepare_cached(sql)?;
+        let mut st = self.conn()?.prepare_cached(sql)?;
         let rows = st.query_map(params, route_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn query_entries(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<VpcRouteEntry>, StoreError> {
-        let mut st = self.conn.prepare_cached(sql)?;
+        let mut st = self.conn()?.prepare_cached(sql)?;
         let rows = st.query_map(params, entry_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -165,20 +287,20 @@ impl<'c> Tx<'c> {
 
     /// Start a nested unit of work (group commit runs each request in one).
     pub fn savepoint(&self) -> Result<(), StoreError> {
-        self.conn.prepare_cached("SAVEPOINT request")?.execute([])?;
+        self.conn()?.prepare_cached("SAVEPOINT request")?.execute([])?;
         Ok(())
     }
 
     /// Keep the work since [`Tx::savepoint`].
     pub fn release(&self) -> Result<(), StoreError> {
-        self.conn.prepare_cached("RELEASE request")?.execute([])?;
+        self.conn()?.prepare_cached("RELEASE request")?.execute([])?;
         Ok(())
     }
 
     /// Undo the work since [`Tx::savepoint`] (the enclosing transaction stays open).
     pub fn rollback_to(&self) -> Result<(), StoreError> {
-        self.conn.prepare_cached("ROLLBACK TO request")?.execute([])?;
-        self.conn.prepare_cached("RELEASE request")?.execute([])?;
+        self.conn()?.prepare_cached("ROLLBACK TO request")?.execute([])?;
+        self.conn()?.prepare_cached("RELEASE request")?.execute([])?;
         Ok(())
     }
 
@@ -186,13 +308,13 @@ impl<'c> Tx<'c> {
 
     /// Next value of a named monotonic counter (resource ordering, versions).
     pub fn next_counter(&self, name: &str) -> Result<i64, StoreError> {
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO counters(name, value) VALUES (?1, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
             )?
             .execute(params![name])?;
         Ok(self
-            .conn
+            .conn()?
             .query_row("SELECT value FROM counters WHERE name = ?1", params![name], |r| {
                 r.get(0)
             })?)
@@ -201,7 +323,7 @@ impl<'c> Tx<'c> {
     // ---------------------------------------------------------------- accounts & keys
 
     pub fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
-        self.conn
+        self.conn()?
             .prepare_cached("INSERT INTO accounts(id, name, is_root, created_at) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![a.id, a.name, a.is_root as i64, a.created_at])?;
         Ok(())
@@ -209,7 +331,7 @@ impl<'c> Tx<'c> {
 
     pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT id, name, is_root, created_at FROM accounts ORDER BY created_at, id")?;
         let rows = st.query_map([], |r| {
             Ok(Account {
@@ -231,7 +353,7 @@ impl<'c> Tx<'c> {
     }
 
     pub fn insert_access_key(&self, k: &AccessKey) -> Result<(), StoreError> {
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO access_keys(id, account_id, secret, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
@@ -240,14 +362,19 @@ impl<'c> Tx<'c> {
     }
 
     pub fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id, account_id, secret, status, created_at FROM access_keys WHERE id = ?1")?;
-        Ok(st.query_row(params![id], key_from_row).optional()?)
+        self.cached_or(
+            || Query::AccessKey(id.to_string()),
+            || {
+                let mut st = self.conn()?.prepare_cached(
+                    "SELECT id, account_id, secret, status, created_at FROM access_keys WHERE id = ?1",
+                )?;
+                Ok(st.query_row(params![id], key_from_row).optional()?)
+            },
+        )
     }
 
     pub fn access_keys(&self) -> Result<Vec<AccessKey>, StoreError> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT id, account_id, secret, status, created_at FROM access_keys ORDER BY created_at, id",
         )?;
         let rows = st.query_map([], key_from_row)?;
@@ -257,7 +384,7 @@ impl<'c> Tx<'c> {
     /// Returns whether a key with that id existed.
     pub fn set_access_key_status(&self, id: &str, status: &str) -> Result<bool, StoreError> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached("UPDATE access_keys SET status = ?2 WHERE id = ?1")?
             .execute(params![id, status])?
             > 0)
@@ -265,7 +392,7 @@ impl<'c> Tx<'c> {
 
     pub fn delete_access_key(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached("DELETE FROM access_keys WHERE id = ?1")?
             .execute(params![id])?
             > 0)
@@ -283,7 +410,7 @@ impl<'c> Tx<'c> {
         doc: &T,
     ) -> Result<(), StoreError> {
         let seq = self.next_counter("resource_seq")?;
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "INSERT INTO resources(id, kind, account_id, region_id, parent_id, seq, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         st.execute(params![
@@ -305,7 +432,7 @@ impl<'c> Tx<'c> {
         region_id: &str,
         delta: i64,
     ) -> Result<(), StoreError> {
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO resource_counts(account_id, kind, region_id, n) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(account_id, kind, region_id) DO UPDATE SET n = n + excluded.n",
@@ -316,7 +443,7 @@ impl<'c> Tx<'c> {
 
     pub fn update_resource<T: Serialize>(&self, kind: ResourceKind, id: &str, doc: &T) -> Result<(), StoreError> {
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached("UPDATE resources SET doc = ?3 WHERE id = ?1 AND kind = ?2")?;
         st.execute(params![id, kind.as_str(), json(doc)?])?;
         Ok(())
@@ -324,14 +451,14 @@ impl<'c> Tx<'c> {
 
     pub fn delete_resource(&self, kind: ResourceKind, id: &str) -> Result<bool, StoreError> {
         let owner: Option<(String, String)> = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT account_id, region_id FROM resources WHERE id = ?1 AND kind = ?2")?
             .query_row(params![id, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((account_id, region_id)) = owner else {
             return Ok(false);
         };
-        self.conn
+        self.conn()?
             .prepare_cached("DELETE FROM resources WHERE id = ?1 AND kind = ?2")?
             .execute(params![id, kind.as_str()])?;
         self.bump_resource_count(&account_id, kind, &region_id, -1)?;
@@ -340,21 +467,37 @@ impl<'c> Tx<'c> {
 
     /// (account id, region id) of a resource, without decoding its document.
     pub fn resource_owner(&self, kind: ResourceKind, id: &str) -> Result<Option<(String, String)>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT account_id, region_id FROM resources WHERE id = ?1 AND kind = ?2")?
-            .query_row(params![id, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+        self.cached_or(
+            || Query::ResourceOwner(kind, id.to_string()),
+            || {
+                Ok(self
+                    .conn()?
+                    .prepare_cached("SELECT account_id, region_id FROM resources WHERE id = ?1 AND kind = ?2")?
+                    .query_row(params![id, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?)
+            },
+        )
     }
 
     /// A resource by id, whoever owns it (callers check the owner).
-    pub fn resource<T: DeserializeOwned>(
+    pub fn resource<T: DeserializeOwned + Clone + Send + Sync + 'static>(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<Resource<T>>, StoreError> {
+        self.cached_or(
+            || Query::Resource(kind, id.to_string(), std::any::TypeId::of::<T>()),
+            || self.load_resource(kind, id),
+        )
+    }
+
+    fn load_resource<T: DeserializeOwned>(
         &self,
         kind: ResourceKind,
         id: &str,
     ) -> Result<Option<Resource<T>>, StoreError> {
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT account_id, doc FROM resources WHERE id = ?1 AND kind = ?2")?;
         let row = st
             .query_row(params![id, kind.as_str()], |r| {
@@ -372,7 +515,30 @@ impl<'c> Tx<'c> {
 
     /// A page of an account's resources of one kind in a region, in creation order, with the
     /// total count. `parent` restricts to children of one resource; `ids` to given ids.
-    pub fn list_resources<T: DeserializeOwned>(
+    pub fn list_resources<T: DeserializeOwned + Clone + Send + Sync + 'static>(
+        &self,
+        kind: ResourceKind,
+        account_id: &str,
+        region_id: &str,
+        parent: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<T>, u64), StoreError> {
+        self.cached_or(
+            || Query::ResourcePage {
+                kind,
+                account_id: account_id.to_string(),
+                region_id: region_id.to_string(),
+                parent: parent.map(str::to_string),
+                offset,
+                limit,
+                doc_type: std::any::TypeId::of::<T>(),
+            },
+            || self.load_resources(kind, account_id, region_id, parent, offset, limit),
+        )
+    }
+
+    fn load_resources<T: DeserializeOwned>(
         &self,
         kind: ResourceKind,
         account_id: &str,
@@ -390,12 +556,12 @@ impl<'c> Tx<'c> {
         let total: i64 = if total >= 0 {
             total
         } else {
-            self.conn.prepare_cached(
+            self.conn()?.prepare_cached(
             "SELECT COUNT(*) FROM resources WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3 AND (?4 = '' OR parent_id = ?4)",
         )?
         .query_row(params![account_id, kind.as_str(), region_id, parent], |r| r.get(0))?
         };
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT doc FROM resources WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3 AND (?4 = '' OR parent_id = ?4) ORDER BY seq LIMIT ?5 OFFSET ?6",
         )?;
         let docs = st
@@ -421,7 +587,7 @@ impl<'c> Tx<'c> {
     /// Every resource of a kind that is a child of `parent_id` (any account).
     pub fn children<T: DeserializeOwned>(&self, kind: ResourceKind, parent_id: &str) -> Result<Vec<T>, StoreError> {
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT doc FROM resources WHERE parent_id = ?1 AND kind = ?2 ORDER BY seq")?;
         let docs = st
             .query_map(params![parent_id, kind.as_str()], |r| r.get::<_, String>(0))?
@@ -431,25 +597,30 @@ impl<'c> Tx<'c> {
 
     pub fn count_children(&self, kind: ResourceKind, parent_id: &str) -> Result<u64, StoreError> {
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT COUNT(*) FROM resources WHERE parent_id = ?1 AND kind = ?2")?;
         Ok(st.query_row(params![parent_id, kind.as_str()], |r| r.get::<_, i64>(0))? as u64)
     }
 
     pub fn count_resources(&self, kind: ResourceKind, account_id: &str, region_id: &str) -> Result<u64, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT n FROM resource_counts WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3")?;
-        let n: Option<i64> = st
-            .query_row(params![account_id, kind.as_str(), region_id], |r| r.get(0))
-            .optional()?;
-        Ok(n.unwrap_or(0).max(0) as u64)
+        self.cached_or(
+            || Query::ResourceCount(kind, account_id.to_string(), region_id.to_string()),
+            || {
+                let mut st = self.conn()?.prepare_cached(
+                    "SELECT n FROM resource_counts WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3",
+                )?;
+                let n: Option<i64> = st
+                    .query_row(params![account_id, kind.as_str(), region_id], |r| r.get(0))
+                    .optional()?;
+                Ok(n.unwrap_or(0).max(0) as u64)
+            },
+        )
     }
 
     /// Every resource of a kind, across accounts (startup and admin use).
     pub fn all_resources<T: DeserializeOwned>(&self, kind: ResourceKind) -> Result<Vec<Resource<T>>, StoreError> {
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT account_id, doc FROM resources WHERE kind = ?1 ORDER BY seq")?;
         let rows = st
             .query_map(params![kind.as_str()], |r| {
@@ -470,7 +641,7 @@ impl<'c> Tx<'c> {
 
     /// Insert a route; returns its `seq`.
     pub fn insert_route(&self, r: &VpnRoute) -> Result<i64, StoreError> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "INSERT INTO vpn_routes(kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
@@ -487,13 +658,13 @@ impl<'c> Tx<'c> {
             r.overlay_mode,
             r.create_time
         ])?;
-        let seq = self.conn.last_insert_rowid();
+        let seq = self.conn()?.last_insert_rowid();
         self.bump_route_count(&r.gateway_id, r.kind, 1)?;
         Ok(seq)
     }
 
     fn bump_route_count(&self, gateway_id: &str, kind: RouteKind, delta: i64) -> Result<(), StoreError> {
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO gateway_route_counts(gateway_id, kind, n) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(gateway_id, kind) DO UPDATE SET n = n + excluded.n",
@@ -503,7 +674,7 @@ impl<'c> Tx<'c> {
     }
 
     pub fn update_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "UPDATE vpn_routes SET weight = ?2, priority = ?3, published = ?4, description = ?5 WHERE seq = ?1",
         )?;
         st.execute(params![r.seq, r.weight, r.priority, r.published as i64, r.description])?;
@@ -512,7 +683,7 @@ impl<'c> Tx<'c> {
 
     pub fn delete_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
         if self
-            .conn
+            .conn()?
             .prepare_cached("DELETE FROM vpn_routes WHERE seq = ?1")?
             .execute(params![r.seq])?
             > 0
@@ -548,14 +719,19 @@ impl<'c> Tx<'c> {
 
     /// Number of routes of a kind on a gateway (a maintained counter, not a scan).
     pub fn count_routes(&self, gateway_id: &str, kind: RouteKind) -> Result<u64, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT n FROM gateway_route_counts WHERE gateway_id = ?1 AND kind = ?2")?;
-        Ok(st
-            .query_row(params![gateway_id, kind.as_str()], |r| r.get::<_, i64>(0))
-            .optional()?
-            .unwrap_or(0)
-            .max(0) as u64)
+        self.cached_or(
+            || Query::RouteCount(gateway_id.to_string(), kind),
+            || {
+                let mut st = self
+                    .conn()?
+                    .prepare_cached("SELECT n FROM gateway_route_counts WHERE gateway_id = ?1 AND kind = ?2")?;
+                Ok(st
+                    .query_row(params![gateway_id, kind.as_str()], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .unwrap_or(0)
+                    .max(0) as u64)
+            },
+        )
     }
 
     pub fn list_routes(
@@ -565,9 +741,14 @@ impl<'c> Tx<'c> {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<VpnRoute>, StoreError> {
-        self.query_routes(
-            select_routes!("WHERE gateway_id = ?1 AND kind = ?2 ORDER BY seq LIMIT ?3 OFFSET ?4"),
-            params![gateway_id, kind.as_str(), limit as i64, offset as i64],
+        self.cached_or(
+            || Query::RoutePage(gateway_id.to_string(), kind, offset, limit),
+            || {
+                self.query_routes(
+                    select_routes!("WHERE gateway_id = ?1 AND kind = ?2 ORDER BY seq LIMIT ?3 OFFSET ?4"),
+                    params![gateway_id, kind.as_str(), limit as i64, offset as i64],
+                )
+            },
         )
     }
 
@@ -581,7 +762,7 @@ impl<'c> Tx<'c> {
 
     pub fn count_routes_via(&self, next_hop: &str) -> Result<u64, StoreError> {
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT COUNT(*) FROM vpn_routes WHERE next_hop = ?1")?;
         Ok(st.query_row(params![next_hop], |r| r.get::<_, i64>(0))? as u64)
     }
@@ -590,7 +771,7 @@ impl<'c> Tx<'c> {
 
     pub fn insert_vpc_entry(&self, e: &VpcRouteEntry) -> Result<(), StoreError> {
         let seq = self.next_counter("vpc_entry_seq")?;
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "INSERT INTO vpc_route_entries(id, route_table_id, dest, next_hop_type, next_hop_id, entry_type, name, description, create_time, seq) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
@@ -611,7 +792,7 @@ impl<'c> Tx<'c> {
 
     pub fn delete_vpc_entry(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached("DELETE FROM vpc_route_entries WHERE id = ?1")?
             .execute(params![id])?
             > 0)
@@ -633,7 +814,7 @@ impl<'c> Tx<'c> {
 
     pub fn vpc_entry(&self, id: &str) -> Result<Option<VpcRouteEntry>, StoreError> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached(select_entries!("WHERE id = ?1"))?
             .query_row(params![id], entry_from_row)
             .optional()?)
@@ -641,20 +822,20 @@ impl<'c> Tx<'c> {
 
     pub fn count_vpc_entries_to(&self, route_table_id: &str, next_hop_id: &str) -> Result<u64, StoreError> {
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT COUNT(*) FROM vpc_route_entries WHERE route_table_id = ?1 AND next_hop_id = ?2")?;
         Ok(st.query_row(params![route_table_id, next_hop_id], |r| r.get::<_, i64>(0))? as u64)
     }
 
     pub fn count_vpc_entries_via(&self, next_hop_id: &str) -> Result<u64, StoreError> {
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT COUNT(*) FROM vpc_route_entries WHERE next_hop_id = ?1")?;
         Ok(st.query_row(params![next_hop_id], |r| r.get::<_, i64>(0))? as u64)
     }
 
     pub fn delete_vpc_entries_of_table(&self, route_table_id: &str) -> Result<(), StoreError> {
-        self.conn
+        self.conn()?
             .prepare_cached("DELETE FROM vpc_route_entries WHERE route_table_id = ?1")?
             .execute(params![route_table_id])?;
         Ok(())
@@ -670,7 +851,7 @@ impl<'c> Tx<'c> {
         token: &str,
         not_before_ms: i64,
     ) -> Result<Option<(String, String)>, StoreError> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT params_hash, response FROM client_tokens WHERE account_id = ?1 AND action = ?2 AND token = ?3 AND created_at >= ?4",
         )?;
         Ok(st
@@ -689,7 +870,7 @@ impl<'c> Tx<'c> {
         response: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "INSERT INTO client_tokens(account_id, action, token, params_hash, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT(account_id, action, token) DO UPDATE SET params_hash = excluded.params_hash, response = excluded.response, created_at = excluded.created_at",
         )?;
@@ -699,7 +880,7 @@ impl<'c> Tx<'c> {
 
     pub fn prune_client_tokens(&self, older_than_ms: i64) -> Result<usize, StoreError> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached("DELETE FROM client_tokens WHERE created_at < ?1")?
             .execute(params![older_than_ms])?)
     }
@@ -714,19 +895,19 @@ impl<'c> Tx<'c> {
         due_at: Option<i64>,
         now_ms: i64,
     ) -> Result<Task, StoreError> {
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 0) \
              ON CONFLICT(gateway_id) DO UPDATE SET desired = desired + 1",
             )?
             .execute(params![gateway_id])?;
         let version: i64 = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT desired FROM gateway_versions WHERE gateway_id = ?1")?
             .query_row(params![gateway_id], |r| r.get(0))?;
-        self.conn.prepare_cached("INSERT INTO tasks(gateway_id, op, version, due_at, state, created_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)")?.execute(params![gateway_id, op, version, due_at, now_ms])?;
+        self.conn()?.prepare_cached("INSERT INTO tasks(gateway_id, op, version, due_at, state, created_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)")?.execute(params![gateway_id, op, version, due_at, now_ms])?;
         Ok(Task {
-            id: self.conn.last_insert_rowid(),
+            id: self.conn()?.last_insert_rowid(),
             gateway_id: gateway_id.into(),
             op: op.into(),
             version,
@@ -737,7 +918,7 @@ impl<'c> Tx<'c> {
     /// A change applied at once (task duration 0): the desired version advances and is in
     /// force in the same statement — no task row is written.
     pub fn advance_applied_version(&self, gateway_id: &str) -> Result<(), StoreError> {
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 1) \
                  ON CONFLICT(gateway_id) DO UPDATE SET desired = desired + 1, applied = desired + 1",
@@ -758,7 +939,7 @@ impl<'c> Tx<'c> {
 
     /// Pending tasks of a gateway, oldest first.
     pub fn pending_tasks(&self, gateway_id: &str) -> Result<Vec<Task>, StoreError> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT id, gateway_id, op, version, due_at FROM tasks WHERE state = 'pending' AND gateway_id = ?1 ORDER BY id",
         )?;
         let rows = st.query_map(params![gateway_id], Self::task_from_row)?;
@@ -767,7 +948,7 @@ impl<'c> Tx<'c> {
 
     /// Every pending task, oldest first.
     pub fn all_pending_tasks(&self) -> Result<Vec<Task>, StoreError> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT id, gateway_id, op, version, due_at FROM tasks WHERE state = 'pending' ORDER BY id",
         )?;
         let rows = st.query_map([], Self::task_from_row)?;
@@ -776,10 +957,10 @@ impl<'c> Tx<'c> {
 
     /// Mark a task done and record the applied version. Idempotent.
     pub fn complete_task(&self, task: &Task) -> Result<(), StoreError> {
-        self.conn
+        self.conn()?
             .prepare_cached("DELETE FROM tasks WHERE id = ?1")?
             .execute(params![task.id])?;
-        self.conn
+        self.conn()?
             .prepare_cached("UPDATE gateway_versions SET applied = ?2 WHERE gateway_id = ?1 AND applied < ?2")?
             .execute(params![task.gateway_id, task.version])?;
         Ok(())
@@ -788,7 +969,7 @@ impl<'c> Tx<'c> {
     /// Set the due time of every pending task of a gateway (admin "advance" and duration changes).
     pub fn reschedule_tasks(&self, gateway_id: &str, due_at: Option<i64>) -> Result<usize, StoreError> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached("UPDATE tasks SET due_at = ?2 WHERE gateway_id = ?1 AND state = 'pending'")?
             .execute(params![gateway_id, due_at])?)
     }
@@ -796,7 +977,7 @@ impl<'c> Tx<'c> {
     /// (desired, applied) versions of a gateway.
     pub fn gateway_versions(&self, gateway_id: &str) -> Result<(i64, i64), StoreError> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached("SELECT desired, applied FROM gateway_versions WHERE gateway_id = ?1")?
             .query_row(params![gateway_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
@@ -805,20 +986,20 @@ impl<'c> Tx<'c> {
 
     pub fn all_gateway_versions(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let mut st = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT gateway_id, desired, applied FROM gateway_versions ORDER BY gateway_id")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn delete_gateway_state(&self, gateway_id: &str) -> Result<(), StoreError> {
-        self.conn
+        self.conn()?
             .prepare_cached("DELETE FROM gateway_route_counts WHERE gateway_id = ?1")?
             .execute(params![gateway_id])?;
-        self.conn
+        self.conn()?
             .prepare_cached("DELETE FROM tasks WHERE gateway_id = ?1")?
             .execute(params![gateway_id])?;
-        self.conn
+        self.conn()?
             .prepare_cached("DELETE FROM gateway_versions WHERE gateway_id = ?1")?
             .execute(params![gateway_id])?;
         Ok(())

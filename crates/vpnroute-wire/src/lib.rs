@@ -65,6 +65,6 @@ pub use encoding::{form_decode, is_unreserved, parse_urlencoded, percent_encode,
 pub use error::{AlibabaError, DecodeError, ParamSource, SignatureMismatch, WireError};
 pub use params::Params;
 pub use request::{parse, AuthInfo, Format, ParsedRequest, RawRequest, ACS3_ALGORITHM, FORM_CONTENT_TYPE};
-pub use response::{encode_error, encode_success, ErrorBody, CONTENT_TYPE_JSON, CONTENT_TYPE_XML};
+pub use response::{encode_error, encode_reply, encode_success, ErrorBody, CONTENT_TYPE_JSON, CONTENT_TYPE_XML};
 pub use v1::{v1_signature, v1_signed_query, v1_string_to_sign};
 pub use verify::verify;

@@ -113,7 +113,8 @@ impl ErrorBody {
 /// ```
 pub fn encode_success(action: &str, body: &Value, format: Format) -> (&'static str, String) {
     match format {
-        Format::Json => (CONTENT_TYPE_JSON, body.to_string()),
+        // `to_string` of the serializer, not `Display`: no `fmt::Formatter` per fragment.
+        Format::Json => (CONTENT_TYPE_JSON, serde_json::to_string(body).unwrap_or_default()),
         Format::Xml => {
             let root = format!("{}Response", xml_name(action));
             let mut out = String::with_capacity(128 + root.len() * 2);
@@ -134,6 +135,46 @@ pub fn encode_success(action: &str, body: &Value, format: Format) -> (&'static s
             }
             close(&mut out, &root);
             (CONTENT_TYPE_XML, out)
+        }
+    }
+}
+
+/// Serialises a success body with `RequestId` added in front; returns `(content_type, body)`.
+///
+/// `body` is anything that serialises as a map or struct with Alibaba's field names: a
+/// [`serde_json::Value`] object or a typed view. JSON is written straight from `body` (no
+/// intermediate `Value`); XML goes through a `Value`, so both formats follow the rules of
+/// [`encode_success`].
+///
+/// ```
+/// use vpnroute_wire::{encode_reply, Format};
+/// #[derive(serde::Serialize)]
+/// struct Answer { #[serde(rename = "VpnGatewayId")] id: &'static str }
+/// let (_, json) = encode_reply("DescribeVpnGateway", "r1", &Answer { id: "vpn-1" }, Format::Json);
+/// assert_eq!(json, r#"{"RequestId":"r1","VpnGatewayId":"vpn-1"}"#);
+/// let (_, xml) = encode_reply("DescribeVpnGateway", "r1", &Answer { id: "vpn-1" }, Format::Xml);
+/// assert!(xml.ends_with("<DescribeVpnGatewayResponse><RequestId>r1</RequestId><VpnGatewayId>vpn-1</VpnGatewayId></DescribeVpnGatewayResponse>"));
+/// ```
+pub fn encode_reply<B: Serialize>(action: &str, request_id: &str, body: &B, format: Format) -> (&'static str, String) {
+    #[derive(Serialize)]
+    struct WithRequestId<'a, B> {
+        #[serde(rename = "RequestId")]
+        request_id: &'a str,
+        #[serde(flatten)]
+        body: &'a B,
+    }
+    let with_id = WithRequestId { request_id, body };
+    match format {
+        Format::Json => match serde_json::to_string(&with_id) {
+            Ok(text) => (CONTENT_TYPE_JSON, text),
+            // Only a body that is not a map (which no action answers) cannot be flattened.
+            Err(_) => encode_success(action, &serde_json::to_value(body).unwrap_or_default(), format),
+        },
+        Format::Xml => {
+            let value = serde_json::to_value(&with_id)
+                .or_else(|_| serde_json::to_value(body))
+                .unwrap_or_default();
+            encode_success(action, &value, format)
         }
     }
 }

@@ -10,8 +10,16 @@ use vpnroute_store::Tx;
 
 use crate::actions::{connection, customer_gateway, gateway, regions, routes, ssl, vpc};
 use crate::app::Ctx;
+use crate::reply::Reply;
 
-pub type ReadFn = fn(&Ctx<'_>, &Tx<'_>) -> Result<Value, ApiError>;
+/// A read handler that builds a `serde_json::Value`, as a [`ReadFn`].
+macro_rules! value_read {
+    ($f:path) => {
+        |ctx: &Ctx<'_>, tx: &Tx<'_>| $f(ctx, tx).map(Reply::Value)
+    };
+}
+
+pub type ReadFn = fn(&Ctx<'_>, &Tx<'_>) -> Result<Reply, ApiError>;
 pub type WriteFn = fn(&Ctx<'_>, &Tx<'_>) -> Result<Value, ApiError>;
 
 #[derive(Clone, Copy)]
@@ -24,12 +32,12 @@ pub enum Handler {
 pub fn handler(action: &str) -> Option<Handler> {
     use Handler::{Read, Write};
     Some(match action {
-        "DescribeRegions" => Read(regions::describe_regions),
+        "DescribeRegions" => Read(value_read!(regions::describe_regions)),
         "CreateVpc" => Write(vpc::create_vpc),
-        "DescribeVpcs" => Read(vpc::describe_vpcs),
+        "DescribeVpcs" => Read(value_read!(vpc::describe_vpcs)),
         "DeleteVpc" => Write(vpc::delete_vpc),
-        "DescribeRouteTableList" => Read(vpc::describe_route_table_list),
-        "DescribeRouteEntryList" => Read(vpc::describe_route_entry_list),
+        "DescribeRouteTableList" => Read(value_read!(vpc::describe_route_table_list)),
+        "DescribeRouteEntryList" => Read(value_read!(vpc::describe_route_entry_list)),
         "CreateRouteEntry" => Write(vpc::create_route_entry),
         "DeleteRouteEntry" => Write(vpc::delete_route_entry),
         "CreateVpnGateway" => Write(gateway::create_vpn_gateway),
@@ -37,15 +45,15 @@ pub fn handler(action: &str) -> Option<Handler> {
         "DescribeVpnGateways" => Read(gateway::describe_vpn_gateways),
         "DeleteVpnGateway" => Write(gateway::delete_vpn_gateway),
         "CreateCustomerGateway" => Write(customer_gateway::create_customer_gateway),
-        "DescribeCustomerGateway" => Read(customer_gateway::describe_customer_gateway),
-        "DescribeCustomerGateways" => Read(customer_gateway::describe_customer_gateways),
+        "DescribeCustomerGateway" => Read(value_read!(customer_gateway::describe_customer_gateway)),
+        "DescribeCustomerGateways" => Read(value_read!(customer_gateway::describe_customer_gateways)),
         "DeleteCustomerGateway" => Write(customer_gateway::delete_customer_gateway),
         "CreateVpnConnection" => Write(connection::create_vpn_connection),
-        "DescribeVpnConnection" => Read(connection::describe_vpn_connection),
-        "DescribeVpnConnections" => Read(connection::describe_vpn_connections),
+        "DescribeVpnConnection" => Read(value_read!(connection::describe_vpn_connection)),
+        "DescribeVpnConnections" => Read(value_read!(connection::describe_vpn_connections)),
         "DeleteVpnConnection" => Write(connection::delete_vpn_connection),
         "CreateSslVpnServer" => Write(ssl::create_ssl_vpn_server),
-        "DescribeSslVpnServers" => Read(ssl::describe_ssl_vpn_servers),
+        "DescribeSslVpnServers" => Read(value_read!(ssl::describe_ssl_vpn_servers)),
         "DeleteSslVpnServer" => Write(ssl::delete_ssl_vpn_server),
         "CreateVpnRouteEntry" => Write(routes::create_vpn_route_entry),
         "DeleteVpnRouteEntry" => Write(routes::delete_vpn_route_entry),

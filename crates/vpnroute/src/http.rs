@@ -20,6 +20,7 @@ use vpnroute_wire::{Format, RawRequest};
 use crate::app::{default_regions, now_ms, App, Config, Ctx, Region, SharedApp};
 use crate::cli::{LogFormat, ServeArgs, SyncMode};
 use crate::dispatch::{self, Handler};
+use crate::reply::Reply;
 
 pub const HOST_ID: &str = "vpc.aliyuncs.com";
 
@@ -231,7 +232,7 @@ async fn rpc(
                     run_write(app, tx, &raw, &parsed, f)
                 })
                 .await;
-            finish(&app, result, &action, format, &request_id, started)
+            finish(&app, result.map(Reply::Value), &action, format, &request_id, started)
         }
     };
     into_response(answer, &request_id)
@@ -286,7 +287,7 @@ fn error_answer(e: &ApiError, format: Format, request_id: &str) -> Answer {
 /// Encode the outcome of an action and log it.
 fn finish(
     app: &App,
-    result: Result<Value, ApiError>,
+    result: Result<Reply, ApiError>,
     action: &str,
     format: Format,
     request_id: &str,
@@ -294,12 +295,9 @@ fn finish(
 ) -> Answer {
     let elapsed_us = started.elapsed().as_micros() as u64;
     match result {
-        Ok(mut body) => {
-            if let Value::Object(m) = &mut body {
-                m.insert("RequestId".into(), Value::String(request_id.to_string()));
-            }
+        Ok(body) => {
             tracing::debug!(request_id, action, elapsed_us, "ok");
-            let (content_type, text) = vpnroute_wire::encode_success(action, &body, format);
+            let (content_type, text) = vpnroute_wire::encode_reply(action, request_id, &body, format);
             Answer {
                 status: 200,
                 content_type,
@@ -336,20 +334,27 @@ fn classify(raw: &RawRequest<'_>, parsed: &vpnroute_wire::ParsedRequest) -> Resu
 
 /// Authentication, throttling and the nonce, inside the action's transaction; yields the
 /// request's context. The nonce goes to its own log (not rolled back with the transaction),
-/// so a replay is refused whatever the outcome of the original request.
+/// so a replay is refused whatever the outcome of the original request. `gated` tells
+/// whether throttling and the nonce were already passed by an earlier run of the same
+/// request (a read may run twice, see `Store::read_fast`); authentication is always redone,
+/// on the transaction's own snapshot.
 fn admit<'a>(
     app: &'a App,
     tx: &vpnroute_store::Tx<'_>,
     raw: &RawRequest<'_>,
     parsed: &'a vpnroute_wire::ParsedRequest,
+    gated: &mut bool,
 ) -> Result<Ctx<'a>, ApiError> {
     let now = now_ms();
     let caller = crate::auth::authenticate(tx, raw, parsed, now)?;
     let action = parsed.action.as_deref().unwrap_or_default();
-    app.throttle.check(&caller.access_key_id, action, now)?;
-    let nonce = parsed.auth.nonce().unwrap_or_default();
-    if !app.nonce_log.record(&caller.access_key_id, nonce, now)? {
-        return Err(ApiError::NONCE_USED);
+    if !*gated {
+        app.throttle.check(&caller.access_key_id, action, now)?;
+        let nonce = parsed.auth.nonce().unwrap_or_default();
+        if !app.nonce_log.record(&caller.access_key_id, nonce, now)? {
+            return Err(ApiError::NONCE_USED);
+        }
+        *gated = true;
     }
     Ok(Ctx {
         app,
@@ -361,13 +366,17 @@ fn admit<'a>(
     })
 }
 
+/// A read: from the read cache when it holds everything the action needs, else on a
+/// SQLite snapshot.
 fn run_read(
     app: &App,
     raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
     f: dispatch::ReadFn,
-) -> Result<Value, ApiError> {
-    app.store.read(|tx| f(&admit(app, tx, raw, parsed)?, tx))
+) -> Result<Reply, ApiError> {
+    let mut gated = false;
+    app.store
+        .read_fast(|tx| f(&admit(app, tx, raw, parsed, &mut gated)?, tx))
 }
 
 fn run_write(
@@ -377,7 +386,7 @@ fn run_write(
     parsed: &vpnroute_wire::ParsedRequest,
     f: dispatch::WriteFn,
 ) -> Result<(Value, crate::tasks::Effects), ApiError> {
-    let ctx = admit(app, tx, raw, parsed)?;
+    let ctx = admit(app, tx, raw, parsed, &mut false)?;
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
 }

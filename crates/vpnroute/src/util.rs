@@ -1,6 +1,10 @@
 //! Small formatting helpers shared by actions.
 
-use serde_json::{json, Value};
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::reply::List;
 use time::OffsetDateTime;
 
 /// `2024-05-10T08:00:00Z` from epoch ms (Alibaba's string timestamps).
@@ -31,7 +35,30 @@ pub fn iso_minute(ms: i64) -> String {
 
 /// `{"Tag":[{"Key":…,"Value":…}]}`.
 pub fn tags_json(tags: &[(String, String)]) -> Value {
-    json!({"Tag": tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()})
+    serde_json::to_value(TagList(tags)).unwrap_or_default()
+}
+
+/// A resource's tags as Alibaba lists them: `{"Tag":[{"Key":…,"Value":…}]}`.
+pub struct TagList<'a>(pub &'a [(String, String)]);
+
+impl Serialize for TagList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Tag<'a>(&'a (String, String));
+        impl Serialize for Tag<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_struct("Tag", 2)?;
+                m.serialize_field("Key", &self.0 .0)?;
+                m.serialize_field("Value", &self.0 .1)?;
+                m.end()
+            }
+        }
+        List {
+            item_name: "Tag",
+            items: self.0,
+            view: Tag,
+        }
+        .serialize(s)
+    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,14 @@ use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
-use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+use vpnroute_domain::params::Paging;
+
+use super::{all_in_region, dry_run, opt_text, owned, page_of, params, region};
 use crate::app::Ctx;
-use crate::util::tags_json;
+use crate::reply::{page_fields, List, Reply};
+use crate::util::TagList;
 
 const BANDWIDTHS: &[i64] = &[5, 10, 20, 50, 100, 200, 500, 1000];
 const SSL_CONNECTIONS: &[i64] = &[5, 10, 20, 50, 100, 200, 500, 1000];
@@ -111,74 +116,146 @@ pub fn create_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
     Ok(json!({"VpnGatewayId": gw.id, "Name": gw.name, "OrderId": order_id}))
 }
 
-/// Alibaba's system tags, JSON-encoded in the `Tag` field.
-fn system_tag(gw: &VpnGateway) -> String {
-    json!({
-        "VpnEnableBgp": "true",
-        "VisuallySsl": "true",
-        "PbrPriority": if gw.pbr_priority { "true" } else { "false" },
-        "VpnNewImage": "true",
-        "description": "forwarding1.7.22",
-        "VpnVersion": "v1.2.4",
-        "IDaaSNewVersion": "true",
-    })
-    .to_string()
-}
-
-pub fn gateway_json(gw: &VpnGateway, include_reservation: bool) -> Value {
-    let mut v = json!({
-        "VpnGatewayId": gw.id,
-        "VpcId": gw.vpc_id,
-        "VSwitchId": gw.vswitch_id,
-        "InternetIp": gw.internet_ip,
-        "DisasterRecoveryInternetIp": "",
-        "DisasterRecoveryVSwitchId": "",
-        "SslVpnInternetIp": if gw.enable_ssl { gw.internet_ip.clone() } else { String::new() },
-        "CreateTime": gw.create_time,
-        "EndTime": gw.end_time,
-        "Spec": format!("{}M", gw.bandwidth),
-        "Name": gw.name,
-        "Description": gw.description,
-        "Status": gw.status,
-        "BusinessStatus": gw.business_status,
-        "ChargeType": gw.charge_type,
-        "IpsecVpn": if gw.enable_ipsec { "enable" } else { "disable" },
-        "SslVpn": if gw.enable_ssl { "enable" } else { "disable" },
-        "SslMaxConnections": gw.ssl_connections,
-        "Tag": system_tag(gw),
-        "EnableBgp": gw.enable_bgp,
-        "AutoPropagate": gw.auto_propagate,
-        "VpnType": gw.vpn_type,
-        "GatewayType": "Traditional",
-        "NetworkType": gw.network_type,
-        "ResourceGroupId": gw.resource_group_id,
-        "Tags": tags_json(&gw.tags),
-        "EniInstanceIds": {"EniInstanceId": []},
-    });
-    if include_reservation {
-        v["ReservationData"] = json!({
-            "ReservationEndTime": "",
-            "ReservationIpsec": "",
-            "ReservationMaxConnections": 0,
-            "ReservationOrderType": "",
-            "ReservationSpec": "",
-            "ReservationSsl": "",
-            "Status": "",
-        });
+/// Alibaba's system tags, JSON-encoded in the `Tag` field (keys in sorted order, as
+/// `serde_json` writes a map; only `PbrPriority` varies).
+fn system_tag(gw: &VpnGateway) -> &'static str {
+    if gw.pbr_priority {
+        r#"{"IDaaSNewVersion":"true","PbrPriority":"true","VisuallySsl":"true","VpnEnableBgp":"true","VpnNewImage":"true","VpnVersion":"v1.2.4","description":"forwarding1.7.22"}"#
+    } else {
+        r#"{"IDaaSNewVersion":"true","PbrPriority":"false","VisuallySsl":"true","VpnEnableBgp":"true","VpnNewImage":"true","VpnVersion":"v1.2.4","description":"forwarding1.7.22"}"#
     }
-    v
 }
 
-pub fn describe_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+/// A gateway as DescribeVpnGateway(s) shows it.
+struct GatewayFields<'a> {
+    gw: &'a VpnGateway,
+    include_reservation: bool,
+}
+
+impl Serialize for GatewayFields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let gw = self.gw;
+        let onoff = |on: bool| if on { "enable" } else { "disable" };
+        let mut m = s.serialize_struct("VpnGateway", 29)?;
+        m.serialize_field("VpnGatewayId", &gw.id)?;
+        m.serialize_field("VpcId", &gw.vpc_id)?;
+        m.serialize_field("VSwitchId", &gw.vswitch_id)?;
+        m.serialize_field("InternetIp", &gw.internet_ip)?;
+        m.serialize_field("DisasterRecoveryInternetIp", "")?;
+        m.serialize_field("DisasterRecoveryVSwitchId", "")?;
+        m.serialize_field(
+            "SslVpnInternetIp",
+            if gw.enable_ssl { gw.internet_ip.as_str() } else { "" },
+        )?;
+        m.serialize_field("CreateTime", &gw.create_time)?;
+        m.serialize_field("EndTime", &gw.end_time)?;
+        m.serialize_field("Spec", &format_args!("{}M", gw.bandwidth))?;
+        m.serialize_field("Name", &gw.name)?;
+        m.serialize_field("Description", &gw.description)?;
+        m.serialize_field("Status", &gw.status)?;
+        m.serialize_field("BusinessStatus", &gw.business_status)?;
+        m.serialize_field("ChargeType", &gw.charge_type)?;
+        m.serialize_field("IpsecVpn", onoff(gw.enable_ipsec))?;
+        m.serialize_field("SslVpn", onoff(gw.enable_ssl))?;
+        m.serialize_field("SslMaxConnections", &gw.ssl_connections)?;
+        m.serialize_field("Tag", system_tag(gw))?;
+        m.serialize_field("EnableBgp", &gw.enable_bgp)?;
+        m.serialize_field("AutoPropagate", &gw.auto_propagate)?;
+        m.serialize_field("VpnType", &gw.vpn_type)?;
+        m.serialize_field("GatewayType", "Traditional")?;
+        m.serialize_field("NetworkType", &gw.network_type)?;
+        m.serialize_field("ResourceGroupId", &gw.resource_group_id)?;
+        m.serialize_field("Tags", &TagList(&gw.tags))?;
+        m.serialize_field(
+            "EniInstanceIds",
+            &List {
+                item_name: "EniInstanceId",
+                // Always empty (no ENIs are modelled).
+                items: &[] as &[u8],
+                view: |n: &u8| *n,
+            },
+        )?;
+        if self.include_reservation {
+            m.serialize_field("ReservationData", &ReservationData)?;
+        }
+        m.end()
+    }
+}
+
+/// `ReservationData` of a pay-as-you-go gateway: nothing reserved.
+struct ReservationData;
+
+impl Serialize for ReservationData {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("ReservationData", 7)?;
+        for f in ["ReservationEndTime", "ReservationIpsec"] {
+            m.serialize_field(f, "")?;
+        }
+        m.serialize_field("ReservationMaxConnections", &0)?;
+        for f in ["ReservationOrderType", "ReservationSpec", "ReservationSsl", "Status"] {
+            m.serialize_field(f, "")?;
+        }
+        m.end()
+    }
+}
+
+/// DescribeVpnGateway's answer.
+pub struct GatewayView {
+    gw: VpnGateway,
+    include_reservation: bool,
+}
+
+impl Serialize for GatewayView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        GatewayFields {
+            gw: &self.gw,
+            include_reservation: self.include_reservation,
+        }
+        .serialize(s)
+    }
+}
+
+/// DescribeVpnGateways' answer.
+pub struct GatewaysPage {
+    items: Vec<VpnGateway>,
+    include_reservation: bool,
+    paging: Paging,
+    total: u64,
+}
+
+impl Serialize for GatewaysPage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let include_reservation = self.include_reservation;
+        let mut m = s.serialize_struct("DescribeVpnGateways", 4)?;
+        m.serialize_field(
+            "VpnGateways",
+            &List {
+                item_name: "VpnGateway",
+                items: &self.items,
+                view: |gw| GatewayFields {
+                    gw,
+                    include_reservation,
+                },
+            },
+        )?;
+        page_fields(&mut m, self.paging, self.total)?;
+        m.end()
+    }
+}
+
+pub fn describe_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let id = p.str("VpnGatewayId")?;
-    let include = p.bool_or("IncludeReservationData", false)?;
+    let include_reservation = p.bool_or("IncludeReservationData", false)?;
     let gw: VpnGateway = owned(ctx, tx, region, id)?;
-    Ok(gateway_json(&gw, include))
+    Ok(Reply::Gateway(Box::new(GatewayView {
+        gw,
+        include_reservation,
+    })))
 }
 
-pub fn describe_vpn_gateways(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+pub fn describe_vpn_gateways(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let paging = p.paging()?;
@@ -214,10 +291,12 @@ pub fn describe_vpn_gateways(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
             paging.size as u64,
         )?
     };
-    let items: Vec<Value> = items.iter().map(|g| gateway_json(g, include)).collect();
-    let mut body = json!({"VpnGateways": {"VpnGateway": items}});
-    page_fields(&mut body, paging, total);
-    Ok(body)
+    Ok(Reply::Gateways(GatewaysPage {
+        items,
+        include_reservation: include,
+        paging,
+        total,
+    }))
 }
 
 pub fn delete_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
@@ -243,4 +322,101 @@ pub fn delete_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
     tx.delete_gateway_state(&gw.id)?;
     ctx.effects.borrow_mut().deleted_gateways.push(gw.id);
     Ok(json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn gateway() -> VpnGateway {
+        VpnGateway {
+            id: "vpn-1".into(),
+            region_id: "cn-hangzhou".into(),
+            vpc_id: "vpc-1".into(),
+            vswitch_id: "vsw-1".into(),
+            name: "gw <1>".into(),
+            description: "d".into(),
+            bandwidth: 10,
+            internet_ip: "47.1.2.3".into(),
+            status: "active".into(),
+            business_status: "Normal".into(),
+            charge_type: "PostpayByFlow".into(),
+            enable_ipsec: true,
+            enable_ssl: true,
+            ssl_connections: 5,
+            pbr_priority: true,
+            network_type: "public".into(),
+            vpn_type: "Normal".into(),
+            create_time: 1_700_000_000_000,
+            end_time: NO_END_TIME,
+            resource_group_id: "rg-1".into(),
+            tags: vec![("k".into(), "v".into())],
+            auto_propagate: false,
+            enable_bgp: false,
+            task_duration: None,
+        }
+    }
+
+    /// The typed view answers exactly the fields, names and JSON types Alibaba documents.
+    #[test]
+    fn the_gateway_view_has_every_documented_field() {
+        let gw = gateway();
+        let v = serde_json::to_value(GatewayView {
+            gw: gw.clone(),
+            include_reservation: true,
+        })
+        .unwrap();
+        let expected = json!({
+            "VpnGatewayId": "vpn-1", "VpcId": "vpc-1", "VSwitchId": "vsw-1", "InternetIp": "47.1.2.3",
+            "DisasterRecoveryInternetIp": "", "DisasterRecoveryVSwitchId": "", "SslVpnInternetIp": "47.1.2.3",
+            "CreateTime": 1_700_000_000_000i64, "EndTime": NO_END_TIME, "Spec": "10M", "Name": "gw <1>",
+            "Description": "d", "Status": "active", "BusinessStatus": "Normal", "ChargeType": "PostpayByFlow",
+            "IpsecVpn": "enable", "SslVpn": "enable", "SslMaxConnections": 5,
+            "Tag": json!({"VpnEnableBgp": "true", "VisuallySsl": "true", "PbrPriority": "true", "VpnNewImage": "true",
+                          "description": "forwarding1.7.22", "VpnVersion": "v1.2.4", "IDaaSNewVersion": "true"}).to_string(),
+            "EnableBgp": false, "AutoPropagate": false, "VpnType": "Normal", "GatewayType": "Traditional",
+            "NetworkType": "public", "ResourceGroupId": "rg-1",
+            "Tags": {"Tag": [{"Key": "k", "Value": "v"}]},
+            "EniInstanceIds": {"EniInstanceId": []},
+            "ReservationData": {"ReservationEndTime": "", "ReservationIpsec": "", "ReservationMaxConnections": 0,
+                                "ReservationOrderType": "", "ReservationSpec": "", "ReservationSsl": "", "Status": ""},
+        });
+        assert_eq!(v, expected);
+        let mut plain = gw;
+        plain.pbr_priority = false;
+        plain.enable_ssl = false;
+        let v = serde_json::to_value(GatewayView {
+            gw: plain,
+            include_reservation: false,
+        })
+        .unwrap();
+        assert!(v.get("ReservationData").is_none());
+        assert_eq!(v["SslVpnInternetIp"], "");
+        assert_eq!(v["SslVpn"], "disable");
+        assert!(v["Tag"].as_str().unwrap().contains(r#""PbrPriority":"false""#));
+    }
+
+    #[test]
+    fn the_gateway_list_pages() {
+        let page = GatewaysPage {
+            items: vec![gateway(), gateway()],
+            include_reservation: false,
+            paging: Paging { number: 2, size: 2 },
+            total: 5,
+        };
+        let v = serde_json::to_value(&page).unwrap();
+        assert_eq!(v["VpnGateways"]["VpnGateway"].as_array().unwrap().len(), 2);
+        assert_eq!(v["VpnGateways"]["VpnGateway"][1]["VpnGatewayId"], "vpn-1");
+        assert_eq!(
+            (&v["PageNumber"], &v["PageSize"], &v["TotalCount"]),
+            (&json!(2), &json!(2), &json!(5))
+        );
+        // JSON straight from the view and XML through a Value carry the same content.
+        let (_, json_text) =
+            vpnroute_wire::encode_reply("DescribeVpnGateways", "r", &page, vpnroute_wire::Format::Json);
+        let parsed: serde_json::Value = serde_json::from_str(&json_text).unwrap();
+        assert_eq!(parsed["RequestId"], "r");
+        assert_eq!(parsed["VpnGateways"], v["VpnGateways"]);
+    }
 }

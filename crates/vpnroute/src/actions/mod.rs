@@ -34,7 +34,7 @@ pub fn region<'a>(ctx: &'a Ctx<'_>) -> Result<&'a str, ApiError> {
 }
 
 /// Resources that live in one region.
-pub trait Regional: DeserializeOwned {
+pub trait Regional: DeserializeOwned + Clone + Send + Sync + 'static {
     const KIND: ResourceKind;
     const NOT_FOUND: ApiError;
     fn region(&self) -> &str;

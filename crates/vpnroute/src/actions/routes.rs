@@ -17,9 +17,14 @@ use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
-use super::{check_owned, dry_run, opt_text, owned, page_fields, params, region};
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+use vpnroute_domain::params::Paging;
+
+use super::{check_owned, dry_run, opt_text, owned, params, region};
 use crate::actions::vpc::PUBLISHED;
 use crate::app::Ctx;
+use crate::reply::{page_fields, List, Reply};
 use crate::tasks::{self, EngineOp};
 
 fn busy_code(kind: RouteKind) -> ApiError {
@@ -435,7 +440,7 @@ pub fn publish_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
     Ok(json!({}))
 }
 
-fn describe(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError> {
+fn describe(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Reply, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let gateway_id = p.str("VpnGatewayId")?;
@@ -456,47 +461,183 @@ fn describe(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiErr
     } else {
         tx.list_routes(gateway_id, kind, paging.offset(), paging.size as u64)?
     };
-    let items: Vec<Value> = routes
-        .iter()
-        .map(|r| {
-            let mut v = json!({
-                "VpnInstanceId": r.gateway_id,
-                "RouteDest": r.dest,
-                "NextHop": r.next_hop,
-                "NextHopTunnelId": "",
-                "Weight": r.weight,
-                "State": r.state(),
-                "CreateTime": r.create_time,
-            });
-            if kind == RouteKind::Pbr {
-                v["RouteSource"] = json!(r.source);
-                v["Priority"] = json!(r.priority);
-            } else {
-                v["RouteEntryType"] = json!("custom");
-                v["Source"] = json!("CUSTOM");
-                v["AsPath"] = json!("");
-                v["Community"] = json!("");
-            }
-            v
-        })
-        .collect();
-    let mut body = if kind == RouteKind::Dbr {
-        json!({
-            "VpnRouteEntries": {"VpnRouteEntry": items},
-            "VpnRouteCounts": {"VpnRouteCount": [{"RouteCount": total, "RouteEntryType": "custom", "Source": "CUSTOM"}]},
-        })
-    } else {
-        json!({"VpnPbrRouteEntries": {"VpnPbrRouteEntry": items}})
-    };
     let shown_total = if entry_type == "bgp" { 0 } else { total };
-    page_fields(&mut body, paging, shown_total);
-    Ok(body)
+    Ok(Reply::Routes(RoutesPage {
+        kind,
+        routes,
+        total,
+        paging,
+        shown_total,
+    }))
 }
 
-pub fn describe_vpn_route_entries(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+/// DescribeVpnRouteEntries' or DescribeVpnPbrRouteEntries' answer: one page of routes.
+pub struct RoutesPage {
+    kind: RouteKind,
+    routes: Vec<VpnRoute>,
+    /// Routes of the kind on the gateway (`VpnRouteCounts`).
+    total: u64,
+    paging: Paging,
+    /// `TotalCount`: 0 when BGP routes were asked for.
+    shown_total: u64,
+}
+
+/// One route as the Describe actions list it.
+struct RouteFields<'a>(&'a VpnRoute);
+
+impl Serialize for RouteFields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_struct("VpnRouteEntry", 11)?;
+        m.serialize_field("VpnInstanceId", &r.gateway_id)?;
+        m.serialize_field("RouteDest", &r.dest)?;
+        m.serialize_field("NextHop", &r.next_hop)?;
+        m.serialize_field("NextHopTunnelId", "")?;
+        m.serialize_field("Weight", &r.weight)?;
+        m.serialize_field("State", r.state())?;
+        m.serialize_field("CreateTime", &r.create_time)?;
+        if r.kind == RouteKind::Pbr {
+            m.serialize_field("RouteSource", &r.source)?;
+            m.serialize_field("Priority", &r.priority)?;
+        } else {
+            m.serialize_field("RouteEntryType", "custom")?;
+            m.serialize_field("Source", "CUSTOM")?;
+            m.serialize_field("AsPath", "")?;
+            m.serialize_field("Community", "")?;
+        }
+        m.end()
+    }
+}
+
+/// `VpnRouteCounts.VpnRouteCount[]`: custom routes only (BGP routes are not modelled).
+struct RouteCount(u64);
+
+impl Serialize for RouteCount {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("VpnRouteCount", 3)?;
+        m.serialize_field("RouteCount", &self.0)?;
+        m.serialize_field("RouteEntryType", "custom")?;
+        m.serialize_field("Source", "CUSTOM")?;
+        m.end()
+    }
+}
+
+impl Serialize for RoutesPage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("DescribeVpnRouteEntries", 5)?;
+        if self.kind == RouteKind::Dbr {
+            m.serialize_field(
+                "VpnRouteEntries",
+                &List {
+                    item_name: "VpnRouteEntry",
+                    items: &self.routes,
+                    view: RouteFields,
+                },
+            )?;
+            m.serialize_field(
+                "VpnRouteCounts",
+                &List {
+                    item_name: "VpnRouteCount",
+                    items: &[RouteCount(self.total)],
+                    view: |c| c,
+                },
+            )?;
+        } else {
+            m.serialize_field(
+                "VpnPbrRouteEntries",
+                &List {
+                    item_name: "VpnPbrRouteEntry",
+                    items: &self.routes,
+                    view: RouteFields,
+                },
+            )?;
+        }
+        page_fields(&mut m, self.paging, self.shown_total)?;
+        m.end()
+    }
+}
+
+pub fn describe_vpn_route_entries(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiError> {
     describe(ctx, tx, RouteKind::Dbr)
 }
 
-pub fn describe_vpn_pbr_route_entries(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+pub fn describe_vpn_pbr_route_entries(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiError> {
     describe(ctx, tx, RouteKind::Pbr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn route(kind: RouteKind) -> VpnRoute {
+        VpnRoute {
+            seq: 1,
+            kind,
+            gateway_id: "vpn-1".into(),
+            source: if kind == RouteKind::Pbr {
+                "192.168.0.0/24".into()
+            } else {
+                String::new()
+            },
+            dest: "10.0.0.0/24".into(),
+            next_hop: "vco-1".into(),
+            weight: 100,
+            priority: 10,
+            published: true,
+            description: String::new(),
+            overlay_mode: "Ipsec".into(),
+            create_time: 1_700_000_000_000,
+        }
+    }
+
+    /// The typed page answers exactly the documented fields, names and JSON types.
+    #[test]
+    fn destination_route_pages() {
+        let page = RoutesPage {
+            kind: RouteKind::Dbr,
+            routes: vec![route(RouteKind::Dbr)],
+            total: 7,
+            paging: Paging { number: 1, size: 10 },
+            shown_total: 7,
+        };
+        assert_eq!(
+            serde_json::to_value(&page).unwrap(),
+            json!({
+                "VpnRouteEntries": {"VpnRouteEntry": [{
+                    "VpnInstanceId": "vpn-1", "RouteDest": "10.0.0.0/24", "NextHop": "vco-1", "NextHopTunnelId": "",
+                    "Weight": 100, "State": "published", "CreateTime": 1_700_000_000_000i64,
+                    "RouteEntryType": "custom", "Source": "CUSTOM", "AsPath": "", "Community": "",
+                }]},
+                "VpnRouteCounts": {"VpnRouteCount": [{"RouteCount": 7, "RouteEntryType": "custom", "Source": "CUSTOM"}]},
+                "PageNumber": 1, "PageSize": 10, "TotalCount": 7,
+            })
+        );
+    }
+
+    #[test]
+    fn policy_route_pages() {
+        let page = RoutesPage {
+            kind: RouteKind::Pbr,
+            routes: vec![route(RouteKind::Pbr)],
+            total: 1,
+            paging: Paging { number: 1, size: 10 },
+            shown_total: 1,
+        };
+        assert_eq!(
+            serde_json::to_value(&page).unwrap(),
+            json!({
+                "VpnPbrRouteEntries": {"VpnPbrRouteEntry": [{
+                    "VpnInstanceId": "vpn-1", "RouteDest": "10.0.0.0/24", "NextHop": "vco-1", "NextHopTunnelId": "",
+                    "Weight": 100, "State": "published", "CreateTime": 1_700_000_000_000i64,
+                    "RouteSource": "192.168.0.0/24", "Priority": 10,
+                }]},
+                "PageNumber": 1, "PageSize": 10, "TotalCount": 1,
+            })
+        );
+        let (_, xml) =
+            vpnroute_wire::encode_reply("DescribeVpnPbrRouteEntries", "r", &page, vpnroute_wire::Format::Xml);
+        assert!(xml.contains("<VpnPbrRouteEntries><VpnPbrRouteEntry><CreateTime>1700000000000</CreateTime>"));
+        assert!(xml.contains("<RequestId>r</RequestId>"));
+    }
 }
