@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Concurrent connections.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Threads of the load generator. One thread drives all connections by default: on a
+    /// machine shared with the server, every core the generator occupies is taken from it.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// How long to measure.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -345,7 +349,14 @@ impl Report {
 }
 
 fn measure(args: &BenchArgs, scenario: Scenario, gateways: Arc<Vec<(String, String)>>) -> anyhow::Result<Report> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
     let args = Arc::new(BenchArgs {
         scenario,
         ..args.clone()
