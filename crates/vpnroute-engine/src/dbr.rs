@@ -66,12 +66,10 @@ impl DestinationIndex {
     /// the trie slot already holds that level's longest prefix, so the deepest hit wins.
     #[inline]
     pub(crate) fn lookup(&self, hits: &LevelHits<2>, links: &LinkState) -> Option<(u64, NextHopId, Reason)> {
-        let group = hits
-            .as_slice()
-            .iter()
-            .rev()
-            .map(|values| values[DESTINATION_LAYER])
-            .find(|&group| group != NO_VALUE)?;
+        let group = hits.deepest(DESTINATION_LAYER);
+        if group == NO_VALUE {
+            return None;
+        }
         self.groups.select(group, links)
     }
 

@@ -112,7 +112,8 @@ enum Role {
     Absent,
     Standby,
     Active,
-    /// The group has more members than fit: read the cold [`Group`].
+    /// The group has more members than fit: read the cold [`Group`], whose key is in
+    /// `route_id`.
     Overflow,
 }
 
@@ -122,23 +123,35 @@ const ABSENT: HotMember = HotMember {
     role: Role::Absent,
 };
 
-/// Lookup-side copy of a group's members: one aligned 32-byte block (two per cache line),
-/// stored apart from the cold [`Group`].
-#[derive(Debug, Clone, Copy)]
-#[repr(C, align(32))]
-struct HotGroup {
+/// Lookup-side copy of a group's members (32 bytes): everything rule 3 needs for the usual
+/// active/standby pair, so that whoever holds a copy answers without touching the group.
+///
+/// Copies live in the [`GroupStore`] and, for the best-keyed policy group of each
+/// destination, inline in the destination's lookup line (see `pbr.rs`); both are refreshed
+/// whenever the group changes. A copy of a group too large for it says where the group is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HotMembers {
     members: [HotMember; INLINE_MEMBERS],
 }
 
-const EMPTY_HOT: HotGroup = HotGroup {
-    members: [ABSENT; INLINE_MEMBERS],
-};
+/// What [`HotMembers::select`] could not decide alone: the group has more members than its
+/// copy holds; ask [`GroupStore::select_cold`] about `group`.
+pub(crate) struct Overflow {
+    pub group: u32,
+}
 
-impl HotGroup {
-    fn of(group: &Group) -> Self {
-        let mut hot = EMPTY_HOT;
+impl HotMembers {
+    /// No members: selects nothing.
+    pub(crate) const EMPTY: Self = HotMembers {
+        members: [ABSENT; INLINE_MEMBERS],
+    };
+
+    /// The copy of `group`, stored under `key` in its [`GroupStore`].
+    pub(crate) fn of(group: &Group, key: u32) -> Self {
+        let mut hot = Self::EMPTY;
         if group.members.len() > INLINE_MEMBERS {
             hot.members[0].role = Role::Overflow;
+            hot.members[0].route_id = u64::from(key);
             return hot;
         }
         for (slot, member) in hot.members.iter_mut().zip(&group.members) {
@@ -150,7 +163,58 @@ impl HotGroup {
         }
         hot
     }
+
+    /// Rule 3 from the copy: `Ok(Some((route id, next hop, reason)))`, `Ok(None)` for an
+    /// empty group, or `Err(Overflow)` when the group is too large for the copy and the
+    /// caller must ask [`GroupStore::select_cold`].
+    #[inline(always)]
+    pub(crate) fn select(&self, links: &LinkState) -> Result<Option<(u64, NextHopId, Reason)>, Overflow> {
+        let first = &self.members[0];
+        // The usual answer, tested first and alone: the active member is up.
+        if first.role == Role::Active && links.is_up(first.hop) {
+            return Ok(Some((first.route_id, first.hop, Reason::ActiveUp)));
+        }
+        self.select_failover(links)
+    }
+
+    /// [`HotMembers::select`] when the first member is not an up active one. Written with
+    /// `if`s on the role rather than a `match`, which compiled to a jump table whose indirect
+    /// branch mispredicts while links are down.
+    #[inline(always)]
+    fn select_failover(&self, links: &LinkState) -> Result<Option<(u64, NextHopId, Reason)>, Overflow> {
+        let [first, second] = self.members;
+        if first.role == Role::Overflow {
+            return Err(Overflow {
+                group: first.route_id as u32,
+            });
+        }
+        for member in [first, second] {
+            if member.role != Role::Absent && links.is_up(member.hop) {
+                let reason = if member.role == Role::Active {
+                    Reason::ActiveUp
+                } else {
+                    Reason::StandbyTakeover
+                };
+                return Ok(Some((member.route_id, member.hop, reason)));
+            }
+        }
+        // Every next hop is down: the first member, active if the group has one.
+        Ok(if first.role == Role::Absent {
+            None
+        } else if first.role == Role::Active {
+            Some((first.route_id, first.hop, Reason::AllDownActive))
+        } else {
+            Some((first.route_id, first.hop, Reason::AllDownNoActive))
+        })
+    }
 }
+
+/// A [`HotMembers`] aligned so that two share a cache line and none straddles two.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+struct HotGroup(HotMembers);
+
+const EMPTY_HOT: HotGroup = HotGroup(HotMembers::EMPTY);
 
 /// The groups of one table: cold [`Group`]s in a slab plus their [`HotGroup`] copies, kept
 /// in step by routing every mutation through here.
@@ -199,7 +263,7 @@ impl GroupStore {
         let Some(group) = self.cold.get(key) else {
             return;
         };
-        let hot = HotGroup::of(group);
+        let hot = HotGroup(HotMembers::of(group, key));
         let index = key as usize;
         if self.hot.len() <= index {
             self.hot.resize(index + 1, EMPTY_HOT);
@@ -210,29 +274,18 @@ impl GroupStore {
     }
 
     /// Rule 3 for group `key`: `(route id, next hop, reason)`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn select(&self, key: u32, links: &LinkState) -> Option<(u64, NextHopId, Reason)> {
-        let hot = self.hot.get(key as usize)?;
-        let [first, second] = hot.members;
-        if first.role == Role::Overflow {
-            let (member, reason) = self.cold.get(key)?.select(links)?;
-            return Some((member.route_id, member.hop, reason));
+        match self.hot.get(key as usize)?.0.select(links) {
+            Ok(selected) => selected,
+            Err(Overflow { group }) => self.select_cold(group, links),
         }
-        for member in [first, second] {
-            match member.role {
-                Role::Active if links.is_up(member.hop) => {
-                    return Some((member.route_id, member.hop, Reason::ActiveUp))
-                }
-                Role::Standby if links.is_up(member.hop) => {
-                    return Some((member.route_id, member.hop, Reason::StandbyTakeover))
-                }
-                _ => {}
-            }
-        }
-        match first.role {
-            Role::Active => Some((first.route_id, first.hop, Reason::AllDownActive)),
-            Role::Standby => Some((first.route_id, first.hop, Reason::AllDownNoActive)),
-            Role::Absent | Role::Overflow => None,
-        }
+    }
+
+    /// Rule 3 for a group too large for its [`HotMembers`] copy.
+    #[cold]
+    pub(crate) fn select_cold(&self, key: u32, links: &LinkState) -> Option<(u64, NextHopId, Reason)> {
+        let (member, reason) = self.cold.get(key)?.select(links)?;
+        Some((member.route_id, member.hop, reason))
     }
 }

@@ -46,9 +46,11 @@
 //! # Data structures
 //!
 //! * A run-compressed, stride-8 multibit trie (module `trie`): four levels of 256-way nodes,
-//!   each a 256-byte `slot → run` map over an arena of `(value, child)` entries, with no leaf
-//!   pushing between levels so that every update touches one node. A lookup visits at most
-//!   four nodes (three for a `/24`).
+//!   each a `slot → run` map over an arena of 16-byte `(values, child link)` entries, with no
+//!   leaf pushing between levels so that every update touches one node. A lookup visits at
+//!   most four nodes (three for a `/24`), each one map read and one entry read; the maps of
+//!   sparse nodes are computed (no read), those of large nodes are one shared identity map
+//!   (their entries are per slot), the rest are interned.
 //! * One such trie over the destination prefixes of *both* route kinds, with two layers
 //!   painted independently into the same nodes: each run entry carries a policy value and a
 //!   destination value. A lookup walks `D` once; policy routes read their layer first and,
@@ -57,12 +59,13 @@
 //! * Destination routes: the destination layer, valued by active/standby group; the deepest
 //!   hit is the longest match.
 //! * Policy routes (module `pbr`): the policy layer, valued by policy destination entry,
-//!   enumerating every destination prefix containing `D` longest first; per destination, the
-//!   groups under it sorted by rank (up to three inline in one cache line, up to 32 in an
-//!   array, beyond that a trie keyed by rank), and destinations that can no longer win are
-//!   not probed.
+//!   enumerating every destination prefix containing `D` longest first; per destination one
+//!   cache line holding its best-ranked group *with that group's members*, so the usual
+//!   policy lookup ends on that line; further groups sorted by rank (up to 32 in an array,
+//!   beyond that a trie keyed by rank); destinations that can no longer win are not probed.
 //! * Groups keep a 32-byte hot copy of up to two members (the active/standby pair) apart from
-//!   the cold bookkeeping, so the final selection is one cache line.
+//!   the cold bookkeeping, so the final selection is one cache line (or none, for the copy
+//!   inline in a policy destination's line).
 //! * Next hops are interned to dense [`NextHopId`]s; [`LinkState`] is a bitset by that id,
 //!   kept outside the table so that a tunnel flap costs one bit write.
 //!

@@ -9,11 +9,25 @@
 //! child node.
 //!
 //! Slots are compressed into *runs*: a maximal range of slots with the same leaf value(s) and
-//! no child, or a single slot with a child. Each run is one entry `(leaf value per layer,
-//! child)` — 8 bytes with one layer, 12 with two (see *Layers*) — in a shared arena, and a node is `entry_off` plus a 256-byte map
-//! `run_of_slot[slot] -> run index` (at most 256 runs, so a byte suffices). A level of a
-//! lookup is therefore two independent loads (`entry_off`, `run_of_slot[byte]`) and one
-//! dependent load (the entry), with no arithmetic beyond an add.
+//! no child, or a single slot with a child. Each run is one 16-byte entry (with two layers,
+//! see *Layers*): the run's leaf values and, when it has a child, the child's *link* — its
+//! run map and the offset of its entry block — so that descending a level reads the entry
+//! and then the child's map, never a node record. A node is an entry block in a shared arena
+//! plus a *run map* `run_of_slot[slot] -> run index` (at most 256 runs, so a byte suffices),
+//! and a level of a lookup is one map read and one dependent entry read.
+//!
+//! Run maps come in three kinds, chosen per node when it is rebuilt, all behind one `u32` map
+//! id:
+//!
+//! * *computed*: a node with at most three runs (a `/24` holding one `/32`, a `/16` leading
+//!   to one child — the most numerous nodes of a large table) has a map id that encodes where
+//!   its second and third runs start; the run index is two compares, no load;
+//! * *direct*: a node with many runs ([`DIRECT_MIN_RUNS`]) gets one entry per slot and the
+//!   shared identity map, which every lookup keeps cache-resident, instead of a map of its
+//!   own — the large nodes in the middle of a big table are distinct, so their maps were a
+//!   cache miss per level;
+//! * *stored*: the rest keep a 256-byte map, interned so that nodes with the same run
+//!   boundaries share one.
 //!
 //! *Why not poptrie's bitmaps?* A poptrie-style node (256-bit run bitmap + popcount, 64
 //! bytes) was the first version. Built for the baseline x86-64 target (no `POPCNT`; this
@@ -49,48 +63,223 @@
 //! mark the node dirty; [`PrefixTrie::flush`] rebuilds the hot form of dirty nodes
 //! (O(256 + own prefixes · log) each) and prunes empty ones. Bulk loads therefore pay one
 //! rebuild per node, single changes pay one or two. Rebuilt entry blocks are appended to the
-//! arena and the old ones counted as garbage; the arena is compacted once garbage outgrows
-//! live data, which keeps updates amortised O(1) in the table size.
+//! arena and the old ones counted as garbage (a block whose run count is unchanged, such as
+//! every direct node's, is rewritten in place); the arena is compacted once garbage outgrows
+//! live data, which keeps updates amortised O(1) in the table size. A rebuilt child patches
+//! its link into its parent's entry, so a change still touches only the node owning it.
+
+use std::collections::HashMap;
 
 /// Leaf value meaning "no prefix".
 pub(crate) const NO_VALUE: u32 = u32::MAX;
-/// `child` of an entry without a child node.
+/// `child_map` of an entry without a child node.
 const NO_CHILD: u32 = u32::MAX;
 /// Index of the shared `(NO_VALUE, NO_CHILD)` entry used by nodes that have neither prefixes
 /// nor children yet; never freed, so empty nodes cost no entry block.
 const EMPTY_ENTRY: u32 = 0;
 const ROOT: u32 = 0;
+/// Map ids with this bit set are not stored but computed: they describe a map of at most
+/// three runs by the slots where runs 1 and 2 start (bits 9..18 and 0..9; 256 = no such
+/// run). Sparse nodes — a `/24` holding one `/32`, a `/16` leading to one child — are the
+/// most numerous, and computing their run costs two compares where loading it would cost a
+/// cache miss.
+const COMPUTED: u32 = 1 << 31;
+/// Run map of a node with a single run: empty nodes, and nodes covered by one prefix.
+const SINGLE_RUN_MAP: u32 = COMPUTED | (256 << 9) | 256;
+/// The identity run map (`run_of_slot[b] = b`), used by every *direct* node (see
+/// [`DIRECT_MIN_RUNS`]). Permanent.
+const IDENTITY_MAP: u32 = 0;
+/// Nodes whose slots form at least this many runs are stored *direct*: one entry per slot
+/// and the shared identity map, which every walk keeps hot, instead of a map of their own,
+/// which for the large, distinct nodes in the middle of a big table is one more cache miss
+/// per level. Costs up to 4 KiB per such node (256 entries instead of one per run).
+const DIRECT_MIN_RUNS: usize = if cfg!(test) { 4 } else { 32 };
+/// The entry arena is compacted once it holds more dead entries than this and than live
+/// ones. (Small in unit tests, so that they exercise compaction.)
+const COMPACT_MIN_GARBAGE: usize = if cfg!(test) { 64 } else { 4096 };
 /// Maximum number of levels a lookup visits.
 pub(crate) const LEVELS: usize = 4;
 
-/// Hot form of one node (read by lookups).
-#[derive(Debug, Clone, Copy)]
-#[repr(C)]
+/// Hot form of one node: where its entry block starts and which run map it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Node {
     /// First entry of this node's block in `entries`.
     entry_off: u32,
-    /// Run index of each slot within the node's block (runs are numbered from 0 in slot
-    /// order, so there are at most 256 and the last slot holds the largest).
-    run_of_slot: [u8; 256],
+    /// Index of the node's run map in [`RunMaps`].
+    map: u32,
 }
 
 const EMPTY_NODE: Node = Node {
     entry_off: EMPTY_ENTRY,
-    run_of_slot: [0; 256],
+    map: SINGLE_RUN_MAP,
 };
+
+/// `run_of_slot[slot] -> run index` of a node (runs are numbered from 0 in slot order, so
+/// there are at most 256 and the last slot holds the largest).
+type RunMap = [u8; 256];
+
+const IDENTITY_RUNS: RunMap = {
+    let mut map = [0u8; 256];
+    let mut slot = 0;
+    while slot < 256 {
+        map[slot] = slot as u8;
+        slot += 1;
+    }
+    map
+};
+
+/// Run maps of the nodes: computed for sparse nodes (see [`COMPUTED`]), otherwise stored and
+/// interned, so that nodes with the same run boundaries share one map (all direct nodes
+/// share [`IDENTITY_MAP`]).
+#[derive(Debug, Clone)]
+struct RunMaps {
+    maps: Vec<RunMap>,
+    /// Nodes using each map; [`u32::MAX`] for the permanent ones.
+    refs: Vec<u32>,
+    /// Interned maps by a hash of their content (keyed by hash rather than content so that a
+    /// map is not stored twice; on a collision the newcomer simply stays private).
+    by_hash: HashMap<u64, u32>,
+    free: Vec<u32>,
+}
+
+/// The [`COMPUTED`] id describing `map`, if it has at most three runs.
+fn computed_id(map: &RunMap) -> Option<u32> {
+    // Runs are numbered in slot order, so run r starts where the map first reaches r.
+    let start = |run: u8| map.iter().position(|&r| r >= run).map_or(256, |slot| slot as u32);
+    (map[255] <= 2).then(|| COMPUTED | (start(1) << 9) | start(2))
+}
+
+/// A fast, non-cryptographic hash of a map's content (FxHash's mixing step over eight bytes
+/// at a time). Collisions only cost sharing, see [`RunMaps::by_hash`].
+fn content_hash(map: &RunMap) -> u64 {
+    map.chunks_exact(8).fold(0u64, |hash, chunk| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95)
+    })
+}
+
+impl RunMaps {
+    fn new() -> Self {
+        RunMaps {
+            maps: vec![IDENTITY_RUNS],
+            refs: vec![u32::MAX],
+            by_hash: HashMap::from([(content_hash(&IDENTITY_RUNS), IDENTITY_MAP)]),
+            free: Vec::new(),
+        }
+    }
+
+    /// Run index of `slot` in map `id` (`None` for an unknown map).
+    #[inline(always)]
+    fn run(&self, id: u32, slot: u8) -> Option<usize> {
+        if id & COMPUTED != 0 {
+            let (second, third) = ((id >> 9) & 0x1ff, id & 0x1ff);
+            let slot = u32::from(slot);
+            Some(usize::from(slot >= second) + usize::from(slot >= third))
+        } else {
+            self.maps
+                .get(id as usize)
+                .map(|map| usize::from(map[usize::from(slot)]))
+        }
+    }
+
+    /// Id of a map with this content, adding a reference.
+    fn intern(&mut self, map: &RunMap) -> u32 {
+        if let Some(id) = computed_id(map) {
+            return id;
+        }
+        let hash = content_hash(map);
+        let known = self.by_hash.get(&hash).copied();
+        if let Some(id) = known.filter(|&id| self.maps.get(id as usize) == Some(map)) {
+            if let Some(refs) = self.refs.get_mut(id as usize) {
+                *refs = refs.saturating_add(1);
+            }
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                if let (Some(slot), Some(refs)) = (self.maps.get_mut(id as usize), self.refs.get_mut(id as usize)) {
+                    (*slot, *refs) = (*map, 1);
+                }
+                id
+            }
+            None => {
+                self.maps.push(*map);
+                self.refs.push(1);
+                (self.maps.len() - 1) as u32
+            }
+        };
+        if known.is_none() {
+            self.by_hash.insert(hash, id);
+        }
+        id
+    }
+
+    /// [`RunMaps::intern`] `map` for a node that used map `old` (whose reference it takes
+    /// over). Rebuilds usually keep a node's run boundaries, and this spares them the hashing.
+    fn reintern(&mut self, old: u32, map: &RunMap) -> u32 {
+        let unchanged = if old & COMPUTED != 0 {
+            computed_id(map) == Some(old)
+        } else {
+            self.maps.get(old as usize) == Some(map)
+        };
+        if unchanged {
+            return old;
+        }
+        let id = self.intern(map);
+        self.release(old);
+        id
+    }
+
+    /// Drops a reference taken by [`RunMaps::intern`].
+    fn release(&mut self, id: u32) {
+        if id & COMPUTED != 0 {
+            return;
+        }
+        let Some(refs) = self.refs.get_mut(id as usize) else {
+            return;
+        };
+        if *refs == u32::MAX {
+            return;
+        }
+        *refs = refs.saturating_sub(1);
+        if *refs == 0 {
+            if let Some(map) = self.maps.get(id as usize) {
+                let hash = content_hash(map);
+                if self.by_hash.get(&hash) == Some(&id) {
+                    self.by_hash.remove(&hash);
+                }
+            }
+            self.free.push(id);
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.maps.capacity() * size_of::<RunMap>()
+            + (self.refs.capacity() + self.free.capacity()) * size_of::<u32>()
+            + self.by_hash.capacity() * (size_of::<(u64, u32)>() + 1)
+    }
+}
 
 /// What a run of slots leads to: the run's leaf value in each layer, and its child node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 struct Entry<const L: usize> {
     values: [u32; L],
-    child: u32,
+    /// Run map of the child node, or [`NO_CHILD`].
+    child_map: u32,
+    /// The child's `entry_off`. With `child_map`, a copy of the child's [`Node`] (kept in
+    /// step by [`PrefixTrie::rebuild_node`] and [`PrefixTrie::compact`]), so that descending
+    /// reads no node: one dependent miss less per level.
+    child_off: u32,
 }
 
 impl<const L: usize> Entry<L> {
     const EMPTY: Self = Entry {
         values: [NO_VALUE; L],
-        child: NO_CHILD,
+        child_map: NO_CHILD,
+        child_off: EMPTY_ENTRY,
     };
 }
 
@@ -174,19 +363,35 @@ fn locate(net: u32, len: u8) -> Location {
     }
 }
 
-/// The stored prefixes containing an address: per visited level and layer, the best of that
-/// node's prefixes of that layer covering the address ([`NO_VALUE`] if none), shallowest
-/// level first.
+/// The stored prefixes containing an address: per level and layer, the best of that level's
+/// node's prefixes of that layer covering the address, shallowest level first; [`NO_VALUE`]
+/// where there is none, including the levels below the end of the walk. (Stored whole rather
+/// than pre-combined: a walk then costs one store per level, and the scans below are fixed
+/// four-step loops, unrolled without bounds checks and with branches that predict well.
+/// Pre-combined forms measured slower: a bitmask of the levels with hits, walked with
+/// `leading_zeros`, took 20% longer per policy lookup on mispredicted loop exits.)
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LevelHits<const L: usize> {
-    pub values: [[u32; L]; LEVELS],
-    pub len: usize,
+    values: [[u32; L]; LEVELS],
 }
 
 impl<const L: usize> LevelHits<L> {
+    /// Hits of `layer` per level, deepest first ([`NO_VALUE`] where none).
     #[inline]
-    pub(crate) fn as_slice(&self) -> &[[u32; L]] {
-        &self.values[..self.len.min(LEVELS)]
+    pub(crate) fn deepest_first(&self, layer: usize) -> impl Iterator<Item = u32> + '_ {
+        self.values
+            .iter()
+            .rev()
+            .map(move |values| values.get(layer).copied().unwrap_or(NO_VALUE))
+    }
+
+    /// Value of the deepest hit in `layer` (the longest match when keys order longer
+    /// prefixes first), or [`NO_VALUE`].
+    #[inline]
+    pub(crate) fn deepest(&self, layer: usize) -> u32 {
+        self.deepest_first(layer)
+            .find(|&value| value != NO_VALUE)
+            .unwrap_or(NO_VALUE)
     }
 }
 
@@ -196,6 +401,7 @@ impl<const L: usize> LevelHits<L> {
 #[derive(Debug, Clone)]
 pub(crate) struct PrefixTrie<K, const L: usize = 1> {
     nodes: Vec<Node>,
+    maps: RunMaps,
     meta: Vec<NodeMeta<K>>,
     free_nodes: Vec<u32>,
     /// Entry blocks of all nodes; index [`EMPTY_ENTRY`] is the shared empty entry.
@@ -224,6 +430,7 @@ impl<K: Ord + Copy, const L: usize> PrefixTrie<K, L> {
     pub(crate) fn new() -> Self {
         PrefixTrie {
             nodes: vec![EMPTY_NODE],
+            maps: RunMaps::new(),
             meta: vec![NodeMeta::new(ROOT, 0)],
             free_nodes: Vec::new(),
             entries: vec![Entry::EMPTY],
@@ -344,7 +551,7 @@ impl<K: Ord + Copy, const L: usize> PrefixTrie<K, L> {
             }
         }
         let live = self.entries.len().saturating_sub(self.garbage);
-        if self.garbage > 4096 && self.garbage > live {
+        if self.garbage > COMPACT_MIN_GARBAGE && self.garbage > live {
             self.compact();
         }
     }
@@ -352,36 +559,38 @@ impl<K: Ord + Copy, const L: usize> PrefixTrie<K, L> {
     /// Visits the entry of `addr` at each level, root first, until a slot without child.
     #[inline(always)]
     fn walk(&self, addr: u32, mut visit: impl FnMut(usize, &[u32; L])) {
-        let mut node_index = ROOT;
+        let Some(&Node {
+            entry_off: mut off,
+            mut map,
+        }) = self.nodes.get(ROOT as usize)
+        else {
+            return;
+        };
         for (level, byte) in addr.to_be_bytes().into_iter().enumerate() {
-            let Some(node) = self.nodes.get(node_index as usize) else {
+            let Some(run) = self.maps.run(map, byte) else {
                 return;
             };
-            let run = node.entry_off as usize + usize::from(node.run_of_slot[usize::from(byte)]);
-            let Some(entry) = self.entries.get(run) else {
+            let Some(entry) = self.entries.get(off as usize + run) else {
                 return;
             };
             visit(level, &entry.values);
-            if entry.child == NO_CHILD {
+            if entry.child_map == NO_CHILD {
                 return;
             }
-            node_index = entry.child;
+            (map, off) = (entry.child_map, entry.child_off);
         }
     }
 
-    /// Best prefix of each level and layer containing `addr`, shallowest level first;
-    /// [`NO_VALUE`] where a visited level has none. Allocation-free.
+    /// The prefixes containing `addr`: see [`LevelHits`]. Allocation-free.
     #[inline]
     pub(crate) fn lookup_levels(&self, addr: u32) -> LevelHits<L> {
         let mut hits = LevelHits {
             values: [[NO_VALUE; L]; LEVELS],
-            len: 0,
         };
         self.walk(addr, |level, values| {
             if let Some(slot) = hits.values.get_mut(level) {
                 *slot = *values;
             }
-            hits.len = level + 1;
         });
         hits
     }
@@ -390,13 +599,7 @@ impl<K: Ord + Copy, const L: usize> PrefixTrie<K, L> {
     /// when keys order longer prefixes first, as in an LPM table).
     #[cfg(test)]
     pub(crate) fn longest_match(&self, layer: usize, addr: u32) -> Option<u32> {
-        let mut best = NO_VALUE;
-        self.walk(addr, |_, values| {
-            let value = values.get(layer).copied().unwrap_or(NO_VALUE);
-            if value != NO_VALUE {
-                best = value;
-            }
-        });
+        let best = self.lookup_levels(addr).deepest(layer);
         (best != NO_VALUE).then_some(best)
     }
 
@@ -411,6 +614,7 @@ impl<K: Ord + Copy, const L: usize> PrefixTrie<K, L> {
     pub(crate) fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         self.nodes.capacity() * size_of::<Node>()
+            + self.maps.heap_bytes()
             + self.meta.capacity() * size_of::<NodeMeta<K>>()
             + self
                 .meta
@@ -504,7 +708,8 @@ impl<K: Ord + Copy, const L: usize> PrefixTrie<K, L> {
         meta.live = false;
         let (parent, slot) = (meta.parent, meta.slot_in_parent);
         if let Some(n) = self.nodes.get_mut(node as usize) {
-            self.garbage += block_len(n);
+            self.garbage += block_len(n, &self.maps);
+            self.maps.release(n.map);
             *n = EMPTY_NODE;
         }
         self.free_nodes.push(node);
@@ -559,39 +764,90 @@ impl<K: Ord + Copy, const L: usize> PrefixTrie<K, L> {
             }
         }
 
-        let mut children = [NO_CHILD; 256];
+        let has_content = !meta.own.is_empty() || !meta.children.is_empty();
+        let (parent, slot_in_parent) = (meta.parent, meta.slot_in_parent);
+        let mut children = [(NO_CHILD, EMPTY_ENTRY); 256];
         for &(slot, child) in &meta.children {
             if let Some(c) = children.get_mut(slot as usize) {
-                *c = child;
+                *c = link_to(&self.nodes, child);
             }
         }
 
         let old = self.nodes.get(node as usize).copied().unwrap_or(EMPTY_NODE);
-        self.garbage += block_len(&old);
+        let old_len = block_len(&old, &self.maps);
         let mut new = EMPTY_NODE;
-        if !meta.own.is_empty() || !meta.children.is_empty() {
-            new.entry_off = self.entries.len() as u32;
-            let mut previous: Option<Entry<L>> = None;
-            let mut run = 0u8;
-            for ((&values, &child), run_of_slot) in slots.iter().zip(&children).zip(new.run_of_slot.iter_mut()) {
-                let entry = Entry { values, child };
-                match previous {
-                    None => self.entries.push(entry),
-                    Some(p) if p != entry || child != NO_CHILD => {
-                        self.entries.push(entry);
-                        run = run.saturating_add(1);
-                    }
-                    Some(_) => {}
+        if has_content {
+            // Runs: a new one wherever the entry changes, and one per slot with a child.
+            let mut block: Vec<Entry<L>> = Vec::new();
+            let mut run_of_slot = [0u8; 256];
+            for ((&values, &(child_map, child_off)), run) in slots.iter().zip(&children).zip(run_of_slot.iter_mut()) {
+                let entry = Entry {
+                    values,
+                    child_map,
+                    child_off,
+                };
+                match block.last() {
+                    Some(&last) if last == entry && child_map == NO_CHILD => {}
+                    _ => block.push(entry),
                 }
-                *run_of_slot = run;
-                previous = Some(entry);
+                *run = (block.len() - 1) as u8;
             }
+            if block.len() >= DIRECT_MIN_RUNS {
+                block = slots
+                    .iter()
+                    .zip(&children)
+                    .map(|(&values, &(child_map, child_off))| Entry {
+                        values,
+                        child_map,
+                        child_off,
+                    })
+                    .collect();
+                run_of_slot = IDENTITY_RUNS;
+            }
+            new.map = self.maps.reintern(old.map, &run_of_slot);
+            // A block of unchanged length (always so for a direct node) is rewritten in
+            // place: no garbage, no arena growth, and the parent's link stays valid.
+            let old_range = old.entry_off as usize..old.entry_off as usize + old_len;
+            match self.entries.get_mut(old_range).filter(|_| old_len == block.len()) {
+                Some(in_place) => {
+                    in_place.copy_from_slice(&block);
+                    new.entry_off = old.entry_off;
+                }
+                None => {
+                    self.garbage += old_len;
+                    new.entry_off = self.entries.len() as u32;
+                    self.entries.extend_from_slice(&block);
+                }
+            }
+        } else {
+            self.garbage += old_len;
+            self.maps.release(old.map);
         }
         if let Some(n) = self.nodes.get_mut(node as usize) {
             *n = new;
         }
+        if node != ROOT {
+            let link = link_to(&self.nodes, node);
+            self.patch_child_link(parent, slot_in_parent, link);
+        }
         for (value, parent) in parents {
             self.set_parent(value, parent);
+        }
+    }
+
+    /// Points the parent's entry for `slot` at the child's new block and map. A dirty parent
+    /// is left alone: its entry may not lead to the child yet, and its rebuild will read the
+    /// child's current link anyway.
+    fn patch_child_link(&mut self, parent: u32, slot: u8, (child_map, child_off): (u32, u32)) {
+        if self.meta.get(parent as usize).is_none_or(|m| m.dirty || !m.live) {
+            return;
+        }
+        let Some(parent_node) = self.nodes.get(parent as usize) else {
+            return;
+        };
+        let run = parent_node.entry_off as usize + self.maps.run(parent_node.map, slot).unwrap_or(0);
+        if let Some(entry) = self.entries.get_mut(run) {
+            (entry.child_map, entry.child_off) = (child_map, child_off);
         }
     }
 
@@ -604,7 +860,7 @@ impl<K: Ord + Copy, const L: usize> PrefixTrie<K, L> {
                 continue;
             }
             let start = node.entry_off as usize;
-            let end = start + block_len(node);
+            let end = start + block_len(node, &self.maps);
             node.entry_off = entries.len() as u32;
             if let Some(block) = self.entries.get(start..end) {
                 entries.extend_from_slice(block);
@@ -612,6 +868,15 @@ impl<K: Ord + Copy, const L: usize> PrefixTrie<K, L> {
         }
         self.entries = entries;
         self.garbage = 0;
+        // Blocks moved: re-point every entry leading to a child.
+        for (parent, meta) in self.nodes.iter().zip(&self.meta).filter(|(_, meta)| meta.live) {
+            for &(slot, child) in &meta.children {
+                let run = parent.entry_off as usize + self.maps.run(parent.map, slot).unwrap_or(0);
+                if let Some(entry) = self.entries.get_mut(run) {
+                    (entry.child_map, entry.child_off) = link_to(&self.nodes, child);
+                }
+            }
+        }
     }
 
     /// Checks internal invariants; used by tests.
@@ -634,15 +899,42 @@ impl<K: Ord + Copy, const L: usize> PrefixTrie<K, L> {
             }
         }
         assert_eq!(count, self.len);
+        // Map reference counts match the live nodes using them.
+        let mut refs = vec![0u32; self.maps.maps.len()];
+        for (node, _) in self.nodes.iter().zip(&self.meta).filter(|(_, m)| m.live) {
+            if node.map & COMPUTED == 0 {
+                refs[node.map as usize] += 1;
+            }
+        }
+        for (id, (&counted, &recorded)) in refs.iter().zip(&self.maps.refs).enumerate() {
+            if recorded != u32::MAX {
+                assert_eq!(counted, recorded, "map {id}");
+            }
+        }
+        // Every live node's block leads to its children's current blocks.
+        for (node, meta) in self.nodes.iter().zip(&self.meta).filter(|(_, m)| m.live) {
+            for &(slot, child) in &meta.children {
+                let entry = self.entries[node.entry_off as usize + self.maps.run(node.map, slot).unwrap()];
+                assert_eq!(entry.child_map, self.nodes[child as usize].map);
+                assert_eq!(entry.child_off, self.nodes[child as usize].entry_off);
+            }
+        }
     }
 }
 
+/// What an entry leading to `child` holds: the child's run map and block.
+fn link_to(nodes: &[Node], child: u32) -> (u32, u32) {
+    nodes
+        .get(child as usize)
+        .map_or((SINGLE_RUN_MAP, EMPTY_ENTRY), |n| (n.map, n.entry_off))
+}
+
 /// Number of entries a node's block holds (0 for the shared empty entry).
-fn block_len(node: &Node) -> usize {
+fn block_len(node: &Node, maps: &RunMaps) -> usize {
     if node.entry_off == EMPTY_ENTRY {
         0
     } else {
-        usize::from(node.run_of_slot[255]) + 1
+        maps.run(node.map, 255).unwrap_or(0) + 1
     }
 }
 
@@ -712,8 +1004,7 @@ mod tests {
                     .filter(|p| p.0 == layer && (p.2 == 0 || (q ^ p.1) >> (32 - u32::from(p.2)) == 0))
                     .max_by_key(|p| p.2)
                     .map(|p| p.3);
-                let hits = trie.lookup_levels(q);
-                let deepest = hits.as_slice().iter().rev().map(|v| v[layer]).find(|&v| v != NO_VALUE);
+                let deepest = trie.longest_match(layer, q);
                 proptest::prop_assert_eq!(deepest, expected);
             }
         }
@@ -771,22 +1062,65 @@ mod tests {
     }
 
     #[test]
+    fn computed_and_interned_maps_answer_like_the_map() {
+        let mut maps = RunMaps::new();
+        let mut shapes: Vec<RunMap> = vec![[0; 256], IDENTITY_RUNS];
+        for (second, third) in [(1, 256), (255, 256), (17, 18), (0x80, 0xc0), (3, 255)] {
+            shapes.push(std::array::from_fn(|slot| {
+                u8::from(slot >= second) + u8::from(slot >= third)
+            }));
+        }
+        shapes.push(std::array::from_fn(|slot| (slot / 64) as u8)); // four runs: stored
+        let ids: Vec<u32> = shapes.iter().map(|shape| maps.intern(shape)).collect();
+        for (shape, &id) in shapes.iter().zip(&ids) {
+            assert_eq!(id & COMPUTED != 0, shape[255] <= 2, "{id:#x}");
+            for slot in 0..=255u8 {
+                assert_eq!(maps.run(id, slot), Some(usize::from(shape[usize::from(slot)])));
+            }
+        }
+        assert_eq!(ids[0], SINGLE_RUN_MAP);
+        assert_eq!(ids[1], IDENTITY_MAP);
+        // Interning again shares; the last release frees a stored map for reuse.
+        let four_runs = ids[ids.len() - 1];
+        assert_eq!(maps.intern(&shapes[shapes.len() - 1]), four_runs);
+        maps.release(four_runs);
+        maps.release(four_runs);
+        assert_eq!(maps.free, vec![four_runs]);
+        maps.release(IDENTITY_MAP); // permanent: no effect
+        assert_eq!(maps.run(IDENTITY_MAP, 7), Some(7));
+    }
+
+    #[test]
     fn compaction_keeps_lookups_right() {
+        // Nodes are created and pruned every round (a `/32` per `/24` node, a third of them
+        // removed), so garbage accumulates and the arena must be compacted to stay bounded.
         let mut trie = PrefixTrie::new();
-        for round in 0..50u32 {
+        let host = |i: u32, round: u32| 0x0a00_0000 | (i << 8) | (round % 7);
+        let mut longest_arena = 0;
+        for round in 0..60u32 {
             for i in 0..200u32 {
                 trie.insert(0x0a00_0000 | (i << 8), 24, i, 8);
+                trie.insert(host(i, round), 32, 1000 + i, 0);
             }
             trie.flush();
             for i in (0..200u32).filter(|i| i % 3 == round % 3) {
                 trie.remove(0x0a00_0000 | (i << 8), 24);
+                trie.remove(host(i, round), 32);
             }
             trie.flush();
             trie.check_invariants();
             for i in 0..200u32 {
-                let expected = (i % 3 != round % 3).then_some(i);
-                assert_eq!(lpm(&trie, 0x0a00_0001 | (i << 8)), expected);
+                let kept = i % 3 != round % 3;
+                assert_eq!(lpm(&trie, host(i, round)), kept.then_some(1000 + i));
+                assert_eq!(lpm(&trie, host(i, round) ^ 0x80), kept.then_some(i));
             }
+            for i in (0..200u32).filter(|i| i % 3 != round % 3) {
+                trie.remove(host(i, round), 32);
+            }
+            trie.flush();
+            longest_arena = longest_arena.max(trie.entries.len());
         }
+        // 60 rounds of ~130 pruned nodes would leave well over 20,000 dead entries.
+        assert!(longest_arena < 12_000, "arena reached {longest_arena} entries");
     }
 }
