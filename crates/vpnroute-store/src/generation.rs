@@ -57,9 +57,18 @@ impl SharedGeneration {
         self.counter().fetch_max(generation, Ordering::AcqRel);
     }
 
-    /// Set the counter to exactly `generation` (opening a database whose history is older
-    /// than the counter file, e.g. one restored from a backup).
-    pub(crate) fn reset(&self, generation: u64) {
+    /// Replace `expected` by `generation`, unless the counter moved meanwhile (opening a
+    /// database whose history is older than the counter file, e.g. one restored from a
+    /// backup). Returns whether it was replaced.
+    pub(crate) fn replace(&self, expected: u64, generation: u64) -> bool {
+        self.counter()
+            .compare_exchange(expected, generation, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Set the counter unconditionally (tests simulate a writer that has not published yet).
+    #[cfg(test)]
+    pub(crate) fn force(&self, generation: u64) {
         self.counter().store(generation, Ordering::Release);
     }
 }
@@ -79,7 +88,8 @@ mod tests {
         assert_eq!(b.load(), 5);
         b.publish(3);
         assert_eq!(a.load(), 5, "publishing never goes back");
-        b.reset(2);
+        assert!(!b.replace(4, 2), "the counter is not at 4");
+        assert!(b.replace(5, 2));
         assert_eq!(a.load(), 2);
         drop((a, b));
         assert_eq!(SharedGeneration::open(&path).unwrap().load(), 2, "kept in the file");

@@ -93,17 +93,23 @@ impl Store {
         let path = data_dir.join("vpnroute.db");
         let mut writer = open_conn(&path, durability)?;
         schema::migrate(&mut writer)?;
-        let committed: i64 = writer.query_row("SELECT commit_seq FROM store_meta WHERE id = 1", [], |r| r.get(0))?;
         let generation = SharedGeneration::open(&data_dir.join("vpnroute.gen"))?;
-        if generation.load() > committed as u64 {
-            tracing::warn!(
-                published = generation.load(),
-                committed,
-                "the database is older than its generation file (restored?): resetting it"
-            );
-            generation.reset(committed as u64);
+        // Counter first, database second: anything published before the read below was
+        // committed before it, so a counter still ahead afterwards really belongs to a newer
+        // database (this one was restored from a backup), not to a concurrent writer.
+        let published = generation.load();
+        let committed: i64 = writer.query_row("SELECT commit_seq FROM store_meta WHERE id = 1", [], |r| r.get(0))?;
+        let committed = committed as u64;
+        if published > committed {
+            if generation.replace(published, committed) {
+                tracing::warn!(
+                    published,
+                    committed,
+                    "the database is older than its generation file (restored?): reset the file"
+                );
+            }
         } else {
-            generation.publish(committed as u64);
+            generation.publish(committed);
         }
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -467,7 +473,7 @@ mod tests {
             tx.delete_access_key("k1")?;
             tx.insert_route(&route("10.0.1.0/24", "vco-a")).map(|_| ())
         });
-        store.generation.reset(published);
+        store.generation.force(published);
         // The key comes from the cache (old generation), the route count needs SQLite, whose
         // snapshot is newer: the first run is discarded and the read runs again.
         let mut runs = 0;
@@ -482,7 +488,7 @@ mod tests {
         assert_eq!(runs, 2);
         assert_eq!((key_found, routes), (false, 2), "one consistent state: the newest");
         // A read that needed SQLite first simply adopts the newer snapshot and publishes it.
-        store.generation.reset(published);
+        store.generation.force(published);
         let mut runs = 0;
         let n = store
             .read_fast(|tx| {
@@ -553,5 +559,26 @@ mod tests {
             .read_fast(|tx| tx.count_routes("vpn-1", RouteKind::Dbr).map_err(ApiError::from))
             .unwrap();
         assert_eq!(final_count, 300);
+    }
+
+    #[test]
+    fn a_restored_database_resets_a_newer_generation_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let committed = {
+            let store = Store::open(dir.path(), Durability::Process).unwrap();
+            write_ok(&store, |tx| tx.insert_route(&route("10.0.0.0/24", "vco-a")).map(|_| ()));
+            store.generation.load()
+        };
+        // The generation file of a newer history (the database was restored from a backup).
+        generation::SharedGeneration::open(&dir.path().join("vpnroute.gen"))
+            .unwrap()
+            .force(committed + 100);
+        let store = Store::open(dir.path(), Durability::Process).unwrap();
+        assert_eq!(store.generation.load(), committed);
+        write_ok(&store, |tx| tx.insert_route(&route("10.0.1.0/24", "vco-a")).map(|_| ()));
+        let n = store
+            .read_fast(|tx| tx.count_routes("vpn-1", RouteKind::Dbr).map_err(ApiError::from))
+            .unwrap();
+        assert_eq!(n, 2);
     }
 }
