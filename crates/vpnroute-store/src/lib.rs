@@ -199,9 +199,12 @@ impl Store {
     {
         let conn = self.reader();
         in_transaction(&conn, "BEGIN", |tx| {
-            // The first read fixes the snapshot and tells its generation.
-            let generation: i64 = tx.commit_generation().map_err(E::from)?;
-            f(&Tx::cached(&conn, &self.cache, generation as u64))
+            // The first read fixes the snapshot and tells its generation. It may be ahead of
+            // the published one (a writer between COMMIT and publishing): publish it, so no
+            // later fast read answers an older state than this one.
+            let generation = tx.commit_generation().map_err(E::from)? as u64;
+            self.generation.publish(generation);
+            f(&Tx::cached(&conn, &self.cache, generation))
         })
     }
 }
