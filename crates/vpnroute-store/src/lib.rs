@@ -222,18 +222,11 @@ impl LazyConnection for LazyReader<'_> {
             return Ok((c, None));
         }
         let guard = self.store.reader();
-        let exec = |sql: &str| -> Result<(), StoreError> {
-            guard.prepare_cached(sql)?.execute([])?;
-            Ok(())
-        };
-        if !guard.is_autocommit() {
-            exec("ROLLBACK")?;
-        }
-        exec("BEGIN")?;
+        begin(&guard, "BEGIN")?;
         let snapshot = match Tx::new(&guard).commit_generation() {
             Ok(s) => s as u64,
             Err(e) => {
-                let _ = exec("ROLLBACK");
+                let _ = exec(&guard, "ROLLBACK");
                 return Err(e);
             }
         };
@@ -250,42 +243,45 @@ impl LazyReader<'_> {
     /// End the read transaction, if one was begun.
     fn end(self) -> Result<(), StoreError> {
         match self.conn.into_inner() {
-            Some(conn) => {
-                conn.prepare_cached("COMMIT")?.execute([])?;
-                Ok(())
-            }
+            Some(conn) => exec(&conn, "COMMIT"),
             None => Ok(()),
         }
     }
 }
 
-/// Run `f` between `begin` and COMMIT (ROLLBACK when `f` fails or COMMIT fails). The
-/// transaction statements are prepared once per connection (rusqlite's `Transaction` would
-/// parse them on every call, a measurable cost at tens of thousands of requests/s).
-fn in_transaction<T, E>(conn: &Connection, begin: &str, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
+/// Run a transaction statement. These are prepared once per connection (rusqlite's
+/// `Transaction` would parse them on every call, a measurable cost at tens of thousands of
+/// requests/s).
+fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// Run `begin_sql`, after discarding whatever a closure that panicked mid-transaction left
+/// open on this connection.
+fn begin(conn: &Connection, begin_sql: &str) -> Result<(), StoreError> {
+    if !conn.is_autocommit() {
+        exec(conn, "ROLLBACK")?;
+    }
+    exec(conn, begin_sql)
+}
+
+/// Run `f` between `begin_sql` and COMMIT (ROLLBACK when `f` fails or COMMIT fails).
+fn in_transaction<T, E>(conn: &Connection, begin_sql: &str, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E>
 where
     E: From<StoreError>,
 {
-    let exec = |sql: &str| -> Result<(), StoreError> {
-        conn.prepare_cached(sql)?.execute([])?;
-        Ok(())
-    };
-    if !conn.is_autocommit() {
-        // A previous closure panicked mid-transaction: discard what it left.
-        exec("ROLLBACK").map_err(E::from)?;
-    }
-    exec(begin).map_err(E::from)?;
-    let result = f(&Tx::new(conn));
-    match result {
-        Ok(v) => match exec("COMMIT") {
+    begin(conn, begin_sql).map_err(E::from)?;
+    match f(&Tx::new(conn)) {
+        Ok(v) => match exec(conn, "COMMIT") {
             Ok(()) => Ok(v),
             Err(e) => {
-                let _ = exec("ROLLBACK");
+                let _ = exec(conn, "ROLLBACK");
                 Err(E::from(e))
             }
         },
         Err(e) => {
-            let _ = exec("ROLLBACK");
+            let _ = exec(conn, "ROLLBACK");
             Err(e)
         }
     }

@@ -117,39 +117,95 @@ fn scheme_for(choice: SchemeChoice, i: usize) -> Scheme {
     }
 }
 
+/// One setup call: the answer's JSON. Retried while the gateway is busy (a change still
+/// being applied); any other error ends the bench.
+pub(crate) fn call(c: &mut Client, action: &str, params: &[(&str, &str)]) -> anyhow::Result<serde_json::Value> {
+    loop {
+        let r = c
+            .call(action, params)
+            .with_context(|| format!("{action}: connection"))?;
+        match r.code().as_deref() {
+            None if r.status == 200 => return Ok(r.json()),
+            Some("VpnGateway.Configuring") | Some("TaskConflict") | Some("VpnTask.CONFLICT") => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => bail!("{action}: {} {}", r.status, r.body),
+        }
+    }
+}
+
+/// Create a resource; returns the id in field `id_field` of the answer.
+pub(crate) fn create(c: &mut Client, action: &str, params: &[(&str, &str)], id_field: &str) -> anyhow::Result<String> {
+    Ok(call(c, action, params)?[id_field]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+pub(crate) fn create_vpc(c: &mut Client) -> anyhow::Result<String> {
+    create(
+        c,
+        "CreateVpc",
+        &[("RegionId", "cn-hangzhou"), ("CidrBlock", "192.168.0.0/16")],
+        "VpcId",
+    )
+}
+
+pub(crate) fn create_gateway(c: &mut Client, vpc: &str) -> anyhow::Result<String> {
+    create(
+        c,
+        "CreateVpnGateway",
+        &[("RegionId", "cn-hangzhou"), ("VpcId", vpc), ("Bandwidth", "10")],
+        "VpnGatewayId",
+    )
+}
+
+pub(crate) fn create_customer_gateway(c: &mut Client, ip: &str) -> anyhow::Result<String> {
+    create(
+        c,
+        "CreateCustomerGateway",
+        &[("RegionId", "cn-hangzhou"), ("IpAddress", ip)],
+        "CustomerGatewayId",
+    )
+}
+
+pub(crate) fn create_connection(c: &mut Client, gw: &str, cgw: &str) -> anyhow::Result<String> {
+    create(
+        c,
+        "CreateVpnConnection",
+        &[
+            ("RegionId", "cn-hangzhou"),
+            ("VpnGatewayId", gw),
+            ("CustomerGatewayId", cgw),
+            ("LocalSubnet", "192.168.0.0/24"),
+            ("RemoteSubnet", "10.0.0.0/8"),
+        ],
+        "VpnConnectionId",
+    )
+}
+
+/// Parameters of CreateVpnRouteEntry (the first five also of DeleteVpnRouteEntry).
+pub(crate) fn route_params<'a>(gw: &'a str, vco: &'a str, dest: &'a str) -> [(&'a str, &'a str); 6] {
+    [
+        ("RegionId", "cn-hangzhou"),
+        ("VpnGatewayId", gw),
+        ("RouteDest", dest),
+        ("NextHop", vco),
+        ("Weight", "100"),
+        ("PublishVpc", "false"),
+    ]
+}
+
 /// Create `n` gateways with one connection each (and `routes` routes each); returns
 /// (gateway id, connection id) pairs.
 pub fn setup(args: &BenchArgs) -> anyhow::Result<Vec<(String, String)>> {
     let mut c = Client::new(args.target, creds(args), Scheme::V1);
-    let mut call = |action: &str, params: &[(&str, &str)]| -> anyhow::Result<serde_json::Value> {
-        loop {
-            let r = c
-                .call(action, params)
-                .with_context(|| format!("{action}: connection"))?;
-            match r.code().as_deref() {
-                None => return Ok(r.json()),
-                Some("VpnGateway.Configuring") | Some("TaskConflict") | Some("VpnTask.CONFLICT") => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Some(_) => bail!("{action}: {} {}", r.status, r.body),
-            }
-        }
-    };
     let mut out = Vec::new();
-    for g in 0..args.gateways {
-        let vpc = call(
-            "CreateVpc",
-            &[("RegionId", "cn-hangzhou"), ("CidrBlock", "192.168.0.0/16")],
-        )?;
-        let vpc = vpc["VpcId"].as_str().unwrap_or_default().to_string();
-        let gw = call(
-            "CreateVpnGateway",
-            &[("RegionId", "cn-hangzhou"), ("VpcId", &vpc), ("Bandwidth", "10")],
-        )?;
-        let gw = gw["VpnGatewayId"].as_str().unwrap_or_default().to_string();
+    for _ in 0..args.gateways {
+        let vpc = create_vpc(&mut c)?;
+        let gw = create_gateway(&mut c, &vpc)?;
         // Random public addresses: customer gateway IPs are unique per account and region,
         // and the bench may run repeatedly against one server.
-        let _ = g;
         let ip = {
             use rand::Rng;
             let mut r = rand::rng();
@@ -161,36 +217,12 @@ pub fn setup(args: &BenchArgs) -> anyhow::Result<Vec<(String, String)>> {
                 r.random_range(1..=254)
             )
         };
-        let cgw = call(
-            "CreateCustomerGateway",
-            &[("RegionId", "cn-hangzhou"), ("IpAddress", &ip)],
-        )?;
-        let cgw = cgw["CustomerGatewayId"].as_str().unwrap_or_default().to_string();
-        let vco = call(
-            "CreateVpnConnection",
-            &[
-                ("RegionId", "cn-hangzhou"),
-                ("VpnGatewayId", &gw),
-                ("CustomerGatewayId", &cgw),
-                ("LocalSubnet", "192.168.0.0/24"),
-                ("RemoteSubnet", "10.0.0.0/8"),
-            ],
-        )?;
-        let vco = vco["VpnConnectionId"].as_str().unwrap_or_default().to_string();
+        let cgw = create_customer_gateway(&mut c, &ip)?;
+        let vco = create_connection(&mut c, &gw, &cgw)?;
         if args.scenario == Scenario::Describe {
             for r in 0..args.routes {
                 let dest = format!("10.{}.{}.0/24", r / 256, r % 256);
-                call(
-                    "CreateVpnRouteEntry",
-                    &[
-                        ("RegionId", "cn-hangzhou"),
-                        ("VpnGatewayId", &gw),
-                        ("RouteDest", &dest),
-                        ("NextHop", &vco),
-                        ("Weight", "100"),
-                        ("PublishVpc", "false"),
-                    ],
-                )?;
+                call(&mut c, "CreateVpnRouteEntry", &route_params(&gw, &vco, &dest))?;
             }
         }
         out.push((gw, vco));
@@ -294,14 +326,7 @@ async fn api_worker(
             Scenario::CreateDelete => {
                 // Each worker owns its destinations: 10.<worker>.<n>.0/24 style blocks.
                 let dest = format!("10.{}.{}.{}/32", worker % 256, (i / 256) % 256, i % 256);
-                let params = [
-                    ("RegionId", "cn-hangzhou"),
-                    ("VpnGatewayId", gw.as_str()),
-                    ("RouteDest", dest.as_str()),
-                    ("NextHop", vco.as_str()),
-                    ("Weight", "100"),
-                    ("PublishVpc", "false"),
-                ];
+                let params = route_params(gw, vco, &dest);
                 let t = Instant::now();
                 let r = client.call("CreateVpnRouteEntry", &params).await;
                 record(&mut stats, r, t, true);

@@ -8,21 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde_json::{json, Value};
 use vpnroute_client::{Client, Scheme};
 
-use crate::bench::{creds, BenchArgs, Scenario};
-
-fn call(c: &mut Client, action: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
-    let r = c
-        .call(action, params)
-        .with_context(|| format!("{action}: connection"))?;
-    if r.status != 200 {
-        bail!("{action}: {} {}", r.status, r.body);
-    }
-    Ok(r.json())
-}
+use crate::bench::{
+    call, create_connection, create_customer_gateway, create_gateway, create_vpc, creds, route_params, BenchArgs,
+    Scenario,
+};
 
 /// Mean and percentiles (ms) of a set of latencies in µs.
 fn summary(lat: &[u64]) -> Value {
@@ -45,12 +38,9 @@ fn mean_ms(lat: &[u64]) -> f64 {
 
 /// Latency of `n` repetitions of one call.
 fn time_calls(c: &mut Client, n: usize, action: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
-    let mut lat = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        call(c, action, params)?;
-        lat.push(t.elapsed().as_micros() as u64);
-    }
+    let lat = (0..n)
+        .map(|_| timed_call(c, action, params))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(summary(&lat))
 }
 
@@ -81,18 +71,19 @@ fn describe_pages(c: &mut Client, gw: &str, total: usize) -> anyhow::Result<Valu
     Ok(json!({"first_page": first, "last_page": last}))
 }
 
-/// Run `count` creates over `workers` threads; `make(i)` gives the action and params of the
-/// i-th; returns latency (µs) indexed by i.
-fn run_indexed<F>(args: &BenchArgs, count: usize, make: F) -> anyhow::Result<Vec<u64>>
+/// Run `count` items over `--concurrency` threads, each with its own client. `item(client, i)`
+/// does the i-th and returns its latency (µs) and result; both come back indexed by i.
+fn run_indexed<T, F>(args: &BenchArgs, count: usize, item: F) -> anyhow::Result<Vec<(u64, T)>>
 where
-    F: Fn(usize) -> (String, Vec<(String, String)>) + Send + Sync + 'static,
+    T: Default + Clone + Send + 'static,
+    F: Fn(&mut Client, usize) -> anyhow::Result<(u64, T)> + Send + Sync + 'static,
 {
     let next = Arc::new(AtomicUsize::new(0));
-    let lat = Arc::new(Mutex::new(vec![0u64; count]));
-    let make = Arc::new(make);
+    let done = Arc::new(Mutex::new(vec![(0u64, T::default()); count]));
+    let item = Arc::new(item);
     let mut handles = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (next, lat, make) = (next.clone(), lat.clone(), make.clone());
+        let (next, done, item) = (next.clone(), done.clone(), item.clone());
         let mut c = Client::new(args.target, creds(args), Scheme::V1);
         handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
             loop {
@@ -100,34 +91,37 @@ where
                 if i >= count {
                     return Ok(());
                 }
-                let (action, params) = make(i);
-                let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                let t = Instant::now();
-                call(&mut c, &action, &p)?;
-                lat.lock().unwrap_or_else(|e| e.into_inner())[i] = t.elapsed().as_micros() as u64;
+                let result = item(&mut c, i)?;
+                done.lock().unwrap_or_else(|e| e.into_inner())[i] = result;
             }
         }));
     }
     for h in handles {
         h.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
     }
-    let v = lat.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let v = done.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(v)
+}
+
+/// Latency (µs) of one call.
+fn timed_call(c: &mut Client, action: &str, params: &[(&str, &str)]) -> anyhow::Result<u64> {
+    let t = Instant::now();
+    call(c, action, params)?;
+    Ok(t.elapsed().as_micros() as u64)
+}
+
+fn latencies<T>(items: &[(u64, T)]) -> Vec<u64> {
+    items.iter().map(|(us, _)| *us).collect()
 }
 
 fn dest_for(i: usize) -> String {
     format!("10.{}.{}.{}/32", (i >> 16) & 255, (i >> 8) & 255, i & 255)
 }
 
-fn route_params(gw: &str, vco: &str, dest: String) -> Vec<(String, String)> {
-    vec![
-        ("RegionId".into(), "cn-hangzhou".into()),
-        ("VpnGatewayId".into(), gw.into()),
-        ("RouteDest".into(), dest),
-        ("NextHop".into(), vco.into()),
-        ("Weight".into(), "100".into()),
-        ("PublishVpc".into(), "false".into()),
-    ]
+/// Create the route `dest_for(i)` on `gw` via `vco`: its latency (µs).
+fn create_route(c: &mut Client, gw: &str, vco: &str, i: usize) -> anyhow::Result<(u64, ())> {
+    let dest = dest_for(i);
+    Ok((timed_call(c, "CreateVpnRouteEntry", &route_params(gw, vco, &dest))?, ()))
 }
 
 /// One gateway growing to `--routes` routes.
@@ -141,14 +135,12 @@ fn scale_routes(args: &BenchArgs) -> anyhow::Result<Value> {
     let mut c = Client::new(args.target, creds(args), Scheme::V1);
     let started = Instant::now();
     let (g1, v1) = (gw.clone(), vco.clone());
-    let first = run_indexed(args, 100, move |i| {
-        ("CreateVpnRouteEntry".into(), route_params(&g1, &v1, dest_for(i)))
-    })?;
+    let first = latencies(&run_indexed(args, 100, move |c, i| create_route(c, &g1, &v1, i))?);
     let describe_start = describe_pages(&mut c, &gw, 100)?;
     let (g2, v2) = (gw.clone(), vco.clone());
-    let rest = run_indexed(args, n - 100, move |i| {
-        ("CreateVpnRouteEntry".into(), route_params(&g2, &v2, dest_for(i + 100)))
-    })?;
+    let rest = latencies(&run_indexed(args, n - 100, move |c, i| {
+        create_route(c, &g2, &v2, i + 100)
+    })?);
     let describe_end = describe_pages(&mut c, &gw, n)?;
     let last = &rest[rest.len() - 100..];
     Ok(json!({
@@ -168,67 +160,24 @@ fn scale_gateways(args: &BenchArgs) -> anyhow::Result<Value> {
     let g = args.gateways.max(200);
     let per = args.routes.max(1);
     let mut c = Client::new(args.target, creds(args), Scheme::V1);
-    let cgw = call(
-        &mut c,
-        "CreateCustomerGateway",
-        &[("RegionId", "cn-hangzhou"), ("IpAddress", "203.0.113.7")],
-    )?;
-    let cgw = cgw["CustomerGatewayId"].as_str().unwrap_or_default().to_string();
+    let cgw = create_customer_gateway(&mut c, "203.0.113.7")?;
     let started = Instant::now();
-    // Each item: VPC + gateway + connection (the latency recorded is the whole chain).
-    let created: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(vec![(String::new(), String::new()); g]));
-    let next = Arc::new(AtomicUsize::new(0));
-    let lat = Arc::new(Mutex::new(vec![0u64; g]));
-    let mut handles = Vec::new();
-    for _ in 0..args.concurrency.max(1) {
-        let (next, lat, created, cgw) = (next.clone(), lat.clone(), created.clone(), cgw.clone());
-        let mut c = Client::new(args.target, creds(args), Scheme::V1);
-        handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= g {
-                    return Ok(());
-                }
-                let vpc = call(
-                    &mut c,
-                    "CreateVpc",
-                    &[("RegionId", "cn-hangzhou"), ("CidrBlock", "192.168.0.0/16")],
-                )?;
-                let vpc = vpc["VpcId"].as_str().unwrap_or_default().to_string();
-                let t = Instant::now();
-                let gw = call(
-                    &mut c,
-                    "CreateVpnGateway",
-                    &[("RegionId", "cn-hangzhou"), ("VpcId", &vpc), ("Bandwidth", "10")],
-                )?;
-                lat.lock().unwrap_or_else(|e| e.into_inner())[i] = t.elapsed().as_micros() as u64;
-                let gw = gw["VpnGatewayId"].as_str().unwrap_or_default().to_string();
-                let vco = call(
-                    &mut c,
-                    "CreateVpnConnection",
-                    &[
-                        ("RegionId", "cn-hangzhou"),
-                        ("VpnGatewayId", &gw),
-                        ("CustomerGatewayId", &cgw),
-                        ("LocalSubnet", "192.168.0.0/24"),
-                        ("RemoteSubnet", "10.0.0.0/8"),
-                    ],
-                )?;
-                let vco = vco["VpnConnectionId"].as_str().unwrap_or_default().to_string();
-                created.lock().unwrap_or_else(|e| e.into_inner())[i] = (gw, vco);
-            }
-        }));
-    }
-    for h in handles {
-        h.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
-    }
-    let gateway_lat = lat.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let created = Arc::new(created.lock().unwrap_or_else(|e| e.into_inner()).clone());
-    let c2 = created.clone();
-    let route_lat = run_indexed(args, g * per, move |i| {
-        let (gw, vco) = &c2[i / per];
-        ("CreateVpnRouteEntry".into(), route_params(gw, vco, dest_for(i % per)))
+    // Each item: VPC + gateway + connection; the latency recorded is the gateway's create.
+    let created = run_indexed(args, g, move |c, _| {
+        let vpc = create_vpc(c)?;
+        let t = Instant::now();
+        let gw = create_gateway(c, &vpc)?;
+        let us = t.elapsed().as_micros() as u64;
+        let vco = create_connection(c, &gw, &cgw)?;
+        Ok((us, (gw, vco)))
     })?;
+    let gateway_lat = latencies(&created);
+    let created: Arc<Vec<(String, String)>> = Arc::new(created.into_iter().map(|(_, ids)| ids).collect());
+    let c2 = created.clone();
+    let route_lat = latencies(&run_indexed(args, g * per, move |c, i| {
+        let (gw, vco) = &c2[i / per];
+        create_route(c, gw, vco, i % per)
+    })?);
     let last_page = g.div_ceil(50).to_string();
     let gw_first_page = time_calls(
         &mut c,
