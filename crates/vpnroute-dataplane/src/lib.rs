@@ -1,0 +1,148 @@
+//! # vpnroute-dataplane
+//!
+//! The seam between the control plane and whatever forwards packets. It owns:
+//!
+//! * [`GatewaySpec`]: the desired state of one VPN gateway at one desired version, computed
+//!   by the control plane from the store (routes, connections, tunnel overrides);
+//! * [`DataPlane`]: the trait every data plane implements — the in-memory `sim` engine (the
+//!   default) and the Linux kernel one. A reconciler calls [`DataPlane::observe`] to read
+//!   back what is in force, [`DataPlane::apply`] to converge it to a spec (idempotent: applying
+//!   the same spec twice changes nothing), and records the applied version only when apply
+//!   succeeded and the read-back matches;
+//! * [`DataPlaneEvent`]: what a data plane reports on its own (a tunnel went down, a link
+//!   flapped, a drift was seen), so the reconciler looks again.
+//!
+//! Nothing here knows HTTP, SQL or netlink.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// Route kinds as the data plane sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RouteClass {
+    /// Destination-based: longest prefix on the destination.
+    Destination,
+    /// Policy-based: source and destination, ordered by priority.
+    Policy,
+}
+
+/// One route to put in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    /// Stable id of the route (the store's sequence number); also its age (smaller = older).
+    pub id: u64,
+    pub class: RouteClass,
+    /// `None` for destination-based routes.
+    pub source: Option<Ipv4Net>,
+    pub dest: Ipv4Net,
+    /// The VPN connection id the route sends packets to.
+    pub next_hop: String,
+    /// 100 active, 0 standby.
+    pub weight: u8,
+    /// Policy routes: 1..=100, smaller first. Destination routes: unused.
+    pub priority: u8,
+    /// Whether the route is published to the VPC route table.
+    pub published: bool,
+}
+
+/// Health check of a connection, as configured through the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheckSpec {
+    pub sip: Ipv4Addr,
+    pub dip: Ipv4Addr,
+    pub interval_s: u32,
+    pub retry: u32,
+}
+
+/// One VPN (IPsec) connection of a gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionSpec {
+    pub id: String,
+    /// The customer gateway's public address (tunnel remote end).
+    pub remote_ip: Ipv4Addr,
+    pub local_subnets: Vec<Ipv4Net>,
+    pub remote_subnets: Vec<Ipv4Net>,
+    /// Operator override: `false` forces the tunnel administratively down.
+    pub admin_up: bool,
+    pub health_check: Option<HealthCheckSpec>,
+    /// IKE/IPsec parameters in Alibaba's response shape (for tunnel drivers that need them).
+    pub ike_config: serde_json::Value,
+    pub ipsec_config: serde_json::Value,
+    pub enable_dpd: bool,
+    pub enable_nat_traversal: bool,
+}
+
+/// Everything one gateway should have in force at `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewaySpec {
+    pub gateway_id: String,
+    pub version: i64,
+    /// The gateway's public (underlay) address.
+    pub internet_ip: Ipv4Addr,
+    /// The VPC's CIDR block (the VPC side of the gateway).
+    pub vpc_cidr: Ipv4Net,
+    pub connections: Vec<ConnectionSpec>,
+    pub routes: Vec<RouteSpec>,
+}
+
+/// Tunnel state of a connection as the data plane sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TunnelState {
+    Up,
+    Down,
+}
+
+/// What a data plane reads back for one gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    /// The version of the last spec applied and verified, if any.
+    pub applied_version: Option<i64>,
+    /// Whether what is in force matches the last applied spec.
+    pub in_sync: bool,
+    /// Tunnel state per connection id.
+    pub tunnels: Vec<(String, TunnelState)>,
+    /// Data-plane specific read-back for introspection (rules, routes, nftables, …).
+    pub details: serde_json::Value,
+}
+
+/// Something a data plane noticed on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataPlaneEvent {
+    /// A tunnel changed state (health check, DPD, SA up/down).
+    Tunnel { gateway_id: String, connection_id: String, state: TunnelState },
+    /// What is in force no longer matches the spec (a route deleted by hand, a link flap).
+    Drift { gateway_id: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    /// Worth retrying (with backoff): the kernel was busy, a peer not yet there, …
+    #[error("transient data-plane failure: {0}")]
+    Transient(String),
+    /// The spec cannot be put in force as it is.
+    #[error("data-plane failure: {0}")]
+    Permanent(String),
+}
+
+/// A data plane: where gateways' routes are in force.
+pub trait DataPlane: Send + Sync {
+    /// Short name for logs and introspection (`sim`, `linux`).
+    fn name(&self) -> &'static str;
+    /// Converge the gateway to `spec`: read back what is in force, apply the difference.
+    /// Idempotent; on error, part of the spec may be in force and the next apply converges.
+    fn apply(&self, spec: &GatewaySpec) -> Result<(), DataPlaneError>;
+    /// Read back what is in force for a gateway (`None`: the data plane has nothing of it).
+    fn observe(&self, gateway_id: &str) -> Result<Option<Observed>, DataPlaneError>;
+    /// Remove everything of a gateway (idempotent).
+    fn remove(&self, gateway_id: &str) -> Result<(), DataPlaneError>;
+    /// The route a packet takes and why, as JSON (what `explain` shows).
+    fn explain(&self, gateway_id: &str, source: Ipv4Addr, dest: Ipv4Addr) -> Result<serde_json::Value, DataPlaneError>;
+    /// Gateways the data plane holds state for (to adopt or clean up after a restart).
+    fn gateways(&self) -> Result<Vec<String>, DataPlaneError>;
+    /// Events since the last call (non-blocking). Default: none.
+    fn drain_events(&self) -> Vec<DataPlaneEvent> {
+        Vec::new()
+    }
+}
