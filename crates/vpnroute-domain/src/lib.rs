@@ -9,10 +9,13 @@
 
 pub mod error;
 pub mod ids;
+pub mod ipsec;
 pub mod model;
 pub mod params;
 pub mod quotas;
 pub mod rules;
+pub mod tags;
 pub mod validate;
+pub mod zones;
 
 pub use error::{ApiError, Result};
