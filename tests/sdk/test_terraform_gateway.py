@@ -256,7 +256,10 @@ def test_terraform_vpn_customer_gateway(tf: Provider, schema):
     assert_no_diff(config, cgw_state(describe_cgw(tf, cgw)), "after change")
     e = expect_error(lambda: tf.rpc("ModifyCustomerGatewayAttribute",
                                     body={"CustomerGatewayId": cgw, "RegionId": REGION, "Description": "https://x"}))
-    assert (e.http_status, e.code) == (400, "InvalidDescription.Malformed"), e
+    assert (e.http_status, e.code) == (400, "InvalidDescription"), "ModifyCustomerGatewayAttribute's own code"
+    e = expect_error(lambda: tf.rpc("ModifyCustomerGatewayAttribute",
+                                    body={"CustomerGatewayId": cgw, "RegionId": REGION, "Name": "x" * 129}))
+    assert (e.http_status, e.code) == (400, "InvalidName"), e
     e = expect_error(lambda: tf.rpc("ModifyCustomerGatewayAttribute",
                                     body={"CustomerGatewayId": "cgw-nope", "RegionId": REGION, "Name": "n"}))
     assert (e.http_status, e.code) == (404, "InvalidCustomerGatewayInstanceId.NotFound"), e
