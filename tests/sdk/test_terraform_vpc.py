@@ -74,8 +74,8 @@ def create_vswitch(tf: Provider, vpc_id: str, cidr: str, zone: str, name: str = 
     body = tf.call("CreateVSwitch", body={"RegionId": REGION, "CidrBlock": cidr, "VpcId": vpc_id,
                                           "VSwitchName": name, "Description": "tf vswitch", "ZoneId": zone},
                    retry=["TaskConflict", "IncorrectStatus", "IncorrectVSwitchStatus", "OperationConflict",
-                          "IncorrectRouteEntryStatus", "InvalidStatus.RouteEntry", "InvalidCidrBlock.Overlapped",
-                          "Throttling", "OperationFailed.IdempotentTokenProcessing", "ServiceUnavailable"],
+                          "IncorrectRouteEntryStatus", "InvalidStatus.RouteEntry", "Throttling",
+                          "OperationFailed.IdempotentTokenProcessing", "ServiceUnavailable"],
                    token="fresh")
     vsw = body["VSwitchId"]
     assert vsw.startswith("vsw-"), body
