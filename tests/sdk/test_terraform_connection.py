@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import uuid
 from typing import Any, Dict
-
-import pytest
 
 from helpers import assert_types, expect_error, unwrap
 from server import Server
@@ -33,20 +30,6 @@ MODIFY_RETRY = ["VpnGateway.Configuring", "VpnTask.CONFLICT"]
 ROUTE_RETRY = ["VpnGateway.Configuring", "TaskConflict", "Appliance.Configuring", "VpnTask.CONFLICT",
                "VpnConnection.Configuring"]
 
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tfvco")
-    s = Server(d / "data", d / "server.log", ["--task-duration", "300ms"])
-    s.start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def tf(srv: Server) -> Provider:
-    creds = srv.create_account("tfvco-" + uuid.uuid4().hex[:8])
-    return Provider(srv, creds["AccessKeyId"], creds["AccessKeySecret"], REGION)
 
 
 def describe_connection(tf: Provider, vco: str):
@@ -260,11 +243,11 @@ def test_zero_means_default_in_connection_configs(tf: Provider):
 # --------------------------------------------------------------------------- asynchronous creation
 
 
-def test_create_connection_is_asynchronous(srv: Server, tf: Provider):
+def test_create_connection_is_asynchronous(tf_server: Server, tf: Provider):
     net = network(tf, "172.19")
     gw = create_gateway(tf, {"vpc_id": net["vpc_id"], "bandwidth": "10", "vswitch_id": net["vsw1"]})
     cgw = create_cgw(tf, "5.6.7.10")
-    srv.admin("gateway", "set-task-duration", gw, "manual")
+    tf_server.admin("gateway", "set-task-duration", gw, "manual")
     base = {"RegionId": REGION, "VpnGatewayId": gw, "CustomerGatewayId": cgw, "LocalSubnet": "172.19.0.0/24",
             "RemoteSubnet": "10.2.0.0/24"}
     vco = tf.rpc("CreateVpnConnection", body=base)["VpnConnectionId"]
@@ -282,17 +265,17 @@ def test_create_connection_is_asynchronous(srv: Server, tf: Provider):
     # attribute-only changes are not queued behind the task
     tf.rpc("ModifyVpnConnectionAttribute", body={"RegionId": REGION, "VpnConnectionId": vco, "Name": "renamed"})
     tf.rpc("ModifyVpnGatewayAttribute", body={"RegionId": REGION, "VpnGatewayId": gw, "Description": "d"})
-    srv.admin("gateway", "advance", gw)
+    tf_server.admin("gateway", "advance", gw)
     tf.wait("gateway active", lambda: describe_gateway(tf, gw), "Status", ["active"])
-    srv.admin("gateway", "set-task-duration", gw, "default")
+    tf_server.admin("gateway", "set-task-duration", gw, "default")
     delete_connection(tf, vco)
 
 
 # --------------------------------------------------------------------------- dual tunnel
 
 
-def tunnel_http(srv: Server, path: str, method: str = "GET") -> Dict[str, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+def tunnel_http(tf_server: Server, path: str, method: str = "GET") -> Dict[str, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", tf_server.port, timeout=30)
     try:
         conn.request(method, path, body=b"" if method != "GET" else None,
                      headers={"Content-Length": "0"} if method != "GET" else {})
@@ -304,7 +287,7 @@ def tunnel_http(srv: Server, path: str, method: str = "GET") -> Dict[str, Any]:
     return json.loads(body)
 
 
-def test_terraform_dual_tunnel_connection_and_policy_routes(srv: Server, tf: Provider, schema):
+def test_terraform_dual_tunnel_connection_and_policy_routes(tf_server: Server, tf: Provider, schema):
     net = network(tf, "172.21")
     gw = create_gateway(tf, {"vpc_id": net["vpc_id"], "bandwidth": "10", "vswitch_id": net["vsw1"],
                              "disaster_recovery_vswitch_id": net["vsw2"]})
@@ -384,18 +367,18 @@ def test_terraform_dual_tunnel_connection_and_policy_routes(srv: Server, tf: Pro
     tf.wait("gateway active", lambda: describe_gateway(tf, gw), "Status", ["active"])
 
     # forwarding: the master tunnel carries the traffic; with the master down, the slave does
-    x = tunnel_http(srv, f"/_vpnroute/gateways/{gw}/explain?source=192.168.1.5&dest=10.0.0.9")
+    x = tunnel_http(tf_server, f"/_vpnroute/gateways/{gw}/explain?source=192.168.1.5&dest=10.0.0.9")
     assert x["Explanation"]["chosen"]["next_hop"] == vco, x
     assert x["ChosenTunnel"] == {"TunnelId": master, "Role": "master"}, x
-    tunnel_http(srv, f"/_vpnroute/connections/{vco}/tunnel?state=down&tunnel={master}", "PUT")
-    x = tunnel_http(srv, f"/_vpnroute/gateways/{gw}/explain?source=192.168.1.5&dest=10.0.0.9")
+    tunnel_http(tf_server, f"/_vpnroute/connections/{vco}/tunnel?state=down&tunnel={master}", "PUT")
+    x = tunnel_http(tf_server, f"/_vpnroute/gateways/{gw}/explain?source=192.168.1.5&dest=10.0.0.9")
     assert x["Explanation"]["chosen"]["next_hop"] == vco, "the connection stays up while one tunnel is"
     assert x["ChosenTunnel"] == {"TunnelId": slave, "Role": "slave"}, x
     c = describe_connection(tf, vco)
     assert [t["Status"] for t in c["TunnelOptionsSpecification"]["TunnelOptions"]] == \
         ["ike_sa_not_established", "ipsec_sa_established"], c
-    tunnel_http(srv, f"/_vpnroute/connections/{vco}/tunnel?state=up&tunnel={master}", "PUT")
-    x = tunnel_http(srv, f"/_vpnroute/gateways/{gw}/explain?source=192.168.1.5&dest=10.0.0.9")
+    tunnel_http(tf_server, f"/_vpnroute/connections/{vco}/tunnel?state=up&tunnel={master}", "PUT")
+    x = tunnel_http(tf_server, f"/_vpnroute/gateways/{gw}/explain?source=192.168.1.5&dest=10.0.0.9")
     assert x["ChosenTunnel"] == {"TunnelId": master, "Role": "master"}, x
 
     # a change on the tunnels: ModifyVpnConnectionAttribute with TunnelOptionsSpecification (by TunnelId)

@@ -9,10 +9,7 @@ for absence. The server runs 300 ms tasks, so the provider's state waits really 
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Dict, List
-
-import pytest
 
 from clients import ApiError
 from helpers import assert_types, expect_error, unwrap
@@ -22,20 +19,6 @@ from test_terraform_vpc import create_vpc, create_vswitch, vpn_gateway_zones
 
 REGION = "cn-hangzhou"
 
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tfgw")
-    s = Server(d / "data", d / "server.log", ["--task-duration", "300ms"])
-    s.start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def tf(srv: Server) -> Provider:
-    creds = srv.create_account("tfgw-" + uuid.uuid4().hex[:8])
-    return Provider(srv, creds["AccessKeyId"], creds["AccessKeySecret"], REGION)
 
 
 def describe_gateway(tf: Provider, gw: str):
@@ -297,12 +280,12 @@ def ssl_state(s: Dict[str, Any]) -> Dict[str, Any]:
             "compress": s["Compress"]}
 
 
-def test_terraform_ssl_vpn_server(srv: Server, tf: Provider, schema):
+def test_terraform_ssl_vpn_server(tf_server: Server, tf: Provider, schema):
     net = network(tf, "172.20")
     gw = create_gateway(tf, {"vpc_id": net["vpc_id"], "bandwidth": 10, "enable_ssl": True, "ssl_connections": 5,
                              "vswitch_id": net["vsw1"]})
     # The gateway's tasks wait for `advance`, so "updating" is observed deterministically.
-    srv.admin("gateway", "set-task-duration", gw, "manual")
+    tf_server.admin("gateway", "set-task-duration", gw, "manual")
     # name not set: Name omitted from the request, and it must stay empty (Optional, not Computed).
     config = {"vpn_gateway_id": gw, "name": "", "local_subnet": "172.20.0.0/16", "client_ip_pool": "10.8.0.0/24",
               "cipher": "AES-128-CBC", "protocol": "UDP", "port": 1194, "compress": False}
@@ -319,8 +302,8 @@ def test_terraform_ssl_vpn_server(srv: Server, tf: Provider, schema):
     e = expect_error(lambda: tf.rpc("DeleteVpnGateway", query={"VpnGatewayId": gw}, body={"RegionId": REGION}))
     assert (e.http_status, e.code) == (400, "VpnGateway.Configuring"), e
     tf.wait("ssl server listed", lambda: describe_ssl(tf, sid), "SslVpnServerId", [sid])
-    srv.admin("gateway", "advance", gw)
-    srv.admin("gateway", "set-task-duration", gw, "default")
+    tf_server.admin("gateway", "advance", gw)
+    tf_server.admin("gateway", "set-task-duration", gw, "default")
     tf.wait("gateway active", lambda: describe_gateway(tf, gw), "Status", ["active"])
     s = describe_ssl(tf, sid)
     assert_no_diff(config, ssl_state(s), "alicloud_ssl_vpn_server")

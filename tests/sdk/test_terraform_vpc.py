@@ -15,28 +15,12 @@ from __future__ import annotations
 import uuid
 from typing import Dict
 
-import pytest
-
 from helpers import assert_types, expect_error, unwrap
 from server import Server
 from terraform import Provider, assert_no_diff, tags_of, tags_params
 
 REGION = "cn-hangzhou"
 
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tfvpc")
-    s = Server(d / "data", d / "server.log", ["--task-duration", "300ms"])
-    s.start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def tf(srv: Server) -> Provider:
-    creds = srv.create_account("tfvpc-" + uuid.uuid4().hex[:8])
-    return Provider(srv, creds["AccessKeyId"], creds["AccessKeySecret"], REGION)
 
 
 def vpc_attribute(tf: Provider, vpc_id: str):
@@ -193,12 +177,12 @@ def test_vpn_gateway_zones_and_zone_errors(tf: Provider):
     assert all(z["ZoneId"].startswith("cn-shanghai-") for z in unwrap(other, "Zones", "Zone"))
 
 
-def test_vswitch_not_visible_to_other_accounts(srv: Server, tf: Provider):
+def test_vswitch_not_visible_to_other_accounts(tf_server: Server, tf: Provider):
     vpc_id = create_vpc(tf, "10.20.0.0/16", {})
     zone = vpn_gateway_zones(tf)[0]
     vsw = create_vswitch(tf, vpc_id, "10.20.0.0/24", zone)
-    creds = srv.create_account("tfvpc-other-" + uuid.uuid4().hex[:6])
-    other = Provider(srv, creds["AccessKeyId"], creds["AccessKeySecret"], REGION)
+    creds = tf_server.create_account("tfvpc-other-" + uuid.uuid4().hex[:6])
+    other = Provider(tf_server, creds["AccessKeyId"], creds["AccessKeySecret"], REGION)
     assert vswitch_attribute(other, vsw) is None
     e = expect_error(lambda: other.rpc("DeleteVSwitch", query={"VSwitchId": vsw}, body={"RegionId": REGION}))
     assert (e.http_status, e.code) == (404, "InvalidVSwitchId.NotFound"), e
