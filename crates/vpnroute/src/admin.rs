@@ -14,8 +14,8 @@ use vpnroute_domain::model::{Vpc, VpnConnection, VpnGateway};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{AccessKey, Account, Durability, ResourceKind, Store};
 
-use crate::app::{now_ms, TaskDuration};
 use crate::cli::ExplainArgs;
+use vpnroute_app::state::{now_ms, TaskDuration};
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
@@ -322,7 +322,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 "down" => false,
                 _ => bail!("state must be up or down"),
             };
-            crate::engines::set_tunnel(&store, &id, up)?;
+            vpnroute_app::engines::set_tunnel(&store, &id, up)?;
             print(json!({"VpnConnectionId": id, "Tunnel": state}));
         }
     }
@@ -344,8 +344,8 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         let conns: Vec<VpnConnection> = tx.children(ResourceKind::VpnConnection, &args.gateway)?;
         Ok((routes, conns))
     })?;
-    let table = crate::engines::build_table(&routes);
-    let mut v = crate::engines::explain_table(&table, &conns, args.source, args.dest);
+    let table = vpnroute_app::engines::build_table(&routes);
+    let mut v = vpnroute_app::engines::explain_table(&table, &conns, args.source, args.dest);
     v["VpnGatewayId"] = json!(args.gateway);
     print(v);
     Ok(())

@@ -2,7 +2,7 @@
 //! `/_vpnroute/` (outside the Action namespace) and Prometheus metrics on `/metrics`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -17,20 +17,12 @@ use vpnroute_domain::ApiError;
 use vpnroute_store::{Durability, Store};
 use vpnroute_wire::{Format, RawRequest};
 
-use crate::app::{default_regions, now_ms, App, Config, Ctx, Region, SharedApp};
 use crate::cli::{LogFormat, ServeArgs, SyncMode};
-use crate::dispatch::{self, Handler};
-use crate::reply::Reply;
+use vpnroute_app::dispatch::{self, Handler};
+use vpnroute_app::reply::Reply;
+use vpnroute_app::state::{default_regions, now_ms, App, Config, Ctx, Metrics, Region, SharedApp};
 
 pub const HOST_ID: &str = "vpc.aliyuncs.com";
-
-/// Request counters exported on `/metrics`.
-#[derive(Default)]
-pub struct Metrics {
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
-    pub tasks_applied: AtomicU64,
-}
 
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VPNROUTE_LOG")
@@ -72,7 +64,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         quotas: args.quotas(),
         throttle_rps: args.throttle_rps,
     };
-    let engines = crate::engines::Engines::load(&store)?;
+    let engines = vpnroute_app::engines::Engines::load(&store)?;
     let store = Arc::new(store);
     let app_cell = Arc::new(std::sync::OnceLock::new());
     let nonce_log = Arc::new(vpnroute_store::NonceLog::open(
@@ -82,10 +74,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         now_ms(),
     )?);
     let app = Arc::new(App {
-        writer: crate::writer::Writer::start(app_cell.clone()),
+        writer: vpnroute_app::writer::Writer::start(app_cell.clone()),
         nonce_log,
         store,
-        throttle: crate::auth::Throttle::new(config.throttle_rps),
+        throttle: vpnroute_app::throttle::Throttle::new(config.throttle_rps),
         config,
         engines,
         task_notify: tokio::sync::Notify::new(),
@@ -100,8 +92,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         info!(%addr, data_dir = %args.data_dir.display(), task_duration = %app.config.task_duration.as_text(), "vpnroute listening");
-        tokio::spawn(crate::tasks::run_worker(app.clone()));
-        tokio::spawn(crate::tasks::run_janitor(app.clone()));
+        tokio::spawn(vpnroute_app::tasks::run_worker(app.clone()));
+        tokio::spawn(vpnroute_app::tasks::run_janitor(app.clone()));
         axum::serve(listener, router(app)).await?;
         Ok(())
     })
@@ -385,7 +377,7 @@ fn run_write(
     raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
     f: dispatch::WriteFn,
-) -> Result<(Value, crate::tasks::Effects), ApiError> {
+) -> Result<(Value, vpnroute_app::tasks::Effects), ApiError> {
     let ctx = admit(app, tx, raw, parsed, &mut false)?;
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
@@ -456,11 +448,11 @@ where
 }
 
 async fn introspect_gateways(State(app): State<SharedApp>) -> Response {
-    blocking(app, crate::engines::gateways_status).await
+    blocking(app, vpnroute_app::engines::gateways_status).await
 }
 
 async fn introspect_gateway(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
-    blocking(app, move |app| crate::engines::gateway_status(app, &id)).await
+    blocking(app, move |app| vpnroute_app::engines::gateway_status(app, &id)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -474,12 +466,15 @@ async fn introspect_explain(
     Path(id): Path<String>,
     Query(q): Query<ExplainQuery>,
 ) -> Response {
-    blocking(app, move |app| crate::engines::explain(app, &id, q.source, q.dest)).await
+    blocking(app, move |app| {
+        vpnroute_app::engines::explain(app, &id, q.source, q.dest)
+    })
+    .await
 }
 
 async fn introspect_advance(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
     let app2 = app.clone();
-    let r = blocking(app, move |app| crate::tasks::advance(app, &id)).await;
+    let r = blocking(app, move |app| vpnroute_app::tasks::advance(app, &id)).await;
     app2.task_notify.notify_one();
     r
 }
@@ -500,7 +495,7 @@ async fn introspect_tunnel(
             "down" => false,
             _ => return Err(ApiError::invalid_parameter("state")),
         };
-        crate::engines::set_tunnel(&app.store, &id, up)?;
+        vpnroute_app::engines::set_tunnel(&app.store, &id, up)?;
         Ok(json!({"VpnConnectionId": id, "Tunnel": q.state}))
     })
     .await

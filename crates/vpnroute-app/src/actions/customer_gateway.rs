@@ -8,7 +8,7 @@ use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
 use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
-use crate::app::Ctx;
+use crate::state::Ctx;
 use crate::util::tags_json;
 
 /// ASN: 1–4294967295 except 45104 (Alibaba's own); `a.b` notation means a×65536+b.

@@ -9,7 +9,7 @@ use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
 use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
-use crate::app::Ctx;
+use crate::state::Ctx;
 
 const FORBIDDEN_PORTS: &[i64] = &[
     22, 2222, 22222, 9000, 9001, 9002, 7505, 80, 443, 53, 68, 123, 4510, 4560, 500, 4500,

@@ -1,9 +1,10 @@
-//! Shared server state ([`App`]) and the per-request context ([`Ctx`]).
+//! Shared server state ([`App`]: store, writer, engines, configuration, counters) and the
+//! per-request context ([`Ctx`]).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::ValueEnum;
 use vpnroute_domain::quotas::Quotas;
 use vpnroute_store::Store;
 
@@ -26,17 +27,49 @@ impl TaskDuration {
     }
 
     pub fn parse(s: &str) -> Option<TaskDuration> {
-        crate::cli::parse_task_duration(s).ok()
+        parse_task_duration(s).ok()
     }
 }
 
+/// `0s`, `500ms`, `3s` or `manual` (the `--task-duration` flag and per-gateway overrides).
+pub fn parse_task_duration(s: &str) -> Result<TaskDuration, String> {
+    if s.eq_ignore_ascii_case("manual") {
+        return Ok(TaskDuration::Manual);
+    }
+    if s == "0" {
+        return Ok(TaskDuration::After(std::time::Duration::ZERO));
+    }
+    humantime::parse_duration(s)
+        .map(TaskDuration::After)
+        .map_err(|e| format!("{e}: expected e.g. 0s, 500ms, 3s or manual"))
+}
+
 /// What a mutating call on a gateway with a task in progress gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnBusy {
     /// Alibaba's behaviour: a busy error the client retries on.
     Reject,
     /// Queue the change behind the running task.
     Queue,
+}
+
+impl OnBusy {
+    /// `reject` or `queue` (the `--on-busy` flag).
+    pub fn parse(s: &str) -> Result<OnBusy, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "reject" => Ok(OnBusy::Reject),
+            "queue" => Ok(OnBusy::Queue),
+            _ => Err(format!("invalid value '{s}': expected reject or queue")),
+        }
+    }
+}
+
+/// Request counters exported on `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    pub tasks_applied: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -87,8 +120,8 @@ pub struct App {
     pub engines: Engines,
     /// Wakes the task worker when a task is enqueued or rescheduled.
     pub task_notify: tokio::sync::Notify,
-    pub metrics: crate::http::Metrics,
-    pub throttle: crate::auth::Throttle,
+    pub metrics: Metrics,
+    pub throttle: crate::throttle::Throttle,
 }
 
 pub type SharedApp = Arc<App>;

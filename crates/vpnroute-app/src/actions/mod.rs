@@ -18,7 +18,7 @@ use vpnroute_domain::params::{Paging, Params};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
-use crate::app::Ctx;
+use crate::state::Ctx;
 
 pub fn params<'a>(ctx: &'a Ctx<'_>) -> Params<'a> {
     Params::new(ctx.params)

@@ -13,7 +13,7 @@ use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
 use super::{all_in_region, dry_run, opt_text, owned, owner_id, page_fields, page_of, params, region};
-use crate::app::Ctx;
+use crate::state::Ctx;
 use crate::util::{iso_minute, iso_time};
 
 pub const PUBLISHED: &str = "Published";

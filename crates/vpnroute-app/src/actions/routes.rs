@@ -23,8 +23,8 @@ use vpnroute_domain::params::Paging;
 
 use super::{check_owned, dry_run, opt_text, owned, params, region};
 use crate::actions::vpc::PUBLISHED;
-use crate::app::Ctx;
 use crate::reply::{page_fields, List, Reply};
+use crate::state::Ctx;
 use crate::tasks::{self, EngineOp};
 
 fn busy_code(kind: RouteKind) -> ApiError {

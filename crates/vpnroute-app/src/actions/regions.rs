@@ -5,7 +5,7 @@ use vpnroute_domain::ApiError;
 use vpnroute_store::Tx;
 
 use super::params;
-use crate::app::Ctx;
+use crate::state::Ctx;
 
 pub fn describe_regions(ctx: &Ctx<'_>, _tx: &Tx<'_>) -> Result<Value, ApiError> {
     let p = params(ctx);

@@ -18,7 +18,7 @@ use vpnroute_domain::model::{VpnGateway, VpnRoute};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Task, Tx};
 
-use crate::app::{now_ms, App, Ctx, OnBusy, TaskDuration};
+use crate::state::{now_ms, App, Ctx, OnBusy, TaskDuration};
 
 /// What a committed write leaves to do: engine changes applied at once (task duration 0),
 /// engines of deleted gateways to drop, and whether a delayed task was enqueued (the worker
@@ -151,7 +151,7 @@ fn apply_task(app: &App, task: &Task) -> Result<(), ApiError> {
 
 /// The task worker: applies due tasks in order per gateway; sleeps until the next due time
 /// or until woken.
-pub async fn run_worker(app: crate::app::SharedApp) {
+pub async fn run_worker(app: crate::state::SharedApp) {
     loop {
         let app2 = app.clone();
         let next_due = tokio::task::spawn_blocking(move || run_due(&app2)).await.ok().flatten();
@@ -210,7 +210,7 @@ pub fn advance(app: &App, gateway_id: &str) -> Result<Value, ApiError> {
 }
 
 /// Periodic clean-up of expired nonces and ClientTokens.
-pub async fn run_janitor(app: crate::app::SharedApp) {
+pub async fn run_janitor(app: crate::state::SharedApp) {
     loop {
         let app2 = app.clone();
         let _ = tokio::task::spawn_blocking(move || {

@@ -12,7 +12,7 @@ use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
 use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
-use crate::app::Ctx;
+use crate::state::Ctx;
 use crate::util::tags_json;
 
 fn json_param(ctx: &Ctx<'_>, name: &str) -> Result<Map<String, Value>, ApiError> {

@@ -9,8 +9,8 @@ use vpnroute_domain::ApiError;
 use vpnroute_store::Tx;
 
 use crate::actions::{connection, customer_gateway, gateway, regions, routes, ssl, vpc};
-use crate::app::Ctx;
 use crate::reply::Reply;
+use crate::state::Ctx;
 
 /// A read handler that builds a `serde_json::Value`, as a [`ReadFn`].
 macro_rules! value_read {

@@ -13,8 +13,8 @@ use serde::{Serialize, Serializer};
 use vpnroute_domain::params::Paging;
 
 use super::{all_in_region, dry_run, opt_text, owned, page_of, params, region};
-use crate::app::Ctx;
 use crate::reply::{page_fields, List, Reply};
+use crate::state::Ctx;
 use crate::util::TagList;
 
 const BANDWIDTHS: &[i64] = &[5, 10, 20, 50, 100, 200, 500, 1000];

@@ -13,7 +13,7 @@ use serde_json::Value;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{Store, Tx};
 
-use crate::app::App;
+use crate::state::App;
 use crate::tasks::Effects;
 
 type JobFn = Box<dyn FnOnce(&App, &Tx<'_>) -> Result<(Value, Effects), ApiError> + Send>;
