@@ -45,24 +45,7 @@ pub fn parse_task_duration(s: &str) -> Result<TaskDuration, String> {
 }
 
 /// What a mutating call on a gateway with a task in progress gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnBusy {
-    /// Alibaba's behaviour: a busy error the client retries on.
-    Reject,
-    /// Queue the change behind the running task.
-    Queue,
-}
-
-impl OnBusy {
-    /// `reject` or `queue` (the `--on-busy` flag).
-    pub fn parse(s: &str) -> Result<OnBusy, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "reject" => Ok(OnBusy::Reject),
-            "queue" => Ok(OnBusy::Queue),
-            _ => Err(format!("invalid value '{s}': expected reject or queue")),
-        }
-    }
-}
+pub use vpnroute_domain::status::BusyPolicy as OnBusy;
 
 /// Request counters exported on `/metrics`.
 #[derive(Default)]

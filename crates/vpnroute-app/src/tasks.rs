@@ -18,7 +18,7 @@ use vpnroute_domain::model::{VpnGateway, VpnRoute};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Task, Tx};
 
-use crate::state::{now_ms, App, Ctx, OnBusy, TaskDuration};
+use crate::state::{now_ms, App, Ctx, TaskDuration};
 
 /// What a committed write leaves to do: engine changes applied at once (task duration 0),
 /// engines of deleted gateways to drop, and whether a delayed task was enqueued (the worker
@@ -68,13 +68,7 @@ pub fn effective_duration(app: &App, gw: &VpnGateway) -> TaskDuration {
 
 /// Refuse a change on a gateway whose previous task is still running (reject mode).
 pub fn check_busy(ctx: &Ctx<'_>, gw: &VpnGateway, busy: ApiError) -> Result<(), ApiError> {
-    if ctx.app.config.on_busy == OnBusy::Queue {
-        return Ok(());
-    }
-    if gw.status == "updating" || gw.status == "provisioning" {
-        return Err(busy);
-    }
-    Ok(())
+    gw.status.check_change(ctx.app.config.on_busy, busy)
 }
 
 /// Commit a task for `gw` carrying `ops` (inside the action's transaction). Updates the
@@ -84,8 +78,9 @@ pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<Engine
     if duration == TaskDuration::After(Duration::ZERO) {
         tx.advance_applied_version(&gw.id)?;
         ctx.effects.borrow_mut().ops.extend(ops);
-        if gw.status != "active" {
-            gw.status = "active".into();
+        let status = gw.status.after_applied_at_once();
+        if gw.status != status {
+            gw.status = status;
             tx.update_resource(ResourceKind::VpnGateway, &gw.id, gw)?;
         }
         return Ok(());
@@ -106,9 +101,7 @@ pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<Engine
     let op_text = serde_json::to_string(&ops).map_err(|_| ApiError::INTERNAL_ERROR)?;
     tx.enqueue_task(&gw.id, &op_text, due, ctx.now_ms)?;
     ctx.effects.borrow_mut().task_enqueued = true;
-    if gw.status == "active" {
-        gw.status = "updating".into();
-    }
+    gw.status = gw.status.after_task_enqueued();
     tx.update_resource(ResourceKind::VpnGateway, &gw.id, gw)?;
     Ok(())
 }
@@ -135,8 +128,9 @@ fn apply_task(app: &App, task: &Task) -> Result<(), ApiError> {
         tx.complete_task(task)?;
         if tx.pending_tasks(&task.gateway_id)?.is_empty() {
             if let Some(mut gw) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, &task.gateway_id)? {
-                if gw.doc.status == "updating" || gw.doc.status == "provisioning" {
-                    gw.doc.status = "active".into();
+                let status = gw.doc.status.after_last_task();
+                if gw.doc.status != status {
+                    gw.doc.status = status;
                     tx.update_resource(ResourceKind::VpnGateway, &task.gateway_id, &gw.doc)?;
                 }
             }

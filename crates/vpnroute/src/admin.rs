@@ -11,6 +11,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 use vpnroute_domain::ids::new_secret;
 use vpnroute_domain::model::{Vpc, VpnConnection, VpnGateway};
+use vpnroute_domain::status::{BusinessStatus, VpcStatus};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{AccessKey, Account, Durability, ResourceKind, Store};
 
@@ -268,11 +269,10 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             print(json!({"AccessKeyId": id, "Deleted": true}));
         }
         AdminCommand::Gateway(GatewayCommand::SetBusinessStatus { id, status }) => {
-            if status != "Normal" && status != "FinancialLocked" {
-                bail!("status must be Normal or FinancialLocked");
-            }
+            let status =
+                BusinessStatus::parse(&status).ok_or_else(|| anyhow!("status must be Normal or FinancialLocked"))?;
             let gw = with_gateway(&store, &id, |g| {
-                g.business_status = status.clone();
+                g.business_status = status;
                 Ok(())
             })?;
             print(json!({"VpnGatewayId": gw.id, "BusinessStatus": gw.business_status}));
@@ -303,14 +303,12 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             print(json!({"VpnGatewayId": id, "TasksAdvanced": n}));
         }
         AdminCommand::Vpc(VpcCommand::SetStatus { id, status }) => {
-            if status != "Available" && status != "Pending" {
-                bail!("status must be Available or Pending");
-            }
+            let status = VpcStatus::parse(&status).ok_or_else(|| anyhow!("status must be Available or Pending"))?;
             store.write(|tx| {
                 let mut v = tx
                     .resource::<Vpc>(ResourceKind::Vpc, &id)?
                     .ok_or(ApiError::VPC_NOT_FOUND)?;
-                v.doc.status = status.clone();
+                v.doc.status = status;
                 tx.update_resource(ResourceKind::Vpc, &id, &v.doc)?;
                 Ok::<_, ApiError>(())
             })?;

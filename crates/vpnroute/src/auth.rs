@@ -5,6 +5,7 @@
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use vpnroute_domain::status::KeyStatus;
 use vpnroute_domain::ApiError;
 use vpnroute_wire::{AuthInfo, ParsedRequest, RawRequest};
 
@@ -60,7 +61,8 @@ pub fn authenticate(
         return Err(ApiError::missing_parameter("AccessKeyId"));
     }
     let key = tx.access_key(key_id)?.ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
-    if key.status != "Active" {
+    // Access keys live in the store crate with a text status; the names are `KeyStatus`'s.
+    if key.status != KeyStatus::Active.as_str() {
         return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
     }
     vpnroute_wire::verify(raw, parsed, &key.secret).map_err(|m| {

@@ -7,6 +7,7 @@
 use serde_json::{json, Map, Value};
 use vpnroute_domain::ids::{new_id, new_secret};
 use vpnroute_domain::model::{CustomerGateway, VpnConnection, VpnGateway};
+use vpnroute_domain::status::{BusinessStatus, ConnectionState};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
@@ -149,9 +150,7 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
             400,
         ));
     }
-    if gw.business_status == "FinancialLocked" {
-        return Err(ApiError::GATEWAY_FINANCIAL_LOCKED);
-    }
+    gw.business_status.check_change()?;
     crate::tasks::check_busy(ctx, &gw, ApiError::GATEWAY_CONFIGURING)?;
     if tx.count_children(ResourceKind::VpnConnection, &gw.id)? >= ctx.app.config.quotas.connections_per_gateway {
         return Err(ApiError::QUOTA_FULL);
@@ -175,7 +174,7 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
         health_check: health,
         bgp_config: bgp,
         create_time: ctx.now_ms,
-        state: "active".into(),
+        state: ConnectionState::Active,
         tunnel_up: true,
         remote_ca_certificate: p.opt_str("RemoteCaCertificate").unwrap_or("").to_string(),
         resource_group_id: gw.resource_group_id.clone(),
@@ -284,7 +283,7 @@ pub fn delete_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
     let id = params(ctx).str("VpnConnectionId")?;
     let c: VpnConnection = owned(ctx, tx, region, id)?;
     if let Some(gw) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, &c.gateway_id)? {
-        if gw.doc.business_status == "FinancialLocked" {
+        if gw.doc.business_status == BusinessStatus::FinancialLocked {
             return Err(ApiError::new(
                 "FinancialLocked",
                 "The specified service is financial locked.",

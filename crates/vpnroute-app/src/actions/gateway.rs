@@ -4,6 +4,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 use vpnroute_domain::ids::new_id;
 use vpnroute_domain::model::{Vpc, VpnGateway};
+use vpnroute_domain::status::{BusinessStatus, GatewayStatus, VpcStatus};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
@@ -60,7 +61,7 @@ pub fn create_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
     p.opt_bool("AutoPay")?;
     p.opt_int_in("Period", 1, 36)?;
     let vpc: Vpc = owned(ctx, tx, region, vpc_id)?;
-    if vpc.status != "Available" {
+    if vpc.status != VpcStatus::Available {
         return Err(ApiError::INCORRECT_VPC_STATUS);
     }
     if tx.count_resources(ResourceKind::VpnGateway, &ctx.account_id, region)?
@@ -93,8 +94,8 @@ pub fn create_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
         description: String::new(),
         bandwidth,
         internet_ip,
-        status: "provisioning".into(),
-        business_status: "Normal".into(),
+        status: GatewayStatus::Provisioning,
+        business_status: BusinessStatus::Normal,
         charge_type: charge.into(),
         enable_ipsec,
         enable_ssl,
@@ -274,8 +275,14 @@ pub fn describe_vpn_gateways(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiErr
             .into_iter()
             .filter(|g| p.opt_str("VpnGatewayId").is_none_or(|v| v == g.id))
             .filter(|g| p.opt_str("VpcId").is_none_or(|v| v == g.vpc_id))
-            .filter(|g| p.opt_str("Status").is_none_or(|v| v.eq_ignore_ascii_case(&g.status)))
-            .filter(|g| p.opt_str("BusinessStatus").is_none_or(|v| v == g.business_status))
+            .filter(|g| {
+                p.opt_str("Status")
+                    .is_none_or(|v| v.eq_ignore_ascii_case(g.status.as_str()))
+            })
+            .filter(|g| {
+                p.opt_str("BusinessStatus")
+                    .is_none_or(|v| v == g.business_status.as_str())
+            })
             .filter(|_| p.opt_str("GatewayType").is_none_or(|v| v == "Traditional"))
             .filter(|g| p.opt_str("ResourceGroupId").is_none_or(|v| v == g.resource_group_id))
             .filter(|g| tags.iter().all(|t| g.tags.contains(t)))
@@ -339,8 +346,8 @@ mod tests {
             description: "d".into(),
             bandwidth: 10,
             internet_ip: "47.1.2.3".into(),
-            status: "active".into(),
-            business_status: "Normal".into(),
+            status: GatewayStatus::Active,
+            business_status: BusinessStatus::Normal,
             charge_type: "PostpayByFlow".into(),
             enable_ipsec: true,
             enable_ssl: true,

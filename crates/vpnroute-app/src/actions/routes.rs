@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use vpnroute_domain::ids::new_id;
 use vpnroute_domain::model::{RouteKind, SslVpnServer, Vpc, VpcRouteEntry, VpnConnection, VpnGateway, VpnRoute};
 use vpnroute_domain::rules::{self, PublishPlan, DEFAULT_PRIORITY};
+use vpnroute_domain::status::VpcStatus;
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
@@ -44,11 +45,9 @@ fn gateway_for_change(
     busy: ApiError,
 ) -> Result<VpnGateway, ApiError> {
     let gw: VpnGateway = owned(ctx, tx, region, id)?;
-    if gw.business_status == "FinancialLocked" {
-        return Err(ApiError::GATEWAY_FINANCIAL_LOCKED);
-    }
+    gw.business_status.check_change()?;
     match tx.resource::<Vpc>(ResourceKind::Vpc, &gw.vpc_id)? {
-        Some(vpc) if vpc.doc.status == "Available" => {}
+        Some(vpc) if vpc.doc.status == VpcStatus::Available => {}
         _ => return Err(ApiError::INCORRECT_VPC_STATUS),
     }
     tasks::check_busy(ctx, &gw, busy)?;

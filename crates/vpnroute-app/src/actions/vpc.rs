@@ -8,6 +8,7 @@
 use serde_json::{json, Value};
 use vpnroute_domain::ids::new_id;
 use vpnroute_domain::model::{Vpc, VpcRouteEntry, VpnGateway};
+use vpnroute_domain::status::VpcStatus;
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
@@ -37,7 +38,7 @@ pub fn create_vpc(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
         name,
         description,
         cidr_block: cidr,
-        status: "Available".into(),
+        status: VpcStatus::Available,
         vrouter_id: new_id("vrt"),
         route_table_id: new_id("vtb"),
         create_time: ctx.now_ms,
