@@ -15,7 +15,9 @@
 pub mod actions;
 pub mod dispatch;
 pub mod engines;
+pub mod ops;
 pub mod reply;
+pub mod rpc;
 pub mod state;
 pub mod tasks;
 pub mod throttle;

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use vpnroute_domain::ids::AccountId;
 use vpnroute_domain::quotas::Quotas;
 use vpnroute_store::Store;
 
@@ -109,15 +110,49 @@ pub struct App {
 
 pub type SharedApp = Arc<App>;
 
-/// Everything an action handler needs about the request.
-pub struct Ctx<'a> {
+/// What an operation handler knows of its call: the caller, the time, the server (its
+/// configuration, engines) and the effects to run once the transaction commits. Nothing of
+/// the protocol: a console or another API builds one with [`OpCtx::new`] and calls the
+/// typed handlers of [`crate::ops`] directly.
+pub struct OpCtx<'a> {
     pub app: &'a App,
-    pub account_id: String,
-    pub action: &'a str,
-    pub params: &'a [(String, String)],
+    /// The caller's account: every resource lookup is scoped to it.
+    pub account_id: AccountId,
     pub now_ms: i64,
     /// Route-engine changes to apply once the transaction commits (task duration 0).
     pub effects: std::cell::RefCell<crate::tasks::Effects>,
+}
+
+impl<'a> OpCtx<'a> {
+    pub fn new(app: &'a App, account_id: AccountId, now_ms: i64) -> Self {
+        OpCtx {
+            app,
+            account_id,
+            now_ms,
+            effects: Default::default(),
+        }
+    }
+
+    /// The effects collected so far, leaving none behind (the caller runs them after commit
+    /// with [`crate::tasks::after_commit`]).
+    pub fn take_effects(&self) -> crate::tasks::Effects {
+        std::mem::take(&mut *self.effects.borrow_mut())
+    }
+}
+
+/// An RPC call: the operation context plus the Action name and Alibaba parameters the RPC
+/// layer parses the typed input from. Derefs to its [`OpCtx`].
+pub struct Ctx<'a> {
+    pub op: OpCtx<'a>,
+    pub action: &'a str,
+    pub params: &'a [(String, String)],
+}
+
+impl<'a> std::ops::Deref for Ctx<'a> {
+    type Target = OpCtx<'a>;
+    fn deref(&self) -> &OpCtx<'a> {
+        &self.op
+    }
 }
 
 pub fn now_ms() -> i64 {

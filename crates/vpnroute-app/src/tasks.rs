@@ -18,7 +18,7 @@ use vpnroute_domain::model::{VpnGateway, VpnRoute};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Task, Tx};
 
-use crate::state::{now_ms, App, Ctx, TaskDuration};
+use crate::state::{now_ms, App, OpCtx, TaskDuration};
 
 /// What a committed write leaves to do: engine changes applied at once (task duration 0),
 /// engines of deleted gateways to drop, and whether a delayed task was enqueued (the worker
@@ -67,13 +67,13 @@ pub fn effective_duration(app: &App, gw: &VpnGateway) -> TaskDuration {
 }
 
 /// Refuse a change on a gateway whose previous task is still running (reject mode).
-pub fn check_busy(ctx: &Ctx<'_>, gw: &VpnGateway, busy: ApiError) -> Result<(), ApiError> {
+pub fn check_busy(ctx: &OpCtx<'_>, gw: &VpnGateway, busy: ApiError) -> Result<(), ApiError> {
     gw.status.check_change(ctx.app.config.on_busy, busy)
 }
 
 /// Commit a task for `gw` carrying `ops` (inside the action's transaction). Updates the
 /// gateway document's status when the task is not applied at once.
-pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<EngineOp>) -> Result<(), ApiError> {
+pub fn schedule(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<EngineOp>) -> Result<(), ApiError> {
     let duration = effective_duration(ctx.app, gw);
     if duration == TaskDuration::After(Duration::ZERO) {
         tx.advance_applied_version(&gw.id)?;

@@ -77,6 +77,16 @@ macro_rules! id_newtype {
                 $t(s)
             }
         }
+        impl PartialEq<$t> for String {
+            fn eq(&self, other: &$t) -> bool {
+                *self == other.0
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
         impl From<&str> for $t {
             fn from(s: &str) -> Self {
                 $t(s.to_string())

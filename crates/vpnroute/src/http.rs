@@ -20,7 +20,7 @@ use vpnroute_wire::{Format, RawRequest};
 use crate::cli::{LogFormat, ServeArgs, SyncMode};
 use vpnroute_app::dispatch::{self, Handler};
 use vpnroute_app::reply::Reply;
-use vpnroute_app::state::{default_regions, now_ms, App, Config, Ctx, Metrics, Region, SharedApp};
+use vpnroute_app::state::{default_regions, now_ms, App, Config, Ctx, Metrics, OpCtx, Region, SharedApp};
 
 pub const HOST_ID: &str = "vpc.aliyuncs.com";
 
@@ -349,12 +349,9 @@ fn admit<'a>(
         *gated = true;
     }
     Ok(Ctx {
-        app,
-        account_id: caller.account_id,
+        op: OpCtx::new(app, caller.account_id.into(), now),
         action,
         params: parsed.params.as_slice(),
-        now_ms: now,
-        effects: Default::default(),
     })
 }
 

@@ -1,4 +1,7 @@
-//! The eleven VPN route actions (destination-based `dbr` and policy-based `pbr`).
+//! The eleven VPN route actions (destination-based `dbr` and policy-based `pbr`) as typed
+//! operations: inputs ([`NewRoute`], [`RouteTarget`] in [`DeleteRoute`] and [`ModifyRoute`],
+//! [`PublishRoute`], [`DescribeRoutes`]) with their RPC parsers, one [`Operation`] per Action,
+//! and outputs ([`RouteEntry`], [`Done`], [`RoutesPage`]).
 //!
 //! Every change runs in the request's write transaction: checks (in the order of
 //! `docs/compatibility.md`), the route rows, the VPC route-table entry when publishing, and
@@ -9,8 +12,7 @@
 //! PublishVpnRouteEntry `VpnTask.CONFLICT`.
 
 use ipnet::Ipv4Net;
-use serde_json::{json, Value};
-use vpnroute_domain::ids::new_id;
+use vpnroute_domain::ids::{new_id, AccountId, ConnectionId, GatewayId};
 use vpnroute_domain::model::{RouteKind, SslVpnServer, Vpc, VpcRouteEntry, VpnConnection, VpnGateway, VpnRoute};
 use vpnroute_domain::rules::{self, PublishPlan, DEFAULT_PRIORITY};
 use vpnroute_domain::status::VpcStatus;
@@ -22,10 +24,12 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use vpnroute_domain::params::Paging;
 
-use super::{check_owned, dry_run, opt_text, owned, params, region};
+use super::{check_owned, opt_text, owned, params};
 use crate::actions::vpc::PUBLISHED;
+use crate::ops::{arn, check_dry_run, Access, Deferred, Operation};
 use crate::reply::{page_fields, List, Reply};
-use crate::state::Ctx;
+use crate::rpc::{self, FromRpc};
+use crate::state::{Ctx, OpCtx};
 use crate::tasks::{self, EngineOp};
 
 fn busy_code(kind: RouteKind) -> ApiError {
@@ -38,7 +42,7 @@ fn busy_code(kind: RouteKind) -> ApiError {
 /// The gateway a change applies to, after the gateway-level checks: exists for the caller
 /// (404), not financially locked, its VPC available, not busy.
 fn gateway_for_change(
-    ctx: &Ctx<'_>,
+    ctx: &OpCtx<'_>,
     tx: &Tx<'_>,
     region: &str,
     id: &str,
@@ -55,7 +59,7 @@ fn gateway_for_change(
 }
 
 /// The next hop must be an IPsec connection of this gateway.
-fn check_next_hop(tx: &Tx<'_>, ctx: &Ctx<'_>, gw: &VpnGateway, next_hop: &str) -> Result<(), ApiError> {
+fn check_next_hop(tx: &Tx<'_>, ctx: &OpCtx<'_>, gw: &VpnGateway, next_hop: &str) -> Result<(), ApiError> {
     match tx.resource::<VpnConnection>(ResourceKind::VpnConnection, next_hop)? {
         Some(c) if c.account_id == ctx.account_id && c.doc.gateway_id == gw.id => Ok(()),
         _ => Err(ApiError::NEXT_HOP_NOT_FOUND),
@@ -100,14 +104,14 @@ fn vpc_of(tx: &Tx<'_>, gw: &VpnGateway) -> Result<Vpc, ApiError> {
 }
 
 /// Check that `dest` can be published for `gw`; returns what publishing needs.
-fn plan_publish(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &VpnGateway, dest: &str) -> Result<PublishPlan, ApiError> {
+fn plan_publish(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &VpnGateway, dest: &str) -> Result<PublishPlan, ApiError> {
     let vpc = vpc_of(tx, gw)?;
     let same = tx.vpc_entries_for_dest(&vpc.route_table_id, dest)?;
     let to_gw = tx.count_vpc_entries_to(&vpc.route_table_id, &gw.id)?;
     rules::plan_publish(&gw.id, &same, to_gw, ctx.app.config.quotas.vpc_routes_per_gateway)
 }
 
-fn add_published_entry(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &VpnGateway, dest: &str) -> Result<(), ApiError> {
+fn add_published_entry(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &VpnGateway, dest: &str) -> Result<(), ApiError> {
     let vpc = vpc_of(tx, gw)?;
     tx.insert_vpc_entry(&VpcRouteEntry {
         id: new_id("rte"),
@@ -137,26 +141,70 @@ fn withdraw_if_unused(tx: &Tx<'_>, gw: &VpnGateway, dest: &str) -> Result<(), Ap
     Ok(())
 }
 
-fn route_response(r: &VpnRoute) -> Value {
-    let mut v = json!({
-        "VpnInstanceId": r.gateway_id,
-        "RouteDest": r.dest,
-        "NextHop": r.next_hop,
-        "Weight": r.weight,
-        "OverlayMode": r.overlay_mode,
-        "Description": r.description,
-        "State": r.state(),
-        "CreateTime": r.create_time,
-    });
-    if r.kind == RouteKind::Pbr {
-        v["RouteSource"] = json!(r.source);
-        v["Priority"] = json!(r.priority);
-    }
-    v
+/// A new route, as CreateVpnRouteEntry and CreateVpnPbrRouteEntry take it.
+#[derive(Debug, Clone)]
+pub struct NewRoute {
+    pub region: String,
+    pub gateway_id: GatewayId,
+    /// Policy routes only.
+    pub source: Option<Ipv4Net>,
+    pub dest: Ipv4Net,
+    pub next_hop: ConnectionId,
+    pub weight: i64,
+    pub publish_vpc: bool,
+    pub description: String,
+    /// Policy routes only; `None` = the default priority.
+    pub priority: Option<i64>,
+    pub dry_run: Deferred<bool>,
 }
 
-fn create(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError> {
-    let region = region(ctx)?;
+/// CreateVpnRouteEntry's input (`source` and `priority` are `None`).
+pub type CreateVpnRouteEntryInput = NewRoute;
+/// CreateVpnPbrRouteEntry's input.
+pub type CreateVpnPbrRouteEntryInput = NewRoute;
+
+/// A created route, as the Create actions answer it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RouteEntry {
+    pub vpn_instance_id: String,
+    pub route_dest: String,
+    pub next_hop: String,
+    pub weight: i64,
+    pub overlay_mode: String,
+    pub description: String,
+    pub state: &'static str,
+    pub create_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+}
+
+impl RouteEntry {
+    fn of(r: &VpnRoute) -> RouteEntry {
+        let pbr = r.kind == RouteKind::Pbr;
+        RouteEntry {
+            vpn_instance_id: r.gateway_id.clone(),
+            route_dest: r.dest.clone(),
+            next_hop: r.next_hop.clone(),
+            weight: r.weight,
+            overlay_mode: r.overlay_mode.clone(),
+            description: r.description.clone(),
+            state: r.state(),
+            create_time: r.create_time,
+            route_source: pbr.then(|| r.source.clone()),
+            priority: pbr.then_some(r.priority),
+        }
+    }
+}
+
+/// The empty answer of a change (`{}` plus `RequestId`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Done {}
+
+fn new_route_from_rpc(ctx: &Ctx<'_>, kind: RouteKind) -> Result<NewRoute, ApiError> {
+    let region = rpc::region(ctx)?;
     let p = params(ctx);
     let gateway_id = p.str("VpnGatewayId")?;
     let source_text = if kind == RouteKind::Pbr {
@@ -167,9 +215,9 @@ fn create(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError
     let dest_text = p.str("RouteDest")?;
     let next_hop = p.str("NextHop")?;
     let weight = required_weight(ctx, "Weight")?;
-    let publish = p.bool("PublishVpc")?;
+    let publish_vpc = p.bool("PublishVpc")?;
     let description = opt_text(ctx, "Description", validate::description)?;
-    let overlay = overlay_mode(ctx)?;
+    overlay_mode(ctx)?;
     let priority = if kind == RouteKind::Pbr {
         optional_priority(ctx, "Priority")?
     } else {
@@ -177,9 +225,35 @@ fn create(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError
     };
     let dest = validate::route_dest(dest_text)?;
     let source = source_text.map(validate::route_source).transpose()?;
+    Ok(NewRoute {
+        region,
+        gateway_id: gateway_id.into(),
+        source,
+        dest,
+        next_hop: next_hop.into(),
+        weight,
+        publish_vpc,
+        description,
+        priority,
+        dry_run: rpc::dry_run(ctx),
+    })
+}
 
-    let mut gw = gateway_for_change(ctx, tx, region, gateway_id, busy_code(kind))?;
-    check_next_hop(tx, ctx, &gw, next_hop)?;
+fn create(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, input: NewRoute) -> Result<RouteEntry, ApiError> {
+    let NewRoute {
+        region,
+        gateway_id,
+        source,
+        dest,
+        next_hop,
+        weight,
+        publish_vpc: publish,
+        description,
+        priority,
+        dry_run,
+    } = input;
+    let mut gw = gateway_for_change(ctx, tx, &region, &gateway_id, busy_code(kind))?;
+    check_next_hop(tx, ctx, &gw, &next_hop)?;
     if priority.is_some() && !gw.pbr_priority {
         return Err(ApiError::PBR_PRIORITY_NOT_SUPPORTED);
     }
@@ -187,7 +261,7 @@ fn create(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError
     let source_str = source.map(|s| s.to_string()).unwrap_or_default();
     let dest_str = dest.to_string();
     let same_key = tx.routes_with_key(&gw.id, kind, &source_str, &dest_str)?;
-    rules::check_group_add(next_hop, weight, &same_key)?;
+    rules::check_group_add(&next_hop, weight, &same_key)?;
     let quota = match kind {
         RouteKind::Dbr => ctx.app.config.quotas.dbr_routes_per_gateway,
         RouteKind::Pbr => ctx.app.config.quotas.pbr_routes_per_gateway,
@@ -198,7 +272,7 @@ fn create(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError
     } else {
         None
     };
-    dry_run(ctx)?;
+    check_dry_run(&dry_run)?;
 
     let mut route = VpnRoute {
         seq: 0,
@@ -206,12 +280,12 @@ fn create(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError
         gateway_id: gw.id.clone(),
         source: source_str,
         dest: dest_str,
-        next_hop: next_hop.to_string(),
+        next_hop: next_hop.0,
         weight,
         priority: priority.unwrap_or(DEFAULT_PRIORITY),
         published: publish,
         description,
-        overlay_mode: overlay,
+        overlay_mode: "Ipsec".into(),
         create_time: ctx.now_ms,
     };
     route.seq = tx.insert_route(&route)?;
@@ -227,25 +301,42 @@ fn create(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError
             before: None,
         }],
     )?;
-    Ok(route_response(&route))
+    Ok(RouteEntry::of(&route))
 }
 
-pub fn create_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    create(ctx, tx, RouteKind::Dbr)
+/// The gateway's ARN: every route action names its gateway.
+fn gateway_arn(region: &str, account: &AccountId, gateway_id: &GatewayId) -> Vec<String> {
+    vec![arn(region, account, "vpngateway", gateway_id)]
 }
 
-pub fn create_vpn_pbr_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    create(ctx, tx, RouteKind::Pbr)
+impl FromRpc for NewRoute {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let kind = if ctx.action == CreateVpnPbrRouteEntry::NAME {
+            RouteKind::Pbr
+        } else {
+            RouteKind::Dbr
+        };
+        new_route_from_rpc(ctx, kind)
+    }
 }
 
-/// The identified route of a modify/delete call, after the gateway-level checks.
-struct Target {
-    gw: VpnGateway,
-    route: VpnRoute,
+/// One route identified for a modify or delete: its gateway, key and current weight (and for
+/// a policy route optionally its priority), as the caller spells them.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    pub region: String,
+    pub gateway_id: GatewayId,
+    /// Empty for destination-based routes.
+    pub source: String,
+    pub dest: String,
+    pub next_hop: ConnectionId,
+    pub weight: i64,
+    /// Policy routes: must match the route's priority when given.
+    pub priority: Deferred<Option<i64>>,
 }
 
-fn find_target(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind, busy: ApiError) -> Result<Target, ApiError> {
-    let region = region(ctx)?;
+fn target_from_rpc(ctx: &Ctx<'_>, kind: RouteKind) -> Result<RouteTarget, ApiError> {
+    let region = rpc::region(ctx)?;
     let p = params(ctx);
     let gateway_id = p.str("VpnGatewayId")?;
     let source = if kind == RouteKind::Pbr {
@@ -256,7 +347,30 @@ fn find_target(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind, busy: ApiError) -> R
     let dest = p.str("RouteDest")?;
     let next_hop = p.str("NextHop")?;
     let weight = required_weight(ctx, "Weight")?;
-    let gw = gateway_for_change(ctx, tx, region, gateway_id, busy)?;
+    let priority = if kind == RouteKind::Pbr {
+        optional_priority(ctx, "Priority")
+    } else {
+        Ok(None)
+    };
+    Ok(RouteTarget {
+        region,
+        gateway_id: gateway_id.into(),
+        source: source.to_string(),
+        dest: dest.to_string(),
+        next_hop: next_hop.into(),
+        weight,
+        priority,
+    })
+}
+
+/// The identified route of a modify/delete call, after the gateway-level checks.
+struct Target {
+    gw: VpnGateway,
+    route: VpnRoute,
+}
+
+fn find_target(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, t: &RouteTarget) -> Result<Target, ApiError> {
+    let gw = gateway_for_change(ctx, tx, &t.region, &t.gateway_id, busy_code(kind))?;
     // Stored blocks are canonical; accept the caller's spelling of the same block.
     let canon = |t: &str| {
         validate::parse_cidr(t)
@@ -264,15 +378,15 @@ fn find_target(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind, busy: ApiError) -> R
             .unwrap_or_else(|| t.to_string())
     };
     let route = tx
-        .routes_with_key(&gw.id, kind, &canon(source), &canon(dest))?
+        .routes_with_key(&gw.id, kind, &canon(&t.source), &canon(&t.dest))?
         .into_iter()
-        .find(|r| r.next_hop == next_hop)
+        .find(|r| r.next_hop == *t.next_hop)
         .ok_or(ApiError::ROUTE_ENTRY_NOT_FOUND)?;
-    if route.weight != weight {
+    if route.weight != t.weight {
         return Err(ApiError::ROUTE_INVALID_WEIGHT);
     }
     if kind == RouteKind::Pbr {
-        if let Some(given) = optional_priority(ctx, "Priority")? {
+        if let Some(given) = t.priority.clone()? {
             if given != route.priority {
                 return Err(ApiError::invalid_parameter_msg(
                     "The specified Priority does not match the priority of the route entry.",
@@ -283,36 +397,97 @@ fn find_target(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind, busy: ApiError) -> R
     Ok(Target { gw, route })
 }
 
-fn delete(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError> {
-    overlay_mode(ctx)?;
-    let Target { mut gw, route } = find_target(ctx, tx, kind, busy_code(kind))?;
-    dry_run(ctx)?;
+/// DeleteVpnRouteEntry's and DeleteVpnPbrRouteEntry's input.
+#[derive(Debug, Clone)]
+pub struct DeleteRoute {
+    pub target: RouteTarget,
+    pub dry_run: Deferred<bool>,
+}
+
+impl FromRpc for DeleteRoute {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let kind = if ctx.action == DeleteVpnPbrRouteEntry::NAME {
+            RouteKind::Pbr
+        } else {
+            RouteKind::Dbr
+        };
+        overlay_mode(ctx)?;
+        Ok(DeleteRoute {
+            target: target_from_rpc(ctx, kind)?,
+            dry_run: rpc::dry_run(ctx),
+        })
+    }
+}
+
+fn delete(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, input: DeleteRoute) -> Result<Done, ApiError> {
+    let Target { mut gw, route } = find_target(ctx, tx, kind, &input.target)?;
+    check_dry_run(&input.dry_run)?;
     tx.delete_route(&route)?;
     if route.published {
         withdraw_if_unused(tx, &gw, &route.dest)?;
     }
     let op = EngineOp::Remove { route };
     tasks::schedule(ctx, tx, &mut gw, vec![op])?;
-    Ok(json!({}))
+    Ok(Done {})
 }
 
-pub fn delete_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    delete(ctx, tx, RouteKind::Dbr)
+/// The Modify actions' input: the route and what changes (at least one of the two).
+#[derive(Debug, Clone)]
+pub struct ModifyRoute {
+    pub target: RouteTarget,
+    pub new_weight: Option<i64>,
+    pub new_priority: Option<i64>,
+    pub dry_run: Deferred<bool>,
 }
 
-pub fn delete_vpn_pbr_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    delete(ctx, tx, RouteKind::Pbr)
+impl FromRpc for ModifyRoute {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let p = params(ctx);
+        let (kind, new_weight, new_priority) = match ctx.action {
+            "ModifyVpnRouteEntryWeight" | "ModifyVpnPbrRouteEntryWeight" => {
+                overlay_mode(ctx)?;
+                let kind = if ctx.action == ModifyVpnRouteEntryWeight::NAME {
+                    RouteKind::Dbr
+                } else {
+                    RouteKind::Pbr
+                };
+                (kind, Some(required_weight(ctx, "NewWeight")?), None)
+            }
+            "ModifyVpnPbrRouteEntryPriority" => {
+                let new_priority = optional_priority(ctx, "NewPriority")?
+                    .ok_or_else(|| ApiError::missing_parameter("NewPriority"))?;
+                (RouteKind::Pbr, None, Some(new_priority))
+            }
+            _ => {
+                if p.opt_str("Priority").is_none() {
+                    return Err(ApiError::missing_parameter("Priority"));
+                }
+                let new_weight = p.opt_str("NewWeight").map(rules::parse_weight).transpose()?;
+                let new_priority = optional_priority(ctx, "NewPriority")?;
+                if new_weight.is_none() && new_priority.is_none() {
+                    return Err(ApiError::missing_parameter("NewWeight"));
+                }
+                (RouteKind::Pbr, new_weight, new_priority)
+            }
+        };
+        Ok(ModifyRoute {
+            target: target_from_rpc(ctx, kind)?,
+            new_weight,
+            new_priority,
+            dry_run: rpc::dry_run(ctx),
+        })
+    }
 }
 
 /// Apply new weight and/or priority to the target route.
-fn modify(
-    ctx: &Ctx<'_>,
-    tx: &Tx<'_>,
-    kind: RouteKind,
-    new_weight: Option<i64>,
-    new_priority: Option<i64>,
-) -> Result<Value, ApiError> {
-    let Target { mut gw, mut route } = find_target(ctx, tx, kind, busy_code(kind))?;
+fn modify(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, input: ModifyRoute) -> Result<Done, ApiError> {
+    let ModifyRoute {
+        target,
+        new_weight,
+        new_priority,
+        dry_run,
+    } = input;
+    let Target { mut gw, mut route } = find_target(ctx, tx, kind, &target)?;
     if new_priority.is_some() && !gw.pbr_priority {
         return Err(ApiError::PBR_PRIORITY_NOT_SUPPORTED);
     }
@@ -326,7 +501,7 @@ fn modify(
             rules::check_group_reweight(w, &siblings)?;
         }
     }
-    dry_run(ctx)?;
+    check_dry_run(&dry_run)?;
     let before = route.clone();
     if let Some(w) = new_weight {
         route.weight = w;
@@ -346,58 +521,64 @@ fn modify(
             }],
         )?;
     }
-    Ok(json!({}))
+    Ok(Done {})
 }
 
-pub fn modify_vpn_route_entry_weight(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    overlay_mode(ctx)?;
-    let new_weight = required_weight(ctx, "NewWeight")?;
-    modify(ctx, tx, RouteKind::Dbr, Some(new_weight), None)
+/// PublishVpnRouteEntry's input.
+#[derive(Debug, Clone)]
+pub struct PublishRoute {
+    pub region: String,
+    pub gateway_id: GatewayId,
+    pub dest: String,
+    pub next_hop: ConnectionId,
+    pub kind: RouteKind,
+    /// Publish (`true`) or withdraw.
+    pub publish_vpc: bool,
+    pub dry_run: Deferred<bool>,
 }
 
-pub fn modify_vpn_pbr_route_entry_weight(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    overlay_mode(ctx)?;
-    let new_weight = required_weight(ctx, "NewWeight")?;
-    modify(ctx, tx, RouteKind::Pbr, Some(new_weight), None)
-}
-
-pub fn modify_vpn_pbr_route_entry_priority(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    let new_priority =
-        optional_priority(ctx, "NewPriority")?.ok_or_else(|| ApiError::missing_parameter("NewPriority"))?;
-    modify(ctx, tx, RouteKind::Pbr, None, Some(new_priority))
-}
-
-pub fn modify_vpn_pbr_route_entry_attribute(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    let p = params(ctx);
-    if p.opt_str("Priority").is_none() {
-        return Err(ApiError::missing_parameter("Priority"));
+impl FromRpc for PublishRoute {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let gateway_id = p.str("VpnGatewayId")?;
+        let dest = p.str("RouteDest")?;
+        let next_hop = p.str("NextHop")?;
+        let kind =
+            RouteKind::parse(p.str("RouteType")?).ok_or_else(|| ApiError::invalid_parameter("RouteType"))?;
+        let publish_vpc = p.bool("PublishVpc")?;
+        // Terraform sends an undocumented RouteSource for pbr routes: accepted and ignored, so
+        // every pbr route with this destination and next hop is published or withdrawn.
+        let dest = validate::parse_cidr(dest)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| dest.to_string());
+        Ok(PublishRoute {
+            region,
+            gateway_id: gateway_id.into(),
+            dest,
+            next_hop: next_hop.into(),
+            kind,
+            publish_vpc,
+            dry_run: rpc::dry_run(ctx),
+        })
     }
-    let new_weight = p.opt_str("NewWeight").map(rules::parse_weight).transpose()?;
-    let new_priority = optional_priority(ctx, "NewPriority")?;
-    if new_weight.is_none() && new_priority.is_none() {
-        return Err(ApiError::missing_parameter("NewWeight"));
-    }
-    modify(ctx, tx, RouteKind::Pbr, new_weight, new_priority)
 }
 
-pub fn publish_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    let region = region(ctx)?;
-    let p = params(ctx);
-    let gateway_id = p.str("VpnGatewayId")?;
-    let dest = p.str("RouteDest")?;
-    let next_hop = p.str("NextHop")?;
-    let kind = RouteKind::parse(p.str("RouteType")?).ok_or_else(|| ApiError::invalid_parameter("RouteType"))?;
-    let publish = p.bool("PublishVpc")?;
-    // Terraform sends an undocumented RouteSource for pbr routes: accepted and ignored, so
-    // every pbr route with this destination and next hop is published or withdrawn.
-    let dest = validate::parse_cidr(dest)
-        .map(|n| n.to_string())
-        .unwrap_or_else(|| dest.to_string());
-    let mut gw = gateway_for_change(ctx, tx, region, gateway_id, ApiError::VPN_TASK_CONFLICT)?;
+fn publish(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: PublishRoute) -> Result<Done, ApiError> {
+    let PublishRoute {
+        region,
+        gateway_id,
+        dest,
+        next_hop,
+        kind,
+        publish_vpc: publish,
+        dry_run,
+    } = input;
+    let mut gw = gateway_for_change(ctx, tx, &region, &gateway_id, ApiError::VPN_TASK_CONFLICT)?;
     let targets: Vec<VpnRoute> = tx
         .routes_with_dest(&gw.id, &dest)?
         .into_iter()
-        .filter(|r| r.kind == kind && r.next_hop == next_hop)
+        .filter(|r| r.kind == kind && r.next_hop == *next_hop)
         .collect();
     if targets.is_empty() {
         return Err(ApiError::ROUTE_ENTRY_NOT_FOUND);
@@ -405,7 +586,7 @@ pub fn publish_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
     let mut changed = Vec::new();
     if publish {
         let plan = plan_publish(ctx, tx, &gw, &dest)?;
-        dry_run(ctx)?;
+        check_dry_run(&dry_run)?;
         if plan == PublishPlan::AddEntry {
             add_published_entry(ctx, tx, &gw, &dest)?;
         }
@@ -419,7 +600,7 @@ pub fn publish_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
             });
         }
     } else {
-        dry_run(ctx)?;
+        check_dry_run(&dry_run)?;
         // Withdrawing a destination withdraws every route of the gateway published for it,
         // of both kinds (Alibaba: "withdrawing either one also withdraws the other").
         for mut r in tx.routes_with_dest(&gw.id, &dest)?.into_iter().filter(|r| r.published) {
@@ -436,39 +617,190 @@ pub fn publish_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
     if !changed.is_empty() {
         tasks::schedule(ctx, tx, &mut gw, changed)?;
     }
-    Ok(json!({}))
+    Ok(Done {})
 }
 
-fn describe(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Reply, ApiError> {
-    let region = region(ctx)?;
-    let p = params(ctx);
-    let gateway_id = p.str("VpnGatewayId")?;
-    let paging = p.paging()?;
-    let entry_type = if kind == RouteKind::Dbr {
-        match p.opt_str("RouteEntryType").unwrap_or("custom") {
-            t if t.eq_ignore_ascii_case("custom") => "custom",
-            t if t.eq_ignore_ascii_case("bgp") => "bgp",
-            _ => return Err(ApiError::invalid_parameter("RouteEntryType")),
-        }
-    } else {
-        "custom"
-    };
-    check_owned::<VpnGateway>(ctx, tx, region, gateway_id)?;
-    let total = tx.count_routes(gateway_id, kind)?;
-    let routes = if entry_type == "bgp" {
+/// DescribeVpnRouteEntries' and DescribeVpnPbrRouteEntries' input.
+#[derive(Debug, Clone)]
+pub struct DescribeRoutes {
+    pub region: String,
+    pub gateway_id: GatewayId,
+    pub paging: Paging,
+    /// `RouteEntryType=bgp` (destination routes): BGP routes are not modelled, none listed.
+    pub bgp: bool,
+}
+
+impl FromRpc for DescribeRoutes {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let gateway_id = p.str("VpnGatewayId")?;
+        let paging = p.paging()?;
+        let bgp = if ctx.action == DescribeVpnRouteEntries::NAME {
+            match p.opt_str("RouteEntryType").unwrap_or("custom") {
+                t if t.eq_ignore_ascii_case("custom") => false,
+                t if t.eq_ignore_ascii_case("bgp") => true,
+                _ => return Err(ApiError::invalid_parameter("RouteEntryType")),
+            }
+        } else {
+            false
+        };
+        Ok(DescribeRoutes {
+            region,
+            gateway_id: gateway_id.into(),
+            paging,
+            bgp,
+        })
+    }
+}
+
+fn describe(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, input: DescribeRoutes) -> Result<RoutesPage, ApiError> {
+    let DescribeRoutes {
+        region,
+        gateway_id,
+        paging,
+        bgp,
+    } = input;
+    check_owned::<VpnGateway>(ctx, tx, &region, &gateway_id)?;
+    let total = tx.count_routes(&gateway_id, kind)?;
+    let routes = if bgp {
         vec![]
     } else {
-        tx.list_routes(gateway_id, kind, paging.offset(), paging.size as u64)?
+        tx.list_routes(&gateway_id, kind, paging.offset(), paging.size as u64)?
     };
-    let shown_total = if entry_type == "bgp" { 0 } else { total };
-    Ok(Reply::Routes(RoutesPage {
+    let shown_total = if bgp { 0 } else { total };
+    Ok(RoutesPage {
         kind,
         routes,
         total,
         paging,
         shown_total,
-    }))
+    })
 }
+
+impl From<RoutesPage> for Reply {
+    fn from(page: RoutesPage) -> Reply {
+        Reply::Routes(page)
+    }
+}
+
+/// The gateway (and its region) a route action's input names: its only resource.
+trait NamesGateway {
+    fn gateway(&self) -> (&str, &GatewayId);
+}
+
+impl NamesGateway for NewRoute {
+    fn gateway(&self) -> (&str, &GatewayId) {
+        (&self.region, &self.gateway_id)
+    }
+}
+
+impl NamesGateway for DeleteRoute {
+    fn gateway(&self) -> (&str, &GatewayId) {
+        (&self.target.region, &self.target.gateway_id)
+    }
+}
+
+impl NamesGateway for ModifyRoute {
+    fn gateway(&self) -> (&str, &GatewayId) {
+        (&self.target.region, &self.target.gateway_id)
+    }
+}
+
+impl NamesGateway for PublishRoute {
+    fn gateway(&self) -> (&str, &GatewayId) {
+        (&self.region, &self.gateway_id)
+    }
+}
+
+impl NamesGateway for DescribeRoutes {
+    fn gateway(&self) -> (&str, &GatewayId) {
+        (&self.region, &self.gateway_id)
+    }
+}
+
+macro_rules! route_op {
+    ($op:ident, $access:ident, $input:ty, $output:ty, |$ctx:ident, $tx:ident, $i:ident| $body:expr) => {
+        #[doc = concat!("The ", stringify!($op), " operation.")]
+        pub struct $op;
+
+        impl Operation for $op {
+            const NAME: &'static str = stringify!($op);
+            const ACCESS: Access = Access::$access;
+            type Input = $input;
+            type Output = $output;
+            fn resources(input: &$input, account: &AccountId) -> Vec<String> {
+                let (region, gateway_id) = input.gateway();
+                gateway_arn(region, account, gateway_id)
+            }
+            fn handle($ctx: &OpCtx<'_>, $tx: &Tx<'_>, $i: $input) -> Result<$output, ApiError> {
+                $body
+            }
+        }
+    };
+}
+
+route_op!(CreateVpnRouteEntry, Write, NewRoute, RouteEntry, |ctx, tx, input| create(
+    ctx,
+    tx,
+    RouteKind::Dbr,
+    input
+));
+route_op!(CreateVpnPbrRouteEntry, Write, NewRoute, RouteEntry, |ctx, tx, input| create(
+    ctx,
+    tx,
+    RouteKind::Pbr,
+    input
+));
+route_op!(DeleteVpnRouteEntry, Write, DeleteRoute, Done, |ctx, tx, input| delete(
+    ctx,
+    tx,
+    RouteKind::Dbr,
+    input
+));
+route_op!(DeleteVpnPbrRouteEntry, Write, DeleteRoute, Done, |ctx, tx, input| delete(
+    ctx,
+    tx,
+    RouteKind::Pbr,
+    input
+));
+route_op!(ModifyVpnRouteEntryWeight, Write, ModifyRoute, Done, |ctx, tx, input| modify(
+    ctx,
+    tx,
+    RouteKind::Dbr,
+    input
+));
+route_op!(ModifyVpnPbrRouteEntryWeight, Write, ModifyRoute, Done, |ctx, tx, input| modify(
+    ctx,
+    tx,
+    RouteKind::Pbr,
+    input
+));
+route_op!(ModifyVpnPbrRouteEntryPriority, Write, ModifyRoute, Done, |ctx, tx, input| modify(
+    ctx,
+    tx,
+    RouteKind::Pbr,
+    input
+));
+route_op!(ModifyVpnPbrRouteEntryAttribute, Write, ModifyRoute, Done, |ctx, tx, input| modify(
+    ctx,
+    tx,
+    RouteKind::Pbr,
+    input
+));
+route_op!(PublishVpnRouteEntry, Write, PublishRoute, Done, |ctx, tx, input| publish(ctx, tx, input));
+route_op!(DescribeVpnRouteEntries, Read, DescribeRoutes, RoutesPage, |ctx, tx, input| describe(
+    ctx,
+    tx,
+    RouteKind::Dbr,
+    input
+));
+route_op!(DescribeVpnPbrRouteEntries, Read, DescribeRoutes, RoutesPage, |ctx, tx, input| describe(
+    ctx,
+    tx,
+    RouteKind::Pbr,
+    input
+));
 
 /// DescribeVpnRouteEntries' or DescribeVpnPbrRouteEntries' answer: one page of routes.
 pub struct RoutesPage {
@@ -556,13 +888,6 @@ impl Serialize for RoutesPage {
     }
 }
 
-pub fn describe_vpn_route_entries(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiError> {
-    describe(ctx, tx, RouteKind::Dbr)
-}
-
-pub fn describe_vpn_pbr_route_entries(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiError> {
-    describe(ctx, tx, RouteKind::Pbr)
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,263 @@
+//! The operations table: for each of the 34 Actions its name, whether it reads or writes, its
+//! RAM action (`vpc:<Name>`), the resource ARNs a request names (per Alibaba's authorization
+//! tables, `/work/shared/spec/ram.md` §4; `*` where Alibaba says "All Resources") and the
+//! handler the RPC layer runs.
+//!
+//! Converted operations implement [`Operation`]: a typed input, a handler on
+//! [`OpCtx`] and a store transaction, a typed output. Their table row runs them through
+//! [`crate::rpc`] (Alibaba parameters → input, output → reply); a console or another protocol
+//! calls [`Operation::handle`] with a typed input instead.
+
+use vpnroute_domain::ids::AccountId;
+use vpnroute_domain::ApiError;
+use vpnroute_store::Tx;
+
+use crate::actions::{connection, customer_gateway, gateway, regions, routes, ssl, vpc};
+use crate::dispatch::Handler;
+use crate::reply::Reply;
+use crate::rpc;
+use crate::state::{Ctx, OpCtx};
+
+/// Whether an operation only reads (runs on a snapshot, no ClientToken) or changes state
+/// (runs in a write transaction of the group commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// A value the RPC layer parsed whose error Alibaba reports only after the resource checks
+/// (e.g. `DryRun`, or a policy route's `Priority` when it identifies a route). A typed caller
+/// passes `Ok(value)`.
+pub type Deferred<T> = Result<T, ApiError>;
+
+/// `DryRun=true`: everything validated, answer `DryRunOperation`.
+pub fn check_dry_run(dry_run: &Deferred<bool>) -> Result<(), ApiError> {
+    match dry_run {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(ApiError::DRY_RUN),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+/// A typed operation.
+pub trait Operation {
+    /// The Action name.
+    const NAME: &'static str;
+    const ACCESS: Access;
+    type Input;
+    type Output;
+    /// The ARNs of the resources `input` names.
+    fn resources(input: &Self::Input, account: &AccountId) -> Vec<String>;
+    /// Run the operation in `tx`.
+    fn handle(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: Self::Input) -> Result<Self::Output, ApiError>;
+}
+
+/// `acs:vpc:{region}:{account}:{kind}/{id}`.
+pub fn arn(region: &str, account: &str, kind: &str, id: &str) -> String {
+    format!("acs:vpc:{region}:{account}:{kind}/{id}")
+}
+
+/// The ARNs a request names, from its parameters: `resources(ctx)` of a table row.
+pub type ResourcesFn = fn(&Ctx<'_>) -> Result<Vec<String>, ApiError>;
+
+/// One row of the operations table.
+#[derive(Clone, Copy)]
+pub struct OpEntry {
+    pub name: &'static str,
+    pub access: Access,
+    /// The RAM action a policy names, `vpc:<Name>`.
+    pub ram_action: &'static str,
+    /// The ARNs of the resources the request names (for RAM authorization).
+    pub resources: ResourcesFn,
+    /// What the RPC layer runs.
+    pub handler: Handler,
+}
+
+/// ARNs from a request's parameters, for operations not converted to typed inputs: one ARN of
+/// `kind` for the id in parameter `id_param`, or `kind/*` when `id_param` is `None`.
+fn param_arns(ctx: &Ctx<'_>, kind: &str, id_param: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let p = crate::actions::params(ctx);
+    let region = p.opt_str("RegionId").unwrap_or("*");
+    let id = match id_param {
+        Some(name) => p.str(name)?,
+        None => "*",
+    };
+    Ok(vec![arn(region, &ctx.account_id, kind, id)])
+}
+
+macro_rules! typed {
+    ($op:ty, Write) => {
+        OpEntry {
+            name: <$op as Operation>::NAME,
+            access: Access::Write,
+            ram_action: concat!("vpc:", stringify!($op)),
+            resources: rpc::resources::<$op>,
+            handler: Handler::Write(rpc::write::<$op>),
+        }
+    };
+    ($op:ty, Read) => {
+        OpEntry {
+            name: <$op as Operation>::NAME,
+            access: Access::Read,
+            ram_action: concat!("vpc:", stringify!($op)),
+            resources: rpc::resources::<$op>,
+            handler: Handler::Read(rpc::read::<$op>),
+        }
+    };
+}
+
+macro_rules! untyped {
+    ($name:literal, Write, $f:path, $kind:literal, $id:expr) => {
+        OpEntry {
+            name: $name,
+            access: Access::Write,
+            ram_action: concat!("vpc:", $name),
+            resources: |ctx| param_arns(ctx, $kind, $id),
+            handler: Handler::Write($f),
+        }
+    };
+    ($name:literal, Read, $f:path, $kind:literal, $id:expr) => {
+        OpEntry {
+            name: $name,
+            access: Access::Read,
+            ram_action: concat!("vpc:", $name),
+            resources: |ctx| param_arns(ctx, $kind, $id),
+            handler: Handler::Read(|ctx, tx| $f(ctx, tx).map(Reply::Value)),
+        }
+    };
+}
+
+use routes::{
+    CreateVpnPbrRouteEntry, CreateVpnRouteEntry, DeleteVpnPbrRouteEntry, DeleteVpnRouteEntry,
+    DescribeVpnPbrRouteEntries, DescribeVpnRouteEntries, ModifyVpnPbrRouteEntryAttribute,
+    ModifyVpnPbrRouteEntryPriority, ModifyVpnPbrRouteEntryWeight, ModifyVpnRouteEntryWeight, PublishVpnRouteEntry,
+};
+
+/// Every operation vpnroute serves.
+pub static OPERATIONS: &[OpEntry] = &[
+    OpEntry {
+        name: "DescribeRegions",
+        access: Access::Read,
+        ram_action: "vpc:DescribeRegions",
+        // All Resources.
+        resources: |_| Ok(vec!["*".to_string()]),
+        handler: Handler::Read(|ctx, tx| regions::describe_regions(ctx, tx).map(Reply::Value)),
+    },
+    untyped!("CreateVpc", Write, vpc::create_vpc, "vpc", None),
+    untyped!("DescribeVpcs", Read, vpc::describe_vpcs, "vpc", None),
+    untyped!("DeleteVpc", Write, vpc::delete_vpc, "vpc", Some("VpcId")),
+    untyped!("DescribeRouteTableList", Read, vpc::describe_route_table_list, "routetable", None),
+    untyped!(
+        "DescribeRouteEntryList",
+        Read,
+        vpc::describe_route_entry_list,
+        "routetable",
+        Some("RouteTableId")
+    ),
+    untyped!(
+        "CreateRouteEntry",
+        Write,
+        vpc::create_route_entry,
+        "routetable",
+        Some("RouteTableId")
+    ),
+    untyped!(
+        "DeleteRouteEntry",
+        Write,
+        vpc::delete_route_entry,
+        "routetable",
+        Some("RouteTableId")
+    ),
+    untyped!("CreateVpnGateway", Write, gateway::create_vpn_gateway, "vpngateway", None),
+    OpEntry { name: "DescribeVpnGateway", access: Access::Read, ram_action: "vpc:DescribeVpnGateway", resources: |ctx| param_arns(ctx, "vpngateway", Some("VpnGatewayId")), handler: Handler::Read(gateway::describe_vpn_gateway) },
+    OpEntry { name: "DescribeVpnGateways", access: Access::Read, ram_action: "vpc:DescribeVpnGateways", resources: |ctx| param_arns(ctx, "vpngateway", None), handler: Handler::Read(gateway::describe_vpn_gateways) },
+    untyped!("DeleteVpnGateway", Write, gateway::delete_vpn_gateway, "vpngateway", Some("VpnGatewayId")),
+    untyped!(
+        "CreateCustomerGateway",
+        Write,
+        customer_gateway::create_customer_gateway,
+        "customergateway",
+        None
+    ),
+    untyped!(
+        "DescribeCustomerGateway",
+        Read,
+        customer_gateway::describe_customer_gateway,
+        "customergateway",
+        Some("CustomerGatewayId")
+    ),
+    untyped!(
+        "DescribeCustomerGateways",
+        Read,
+        customer_gateway::describe_customer_gateways,
+        "customergateway",
+        None
+    ),
+    untyped!(
+        "DeleteCustomerGateway",
+        Write,
+        customer_gateway::delete_customer_gateway,
+        "customergateway",
+        Some("CustomerGatewayId")
+    ),
+    untyped!("CreateVpnConnection", Write, connection::create_vpn_connection, "vpnconnection", None),
+    untyped!("DescribeVpnConnection", Read, connection::describe_vpn_connection, "vpnconnection", Some("VpnConnectionId")),
+    untyped!("DescribeVpnConnections", Read, connection::describe_vpn_connections, "vpnconnection", None),
+    untyped!("DeleteVpnConnection", Write, connection::delete_vpn_connection, "vpnconnection", Some("VpnConnectionId")),
+    untyped!(
+        "CreateSslVpnServer",
+        Write,
+        ssl::create_ssl_vpn_server,
+        "sslvpnserver",
+        None
+    ),
+    untyped!(
+        "DescribeSslVpnServers",
+        Read,
+        ssl::describe_ssl_vpn_servers,
+        "sslvpnserver",
+        None
+    ),
+    untyped!(
+        "DeleteSslVpnServer",
+        Write,
+        ssl::delete_ssl_vpn_server,
+        "sslvpnserver",
+        Some("SslVpnServerId")
+    ),
+    typed!(CreateVpnRouteEntry, Write),
+    typed!(DeleteVpnRouteEntry, Write),
+    typed!(DescribeVpnRouteEntries, Read),
+    typed!(ModifyVpnRouteEntryWeight, Write),
+    typed!(PublishVpnRouteEntry, Write),
+    typed!(CreateVpnPbrRouteEntry, Write),
+    typed!(DeleteVpnPbrRouteEntry, Write),
+    typed!(DescribeVpnPbrRouteEntries, Read),
+    typed!(ModifyVpnPbrRouteEntryWeight, Write),
+    typed!(ModifyVpnPbrRouteEntryPriority, Write),
+    typed!(ModifyVpnPbrRouteEntryAttribute, Write),
+];
+
+/// The table row of an Action, `None` for an unknown one (`InvalidAction.NotFound`).
+pub fn operation(name: &str) -> Option<&'static OpEntry> {
+    OPERATIONS.iter().find(|o| o.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rows_are_consistent() {
+        assert_eq!(OPERATIONS.len(), 34);
+        for o in OPERATIONS {
+            assert_eq!(o.ram_action, format!("vpc:{}", o.name));
+            let reads = o.name.starts_with("Describe");
+            assert_eq!(o.access == Access::Read, reads, "{}", o.name);
+            assert_eq!(matches!(o.handler, Handler::Read(_)), reads, "{}", o.name);
+            assert_eq!(operation(o.name).map(|r| r.name), Some(o.name));
+        }
+        assert!(operation("Nope").is_none());
+    }
+}
