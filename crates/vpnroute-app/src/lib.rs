@@ -12,6 +12,9 @@
 //! - [`state`]: the shared [`state::App`] and the per-request [`state::Ctx`].
 //! - [`throttle`]: the per key and action rate limiter.
 
+#[macro_use]
+mod macros;
+
 pub mod actions;
 pub mod dispatch;
 pub mod engines;

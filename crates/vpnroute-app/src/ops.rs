@@ -8,6 +8,7 @@
 //! [`crate::rpc`] (Alibaba parameters → input, output → reply); a console or another protocol
 //! calls [`Operation::handle`] with a typed input instead.
 
+use serde::Serialize;
 use vpnroute_domain::ids::AccountId;
 use vpnroute_domain::ApiError;
 use vpnroute_store::Tx;
@@ -39,6 +40,10 @@ pub fn check_dry_run(dry_run: &Deferred<bool>) -> Result<(), ApiError> {
         Err(e) => Err(e.clone()),
     }
 }
+
+/// The empty answer of a change (`{}` plus `RequestId`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Done {}
 
 /// A typed operation.
 pub trait Operation {
@@ -128,6 +133,8 @@ macro_rules! untyped {
     };
 }
 
+use connection::{CreateVpnConnection, DeleteVpnConnection, DescribeVpnConnection, DescribeVpnConnections};
+use gateway::{CreateVpnGateway, DeleteVpnGateway, DescribeVpnGateway, DescribeVpnGateways};
 use routes::{
     CreateVpnPbrRouteEntry, CreateVpnRouteEntry, DeleteVpnPbrRouteEntry, DeleteVpnRouteEntry,
     DescribeVpnPbrRouteEntries, DescribeVpnRouteEntries, ModifyVpnPbrRouteEntryAttribute,
@@ -147,7 +154,13 @@ pub static OPERATIONS: &[OpEntry] = &[
     untyped!("CreateVpc", Write, vpc::create_vpc, "vpc", None),
     untyped!("DescribeVpcs", Read, vpc::describe_vpcs, "vpc", None),
     untyped!("DeleteVpc", Write, vpc::delete_vpc, "vpc", Some("VpcId")),
-    untyped!("DescribeRouteTableList", Read, vpc::describe_route_table_list, "routetable", None),
+    untyped!(
+        "DescribeRouteTableList",
+        Read,
+        vpc::describe_route_table_list,
+        "routetable",
+        None
+    ),
     untyped!(
         "DescribeRouteEntryList",
         Read,
@@ -169,10 +182,10 @@ pub static OPERATIONS: &[OpEntry] = &[
         "routetable",
         Some("RouteTableId")
     ),
-    untyped!("CreateVpnGateway", Write, gateway::create_vpn_gateway, "vpngateway", None),
-    OpEntry { name: "DescribeVpnGateway", access: Access::Read, ram_action: "vpc:DescribeVpnGateway", resources: |ctx| param_arns(ctx, "vpngateway", Some("VpnGatewayId")), handler: Handler::Read(gateway::describe_vpn_gateway) },
-    OpEntry { name: "DescribeVpnGateways", access: Access::Read, ram_action: "vpc:DescribeVpnGateways", resources: |ctx| param_arns(ctx, "vpngateway", None), handler: Handler::Read(gateway::describe_vpn_gateways) },
-    untyped!("DeleteVpnGateway", Write, gateway::delete_vpn_gateway, "vpngateway", Some("VpnGatewayId")),
+    typed!(CreateVpnGateway, Write),
+    typed!(DescribeVpnGateway, Read),
+    typed!(DescribeVpnGateways, Read),
+    typed!(DeleteVpnGateway, Write),
     untyped!(
         "CreateCustomerGateway",
         Write,
@@ -201,10 +214,10 @@ pub static OPERATIONS: &[OpEntry] = &[
         "customergateway",
         Some("CustomerGatewayId")
     ),
-    untyped!("CreateVpnConnection", Write, connection::create_vpn_connection, "vpnconnection", None),
-    untyped!("DescribeVpnConnection", Read, connection::describe_vpn_connection, "vpnconnection", Some("VpnConnectionId")),
-    untyped!("DescribeVpnConnections", Read, connection::describe_vpn_connections, "vpnconnection", None),
-    untyped!("DeleteVpnConnection", Write, connection::delete_vpn_connection, "vpnconnection", Some("VpnConnectionId")),
+    typed!(CreateVpnConnection, Write),
+    typed!(DescribeVpnConnection, Read),
+    typed!(DescribeVpnConnections, Read),
+    typed!(DeleteVpnConnection, Write),
     untyped!(
         "CreateSslVpnServer",
         Write,

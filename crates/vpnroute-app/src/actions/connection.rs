@@ -1,22 +1,28 @@
-//! IPsec connections (the next hops of VPN routes): CreateVpnConnection,
+//! IPsec connections (the next hops of VPN routes) as typed operations: CreateVpnConnection,
 //! DescribeVpnConnection, DescribeVpnConnections, DeleteVpnConnection.
 //!
 //! IkeConfig / IpsecConfig / HealthCheckConfig / BgpConfig arrive as JSON strings; they are
 //! validated, completed with Alibaba's defaults and returned in Alibaba's response shape.
 
+use ipnet::Ipv4Net;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
-use vpnroute_domain::ids::{new_id, new_secret};
+use vpnroute_domain::ids::{new_id, new_secret, ConnectionId, CustomerGatewayId, GatewayId};
 use vpnroute_domain::model::{CustomerGateway, VpnConnection, VpnGateway};
+use vpnroute_domain::params::Paging;
 use vpnroute_domain::status::{BusinessStatus, ConnectionState};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx};
 
-use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
-use crate::state::Ctx;
+use super::{all_in_region, opt_text, owned, page_fields, page_of, params};
+use crate::ops::{arn, check_dry_run, Deferred, Done};
+use crate::reply::Reply;
+use crate::rpc::{self, FromRpc};
+use crate::state::{Ctx, OpCtx};
 use crate::util::tags_json;
 
-fn json_param(ctx: &Ctx<'_>, name: &str) -> Result<Map<String, Value>, ApiError> {
+fn json_param(ctx: &Ctx<'_>, name: &str) -> Deferred<Map<String, Value>> {
     match params(ctx).opt_str(name) {
         None => Ok(Map::new()),
         Some(text) => match serde_json::from_str::<Value>(text) {
@@ -74,18 +80,86 @@ const ENC: &[&str] = &["aes", "aes192", "aes256", "des", "3des", "sm4"];
 const AUTH: &[&str] = &["md5", "sha1", "sha256", "sha384", "sha512", "sm3"];
 const PFS: &[&str] = &["group2", "group1", "group5", "group14", "group24"];
 
-pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    let region = region(ctx)?;
-    let p = params(ctx);
-    let gateway_id = p.str("VpnGatewayId")?;
-    let cgw_id = p.str("CustomerGatewayId")?;
-    let local = validate::cidr_list(p.str("LocalSubnet")?, "LocalSubnet")?;
-    let remote = validate::cidr_list(p.str("RemoteSubnet")?, "RemoteSubnet")?;
-    let name = opt_text(ctx, "Name", validate::name)?;
-    let gw: VpnGateway = owned(ctx, tx, region, gateway_id)?;
-    let cgw: CustomerGateway = owned(ctx, tx, region, cgw_id)?;
+/// CreateVpnConnection's input. The JSON configurations are Alibaba's objects, validated
+/// and completed by the handler (defaults come from the gateway and customer gateway), so
+/// they and the flags read after them are [`Deferred`].
+#[derive(Debug, Clone)]
+pub struct CreateVpnConnectionInput {
+    pub region: String,
+    pub gateway_id: GatewayId,
+    pub customer_gateway_id: CustomerGatewayId,
+    pub local_subnet: Vec<Ipv4Net>,
+    pub remote_subnet: Vec<Ipv4Net>,
+    pub name: String,
+    pub ike_config: Deferred<Map<String, Value>>,
+    pub ipsec_config: Deferred<Map<String, Value>>,
+    pub health_check_config: Deferred<Map<String, Value>>,
+    pub bgp_config: Deferred<Map<String, Value>>,
+    pub effect_immediately: Deferred<bool>,
+    pub enable_dpd: Deferred<bool>,
+    pub enable_nat_traversal: Deferred<bool>,
+    pub enable_tunnels_bgp: Deferred<bool>,
+    /// `AutoConfigRoute`: validated, not modelled.
+    pub auto_config_route: Deferred<Option<bool>>,
+    pub tags: Deferred<Vec<(String, String)>>,
+    pub remote_ca_certificate: String,
+    pub dry_run: Deferred<bool>,
+}
 
-    let ike_in = json_param(ctx, "IkeConfig")?;
+impl FromRpc for CreateVpnConnectionInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let gateway_id = p.str("VpnGatewayId")?;
+        let cgw_id = p.str("CustomerGatewayId")?;
+        let local = validate::cidr_list(p.str("LocalSubnet")?, "LocalSubnet")?;
+        let remote = validate::cidr_list(p.str("RemoteSubnet")?, "RemoteSubnet")?;
+        let name = opt_text(ctx, "Name", validate::name)?;
+        Ok(CreateVpnConnectionInput {
+            region,
+            gateway_id: gateway_id.into(),
+            customer_gateway_id: cgw_id.into(),
+            local_subnet: local,
+            remote_subnet: remote,
+            name,
+            ike_config: json_param(ctx, "IkeConfig"),
+            ipsec_config: json_param(ctx, "IpsecConfig"),
+            health_check_config: json_param(ctx, "HealthCheckConfig"),
+            bgp_config: json_param(ctx, "BgpConfig"),
+            effect_immediately: p.bool_or("EffectImmediately", false),
+            enable_dpd: p.bool_or("EnableDpd", true),
+            enable_nat_traversal: p.bool_or("EnableNatTraversal", true),
+            enable_tunnels_bgp: p.bool_or("EnableTunnelsBgp", false),
+            auto_config_route: p.opt_bool("AutoConfigRoute"),
+            tags: p.tags("Tags"),
+            remote_ca_certificate: p.opt_str("RemoteCaCertificate").unwrap_or("").to_string(),
+            dry_run: rpc::dry_run(ctx),
+        })
+    }
+}
+
+/// CreateVpnConnection's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreatedConnection {
+    pub vpn_connection_id: String,
+    pub name: String,
+    pub create_time: i64,
+}
+
+fn create_vpn_connection(
+    ctx: &OpCtx<'_>,
+    tx: &Tx<'_>,
+    input: CreateVpnConnectionInput,
+) -> Result<CreatedConnection, ApiError> {
+    let region = input.region.as_str();
+    let local = input.local_subnet;
+    let remote = input.remote_subnet;
+    let name = input.name;
+    let gw: VpnGateway = owned(ctx, tx, region, &input.gateway_id)?;
+    let cgw: CustomerGateway = owned(ctx, tx, region, &input.customer_gateway_id)?;
+
+    let ike_in = input.ike_config?;
     let psk = str_member(&ike_in, "Psk").unwrap_or_else(|| new_secret(16));
     if psk.chars().count() > 100 {
         return Err(ApiError::invalid_parameter("IkeConfig.Psk"));
@@ -101,7 +175,7 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
         "RemoteId": str_member(&ike_in, "RemoteId").unwrap_or_else(|| cgw.ip_address.clone()),
         "Psk": psk,
     });
-    let ipsec_in = json_param(ctx, "IpsecConfig")?;
+    let ipsec_in = input.ipsec_config?;
     let mut ipsec_pfs = PFS.to_vec();
     ipsec_pfs.push("disabled");
     let ipsec = json!({
@@ -110,7 +184,7 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
         "IpsecPfs": pick(&ipsec_in, "IpsecPfs", &ipsec_pfs, "IpsecConfig")?,
         "IpsecLifetime": int_member(&ipsec_in, "IpsecLifetime", 86400, 0, 86400, "IpsecConfig")?,
     });
-    let hc_in = json_param(ctx, "HealthCheckConfig")?;
+    let hc_in = input.health_check_config?;
     let hc_enabled = bool_member(&hc_in, "enable", false);
     let health = json!({
         "Enable": if hc_enabled { "true" } else { "false" },
@@ -121,7 +195,7 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
         "Policy": "revoke_route",
         "Status": if hc_enabled { "success" } else { "" },
     });
-    let bgp_in = json_param(ctx, "BgpConfig")?;
+    let bgp_in = input.bgp_config?;
     let bgp_enabled = bool_member(&bgp_in, "EnableBgp", false);
     let bgp = json!({
         "EnableBgp": if bgp_enabled { "true" } else { "false" },
@@ -137,12 +211,12 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
         // Long in the SDK models; omitted when the customer gateway has no ASN.
         bgp["PeerAsn"] = json!(asn);
     }
-    let effect_immediately = p.bool_or("EffectImmediately", false)?;
-    let enable_dpd = p.bool_or("EnableDpd", true)?;
-    let enable_nat = p.bool_or("EnableNatTraversal", true)?;
-    let enable_tunnels_bgp = p.bool_or("EnableTunnelsBgp", false)?;
-    p.opt_bool("AutoConfigRoute")?;
-    let tags = p.tags("Tags")?;
+    let effect_immediately = input.effect_immediately?;
+    let enable_dpd = input.enable_dpd?;
+    let enable_nat = input.enable_nat_traversal?;
+    let enable_tunnels_bgp = input.enable_tunnels_bgp?;
+    input.auto_config_route?;
+    let tags = input.tags?;
     if !gw.enable_ipsec {
         return Err(ApiError::new(
             "VpnGateway.IpsecVpnDisabled",
@@ -155,7 +229,7 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
     if tx.count_children(ResourceKind::VpnConnection, &gw.id)? >= ctx.app.config.quotas.connections_per_gateway {
         return Err(ApiError::QUOTA_FULL);
     }
-    dry_run(ctx)?;
+    check_dry_run(&input.dry_run)?;
     let id = new_id("vco");
     let conn = VpnConnection {
         name: if name.is_empty() { id.clone() } else { name },
@@ -176,7 +250,7 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
         create_time: ctx.now_ms,
         state: ConnectionState::Active,
         tunnel_up: true,
-        remote_ca_certificate: p.opt_str("RemoteCaCertificate").unwrap_or("").to_string(),
+        remote_ca_certificate: input.remote_ca_certificate,
         resource_group_id: gw.resource_group_id.clone(),
         tags,
     };
@@ -188,8 +262,19 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
         &gw.id,
         &conn,
     )?;
-    Ok(json!({"VpnConnectionId": conn.id, "Name": conn.name, "CreateTime": conn.create_time}))
+    Ok(CreatedConnection {
+        vpn_connection_id: conn.id,
+        name: conn.name,
+        create_time: conn.create_time,
+    })
 }
+
+operation!(
+    /// CreateVpnConnection.
+    CreateVpnConnection: Write, CreateVpnConnectionInput => CreatedConnection,
+    resources(|input, account| vec![arn(&input.region, account, "vpnconnection", "*")]),
+    handle(|ctx, tx, input| create_vpn_connection(ctx, tx, input)),
+);
 
 fn connection_json(c: &VpnConnection, gw_ip: &str, list_item: bool) -> Value {
     let mut v = json!({
@@ -245,43 +330,162 @@ fn gateway_ip(tx: &Tx<'_>, gateway_id: &str) -> Result<String, ApiError> {
         .unwrap_or_default())
 }
 
-pub fn describe_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    let region = region(ctx)?;
-    let id = params(ctx).str("VpnConnectionId")?;
-    let c: VpnConnection = owned(ctx, tx, region, id)?;
-    Ok(connection_json(&c, &gateway_ip(tx, &c.gateway_id)?, false))
+/// DescribeVpnConnection's input.
+#[derive(Debug, Clone)]
+pub struct DescribeVpnConnectionInput {
+    pub region: String,
+    pub connection_id: ConnectionId,
 }
 
-pub fn describe_vpn_connections(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    let region = region(ctx)?;
-    let p = params(ctx);
-    let paging = p.paging()?;
-    let tags = p.tags("Tag")?;
-    let all = all_in_region::<VpnConnection>(ctx, tx, region, p.opt_str("VpnGatewayId"))?;
+impl FromRpc for DescribeVpnConnectionInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let connection_id = params(ctx).str("VpnConnectionId")?.into();
+        Ok(DescribeVpnConnectionInput { region, connection_id })
+    }
+}
+
+/// A connection with its gateway's public address, as the Describe actions show it.
+#[derive(Debug, Clone)]
+pub struct ConnectionView {
+    pub connection: VpnConnection,
+    pub gateway_ip: String,
+}
+
+impl ConnectionView {
+    fn of(tx: &Tx<'_>, connection: VpnConnection) -> Result<ConnectionView, ApiError> {
+        let gateway_ip = gateway_ip(tx, &connection.gateway_id)?;
+        Ok(ConnectionView { connection, gateway_ip })
+    }
+}
+
+impl From<ConnectionView> for Reply {
+    fn from(v: ConnectionView) -> Reply {
+        Reply::Value(connection_json(&v.connection, &v.gateway_ip, false))
+    }
+}
+
+operation!(
+    /// DescribeVpnConnection.
+    DescribeVpnConnection: Read, DescribeVpnConnectionInput => ConnectionView,
+    resources(|input, account| vec![arn(&input.region, account, "vpnconnection", &input.connection_id)]),
+    handle(|ctx, tx, input| {
+        let c: VpnConnection = owned(ctx, tx, &input.region, &input.connection_id)?;
+        ConnectionView::of(tx, c)
+    }),
+);
+
+/// DescribeVpnConnections' input: filters (each given one must hold) and the page.
+#[derive(Debug, Clone)]
+pub struct DescribeVpnConnectionsInput {
+    pub region: String,
+    pub paging: Paging,
+    pub tags: Vec<(String, String)>,
+    pub gateway_id: Option<GatewayId>,
+    pub connection_id: Option<ConnectionId>,
+    pub customer_gateway_id: Option<CustomerGatewayId>,
+    pub resource_group_id: Option<String>,
+}
+
+impl FromRpc for DescribeVpnConnectionsInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let paging = p.paging()?;
+        let tags = p.tags("Tag")?;
+        Ok(DescribeVpnConnectionsInput {
+            region,
+            paging,
+            tags,
+            gateway_id: p.opt_str("VpnGatewayId").map(Into::into),
+            connection_id: p.opt_str("VpnConnectionId").map(Into::into),
+            customer_gateway_id: p.opt_str("CustomerGatewayId").map(Into::into),
+            resource_group_id: p.opt_str("ResourceGroupId").map(str::to_string),
+        })
+    }
+}
+
+/// DescribeVpnConnections' answer.
+#[derive(Debug, Clone)]
+pub struct ConnectionsPage {
+    pub items: Vec<ConnectionView>,
+    pub paging: Paging,
+    pub total: u64,
+}
+
+impl From<ConnectionsPage> for Reply {
+    fn from(page: ConnectionsPage) -> Reply {
+        let items: Vec<Value> = page
+            .items
+            .iter()
+            .map(|v| connection_json(&v.connection, &v.gateway_ip, true))
+            .collect();
+        let mut body = json!({"VpnConnections": {"VpnConnection": items}});
+        page_fields(&mut body, page.paging, page.total);
+        Reply::Value(body)
+    }
+}
+
+fn describe_vpn_connections(
+    ctx: &OpCtx<'_>,
+    tx: &Tx<'_>,
+    input: DescribeVpnConnectionsInput,
+) -> Result<ConnectionsPage, ApiError> {
+    let is = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f == v);
+    let all = all_in_region::<VpnConnection>(ctx, tx, &input.region, input.gateway_id.as_deref())?;
     let all: Vec<VpnConnection> = all
         .into_iter()
-        .filter(|c| p.opt_str("VpnConnectionId").is_none_or(|v| v == c.id))
+        .filter(|c| input.connection_id.as_deref().is_none_or(|v| v == c.id))
         .filter(|c| {
-            p.opt_str("CustomerGatewayId")
+            input
+                .customer_gateway_id
+                .as_deref()
                 .is_none_or(|v| v == c.customer_gateway_id)
         })
-        .filter(|c| p.opt_str("ResourceGroupId").is_none_or(|v| v == c.resource_group_id))
-        .filter(|c| tags.iter().all(|t| c.tags.contains(t)))
+        .filter(|c| is(&input.resource_group_id, &c.resource_group_id))
+        .filter(|c| input.tags.iter().all(|t| c.tags.contains(t)))
         .collect();
-    let (page, total) = page_of(all, paging);
+    let (page, total) = page_of(all, input.paging);
     let items = page
-        .iter()
-        .map(|c| Ok(connection_json(c, &gateway_ip(tx, &c.gateway_id)?, true)))
+        .into_iter()
+        .map(|c| ConnectionView::of(tx, c))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let mut body = json!({"VpnConnections": {"VpnConnection": items}});
-    page_fields(&mut body, paging, total);
-    Ok(body)
+    Ok(ConnectionsPage {
+        items,
+        paging: input.paging,
+        total,
+    })
 }
 
-pub fn delete_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    let region = region(ctx)?;
-    let id = params(ctx).str("VpnConnectionId")?;
-    let c: VpnConnection = owned(ctx, tx, region, id)?;
+operation!(
+    /// DescribeVpnConnections.
+    DescribeVpnConnections: Read, DescribeVpnConnectionsInput => ConnectionsPage,
+    resources(|input, account| vec![arn(&input.region, account, "vpnconnection", "*")]),
+    handle(|ctx, tx, input| describe_vpn_connections(ctx, tx, input)),
+);
+
+/// DeleteVpnConnection's input.
+#[derive(Debug, Clone)]
+pub struct DeleteVpnConnectionInput {
+    pub region: String,
+    pub connection_id: ConnectionId,
+    pub dry_run: Deferred<bool>,
+}
+
+impl FromRpc for DeleteVpnConnectionInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let connection_id = params(ctx).str("VpnConnectionId")?.into();
+        Ok(DeleteVpnConnectionInput {
+            region,
+            connection_id,
+            dry_run: rpc::dry_run(ctx),
+        })
+    }
+}
+
+fn delete_vpn_connection(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: DeleteVpnConnectionInput) -> Result<Done, ApiError> {
+    let c: VpnConnection = owned(ctx, tx, &input.region, &input.connection_id)?;
     if let Some(gw) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, &c.gateway_id)? {
         if gw.doc.business_status == BusinessStatus::FinancialLocked {
             return Err(ApiError::new(
@@ -295,7 +499,14 @@ pub fn delete_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
     if tx.count_routes_via(&c.id)? > 0 {
         return Err(ApiError::DEPENDENCY_ROUTE_ENTRY);
     }
-    dry_run(ctx)?;
+    check_dry_run(&input.dry_run)?;
     tx.delete_resource(ResourceKind::VpnConnection, &c.id)?;
-    Ok(json!({}))
+    Ok(Done {})
 }
+
+operation!(
+    /// DeleteVpnConnection.
+    DeleteVpnConnection: Write, DeleteVpnConnectionInput => Done,
+    resources(|input, account| vec![arn(&input.region, account, "vpnconnection", &input.connection_id)]),
+    handle(|ctx, tx, input| delete_vpn_connection(ctx, tx, input)),
+);

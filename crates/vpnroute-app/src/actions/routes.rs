@@ -26,7 +26,7 @@ use vpnroute_domain::params::Paging;
 
 use super::{check_owned, opt_text, owned, params};
 use crate::actions::vpc::PUBLISHED;
-use crate::ops::{arn, check_dry_run, Access, Deferred, Operation};
+use crate::ops::{arn, check_dry_run, Access, Deferred, Done, Operation};
 use crate::reply::{page_fields, List, Reply};
 use crate::rpc::{self, FromRpc};
 use crate::state::{Ctx, OpCtx};
@@ -198,10 +198,6 @@ impl RouteEntry {
         }
     }
 }
-
-/// The empty answer of a change (`{}` plus `RequestId`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Done {}
 
 fn new_route_from_rpc(ctx: &Ctx<'_>, kind: RouteKind) -> Result<NewRoute, ApiError> {
     let region = rpc::region(ctx)?;
@@ -454,8 +450,8 @@ impl FromRpc for ModifyRoute {
                 (kind, Some(required_weight(ctx, "NewWeight")?), None)
             }
             "ModifyVpnPbrRouteEntryPriority" => {
-                let new_priority = optional_priority(ctx, "NewPriority")?
-                    .ok_or_else(|| ApiError::missing_parameter("NewPriority"))?;
+                let new_priority =
+                    optional_priority(ctx, "NewPriority")?.ok_or_else(|| ApiError::missing_parameter("NewPriority"))?;
                 (RouteKind::Pbr, None, Some(new_priority))
             }
             _ => {
@@ -544,8 +540,7 @@ impl FromRpc for PublishRoute {
         let gateway_id = p.str("VpnGatewayId")?;
         let dest = p.str("RouteDest")?;
         let next_hop = p.str("NextHop")?;
-        let kind =
-            RouteKind::parse(p.str("RouteType")?).ok_or_else(|| ApiError::invalid_parameter("RouteType"))?;
+        let kind = RouteKind::parse(p.str("RouteType")?).ok_or_else(|| ApiError::invalid_parameter("RouteType"))?;
         let publish_vpc = p.bool("PublishVpc")?;
         // Terraform sends an undocumented RouteSource for pbr routes: accepted and ignored, so
         // every pbr route with this destination and next hop is published or withdrawn.
@@ -740,67 +735,62 @@ macro_rules! route_op {
     };
 }
 
-route_op!(CreateVpnRouteEntry, Write, NewRoute, RouteEntry, |ctx, tx, input| create(
-    ctx,
-    tx,
-    RouteKind::Dbr,
-    input
-));
-route_op!(CreateVpnPbrRouteEntry, Write, NewRoute, RouteEntry, |ctx, tx, input| create(
-    ctx,
-    tx,
-    RouteKind::Pbr,
-    input
-));
+route_op!(CreateVpnRouteEntry, Write, NewRoute, RouteEntry, |ctx, tx, input| {
+    create(ctx, tx, RouteKind::Dbr, input)
+});
+route_op!(CreateVpnPbrRouteEntry, Write, NewRoute, RouteEntry, |ctx, tx, input| {
+    create(ctx, tx, RouteKind::Pbr, input)
+});
 route_op!(DeleteVpnRouteEntry, Write, DeleteRoute, Done, |ctx, tx, input| delete(
     ctx,
     tx,
     RouteKind::Dbr,
     input
 ));
-route_op!(DeleteVpnPbrRouteEntry, Write, DeleteRoute, Done, |ctx, tx, input| delete(
-    ctx,
-    tx,
-    RouteKind::Pbr,
-    input
-));
-route_op!(ModifyVpnRouteEntryWeight, Write, ModifyRoute, Done, |ctx, tx, input| modify(
-    ctx,
-    tx,
-    RouteKind::Dbr,
-    input
-));
-route_op!(ModifyVpnPbrRouteEntryWeight, Write, ModifyRoute, Done, |ctx, tx, input| modify(
-    ctx,
-    tx,
-    RouteKind::Pbr,
-    input
-));
-route_op!(ModifyVpnPbrRouteEntryPriority, Write, ModifyRoute, Done, |ctx, tx, input| modify(
-    ctx,
-    tx,
-    RouteKind::Pbr,
-    input
-));
-route_op!(ModifyVpnPbrRouteEntryAttribute, Write, ModifyRoute, Done, |ctx, tx, input| modify(
-    ctx,
-    tx,
-    RouteKind::Pbr,
-    input
-));
-route_op!(PublishVpnRouteEntry, Write, PublishRoute, Done, |ctx, tx, input| publish(ctx, tx, input));
-route_op!(DescribeVpnRouteEntries, Read, DescribeRoutes, RoutesPage, |ctx, tx, input| describe(
-    ctx,
-    tx,
-    RouteKind::Dbr,
-    input
-));
-route_op!(DescribeVpnPbrRouteEntries, Read, DescribeRoutes, RoutesPage, |ctx, tx, input| describe(
-    ctx,
-    tx,
-    RouteKind::Pbr,
-    input
-));
+route_op!(DeleteVpnPbrRouteEntry, Write, DeleteRoute, Done, |ctx, tx, input| {
+    delete(ctx, tx, RouteKind::Pbr, input)
+});
+route_op!(ModifyVpnRouteEntryWeight, Write, ModifyRoute, Done, |ctx, tx, input| {
+    modify(ctx, tx, RouteKind::Dbr, input)
+});
+route_op!(
+    ModifyVpnPbrRouteEntryWeight,
+    Write,
+    ModifyRoute,
+    Done,
+    |ctx, tx, input| modify(ctx, tx, RouteKind::Pbr, input)
+);
+route_op!(
+    ModifyVpnPbrRouteEntryPriority,
+    Write,
+    ModifyRoute,
+    Done,
+    |ctx, tx, input| modify(ctx, tx, RouteKind::Pbr, input)
+);
+route_op!(
+    ModifyVpnPbrRouteEntryAttribute,
+    Write,
+    ModifyRoute,
+    Done,
+    |ctx, tx, input| modify(ctx, tx, RouteKind::Pbr, input)
+);
+route_op!(PublishVpnRouteEntry, Write, PublishRoute, Done, |ctx, tx, input| {
+    publish(ctx, tx, input)
+});
+route_op!(
+    DescribeVpnRouteEntries,
+    Read,
+    DescribeRoutes,
+    RoutesPage,
+    |ctx, tx, input| describe(ctx, tx, RouteKind::Dbr, input)
+);
+route_op!(
+    DescribeVpnPbrRouteEntries,
+    Read,
+    DescribeRoutes,
+    RoutesPage,
+    |ctx, tx, input| describe(ctx, tx, RouteKind::Pbr, input)
+);
 
 /// DescribeVpnRouteEntries' or DescribeVpnPbrRouteEntries' answer: one page of routes.
 pub struct RoutesPage {
@@ -887,7 +877,6 @@ impl Serialize for RoutesPage {
         m.end()
     }
 }
-
 
 #[cfg(test)]
 mod tests {

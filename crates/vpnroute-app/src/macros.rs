@@ -1,0 +1,31 @@
+//! `operation!`: declares one typed operation (a unit struct and its
+//! [`crate::ops::Operation`] impl) from its access, input, output, resources and handler.
+
+macro_rules! operation {
+    ($(#[$doc:meta])* $op:ident: $access:ident, $input:ty => $output:ty,
+     resources(|$ri:ident, $ra:ident| $res:expr),
+     handle(|$ctx:ident, $tx:ident, $i:ident| $body:expr) $(,)?) => {
+        $(#[$doc])*
+        pub struct $op;
+
+        impl crate::ops::Operation for $op {
+            const NAME: &'static str = stringify!($op);
+            const ACCESS: crate::ops::Access = crate::ops::Access::$access;
+            type Input = $input;
+            type Output = $output;
+            fn resources(
+                $ri: &$input,
+                $ra: &vpnroute_domain::ids::AccountId,
+            ) -> Vec<String> {
+                $res
+            }
+            fn handle(
+                $ctx: &crate::state::OpCtx<'_>,
+                $tx: &vpnroute_store::Tx<'_>,
+                $i: $input,
+            ) -> Result<$output, vpnroute_domain::ApiError> {
+                $body
+            }
+        }
+    };
+}
