@@ -15,7 +15,6 @@ use vpnroute_store::Tx;
 
 use crate::actions::{connection, customer_gateway, gateway, regions, routes, ssl, vpc};
 use crate::dispatch::Handler;
-use crate::reply::Reply;
 use crate::rpc;
 use crate::state::{Ctx, OpCtx};
 
@@ -79,18 +78,6 @@ pub struct OpEntry {
     pub handler: Handler,
 }
 
-/// ARNs from a request's parameters, for operations not converted to typed inputs: one ARN of
-/// `kind` for the id in parameter `id_param`, or `kind/*` when `id_param` is `None`.
-fn param_arns(ctx: &Ctx<'_>, kind: &str, id_param: Option<&str>) -> Result<Vec<String>, ApiError> {
-    let p = crate::actions::params(ctx);
-    let region = p.opt_str("RegionId").unwrap_or("*");
-    let id = match id_param {
-        Some(name) => p.str(name)?,
-        None => "*",
-    };
-    Ok(vec![arn(region, &ctx.account_id, kind, id)])
-}
-
 macro_rules! typed {
     ($op:ty, Write) => {
         OpEntry {
@@ -112,133 +99,48 @@ macro_rules! typed {
     };
 }
 
-macro_rules! untyped {
-    ($name:literal, Write, $f:path, $kind:literal, $id:expr) => {
-        OpEntry {
-            name: $name,
-            access: Access::Write,
-            ram_action: concat!("vpc:", $name),
-            resources: |ctx| param_arns(ctx, $kind, $id),
-            handler: Handler::Write($f),
-        }
-    };
-    ($name:literal, Read, $f:path, $kind:literal, $id:expr) => {
-        OpEntry {
-            name: $name,
-            access: Access::Read,
-            ram_action: concat!("vpc:", $name),
-            resources: |ctx| param_arns(ctx, $kind, $id),
-            handler: Handler::Read(|ctx, tx| $f(ctx, tx).map(Reply::Value)),
-        }
-    };
-}
-
 use connection::{CreateVpnConnection, DeleteVpnConnection, DescribeVpnConnection, DescribeVpnConnections};
+use customer_gateway::{
+    CreateCustomerGateway, DeleteCustomerGateway, DescribeCustomerGateway, DescribeCustomerGateways,
+};
 use gateway::{CreateVpnGateway, DeleteVpnGateway, DescribeVpnGateway, DescribeVpnGateways};
+use regions::DescribeRegions;
 use routes::{
     CreateVpnPbrRouteEntry, CreateVpnRouteEntry, DeleteVpnPbrRouteEntry, DeleteVpnRouteEntry,
     DescribeVpnPbrRouteEntries, DescribeVpnRouteEntries, ModifyVpnPbrRouteEntryAttribute,
     ModifyVpnPbrRouteEntryPriority, ModifyVpnPbrRouteEntryWeight, ModifyVpnRouteEntryWeight, PublishVpnRouteEntry,
 };
+use ssl::{CreateSslVpnServer, DeleteSslVpnServer, DescribeSslVpnServers};
+use vpc::{
+    CreateRouteEntry, CreateVpc, DeleteRouteEntry, DeleteVpc, DescribeRouteEntryList, DescribeRouteTableList,
+    DescribeVpcs,
+};
 
 /// Every operation vpnroute serves.
 pub static OPERATIONS: &[OpEntry] = &[
-    OpEntry {
-        name: "DescribeRegions",
-        access: Access::Read,
-        ram_action: "vpc:DescribeRegions",
-        // All Resources.
-        resources: |_| Ok(vec!["*".to_string()]),
-        handler: Handler::Read(|ctx, tx| regions::describe_regions(ctx, tx).map(Reply::Value)),
-    },
-    untyped!("CreateVpc", Write, vpc::create_vpc, "vpc", None),
-    untyped!("DescribeVpcs", Read, vpc::describe_vpcs, "vpc", None),
-    untyped!("DeleteVpc", Write, vpc::delete_vpc, "vpc", Some("VpcId")),
-    untyped!(
-        "DescribeRouteTableList",
-        Read,
-        vpc::describe_route_table_list,
-        "routetable",
-        None
-    ),
-    untyped!(
-        "DescribeRouteEntryList",
-        Read,
-        vpc::describe_route_entry_list,
-        "routetable",
-        Some("RouteTableId")
-    ),
-    untyped!(
-        "CreateRouteEntry",
-        Write,
-        vpc::create_route_entry,
-        "routetable",
-        Some("RouteTableId")
-    ),
-    untyped!(
-        "DeleteRouteEntry",
-        Write,
-        vpc::delete_route_entry,
-        "routetable",
-        Some("RouteTableId")
-    ),
+    typed!(DescribeRegions, Read),
+    typed!(CreateVpc, Write),
+    typed!(DescribeVpcs, Read),
+    typed!(DeleteVpc, Write),
+    typed!(DescribeRouteTableList, Read),
+    typed!(DescribeRouteEntryList, Read),
+    typed!(CreateRouteEntry, Write),
+    typed!(DeleteRouteEntry, Write),
     typed!(CreateVpnGateway, Write),
     typed!(DescribeVpnGateway, Read),
     typed!(DescribeVpnGateways, Read),
     typed!(DeleteVpnGateway, Write),
-    untyped!(
-        "CreateCustomerGateway",
-        Write,
-        customer_gateway::create_customer_gateway,
-        "customergateway",
-        None
-    ),
-    untyped!(
-        "DescribeCustomerGateway",
-        Read,
-        customer_gateway::describe_customer_gateway,
-        "customergateway",
-        Some("CustomerGatewayId")
-    ),
-    untyped!(
-        "DescribeCustomerGateways",
-        Read,
-        customer_gateway::describe_customer_gateways,
-        "customergateway",
-        None
-    ),
-    untyped!(
-        "DeleteCustomerGateway",
-        Write,
-        customer_gateway::delete_customer_gateway,
-        "customergateway",
-        Some("CustomerGatewayId")
-    ),
+    typed!(CreateCustomerGateway, Write),
+    typed!(DescribeCustomerGateway, Read),
+    typed!(DescribeCustomerGateways, Read),
+    typed!(DeleteCustomerGateway, Write),
     typed!(CreateVpnConnection, Write),
     typed!(DescribeVpnConnection, Read),
     typed!(DescribeVpnConnections, Read),
     typed!(DeleteVpnConnection, Write),
-    untyped!(
-        "CreateSslVpnServer",
-        Write,
-        ssl::create_ssl_vpn_server,
-        "sslvpnserver",
-        None
-    ),
-    untyped!(
-        "DescribeSslVpnServers",
-        Read,
-        ssl::describe_ssl_vpn_servers,
-        "sslvpnserver",
-        None
-    ),
-    untyped!(
-        "DeleteSslVpnServer",
-        Write,
-        ssl::delete_ssl_vpn_server,
-        "sslvpnserver",
-        Some("SslVpnServerId")
-    ),
+    typed!(CreateSslVpnServer, Write),
+    typed!(DescribeSslVpnServers, Read),
+    typed!(DeleteSslVpnServer, Write),
     typed!(CreateVpnRouteEntry, Write),
     typed!(DeleteVpnRouteEntry, Write),
     typed!(DescribeVpnRouteEntries, Read),

@@ -122,14 +122,6 @@ pub fn page_fields(body: &mut Value, paging: Paging, total: u64) {
     }
 }
 
-/// `DryRun=true`: everything validated, answer `DryRunOperation`.
-pub fn dry_run(ctx: &Ctx<'_>) -> Result<(), ApiError> {
-    if params(ctx).bool_or("DryRun", false)? {
-        return Err(ApiError::DRY_RUN);
-    }
-    Ok(())
-}
-
 /// Optional `Name`/`Description`-style text validated by `check`.
 pub fn opt_text(ctx: &Ctx<'_>, name: &str, check: fn(&str) -> Result<(), ApiError>) -> Result<String, ApiError> {
     match params(ctx).opt_str(name) {

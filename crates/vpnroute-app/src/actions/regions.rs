@@ -1,24 +1,50 @@
-//! DescribeRegions.
+//! DescribeRegions as a typed operation.
 
 use serde_json::{json, Value};
 use vpnroute_domain::ApiError;
-use vpnroute_store::Tx;
 
 use super::params;
-use crate::state::Ctx;
+use crate::reply::Reply;
+use crate::rpc::FromRpc;
+use crate::state::{Ctx, Region};
 
-pub fn describe_regions(ctx: &Ctx<'_>, _tx: &Tx<'_>) -> Result<Value, ApiError> {
-    let p = params(ctx);
-    let lang = p.opt_str("AcceptLanguage").unwrap_or("zh-CN");
-    if lang != "zh-CN" && lang != "en-US" && lang != "ja" {
-        return Err(ApiError::invalid_parameter("AcceptLanguage"));
-    }
-    let regions: Vec<Value> = ctx
-        .app
-        .config
-        .regions
-        .iter()
-        .map(|r| json!({"RegionId": r.id, "LocalName": r.local_name, "RegionEndpoint": format!("vpc.{}.aliyuncs.com", r.id)}))
-        .collect();
-    Ok(json!({"Regions": {"Region": regions}}))
+/// DescribeRegions' input.
+#[derive(Debug, Clone)]
+pub struct DescribeRegionsInput {
+    /// `zh-CN` (default), `en-US` or `ja`: validated; region names are not translated.
+    pub accept_language: String,
 }
+
+impl FromRpc for DescribeRegionsInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let lang = params(ctx).opt_str("AcceptLanguage").unwrap_or("zh-CN");
+        if lang != "zh-CN" && lang != "en-US" && lang != "ja" {
+            return Err(ApiError::invalid_parameter("AcceptLanguage"));
+        }
+        Ok(DescribeRegionsInput {
+            accept_language: lang.to_string(),
+        })
+    }
+}
+
+/// DescribeRegions' answer: the served regions.
+#[derive(Debug, Clone)]
+pub struct RegionsList(pub Vec<Region>);
+
+impl From<RegionsList> for Reply {
+    fn from(list: RegionsList) -> Reply {
+        let regions: Vec<Value> = list
+            .0
+            .iter()
+            .map(|r| json!({"RegionId": r.id, "LocalName": r.local_name, "RegionEndpoint": format!("vpc.{}.aliyuncs.com", r.id)}))
+            .collect();
+        Reply::Value(json!({"Regions": {"Region": regions}}))
+    }
+}
+
+operation!(
+    /// DescribeRegions: All Resources.
+    DescribeRegions: Read, DescribeRegionsInput => RegionsList,
+    resources(|_input, _account| vec!["*".to_string()]),
+    handle(|ctx, _tx, _input| Ok(RegionsList(ctx.app.config.regions.clone()))),
+);
