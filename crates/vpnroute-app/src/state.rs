@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use vpnroute_domain::ids::AccountId;
 use vpnroute_domain::quotas::Quotas;
-use vpnroute_store::Store;
+use vpnroute_store::{Store, StoreError};
 
 use crate::engines::Engines;
 
@@ -109,6 +109,32 @@ pub struct App {
 }
 
 pub type SharedApp = Arc<App>;
+
+impl App {
+    /// An application around an open store: the route engines rebuilt from it and the group
+    /// commit writer started. The task worker and janitor ([`crate::tasks::run_worker`],
+    /// [`crate::tasks::run_janitor`]) are the caller's to spawn.
+    pub fn start(
+        store: Store,
+        nonce_log: Arc<vpnroute_store::NonceLog>,
+        config: Config,
+    ) -> Result<SharedApp, StoreError> {
+        let engines = crate::engines::Engines::load(&store)?;
+        let app_cell = Arc::new(std::sync::OnceLock::new());
+        let app = Arc::new(App {
+            writer: crate::writer::Writer::start(app_cell.clone()),
+            store: Arc::new(store),
+            nonce_log,
+            throttle: crate::throttle::Throttle::new(config.throttle_rps),
+            config,
+            engines,
+            task_notify: tokio::sync::Notify::new(),
+            metrics: Metrics::default(),
+        });
+        let _ = app_cell.set(Arc::downgrade(&app));
+        Ok(app)
+    }
+}
 
 /// What an operation handler knows of its call: the caller, the time, the server (its
 /// configuration, engines) and the effects to run once the transaction commits. Nothing of

@@ -20,7 +20,7 @@ use vpnroute_wire::{Format, RawRequest};
 use crate::cli::{LogFormat, ServeArgs, SyncMode};
 use vpnroute_app::dispatch::{self, Handler};
 use vpnroute_app::reply::Reply;
-use vpnroute_app::state::{default_regions, now_ms, App, Config, Ctx, Metrics, OpCtx, Region, SharedApp};
+use vpnroute_app::state::{default_regions, now_ms, App, Config, Ctx, OpCtx, Region, SharedApp};
 
 pub const HOST_ID: &str = "vpc.aliyuncs.com";
 
@@ -64,26 +64,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         quotas: args.quotas(),
         throttle_rps: args.throttle_rps,
     };
-    let engines = vpnroute_app::engines::Engines::load(&store)?;
-    let store = Arc::new(store);
-    let app_cell = Arc::new(std::sync::OnceLock::new());
     let nonce_log = Arc::new(vpnroute_store::NonceLog::open(
         &args.data_dir,
         durability,
         crate::auth::WINDOW_MS,
         now_ms(),
     )?);
-    let app = Arc::new(App {
-        writer: vpnroute_app::writer::Writer::start(app_cell.clone()),
-        nonce_log,
-        store,
-        throttle: vpnroute_app::throttle::Throttle::new(config.throttle_rps),
-        config,
-        engines,
-        task_notify: tokio::sync::Notify::new(),
-        metrics: Metrics::default(),
-    });
-    let _ = app_cell.set(Arc::downgrade(&app));
+    let app = App::start(store, nonce_log, config)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;

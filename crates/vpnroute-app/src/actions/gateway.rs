@@ -266,6 +266,7 @@ impl Serialize for ReservationData {
 }
 
 /// DescribeVpnGateway's answer.
+#[derive(Debug, Clone)]
 pub struct GatewayView {
     gw: VpnGateway,
     include_reservation: bool,
@@ -282,6 +283,7 @@ impl Serialize for GatewayView {
 }
 
 /// DescribeVpnGateways' answer.
+#[derive(Debug, Clone)]
 pub struct GatewaysPage {
     items: Vec<VpnGateway>,
     include_reservation: bool,

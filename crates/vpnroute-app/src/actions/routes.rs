@@ -793,14 +793,15 @@ route_op!(
 );
 
 /// DescribeVpnRouteEntries' or DescribeVpnPbrRouteEntries' answer: one page of routes.
+#[derive(Debug, Clone)]
 pub struct RoutesPage {
-    kind: RouteKind,
-    routes: Vec<VpnRoute>,
+    pub kind: RouteKind,
+    pub routes: Vec<VpnRoute>,
     /// Routes of the kind on the gateway (`VpnRouteCounts`).
-    total: u64,
-    paging: Paging,
+    pub total: u64,
+    pub paging: Paging,
     /// `TotalCount`: 0 when BGP routes were asked for.
-    shown_total: u64,
+    pub shown_total: u64,
 }
 
 /// One route as the Describe actions list it.
