@@ -4,13 +4,14 @@
 //!
 //! This crate is the process edge only: HTTP serving, authentication glue, the CLI and admin
 //! wiring. Request flow: [`http`] (axum, introspection) → [`vpnroute_wire`] (parameters,
-//! signatures, encoding) → [`auth`] (keys, timestamps, nonces) → [`vpnroute_app`] (dispatch,
-//! typed operations, store transaction, gateway tasks, route engines).
+//! signatures, encoding) → [`auth`] (keys, signatures, timestamps; `http` then checks throttle
+//! and nonce) → [`vpnroute_app`] (dispatch, the operations table, typed inputs parsed by its
+//! RPC layer, handlers in one store transaction, writes grouped by its writer, gateway tasks,
+//! route engines). The load generator is a separate binary (`crates/vpnroute-bench`), not
+//! linked here.
 
 mod admin;
 mod auth;
-mod bench;
-mod bench_scale;
 mod cli;
 mod http;
 
