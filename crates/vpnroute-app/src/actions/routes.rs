@@ -26,7 +26,7 @@ use vpnroute_domain::params::Paging;
 
 use super::{check_owned, opt_text, owned, params};
 use crate::actions::vpc::PUBLISHED;
-use crate::ops::{arn, check_dry_run, Access, Deferred, Done, Operation};
+use crate::ops::{arn, check_dry_run, Deferred, Done, Operation};
 use crate::reply::{page_fields, List, Reply};
 use crate::rpc::{self, FromRpc};
 use crate::state::{Ctx, OpCtx};
@@ -679,117 +679,81 @@ impl From<RoutesPage> for Reply {
     }
 }
 
-/// The gateway (and its region) a route action's input names: its only resource.
-trait NamesGateway {
-    fn gateway(&self) -> (&str, &GatewayId);
-}
-
-impl NamesGateway for NewRoute {
-    fn gateway(&self) -> (&str, &GatewayId) {
-        (&self.region, &self.gateway_id)
-    }
-}
-
-impl NamesGateway for DeleteRoute {
-    fn gateway(&self) -> (&str, &GatewayId) {
-        (&self.target.region, &self.target.gateway_id)
-    }
-}
-
-impl NamesGateway for ModifyRoute {
-    fn gateway(&self) -> (&str, &GatewayId) {
-        (&self.target.region, &self.target.gateway_id)
-    }
-}
-
-impl NamesGateway for PublishRoute {
-    fn gateway(&self) -> (&str, &GatewayId) {
-        (&self.region, &self.gateway_id)
-    }
-}
-
-impl NamesGateway for DescribeRoutes {
-    fn gateway(&self) -> (&str, &GatewayId) {
-        (&self.region, &self.gateway_id)
-    }
-}
-
-macro_rules! route_op {
-    ($op:ident, $access:ident, $input:ty, $output:ty, |$ctx:ident, $tx:ident, $i:ident| $body:expr) => {
-        #[doc = concat!("The ", stringify!($op), " operation.")]
-        pub struct $op;
-
-        impl Operation for $op {
-            const NAME: &'static str = stringify!($op);
-            const ACCESS: Access = Access::$access;
-            type Input = $input;
-            type Output = $output;
-            fn resources(input: &$input, account: &AccountId) -> Vec<String> {
-                let (region, gateway_id) = input.gateway();
-                gateway_arn(region, account, gateway_id)
-            }
-            fn handle($ctx: &OpCtx<'_>, $tx: &Tx<'_>, $i: $input) -> Result<$output, ApiError> {
-                $body
-            }
-        }
-    };
-}
-
-route_op!(CreateVpnRouteEntry, Write, NewRoute, RouteEntry, |ctx, tx, input| {
-    create(ctx, tx, RouteKind::Dbr, input)
-});
-route_op!(CreateVpnPbrRouteEntry, Write, NewRoute, RouteEntry, |ctx, tx, input| {
-    create(ctx, tx, RouteKind::Pbr, input)
-});
-route_op!(DeleteVpnRouteEntry, Write, DeleteRoute, Done, |ctx, tx, input| delete(
-    ctx,
-    tx,
-    RouteKind::Dbr,
-    input
-));
-route_op!(DeleteVpnPbrRouteEntry, Write, DeleteRoute, Done, |ctx, tx, input| {
-    delete(ctx, tx, RouteKind::Pbr, input)
-});
-route_op!(ModifyVpnRouteEntryWeight, Write, ModifyRoute, Done, |ctx, tx, input| {
-    modify(ctx, tx, RouteKind::Dbr, input)
-});
-route_op!(
-    ModifyVpnPbrRouteEntryWeight,
-    Write,
-    ModifyRoute,
-    Done,
-    |ctx, tx, input| modify(ctx, tx, RouteKind::Pbr, input)
+operation!(
+    /// CreateVpnRouteEntry.
+    CreateVpnRouteEntry: Write, NewRoute => RouteEntry,
+    resources(|input, account| gateway_arn(&input.region, account, &input.gateway_id)),
+    handle(|ctx, tx, input| create(ctx, tx, RouteKind::Dbr, input)),
 );
-route_op!(
-    ModifyVpnPbrRouteEntryPriority,
-    Write,
-    ModifyRoute,
-    Done,
-    |ctx, tx, input| modify(ctx, tx, RouteKind::Pbr, input)
+
+operation!(
+    /// CreateVpnPbrRouteEntry.
+    CreateVpnPbrRouteEntry: Write, NewRoute => RouteEntry,
+    resources(|input, account| gateway_arn(&input.region, account, &input.gateway_id)),
+    handle(|ctx, tx, input| create(ctx, tx, RouteKind::Pbr, input)),
 );
-route_op!(
-    ModifyVpnPbrRouteEntryAttribute,
-    Write,
-    ModifyRoute,
-    Done,
-    |ctx, tx, input| modify(ctx, tx, RouteKind::Pbr, input)
+
+operation!(
+    /// DeleteVpnRouteEntry.
+    DeleteVpnRouteEntry: Write, DeleteRoute => Done,
+    resources(|input, account| gateway_arn(&input.target.region, account, &input.target.gateway_id)),
+    handle(|ctx, tx, input| delete(ctx, tx, RouteKind::Dbr, input)),
 );
-route_op!(PublishVpnRouteEntry, Write, PublishRoute, Done, |ctx, tx, input| {
-    publish(ctx, tx, input)
-});
-route_op!(
-    DescribeVpnRouteEntries,
-    Read,
-    DescribeRoutes,
-    RoutesPage,
-    |ctx, tx, input| describe(ctx, tx, RouteKind::Dbr, input)
+
+operation!(
+    /// DeleteVpnPbrRouteEntry.
+    DeleteVpnPbrRouteEntry: Write, DeleteRoute => Done,
+    resources(|input, account| gateway_arn(&input.target.region, account, &input.target.gateway_id)),
+    handle(|ctx, tx, input| delete(ctx, tx, RouteKind::Pbr, input)),
 );
-route_op!(
-    DescribeVpnPbrRouteEntries,
-    Read,
-    DescribeRoutes,
-    RoutesPage,
-    |ctx, tx, input| describe(ctx, tx, RouteKind::Pbr, input)
+
+operation!(
+    /// ModifyVpnRouteEntryWeight.
+    ModifyVpnRouteEntryWeight: Write, ModifyRoute => Done,
+    resources(|input, account| gateway_arn(&input.target.region, account, &input.target.gateway_id)),
+    handle(|ctx, tx, input| modify(ctx, tx, RouteKind::Dbr, input)),
+);
+
+operation!(
+    /// ModifyVpnPbrRouteEntryWeight.
+    ModifyVpnPbrRouteEntryWeight: Write, ModifyRoute => Done,
+    resources(|input, account| gateway_arn(&input.target.region, account, &input.target.gateway_id)),
+    handle(|ctx, tx, input| modify(ctx, tx, RouteKind::Pbr, input)),
+);
+
+operation!(
+    /// ModifyVpnPbrRouteEntryPriority.
+    ModifyVpnPbrRouteEntryPriority: Write, ModifyRoute => Done,
+    resources(|input, account| gateway_arn(&input.target.region, account, &input.target.gateway_id)),
+    handle(|ctx, tx, input| modify(ctx, tx, RouteKind::Pbr, input)),
+);
+
+operation!(
+    /// ModifyVpnPbrRouteEntryAttribute.
+    ModifyVpnPbrRouteEntryAttribute: Write, ModifyRoute => Done,
+    resources(|input, account| gateway_arn(&input.target.region, account, &input.target.gateway_id)),
+    handle(|ctx, tx, input| modify(ctx, tx, RouteKind::Pbr, input)),
+);
+
+operation!(
+    /// PublishVpnRouteEntry.
+    PublishVpnRouteEntry: Write, PublishRoute => Done,
+    resources(|input, account| gateway_arn(&input.region, account, &input.gateway_id)),
+    handle(|ctx, tx, input| publish(ctx, tx, input)),
+);
+
+operation!(
+    /// DescribeVpnRouteEntries.
+    DescribeVpnRouteEntries: Read, DescribeRoutes => RoutesPage,
+    resources(|input, account| gateway_arn(&input.region, account, &input.gateway_id)),
+    handle(|ctx, tx, input| describe(ctx, tx, RouteKind::Dbr, input)),
+);
+
+operation!(
+    /// DescribeVpnPbrRouteEntries.
+    DescribeVpnPbrRouteEntries: Read, DescribeRoutes => RoutesPage,
+    resources(|input, account| gateway_arn(&input.region, account, &input.gateway_id)),
+    handle(|ctx, tx, input| describe(ctx, tx, RouteKind::Pbr, input)),
 );
 
 /// DescribeVpnRouteEntries' or DescribeVpnPbrRouteEntries' answer: one page of routes.
