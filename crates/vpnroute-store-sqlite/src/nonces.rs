@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Mutex;
 
-use crate::{Durability, StoreError};
+use vpnroute_store::{Durability, StoreError};
 
 /// Compact the log when it holds this many bytes more than the live entries need.
 const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;
@@ -187,6 +187,16 @@ impl NonceLog {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl vpnroute_store::NonceStore for NonceLog {
+    fn record(&self, access_key_id: &str, nonce: &str, now_ms: i64) -> Result<bool, StoreError> {
+        NonceLog::record(self, access_key_id, nonce, now_ms)
+    }
+
+    fn remembered(&self) -> usize {
+        self.len()
     }
 }
 
