@@ -192,11 +192,11 @@ impl SqliteStore {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Like [`Store::read`], but answers from the read cache at the published generation
+    /// Like [`SqliteStore::read`], but answers from the read cache at the published generation
     /// without beginning a SQLite transaction when every result is cached. `f` may run twice:
     /// if a result had to be read from SQLite and SQLite's snapshot turned out newer than the
     /// cached results already used, the first run's result is discarded and `f` runs again
-    /// with [`Store::read`]. Either way `f` sees one consistent committed state.
+    /// with [`SqliteStore::read`]. Either way `f` sees one consistent committed state.
     pub fn read_fast<T, E>(&self, mut f: impl FnMut(&SqliteTx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,

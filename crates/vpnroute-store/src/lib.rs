@@ -9,15 +9,15 @@
 //! (`vpnroute-store-sqlite`); each runs the suite in [`conformance`] (feature
 //! `conformance`).
 //!
-//! * [`Store::write`] runs a closure in one transaction: it commits when the closure returns
+//! * `Store::write` ([`Store::write_with`]) runs a closure in one transaction: it commits when the closure returns
 //!   `Ok` and rolls back otherwise, so a failed request never leaves anything half-written.
 //! * [`Store::submit_write`] runs a request's [`WriteJob`] in a transaction of its own or, on
 //!   a backend that batches (SQLite's group commit), in a savepoint of a shared one; either
 //!   way a request that fails undoes only its own work, and a retryable failure
 //!   ([`StoreError::is_retryable`]) reruns the job a bounded number of times before it is
 //!   answered `ServiceUnavailable`.
-//! * [`Store::read`] runs a closure on one consistent committed snapshot;
-//!   [`Store::read_fast`] may answer from a read cache (and may run the closure twice).
+//! * `Store::read` ([`Store::read_with`]) runs a closure on one consistent committed snapshot;
+//!   `Store::read_fast` ([`Store::read_fast_with`]) may answer from a read cache (and may run the closure twice).
 
 mod local;
 mod tx;
@@ -107,7 +107,7 @@ pub type ReadFnMut<'a> = dyn FnMut(&dyn ReadTx) -> Result<(), StoreError> + 'a;
 pub type WriteFnMut<'a> = dyn FnMut(&dyn WriteTx) -> Result<(), StoreError> + 'a;
 
 /// A transactional store (used as `Arc<dyn Store>`). The closure methods are object-safe;
-/// the typed generic [`Store::read`], [`Store::read_fast`] and [`Store::write`] on
+/// the typed generic `read`, `read_fast` and `write` on
 /// `dyn Store` wrap them. A closure returning `Err` makes the transaction roll back.
 pub trait Store: Send + Sync {
     /// Run `f` on one consistent committed snapshot.
@@ -136,7 +136,7 @@ impl dyn Store + '_ {
         kept.finish(status)
     }
 
-    /// Like [`Store::read`], possibly from the read cache; `f` may run twice.
+    /// Like `read`, possibly from the read cache; `f` may run twice.
     pub fn read_fast<T, E>(&self, mut f: impl FnMut(&dyn ReadTx) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
