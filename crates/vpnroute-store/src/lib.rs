@@ -6,7 +6,7 @@
 //! transactions and commits write requests ([`Store::submit_write`]), the retryable error
 //! class, and small traits for the state that is per host today ([`NonceStore`],
 //! [`RateLimiter`], [`ChangeFeed`]). Backends live in their own crates
-//! (`vpnroute-store-sqlite`); each runs the suite in [`conformance`] (feature
+//! (`vpnroute-store-sqlite`); each runs the suite in the `conformance` module (feature
 //! `conformance`).
 //!
 //! * `Store::write` ([`Store::write_with`]) runs a closure in one transaction: it commits when the closure returns
