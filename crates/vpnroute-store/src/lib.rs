@@ -26,8 +26,6 @@ mod types;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-use std::sync::Arc;
-
 use vpnroute_domain::ApiError;
 
 pub use local::FixedWindowLimiter;
@@ -205,6 +203,3 @@ pub trait ChangeFeed: Send + Sync {
     /// Publish `generation` (no effect if a newer one is published already).
     fn publish(&self, generation: u64);
 }
-
-/// A store shared by the server's parts.
-pub type SharedStore = Arc<dyn Store>;
