@@ -1,18 +1,18 @@
 //! Action dispatch: maps an Action name to its handler (through the [`crate::ops`] table) and
 //! runs it in the right kind of transaction. Mutating actions run in one write transaction together with the ClientToken
 //! check/save, so a change, its idempotency record and its task commit or vanish together.
-//! (The signature nonce is recorded before, in the store's nonce log `nonces.log`, for every request.)
+//! (The signature nonce is recorded before, in the nonce store, for every request.)
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use vpnroute_domain::ApiError;
-use vpnroute_store::Tx;
+use vpnroute_store::{ReadTx, Tx};
 
 use crate::reply::Reply;
 use crate::state::Ctx;
 
 /// An RPC read handler: parses its input from the request and answers a [`Reply`].
-pub type ReadFn = fn(&Ctx<'_>, &Tx<'_>) -> Result<Reply, ApiError>;
+pub type ReadFn = fn(&Ctx<'_>, &dyn ReadTx) -> Result<Reply, ApiError>;
 /// An RPC write handler: parses its input and answers the body (replayed for a ClientToken).
 pub type WriteFn = fn(&Ctx<'_>, &Tx<'_>) -> Result<Value, ApiError>;
 

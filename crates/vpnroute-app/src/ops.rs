@@ -3,15 +3,15 @@
 //! tables, `/work/shared/spec/ram.md` §4; `*` where Alibaba says "All Resources") and the
 //! handler the RPC layer runs.
 //!
-//! Converted operations implement [`Operation`]: a typed input, a handler on
+//! Every operation implements [`Operation`]: a typed input, a handler on
 //! [`OpCtx`] and a store transaction, a typed output. Their table row runs them through
 //! [`crate::rpc`] (Alibaba parameters → input, output → reply); a console or another protocol
-//! calls [`Operation::handle`] with a typed input instead.
+//! calls [`ReadOperation::handle`] or [`WriteOperation::handle`] with a typed input instead.
 
 use serde::Serialize;
 use vpnroute_domain::ids::AccountId;
 use vpnroute_domain::ApiError;
-use vpnroute_store::Tx;
+use vpnroute_store::{ReadTx, WriteTx};
 
 use crate::actions::{connection, customer_gateway, gateway, regions, routes, ssl, vpc};
 use crate::dispatch::Handler;
@@ -44,7 +44,9 @@ pub fn check_dry_run(dry_run: &Deferred<bool>) -> Result<(), ApiError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Done {}
 
-/// A typed operation.
+/// A typed operation: its name, input and output, and the resources an input names. Its
+/// handler is that of [`ReadOperation`] (runs on a snapshot) or [`WriteOperation`] (runs in a
+/// write transaction).
 pub trait Operation {
     /// The Action name.
     const NAME: &'static str;
@@ -53,8 +55,17 @@ pub trait Operation {
     type Output;
     /// The ARNs of the resources `input` names.
     fn resources(input: &Self::Input, account: &AccountId) -> Vec<String>;
-    /// Run the operation in `tx`.
-    fn handle(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: Self::Input) -> Result<Self::Output, ApiError>;
+}
+
+/// An operation that only reads.
+pub trait ReadOperation: Operation {
+    fn handle(ctx: &OpCtx<'_>, tx: &dyn ReadTx, input: Self::Input) -> Result<Self::Output, ApiError>;
+}
+
+/// An operation that changes state. A store may run it again when it retries a transaction,
+/// so it must not depend on anything but its input and the transaction.
+pub trait WriteOperation: Operation {
+    fn handle(ctx: &OpCtx<'_>, tx: &dyn WriteTx, input: Self::Input) -> Result<Self::Output, ApiError>;
 }
 
 /// `acs:vpc:{region}:{account}:{kind}/{id}`.

@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 use vpnroute_domain::params::Params;
 use vpnroute_domain::ApiError;
-use vpnroute_store::Tx;
+use vpnroute_store::{ReadTx, WriteTx};
 
-use crate::ops::Operation;
+use crate::ops::{Operation, ReadOperation, WriteOperation};
 use crate::reply::Reply;
 use crate::state::Ctx;
 
@@ -35,9 +35,9 @@ pub fn dry_run(ctx: &Ctx<'_>) -> crate::ops::Deferred<bool> {
 }
 
 /// A write operation as an RPC handler.
-pub fn write<O>(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
+pub fn write<O>(ctx: &Ctx<'_>, tx: &dyn WriteTx) -> Result<Value, ApiError>
 where
-    O: Operation,
+    O: WriteOperation,
     O::Input: FromRpc,
     O::Output: Serialize,
 {
@@ -47,9 +47,9 @@ where
 }
 
 /// A read operation as an RPC handler.
-pub fn read<O>(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiError>
+pub fn read<O>(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Reply, ApiError>
 where
-    O: Operation,
+    O: ReadOperation,
     O::Input: FromRpc,
     O::Output: Into<Reply>,
 {

@@ -1,4 +1,4 @@
-//! Shared server state ([`App`]: store, writer, engines, configuration, counters) and the
+//! Shared server state ([`App`]: store, nonce store, engines, configuration, counters, throttle) and the
 //! per-request context ([`Ctx`]).
 
 use std::sync::atomic::AtomicU64;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use vpnroute_domain::ids::AccountId;
 use vpnroute_domain::quotas::Quotas;
-use vpnroute_store::{Store, StoreError};
+use vpnroute_store::{NonceStore, Store, StoreError};
 
 use crate::engines::Engines;
 
@@ -97,9 +97,8 @@ pub struct Config {
 }
 
 pub struct App {
-    pub writer: crate::writer::Writer,
-    pub store: Arc<Store>,
-    pub nonce_log: Arc<vpnroute_store::NonceLog>,
+    pub store: Arc<dyn Store>,
+    pub nonce_log: Arc<dyn NonceStore>,
     pub config: Config,
     pub engines: Engines,
     /// Wakes the task worker when a task is enqueued or rescheduled.
@@ -111,28 +110,23 @@ pub struct App {
 pub type SharedApp = Arc<App>;
 
 impl App {
-    /// An application around an open store: the route engines rebuilt from it and the group
-    /// commit writer started. The task worker and janitor ([`crate::tasks::run_worker`],
+    /// An application around an open store: the route engines rebuilt from it. The task worker and janitor ([`crate::tasks::run_worker`],
     /// [`crate::tasks::run_janitor`]) are the caller's to spawn.
     pub fn start(
-        store: Store,
-        nonce_log: Arc<vpnroute_store::NonceLog>,
+        store: Arc<dyn Store>,
+        nonce_log: Arc<dyn NonceStore>,
         config: Config,
     ) -> Result<SharedApp, StoreError> {
-        let engines = crate::engines::Engines::load(&store)?;
-        let app_cell = Arc::new(std::sync::OnceLock::new());
-        let app = Arc::new(App {
-            writer: crate::writer::Writer::start(app_cell.clone()),
-            store: Arc::new(store),
+        let engines = crate::engines::Engines::load(&*store)?;
+        Ok(Arc::new(App {
+            store,
             nonce_log,
             throttle: crate::throttle::Throttle::new(config.throttle_rps),
             config,
             engines,
             task_notify: tokio::sync::Notify::new(),
             metrics: Metrics::default(),
-        });
-        let _ = app_cell.set(Arc::downgrade(&app));
-        Ok(app)
+        }))
     }
 }
 

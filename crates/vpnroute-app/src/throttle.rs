@@ -1,46 +1,30 @@
-//! The request rate limiter (`Throttling.User`): one fixed window per access key and action,
-//! in this process's memory.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! The request rate limiter (`Throttling.User`): per access key and action, counted by a
+//! [`RateLimiter`] (in this process's memory today).
 
 use vpnroute_domain::ApiError;
+use vpnroute_store::{FixedWindowLimiter, RateLimiter};
 
-/// Fixed-window per (access key, action) rate limiter; `Throttling.User` beyond the limit.
+/// Per (access key, action) rate limits; `Throttling.User` beyond the limit. The counting is
+/// a [`RateLimiter`] (in this process's memory today).
 pub struct Throttle {
-    rps: u32,
-    windows: Mutex<HashMap<(String, String), (i64, u32)>>,
+    limiter: Box<dyn RateLimiter>,
 }
 
 impl Throttle {
+    /// `rps` calls per second per (access key, action); 0 turns throttling off.
     pub fn new(rps: u32) -> Self {
         Throttle {
-            rps,
-            windows: Mutex::new(HashMap::new()),
+            limiter: Box::new(FixedWindowLimiter::new(rps)),
         }
     }
 
     /// `Ok` if the call is within the limit (always, when throttling is off).
     pub fn check(&self, access_key_id: &str, action: &str, now_ms: i64) -> Result<(), ApiError> {
-        if self.rps == 0 {
-            return Ok(());
+        if self.limiter.admit(access_key_id, action, now_ms) {
+            Ok(())
+        } else {
+            Err(ApiError::THROTTLING_USER)
         }
-        let second = now_ms / 1000;
-        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if w.len() > 100_000 {
-            w.retain(|_, (s, _)| *s == second);
-        }
-        let entry = w
-            .entry((access_key_id.to_string(), action.to_string()))
-            .or_insert((second, 0));
-        if entry.0 != second {
-            *entry = (second, 0);
-        }
-        if entry.1 >= self.rps {
-            return Err(ApiError::THROTTLING_USER);
-        }
-        entry.1 += 1;
-        Ok(())
     }
 }
 

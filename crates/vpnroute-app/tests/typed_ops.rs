@@ -17,7 +17,7 @@ use vpnroute_app::actions::routes::{
     RouteTarget,
 };
 use vpnroute_app::actions::vpc::{CreateVpc, CreateVpcInput};
-use vpnroute_app::ops::{operation, Access, Operation};
+use vpnroute_app::ops::{operation, Access, Operation, ReadOperation, WriteOperation};
 use vpnroute_app::state::{default_regions, now_ms, App, Config, OnBusy, OpCtx, SharedApp, TaskDuration};
 use vpnroute_domain::ids::AccountId;
 use vpnroute_domain::model::RouteKind;
@@ -25,14 +25,15 @@ use vpnroute_domain::params::Paging;
 use vpnroute_domain::quotas::Quotas;
 use vpnroute_domain::status::GatewayStatus;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{Durability, NonceLog, Store};
+use vpnroute_store::{Durability, Store};
+use vpnroute_store_sqlite::SqliteStore;
 
 const REGION: &str = "cn-hangzhou";
 const ACCOUNT: &str = "1234567890123456";
 
 fn start(dir: &std::path::Path) -> SharedApp {
-    let store = Store::open(dir, Durability::Process).unwrap();
-    let nonce_log = Arc::new(NonceLog::open(dir, Durability::Process, 15 * 60 * 1000, now_ms()).unwrap());
+    let store: Arc<dyn Store> = SqliteStore::open(dir, Durability::Process).unwrap();
+    let nonce_log = Arc::new(SqliteStore::open_nonces(dir, Durability::Process, 15 * 60 * 1000, now_ms()).unwrap());
     let config = Config {
         regions: default_regions(),
         // Changes are put into force right after commit.
@@ -46,14 +47,14 @@ fn start(dir: &std::path::Path) -> SharedApp {
 
 /// Run a write operation in its own transaction and apply its effects after the commit, as
 /// the server's writer does.
-fn write<O: Operation>(app: &App, input: O::Input) -> Result<O::Output, ApiError> {
+fn write<O: WriteOperation>(app: &App, input: O::Input) -> Result<O::Output, ApiError> {
     let ctx = OpCtx::new(app, AccountId::new(ACCOUNT), now_ms());
     let out = app.store.write(|tx| O::handle(&ctx, tx, input))?;
     vpnroute_app::tasks::after_commit(app, ctx.take_effects());
     Ok(out)
 }
 
-fn read<O: Operation>(app: &App, input: O::Input) -> Result<O::Output, ApiError> {
+fn read<O: ReadOperation>(app: &App, input: O::Input) -> Result<O::Output, ApiError> {
     let ctx = OpCtx::new(app, AccountId::new(ACCOUNT), now_ms());
     app.store.read(|tx| O::handle(&ctx, tx, input))
 }

@@ -13,7 +13,7 @@ use vpnroute_domain::ids::new_secret;
 use vpnroute_domain::model::{Vpc, VpnConnection, VpnGateway};
 use vpnroute_domain::status::{BusinessStatus, VpcStatus};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{AccessKey, Account, Durability, ResourceKind, Store};
+use vpnroute_store::{AccessKey, Account, Durability, ReadTxExt, ResourceKind, Store, WriteTxExt};
 
 use crate::cli::ExplainArgs;
 use vpnroute_app::state::{now_ms, TaskDuration};
@@ -112,7 +112,7 @@ fn new_access_key_id() -> String {
 /// Make sure the root account exists with the key from `VPNROUTE_ROOT_ACCESS_KEY_ID` /
 /// `VPNROUTE_ROOT_ACCESS_KEY_SECRET`, or, on first start without them, a generated key that
 /// is printed once.
-pub fn ensure_root_account(store: &Store, announce: bool) -> anyhow::Result<()> {
+pub fn ensure_root_account(store: &dyn Store, announce: bool) -> anyhow::Result<()> {
     let env_id = std::env::var("VPNROUTE_ROOT_ACCESS_KEY_ID")
         .ok()
         .filter(|s| !s.is_empty());
@@ -184,7 +184,7 @@ fn print(v: Value) {
 }
 
 fn with_gateway(
-    store: &Store,
+    store: &dyn Store,
     id: &str,
     f: impl FnOnce(&mut VpnGateway) -> anyhow::Result<()>,
 ) -> anyhow::Result<VpnGateway> {
@@ -205,8 +205,10 @@ fn with_gateway(
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data_dir, Durability::Process).context("opening the data directory")?;
-    ensure_root_account(&store, true)?;
+    let store: std::sync::Arc<dyn Store> =
+        vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)
+            .context("opening the data directory")?;
+    ensure_root_account(&*store, true)?;
     let now = now_ms();
     match args.command {
         AdminCommand::Account(AccountCommand::Create { name }) => {
@@ -271,7 +273,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Gateway(GatewayCommand::SetBusinessStatus { id, status }) => {
             let status =
                 BusinessStatus::parse(&status).ok_or_else(|| anyhow!("status must be Normal or FinancialLocked"))?;
-            let gw = with_gateway(&store, &id, |g| {
+            let gw = with_gateway(&*store, &id, |g| {
                 g.business_status = status;
                 Ok(())
             })?;
@@ -279,7 +281,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Gateway(GatewayCommand::SetPbrPriority { id, enabled }) => {
             let on: bool = enabled.parse().map_err(|_| anyhow!("expected true or false"))?;
-            let gw = with_gateway(&store, &id, |g| {
+            let gw = with_gateway(&*store, &id, |g| {
                 g.pbr_priority = on;
                 Ok(())
             })?;
@@ -292,7 +294,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 TaskDuration::parse(&duration).ok_or_else(|| anyhow!("expected e.g. 0s, 3s, manual or default"))?;
                 Some(duration.clone())
             };
-            let gw = with_gateway(&store, &id, |g| {
+            let gw = with_gateway(&*store, &id, |g| {
                 g.task_duration = value.clone();
                 Ok(())
             })?;
@@ -320,7 +322,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 "down" => false,
                 _ => bail!("state must be up or down"),
             };
-            vpnroute_app::engines::set_tunnel(&store, &id, up)?;
+            vpnroute_app::engines::set_tunnel(&*store, &id, up)?;
             print(json!({"VpnConnectionId": id, "Tunnel": state}));
         }
     }
@@ -330,7 +332,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 /// `vpnroute explain`: the decision of the gateway's route table as stored (the desired
 /// state; the running server's `/_vpnroute/gateways/{id}/explain` answers for what is in force).
 pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data_dir, Durability::Process)?;
+    let store: std::sync::Arc<dyn Store> =
+        vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)?;
     let (routes, conns) = store.read(|tx| {
         if tx
             .resource::<VpnGateway>(ResourceKind::VpnGateway, &args.gateway)?

@@ -1,8 +1,8 @@
 //! Authentication: who is calling. [`authenticate`] looks up the access key, verifies the
 //! signature (both schemes, through `vpnroute-wire`) and checks the request time is within
 //! 15 minutes. The nonce is checked afterwards by `http.rs`'s admission step against the
-//! store's durable nonce log (so a replay after a restart is refused too), after the throttle
-//! (`vpnroute_app::throttle`).
+//! store's durable nonce log (so a replay after a restart is refused too). The throttle is
+//! `vpnroute_app::throttle`.
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -34,7 +34,7 @@ pub fn parse_timestamp(text: &str) -> Result<i64, ApiError> {
 /// Verify the request's signature and freshness; returns the caller. The nonce is recorded
 /// separately in the nonce log.
 pub fn authenticate(
-    tx: &vpnroute_store::Tx<'_>,
+    tx: &dyn vpnroute_store::ReadTx,
     raw: &RawRequest<'_>,
     parsed: &ParsedRequest,
     now_ms: i64,

@@ -20,7 +20,8 @@ use axum::Router;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{Durability, Store};
+use vpnroute_store::{Durability, ReadTx, Store};
+use vpnroute_store_sqlite::SqliteStore;
 use vpnroute_wire::{Format, RawRequest};
 
 use crate::cli::{LogFormat, ServeArgs, SyncMode};
@@ -48,8 +49,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         SyncMode::Process => Durability::Process,
         SyncMode::Full => Durability::Full,
     };
-    let store = Store::open(&args.data_dir, durability)?;
-    crate::admin::ensure_root_account(&store, true)?;
+    let store: Arc<dyn Store> = SqliteStore::open(&args.data_dir, durability)?;
+    crate::admin::ensure_root_account(&*store, true)?;
     let regions = if args.regions.is_empty() {
         default_regions()
     } else {
@@ -70,7 +71,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         quotas: args.quotas(),
         throttle_rps: args.throttle_rps,
     };
-    let nonce_log = Arc::new(vpnroute_store::NonceLog::open(
+    let nonce_log = Arc::new(SqliteStore::open_nonces(
         &args.data_dir,
         durability,
         crate::auth::WINDOW_MS,
@@ -204,19 +205,18 @@ async fn rpc(
                 uri.path().to_string(),
                 uri.query().unwrap_or("").to_string(),
             );
-            let result = app
-                .writer
-                .submit(move |app, tx| {
-                    let raw = RawRequest {
-                        method: &method_s,
-                        path: &path,
-                        raw_query: &query,
-                        headers: &header_vec,
-                        body: &body,
-                    };
-                    run_write(app, tx, &raw, &parsed, f)
-                })
-                .await;
+            let mut gated = false;
+            let result = vpnroute_app::writer::submit(&app, move |app, tx| {
+                let raw = RawRequest {
+                    method: &method_s,
+                    path: &path,
+                    raw_query: &query,
+                    headers: &header_vec,
+                    body: &body,
+                };
+                run_write(app, tx, &raw, &parsed, f, &mut gated)
+            })
+            .await;
             finish(&app, result.map(Reply::Value), &action, format, &request_id, started)
         }
     };
@@ -325,7 +325,7 @@ fn classify(raw: &RawRequest<'_>, parsed: &vpnroute_wire::ParsedRequest) -> Resu
 /// on the transaction's own snapshot.
 fn admit<'a>(
     app: &'a App,
-    tx: &vpnroute_store::Tx<'_>,
+    tx: &dyn ReadTx,
     raw: &RawRequest<'_>,
     parsed: &'a vpnroute_wire::ParsedRequest,
     gated: &mut bool,
@@ -367,8 +367,9 @@ fn run_write(
     raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
     f: dispatch::WriteFn,
+    gated: &mut bool,
 ) -> Result<(Value, vpnroute_app::tasks::Effects), ApiError> {
-    let ctx = admit(app, tx, raw, parsed, &mut false)?;
+    let ctx = admit(app, tx, raw, parsed, gated)?;
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
 }
@@ -403,7 +404,7 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
         app.metrics.tasks_applied.load(Ordering::Relaxed)
     ));
     out.push_str("# HELP vpnroute_nonces_remembered Signature nonces remembered (last 15 minutes).\n# TYPE vpnroute_nonces_remembered gauge\n");
-    out.push_str(&format!("vpnroute_nonces_remembered {}\n", app.nonce_log.len()));
+    out.push_str(&format!("vpnroute_nonces_remembered {}\n", app.nonce_log.remembered()));
     out.push_str("# HELP vpnroute_gateway_desired_version Version of the gateway's accepted configuration.\n# TYPE vpnroute_gateway_desired_version gauge\n");
     for (g, d, _) in &versions {
         out.push_str(&format!("vpnroute_gateway_desired_version{{gateway=\"{g}\"}} {d}\n"));
@@ -485,7 +486,7 @@ async fn introspect_tunnel(
             "down" => false,
             _ => return Err(ApiError::invalid_parameter("state")),
         };
-        vpnroute_app::engines::set_tunnel(&app.store, &id, up)?;
+        vpnroute_app::engines::set_tunnel(&*app.store, &id, up)?;
         Ok(json!({"VpnConnectionId": id, "Tunnel": q.state}))
     })
     .await

@@ -13,7 +13,7 @@ use vpnroute_domain::params::Paging;
 use vpnroute_domain::status::{BusinessStatus, ConnectionState};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
 
 use super::{all_in_region, opt_text, owned, page_fields, page_of, params};
 use crate::ops::{arn, check_dry_run, Deferred, Done};
@@ -323,7 +323,7 @@ fn connection_json(c: &VpnConnection, gw_ip: &str, list_item: bool) -> Value {
     v
 }
 
-fn gateway_ip(tx: &Tx<'_>, gateway_id: &str) -> Result<String, ApiError> {
+fn gateway_ip(tx: &dyn ReadTx, gateway_id: &str) -> Result<String, ApiError> {
     Ok(tx
         .resource::<VpnGateway>(ResourceKind::VpnGateway, gateway_id)?
         .map(|g| g.doc.internet_ip)
@@ -353,7 +353,7 @@ pub struct ConnectionView {
 }
 
 impl ConnectionView {
-    fn of(tx: &Tx<'_>, connection: VpnConnection) -> Result<ConnectionView, ApiError> {
+    fn of(tx: &dyn ReadTx, connection: VpnConnection) -> Result<ConnectionView, ApiError> {
         let gateway_ip = gateway_ip(tx, &connection.gateway_id)?;
         Ok(ConnectionView { connection, gateway_ip })
     }
@@ -428,7 +428,7 @@ impl From<ConnectionsPage> for Reply {
 
 fn describe_vpn_connections(
     ctx: &OpCtx<'_>,
-    tx: &Tx<'_>,
+    tx: &dyn ReadTx,
     input: DescribeVpnConnectionsInput,
 ) -> Result<ConnectionsPage, ApiError> {
     let is = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f == v);

@@ -8,7 +8,7 @@ use vpnroute_domain::model::CustomerGateway;
 use vpnroute_domain::params::Paging;
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ResourceKind, Tx, WriteTxExt};
 
 use super::{all_in_region, opt_text, owned, page_fields, page_of, params};
 use crate::ops::{arn, check_dry_run, Deferred, Done};
@@ -240,7 +240,7 @@ impl From<CustomerGatewaysPage> for Reply {
 
 fn describe_customer_gateways(
     ctx: &OpCtx<'_>,
-    tx: &Tx<'_>,
+    tx: &dyn ReadTx,
     input: DescribeCustomerGatewaysInput,
 ) -> Result<CustomerGatewaysPage, ApiError> {
     let all = all_in_region::<CustomerGateway>(ctx, tx, &input.region, None)?;

@@ -7,7 +7,7 @@ use vpnroute_domain::model::{Vpc, VpnGateway};
 use vpnroute_domain::status::{BusinessStatus, GatewayStatus, VpcStatus};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
 
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
@@ -435,7 +435,7 @@ impl From<GatewaysPage> for Reply {
 
 fn describe_vpn_gateways(
     ctx: &OpCtx<'_>,
-    tx: &Tx<'_>,
+    tx: &dyn ReadTx,
     input: DescribeVpnGatewaysInput,
 ) -> Result<GatewaysPage, ApiError> {
     let DescribeVpnGatewaysInput {

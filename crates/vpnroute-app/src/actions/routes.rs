@@ -18,7 +18,7 @@ use vpnroute_domain::rules::{self, PublishPlan, DEFAULT_PRIORITY};
 use vpnroute_domain::status::VpcStatus;
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx};
 
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
@@ -43,7 +43,7 @@ fn busy_code(kind: RouteKind) -> ApiError {
 /// (404), not financially locked, its VPC available, not busy.
 fn gateway_for_change(
     ctx: &OpCtx<'_>,
-    tx: &Tx<'_>,
+    tx: &dyn ReadTx,
     region: &str,
     id: &str,
     busy: ApiError,
@@ -59,14 +59,14 @@ fn gateway_for_change(
 }
 
 /// The next hop must be an IPsec connection of this gateway.
-fn check_next_hop(tx: &Tx<'_>, ctx: &OpCtx<'_>, gw: &VpnGateway, next_hop: &str) -> Result<(), ApiError> {
+fn check_next_hop(tx: &dyn ReadTx, ctx: &OpCtx<'_>, gw: &VpnGateway, next_hop: &str) -> Result<(), ApiError> {
     match tx.resource::<VpnConnection>(ResourceKind::VpnConnection, next_hop)? {
         Some(c) if c.account_id == ctx.account_id && c.doc.gateway_id == gw.id => Ok(()),
         _ => Err(ApiError::NEXT_HOP_NOT_FOUND),
     }
 }
 
-fn check_ssl(tx: &Tx<'_>, gw: &VpnGateway, dest: &Ipv4Net) -> Result<(), ApiError> {
+fn check_ssl(tx: &dyn ReadTx, gw: &VpnGateway, dest: &Ipv4Net) -> Result<(), ApiError> {
     let servers: Vec<SslVpnServer> = tx.children(ResourceKind::SslVpnServer, &gw.id)?;
     for s in &servers {
         rules::check_ssl_pool(dest, Some(&s.client_ip_pool))?;
@@ -96,7 +96,7 @@ fn optional_priority(ctx: &Ctx<'_>, name: &str) -> Result<Option<i64>, ApiError>
         .transpose()
 }
 
-fn vpc_of(tx: &Tx<'_>, gw: &VpnGateway) -> Result<Vpc, ApiError> {
+fn vpc_of(tx: &dyn ReadTx, gw: &VpnGateway) -> Result<Vpc, ApiError> {
     Ok(tx
         .resource::<Vpc>(ResourceKind::Vpc, &gw.vpc_id)?
         .ok_or(ApiError::INCORRECT_VPC_STATUS)?
@@ -104,7 +104,7 @@ fn vpc_of(tx: &Tx<'_>, gw: &VpnGateway) -> Result<Vpc, ApiError> {
 }
 
 /// Check that `dest` can be published for `gw`; returns what publishing needs.
-fn plan_publish(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &VpnGateway, dest: &str) -> Result<PublishPlan, ApiError> {
+fn plan_publish(ctx: &OpCtx<'_>, tx: &dyn ReadTx, gw: &VpnGateway, dest: &str) -> Result<PublishPlan, ApiError> {
     let vpc = vpc_of(tx, gw)?;
     let same = tx.vpc_entries_for_dest(&vpc.route_table_id, dest)?;
     let to_gw = tx.count_vpc_entries_to(&vpc.route_table_id, &gw.id)?;
@@ -365,7 +365,7 @@ struct Target {
     route: VpnRoute,
 }
 
-fn find_target(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, t: &RouteTarget) -> Result<Target, ApiError> {
+fn find_target(ctx: &OpCtx<'_>, tx: &dyn ReadTx, kind: RouteKind, t: &RouteTarget) -> Result<Target, ApiError> {
     let gw = gateway_for_change(ctx, tx, &t.region, &t.gateway_id, busy_code(kind))?;
     // Stored blocks are canonical; accept the caller's spelling of the same block.
     let canon = |t: &str| {
@@ -649,7 +649,7 @@ impl FromRpc for DescribeRoutes {
     }
 }
 
-fn describe(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, input: DescribeRoutes) -> Result<RoutesPage, ApiError> {
+fn describe(ctx: &OpCtx<'_>, tx: &dyn ReadTx, kind: RouteKind, input: DescribeRoutes) -> Result<RoutesPage, ApiError> {
     let DescribeRoutes {
         region,
         gateway_id,

@@ -9,7 +9,7 @@ use vpnroute_domain::model::{SslVpnServer, Vpc, VpnGateway, VpnRoute};
 use vpnroute_domain::params::Paging;
 use vpnroute_domain::validate::{self, overlaps};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
 
 use super::{all_in_region, opt_text, owned, page_fields, page_of, params};
 use crate::ops::{arn, check_dry_run, Deferred, Done};
@@ -263,7 +263,7 @@ impl From<SslVpnServersPage> for Reply {
 
 fn describe_ssl_vpn_servers(
     ctx: &OpCtx<'_>,
-    tx: &Tx<'_>,
+    tx: &dyn ReadTx,
     input: DescribeSslVpnServersInput,
 ) -> Result<SslVpnServersPage, ApiError> {
     let is = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f == v);

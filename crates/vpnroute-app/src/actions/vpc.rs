@@ -14,7 +14,7 @@ use vpnroute_domain::params::Paging;
 use vpnroute_domain::status::VpcStatus;
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
 
 use super::{all_in_region, opt_text, owned, owner_id, page_fields, page_of, params};
 use crate::ops::{arn, check_dry_run, Deferred, Done};
@@ -193,7 +193,7 @@ impl From<VpcsPage> for Reply {
     }
 }
 
-fn describe_vpcs(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: DescribeVpcsInput) -> Result<VpcsPage, ApiError> {
+fn describe_vpcs(ctx: &OpCtx<'_>, tx: &dyn ReadTx, input: DescribeVpcsInput) -> Result<VpcsPage, ApiError> {
     let DescribeVpcsInput {
         region,
         paging,
@@ -275,7 +275,7 @@ operation!(
 );
 
 /// The VPC owning a route table id, among the caller's VPCs in the region.
-fn vpc_of_table(ctx: &OpCtx<'_>, tx: &Tx<'_>, region: &str, table_id: &str) -> Result<Vpc, ApiError> {
+fn vpc_of_table(ctx: &OpCtx<'_>, tx: &dyn ReadTx, region: &str, table_id: &str) -> Result<Vpc, ApiError> {
     let vpcs = all_in_region::<Vpc>(ctx, tx, region, None)?;
     vpcs.into_iter()
         .find(|v| v.route_table_id == table_id)
@@ -362,7 +362,7 @@ impl From<RouteTablesPage> for Reply {
 
 fn describe_route_table_list(
     ctx: &OpCtx<'_>,
-    tx: &Tx<'_>,
+    tx: &dyn ReadTx,
     input: DescribeRouteTableListInput,
 ) -> Result<RouteTablesPage, ApiError> {
     let is = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f == v);
@@ -487,7 +487,7 @@ impl From<RouteEntriesPage> for Reply {
 
 fn describe_route_entry_list(
     ctx: &OpCtx<'_>,
-    tx: &Tx<'_>,
+    tx: &dyn ReadTx,
     input: DescribeRouteEntryListInput,
 ) -> Result<RouteEntriesPage, ApiError> {
     let is = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f == v);
