@@ -11,11 +11,12 @@ use rand::Rng;
 use serde_json::{json, Value};
 use vpnroute_domain::ids::new_secret;
 use vpnroute_domain::model::{Vpc, VpnConnection, VpnGateway};
+use vpnroute_domain::status::{BusinessStatus, VpcStatus};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{AccessKey, Account, Durability, ResourceKind, Store};
+use vpnroute_store::{AccessKey, Account, Durability, ReadTxExt, ResourceKind, Store, WriteTxExt};
 
-use crate::app::{now_ms, TaskDuration};
 use crate::cli::ExplainArgs;
+use vpnroute_app::state::{now_ms, TaskDuration};
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
@@ -111,7 +112,7 @@ fn new_access_key_id() -> String {
 /// Make sure the root account exists with the key from `VPNROUTE_ROOT_ACCESS_KEY_ID` /
 /// `VPNROUTE_ROOT_ACCESS_KEY_SECRET`, or, on first start without them, a generated key that
 /// is printed once.
-pub fn ensure_root_account(store: &Store, announce: bool) -> anyhow::Result<()> {
+pub fn ensure_root_account(store: &dyn Store, announce: bool) -> anyhow::Result<()> {
     let env_id = std::env::var("VPNROUTE_ROOT_ACCESS_KEY_ID")
         .ok()
         .filter(|s| !s.is_empty());
@@ -183,7 +184,7 @@ fn print(v: Value) {
 }
 
 fn with_gateway(
-    store: &Store,
+    store: &dyn Store,
     id: &str,
     f: impl FnOnce(&mut VpnGateway) -> anyhow::Result<()>,
 ) -> anyhow::Result<VpnGateway> {
@@ -204,8 +205,10 @@ fn with_gateway(
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data_dir, Durability::Process).context("opening the data directory")?;
-    ensure_root_account(&store, true)?;
+    let store: std::sync::Arc<dyn Store> =
+        vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)
+            .context("opening the data directory")?;
+    ensure_root_account(&*store, true)?;
     let now = now_ms();
     match args.command {
         AdminCommand::Account(AccountCommand::Create { name }) => {
@@ -268,18 +271,17 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             print(json!({"AccessKeyId": id, "Deleted": true}));
         }
         AdminCommand::Gateway(GatewayCommand::SetBusinessStatus { id, status }) => {
-            if status != "Normal" && status != "FinancialLocked" {
-                bail!("status must be Normal or FinancialLocked");
-            }
-            let gw = with_gateway(&store, &id, |g| {
-                g.business_status = status.clone();
+            let status =
+                BusinessStatus::parse(&status).ok_or_else(|| anyhow!("status must be Normal or FinancialLocked"))?;
+            let gw = with_gateway(&*store, &id, |g| {
+                g.business_status = status;
                 Ok(())
             })?;
             print(json!({"VpnGatewayId": gw.id, "BusinessStatus": gw.business_status}));
         }
         AdminCommand::Gateway(GatewayCommand::SetPbrPriority { id, enabled }) => {
             let on: bool = enabled.parse().map_err(|_| anyhow!("expected true or false"))?;
-            let gw = with_gateway(&store, &id, |g| {
+            let gw = with_gateway(&*store, &id, |g| {
                 g.pbr_priority = on;
                 Ok(())
             })?;
@@ -292,7 +294,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 TaskDuration::parse(&duration).ok_or_else(|| anyhow!("expected e.g. 0s, 3s, manual or default"))?;
                 Some(duration.clone())
             };
-            let gw = with_gateway(&store, &id, |g| {
+            let gw = with_gateway(&*store, &id, |g| {
                 g.task_duration = value.clone();
                 Ok(())
             })?;
@@ -303,14 +305,12 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             print(json!({"VpnGatewayId": id, "TasksAdvanced": n}));
         }
         AdminCommand::Vpc(VpcCommand::SetStatus { id, status }) => {
-            if status != "Available" && status != "Pending" {
-                bail!("status must be Available or Pending");
-            }
+            let status = VpcStatus::parse(&status).ok_or_else(|| anyhow!("status must be Available or Pending"))?;
             store.write(|tx| {
                 let mut v = tx
                     .resource::<Vpc>(ResourceKind::Vpc, &id)?
                     .ok_or(ApiError::VPC_NOT_FOUND)?;
-                v.doc.status = status.clone();
+                v.doc.status = status;
                 tx.update_resource(ResourceKind::Vpc, &id, &v.doc)?;
                 Ok::<_, ApiError>(())
             })?;
@@ -322,7 +322,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 "down" => false,
                 _ => bail!("state must be up or down"),
             };
-            crate::engines::set_tunnel(&store, &id, up)?;
+            vpnroute_app::engines::set_tunnel(&*store, &id, up)?;
             print(json!({"VpnConnectionId": id, "Tunnel": state}));
         }
     }
@@ -332,7 +332,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 /// `vpnroute explain`: the decision of the gateway's route table as stored (the desired
 /// state; the running server's `/_vpnroute/gateways/{id}/explain` answers for what is in force).
 pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data_dir, Durability::Process)?;
+    let store: std::sync::Arc<dyn Store> =
+        vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)?;
     let (routes, conns) = store.read(|tx| {
         if tx
             .resource::<VpnGateway>(ResourceKind::VpnGateway, &args.gateway)?
@@ -344,8 +345,8 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         let conns: Vec<VpnConnection> = tx.children(ResourceKind::VpnConnection, &args.gateway)?;
         Ok((routes, conns))
     })?;
-    let table = crate::engines::build_table(&routes);
-    let mut v = crate::engines::explain_table(&table, &conns, args.source, args.dest);
+    let table = vpnroute_app::engines::build_table(&routes);
+    let mut v = vpnroute_app::engines::explain_table(&table, &conns, args.source, args.dest);
     v["VpnGatewayId"] = json!(args.gateway);
     print(v);
     Ok(())

@@ -1,13 +1,12 @@
-//! Authentication: who is calling. Looks up the access key, verifies the signature (both
-//! schemes, through `vpnroute-wire`), checks the request time is within 15 minutes and that
-//! the nonce was not used in the last 15 minutes (nonces are stored durably, so a replay
-//! after a restart is refused too). Also per (access key, action) throttling.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! Authentication: who is calling. [`authenticate`] looks up the access key, verifies the
+//! signature (both schemes, through `vpnroute-wire`) and checks the request time is within
+//! 15 minutes. The nonce is checked afterwards by `http.rs`'s admission step against the
+//! store's durable nonce log (so a replay after a restart is refused too). The throttle is
+//! `vpnroute_app::throttle`.
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use vpnroute_domain::status::KeyStatus;
 use vpnroute_domain::ApiError;
 use vpnroute_wire::{AuthInfo, ParsedRequest, RawRequest};
 
@@ -35,7 +34,7 @@ pub fn parse_timestamp(text: &str) -> Result<i64, ApiError> {
 /// Verify the request's signature and freshness; returns the caller. The nonce is recorded
 /// separately in the nonce log.
 pub fn authenticate(
-    tx: &vpnroute_store::Tx<'_>,
+    tx: &dyn vpnroute_store::ReadTx,
     raw: &RawRequest<'_>,
     parsed: &ParsedRequest,
     now_ms: i64,
@@ -63,7 +62,8 @@ pub fn authenticate(
         return Err(ApiError::missing_parameter("AccessKeyId"));
     }
     let key = tx.access_key(key_id)?.ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
-    if key.status != "Active" {
+    // Access keys live in the store crate with a text status; the names are `KeyStatus`'s.
+    if key.status != KeyStatus::Active.as_str() {
         return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
     }
     vpnroute_wire::verify(raw, parsed, &key.secret).map_err(|m| {
@@ -95,44 +95,6 @@ pub fn authenticate(
     })
 }
 
-/// Fixed-window per (access key, action) rate limiter; `Throttling.User` beyond the limit.
-pub struct Throttle {
-    rps: u32,
-    windows: Mutex<HashMap<(String, String), (i64, u32)>>,
-}
-
-impl Throttle {
-    pub fn new(rps: u32) -> Self {
-        Throttle {
-            rps,
-            windows: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// `Ok` if the call is within the limit (always, when throttling is off).
-    pub fn check(&self, access_key_id: &str, action: &str, now_ms: i64) -> Result<(), ApiError> {
-        if self.rps == 0 {
-            return Ok(());
-        }
-        let second = now_ms / 1000;
-        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if w.len() > 100_000 {
-            w.retain(|_, (s, _)| *s == second);
-        }
-        let entry = w
-            .entry((access_key_id.to_string(), action.to_string()))
-            .or_insert((second, 0));
-        if entry.0 != second {
-            *entry = (second, 0);
-        }
-        if entry.1 >= self.rps {
-            return Err(ApiError::THROTTLING_USER);
-        }
-        entry.1 += 1;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,16 +106,5 @@ mod tests {
             parse_timestamp("2024-05-10 08:00").unwrap_err().code,
             "InvalidTimeStamp.Format"
         );
-    }
-
-    #[test]
-    fn throttle_limits_per_key_and_action() {
-        let t = Throttle::new(2);
-        assert!(t.check("k", "A", 1000).is_ok());
-        assert!(t.check("k", "A", 1001).is_ok());
-        assert_eq!(t.check("k", "A", 1002).unwrap_err().code, "Throttling.User");
-        assert!(t.check("k", "B", 1002).is_ok());
-        assert!(t.check("k", "A", 2000).is_ok());
-        assert!(Throttle::new(0).check("k", "A", 0).is_ok());
     }
 }
