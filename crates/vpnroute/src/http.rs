@@ -473,6 +473,8 @@ async fn introspect_advance(State(app): State<SharedApp>, Path(id): Path<String>
 #[derive(serde::Deserialize)]
 struct TunnelQuery {
     state: String,
+    /// One tunnel of a dual-tunnel connection (both when absent).
+    tunnel: Option<String>,
 }
 
 async fn introspect_tunnel(
@@ -486,8 +488,8 @@ async fn introspect_tunnel(
             "down" => false,
             _ => return Err(ApiError::invalid_parameter("state")),
         };
-        vpnroute_app::engines::set_tunnel(&*app.store, &id, up)?;
-        Ok(json!({"VpnConnectionId": id, "Tunnel": q.state}))
+        vpnroute_app::engines::set_tunnel(&*app.store, &id, q.tunnel.as_deref(), up)?;
+        Ok(json!({"VpnConnectionId": id, "Tunnel": q.state, "TunnelId": q.tunnel.unwrap_or_default()}))
     })
     .await
 }
