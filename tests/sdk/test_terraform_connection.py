@@ -22,6 +22,7 @@ from typing import Any, Dict
 from helpers import assert_types, expect_error, unwrap
 from server import Server
 from terraform import Provider, assert_no_diff, tags_of, tags_params
+from test_routes import explain_http
 from test_terraform_gateway import create_gateway, describe_gateway, network
 
 REGION = "cn-hangzhou"
@@ -274,17 +275,18 @@ def test_create_connection_is_asynchronous(tf_server: Server, tf: Provider):
 # --------------------------------------------------------------------------- dual tunnel
 
 
-def tunnel_http(tf_server: Server, path: str, method: str = "GET") -> Dict[str, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", tf_server.port, timeout=30)
+def set_tunnel(srv: Server, vco: str, tunnel_id: str, state: str) -> None:
+    """PUT /_vpnroute/connections/{id}/tunnel?state=…&tunnel=…: one tunnel of a dual-tunnel connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
     try:
-        conn.request(method, path, body=b"" if method != "GET" else None,
-                     headers={"Content-Length": "0"} if method != "GET" else {})
+        conn.request("PUT", f"/_vpnroute/connections/{vco}/tunnel?state={state}&tunnel={tunnel_id}", body=b"",
+                     headers={"Content-Length": "0"})
         r = conn.getresponse()
         body = r.read()
     finally:
         conn.close()
-    assert r.status == 200, f"{method} {path}: HTTP {r.status} {body[:500]!r}"
-    return json.loads(body)
+    assert r.status == 200, f"tunnel {tunnel_id} {state}: HTTP {r.status} {body[:500]!r}"
+    assert json.loads(body)["TunnelId"] == tunnel_id
 
 
 def test_terraform_dual_tunnel_connection_and_policy_routes(tf_server: Server, tf: Provider, schema):
@@ -367,18 +369,18 @@ def test_terraform_dual_tunnel_connection_and_policy_routes(tf_server: Server, t
     tf.wait("gateway active", lambda: describe_gateway(tf, gw), "Status", ["active"])
 
     # forwarding: the master tunnel carries the traffic; with the master down, the slave does
-    x = tunnel_http(tf_server, f"/_vpnroute/gateways/{gw}/explain?source=192.168.1.5&dest=10.0.0.9")
+    x = explain_http(tf_server, gw, "192.168.1.5", "10.0.0.9")
     assert x["Explanation"]["chosen"]["next_hop"] == vco, x
     assert x["ChosenTunnel"] == {"TunnelId": master, "Role": "master"}, x
-    tunnel_http(tf_server, f"/_vpnroute/connections/{vco}/tunnel?state=down&tunnel={master}", "PUT")
-    x = tunnel_http(tf_server, f"/_vpnroute/gateways/{gw}/explain?source=192.168.1.5&dest=10.0.0.9")
+    set_tunnel(tf_server, vco, master, "down")
+    x = explain_http(tf_server, gw, "192.168.1.5", "10.0.0.9")
     assert x["Explanation"]["chosen"]["next_hop"] == vco, "the connection stays up while one tunnel is"
     assert x["ChosenTunnel"] == {"TunnelId": slave, "Role": "slave"}, x
     c = describe_connection(tf, vco)
     assert [t["Status"] for t in c["TunnelOptionsSpecification"]["TunnelOptions"]] == \
         ["ike_sa_not_established", "ipsec_sa_established"], c
-    tunnel_http(tf_server, f"/_vpnroute/connections/{vco}/tunnel?state=up&tunnel={master}", "PUT")
-    x = tunnel_http(tf_server, f"/_vpnroute/gateways/{gw}/explain?source=192.168.1.5&dest=10.0.0.9")
+    set_tunnel(tf_server, vco, master, "up")
+    x = explain_http(tf_server, gw, "192.168.1.5", "10.0.0.9")
     assert x["ChosenTunnel"] == {"TunnelId": master, "Role": "master"}, x
 
     # a change on the tunnels: ModifyVpnConnectionAttribute with TunnelOptionsSpecification (by TunnelId)

@@ -59,6 +59,21 @@ fn read<O: ReadOperation>(app: &App, input: O::Input) -> Result<O::Output, ApiEr
     app.store.read(|tx| O::handle(&ctx, tx, input))
 }
 
+/// CreateVpc's input for `cidr`, everything else unset.
+fn vpc_input(cidr: &str) -> CreateVpcInput {
+    CreateVpcInput {
+        region: REGION.into(),
+        cidr_block: cidr.into(),
+        name: String::new(),
+        description: String::new(),
+        resource_group_id: None,
+        tags: vec![],
+        dns_hostname: false,
+        user_cidrs: vec![],
+        dry_run: Ok(false),
+    }
+}
+
 #[test]
 fn policy_route_through_typed_inputs() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,15 +82,8 @@ fn policy_route_through_typed_inputs() {
     let vpc = write::<CreateVpc>(
         &app,
         CreateVpcInput {
-            region: REGION.into(),
-            cidr_block: "192.168.0.0/16".into(),
             name: "typed".into(),
-            description: String::new(),
-            resource_group_id: None,
-            tags: vec![],
-            dns_hostname: false,
-            user_cidrs: vec![],
-            dry_run: Ok(false),
+            ..vpc_input("192.168.0.0/16")
         },
     )
     .unwrap();
@@ -239,15 +247,8 @@ fn another_account_sees_nothing() {
     let vpc = write::<CreateVpc>(
         &app,
         CreateVpcInput {
-            region: REGION.into(),
-            cidr_block: "172.16.0.0/12".into(),
-            name: String::new(),
-            description: String::new(),
-            resource_group_id: None,
-            tags: vec![],
-            dns_hostname: false,
-            user_cidrs: vec![],
             dry_run: Ok(true),
+            ..vpc_input("172.16.0.0/12")
         },
     );
     assert_eq!(vpc.unwrap_err().code, "DryRunOperation");
@@ -293,15 +294,9 @@ fn tags_and_vswitches_through_typed_inputs() {
     let vpc = write::<CreateVpc>(
         &app,
         CreateVpcInput {
-            region: REGION.into(),
-            cidr_block: "10.0.0.0/16".into(),
-            name: String::new(),
-            description: String::new(),
-            resource_group_id: None,
             tags: vec![("env".into(), "test".into())],
             dns_hostname: true,
-            user_cidrs: vec![],
-            dry_run: Ok(false),
+            ..vpc_input("10.0.0.0/16")
         },
     )
     .unwrap();
