@@ -15,14 +15,13 @@ connection, replayed through the Python Tea SDK as the provider makes the calls
 
 from __future__ import annotations
 
-import http.client
 import json
 from typing import Any, Dict
 
 from helpers import assert_types, expect_error, unwrap
 from server import Server
 from terraform import Provider, assert_no_diff, tags_of, tags_params
-from test_routes import explain_http
+from test_routes import explain_http, set_tunnel_http
 from test_terraform_gateway import create_gateway, describe_gateway, network
 
 REGION = "cn-hangzhou"
@@ -275,20 +274,6 @@ def test_create_connection_is_asynchronous(tf_server: Server, tf: Provider):
 # --------------------------------------------------------------------------- dual tunnel
 
 
-def set_tunnel(srv: Server, vco: str, tunnel_id: str, state: str) -> None:
-    """PUT /_vpnroute/connections/{id}/tunnel?state=…&tunnel=…: one tunnel of a dual-tunnel connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
-    try:
-        conn.request("PUT", f"/_vpnroute/connections/{vco}/tunnel?state={state}&tunnel={tunnel_id}", body=b"",
-                     headers={"Content-Length": "0"})
-        r = conn.getresponse()
-        body = r.read()
-    finally:
-        conn.close()
-    assert r.status == 200, f"tunnel {tunnel_id} {state}: HTTP {r.status} {body[:500]!r}"
-    assert json.loads(body)["TunnelId"] == tunnel_id
-
-
 def test_terraform_dual_tunnel_connection_and_policy_routes(tf_server: Server, tf: Provider, schema):
     net = network(tf, "172.21")
     gw = create_gateway(tf, {"vpc_id": net["vpc_id"], "bandwidth": "10", "vswitch_id": net["vsw1"],
@@ -372,14 +357,14 @@ def test_terraform_dual_tunnel_connection_and_policy_routes(tf_server: Server, t
     x = explain_http(tf_server, gw, "192.168.1.5", "10.0.0.9")
     assert x["Explanation"]["chosen"]["next_hop"] == vco, x
     assert x["ChosenTunnel"] == {"TunnelId": master, "Role": "master"}, x
-    set_tunnel(tf_server, vco, master, "down")
+    set_tunnel_http(tf_server, vco, "down", tunnel=master)
     x = explain_http(tf_server, gw, "192.168.1.5", "10.0.0.9")
     assert x["Explanation"]["chosen"]["next_hop"] == vco, "the connection stays up while one tunnel is"
     assert x["ChosenTunnel"] == {"TunnelId": slave, "Role": "slave"}, x
     c = describe_connection(tf, vco)
     assert [t["Status"] for t in c["TunnelOptionsSpecification"]["TunnelOptions"]] == \
         ["ike_sa_not_established", "ipsec_sa_established"], c
-    set_tunnel(tf_server, vco, master, "up")
+    set_tunnel_http(tf_server, vco, "up", tunnel=master)
     x = explain_http(tf_server, gw, "192.168.1.5", "10.0.0.9")
     assert x["ChosenTunnel"] == {"TunnelId": master, "Role": "master"}, x
 
