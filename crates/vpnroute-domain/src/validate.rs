@@ -28,6 +28,17 @@ pub fn parse_cidr(text: &str) -> Option<Ipv4Net> {
     Ipv4Net::new(addr, len).ok()
 }
 
+/// The canonical spelling of a block for lookups: the network address and prefix of
+/// `text` (`10.0.0.10/24` → `10.0.0.0/24`), the text itself when it is not a block (so it
+/// matches nothing stored). Every lookup of a stored block by a caller's text goes through
+/// this one function; stored blocks are canonical (creation refuses host bits).
+pub fn canonical_cidr(text: &str) -> String {
+    match parse_cidr(text) {
+        Some(net) => net.trunc().to_string(),
+        None => text.to_string(),
+    }
+}
+
 fn has_host_bits(net: &Ipv4Net) -> bool {
     net.addr() != net.network()
 }
@@ -168,6 +179,14 @@ mod tests {
             "OperationFailed.InvalidCidrBlock"
         );
         assert!(route_dest("100.128.0.0/16").is_ok());
+    }
+
+    #[test]
+    fn lookups_canonicalise_blocks() {
+        assert_eq!(canonical_cidr("10.0.0.10/24"), "10.0.0.0/24");
+        assert_eq!(canonical_cidr("10.0.0.0/24"), "10.0.0.0/24");
+        assert_eq!(canonical_cidr("192.168.1.77/0"), "0.0.0.0/0");
+        assert_eq!(canonical_cidr("not a block"), "not a block");
     }
 
     #[test]

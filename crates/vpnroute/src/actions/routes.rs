@@ -259,13 +259,13 @@ fn find_target(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind, busy: ApiError) -> R
     let weight = required_weight(ctx, "Weight")?;
     let gw = gateway_for_change(ctx, tx, region, gateway_id, busy)?;
     // Stored blocks are canonical; accept the caller's spelling of the same block.
-    let canon = |t: &str| {
-        validate::parse_cidr(t)
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| t.to_string())
+    let (source, dest) = if kind == RouteKind::Pbr {
+        (validate::canonical_cidr(source), validate::canonical_cidr(dest))
+    } else {
+        (String::new(), validate::canonical_cidr(dest))
     };
     let route = tx
-        .routes_with_key(&gw.id, kind, &canon(source), &canon(dest))?
+        .routes_with_key(&gw.id, kind, &source, &dest)?
         .into_iter()
         .find(|r| r.next_hop == next_hop)
         .ok_or(ApiError::ROUTE_ENTRY_NOT_FOUND)?;
@@ -391,9 +391,7 @@ pub fn publish_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
     let publish = p.bool("PublishVpc")?;
     // Terraform sends an undocumented RouteSource for pbr routes: accepted and ignored, so
     // every pbr route with this destination and next hop is published or withdrawn.
-    let dest = validate::parse_cidr(dest)
-        .map(|n| n.to_string())
-        .unwrap_or_else(|| dest.to_string());
+    let dest = validate::canonical_cidr(dest);
     let mut gw = gateway_for_change(ctx, tx, region, gateway_id, ApiError::VPN_TASK_CONFLICT)?;
     let targets: Vec<VpnRoute> = tx
         .routes_with_dest(&gw.id, &dest)?

@@ -235,11 +235,12 @@ pub fn describe_route_entry_list(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, Ap
         Some(t) => t.parse().map_err(|_| ApiError::invalid_parameter("NextToken"))?,
     };
     vpc_of_table(ctx, tx, region, table)?;
+    let dest_filter = p.opt_str("DestinationCidrBlock").map(validate::canonical_cidr);
     let entries: Vec<VpcRouteEntry> = tx
         .vpc_entries(table)?
         .into_iter()
         .filter(|e| p.opt_str("RouteEntryId").is_none_or(|id| id == e.id))
-        .filter(|e| p.opt_str("DestinationCidrBlock").is_none_or(|d| d == e.dest))
+        .filter(|e| dest_filter.as_deref().is_none_or(|d| d == e.dest))
         .filter(|e| p.opt_str("NextHopId").is_none_or(|h| h == e.next_hop_id))
         .filter(|e| p.opt_str("NextHopType").is_none_or(|h| h == e.next_hop_type))
         .filter(|e| {
@@ -331,7 +332,7 @@ pub fn delete_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
             let table = p.str("RouteTableId")?;
             let dest = p.str("DestinationCidrBlock")?;
             let hop = p.opt_str("NextHopId");
-            tx.vpc_entries_for_dest(table, dest)?
+            tx.vpc_entries_for_dest(table, &validate::canonical_cidr(dest))?
                 .into_iter()
                 .find(|e| hop.is_none_or(|h| h == e.next_hop_id))
                 .ok_or(ApiError::ROUTE_ENTRY_NOT_FOUND)?
