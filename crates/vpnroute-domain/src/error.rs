@@ -101,6 +101,13 @@ impl ApiError {
         "The request processing has failed due to some unknown error, exception or failure.",
         400,
     );
+    /// The data directory is full: nothing was written; the same call succeeds once space
+    /// returns (Alibaba's code for a temporary server-side failure).
+    pub const SERVICE_UNAVAILABLE: Self = Self::new_static(
+        "ServiceUnavailable",
+        "The request has failed due to a temporary failure of the server.",
+        503,
+    );
     pub const THROTTLING_USER: Self =
         Self::new_static("Throttling.User", "Request was denied due to user flow control.", 400);
     pub const IDEMPOTENT_MISMATCH: Self = Self::new_static(

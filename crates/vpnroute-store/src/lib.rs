@@ -36,7 +36,7 @@ use vpnroute_domain::ApiError;
 use crate::cache::ReadCache;
 use crate::generation::SharedGeneration;
 
-pub use nonces::NonceLog;
+pub use nonces::{NonceLog, NonceLogDamage};
 use tx::LazyConnection;
 pub use tx::{AccessKey, Account, Resource, ResourceKind, Task, Tx};
 
@@ -51,17 +51,42 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Other(String),
+    /// The data directory cannot take more data now (disk full); retrying later may work.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// A [`Store::read_fast`] attempt met a newer snapshot than its cached results; it is
     /// retried and never reaches a caller.
     #[error("read snapshot moved")]
     SnapshotMoved,
 }
 
+impl StoreError {
+    /// Whether the error is a full disk (SQLite `SQLITE_FULL` or a nonce-log `ENOSPC`):
+    /// nothing was written, and the same request can succeed once space returns.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+                f.code == rusqlite::ErrorCode::DiskFull
+                    || f.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE
+                    || f.extended_code == rusqlite::ffi::SQLITE_IOERR_FSYNC
+                    || f.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if !matches!(e, StoreError::SnapshotMoved) {
-            tracing::error!(error = %e, "store error");
+        if matches!(e, StoreError::SnapshotMoved) {
+            return ApiError::INTERNAL_ERROR;
         }
+        if e.is_disk_full() {
+            tracing::warn!(error = %e, "storage full: write refused with ServiceUnavailable");
+            return ApiError::SERVICE_UNAVAILABLE;
+        }
+        tracing::error!(error = %e, "store error");
         ApiError::INTERNAL_ERROR
     }
 }
@@ -579,5 +604,22 @@ mod tests {
             .read_fast(|tx| tx.count_routes("vpn-1", RouteKind::Dbr).map_err(ApiError::from))
             .unwrap();
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_truncated_generation_file_is_rebuilt_from_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let committed = {
+            let store = Store::open(dir.path(), Durability::Process).unwrap();
+            write_ok(&store, |tx| tx.insert_route(&route("10.0.0.0/24", "vco-a")).map(|_| ()));
+            store.generation.load()
+        };
+        std::fs::write(dir.path().join("vpnroute.gen"), [7u8, 7]).unwrap();
+        let store = Store::open(dir.path(), Durability::Process).unwrap();
+        assert_eq!(store.generation.load(), committed);
+        let n = store
+            .read_fast(|tx| tx.count_routes("vpn-1", RouteKind::Dbr).map_err(ApiError::from))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 }

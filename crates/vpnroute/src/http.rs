@@ -351,7 +351,12 @@ fn admit<'a>(
     if !*gated {
         app.throttle.check(&caller.access_key_id, action, now)?;
         let nonce = parsed.auth.nonce().unwrap_or_default();
-        if !app.nonce_log.record(&caller.access_key_id, nonce, now)? {
+        // A write must not run on a nonce a restart could forget; a read may (disk full).
+        let durable = matches!(dispatch::handler(action), Some(Handler::Write(_)));
+        if !app
+            .nonce_log
+            .record(&caller.access_key_id, nonce, now, caller.nonce_keep_until(now), durable)?
+        {
             return Err(ApiError::NONCE_USED);
         }
         *gated = true;
