@@ -106,6 +106,18 @@ pub fn authenticate(
     })
 }
 
+/// `Ok` if the caller's key still exists and is Active in `tx` (a write authenticated
+/// before it was queued re-checks this in its own transaction).
+pub fn still_active(tx: &vpnroute_store::Tx<'_>, caller: &Caller) -> Result<(), ApiError> {
+    let key = tx
+        .access_key(&caller.access_key_id)?
+        .ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
+    if key.status != "Active" {
+        return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
+    }
+    Ok(())
+}
+
 /// Fixed-window per (access key, action) rate limiter; `Throttling.User` beyond the limit.
 pub struct Throttle {
     rps: u32,

@@ -212,27 +212,24 @@ async fn rpc(
                 });
             finish(&app, result, &action, format, &request_id, started)
         }
-        // Writes go to the group-commit writer.
+        // Writes go to the group-commit writer, authenticated first: the signature (at a
+        // cost bounded by the body and parameter caps), the timestamp and the key are
+        // checked here, so junk never takes the writer's time.
         Ok(Handler::Write(f)) => {
-            let (method_s, path, query) = (
-                method.to_string(),
-                uri.path().to_string(),
-                uri.query().unwrap_or("").to_string(),
-            );
-            let result = app
-                .writer
-                .submit(move |app, tx| {
-                    let raw = RawRequest {
-                        method: &method_s,
-                        path: &path,
-                        raw_query: &query,
-                        headers: &header_vec,
-                        body: &body,
-                    };
-                    run_write(app, tx, &raw, &parsed, f)
-                })
-                .await;
-            finish(&app, result.map(Reply::Value), &action, format, &request_id, started)
+            let now = now_ms();
+            match app
+                .store
+                .read_fast(|tx| crate::auth::authenticate(tx, &raw, &parsed, now))
+            {
+                Err(e) => finish(&app, Err(e), &action, format, &request_id, started),
+                Ok(caller) => {
+                    let result = app
+                        .writer
+                        .submit(move |app, tx| run_write(app, tx, &parsed, caller, f))
+                        .await;
+                    finish(&app, result.map(Reply::Value), &action, format, &request_id, started)
+                }
+            }
         }
     };
     into_response(answer, &request_id)
@@ -332,7 +329,7 @@ fn classify(raw: &RawRequest<'_>, parsed: &vpnroute_wire::ParsedRequest) -> Resu
     dispatch::handler(action).ok_or(ApiError::INVALID_ACTION)
 }
 
-/// Authentication, throttling and the nonce, inside the action's transaction; yields the
+/// Authentication, throttling and the nonce, inside a read's transaction; yields the
 /// request's context. The nonce goes to its own log (not rolled back with the transaction),
 /// so a replay is refused whatever the outcome of the original request. `gated` tells
 /// whether throttling and the nonce were already passed by an earlier run of the same
@@ -347,28 +344,49 @@ fn admit<'a>(
 ) -> Result<Ctx<'a>, ApiError> {
     let now = now_ms();
     let caller = crate::auth::authenticate(tx, raw, parsed, now)?;
-    let action = parsed.action.as_deref().unwrap_or_default();
     if !*gated {
-        app.throttle.check(&caller.access_key_id, action, now)?;
-        let nonce = parsed.auth.nonce().unwrap_or_default();
-        // A write must not run on a nonce a restart could forget; a read may (disk full).
-        let durable = matches!(dispatch::handler(action), Some(Handler::Write(_)));
-        if !app
-            .nonce_log
-            .record(&caller.access_key_id, nonce, now, caller.nonce_keep_until(now), durable)?
-        {
-            return Err(ApiError::NONCE_USED);
-        }
+        gate(app, &caller, parsed, now, false)?;
         *gated = true;
     }
-    Ok(Ctx {
+    Ok(context(app, caller, parsed, now))
+}
+
+/// Throttling, then the nonce (`durable`: refuse when the nonce log cannot be written, as
+/// a write must not run on a nonce a restart could forget; a read may).
+fn gate(
+    app: &App,
+    caller: &crate::auth::Caller,
+    parsed: &vpnroute_wire::ParsedRequest,
+    now: i64,
+    durable: bool,
+) -> Result<(), ApiError> {
+    let action = parsed.action.as_deref().unwrap_or_default();
+    app.throttle.check(&caller.access_key_id, action, now)?;
+    let nonce = parsed.auth.nonce().unwrap_or_default();
+    let keep_until = caller.nonce_keep_until(now);
+    if !app
+        .nonce_log
+        .record(&caller.access_key_id, nonce, now, keep_until, durable)?
+    {
+        return Err(ApiError::NONCE_USED);
+    }
+    Ok(())
+}
+
+fn context<'a>(
+    app: &'a App,
+    caller: crate::auth::Caller,
+    parsed: &'a vpnroute_wire::ParsedRequest,
+    now: i64,
+) -> Ctx<'a> {
+    Ctx {
         app,
         account_id: caller.account_id,
-        action,
+        action: parsed.action.as_deref().unwrap_or_default(),
         params: parsed.params.as_slice(),
         now_ms: now,
         effects: Default::default(),
-    })
+    }
 }
 
 /// A read: from the read cache when it holds everything the action needs, else on a
@@ -384,14 +402,20 @@ fn run_read(
         .read_fast(|tx| f(&admit(app, tx, raw, parsed, &mut gated)?, tx))
 }
 
+/// A write on the writer thread, for a caller authenticated before it was queued: the key
+/// is checked again in the write transaction (it may have been disabled meanwhile), then
+/// throttling and the nonce.
 fn run_write(
     app: &App,
     tx: &vpnroute_store::Tx<'_>,
-    raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
+    caller: crate::auth::Caller,
     f: dispatch::WriteFn,
 ) -> Result<(Value, crate::tasks::Effects), ApiError> {
-    let ctx = admit(app, tx, raw, parsed, &mut false)?;
+    crate::auth::still_active(tx, &caller)?;
+    let now = now_ms();
+    gate(app, &caller, parsed, now, true)?;
+    let ctx = context(app, caller, parsed, now);
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
 }
