@@ -59,7 +59,7 @@ from helpers import (
     wait_for,
     wait_gateway_active,
 )
-from server import Server
+from server import Server, operator_headers
 
 # --------------------------------------------------------------------------- seed error table
 
@@ -283,7 +283,8 @@ def call_error(client: BaseClient, action: str, params: Dict[str, Any]) -> ApiEr
 def explain_http(srv: Server, gw: str, source: str, dest: str) -> Dict[str, Any]:
     conn = http.client.HTTPConnection(srv.endpoint.split(":")[0], srv.port, timeout=30)
     try:
-        conn.request("GET", f"/_vpnroute/gateways/{gw}/explain?source={source}&dest={dest}")
+        conn.request("GET", f"/_vpnroute/gateways/{gw}/explain?source={source}&dest={dest}",
+                     headers=operator_headers())
         r = conn.getresponse()
         body = r.read()
     finally:
@@ -295,7 +296,7 @@ def explain_http(srv: Server, gw: str, source: str, dest: str) -> Dict[str, Any]
 def introspect_gateway(srv: Server, gw: str) -> Dict[str, Any]:
     conn = http.client.HTTPConnection(srv.endpoint.split(":")[0], srv.port, timeout=30)
     try:
-        conn.request("GET", f"/_vpnroute/gateways/{gw}")
+        conn.request("GET", f"/_vpnroute/gateways/{gw}", headers=operator_headers())
         r = conn.getresponse()
         body = r.read()
     finally:
@@ -308,7 +309,7 @@ def set_tunnel_http(srv: Server, vco: str, state: str) -> None:
     conn = http.client.HTTPConnection(srv.endpoint.split(":")[0], srv.port, timeout=30)
     try:
         conn.request("PUT", f"/_vpnroute/connections/{vco}/tunnel?state={state}", body=b"",
-                     headers={"Content-Length": "0"})
+                     headers={"Content-Length": "0", **operator_headers()})
         r = conn.getresponse()
         body = r.read()
     finally:

@@ -74,6 +74,13 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "VPNROUTE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Bearer token for `/_vpnroute/*` and `/metrics`; default: the one stored in the data
+    /// directory (`operator.token`), generated and printed on first start.
+    #[arg(long, env = "VPNROUTE_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// Serve `/metrics` without the operator token (the introspection API still needs it).
+    #[arg(long, env = "VPNROUTE_METRICS_PUBLIC")]
+    pub metrics_public: bool,
 }
 
 impl ServeArgs {

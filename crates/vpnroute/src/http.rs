@@ -52,6 +52,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let store = Store::open(&args.data_dir, durability)?;
     crate::admin::ensure_root_account(&store, true)?;
+    let operator = crate::operator::resolve(args.operator_token.as_deref(), &args.data_dir)?;
+    let operator = Operator {
+        token: Arc::new(crate::operator::OperatorToken::new(&operator)),
+        metrics_public: args.metrics_public,
+    };
     let regions = if args.regions.is_empty() {
         default_regions()
     } else {
@@ -102,15 +107,21 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         info!(%addr, data_dir = %args.data_dir.display(), task_duration = %app.config.task_duration.as_text(), "vpnroute listening");
         tokio::spawn(crate::tasks::run_worker(app.clone()));
         tokio::spawn(crate::tasks::run_janitor(app.clone()));
-        axum::serve(listener, router(app)).await?;
+        axum::serve(listener, router(app, operator)).await?;
         Ok(())
     })
 }
 
-pub fn router(app: SharedApp) -> Router {
-    Router::new()
-        .route("/", any(rpc))
-        .route("/metrics", get(metrics))
+/// How the operator endpoints are guarded (see [`crate::operator`]).
+pub struct Operator {
+    pub token: Arc<crate::operator::OperatorToken>,
+    /// `/metrics` without the token.
+    pub metrics_public: bool,
+}
+
+pub fn router(app: SharedApp, operator: Operator) -> Router {
+    let guard = || axum::middleware::from_fn_with_state(operator.token.clone(), crate::operator::require_token);
+    let introspection = Router::new()
         .route("/_vpnroute/health", get(|| async { "ok" }))
         .route("/_vpnroute/gateways", get(introspect_gateways))
         .route("/_vpnroute/gateways/{id}", get(introspect_gateway))
@@ -120,6 +131,15 @@ pub fn router(app: SharedApp) -> Router {
             "/_vpnroute/connections/{id}/tunnel",
             put(introspect_tunnel).post(introspect_tunnel),
         )
+        .route_layer(guard());
+    let mut metrics_route = Router::new().route("/metrics", get(metrics));
+    if !operator.metrics_public {
+        metrics_route = metrics_route.route_layer(guard());
+    }
+    Router::new()
+        .route("/", any(rpc))
+        .merge(introspection)
+        .merge(metrics_route)
         .fallback(unknown_path)
         .with_state(app)
 }

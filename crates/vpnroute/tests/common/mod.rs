@@ -12,6 +12,8 @@ use vpnroute_client::{Client, Credentials, Scheme};
 
 pub const AK: &str = "e2e-test-key";
 pub const SK: &str = "e2e-test-secret";
+/// The operator token every test server runs with (`/_vpnroute/*`, `/metrics`).
+pub const OPERATOR_TOKEN: &str = "e2e-operator-token";
 
 pub struct Server {
     pub child: Child,
@@ -56,20 +58,28 @@ impl Server {
         )
     }
 
-    /// GET an introspection path; returns the JSON body.
+    /// GET an introspection path with the operator token; returns the JSON body.
     pub fn introspect(&self, path: &str) -> serde_json::Value {
+        let resp = self.operator_request("GET", path, Some(OPERATOR_TOKEN));
+        serde_json::from_str(&resp.body).expect("json")
+    }
+
+    /// One request to an operator endpoint, with `Authorization: Bearer <token>` if given.
+    pub fn operator_request(&self, method: &str, path: &str, token: Option<&str>) -> vpnroute_client::Response {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(self.addr).expect("connect");
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
             self.addr
         )
         .expect("write");
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).expect("read");
-        let (resp, _) = vpnroute_client::parse_response(&buf).expect("response");
-        serde_json::from_str(&resp.body).expect("json")
+        vpnroute_client::parse_response(&buf).expect("response").0
     }
 }
 
@@ -93,6 +103,7 @@ fn spawn(data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
         .args(args)
         .env("VPNROUTE_ROOT_ACCESS_KEY_ID", AK)
         .env("VPNROUTE_ROOT_ACCESS_KEY_SECRET", SK)
+        .env("VPNROUTE_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .env("VPNROUTE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
