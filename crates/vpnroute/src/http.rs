@@ -107,7 +107,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         info!(%addr, data_dir = %args.data_dir.display(), task_duration = %app.config.task_duration.as_text(), "vpnroute listening");
         tokio::spawn(crate::tasks::run_worker(app.clone()));
         tokio::spawn(crate::tasks::run_janitor(app.clone()));
-        axum::serve(listener, router(app, operator)).await?;
+        let limits = args.limits();
+        info!(max_connections = limits.max_connections, "connection limits");
+        crate::limits::serve(listener, router(app, operator), limits, crate::limits::shutdown_signal()).await?;
+        info!("drained; exiting");
         Ok(())
     })
 }
@@ -179,10 +182,18 @@ async fn rpc(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    deadline: Option<axum::Extension<crate::limits::RequestDeadline>>,
     body: axum::body::Body,
 ) -> Response {
     let request_id = vpnroute_domain::ids::new_request_id();
-    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+    let read = axum::body::to_bytes(body, MAX_BODY);
+    let read = match deadline {
+        Some(axum::Extension(crate::limits::RequestDeadline(at))) => tokio::time::timeout_at(at, read)
+            .await
+            .unwrap_or_else(|_| Err(axum::Error::new("body timeout"))),
+        None => read.await,
+    };
+    let body: Bytes = match read {
         Ok(b) => b,
         Err(_) => {
             let e = ApiError::invalid_parameter_msg("The request body is too large or could not be read.");

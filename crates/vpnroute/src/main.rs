@@ -17,6 +17,7 @@ mod cli;
 mod dispatch;
 mod engines;
 mod http;
+mod limits;
 mod operator;
 mod reply;
 mod tasks;

@@ -20,6 +20,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub args: Vec<String>,
+    pub wrapper: Vec<String>,
 }
 
 pub fn bin() -> &'static str {
@@ -28,13 +29,20 @@ pub fn bin() -> &'static str {
 
 impl Server {
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_under(&[], data_dir, args)
+    }
+
+    /// Start the server as the last argument of `wrapper` (e.g. `prlimit --nofile=…`).
+    pub fn start_under(wrapper: &[&str], data_dir: &Path, args: &[&str]) -> Server {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(data_dir, &args);
+        let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(&wrapper, data_dir, &args);
         Server {
             child,
             addr,
             data_dir: data_dir.to_path_buf(),
             args,
+            wrapper,
         }
     }
 
@@ -42,7 +50,7 @@ impl Server {
     pub fn kill9_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr) = spawn(&self.data_dir, &self.args);
+        let (child, addr) = spawn(&self.wrapper, &self.data_dir, &self.args);
         self.child = child;
         self.addr = addr;
     }
@@ -93,8 +101,16 @@ impl Drop for Server {
 // The child is returned to the caller, whose `Drop` kills and waits for it; the panics
 // on the way only fire when the test has already failed.
 #[allow(clippy::zombie_processes)]
-fn spawn(data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
-    let mut child = Command::new(bin())
+fn spawn(wrapper: &[String], data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(bin());
+            c
+        }
+        None => Command::new(bin()),
+    };
+    let mut child = command
         .arg("serve")
         .arg("--listen")
         .arg("127.0.0.1:0")
