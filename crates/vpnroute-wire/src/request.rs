@@ -797,4 +797,17 @@ mod tests {
         // A body that is not a form does not count.
         assert!(parse(&req("POST", "", &[], junk.as_bytes())).is_ok());
     }
+
+    #[test]
+    fn acs3_unknown_authorization_items_are_ignored() {
+        // Unknown `key=value` items (a newer client's extension) change nothing; the three
+        // known items still decide, each at most once; a bare word is still malformed.
+        let auth = "ACS3-HMAC-SHA256 Region=cn-hangzhou,Credential=testid,Future=x=y,SignedHeaders=host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version,Signature=abcdef,Credential2=z";
+        let with = parse(&req("POST", "A=1", &acs3_headers(auth), b"")).unwrap();
+        let without = parse(&req("POST", "A=1", &acs3_headers(ACS3_AUTH), b"")).unwrap();
+        assert_eq!(with.auth, without.auth);
+        let bare = "ACS3-HMAC-SHA256 Credential=testid,junk,SignedHeaders=host,Signature=ab";
+        let err = parse(&req("POST", "", &acs3_headers(bare), b"")).unwrap_err();
+        assert_eq!(err.code(), "IncompleteSignature");
+    }
 }
