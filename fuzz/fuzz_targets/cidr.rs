@@ -15,9 +15,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(c.prefix_len(), net.prefix_len());
         assert!(c.contains(&net.addr()));
     }
-    for accepted in [validate::route_dest(text), validate::route_source(text), validate::vpc_cidr(text)]
-        .into_iter()
-        .flatten()
+    for accepted in [
+        validate::route_dest(text),
+        validate::route_source(text),
+        validate::vpc_cidr(text),
+    ]
+    .into_iter()
+    .flatten()
     {
         assert_eq!(accepted.to_string(), canon, "accepted {text:?} is not canonical");
     }

@@ -9,14 +9,21 @@ use vpnroute_domain::validate;
 use vpnroute_wire::{parse_urlencoded, percent_encode, ParamSource};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(pairs) = parse_urlencoded(data, ParamSource::Body) else { return };
+    let Ok(pairs) = parse_urlencoded(data, ParamSource::Body) else {
+        return;
+    };
     // Encoding what was decoded and decoding it again gives the same pairs.
     let encoded: Vec<String> = pairs
         .iter()
         .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
         .collect();
     let again = parse_urlencoded(encoded.join("&").as_bytes(), ParamSource::Body).expect("re-encoded parses");
-    let non_empty = |ps: &[(String, String)]| ps.iter().filter(|(k, v)| !k.is_empty() || !v.is_empty()).cloned().collect::<Vec<_>>();
+    let non_empty = |ps: &[(String, String)]| {
+        ps.iter()
+            .filter(|(k, v)| !k.is_empty() || !v.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     assert_eq!(non_empty(&again), non_empty(&pairs));
     let p = Params::new(&pairs);
     for (k, v) in pairs.iter().take(16) {

@@ -33,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
         body: b"",
     };
     let parsed = parse(&raw).expect("a signed query parses");
-    assert!(verify(&raw, &parsed, "secret").is_ok(), "own signature rejected: {query}");
+    assert!(
+        verify(&raw, &parsed, "secret").is_ok(),
+        "own signature rejected: {query}"
+    );
     assert!(verify(&raw, &parsed, "other").is_err());
     // Tampering with the request (an extra parameter) breaks the signature.
     let tampered = format!("{query}&Extra=1");
