@@ -111,7 +111,7 @@ fn display_text(text: &str, max: usize) -> bool {
         && !starts_with_ci("https://")
 }
 
-/// Description: 1–100 characters, see [`display_text`].
+/// Description: 1–100 characters, and the text rule of `display_text` (module docs).
 pub fn description(text: &str) -> Result<()> {
     if !display_text(text, 100) {
         return Err(ApiError::INVALID_DESCRIPTION);
@@ -120,7 +120,7 @@ pub fn description(text: &str) -> Result<()> {
 }
 
 /// Resource name: 1–128 characters (Alibaba: 2–128 for some resources; vpnroute applies
-/// one rule to every resource), see [`display_text`].
+/// one rule to every resource), and the text rule of `display_text`.
 pub fn name(text: &str) -> Result<()> {
     if !display_text(text, 128) {
         return Err(ApiError::INVALID_NAME);

@@ -60,6 +60,8 @@ fn open_file_limit() -> Option<u64> {
     };
     // SAFETY: getrlimit writes into the struct it is given and nothing else.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    // `rlim_t` is u64 here but not on every platform.
+    #[allow(clippy::unnecessary_cast)]
     (rc == 0).then_some(lim.rlim_cur as u64)
 }
 
