@@ -3,9 +3,11 @@
 //!
 //! * Every connection is HTTP/1.1 (what every Alibaba SDK speaks), registered with its last
 //!   activity and whether a request is being handled.
-//! * Header read timeout: a request head not complete within `header_read_timeout` closes
-//!   the connection (hyper's timer). Idle timeout: a connection with no request in flight for
-//!   `idle_timeout` (keep-alive or half-sent head) is closed. Request timeout: the body must
+//! * Header read timeout: a request head whose first byte arrived more than
+//!   `header_read_timeout` ago and that is still not complete closes the connection. Idle
+//!   timeout: a connection with no request in flight and no byte of the next head for
+//!   `idle_timeout` (a quiet keep-alive connection) is closed. (hyper's own header timer is
+//!   not used: it also runs while a keep-alive connection waits quietly.) Request timeout: the body must
 //!   arrive within `request_timeout` of the head ([`RequestDeadline`], read by the handler).
 //! * Connection cap: when `max_connections` are open, accepting one more first sheds the
 //!   connection idle the longest. A new connection is always accepted; if every connection
@@ -76,6 +78,9 @@ struct Conn {
     /// Milliseconds since `opened` of the last request start or end.
     last_active_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// 1 + milliseconds since `opened` when the first byte of the next request head
+    /// arrived; 0 while none has.
+    head_started_ms: AtomicU64,
     /// Set to ask the connection to go (shed or shutdown); `wake` tells its task.
     closing: AtomicBool,
     wake: Notify,
@@ -85,6 +90,25 @@ impl Conn {
     fn touch(&self) {
         self.last_active_ms
             .store(self.opened.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    /// Bytes arrived: between requests, they start the next head's clock.
+    fn bytes_arrived(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0 && self.head_started_ms.load(Ordering::Relaxed) == 0 {
+            self.head_started_ms.store(self.now_ms() + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// How long the current request head has been arriving, if one is.
+    fn head_for(&self) -> Option<Duration> {
+        match self.head_started_ms.load(Ordering::Relaxed) {
+            0 => None,
+            started => Some(Duration::from_millis(self.now_ms().saturating_sub(started - 1))),
+        }
     }
 
     fn idle_for(&self) -> Option<Duration> {
@@ -215,6 +239,7 @@ fn spawn_connection(
         opened: Instant::now(),
         last_active_ms: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
+        head_started_ms: AtomicU64::new(0),
         closing: AtomicBool::new(false),
         wake: Notify::new(),
     });
@@ -246,6 +271,7 @@ async fn run_connection(stream: tokio::net::TcpStream, router: Router, limits: L
     let tracked = conn.clone();
     let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
         tracked.in_flight.fetch_add(1, Ordering::AcqRel);
+        tracked.head_started_ms.store(0, Ordering::Relaxed);
         tracked.touch();
         let guard = InFlight(tracked.clone());
         req.extensions_mut()
@@ -260,11 +286,15 @@ async fn run_connection(stream: tokio::net::TcpStream, router: Router, limits: L
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let io = TrackedIo {
+        inner: stream,
+        conn: conn.clone(),
+    };
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let tick = (limits.idle_timeout / 4).clamp(FLUSH_GRACE, Duration::from_secs(1));
+    let tick = (limits.idle_timeout.min(limits.header_read_timeout) / 4).clamp(FLUSH_GRACE, Duration::from_secs(1));
     let mut draining = false;
     loop {
         tokio::select! {
@@ -278,8 +308,13 @@ async fn run_connection(stream: tokio::net::TcpStream, router: Router, limits: L
             () = tokio::time::sleep(tick) => {}
         }
         let idle = conn.idle_for();
-        if idle.is_some_and(|d| d >= limits.idle_timeout) {
-            return; // idle too long: dropping the connection closes the socket
+        if idle.is_some() {
+            // No request in flight: dropping the connection closes the socket.
+            match conn.head_for() {
+                Some(head) if head >= limits.header_read_timeout => return,
+                None if idle.is_some_and(|d| d >= limits.idle_timeout) => return,
+                _ => {}
+            }
         }
         if conn.closing.load(Ordering::Acquire) {
             if !draining {
@@ -292,6 +327,63 @@ async fn run_connection(stream: tokio::net::TcpStream, router: Router, limits: L
                 return;
             }
         }
+    }
+}
+
+/// The connection's socket, telling its [`Conn`] when bytes arrive.
+struct TrackedIo {
+    inner: tokio::net::TcpStream,
+    conn: Arc<Conn>,
+}
+
+impl tokio::io::AsyncRead for TrackedIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.conn.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for TrackedIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -45,7 +45,7 @@ fn idle_half_sent_and_slow_connections_are_closed() {
         dir.path(),
         &[
             "--idle-timeout",
-            "1s",
+            "4s",
             "--header-read-timeout",
             "1s",
             "--request-timeout",
@@ -57,13 +57,19 @@ fn idle_half_sent_and_slow_connections_are_closed() {
     half_head
         .write_all(b"GET /?Action=DescribeRegions HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
+    // The half-sent head goes after the header timeout; the quiet connection only after
+    // the (longer) idle timeout.
     assert!(
-        closed_within(&mut idle, Duration::from_secs(5)),
-        "idle connection kept open"
+        closed_within(&mut half_head, Duration::from_secs(3)),
+        "half-sent head kept open"
     );
     assert!(
-        closed_within(&mut half_head, Duration::from_secs(5)),
-        "half-sent head kept open"
+        !closed_within(&mut idle, Duration::from_millis(100)),
+        "quiet connection closed early"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(6)),
+        "idle connection kept open"
     );
 
     // A body that never completes gets an answer when the request timeout passes.
@@ -77,11 +83,12 @@ fn idle_half_sent_and_slow_connections_are_closed() {
     assert_eq!(resp.status, 400);
     assert_eq!(resp.code().as_deref(), Some("InvalidParameter"), "{}", resp.body);
 
-    // A keep-alive client that keeps talking is not idle.
+    // A keep-alive connection quiet for longer than the header timeout (but not the idle
+    // one) is kept: its next request runs on it.
     let mut c = server.client(Scheme::V1);
     for _ in 0..3 {
         assert_eq!(c.call("DescribeRegions", &[]).unwrap().status, 200);
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(1500));
     }
 }
 
