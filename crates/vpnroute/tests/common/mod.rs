@@ -21,6 +21,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub args: Vec<String>,
     pub wrapper: Vec<String>,
+    /// Where the server's stderr goes (its log), if kept.
+    pub stderr: Option<PathBuf>,
 }
 
 pub fn bin() -> &'static str {
@@ -32,17 +34,32 @@ impl Server {
         Self::start_under(&[], data_dir, args)
     }
 
+    /// Start the server with its log (stderr, level `info`) appended to `log`.
+    pub fn start_logging(data_dir: &Path, args: &[&str], log: &Path) -> Server {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(&[], data_dir, &args, Some(log));
+        Server {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            args,
+            wrapper: Vec::new(),
+            stderr: Some(log.to_path_buf()),
+        }
+    }
+
     /// Start the server as the last argument of `wrapper` (e.g. `prlimit --nofile=…`).
     pub fn start_under(wrapper: &[&str], data_dir: &Path, args: &[&str]) -> Server {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(&wrapper, data_dir, &args);
+        let (child, addr) = spawn(&wrapper, data_dir, &args, None);
         Server {
             child,
             addr,
             data_dir: data_dir.to_path_buf(),
             args,
             wrapper,
+            stderr: None,
         }
     }
 
@@ -50,7 +67,7 @@ impl Server {
     pub fn kill9_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr) = spawn(&self.wrapper, &self.data_dir, &self.args);
+        let (child, addr) = spawn(&self.wrapper, &self.data_dir, &self.args, self.stderr.as_deref());
         self.child = child;
         self.addr = addr;
     }
@@ -101,7 +118,7 @@ impl Drop for Server {
 // The child is returned to the caller, whose `Drop` kills and waits for it; the panics
 // on the way only fire when the test has already failed.
 #[allow(clippy::zombie_processes)]
-fn spawn(wrapper: &[String], data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
+fn spawn(wrapper: &[String], data_dir: &Path, args: &[String], log: Option<&Path>) -> (Child, SocketAddr) {
     let mut command = match wrapper.split_first() {
         Some((program, rest)) => {
             let mut c = Command::new(program);
@@ -120,9 +137,19 @@ fn spawn(wrapper: &[String], data_dir: &Path, args: &[String]) -> (Child, Socket
         .env("VPNROUTE_ROOT_ACCESS_KEY_ID", AK)
         .env("VPNROUTE_ROOT_ACCESS_KEY_SECRET", SK)
         .env("VPNROUTE_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("VPNROUTE_LOG", "warn")
+        .env("VPNROUTE_LOG", if log.is_some() { "info" } else { "warn" })
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("server log file"),
+            ),
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("spawn vpnroute");
     let stdout = child.stdout.take().expect("stdout");
