@@ -362,3 +362,15 @@ def test_operator_endpoints_require_the_token(server):
         assert status == 401, (path, body)
         status, body = get(path, operator_headers())
         assert status == 200, (path, body)
+
+
+def test_client_token_look_alikes_differ(client):
+    token = uuid.uuid4().hex
+    first = client.call("CreateVpc", {"RegionId": REGION, "ClientToken": token, "Description": "x",
+                                      "VpcName": "bar"})
+    e = expect_error(lambda: client.call("CreateVpc", {"RegionId": REGION, "ClientToken": token,
+                                                       "Description": "x\0VpcName\0bar"}))
+    assert_error(e, 400, "IdempotentParameterMismatch")
+    again = client.call("CreateVpc", {"RegionId": REGION, "ClientToken": token, "Description": "x",
+                                      "VpcName": "bar"})
+    assert again["VpcId"] == first["VpcId"]

@@ -624,6 +624,29 @@ def test_pbr_source_validation(variant, srv0, new_env, make_client):
     assert body["RouteSource"] == "0.0.0.0/0"
 
 
+# ---- lookups canonicalise the caller's spelling of a block (issue 9)
+
+
+@pytest.mark.parametrize("variant", [PY_TEA_V3, NODE_TEA_V3])
+def test_lookups_canonicalise_host_bits(variant, srv0, new_env, make_client):
+    env = new_env(srv0)
+    c = env.client(make_client, variant)
+    for kind in ("dbr", "pbr"):
+        env.create(kind)
+        c.call(MODIFY_WEIGHT[kind], {k: v for k, v in env.params(kind, dest="10.0.0.10/24", source="192.168.1.7/24",
+                                                                 NewWeight=0).items() if k != "PublishVpc"})
+    c.call("PublishVpnRouteEntry", {"RegionId": REGION, "VpnGatewayId": env.gw_id, "RouteDest": "10.0.0.99/24",
+                                    "NextHop": env.vcos[0], "RouteType": "dbr", "PublishVpc": True})
+    assert [r["Weight"] for r in env.routes("dbr")] == [0]
+    assert env.routes("dbr")[0]["State"] == "published"
+    assert len(env.vpn_entries("10.0.0.5/24")) == 1, "DescribeRouteEntryList filter canonicalised"
+    for kind in ("dbr", "pbr"):
+        params = env.params(kind, dest="10.0.0.1/24", source="192.168.1.200/24", weight=0)
+        params.pop("PublishVpc")
+        c.call(DELETE[kind], params)
+    assert env.route_count() == (0, 0)
+
+
 # ---- MissingParameter
 
 

@@ -4,8 +4,11 @@
 //!
 //! An RPC request: `rpc` reads the body ([`MAX_BODY`]), parses it with [`vpnroute_wire`],
 //! `classify` checks method, version and Action, then the handler runs in a read
-//! transaction (inline) or through the group-commit [`crate::writer`]; inside it, `admit`
-//! authenticates ([`crate::auth`]), throttles and records the nonce before the action runs.
+//! transaction (inline; `admit` authenticates with [`crate::auth`], throttles and records
+//! the nonce) or, authenticated first on a read snapshot, through the group-commit
+//! [`crate::writer`] (`run_write` re-checks the key, throttles and records the nonce).
+//! Connections, timeouts and shutdown: [`crate::limits`]; the operator endpoints' token:
+//! [`crate::operator`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
