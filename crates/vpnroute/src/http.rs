@@ -23,7 +23,8 @@ use axum::Router;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{Durability, Store};
+use vpnroute_store::{Durability, ReadTx, Store};
+use vpnroute_store_sqlite::SqliteStore;
 use vpnroute_wire::{Format, RawRequest};
 
 use crate::app::{default_regions, now_ms, App, Config, Ctx, Region, SharedApp};
@@ -59,8 +60,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         SyncMode::Process => Durability::Process,
         SyncMode::Full => Durability::Full,
     };
-    let store = Store::open(&args.data_dir, durability)?;
-    crate::admin::ensure_root_account(&store, true)?;
+    let store: Arc<dyn Store> = SqliteStore::open(&args.data_dir, durability)?;
+    crate::admin::ensure_root_account(&*store, true)?;
     let operator = crate::operator::resolve(args.operator_token.as_deref(), &args.data_dir)?;
     let operator = Operator {
         token: Arc::new(crate::operator::OperatorToken::new(&operator)),
@@ -86,17 +87,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         quotas: args.quotas(),
         throttle_rps: args.throttle_rps,
     };
-    let engines = crate::engines::Engines::load(&store)?;
-    let store = Arc::new(store);
-    let app_cell = Arc::new(std::sync::OnceLock::new());
-    let nonce_log = Arc::new(vpnroute_store::NonceLog::open(
+    let engines = crate::engines::Engines::load(&*store)?;
+    let nonce_log = Arc::new(SqliteStore::open_nonces(
         &args.data_dir,
         durability,
         crate::auth::WINDOW_MS,
         now_ms(),
     )?);
     let app = Arc::new(App {
-        writer: crate::writer::Writer::start(app_cell.clone()),
         nonce_log,
         store,
         throttle: crate::auth::Throttle::new(config.throttle_rps),
@@ -105,7 +103,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         task_notify: tokio::sync::Notify::new(),
         metrics: Metrics::default(),
     });
-    let _ = app_cell.set(Arc::downgrade(&app));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -263,10 +260,11 @@ async fn rpc(
             {
                 Err(e) => finish(&app, Err(e), &action, format, &request_id, started),
                 Ok(caller) => {
-                    let result = app
-                        .writer
-                        .submit(move |app, tx| run_write(app, tx, &parsed, caller, f))
-                        .await;
+                    let mut gated = false;
+                    let result = crate::writer::submit(&app, move |app, tx| {
+                        run_write(app, tx, &parsed, caller.clone(), f, &mut gated)
+                    })
+                    .await;
                     finish(&app, result.map(Reply::Value), &action, format, &request_id, started)
                 }
             }
@@ -377,7 +375,7 @@ fn classify(raw: &RawRequest<'_>, parsed: &vpnroute_wire::ParsedRequest) -> Resu
 /// on the transaction's own snapshot.
 fn admit<'a>(
     app: &'a App,
-    tx: &vpnroute_store::Tx<'_>,
+    tx: &dyn ReadTx,
     raw: &RawRequest<'_>,
     parsed: &'a vpnroute_wire::ParsedRequest,
     gated: &mut bool,
@@ -451,10 +449,15 @@ fn run_write(
     parsed: &vpnroute_wire::ParsedRequest,
     caller: crate::auth::Caller,
     f: dispatch::WriteFn,
+    gated: &mut bool,
 ) -> Result<(Value, crate::tasks::Effects), ApiError> {
     crate::auth::still_active(tx, &caller)?;
     let now = now_ms();
-    gate(app, &caller, parsed, now, true)?;
+    // A job retried after a retryable store error has passed throttling and the nonce.
+    if !*gated {
+        gate(app, &caller, parsed, now, true)?;
+        *gated = true;
+    }
     let ctx = context(app, caller, parsed, now);
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
@@ -490,7 +493,7 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
         app.metrics.tasks_applied.load(Ordering::Relaxed)
     ));
     out.push_str("# HELP vpnroute_nonces_remembered Signature nonces remembered (last 15 minutes).\n# TYPE vpnroute_nonces_remembered gauge\n");
-    out.push_str(&format!("vpnroute_nonces_remembered {}\n", app.nonce_log.len()));
+    out.push_str(&format!("vpnroute_nonces_remembered {}\n", app.nonce_log.remembered()));
     out.push_str("# HELP vpnroute_gateway_desired_version Version of the gateway's accepted configuration.\n# TYPE vpnroute_gateway_desired_version gauge\n");
     for (g, d, _) in &versions {
         out.push_str(&format!("vpnroute_gateway_desired_version{{gateway=\"{g}\"}} {d}\n"));
@@ -569,7 +572,7 @@ async fn introspect_tunnel(
             "down" => false,
             _ => return Err(ApiError::invalid_parameter("state")),
         };
-        crate::engines::set_tunnel(&app.store, &id, up)?;
+        crate::engines::set_tunnel(&*app.store, &id, up)?;
         Ok(json!({"VpnConnectionId": id, "Tunnel": q.state}))
     })
     .await

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Mutex;
 
-use crate::{Durability, StoreError};
+use vpnroute_store::{Durability, StoreError};
 
 /// Compact the log when it holds this many bytes more than the live entries need.
 const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;
@@ -250,21 +250,25 @@ impl NonceLog {
     /// each, whether it was new (`false` means a replay, also of an earlier entry of the
     /// same batch). A nonce is refused until its `keep_until` time has passed.
     ///
-    /// When the append fails (disk full), the nonces stay recorded in memory and their
-    /// lines are written by the next append that succeeds; the error is returned only when
-    /// `durable` is set (a write request must not proceed on a nonce that a restart would
-    /// forget; a read may).
+    /// When the append fails (disk full): with `durable` (a write request must not proceed
+    /// on a nonce that a restart would forget) the error is returned and the batch leaves no
+    /// trace (a retry is not a replay); without (a read may proceed), the nonces stay
+    /// recorded in memory and their lines are written by the next append that succeeds.
     pub fn record_batch<'a>(
         &self,
         batch: impl Iterator<Item = (&'a str, &'a str, i64, i64)>,
         durable: bool,
     ) -> Result<Vec<bool>, StoreError> {
+        let batch: Vec<_> = batch.collect();
+        let newest = batch.iter().map(|(_, _, now, _)| *now).max().unwrap_or(i64::MIN);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget first what may be accepted again.
+        forget_before(&mut st, newest);
         let mut out = Vec::new();
+        let pending_len = st.pending.len();
         let mut text = std::mem::take(&mut st.pending);
-        let mut newest = i64::MIN;
+        let mut added = Vec::new();
         for (key, nonce, now, keep_until) in batch {
-            newest = newest.max(now);
             let keep_until = keep_until.max(now);
             let h = key_hash(key, nonce);
             // An entry past its keep-until time may still be indexed (forgotten below).
@@ -273,21 +277,21 @@ impl NonceLog {
                 st.seen.insert(h, keep_until);
                 st.expiry.push(Reverse((keep_until, h)));
                 log_line(keep_until, key, nonce, &mut text);
+                added.push(h);
             }
             out.push(fresh);
         }
         let appended = self.append(&mut st, &text);
-        if appended.is_err() && text.len() <= MAX_PENDING_BYTES {
-            st.pending = text;
-        }
-        // Forget what may be accepted again.
-        while let Some(&Reverse((keep_until, h))) = st.expiry.peek() {
-            if keep_until >= newest {
-                break;
+        if appended.is_err() {
+            if durable {
+                // The batch did not happen: a retry of the same request is not a replay.
+                text.truncate(pending_len);
+                for h in added {
+                    st.seen.remove(&h);
+                }
             }
-            st.expiry.pop();
-            if st.seen.get(&h) == Some(&keep_until) {
-                st.seen.remove(&h);
+            if text.len() <= MAX_PENDING_BYTES {
+                st.pending = text;
             }
         }
         match appended {
@@ -356,6 +360,36 @@ impl NonceLog {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl vpnroute_store::NonceStore for NonceLog {
+    fn record(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        now_ms: i64,
+        keep_until_ms: i64,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
+        NonceLog::record(self, access_key_id, nonce, now_ms, keep_until_ms, durable)
+    }
+
+    fn remembered(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Drop the remembered nonces whose keep-until time is before `now_ms`.
+fn forget_before(st: &mut State, now_ms: i64) {
+    while let Some(&Reverse((keep_until, h))) = st.expiry.peek() {
+        if keep_until >= now_ms {
+            break;
+        }
+        st.expiry.pop();
+        if st.seen.get(&h) == Some(&keep_until) {
+            st.seen.remove(&h);
+        }
     }
 }
 
