@@ -306,6 +306,11 @@ def test_terraform_dual_tunnel_connection_and_policy_routes(tf_server: Server, t
     assert_no_diff({"tunnel_options_specification": tunnels, "enable_tunnels_bgp": True, "vpn_gateway_id": gw,
                     "local_subnet": ["3.0.0.0/24"], "remote_subnet": ["10.0.0.0/24", "10.0.1.0/24"]},
                    state, "dual-tunnel alicloud_vpn_connection")
+    # the data source (DescribeVpnConnections) shows the same tunnels, typed as its list model
+    listed = tf.call("DescribeVpnConnections", body={"RegionId": REGION, "VpnGatewayId": gw})
+    assert_types(listed, schema("DescribeVpnConnectionsResponseBody"))
+    [item] = unwrap(listed, "VpnConnections", "VpnConnection")
+    assert [tunnel_state(t) for t in item["TunnelOptionsSpecification"]["TunnelOptions"]] == tunnels
     opts = c["TunnelOptionsSpecification"]["TunnelOptions"]
     assert [t["Role"] for t in opts] == ["master", "slave"]
     assert [t["ZoneNo"] for t in opts] == net["zones"][:2], "each tunnel in its vswitch's zone"
