@@ -432,3 +432,49 @@ def test_tag_limits_codes_and_paging(tf: Provider):
     e = expect_error(lambda: tf.rpc("CreateVpc", body={"RegionId": REGION, "CidrBlock": "10.60.0.0/16",
                                                        **tags_params({"aliyun": "x"})}))
     assert (e.http_status, e.code) == (400, "InvalidTagKey.Malformed"), e
+
+
+def test_attribute_update_rules(tf_server: Server, tf: Provider):
+    """What the attribute updates refuse, and which of them wait for a busy gateway."""
+    vpc_id = create_vpc(tf, "10.70.0.0/16", {})
+    v = tf.rpc("CreateVpc", body={"RegionId": REGION, "CidrBlock": "10.71.0.0/16",
+                                  "UserCidr": "10.100.0.0/16,10.101.0.0/16", "EnableDnsHostname": True})
+    attr = tf.rpc("DescribeVpcAttribute", body={"RegionId": REGION, "VpcId": v["VpcId"]})
+    assert (unwrap(attr, "UserCidrs", "UserCidr"), attr["DnsHostnameStatus"]) == \
+        (["10.100.0.0/16", "10.101.0.0/16"], "ENABLED"), attr
+    assert code_of(lambda: tf.rpc("CreateVpc", body={"RegionId": REGION, "UserCidr": "10.1.0.0/33"})) == \
+        (400, "InvalidParameter")
+    assert code_of(lambda: tf.rpc("DescribeZones", body={"RegionId": REGION, "ZoneType": "EdgeZone"})) == \
+        (400, "InvalidParameter")
+
+    gw = create_gateway(tf, {"vpc_id": vpc_id, "bandwidth": 10, "enable_ssl": True})
+    cgw = tf.rpc("CreateCustomerGateway", body={"RegionId": REGION, "IpAddress": "8.8.4.4"})["CustomerGatewayId"]
+    for bad in ("rg", "rg-", "rg-has space", "x-abc"):
+        assert code_of(lambda: tf.rpc("MoveVpnResourceGroup", query={"InstanceId": gw}, body={
+            "RegionId": REGION, "NewResourceGroupId": bad, "ResourceType": "VpnGateway"})) == \
+            (400, "InvalidParameter"), bad
+    tf.rpc("MoveVpnResourceGroup", query={"InstanceId": cgw},
+           body={"RegionId": REGION, "NewResourceGroupId": "rg-cgw01", "ResourceType": "customergateway"})
+    assert describe_cgw(tf, cgw)["ResourceGroupId"] == "rg-cgw01"
+    assert code_of(lambda: tf.rpc("MoveVpnResourceGroup", query={"InstanceId": "cgw-nope"}, body={
+        "RegionId": REGION, "NewResourceGroupId": "rg-x1", "ResourceType": "CustomerGateway"})) == \
+        (404, "InvalidCustomerGatewayInstanceId.NotFound")
+
+    # SSL server: with the gateway busy, a rename goes through, a port change waits
+    sid = tf.call("CreateSslVpnServer", body={"RegionId": REGION, "VpnGatewayId": gw, "ClientIpPool": "10.9.0.0/24",
+                                              "LocalSubnet": "10.70.0.0/16"}, retry=["VpnGateway.Configuring"])[
+        "SslVpnServerId"]
+    tf.wait("gateway active", lambda: describe_gateway(tf, gw), "Status", ["active"])
+    tf_server.admin("gateway", "set-task-duration", gw, "manual")
+    tf.rpc("ModifySslVpnServer", body={"RegionId": REGION, "SslVpnServerId": sid, "Port": 1195})
+    assert describe_gateway(tf, gw)["Status"] == "updating"
+    renamed = tf.rpc("ModifySslVpnServer", body={"RegionId": REGION, "SslVpnServerId": sid, "Name": "ssl-1"})
+    assert (renamed["Name"], renamed["Port"]) == ("ssl-1", 1195), renamed
+    assert code_of(lambda: tf.rpc("ModifySslVpnServer", body={"RegionId": REGION, "SslVpnServerId": sid,
+                                                              "Proto": "UDP"})) == (400, "VpnGateway.Configuring")
+    assert code_of(lambda: tf.rpc("ModifySslVpnServer", body={"RegionId": REGION, "SslVpnServerId": sid,
+                                                              "ClientIpPool": "10.70.1.0/24"})) == \
+        (400, "SslVpnServer.ClientIpPoolConflict"), "a pool inside the VPC"
+    tf_server.admin("gateway", "advance", gw)
+    tf_server.admin("gateway", "set-task-duration", gw, "default")
+    tf.wait("gateway active", lambda: describe_gateway(tf, gw), "Status", ["active"])
