@@ -7,6 +7,8 @@
 //! decoded request parameters through [`params::Params`], fetches the current state inside its
 //! store transaction and passes it to the pure checks of [`rules`] and [`validate`].
 //! [`status`] holds the status enums and the gateway's state machine; [`ids`] the id newtypes.
+//! [`tags`] holds the user-tag rules, [`zones`] the zones and vswitch blocks, [`ipsec`] the
+//! IPsec connection configurations and dual-tunnel specifications.
 
 pub mod error;
 pub mod ids;
