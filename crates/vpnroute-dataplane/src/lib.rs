@@ -15,6 +15,7 @@
 //! Nothing here knows HTTP, SQL or netlink.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -111,12 +112,16 @@ pub struct Observed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataPlaneEvent {
     /// A tunnel changed state (health check, DPD, SA up/down).
-    Tunnel { gateway_id: String, connection_id: String, state: TunnelState },
+    Tunnel {
+        gateway_id: String,
+        connection_id: String,
+        state: TunnelState,
+    },
     /// What is in force no longer matches the spec (a route deleted by hand, a link flap).
     Drift { gateway_id: String },
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DataPlaneError {
     /// Worth retrying (with backoff): the kernel was busy, a peer not yet there, …
     #[error("transient data-plane failure: {0}")]
@@ -125,6 +130,17 @@ pub enum DataPlaneError {
     #[error("data-plane failure: {0}")]
     Permanent(String),
 }
+
+impl DataPlaneError {
+    /// `true` for [`DataPlaneError::Transient`].
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DataPlaneError::Transient(_))
+    }
+}
+
+/// Called by a data plane when it has events to drain (see [`DataPlane::subscribe`]). Cheap
+/// and non-blocking: it only wakes the reconciler, which then calls [`DataPlane::drain_events`].
+pub type EventWaker = Arc<dyn Fn() + Send + Sync>;
 
 /// A data plane: where gateways' routes are in force.
 pub trait DataPlane: Send + Sync {
@@ -144,5 +160,11 @@ pub trait DataPlane: Send + Sync {
     /// Events since the last call (non-blocking). Default: none.
     fn drain_events(&self) -> Vec<DataPlaneEvent> {
         Vec::new()
+    }
+    /// Register the reconciler's waker: call it whenever an event is queued, so the
+    /// reconciler drains events at once instead of at its next periodic pass. Default: never
+    /// called (the reconciler still drains on every pass).
+    fn subscribe(&self, wake: EventWaker) {
+        let _ = wake;
     }
 }
