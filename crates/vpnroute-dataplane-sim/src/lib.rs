@@ -7,9 +7,12 @@
 //! * [`SimDataPlane`]: the [`DataPlane`] implementation. [`DataPlane::apply`] diffs the
 //!   table against the spec by route id (removing what the spec no longer has or has changed,
 //!   inserting what is missing), so applying a spec twice changes nothing and an apply cut
-//!   short converges on the next one; [`DataPlane::observe`] reads the table back and compares
-//!   it with the last spec applied in full; [`DataPlane::explain`] answers with the JSON shape
-//!   of `explain` (`Tunnels`, `Explanation`);
+//!   short converges on the next one; [`DataPlane::apply_changes`] applies the difference
+//!   between two versions when the table holds the first one, in time proportional to the
+//!   change rather than the table; [`DataPlane::observe`] reports the version last applied in
+//!   full and whether the table is still exactly it; [`DataPlane::explain`] (and
+//!   [`DataPlane::explain_with_tunnels`], with the operator's tunnel states) answers with the
+//!   JSON shape of `explain` (`Tunnels`, `Explanation`);
 //! * fault injection for tests: [`SimDataPlane::inject_failures`] makes applies fail part-way,
 //!   [`SimDataPlane::inject_drift`] removes a route behind the control plane's back (and
 //!   reports a [`DataPlaneEvent::Drift`]).
@@ -25,7 +28,8 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 
 use serde_json::{json, Value};
 use vpnroute_dataplane::{
-    DataPlane, DataPlaneError, DataPlaneEvent, EventWaker, GatewaySpec, Observed, RouteClass, RouteSpec, TunnelState,
+    ConnectionSpec, DataPlane, DataPlaneError, DataPlaneEvent, EventWaker, GatewaySpec, Observed, RouteClass,
+    RouteSpec, SpecChanges, TunnelState,
 };
 use vpnroute_engine::{LinkState, Route, RouteTable};
 
@@ -44,18 +48,98 @@ struct SimGateway {
     table: RouteTable,
     /// Tunnel state per connection, in the spec's connection order.
     tunnels: Vec<(String, TunnelState)>,
-    /// The last spec applied in full: its version and its routes as the engine holds them.
-    applied: Option<(i64, BTreeMap<u64, Route>)>,
+    /// The version of the last spec (or changes) applied in full.
+    applied_version: Option<i64>,
+    /// Whether the table is exactly that version's routes. The table changes only through
+    /// this crate (apply, apply_changes, and the injection hooks), so every change keeps this
+    /// flag exact instead of comparing route by route on each observe (tables hold 100,000s
+    /// of routes; observe runs after every apply).
+    in_sync: bool,
+}
+
+fn tunnel_states(connections: &[ConnectionSpec]) -> Vec<(String, TunnelState)> {
+    connections
+        .iter()
+        .map(|c| {
+            let state = if c.admin_up { TunnelState::Up } else { TunnelState::Down };
+            (c.id.clone(), state)
+        })
+        .collect()
+}
+
+/// Routes of a spec in engine form, refused (before anything changes) when the engine could
+/// not hold them.
+fn engine_routes<'a>(
+    gateway_id: &str,
+    specs: impl IntoIterator<Item = &'a RouteSpec>,
+) -> Result<BTreeMap<u64, Route>, DataPlaneError> {
+    let mut routes = BTreeMap::new();
+    for r in specs {
+        let route = engine_route(r);
+        vpnroute_engine::validate(&route)
+            .map_err(|e| DataPlaneError::Permanent(format!("gateway {gateway_id}: {e}")))?;
+        if routes.insert(route.id, route).is_some() {
+            return Err(DataPlaneError::Permanent(format!(
+                "gateway {gateway_id}: route {} appears twice",
+                r.id
+            )));
+        }
+    }
+    Ok(routes)
+}
+
+/// Route changes left before an injected failure (`None`: no failure armed).
+struct Budget<'a> {
+    left: Option<usize>,
+    gateway_id: &'a str,
+}
+
+impl Budget<'_> {
+    fn spend(&mut self) -> Result<(), DataPlaneError> {
+        match &mut self.left {
+            Some(0) => Err(DataPlaneError::Transient(format!(
+                "gateway {}: injected failure part-way through apply",
+                self.gateway_id
+            ))),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 impl SimGateway {
-    fn in_sync(&self) -> bool {
-        match &self.applied {
-            None => false,
-            Some((_, routes)) => {
-                routes.len() == self.table.len() && routes.iter().all(|(id, r)| self.table.get(*id).as_ref() == Some(r))
+    /// Remove `remove`, then insert every route of `insert` the table lacks; the gateway is
+    /// out of sync until the caller marks the new version in force.
+    fn change(
+        &mut self,
+        remove: &[u64],
+        insert: &BTreeMap<u64, Route>,
+        budget: &mut Budget<'_>,
+    ) -> Result<(), DataPlaneError> {
+        self.in_sync = false;
+        for id in remove {
+            if self.table.contains(*id) {
+                budget.spend()?;
+                self.table.remove(*id);
             }
         }
+        for route in insert.values() {
+            if !self.table.contains(route.id) {
+                budget.spend()?;
+                self.table
+                    .insert(route.clone())
+                    .map_err(|e| DataPlaneError::Permanent(format!("gateway {}: {e}", budget.gateway_id)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn mark_in_force(&mut self, version: i64) {
+        self.applied_version = Some(version);
+        self.in_sync = true;
     }
 }
 
@@ -128,7 +212,11 @@ impl SimDataPlane {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .get_mut(gateway_id)
-            .and_then(|g| g.table.remove(route_id))
+            .and_then(|g| {
+                let removed = g.table.remove(route_id)?;
+                g.in_sync = false;
+                Some(removed)
+            })
             .is_some();
         if removed {
             self.push_event(DataPlaneEvent::Drift {
@@ -182,67 +270,61 @@ impl DataPlane for SimDataPlane {
     }
 
     fn apply(&self, spec: &GatewaySpec) -> Result<(), DataPlaneError> {
-        // Refuse a spec the engine cannot hold before changing anything.
-        let mut desired = BTreeMap::new();
-        for r in &spec.routes {
-            let route = engine_route(r);
-            vpnroute_engine::validate(&route)
-                .map_err(|e| DataPlaneError::Permanent(format!("gateway {}: {e}", spec.gateway_id)))?;
-            if desired.insert(route.id, route).is_some() {
-                return Err(DataPlaneError::Permanent(format!(
-                    "gateway {}: route {} appears twice in the spec",
-                    spec.gateway_id, r.id
-                )));
-            }
-        }
-        let mut budget = self.take_fault();
+        let desired = engine_routes(&spec.gateway_id, &spec.routes)?;
+        let mut budget = Budget {
+            left: self.take_fault(),
+            gateway_id: &spec.gateway_id,
+        };
         let mut gateways = self.gateways.write().unwrap_or_else(|p| p.into_inner());
         let gw = gateways.entry(spec.gateway_id.clone()).or_default();
-        gw.tunnels = spec
-            .connections
-            .iter()
-            .map(|c| {
-                let state = if c.admin_up { TunnelState::Up } else { TunnelState::Down };
-                (c.id.clone(), state)
-            })
-            .collect();
-        let mut spend = |gateway_id: &str| match &mut budget {
-            Some(0) => Err(DataPlaneError::Transient(format!(
-                "gateway {gateway_id}: injected failure part-way through apply"
-            ))),
-            Some(n) => {
-                *n -= 1;
-                Ok(())
-            }
-            None => Ok(()),
-        };
+        gw.tunnels = tunnel_states(&spec.connections);
         let stale: Vec<u64> = gw
             .table
             .routes()
             .filter(|r| desired.get(&r.id) != Some(r))
             .map(|r| r.id)
             .collect();
-        for id in stale {
-            spend(&spec.gateway_id)?;
-            gw.table.remove(id);
-        }
-        for route in desired.values() {
-            if !gw.table.contains(route.id) {
-                spend(&spec.gateway_id)?;
-                gw.table
-                    .insert(route.clone())
-                    .map_err(|e| DataPlaneError::Permanent(format!("gateway {}: {e}", spec.gateway_id)))?;
-            }
-        }
-        gw.applied = Some((spec.version, desired));
+        gw.change(&stale, &desired, &mut budget)?;
+        gw.mark_in_force(spec.version);
         Ok(())
+    }
+
+    fn apply_changes(&self, changes: &SpecChanges) -> Result<bool, DataPlaneError> {
+        let upserts = engine_routes(&changes.gateway_id, &changes.upserts)?;
+        let mut gateways = self.gateways.write().unwrap_or_else(|p| p.into_inner());
+        let Some(gw) = gateways
+            .get_mut(&changes.gateway_id)
+            .filter(|g| g.in_sync && g.applied_version == Some(changes.from_version))
+        else {
+            return Ok(false);
+        };
+        let mut budget = Budget {
+            left: self.take_fault(),
+            gateway_id: &changes.gateway_id,
+        };
+        gw.tunnels = tunnel_states(&changes.connections);
+        // A changed route is removed and inserted again (the engine has no in-place update).
+        let remove: Vec<u64> = changes
+            .removed
+            .iter()
+            .copied()
+            .chain(
+                upserts
+                    .values()
+                    .filter(|r| gw.table.get(r.id).is_some_and(|held| held != **r))
+                    .map(|r| r.id),
+            )
+            .collect();
+        gw.change(&remove, &upserts, &mut budget)?;
+        gw.mark_in_force(changes.version);
+        Ok(true)
     }
 
     fn observe(&self, gateway_id: &str) -> Result<Option<Observed>, DataPlaneError> {
         let gateways = self.gateways.read().unwrap_or_else(|p| p.into_inner());
         Ok(gateways.get(gateway_id).map(|g| Observed {
-            applied_version: g.applied.as_ref().map(|(v, _)| *v),
-            in_sync: g.in_sync(),
+            applied_version: g.applied_version,
+            in_sync: g.in_sync,
             tunnels: g.tunnels.clone(),
             details: json!({"RoutesInForce": g.table.len()}),
         }))
@@ -262,6 +344,23 @@ impl DataPlane for SimDataPlane {
             Some(g) => explain_table(&g.table, &g.tunnels, source, dest),
             None => explain_table(&RouteTable::new(), &[], source, dest),
         })
+    }
+
+    fn explain_with_tunnels(
+        &self,
+        gateway_id: &str,
+        tunnels: &[(String, TunnelState)],
+        source: Ipv4Addr,
+        dest: Ipv4Addr,
+    ) -> Result<Value, DataPlaneError> {
+        let gateways = self.gateways.read().unwrap_or_else(|p| p.into_inner());
+        let empty = RouteTable::new();
+        let table = gateways.get(gateway_id).map_or(&empty, |g| &g.table);
+        Ok(explain_table(table, tunnels, source, dest))
+    }
+
+    fn routes_in_force(&self, gateway_id: &str) -> Result<usize, DataPlaneError> {
+        Ok(self.route_count(gateway_id))
     }
 
     fn gateways(&self) -> Result<Vec<String>, DataPlaneError> {
@@ -290,7 +389,6 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use vpnroute_dataplane::ConnectionSpec;
 
     fn net(s: &str) -> ipnet::Ipv4Net {
         s.parse().unwrap()
@@ -429,6 +527,98 @@ mod tests {
         let o = dp.observe("vpn-1").unwrap().unwrap();
         assert_eq!((o.applied_version, o.in_sync), (Some(2), true));
         assert_eq!(dp.route_count("vpn-1"), 4);
+    }
+
+    /// The table holds exactly the spec's routes (what the in-sync flag claims).
+    fn holds_exactly(dp: &SimDataPlane, spec: &GatewaySpec) -> bool {
+        let want: BTreeMap<u64, Route> = spec.routes.iter().map(|r| (r.id, engine_route(r))).collect();
+        dp.with_table(&spec.gateway_id, |t| {
+            t.len() == want.len() && want.iter().all(|(id, r)| t.get(*id).as_ref() == Some(r))
+        })
+        .unwrap_or(false)
+    }
+
+    fn changes(from: i64, version: i64, upserts: Vec<RouteSpec>, removed: Vec<u64>) -> SpecChanges {
+        SpecChanges {
+            gateway_id: "vpn-1".into(),
+            from_version: from,
+            version,
+            upserts,
+            removed,
+            connections: vec![conn("vco-a", true), conn("vco-b", false)],
+        }
+    }
+
+    #[test]
+    fn changes_apply_only_on_top_of_the_version_they_start_from() {
+        let dp = SimDataPlane::new();
+        let change = changes(1, 2, vec![dbr(1, "10.0.0.0/24", "vco-b", 100)], vec![]);
+        assert!(!dp.apply_changes(&change).unwrap(), "nothing held yet");
+        let v1 = spec(
+            1,
+            vec![dbr(1, "10.0.0.0/24", "vco-a", 100), dbr(2, "10.0.1.0/24", "vco-a", 100)],
+        );
+        dp.apply(&v1).unwrap();
+        assert!(
+            !dp.apply_changes(&changes(0, 2, vec![], vec![2])).unwrap(),
+            "wrong base version"
+        );
+        assert!(holds_exactly(&dp, &v1));
+
+        let change = changes(
+            1,
+            2,
+            vec![dbr(1, "10.0.0.0/24", "vco-b", 100), dbr(3, "10.0.3.0/24", "vco-a", 100)],
+            vec![2],
+        );
+        assert!(dp.apply_changes(&change).unwrap());
+        let v2 = spec(
+            2,
+            vec![dbr(1, "10.0.0.0/24", "vco-b", 100), dbr(3, "10.0.3.0/24", "vco-a", 100)],
+        );
+        assert!(holds_exactly(&dp, &v2));
+        let o = dp.observe("vpn-1").unwrap().unwrap();
+        assert_eq!((o.applied_version, o.in_sync), (Some(2), true));
+        assert_eq!(o.tunnels[1], ("vco-b".into(), TunnelState::Down));
+
+        // Cut short: out of sync, and further changes are refused until a full apply.
+        dp.inject_failures(SimFault {
+            after_routes: 1,
+            times: 1,
+        });
+        let cut = changes(2, 3, vec![dbr(4, "10.0.4.0/24", "vco-a", 100)], vec![1, 3]);
+        assert!(dp.apply_changes(&cut).is_err());
+        let o = dp.observe("vpn-1").unwrap().unwrap();
+        assert_eq!((o.applied_version, o.in_sync), (Some(2), false));
+        assert!(!holds_exactly(&dp, &v2));
+        assert!(!dp.apply_changes(&cut).unwrap());
+        let v3 = spec(3, vec![dbr(4, "10.0.4.0/24", "vco-a", 100)]);
+        dp.apply(&v3).unwrap();
+        assert!(holds_exactly(&dp, &v3));
+        assert!(dp.observe("vpn-1").unwrap().unwrap().in_sync);
+    }
+
+    #[test]
+    fn explain_with_tunnels_uses_the_given_states() {
+        let dp = SimDataPlane::new();
+        dp.apply(&spec(
+            1,
+            vec![dbr(1, "10.0.0.0/24", "vco-a", 100), dbr(2, "10.0.0.0/24", "vco-b", 0)],
+        ))
+        .unwrap();
+        let down = [("vco-a".to_string(), TunnelState::Down)];
+        let v = dp
+            .explain_with_tunnels(
+                "vpn-1",
+                &down,
+                "172.16.0.1".parse().unwrap(),
+                "10.0.0.9".parse().unwrap(),
+            )
+            .unwrap();
+        assert_eq!(v["Tunnels"], json!([{"VpnConnectionId": "vco-a", "Up": false}]));
+        assert_eq!(v["Explanation"]["chosen"]["next_hop"], "vco-b");
+        assert_eq!(dp.routes_in_force("vpn-1").unwrap(), 2);
+        assert_eq!(dp.routes_in_force("vpn-x").unwrap(), 0);
     }
 
     #[test]

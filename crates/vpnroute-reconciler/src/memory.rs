@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use vpnroute_dataplane::GatewaySpec;
+use vpnroute_dataplane::{GatewaySpec, SpecChanges};
 
 use crate::store::{Claim, GatewayVersion, ReconcileStore, StoreFailure};
 
@@ -202,6 +202,33 @@ impl ReconcileStore for MemoryReconcileStore {
         }
     }
 
+    fn load_changes(&self, gateway_id: &str, from: i64, to: i64) -> Result<Option<SpecChanges>, StoreFailure> {
+        let gateways = self.lock();
+        let Some(row) = gateways.get(gateway_id) else {
+            return Ok(None);
+        };
+        let (Some(old), Some(new)) = (row.specs.get(&from), row.specs.get(&to)) else {
+            return Ok(None);
+        };
+        let before: HashMap<u64, &vpnroute_dataplane::RouteSpec> = old.routes.iter().map(|r| (r.id, r)).collect();
+        let after: HashMap<u64, &vpnroute_dataplane::RouteSpec> = new.routes.iter().map(|r| (r.id, r)).collect();
+        let mut removed: Vec<u64> = before.keys().filter(|id| !after.contains_key(id)).copied().collect();
+        removed.sort_unstable();
+        Ok(Some(SpecChanges {
+            gateway_id: gateway_id.to_string(),
+            from_version: from,
+            version: to,
+            upserts: new
+                .routes
+                .iter()
+                .filter(|r| before.get(&r.id) != Some(r))
+                .cloned()
+                .collect(),
+            removed,
+            connections: new.connections.clone(),
+        }))
+    }
+
     fn record_applied(&self, claim: &Claim, version: i64, _now_ms: i64) -> Result<bool, StoreFailure> {
         let mut gateways = self.lock();
         let Some(row) = gateways.get_mut(&claim.gateway_id) else {
@@ -218,6 +245,7 @@ impl ReconcileStore for MemoryReconcileStore {
         row.attempts = 0;
         row.last_error = None;
         row.next_retry_ms = None;
+        row.claim = None;
         Ok(true)
     }
 
@@ -235,6 +263,7 @@ impl ReconcileStore for MemoryReconcileStore {
         row.attempts += 1;
         row.last_error = Some(error.to_string());
         row.next_retry_ms = Some(next_retry_ms);
+        row.claim = None;
         Ok(Some(row.attempts))
     }
 

@@ -348,8 +348,25 @@ impl Reconciler {
         }
     }
 
-    /// Reconcile one claimed gateway to its target version, record the outcome and release
-    /// the claim.
+    /// Claim one gateway and reconcile it now (a change that must be in force before its
+    /// request is answered). `None`: the gateway could not be claimed (unknown, held by
+    /// another owner, or waiting for a retry).
+    pub fn reconcile_now(&self, gateway_id: &str, now_ms: i64) -> Option<Outcome> {
+        match self
+            .store
+            .claim_gateway(gateway_id, &self.config.owner, now_ms, self.lease_ms())
+        {
+            Ok(Some(claim)) => Some(self.reconcile_claim(&claim, now_ms)),
+            Ok(None) => None,
+            Err(e) => {
+                self.store_failed("claiming a gateway", &e);
+                Some(Outcome::StoreError(e.0))
+            }
+        }
+    }
+
+    /// Reconcile one claimed gateway to its target version and record the outcome; the
+    /// claim ends either way.
     pub fn reconcile_claim(&self, claim: &Claim, now_ms: i64) -> Outcome {
         let outcome = match self.converge(claim, now_ms) {
             Ok(outcome) => outcome,
@@ -359,9 +376,15 @@ impl Reconciler {
             }
             Err(Failure::DataPlane(error)) => self.record_failure(claim, error, now_ms),
         };
-        if let Err(e) = self.store.release(claim) {
-            // The lease runs out on its own.
-            self.store_failed("releasing a claim", &e);
+        // A record (applied or failed) ended the claim; a lost claim is not ours to end.
+        if matches!(
+            outcome,
+            Outcome::InForce { .. } | Outcome::Removed | Outcome::StoreError(_)
+        ) {
+            if let Err(e) = self.store.release(claim) {
+                // The lease runs out on its own.
+                self.store_failed("releasing a claim", &e);
+            }
         }
         outcome
     }
@@ -369,22 +392,33 @@ impl Reconciler {
     fn converge(&self, claim: &Claim, now_ms: i64) -> Result<Outcome, Failure> {
         let gateway_id = &claim.gateway_id;
         let version = claim.target_version;
-        let Some(spec) = self.store.load_spec(gateway_id, version)? else {
-            self.data_plane.remove(gateway_id)?;
-            bump(&self.metrics.removed);
-            tracing::info!(gateway = %gateway_id, "gateway deleted: removed from the data plane");
-            return Ok(Outcome::Removed);
-        };
-        if spec.version != version || &spec.gateway_id != gateway_id {
-            return Err(Failure::Store(StoreFailure(format!(
-                "asked for {gateway_id} at version {version}, got {} at version {}",
-                spec.gateway_id, spec.version
-            ))));
-        }
         let before = self.data_plane.observe(gateway_id)?;
         let applied = !in_force(&before, version);
         if applied {
-            self.data_plane.apply(&spec)?;
+            // What is in force is the recorded version: apply only the difference, if the
+            // store can tell it and the data plane takes it; else the full spec.
+            let from = claim.applied_version;
+            let incremental = from < version
+                && in_force(&before, from)
+                && match self.store.load_changes(gateway_id, from, version)? {
+                    Some(changes) => self.data_plane.apply_changes(&changes)?,
+                    None => false,
+                };
+            if !incremental {
+                let Some(spec) = self.store.load_spec(gateway_id, version)? else {
+                    self.data_plane.remove(gateway_id)?;
+                    bump(&self.metrics.removed);
+                    tracing::info!(gateway = %gateway_id, "gateway deleted: removed from the data plane");
+                    return Ok(Outcome::Removed);
+                };
+                if spec.version != version || &spec.gateway_id != gateway_id {
+                    return Err(Failure::Store(StoreFailure(format!(
+                        "asked for {gateway_id} at version {version}, got {} at version {}",
+                        spec.gateway_id, spec.version
+                    ))));
+                }
+                self.data_plane.apply(&spec)?;
+            }
             let after = self.data_plane.observe(gateway_id)?;
             if !in_force(&after, version) {
                 let seen = after.map(|o| (o.applied_version, o.in_sync));

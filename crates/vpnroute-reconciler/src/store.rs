@@ -1,7 +1,7 @@
 //! [`ReconcileStore`]: what a reconciler needs from the store — claims with leases, the
 //! desired spec at a version, and the compare-and-set records of success and failure.
 
-use vpnroute_dataplane::GatewaySpec;
+use vpnroute_dataplane::{GatewaySpec, SpecChanges};
 
 /// A store call failed (connection lost, busy, serialization failure …). The reconciler
 /// logs it and tries again on its next pass; nothing is recorded.
@@ -67,16 +67,25 @@ pub trait ReconcileStore: Send + Sync {
     /// since: a queued change does not come into force before its own task.
     fn load_spec(&self, gateway_id: &str, version: i64) -> Result<Option<GatewaySpec>, StoreFailure>;
 
+    /// What changed between two versions (`from` < `to`), in the state at `to`; `None` when
+    /// the store cannot tell or the gateway no longer exists (the reconciler then loads the
+    /// full spec). Default: `None`.
+    fn load_changes(&self, gateway_id: &str, from: i64, to: i64) -> Result<Option<SpecChanges>, StoreFailure> {
+        let _ = (gateway_id, from, to);
+        Ok(None)
+    }
+
     /// Record that `version` is in force (applied and read back in sync), if `claim` is still
-    /// the gateway's latest claim and `version` is above the applied version (compare and
-    /// set). Completes the tasks up to `version`, clears the failure record, and — when no task
-    /// remains — ends the gateway's busy state. Returns whether it recorded.
+    /// the gateway's latest claim and `version` is not below the applied version (compare and
+    /// set: versions never go backwards). Completes the tasks up to `version`, clears the
+    /// failure record, ends the claim, and — when no task remains — ends the gateway's busy
+    /// state. Returns whether it recorded.
     fn record_applied(&self, claim: &Claim, version: i64, now_ms: i64) -> Result<bool, StoreFailure>;
 
     /// Record a failed attempt (if `claim` is still the latest): attempts + 1, `error` as the
     /// last error, and no new claim of the gateway by [`claim_due`](Self::claim_due) or
-    /// [`claim_gateway`](Self::claim_gateway) before `next_retry_ms`. Returns the attempts
-    /// recorded so far (`None` when the claim was lost).
+    /// [`claim_gateway`](Self::claim_gateway) before `next_retry_ms`; ends the claim. Returns
+    /// the attempts recorded so far (`None` when the claim was lost).
     fn record_failure(
         &self,
         claim: &Claim,
@@ -85,7 +94,8 @@ pub trait ReconcileStore: Send + Sync {
         now_ms: i64,
     ) -> Result<Option<u32>, StoreFailure>;
 
-    /// End the claim (if it is still the latest), so another owner can claim at once.
+    /// End the claim (if it is still the latest) without recording anything, so another owner
+    /// can claim at once.
     fn release(&self, claim: &Claim) -> Result<(), StoreFailure>;
 
     /// Every gateway with its applied version.

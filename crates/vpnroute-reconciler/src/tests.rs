@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vpnroute_dataplane::{
-    DataPlane, DataPlaneError, DataPlaneEvent, EventWaker, GatewaySpec, Observed, RouteClass, RouteSpec,
+    DataPlane, DataPlaneError, DataPlaneEvent, EventWaker, GatewaySpec, Observed, RouteClass, RouteSpec, SpecChanges,
 };
 use vpnroute_dataplane_sim::{SimDataPlane, SimFault};
 
@@ -22,7 +22,10 @@ const GW: &str = "vpn-1";
 #[derive(Default)]
 struct TestPlane {
     sim: SimDataPlane,
+    /// Versions of full applies.
     applied_versions: Mutex<Vec<i64>>,
+    /// Versions reached by incremental applies.
+    applied_changes: Mutex<Vec<i64>>,
     applying: AtomicBool,
     overlaps: AtomicUsize,
     apply_delay: Duration,
@@ -31,8 +34,9 @@ struct TestPlane {
 }
 
 impl TestPlane {
+    /// Applies made, full or incremental.
     fn applies(&self) -> usize {
-        self.applied_versions.lock().unwrap().len()
+        self.applied_versions.lock().unwrap().len() + self.applied_changes.lock().unwrap().len()
     }
 
     fn chosen(&self, dest: &str) -> Option<String> {
@@ -54,6 +58,18 @@ impl DataPlane for TestPlane {
         std::thread::sleep(self.apply_delay);
         self.applied_versions.lock().unwrap().push(spec.version);
         let r = self.sim.apply(spec);
+        self.applying.store(false, Ordering::SeqCst);
+        r
+    }
+    fn apply_changes(&self, changes: &SpecChanges) -> Result<bool, DataPlaneError> {
+        if self.applying.swap(true, Ordering::SeqCst) {
+            self.overlaps.fetch_add(1, Ordering::SeqCst);
+        }
+        std::thread::sleep(self.apply_delay);
+        let r = self.sim.apply_changes(changes);
+        if matches!(r, Ok(true)) {
+            self.applied_changes.lock().unwrap().push(changes.version);
+        }
         self.applying.store(false, Ordering::SeqCst);
         r
     }
@@ -168,7 +184,16 @@ fn due_versions_come_into_force_in_order_and_manual_ones_wait() {
     // Two tasks due at once: one apply converges to the later version.
     r.run_pass(t0 + 350);
     assert_eq!(applied(&store), 3);
-    assert_eq!(*plane.applied_versions.lock().unwrap(), vec![1, 3]);
+    assert_eq!(
+        *plane.applied_versions.lock().unwrap(),
+        vec![1],
+        "the first apply is a full one"
+    );
+    assert_eq!(
+        *plane.applied_changes.lock().unwrap(),
+        vec![3],
+        "then only the difference"
+    );
     assert_eq!(plane.sim.route_count(GW), 3);
 
     // The manual task waits until advanced.
@@ -254,6 +279,35 @@ fn a_data_plane_failing_half_way_is_retried_with_backoff_and_recovers() {
     assert!(plane.observe(GW).unwrap().unwrap().in_sync);
     let m = r.metrics().snapshot();
     assert_eq!((m.failures, m.applied), (2, 2));
+}
+
+#[test]
+fn changes_cut_short_are_completed_by_a_full_apply() {
+    let (store, plane, r) = setup(TestPlane::default());
+    store.commit(spec(routes(3)), Some(0));
+    r.run_pass(0);
+    let mut v2 = spec(routes(6));
+    v2.routes.remove(0);
+    v2.routes[0].next_hop = "vco-b".into();
+    store.commit(v2.clone(), Some(1));
+    plane.sim.inject_failures(SimFault {
+        after_routes: 2,
+        times: 1,
+    });
+    assert!(matches!(r.run_pass(1).outcomes[0].1, Outcome::Failed { .. }));
+    assert!(plane.applied_changes.lock().unwrap().is_empty());
+    let retry = store.status(GW).unwrap().next_retry_ms.unwrap();
+    r.run_pass(retry);
+    assert_eq!(applied(&store), 2);
+    assert_eq!(
+        *plane.applied_versions.lock().unwrap(),
+        vec![1, 2],
+        "out of sync: a full apply"
+    );
+    assert_eq!(plane.sim.route_count(GW), 5);
+    assert_eq!(plane.chosen("10.0.1.1"), None);
+    assert_eq!(plane.chosen("10.0.2.1").as_deref(), Some("vco-b"));
+    assert_eq!(plane.chosen("10.0.6.1").as_deref(), Some("vco-a"));
 }
 
 #[test]
@@ -482,6 +536,10 @@ fn two_reconcilers_racing_take_turns_and_versions_never_go_backwards() {
     assert_eq!(metrics.iter().map(|m| m.lost_claims + m.failures).sum::<u64>(), 0);
     // Each apply happened under a claim that then recorded: as many applies as records.
     assert_eq!(plane.applies(), status.applied_history.len());
+    assert!(
+        !plane.applied_changes.lock().unwrap().is_empty(),
+        "later versions apply as changes"
+    );
     assert_eq!(plane.sim.route_count(GW), CHANGES as usize);
     let o = plane.observe(GW).unwrap().unwrap();
     assert_eq!((o.applied_version, o.in_sync), (Some(CHANGES as i64), true));
