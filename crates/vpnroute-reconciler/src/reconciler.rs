@@ -29,6 +29,9 @@ pub struct ReconcilerConfig {
     pub lease: Duration,
     /// How often every gateway is observed and repaired when out of sync.
     pub drift_interval: Duration,
+    /// The longest [`Reconciler::run`] sleeps between passes: the store may change without a
+    /// wake-up (another process advancing a task, another replica's commit).
+    pub poll_interval: Duration,
     pub backoff: Backoff,
     /// Claims one pass works through at most (the next pass follows at once).
     pub max_claims_per_pass: usize,
@@ -41,6 +44,7 @@ impl ReconcilerConfig {
             owner: owner.into(),
             lease: Duration::from_secs(30),
             drift_interval: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(1),
             backoff: Backoff::default(),
             max_claims_per_pass: 1024,
         }
@@ -127,6 +131,9 @@ pub struct PassReport {
     pub next_wake_ms: Option<i64>,
 }
 
+/// Run once a pass has ended (see [`Reconciler::after_next_pass`]).
+pub type AfterPass = Box<dyn FnOnce() + Send>;
+
 /// Converges data-plane state to the store's desired versions (see the [crate docs](crate)).
 pub struct Reconciler {
     store: Arc<dyn ReconcileStore>,
@@ -134,6 +141,8 @@ pub struct Reconciler {
     config: ReconcilerConfig,
     metrics: ReconcileMetrics,
     wake: Arc<Notify>,
+    /// Callbacks to run once the next pass has ended (see [`Reconciler::after_next_pass`]).
+    after_pass: Mutex<Vec<AfterPass>>,
     /// When the next periodic check of every gateway is due (0: on the first pass).
     next_full_check_ms: Mutex<i64>,
 }
@@ -172,6 +181,7 @@ impl Reconciler {
             config,
             metrics: ReconcileMetrics::default(),
             wake,
+            after_pass: Mutex::new(Vec::new()),
             next_full_check_ms: Mutex::new(0),
         }
     }
@@ -198,15 +208,32 @@ impl Reconciler {
         *self.next_full_check_ms.lock().unwrap_or_else(|p| p.into_inner()) = 0;
     }
 
+    /// Run `done` once a pass that starts after this call has ended (whatever it achieved),
+    /// and wake [`run`](Self::run) for that pass. A request whose change is due at once
+    /// answers from `done`: its change is then in force unless the data plane failed (the
+    /// failure is recorded and retried), and many such requests share one pass.
+    pub fn after_next_pass(&self, done: AfterPass) {
+        self.after_pass.lock().unwrap_or_else(|p| p.into_inner()).push(done);
+        self.wake();
+    }
+
+    /// [`run_pass`](Self::run_pass), then the callbacks registered before it started.
+    pub fn run_pass_and_callbacks(&self, now_ms: i64) -> PassReport {
+        let waiting = std::mem::take(&mut *self.after_pass.lock().unwrap_or_else(|p| p.into_inner()));
+        let report = self.run_pass(now_ms);
+        waiting.into_iter().for_each(|done| done());
+        report
+    }
+
     /// Passes until the task is dropped: after each one, sleep until woken, until the store's
-    /// next due time, or for the drift interval, whichever comes first.
+    /// next due time, or for the poll interval, whichever comes first.
     pub async fn run(self: Arc<Self>) {
         loop {
             let this = self.clone();
-            let next = tokio::task::spawn_blocking(move || this.run_pass(now_ms()).next_wake_ms)
+            let next = tokio::task::spawn_blocking(move || this.run_pass_and_callbacks(now_ms()).next_wake_ms)
                 .await
                 .unwrap_or(None);
-            let max = self.config.drift_interval.as_millis() as i64;
+            let max = self.config.poll_interval.min(self.config.drift_interval).as_millis() as i64;
             let sleep_ms = next.map_or(max, |t| (t - now_ms()).clamp(1, max.max(1)));
             tokio::select! {
                 _ = self.wake.notified() => {}

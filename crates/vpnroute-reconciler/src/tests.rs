@@ -605,8 +605,10 @@ async fn the_loop_is_woken_by_commits_and_by_data_plane_events() {
     let plane = Arc::new(TestPlane::default());
     let mut cfg = config("loop");
     cfg.drift_interval = Duration::from_secs(3600);
+    cfg.poll_interval = Duration::from_millis(200);
     let r = Arc::new(Reconciler::new(store.clone(), plane.clone(), cfg));
     let handle = tokio::spawn(r.clone().run());
+    let polled = r.metrics().snapshot().passes;
     async fn until(what: &str, f: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !f() {
@@ -622,5 +624,24 @@ async fn the_loop_is_woken_by_commits_and_by_data_plane_events() {
     plane.sim.inject_drift(GW, 1);
     until("the drift repaired", || plane.sim.route_count(GW) == 2).await;
     assert_eq!(r.metrics().snapshot().drift_repairs, 1);
+
+    // A change due at once: the callback runs after a pass that applied it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let v = store.commit(spec(routes(5)), Some(crate::now_ms()));
+    let (s2, p2) = (store.clone(), plane.clone());
+    r.after_next_pass(Box::new(move || {
+        tx.send((s2.status(GW).unwrap().applied_version, p2.sim.route_count(GW)))
+            .unwrap();
+    }));
+    let seen = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("the callback ran");
+    assert_eq!(seen, (v, 5));
+
+    // Without any wake-up, the loop polls the store (another process may have changed it).
+    let v = store.commit(spec(routes(6)), Some(crate::now_ms()));
+    until("a poll applied it", || store.status(GW).unwrap().applied_version == v).await;
+    assert!(r.metrics().snapshot().passes > polled);
     handle.abort();
 }
