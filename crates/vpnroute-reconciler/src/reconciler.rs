@@ -247,6 +247,7 @@ impl Reconciler {
     /// repair those out of sync. Blocking (store and data-plane calls).
     pub fn run_pass(&self, now_ms: i64) -> PassReport {
         bump(&self.metrics.passes);
+        let store_errors_before = self.metrics.store_errors.load(Ordering::Relaxed);
         let mut report = PassReport::default();
         let mut to_check: BTreeSet<String> = BTreeSet::new();
         for event in self.data_plane.drain_events() {
@@ -260,6 +261,16 @@ impl Reconciler {
         let mut exhausted = true;
         for _ in 0..self.config.max_claims_per_pass {
             match self.store.claim_due(&self.config.owner, now_ms, self.lease_ms()) {
+                Ok(Some(claim)) if reconciled.contains(&claim.gateway_id) => {
+                    // Due again within one pass (its record was lost, the store failed):
+                    // leave it to the next pass rather than spin on it.
+                    if let Err(e) = self.store.release(&claim) {
+                        self.store_failed("releasing a claim", &e);
+                    }
+                    exhausted = false;
+                    report.next_wake_ms = Some(now_ms + self.config.backoff.base.as_millis() as i64);
+                    break;
+                }
                 Ok(Some(claim)) => {
                     let gateway_id = claim.gateway_id.clone();
                     let outcome = self.reconcile_claim(&claim, now_ms);
@@ -294,7 +305,15 @@ impl Reconciler {
                 Some(now_ms + self.config.backoff.base.as_millis() as i64)
             }
         };
-        report.next_wake_ms = Some(next_due.map_or(next_check, |t| t.min(next_check)));
+        let mut soonest = [report.next_wake_ms, next_due, Some(next_check)]
+            .into_iter()
+            .flatten()
+            .min();
+        if self.metrics.store_errors.load(Ordering::Relaxed) > store_errors_before {
+            // The store is in trouble: what it says is due stays due; do not spin on it.
+            soonest = soonest.map(|t| t.max(now_ms + self.config.backoff.base.as_millis() as i64));
+        }
+        report.next_wake_ms = soonest;
         if exhausted {
             // More may be due than one pass takes: go on at once.
             report.next_wake_ms = Some(now_ms);

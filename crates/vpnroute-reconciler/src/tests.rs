@@ -645,3 +645,89 @@ async fn the_loop_is_woken_by_commits_and_by_data_plane_events() {
     assert!(r.metrics().snapshot().passes > polled);
     handle.abort();
 }
+
+/// The memory store, with `record_applied` failing while `failing` is set.
+struct FlakyStore {
+    inner: MemoryReconcileStore,
+    failing: AtomicBool,
+}
+
+impl ReconcileStore for FlakyStore {
+    fn claim_due(&self, owner: &str, now_ms: i64, lease_ms: i64) -> Result<Option<crate::Claim>, crate::StoreFailure> {
+        self.inner.claim_due(owner, now_ms, lease_ms)
+    }
+    fn claim_gateway(
+        &self,
+        gateway_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<crate::Claim>, crate::StoreFailure> {
+        self.inner.claim_gateway(gateway_id, owner, now_ms, lease_ms)
+    }
+    fn load_spec(&self, gateway_id: &str, version: i64) -> Result<Option<GatewaySpec>, crate::StoreFailure> {
+        self.inner.load_spec(gateway_id, version)
+    }
+    fn record_applied(&self, claim: &crate::Claim, version: i64, now_ms: i64) -> Result<bool, crate::StoreFailure> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(crate::StoreFailure("database is locked".into()));
+        }
+        self.inner.record_applied(claim, version, now_ms)
+    }
+    fn record_failure(
+        &self,
+        claim: &crate::Claim,
+        error: &str,
+        next_retry_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<u32>, crate::StoreFailure> {
+        self.inner.record_failure(claim, error, next_retry_ms, now_ms)
+    }
+    fn release(&self, claim: &crate::Claim) -> Result<(), crate::StoreFailure> {
+        self.inner.release(claim)
+    }
+    fn gateway_versions(&self) -> Result<Vec<crate::GatewayVersion>, crate::StoreFailure> {
+        self.inner.gateway_versions()
+    }
+    fn next_wake(&self, now_ms: i64) -> Result<Option<i64>, crate::StoreFailure> {
+        self.inner.next_wake(now_ms)
+    }
+}
+
+#[test]
+fn a_failing_store_neither_spins_a_pass_nor_loses_the_change() {
+    let store = Arc::new(FlakyStore {
+        inner: MemoryReconcileStore::new(),
+        failing: AtomicBool::new(true),
+    });
+    let plane = Arc::new(TestPlane::default());
+    let r = Reconciler::new(store.clone(), plane.clone(), config("r"));
+    store.inner.commit(spec(routes(2)), Some(0));
+    let report = r.run_pass(0);
+    assert_eq!(
+        report.outcomes,
+        vec![(GW.to_string(), Outcome::StoreError("database is locked".into()))]
+    );
+    assert_eq!(plane.applies(), 1, "one attempt in the pass, not a spin");
+    assert_eq!(report.next_wake_ms, Some(100), "retried soon");
+    assert_eq!(
+        store.inner.status(GW).unwrap().claimed_by,
+        None,
+        "the claim was released"
+    );
+    assert_eq!(r.metrics().snapshot().store_errors, 1);
+    store.failing.store(false, Ordering::SeqCst);
+    let report = r.run_pass(100);
+    // The data plane holds it already: only the record is made.
+    assert_eq!(
+        report.outcomes,
+        vec![(
+            GW.to_string(),
+            Outcome::Applied {
+                version: 1,
+                applied: false
+            }
+        )]
+    );
+    assert_eq!(store.inner.status(GW).unwrap().applied_version, 1);
+}
