@@ -202,6 +202,17 @@ impl ReconcileStore for MemoryReconcileStore {
         }
     }
 
+    fn release_owner(&self, owner: &str) -> Result<usize, StoreFailure> {
+        let mut ended = 0;
+        for row in self.lock().values_mut() {
+            if row.claim.as_ref().is_some_and(|c| c.owner == owner) {
+                row.claim = None;
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+
     fn load_changes(&self, gateway_id: &str, from: i64, to: i64) -> Result<Option<SpecChanges>, StoreFailure> {
         let gateways = self.lock();
         let Some(row) = gateways.get(gateway_id) else {

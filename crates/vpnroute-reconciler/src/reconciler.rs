@@ -3,7 +3,7 @@
 //! (a commit, a data-plane event) and periodically (drift repair).
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -143,8 +143,18 @@ pub struct Reconciler {
     wake: Arc<Notify>,
     /// Callbacks to run once the next pass has ended (see [`Reconciler::after_next_pass`]).
     after_pass: Mutex<Vec<AfterPass>>,
+    /// Set by the first pass (which ends the claims of a previous instance of this owner).
+    started: AtomicBool,
     /// When the next periodic check of every gateway is due (0: on the first pass).
     next_full_check_ms: Mutex<i64>,
+}
+
+/// Where converging one claimed gateway ended.
+enum Converged {
+    /// `version` is in force (`applied`: by this attempt): record it.
+    Record { version: i64, applied: bool },
+    /// Nothing to record.
+    Done(Outcome),
 }
 
 /// Why an attempt failed, before it is recorded.
@@ -182,6 +192,7 @@ impl Reconciler {
             metrics: ReconcileMetrics::default(),
             wake,
             after_pass: Mutex::new(Vec::new()),
+            started: AtomicBool::new(false),
             next_full_check_ms: Mutex::new(0),
         }
     }
@@ -257,37 +268,29 @@ impl Reconciler {
                 }
             }
         }
-        let mut reconciled = HashSet::new();
-        let mut exhausted = true;
-        for _ in 0..self.config.max_claims_per_pass {
-            match self.store.claim_due(&self.config.owner, now_ms, self.lease_ms()) {
-                Ok(Some(claim)) if reconciled.contains(&claim.gateway_id) => {
-                    // Due again within one pass (its record was lost, the store failed):
-                    // leave it to the next pass rather than spin on it.
-                    if let Err(e) = self.store.release(&claim) {
-                        self.store_failed("releasing a claim", &e);
-                    }
-                    exhausted = false;
-                    report.next_wake_ms = Some(now_ms + self.config.backoff.base.as_millis() as i64);
-                    break;
-                }
-                Ok(Some(claim)) => {
-                    let gateway_id = claim.gateway_id.clone();
-                    let outcome = self.reconcile_claim(&claim, now_ms);
-                    reconciled.insert(gateway_id.clone());
-                    report.outcomes.push((gateway_id, outcome));
-                }
-                Ok(None) => {
-                    exhausted = false;
-                    break;
-                }
-                Err(e) => {
-                    self.store_failed("claiming due gateways", &e);
-                    exhausted = false;
-                    break;
-                }
+        if !self.started.swap(true, Ordering::SeqCst) {
+            // A reconciler starting with this owner id replaces the instance that had it.
+            match self.store.release_owner(&self.config.owner) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(claims = n, owner = %self.config.owner, "claims of a previous instance ended"),
+                Err(e) => self.store_failed("ending a previous instance's claims", &e),
             }
         }
+        let max = self.config.max_claims_per_pass.max(1);
+        let claims = match self
+            .store
+            .claim_due_many(&self.config.owner, now_ms, self.lease_ms(), max)
+        {
+            Ok(claims) => claims,
+            Err(e) => {
+                self.store_failed("claiming due gateways", &e);
+                Vec::new()
+            }
+        };
+        // More may be due than one pass takes: go on at once.
+        let exhausted = claims.len() >= max;
+        let reconciled: HashSet<String> = claims.iter().map(|c| c.gateway_id.clone()).collect();
+        self.reconcile_claims(claims, now_ms, &mut report);
         let full_check = {
             let mut next = self.next_full_check_ms.lock().unwrap_or_else(|p| p.into_inner());
             let due = now_ms >= *next;
@@ -305,17 +308,13 @@ impl Reconciler {
                 Some(now_ms + self.config.backoff.base.as_millis() as i64)
             }
         };
-        let mut soonest = [report.next_wake_ms, next_due, Some(next_check)]
-            .into_iter()
-            .flatten()
-            .min();
+        let mut soonest = [next_due, Some(next_check)].into_iter().flatten().min();
         if self.metrics.store_errors.load(Ordering::Relaxed) > store_errors_before {
             // The store is in trouble: what it says is due stays due; do not spin on it.
             soonest = soonest.map(|t| t.max(now_ms + self.config.backoff.base.as_millis() as i64));
         }
         report.next_wake_ms = soonest;
         if exhausted {
-            // More may be due than one pass takes: go on at once.
             report.next_wake_ms = Some(now_ms);
         }
         report
@@ -414,28 +413,97 @@ impl Reconciler {
     /// Reconcile one claimed gateway to its target version and record the outcome; the
     /// claim ends either way.
     pub fn reconcile_claim(&self, claim: &Claim, now_ms: i64) -> Outcome {
-        let outcome = match self.converge(claim, now_ms) {
-            Ok(outcome) => outcome,
-            Err(Failure::Store(e)) => {
-                self.store_failed("reconciling", &e);
-                Outcome::StoreError(e.0)
-            }
-            Err(Failure::DataPlane(error)) => self.record_failure(claim, error, now_ms),
-        };
-        // A record (applied or failed) ended the claim; a lost claim is not ours to end.
-        if matches!(
-            outcome,
-            Outcome::InForce { .. } | Outcome::Removed | Outcome::StoreError(_)
-        ) {
-            if let Err(e) = self.store.release(claim) {
-                // The lease runs out on its own.
-                self.store_failed("releasing a claim", &e);
-            }
+        match self.converge(claim) {
+            Ok(Converged::Record { version, applied }) => match self.store.record_applied(claim, version, now_ms) {
+                Ok(recorded) => self.recorded(claim, version, applied, recorded),
+                Err(e) => self.unrecorded(claim, e),
+            },
+            other => self.settle(claim, other, now_ms),
         }
-        outcome
     }
 
-    fn converge(&self, claim: &Claim, now_ms: i64) -> Result<Outcome, Failure> {
+    /// [`reconcile_claim`](Self::reconcile_claim) for several claims, with the successes
+    /// recorded in one store call.
+    fn reconcile_claims(&self, claims: Vec<Claim>, now_ms: i64, report: &mut PassReport) {
+        let mut records = Vec::new();
+        for claim in claims {
+            match self.converge(&claim) {
+                Ok(Converged::Record { version, applied }) => records.push((claim, version, applied)),
+                other => {
+                    let outcome = self.settle(&claim, other, now_ms);
+                    report.outcomes.push((claim.gateway_id, outcome));
+                }
+            }
+        }
+        if records.is_empty() {
+            return;
+        }
+        let batch: Vec<(Claim, i64)> = records.iter().map(|(c, v, _)| (c.clone(), *v)).collect();
+        match self.store.record_applied_many(&batch, now_ms) {
+            Ok(recorded) if recorded.len() == records.len() => {
+                for ((claim, version, applied), recorded) in records.into_iter().zip(recorded) {
+                    let outcome = self.recorded(&claim, version, applied, recorded);
+                    report.outcomes.push((claim.gateway_id, outcome));
+                }
+            }
+            result => {
+                let e = result
+                    .err()
+                    .unwrap_or_else(|| StoreFailure("one answer per record expected".into()));
+                for (claim, _, _) in records {
+                    let outcome = self.unrecorded(&claim, e.clone());
+                    report.outcomes.push((claim.gateway_id, outcome));
+                }
+            }
+        }
+    }
+
+    /// The outcome of a record of `version` for `claim`.
+    fn recorded(&self, claim: &Claim, version: i64, applied: bool, recorded: bool) -> Outcome {
+        if !recorded {
+            bump(&self.metrics.lost_claims);
+            tracing::warn!(gateway = %claim.gateway_id, version, "claim lost before recording: not recorded");
+            return Outcome::Lost;
+        }
+        bump(&self.metrics.applied);
+        tracing::debug!(gateway = %claim.gateway_id, version, applied, "version in force");
+        Outcome::Applied { version, applied }
+    }
+
+    /// A record that failed in the store: nothing recorded, the claim ended.
+    fn unrecorded(&self, claim: &Claim, e: StoreFailure) -> Outcome {
+        self.store_failed("recording an applied version", &e);
+        self.release(claim);
+        Outcome::StoreError(e.0)
+    }
+
+    /// The outcome of a convergence that needs no record of an applied version.
+    fn settle(&self, claim: &Claim, converged: Result<Converged, Failure>, now_ms: i64) -> Outcome {
+        match converged {
+            Ok(Converged::Record { .. }) => unreachable!("records are made by the callers"),
+            Ok(Converged::Done(outcome)) => {
+                self.release(claim);
+                outcome
+            }
+            Err(Failure::Store(e)) => {
+                self.store_failed("reconciling", &e);
+                self.release(claim);
+                Outcome::StoreError(e.0)
+            }
+            // A failure record ends the claim.
+            Err(Failure::DataPlane(error)) => self.record_failure(claim, error, now_ms),
+        }
+    }
+
+    fn release(&self, claim: &Claim) {
+        if let Err(e) = self.store.release(claim) {
+            // The lease runs out on its own.
+            self.store_failed("releasing a claim", &e);
+        }
+    }
+
+    /// Bring the data plane to the claim's target version; what is left to record.
+    fn converge(&self, claim: &Claim) -> Result<Converged, Failure> {
         let gateway_id = &claim.gateway_id;
         let version = claim.target_version;
         let before = self.data_plane.observe(gateway_id)?;
@@ -455,7 +523,7 @@ impl Reconciler {
                     self.data_plane.remove(gateway_id)?;
                     bump(&self.metrics.removed);
                     tracing::info!(gateway = %gateway_id, "gateway deleted: removed from the data plane");
-                    return Ok(Outcome::Removed);
+                    return Ok(Converged::Done(Outcome::Removed));
                 };
                 if spec.version != version || &spec.gateway_id != gateway_id {
                     return Err(Failure::Store(StoreFailure(format!(
@@ -473,16 +541,9 @@ impl Reconciler {
                 )));
             }
         } else if claim.applied_version == version && claim.attempts == 0 {
-            return Ok(Outcome::InForce { version });
+            return Ok(Converged::Done(Outcome::InForce { version }));
         }
-        if !self.store.record_applied(claim, version, now_ms)? {
-            bump(&self.metrics.lost_claims);
-            tracing::warn!(gateway = %gateway_id, version, "claim lost before recording: not recorded");
-            return Ok(Outcome::Lost);
-        }
-        bump(&self.metrics.applied);
-        tracing::debug!(gateway = %gateway_id, version, applied, "version in force");
-        Ok(Outcome::Applied { version, applied })
+        Ok(Converged::Record { version, applied })
     }
 
     fn record_failure(&self, claim: &Claim, error: String, now_ms: i64) -> Outcome {

@@ -52,6 +52,25 @@ pub trait ReconcileStore: Send + Sync {
     /// unexpired lease on, and gateways whose retry time is still ahead. `None`: nothing due.
     fn claim_due(&self, owner: &str, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreFailure>;
 
+    /// Claim up to `max` gateways with work due, as [`claim_due`](Self::claim_due) would one
+    /// by one (a store may do it in one transaction). Default: `claim_due` until it finds
+    /// nothing.
+    fn claim_due_many(&self, owner: &str, now_ms: i64, lease_ms: i64, max: usize) -> Result<Vec<Claim>, StoreFailure> {
+        let mut claims = Vec::new();
+        while claims.len() < max {
+            match self.claim_due(owner, now_ms, lease_ms)? {
+                Some(claim) => claims.push(claim),
+                None => break,
+            }
+        }
+        Ok(claims)
+    }
+
+    /// End every claim `owner` holds, whatever its lease: called once by a reconciler that
+    /// starts with that owner id, since the instance that held them (a previous run of this
+    /// one) is gone. Returns how many ended.
+    fn release_owner(&self, owner: &str) -> Result<usize, StoreFailure>;
+
     /// Claim one gateway whatever is due (to repair a drift): `None` when the gateway does
     /// not exist, another owner holds an unexpired lease, or it waits for a retry.
     fn claim_gateway(
@@ -81,6 +100,15 @@ pub trait ReconcileStore: Send + Sync {
     /// failure record, ends the claim, and — when no task remains — ends the gateway's busy
     /// state. Returns whether it recorded.
     fn record_applied(&self, claim: &Claim, version: i64, now_ms: i64) -> Result<bool, StoreFailure>;
+
+    /// [`record_applied`](Self::record_applied) for several claims (a store may do it in one
+    /// transaction); one answer per record, in order. Default: one by one.
+    fn record_applied_many(&self, records: &[(Claim, i64)], now_ms: i64) -> Result<Vec<bool>, StoreFailure> {
+        records
+            .iter()
+            .map(|(claim, version)| self.record_applied(claim, *version, now_ms))
+            .collect()
+    }
 
     /// Record a failed attempt (if `claim` is still the latest): attempts + 1, `error` as the
     /// last error, and no new claim of the gateway by [`claim_due`](Self::claim_due) or

@@ -475,6 +475,34 @@ fn a_claimed_gateway_is_left_alone_until_its_lease_runs_out_and_a_stale_claim_re
 }
 
 #[test]
+fn a_restarted_instance_takes_over_its_own_claims_at_once() {
+    let store = Arc::new(MemoryReconcileStore::new());
+    let plane = Arc::new(TestPlane::default());
+    store.commit(spec(routes(1)), Some(0));
+    // The instance died holding the claim (mid-pass).
+    let held = store.claim_due("host-a", 0, 30_000).unwrap().unwrap();
+    let other = Reconciler::new(store.clone(), plane.clone(), config("host-b"));
+    assert!(
+        other.run_pass(1).outcomes.is_empty(),
+        "another owner waits for the lease"
+    );
+    let restarted = Reconciler::new(store.clone(), plane.clone(), config("host-a"));
+    let report = restarted.run_pass(2);
+    assert_eq!(
+        report.outcomes,
+        vec![(
+            GW.to_string(),
+            Outcome::Applied {
+                version: 1,
+                applied: true
+            }
+        )]
+    );
+    // The dead instance's claim is fenced off.
+    assert!(!store.record_applied(&held, 1, 3).unwrap());
+}
+
+#[test]
 fn two_reconcilers_racing_take_turns_and_versions_never_go_backwards() {
     let store = Arc::new(MemoryReconcileStore::new());
     let plane = Arc::new(TestPlane {
@@ -686,6 +714,9 @@ impl ReconcileStore for FlakyStore {
     fn release(&self, claim: &crate::Claim) -> Result<(), crate::StoreFailure> {
         self.inner.release(claim)
     }
+    fn release_owner(&self, owner: &str) -> Result<usize, crate::StoreFailure> {
+        self.inner.release_owner(owner)
+    }
     fn gateway_versions(&self) -> Result<Vec<crate::GatewayVersion>, crate::StoreFailure> {
         self.inner.gateway_versions()
     }
@@ -730,4 +761,35 @@ fn a_failing_store_neither_spins_a_pass_nor_loses_the_change() {
         )]
     );
     assert_eq!(store.inner.status(GW).unwrap().applied_version, 1);
+}
+
+#[test]
+fn several_gateways_due_are_reconciled_in_one_pass() {
+    let (store, plane, r) = setup(TestPlane::default());
+    for n in 1..=5u64 {
+        let mut s = spec(routes(n));
+        s.gateway_id = format!("vpn-{n}");
+        store.commit(s, Some(0));
+    }
+    let report = r.run_pass(0);
+    assert_eq!(report.outcomes.len(), 5, "{:?}", report.outcomes);
+    for n in 1..=5u64 {
+        let id = format!("vpn-{n}");
+        assert_eq!(store.status(&id).unwrap().applied_version, 1);
+        assert_eq!(plane.sim.route_count(&id), n as usize);
+    }
+    // A pass takes at most `max_claims_per_pass`: the rest follow at once.
+    let mut cfg = config("small");
+    cfg.max_claims_per_pass = 2;
+    let small = Reconciler::new(store.clone(), plane.clone(), cfg);
+    for n in 1..=5u64 {
+        let mut s = spec(routes(n + 1));
+        s.gateway_id = format!("vpn-{n}");
+        store.commit(s, Some(10));
+    }
+    let report = small.run_pass(10);
+    assert_eq!((report.outcomes.len(), report.next_wake_ms), (2, Some(10)));
+    small.run_pass(10);
+    small.run_pass(10);
+    assert!((1..=5).all(|n| store.status(&format!("vpn-{n}")).unwrap().applied_version == 2));
 }
