@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
+use vpnroute_dataplane::DataPlane;
 use vpnroute_domain::quotas::Quotas;
+use vpnroute_reconciler::Reconciler;
 use vpnroute_store::{NonceStore, Store};
-
-use crate::engines::Engines;
 
 /// How long a gateway task takes before it is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,9 +83,10 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub nonce_log: Arc<dyn NonceStore>,
     pub config: Config,
-    pub engines: Engines,
-    /// Wakes the task worker when a task is enqueued or rescheduled.
-    pub task_notify: tokio::sync::Notify,
+    /// Where gateways' routes are in force (the `sim` data plane by default).
+    pub data_plane: Arc<dyn DataPlane>,
+    /// Converges the data plane to the gateways' desired versions.
+    pub reconciler: Arc<Reconciler>,
     pub metrics: crate::http::Metrics,
     pub throttle: crate::auth::Throttle,
 }
@@ -99,7 +100,7 @@ pub struct Ctx<'a> {
     pub action: &'a str,
     pub params: &'a [(String, String)],
     pub now_ms: i64,
-    /// Route-engine changes to apply once the transaction commits (task duration 0).
+    /// What to do once the transaction commits (see [`crate::tasks::Effects`]).
     pub effects: std::cell::RefCell<crate::tasks::Effects>,
 }
 

@@ -36,7 +36,6 @@ pub const HOST_ID: &str = "vpc.aliyuncs.com";
 pub struct Metrics {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
-    pub tasks_applied: AtomicU64,
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -79,7 +78,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         quotas: args.quotas(),
         throttle_rps: args.throttle_rps,
     };
-    let engines = crate::engines::Engines::load(&*store)?;
+    let data_plane: Arc<dyn vpnroute_dataplane::DataPlane> = Arc::new(vpnroute_dataplane_sim::SimDataPlane::new());
+    let reconciler = Arc::new(vpnroute_reconciler::Reconciler::new(
+        Arc::new(crate::reconcile::StoreReconcile::new(store.clone())),
+        data_plane.clone(),
+        vpnroute_reconciler::ReconcilerConfig::new(reconciler_owner(&args.data_dir)),
+    ));
+    // Before serving: the data plane holds every gateway's applied version (the sim starts
+    // empty), and tasks already due come into force.
+    let startup = reconciler.run_pass(now_ms());
+    info!(gateways = startup.outcomes.len(), "data plane reconciled");
     let nonce_log = Arc::new(SqliteStore::open_nonces(
         &args.data_dir,
         durability,
@@ -91,8 +99,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store,
         throttle: crate::auth::Throttle::new(config.throttle_rps),
         config,
-        engines,
-        task_notify: tokio::sync::Notify::new(),
+        data_plane,
+        reconciler,
         metrics: Metrics::default(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -103,7 +111,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         info!(%addr, data_dir = %args.data_dir.display(), task_duration = %app.config.task_duration.as_text(), "vpnroute listening");
-        tokio::spawn(crate::tasks::run_worker(app.clone()));
+        tokio::spawn(app.reconciler.clone().run());
         tokio::spawn(crate::tasks::run_janitor(app.clone()));
         axum::serve(listener, router(app)).await?;
         Ok(())
@@ -403,6 +411,7 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
         .ok()
         .and_then(|r| r.ok())
         .unwrap_or_default();
+    let reconcile = app.reconciler.metrics().snapshot();
     let mut out = String::new();
     out.push_str("# HELP vpnroute_requests_total API requests received.\n# TYPE vpnroute_requests_total counter\n");
     out.push_str(&format!(
@@ -417,11 +426,25 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
         app.metrics.errors.load(Ordering::Relaxed)
     ));
     out.push_str(
-        "# HELP vpnroute_tasks_applied_total Gateway tasks applied.\n# TYPE vpnroute_tasks_applied_total counter\n",
+        "# HELP vpnroute_tasks_applied_total Gateway versions put in force and recorded.\n# TYPE vpnroute_tasks_applied_total counter\n",
     );
+    out.push_str(&format!("vpnroute_tasks_applied_total {}\n", reconcile.applied));
+    out.push_str("# HELP vpnroute_reconcile_failures_total Failed reconcile attempts (data plane refused, read-back out of sync).\n# TYPE vpnroute_reconcile_failures_total counter\n");
+    out.push_str(&format!("vpnroute_reconcile_failures_total {}\n", reconcile.failures));
+    out.push_str("# HELP vpnroute_reconcile_drift_repairs_total Gateways found out of sync with their applied version and repaired.\n# TYPE vpnroute_reconcile_drift_repairs_total counter\n");
     out.push_str(&format!(
-        "vpnroute_tasks_applied_total {}\n",
-        app.metrics.tasks_applied.load(Ordering::Relaxed)
+        "vpnroute_reconcile_drift_repairs_total {}\n",
+        reconcile.drift_repairs
+    ));
+    out.push_str("# HELP vpnroute_reconcile_lost_claims_total Reconciles not recorded because another owner took the gateway over.\n# TYPE vpnroute_reconcile_lost_claims_total counter\n");
+    out.push_str(&format!(
+        "vpnroute_reconcile_lost_claims_total {}\n",
+        reconcile.lost_claims
+    ));
+    out.push_str("# HELP vpnroute_reconcile_store_errors_total Store calls of the reconciler that failed.\n# TYPE vpnroute_reconcile_store_errors_total counter\n");
+    out.push_str(&format!(
+        "vpnroute_reconcile_store_errors_total {}\n",
+        reconcile.store_errors
     ));
     out.push_str("# HELP vpnroute_nonces_remembered Signature nonces remembered (last 15 minutes).\n# TYPE vpnroute_nonces_remembered gauge\n");
     out.push_str(&format!("vpnroute_nonces_remembered {}\n", app.nonce_log.remembered()));
@@ -434,6 +457,14 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
         out.push_str(&format!("vpnroute_gateway_applied_version{{gateway=\"{g}\"}} {a}\n"));
     }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The reconciler's claim owner id: the host and the data directory, so that a restarted
+/// server takes over the claims it held when it died (see `ReconcileStore::claim_due`).
+fn reconciler_owner(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let dir = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf());
+    format!("{}:{}", host.trim(), dir.display())
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response {
@@ -481,10 +512,7 @@ async fn introspect_explain(
 }
 
 async fn introspect_advance(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
-    let app2 = app.clone();
-    let r = blocking(app, move |app| crate::tasks::advance(app, &id)).await;
-    app2.task_notify.notify_one();
-    r
+    blocking(app, move |app| crate::tasks::advance(app, &id)).await
 }
 
 #[derive(serde::Deserialize)]

@@ -17,6 +17,7 @@ mod cli;
 mod dispatch;
 mod engines;
 mod http;
+mod reconcile;
 mod reply;
 mod tasks;
 mod util;

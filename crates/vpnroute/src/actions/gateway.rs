@@ -111,7 +111,7 @@ pub fn create_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
         task_duration: None,
     };
     tx.insert_resource(ResourceKind::VpnGateway, &gw.id, &ctx.account_id, region, &vpc.id, &gw)?;
-    crate::tasks::schedule(ctx, tx, &mut gw, vec![])?;
+    crate::tasks::schedule(ctx, tx, &mut gw)?;
     let order_id: i64 = rng.random_range(200_000_000_000..900_000_000_000);
     Ok(json!({"VpnGatewayId": gw.id, "Name": gw.name, "OrderId": order_id}))
 }

@@ -25,7 +25,7 @@ use super::{check_owned, dry_run, opt_text, owned, params, region};
 use crate::actions::vpc::PUBLISHED;
 use crate::app::Ctx;
 use crate::reply::{page_fields, List, Reply};
-use crate::tasks::{self, EngineOp};
+use crate::tasks;
 
 fn busy_code(kind: RouteKind) -> ApiError {
     match kind {
@@ -222,15 +222,7 @@ fn create(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError
     if plan == Some(PublishPlan::AddEntry) {
         add_published_entry(ctx, tx, &gw, &route.dest)?;
     }
-    tasks::schedule(
-        ctx,
-        tx,
-        &mut gw,
-        vec![EngineOp::Upsert {
-            route: route.clone(),
-            before: None,
-        }],
-    )?;
+    tasks::schedule(ctx, tx, &mut gw)?;
     Ok(route_response(&route))
 }
 
@@ -295,8 +287,7 @@ fn delete(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Value, ApiError
     if route.published {
         withdraw_if_unused(tx, &gw, &route.dest)?;
     }
-    let op = EngineOp::Remove { route };
-    tasks::schedule(ctx, tx, &mut gw, vec![op])?;
+    tasks::schedule(ctx, tx, &mut gw)?;
     Ok(json!({}))
 }
 
@@ -340,15 +331,7 @@ fn modify(
     }
     if route != before {
         tx.update_route(&route)?;
-        tasks::schedule(
-            ctx,
-            tx,
-            &mut gw,
-            vec![EngineOp::Upsert {
-                route,
-                before: Some(before),
-            }],
-        )?;
+        tasks::schedule(ctx, tx, &mut gw)?;
     }
     Ok(json!({}))
 }
@@ -406,7 +389,7 @@ pub fn publish_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
     if targets.is_empty() {
         return Err(ApiError::ROUTE_ENTRY_NOT_FOUND);
     }
-    let mut changed = Vec::new();
+    let mut changed = false;
     if publish {
         let plan = plan_publish(ctx, tx, &gw, &dest)?;
         dry_run(ctx)?;
@@ -414,31 +397,23 @@ pub fn publish_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
             add_published_entry(ctx, tx, &gw, &dest)?;
         }
         for mut r in targets.into_iter().filter(|r| !r.published) {
-            let before = r.clone();
             r.published = true;
             tx.update_route(&r)?;
-            changed.push(EngineOp::Upsert {
-                route: r,
-                before: Some(before),
-            });
+            changed = true;
         }
     } else {
         dry_run(ctx)?;
         // Withdrawing a destination withdraws every route of the gateway published for it,
         // of both kinds (Alibaba: "withdrawing either one also withdraws the other").
         for mut r in tx.routes_with_dest(&gw.id, &dest)?.into_iter().filter(|r| r.published) {
-            let before = r.clone();
             r.published = false;
             tx.update_route(&r)?;
-            changed.push(EngineOp::Upsert {
-                route: r,
-                before: Some(before),
-            });
+            changed = true;
         }
         withdraw_if_unused(tx, &gw, &dest)?;
     }
-    if !changed.is_empty() {
-        tasks::schedule(ctx, tx, &mut gw, changed)?;
+    if changed {
+        tasks::schedule(ctx, tx, &mut gw)?;
     }
     Ok(json!({}))
 }
