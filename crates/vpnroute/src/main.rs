@@ -5,9 +5,11 @@
 //! Request flow: [`http`] (axum, introspection) → [`vpnroute_wire`] (parameters, signatures,
 //! encoding) → [`auth`] (keys, signatures, timestamps; `http` then checks throttle and nonce)
 //! → [`dispatch`] (Action → handler) → [`actions`] (validation with [`vpnroute_domain`], one
-//! store transaction each; writes grouped by [`writer`]) → [`tasks`] (asynchronous
-//! application per gateway) → [`engines`] (route engine). The load generator is a separate
-//! binary (`crates/vpnroute-bench`), not linked here.
+//! store transaction each; writes grouped by [`writer`]) → [`tasks`] (desired version and
+//! task per change) → the reconciler ([`vpnroute_reconciler`], its store side in
+//! [`reconcile`]) → the data plane (`vpnroute-dataplane-sim`); [`engines`] answers
+//! introspection from it. The load generator is a separate binary (`crates/vpnroute-bench`),
+//! not linked here.
 
 mod actions;
 mod admin;

@@ -1,6 +1,6 @@
 //! The store side of reconciliation for the app: [`StoreReconcile`] implements
 //! [`vpnroute_reconciler::ReconcileStore`] over any [`Store`] — claims, records and retry
-//! times are the store's (one transaction each), and the desired [`GatewaySpec`] at a version
+//! times are the store's (one transaction per call; claims and records of one pass batched), and the desired [`GatewaySpec`] at a version
 //! is built here from the stored documents (gateway, VPC, connections, customer gateways) and
 //! the gateway's routes at that version. Recording a version also ends the gateway's busy
 //! state (`updating`/`provisioning` → `active`) when no task remains, in the same transaction.
