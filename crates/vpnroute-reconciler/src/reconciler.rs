@@ -228,12 +228,19 @@ impl Reconciler {
         self.wake();
     }
 
-    /// [`run_pass`](Self::run_pass), then the callbacks registered before it started.
+    /// [`run_pass`](Self::run_pass), then the callbacks registered before it started (also
+    /// when the pass panicked: their requests are answered either way).
     pub fn run_pass_and_callbacks(&self, now_ms: i64) -> PassReport {
         let waiting = std::mem::take(&mut *self.after_pass.lock().unwrap_or_else(|p| p.into_inner()));
-        let report = self.run_pass(now_ms);
+        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_pass(now_ms)));
         waiting.into_iter().for_each(|done| done());
-        report
+        report.unwrap_or_else(|_| {
+            tracing::error!("reconcile pass panicked");
+            PassReport {
+                outcomes: Vec::new(),
+                next_wake_ms: Some(now_ms + self.config.backoff.base.as_millis() as i64),
+            }
+        })
     }
 
     /// Passes until the task is dropped: after each one, sleep until woken, until the store's

@@ -31,6 +31,7 @@ struct TestPlane {
     apply_delay: Duration,
     mute_events: bool,
     report_out_of_sync: AtomicBool,
+    panic_on_apply: AtomicBool,
 }
 
 impl TestPlane {
@@ -56,6 +57,10 @@ impl DataPlane for TestPlane {
             self.overlaps.fetch_add(1, Ordering::SeqCst);
         }
         std::thread::sleep(self.apply_delay);
+        if self.panic_on_apply.load(Ordering::SeqCst) {
+            self.applying.store(false, Ordering::SeqCst);
+            panic!("data plane bug");
+        }
         self.applied_versions.lock().unwrap().push(spec.version);
         let r = self.sim.apply(spec);
         self.applying.store(false, Ordering::SeqCst);
@@ -792,4 +797,22 @@ fn several_gateways_due_are_reconciled_in_one_pass() {
     small.run_pass(10);
     small.run_pass(10);
     assert!((1..=5).all(|n| store.status(&format!("vpn-{n}")).unwrap().applied_version == 2));
+}
+
+#[test]
+fn requests_waiting_for_a_pass_are_answered_even_when_it_panics() {
+    let (store, plane, r) = setup(TestPlane::default());
+    plane.panic_on_apply.store(true, Ordering::SeqCst);
+    store.commit(spec(routes(1)), Some(0));
+    let answered = Arc::new(AtomicBool::new(false));
+    let a = answered.clone();
+    r.after_next_pass(Box::new(move || a.store(true, Ordering::SeqCst)));
+    let report = r.run_pass_and_callbacks(0);
+    assert!(answered.load(Ordering::SeqCst));
+    assert_eq!(report.next_wake_ms, Some(100));
+    // The claim's lease runs out; then the next attempt succeeds.
+    plane.panic_on_apply.store(false, Ordering::SeqCst);
+    let lease = r.config().lease.as_millis() as i64;
+    r.run_pass(lease);
+    assert_eq!(applied(&store), 1);
 }
