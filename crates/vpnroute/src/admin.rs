@@ -11,11 +11,12 @@ use rand::Rng;
 use serde_json::{json, Value};
 use vpnroute_domain::ids::new_secret;
 use vpnroute_domain::model::{Vpc, VpnConnection, VpnGateway};
+use vpnroute_domain::status::{BusinessStatus, VpcStatus};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{AccessKey, Account, Durability, ReadTxExt, ResourceKind, Store, WriteTxExt};
 
-use crate::app::{now_ms, TaskDuration};
 use crate::cli::ExplainArgs;
+use vpnroute_app::state::{now_ms, TaskDuration};
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
@@ -270,11 +271,10 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             print(json!({"AccessKeyId": id, "Deleted": true}));
         }
         AdminCommand::Gateway(GatewayCommand::SetBusinessStatus { id, status }) => {
-            if status != "Normal" && status != "FinancialLocked" {
-                bail!("status must be Normal or FinancialLocked");
-            }
+            let status =
+                BusinessStatus::parse(&status).ok_or_else(|| anyhow!("status must be Normal or FinancialLocked"))?;
             let gw = with_gateway(&*store, &id, |g| {
-                g.business_status = status.clone();
+                g.business_status = status;
                 Ok(())
             })?;
             print(json!({"VpnGatewayId": gw.id, "BusinessStatus": gw.business_status}));
@@ -305,14 +305,12 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             print(json!({"VpnGatewayId": id, "TasksAdvanced": n}));
         }
         AdminCommand::Vpc(VpcCommand::SetStatus { id, status }) => {
-            if status != "Available" && status != "Pending" {
-                bail!("status must be Available or Pending");
-            }
+            let status = VpcStatus::parse(&status).ok_or_else(|| anyhow!("status must be Available or Pending"))?;
             store.write(|tx| {
                 let mut v = tx
                     .resource::<Vpc>(ResourceKind::Vpc, &id)?
                     .ok_or(ApiError::VPC_NOT_FOUND)?;
-                v.doc.status = status.clone();
+                v.doc.status = status;
                 tx.update_resource(ResourceKind::Vpc, &id, &v.doc)?;
                 Ok::<_, ApiError>(())
             })?;
@@ -324,7 +322,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 "down" => false,
                 _ => bail!("state must be up or down"),
             };
-            crate::engines::set_tunnel(&*store, &id, up)?;
+            vpnroute_app::engines::set_tunnel(&*store, &id, up)?;
             print(json!({"VpnConnectionId": id, "Tunnel": state}));
         }
     }
@@ -338,7 +336,8 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)?;
     let (spec, conns) = store.read(|tx| {
         let (desired, _) = tx.gateway_versions(&args.gateway)?;
-        let spec = crate::reconcile::gateway_spec(tx, &args.gateway, desired)?.ok_or(ApiError::GATEWAY_NOT_FOUND)?;
+        let spec =
+            vpnroute_app::reconcile::gateway_spec(tx, &args.gateway, desired)?.ok_or(ApiError::GATEWAY_NOT_FOUND)?;
         let conns: Vec<VpnConnection> = tx.children(ResourceKind::VpnConnection, &args.gateway)?;
         Ok::<_, ApiError>((spec, conns))
     })?;
@@ -346,7 +345,7 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     use vpnroute_dataplane::DataPlane;
     let sim = vpnroute_dataplane_sim::SimDataPlane::new();
     sim.apply(&spec).map_err(|e| anyhow!("{e}"))?;
-    let tunnels = crate::engines::tunnel_states(&conns);
+    let tunnels = vpnroute_app::engines::tunnel_states(&conns);
     let mut v = sim
         .explain_with_tunnels(&args.gateway, &tunnels, args.source, args.dest)
         .map_err(|e| anyhow!("{e}"))?;

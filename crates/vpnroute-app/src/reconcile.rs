@@ -153,8 +153,9 @@ fn record_applied(tx: &dyn WriteTx, claim: &Claim, version: i64) -> Result<bool,
     }
     if tx.pending_tasks(&claim.gateway_id)?.is_empty() {
         if let Some(mut gw) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, &claim.gateway_id)? {
-            if gw.doc.status == "updating" || gw.doc.status == "provisioning" {
-                gw.doc.status = "active".into();
+            let status = gw.doc.status.after_last_task();
+            if gw.doc.status != status {
+                gw.doc.status = status;
                 tx.update_resource(ResourceKind::VpnGateway, &claim.gateway_id, &gw.doc)?;
             }
         }

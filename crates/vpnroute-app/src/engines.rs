@@ -10,7 +10,7 @@ use vpnroute_domain::model::{VpnConnection, VpnGateway};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ReadTxExt, ReconcileFailure, ResourceKind, Store, WriteTxExt};
 
-use crate::app::App;
+use crate::state::App;
 
 /// The operator's tunnel states of a gateway's connections, in creation order.
 pub fn tunnel_states(connections: &[VpnConnection]) -> Vec<(String, TunnelState)> {

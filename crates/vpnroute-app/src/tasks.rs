@@ -19,7 +19,7 @@ use vpnroute_domain::model::VpnGateway;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ResourceKind, Tx, WriteTxExt};
 
-use crate::app::{now_ms, App, Ctx, OnBusy, TaskDuration};
+use crate::state::{now_ms, App, OpCtx, TaskDuration};
 
 /// What a committed write leaves to do: whether a change is due at once (its request is
 /// answered after the reconciler's next pass), whether a delayed task was enqueued (the
@@ -42,19 +42,13 @@ pub fn effective_duration(app: &App, gw: &VpnGateway) -> TaskDuration {
 }
 
 /// Refuse a change on a gateway whose previous task is still running (reject mode).
-pub fn check_busy(ctx: &Ctx<'_>, gw: &VpnGateway, busy: ApiError) -> Result<(), ApiError> {
-    if ctx.app.config.on_busy == OnBusy::Queue {
-        return Ok(());
-    }
-    if gw.status == "updating" || gw.status == "provisioning" {
-        return Err(busy);
-    }
-    Ok(())
+pub fn check_busy(ctx: &OpCtx<'_>, gw: &VpnGateway, busy: ApiError) -> Result<(), ApiError> {
+    gw.status.check_change(ctx.app.config.on_busy, busy)
 }
 
 /// Bump `gw`'s desired version with a task (inside the action's transaction, after its route
 /// writes). Updates the gateway document's status when the task is not due at once.
-pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway) -> Result<(), ApiError> {
+pub fn schedule(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway) -> Result<(), ApiError> {
     let duration = effective_duration(ctx.app, gw);
     if duration == TaskDuration::After(Duration::ZERO) {
         // Due now, behind any task still pending (changes come into force in order).
@@ -69,8 +63,10 @@ pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway) -> Result<(), A
         let mut effects = ctx.effects.borrow_mut();
         effects.due_now = true;
         effects.task_enqueued = true;
-        if gw.status != "active" && tx.pending_tasks(&gw.id)?.len() == 1 {
-            gw.status = "active".into();
+        // Not busy, unless earlier tasks still are pending.
+        let status = gw.status.after_applied_at_once();
+        if gw.status != status && tx.pending_tasks(&gw.id)?.len() == 1 {
+            gw.status = status;
             tx.update_resource(ResourceKind::VpnGateway, &gw.id, gw)?;
         }
         return Ok(());
@@ -90,9 +86,7 @@ pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway) -> Result<(), A
     };
     tx.enqueue_version(&gw.id, due, ctx.now_ms)?;
     ctx.effects.borrow_mut().task_enqueued = true;
-    if gw.status == "active" {
-        gw.status = "updating".into();
-    }
+    gw.status = gw.status.after_task_enqueued();
     tx.update_resource(ResourceKind::VpnGateway, &gw.id, gw)?;
     Ok(())
 }
@@ -113,6 +107,15 @@ pub fn after_commit(app: &App, effects: &Effects) -> bool {
     effects.due_now
 }
 
+/// [`after_commit`] for a caller that does not answer through the writer (a console, a
+/// test): a change due at once is put in force by a reconciler pass run here, before this
+/// returns.
+pub fn after_commit_here(app: &App, effects: &Effects) {
+    if after_commit(app, effects) {
+        app.reconciler.run_pass_and_callbacks(now_ms());
+    }
+}
+
 /// Make every pending task of a gateway due now (manual mode's "advance").
 pub fn advance(app: &App, gateway_id: &str) -> Result<Value, ApiError> {
     let n = app
@@ -123,7 +126,7 @@ pub fn advance(app: &App, gateway_id: &str) -> Result<Value, ApiError> {
 }
 
 /// Periodic clean-up of expired nonces and ClientTokens.
-pub async fn run_janitor(app: crate::app::SharedApp) {
+pub async fn run_janitor(app: crate::state::SharedApp) {
     loop {
         let app2 = app.clone();
         let _ = tokio::task::spawn_blocking(move || {
