@@ -111,7 +111,9 @@ pub fn gateways_status(app: &App) -> Result<Value, ApiError> {
     })
 }
 
-/// Set a connection's tunnel up or down (until a real data plane reports it).
+/// Set a connection's tunnel up or down (the operator's switch, `admin_up` of the data
+/// plane's spec): `explain` uses it at once; the gateway's desired version moves so the data
+/// plane gets it too (at once, behind any pending task).
 pub fn set_tunnel(store: &dyn Store, connection_id: &str, up: bool) -> Result<(), ApiError> {
     store.write(|tx| {
         let mut c = tx
@@ -119,6 +121,14 @@ pub fn set_tunnel(store: &dyn Store, connection_id: &str, up: bool) -> Result<()
             .ok_or(ApiError::CONNECTION_NOT_FOUND)?;
         c.doc.tunnel_up = up;
         tx.update_resource(ResourceKind::VpnConnection, connection_id, &c.doc)?;
+        if tx
+            .resource_owner(ResourceKind::VpnGateway, &c.doc.gateway_id)?
+            .is_some()
+        {
+            let now = crate::state::now_ms();
+            let due = crate::tasks::due_behind_pending(tx, &c.doc.gateway_id, now)?;
+            tx.enqueue_version(&c.doc.gateway_id, Some(due), now)?;
+        }
         Ok(())
     })
 }

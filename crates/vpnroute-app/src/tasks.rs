@@ -46,23 +46,24 @@ pub fn check_busy(ctx: &OpCtx<'_>, gw: &VpnGateway, busy: ApiError) -> Result<()
     gw.status.check_change(ctx.app.config.on_busy, busy)
 }
 
+/// The earliest due time a new task of a gateway may have: `now_ms`, but not before the
+/// gateway's pending tasks (versions come into force in order).
+pub(crate) fn due_behind_pending(tx: &Tx<'_>, gateway_id: &str, now_ms: i64) -> Result<i64, ApiError> {
+    Ok(tx
+        .pending_tasks(gateway_id)?
+        .iter()
+        .filter_map(|t| t.due_at)
+        .max()
+        .unwrap_or(now_ms)
+        .max(now_ms))
+}
+
 /// Bump `gw`'s desired version with a task (inside the action's transaction, after its route
 /// writes). Updates the gateway document's status when the task is not due at once.
 pub fn schedule(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway) -> Result<(), ApiError> {
     let duration = effective_duration(ctx.app, gw);
     if duration == TaskDuration::After(Duration::ZERO) {
-        // Due now, behind any task still pending (changes come into force in order).
-        let due = tx
-            .pending_tasks(&gw.id)?
-            .iter()
-            .filter_map(|t| t.due_at)
-            .max()
-            .unwrap_or(ctx.now_ms)
-            .max(ctx.now_ms);
-        tx.enqueue_version(&gw.id, Some(due), ctx.now_ms)?;
-        let mut effects = ctx.effects.borrow_mut();
-        effects.due_now = true;
-        effects.task_enqueued = true;
+        bump_version(ctx, tx, &gw.id)?;
         // Not busy, unless earlier tasks still are pending.
         let status = gw.status.after_applied_at_once();
         if gw.status != status && tx.pending_tasks(&gw.id)?.len() == 1 {
@@ -73,21 +74,25 @@ pub fn schedule(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway) -> Result<(),
     }
     let due = match duration {
         TaskDuration::Manual => None,
-        TaskDuration::After(d) => {
-            let start = tx
-                .pending_tasks(&gw.id)?
-                .iter()
-                .filter_map(|t| t.due_at)
-                .max()
-                .unwrap_or(ctx.now_ms)
-                .max(ctx.now_ms);
-            Some(start + d.as_millis() as i64)
-        }
+        TaskDuration::After(d) => Some(due_behind_pending(tx, &gw.id, ctx.now_ms)? + d.as_millis() as i64),
     };
     tx.enqueue_version(&gw.id, due, ctx.now_ms)?;
     ctx.effects.borrow_mut().task_enqueued = true;
     gw.status = gw.status.after_task_enqueued();
     tx.update_resource(ResourceKind::VpnGateway, &gw.id, gw)?;
+    Ok(())
+}
+
+/// Bump a gateway's desired version with a task due at once (behind any pending one) that
+/// leaves its status alone: a change of its connections, which the data plane needs (tunnel
+/// ends, subnets, IKE/IPsec settings) but which is no route task. The request is answered
+/// after the reconciler's next pass.
+pub fn bump_version(ctx: &OpCtx<'_>, tx: &Tx<'_>, gateway_id: &str) -> Result<(), ApiError> {
+    let due = due_behind_pending(tx, gateway_id, ctx.now_ms)?;
+    tx.enqueue_version(gateway_id, Some(due), ctx.now_ms)?;
+    let mut effects = ctx.effects.borrow_mut();
+    effects.due_now = true;
+    effects.task_enqueued = true;
     Ok(())
 }
 

@@ -508,6 +508,7 @@ async fn introspect_tunnel(
             _ => return Err(ApiError::invalid_parameter("state")),
         };
         vpnroute_app::engines::set_tunnel(&*app.store, &id, up)?;
+        app.reconciler.wake();
         Ok(json!({"VpnConnectionId": id, "Tunnel": q.state}))
     })
     .await

@@ -88,3 +88,47 @@ fn a_task_pending_at_sigkill_converges_after_restart_and_nothing_is_undone() {
     s.read_to_string(&mut text).unwrap();
     assert!(text.contains("vpnroute_reconcile_failures_total 0"), "{text}");
 }
+
+#[test]
+fn connection_changes_reach_the_data_plane_without_making_the_gateway_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--task-duration", "3s"]);
+    let mut c = server.client(Scheme::Acs3);
+    let (gw, _vco) = setup_gateway(&mut c, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.introspect(&format!("/_vpnroute/gateways/{gw}"))["Status"] != "active" {
+        assert!(Instant::now() < deadline, "gateway stayed busy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = server.introspect(&format!("/_vpnroute/gateways/{gw}"));
+    let r = c
+        .call(
+            "CreateCustomerGateway",
+            &[("RegionId", "cn-hangzhou"), ("IpAddress", "1.2.3.200")],
+        )
+        .unwrap();
+    let cgw = r.json()["CustomerGatewayId"].as_str().unwrap().to_string();
+    let r = c
+        .call(
+            "CreateVpnConnection",
+            &[
+                ("RegionId", "cn-hangzhou"),
+                ("VpnGatewayId", gw.as_str()),
+                ("CustomerGatewayId", cgw.as_str()),
+                ("LocalSubnet", "192.168.1.0/24"),
+                ("RemoteSubnet", "10.1.0.0/16"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // In force when the answer arrives, and no route task: the gateway never got busy.
+    let after = server.introspect(&format!("/_vpnroute/gateways/{gw}"));
+    assert_eq!(after["Status"], "active", "{after}");
+    assert_eq!(
+        after["DesiredVersion"].as_i64().unwrap(),
+        before["DesiredVersion"].as_i64().unwrap() + 1,
+        "{after}"
+    );
+    assert_eq!(after["AppliedVersion"], after["DesiredVersion"], "{after}");
+    assert_eq!(after["PendingTasks"], 0, "{after}");
+}
