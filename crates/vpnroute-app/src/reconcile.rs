@@ -169,6 +169,12 @@ impl ReconcileStore for StoreReconcile {
     }
 
     fn claim_due_many(&self, owner: &str, now_ms: i64, lease_ms: i64, max: usize) -> Result<Vec<Claim>, StoreFailure> {
+        // Most passes find nothing due (a wake-up for a delayed task, a poll): a read says so
+        // without taking the write lock the API's writes need.
+        let due = self.next_wake(now_ms)?;
+        if due.is_none_or(|t| t > now_ms) {
+            return Ok(Vec::new());
+        }
         self.store
             .write(|tx| tx.claim_due_gateways(owner, now_ms, lease_ms, max))
             .map(|claims| claims.into_iter().map(to_claim).collect())
