@@ -169,7 +169,8 @@ impl<'a> OpCtx<'a> {
     }
 
     /// The effects collected so far, leaving none behind (the caller runs them after commit
-    /// with [`crate::tasks::after_commit`]).
+    /// with [`crate::tasks::after_commit`], or [`crate::tasks::after_commit_here`] outside the
+    /// writer).
     pub fn take_effects(&self) -> crate::tasks::Effects {
         std::mem::take(&mut *self.effects.borrow_mut())
     }

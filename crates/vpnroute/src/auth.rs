@@ -18,6 +18,16 @@ pub const WINDOW_MS: i64 = 15 * 60 * 1000;
 pub struct Caller {
     pub account_id: String,
     pub access_key_id: String,
+    /// The request's own time (`Timestamp` / `x-acs-date`), epoch ms.
+    pub signed_at_ms: i64,
+}
+
+impl Caller {
+    /// Until when the request's nonce must be refused: as long as its timestamp is still
+    /// accepted (timestamp + window), and at least the window after it was seen.
+    pub fn nonce_keep_until(&self, now_ms: i64) -> i64 {
+        now_ms.max(self.signed_at_ms).saturating_add(WINDOW_MS)
+    }
 }
 
 fn wire_err(e: vpnroute_wire::WireError) -> ApiError {
@@ -92,7 +102,20 @@ pub fn authenticate(
     Ok(Caller {
         account_id: key.account_id,
         access_key_id: key.id,
+        signed_at_ms: ts,
     })
+}
+
+/// `Ok` if the caller's key still exists and is Active in `tx` (a write authenticated
+/// before it was queued re-checks this in its own transaction).
+pub fn still_active(tx: &dyn vpnroute_store::ReadTx, caller: &Caller) -> Result<(), ApiError> {
+    let key = tx
+        .access_key(&caller.access_key_id)?
+        .ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
+    if key.status != KeyStatus::Active.as_str() {
+        return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -106,5 +129,19 @@ mod tests {
             parse_timestamp("2024-05-10 08:00").unwrap_err().code,
             "InvalidTimeStamp.Format"
         );
+    }
+
+    #[test]
+    fn a_future_timestamp_keeps_its_nonce_longer() {
+        let caller = |signed_at_ms| Caller {
+            account_id: "a".into(),
+            access_key_id: "k".into(),
+            signed_at_ms,
+        };
+        let now = 1_000_000_000;
+        assert_eq!(caller(now).nonce_keep_until(now), now + WINDOW_MS);
+        assert_eq!(caller(now - 60_000).nonce_keep_until(now), now + WINDOW_MS);
+        let future = now + 14 * 60_000 + 30_000;
+        assert_eq!(caller(future).nonce_keep_until(now), future + WINDOW_MS);
     }
 }

@@ -15,6 +15,8 @@ mod admin;
 mod auth;
 mod cli;
 mod http;
+mod limits;
+mod operator;
 
 use clap::Parser;
 

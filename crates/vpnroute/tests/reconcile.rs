@@ -81,11 +81,9 @@ fn a_task_pending_at_sigkill_converges_after_restart_and_nothing_is_undone() {
     assert_eq!(chosen_hop(&server, &gw, "10.0.0.5").as_deref(), Some(vco.as_str()));
     assert_eq!(chosen_hop(&server, &gw, "10.0.1.5").as_deref(), Some(vco.as_str()));
 
-    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
-    use std::io::{Read, Write};
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    let text = server
+        .operator_request("GET", "/metrics", Some(common::OPERATOR_TOKEN))
+        .body;
     assert!(text.contains("vpnroute_reconcile_failures_total 0"), "{text}");
 }
 
