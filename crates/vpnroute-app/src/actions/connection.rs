@@ -396,8 +396,9 @@ fn create_vpn_connection(
         &gw.id,
         &conn,
     )?;
-    // Asynchronous, as Alibaba documents: the gateway configures the tunnel.
-    crate::tasks::schedule(ctx, tx, &mut gw, vec![])?;
+    // Asynchronous, as Alibaba documents: the gateway configures the tunnel (its version
+    // moves, so the data plane gets the connection).
+    crate::tasks::schedule(ctx, tx, &mut gw)?;
     Ok(CreatedConnection {
         vpn_connection_id: conn.id,
         name: conn.name,
@@ -704,6 +705,9 @@ fn delete_vpn_connection(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: DeleteVpnConnectio
     }
     check_dry_run(&input.dry_run)?;
     tx.delete_resource(ResourceKind::VpnConnection, &c.id)?;
+    if tx.resource_owner(ResourceKind::VpnGateway, &c.gateway_id)?.is_some() {
+        crate::tasks::bump_version(ctx, tx, &c.gateway_id)?;
+    }
     Ok(Done {})
 }
 
@@ -889,7 +893,7 @@ fn modify_vpn_connection_attribute(
         tx.update_resource(ResourceKind::VpnConnection, &next.id, &next)?;
     }
     if in_force {
-        crate::tasks::schedule(ctx, tx, &mut gw, vec![])?;
+        crate::tasks::schedule(ctx, tx, &mut gw)?;
     }
     Ok(ModifiedConnection {
         connection: next,

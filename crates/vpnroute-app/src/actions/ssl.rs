@@ -216,7 +216,7 @@ fn create_ssl_vpn_server(
         &server,
     )?;
     // Asynchronous, as Alibaba documents: the gateway configures the server.
-    crate::tasks::schedule(ctx, tx, &mut gw, vec![])?;
+    crate::tasks::schedule(ctx, tx, &mut gw)?;
     Ok(CreatedSslVpnServer {
         ssl_vpn_server_id: server.id,
         name: server.name,
@@ -479,7 +479,7 @@ fn modify_ssl_vpn_server(
         tx.update_resource(ResourceKind::SslVpnServer, &next.id, &next)?;
     }
     if in_force {
-        crate::tasks::schedule(ctx, tx, &mut gw, vec![])?;
+        crate::tasks::schedule(ctx, tx, &mut gw)?;
     }
     Ok(ModifiedSslVpnServer(next, gw))
 }
