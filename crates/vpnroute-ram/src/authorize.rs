@@ -42,7 +42,7 @@ impl Outcome {
 }
 
 /// RAM's `PolicyType` of a stored policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub enum PolicyKind {
     System,
     Custom,

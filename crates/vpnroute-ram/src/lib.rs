@@ -10,9 +10,13 @@
 pub mod authorize;
 pub mod condition;
 pub mod context;
+pub mod directory;
+pub mod errors;
 pub mod policy;
 pub mod principal;
+pub mod ram_api;
 pub mod sts;
+pub mod sts_api;
 pub mod system;
 pub mod token;
 pub mod wildcard;
