@@ -12,6 +12,7 @@ pub mod condition;
 pub mod context;
 pub mod directory;
 pub mod errors;
+pub mod identity;
 pub mod policy;
 pub mod principal;
 pub mod ram_api;

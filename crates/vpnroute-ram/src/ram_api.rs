@@ -29,6 +29,15 @@ impl<S: std::hash::BuildHasher> Params for std::collections::HashMap<String, Str
     }
 }
 
+/// Alibaba parameters in wire order; the first non-empty occurrence wins (as for VPC calls).
+impl Params for [(String, String)] {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 impl Params for std::collections::BTreeMap<String, String> {
     fn get(&self, name: &str) -> Option<&str> {
         std::collections::BTreeMap::get(self, name).map(String::as_str)
