@@ -567,3 +567,180 @@ def test_legacy_sdk_as_a_ram_user(root, stack):
                                     "UserName": user.user_name})
     body = json.loads(AcsClient(user.ak, user.sk, REGION).do_action_with_exception(req))
     assert "VpnGateways" in body
+
+
+# --------------------------------------------------------------------------- every VPC action
+
+
+class TableEnv:
+    """Resources (made by root) that each action's allowed call works on."""
+
+    def __init__(self, root: Identity, account: str):
+        self.root = root
+        self.acct = account
+        self.c = vpc_client(root)
+        self.st = build_stack(self.c)
+        self.n = 0
+
+    def arn(self, kind: str, rid: str) -> str:
+        return f"acs:vpc:{REGION}:{self.acct}:{kind}/{rid}"
+
+    def next_cidr(self) -> str:
+        self.n += 1
+        return f"10.{100 + self.n // 250}.{self.n % 250}.0/24"
+
+    def next_ip(self) -> str:
+        self.n += 1
+        return f"9.9.{self.n // 250}.{self.n % 250 + 1}"
+
+    def fresh_vpc(self) -> str:
+        st = Stack()
+        create_vpc(self.c, st)
+        return st.vpc_id
+
+    def fresh_gateway(self) -> str:
+        st = Stack(vpc_id=self.st.vpc_id)
+        create_gateway(self.c, st)
+        return st.gateway_id
+
+    def fresh_cgw(self) -> str:
+        st = Stack()
+        create_customer_gateway(self.c, st, ip=self.next_ip())
+        return st.cgw_id
+
+    def fresh_connection(self) -> str:
+        body = call_retrying(self.c, "CreateVpnConnection", {
+            "RegionId": REGION, "VpnGatewayId": self.st.gateway_id, "CustomerGatewayId": self.fresh_cgw(),
+            "LocalSubnet": "192.168.0.0/24", "RemoteSubnet": self.next_cidr()})
+        wait_gateway_active(self.c, self.st.gateway_id)
+        return body["VpnConnectionId"]
+
+    def gw(self) -> Dict[str, Any]:
+        return {"RegionId": REGION, "VpnGatewayId": self.st.gateway_id}
+
+    def dbr(self, weight: int = 0) -> Dict[str, Any]:
+        q = dict(self.gw(), RouteDest=self.next_cidr(), NextHop=self.st.connection_id)
+        call_retrying(self.c, "CreateVpnRouteEntry", dict(q, Weight=weight, PublishVpc=False))
+        wait_gateway_active(self.c, self.st.gateway_id)
+        return q
+
+    def pbr(self, weight: int = 0) -> Dict[str, Any]:
+        q = dict(self.gw(), RouteSource="192.168.9.0/24", RouteDest=self.next_cidr(), NextHop=self.st.connection_id)
+        call_retrying(self.c, "CreateVpnPbrRouteEntry", dict(q, Weight=weight, PublishVpc=False, Priority=10))
+        wait_gateway_active(self.c, self.st.gateway_id)
+        return q
+
+    def vpc_entry(self) -> Dict[str, Any]:
+        q = {"RegionId": REGION, "RouteTableId": self.st.route_table_id, "DestinationCidrBlock": self.next_cidr()}
+        self.c.call("CreateRouteEntry", dict(q, NextHopType="VpnGateway", NextHopId=self.st.gateway_id))
+        return q
+
+    def ssl_server(self) -> str:
+        gw = self.fresh_gateway()
+        body = call_retrying(self.c, "CreateSslVpnServer", {"RegionId": REGION, "VpnGatewayId": gw,
+                                                              "LocalSubnet": "192.168.0.0/24",
+                                                              "ClientIpPool": "10.240.0.0/24"})
+        wait_gateway_active(self.c, gw)
+        return body["SslVpnServerId"]
+
+
+def _r(kind: str, key: Optional[str] = None):
+    """Resources: `kind/<params[key]>`, or `kind/*`."""
+    return lambda env, p: [env.arn(kind, p[key] if key else "*")]
+
+
+# Action -> (params built on the env, the ARNs Alibaba's table names for them)
+VPC_ACTIONS: Dict[str, Any] = {
+    "DescribeRegions": (lambda env: {}, lambda env, p: ["*"]),
+    "CreateVpc": (lambda env: {"RegionId": REGION, "CidrBlock": "172.16.0.0/16"}, _r("vpc")),
+    "DescribeVpcs": (lambda env: {"RegionId": REGION}, _r("vpc")),
+    "DeleteVpc": (lambda env: {"RegionId": REGION, "VpcId": env.fresh_vpc()}, _r("vpc", "VpcId")),
+    "DescribeRouteTableList": (lambda env: {"RegionId": REGION, "VpcId": env.st.vpc_id}, _r("routetable")),
+    "DescribeRouteEntryList": (lambda env: {"RegionId": REGION, "RouteTableId": env.st.route_table_id},
+                               _r("routetable", "RouteTableId")),
+    "CreateRouteEntry": (lambda env: {"RegionId": REGION, "RouteTableId": env.st.route_table_id,
+                                      "DestinationCidrBlock": env.next_cidr(), "NextHopType": "VpnGateway",
+                                      "NextHopId": env.st.gateway_id}, _r("routetable", "RouteTableId")),
+    "DeleteRouteEntry": (lambda env: env.vpc_entry(), _r("routetable", "RouteTableId")),
+    "CreateVpnGateway": (lambda env: {"RegionId": REGION, "VpcId": env.st.vpc_id, "Bandwidth": 10}, _r("vpngateway")),
+    "DescribeVpnGateway": (lambda env: env.gw(), _r("vpngateway", "VpnGatewayId")),
+    "DescribeVpnGateways": (lambda env: {"RegionId": REGION, "VpcId": env.st.vpc_id}, _r("vpngateway")),
+    "DeleteVpnGateway": (lambda env: {"RegionId": REGION, "VpnGatewayId": env.fresh_gateway()},
+                         _r("vpngateway", "VpnGatewayId")),
+    "CreateCustomerGateway": (lambda env: {"RegionId": REGION, "IpAddress": env.next_ip()}, _r("customergateway")),
+    "DescribeCustomerGateway": (lambda env: {"RegionId": REGION, "CustomerGatewayId": env.st.cgw_id},
+                                _r("customergateway", "CustomerGatewayId")),
+    "DescribeCustomerGateways": (lambda env: {"RegionId": REGION}, _r("customergateway")),
+    "DeleteCustomerGateway": (lambda env: {"RegionId": REGION, "CustomerGatewayId": env.fresh_cgw()},
+                              _r("customergateway", "CustomerGatewayId")),
+    "CreateVpnConnection": (lambda env: dict(env.gw(), CustomerGatewayId=env.fresh_cgw(), LocalSubnet="192.168.0.0/24",
+                                             RemoteSubnet=env.next_cidr()), _r("vpnconnection")),
+    "DescribeVpnConnection": (lambda env: {"RegionId": REGION, "VpnConnectionId": env.st.connection_id},
+                              _r("vpnconnection", "VpnConnectionId")),
+    "DescribeVpnConnections": (lambda env: {"RegionId": REGION}, _r("vpnconnection")),
+    "DeleteVpnConnection": (lambda env: {"RegionId": REGION, "VpnConnectionId": env.fresh_connection()},
+                            _r("vpnconnection", "VpnConnectionId")),
+    "CreateSslVpnServer": (lambda env: {"RegionId": REGION, "VpnGatewayId": env.fresh_gateway(),
+                                        "LocalSubnet": "192.168.0.0/24", "ClientIpPool": "10.241.0.0/24"},
+                           lambda env, p: [env.arn("sslvpnserver", "*"), env.arn("vpngateway", p["VpnGatewayId"])]),
+    "DescribeSslVpnServers": (lambda env: {"RegionId": REGION}, _r("sslvpnserver")),
+    "DeleteSslVpnServer": (lambda env: {"RegionId": REGION, "SslVpnServerId": env.ssl_server()},
+                           _r("sslvpnserver", "SslVpnServerId")),
+    "CreateVpnRouteEntry": (lambda env: dict(env.gw(), RouteDest=env.next_cidr(), NextHop=env.st.connection_id,
+                                             Weight=0, PublishVpc=False), _r("vpngateway", "VpnGatewayId")),
+    "DeleteVpnRouteEntry": (lambda env: dict(env.dbr(), Weight=0), _r("vpngateway", "VpnGatewayId")),
+    "DescribeVpnRouteEntries": (lambda env: env.gw(), _r("vpngateway", "VpnGatewayId")),
+    "ModifyVpnRouteEntryWeight": (lambda env: dict(env.dbr(), Weight=0, NewWeight=100),
+                                  _r("vpngateway", "VpnGatewayId")),
+    "PublishVpnRouteEntry": (lambda env: dict(env.dbr(), RouteType="dbr", PublishVpc=True),
+                             _r("vpngateway", "VpnGatewayId")),
+    "CreateVpnPbrRouteEntry": (lambda env: dict(env.gw(), RouteSource="192.168.8.0/24", RouteDest=env.next_cidr(),
+                                                NextHop=env.st.connection_id, Weight=0, PublishVpc=False),
+                               _r("vpngateway", "VpnGatewayId")),
+    "DeleteVpnPbrRouteEntry": (lambda env: dict(env.pbr(), Weight=0), _r("vpngateway", "VpnGatewayId")),
+    "DescribeVpnPbrRouteEntries": (lambda env: env.gw(), _r("vpngateway", "VpnGatewayId")),
+    "ModifyVpnPbrRouteEntryWeight": (lambda env: dict(env.pbr(), Weight=0, NewWeight=100),
+                                     _r("vpngateway", "VpnGatewayId")),
+    "ModifyVpnPbrRouteEntryPriority": (lambda env: dict(env.pbr(), Weight=0, Priority=10, NewPriority=5),
+                                       _r("vpngateway", "VpnGatewayId")),
+    "ModifyVpnPbrRouteEntryAttribute": (lambda env: dict(env.pbr(), Weight=0, Priority=10, NewWeight=100),
+                                        _r("vpngateway", "VpnGatewayId")),
+}
+
+
+@pytest.fixture(scope="module")
+def table_env(root, root_account) -> TableEnv:
+    return TableEnv(root, root_account)
+
+
+def test_every_served_action_is_in_the_table(server):
+    import requests
+
+    served = requests.get(f"{server.url}/_vpnroute/operations", timeout=10).json()["Operations"]
+    assert {o["Action"] for o in served} == set(VPC_ACTIONS)
+    assert all(o["RamAction"] == f"vpc:{o['Action']}" for o in served)
+
+
+@pytest.mark.parametrize("action", sorted(VPC_ACTIONS))
+def test_every_vpc_action_allowed_and_denied(action, root, table_env):
+    make_params, resources = VPC_ACTIONS[action]
+    params = make_params(table_env)
+    arns = resources(table_env, params)
+    # Denied: everything but this action.
+    others = new_user(root)
+    custom_policy(root, doc({"Effect": "Allow", "NotAction": f"vpc:{action}", "Resource": "*"}), user=others.user_name)
+    e = denied(lambda: others.vpc(action, params))
+    assert e.raw["access_denied_detail"]["AuthAction"] == f"vpc:{action}"
+    # A grant on other resources of the same type does not help (where resources are named).
+    if arns != ["*"]:
+        wrong = new_user(root)
+        custom_policy(root, doc(allow(f"vpc:{action}", [a[:a.rindex("/") + 1] + "nope" for a in arns])),
+                      user=wrong.user_name)
+        denied(lambda: wrong.vpc(action, params))
+    # Allowed: exactly this action on exactly the ARNs of Alibaba's table.
+    only = new_user(root)
+    custom_policy(root, doc(allow(f"vpc:{action}", arns)), user=only.user_name)
+    body = call_retrying(only.api("vpc"), action, params)
+    assert body.get("RequestId"), body
+    if action.startswith(("Create", "Delete", "Modify", "Publish")) and "VpnGatewayId" in params:
+        wait_gateway_active(table_env.c, params["VpnGatewayId"]) if action != "DeleteVpnGateway" else None
