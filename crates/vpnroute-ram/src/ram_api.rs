@@ -355,6 +355,10 @@ pub fn permission(call: &Call) -> Result<(String, Vec<String>), ApiError> {
     Ok((format!("ram:{}", call.action), resources))
 }
 
+fn unknown_action(action: &str) -> ApiError {
+    ApiError::new("InvalidAction.NotFound", format!("Specified api {action} is not found."), 404)
+}
+
 fn date(t: i64) -> Value {
     let t = time::OffsetDateTime::from_unix_timestamp(t).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     Value::String(format_iso8601(t))
@@ -677,7 +681,7 @@ pub fn handle(call: &Call, dir: &mut Directory, keys: &mut dyn UserKeys) -> Resu
                 "Roles": {"Role": roles.iter().map(|(r, t)| json!({"RoleId": r.id, "RoleName": r.name, "Arn": role_arn(&account, &r.name), "Description": r.description, "AttachDate": date(*t)})).collect::<Vec<_>>()},
             })
         }
-        _ => return permission(call).map(|_| empty()),
+        other => return Err(unknown_action(other)),
     })
 }
 
@@ -1201,6 +1205,15 @@ mod tests {
                 ("PolicyType", "Custom"),
             ];
             assert!(perm(action, &all).is_ok(), "{action}");
+        }
+        // Every served action has a handler: with an empty directory it fails on the missing
+        // entity (or succeeds), never as an unknown action.
+        let mut w = World::new();
+        for action in ACTIONS {
+            let all = [("UserName", "u"), ("GroupName", "g"), ("RoleName", "r"), ("PolicyName", "p"), ("PolicyType", "Custom")];
+            if let Err(e) = w.call(action, &all) {
+                assert_ne!(e.code, "InvalidAction.NotFound", "{action}");
+            }
         }
         assert!(!mutates("GetUser") && !mutates("ListUsers") && mutates("CreateUser") && mutates("AttachPolicyToUser"));
         assert!(is_action("CreateUser") && !is_action("AssumeRole"));
