@@ -332,20 +332,11 @@ mod tests {
     }
 
     fn user() -> Principal {
-        Principal::User {
-            account_id: "100".into(),
-            user_id: "2001".into(),
-            user_name: "alice".into(),
-        }
+        crate::testkit::alice()
     }
 
     fn session() -> Principal {
-        Principal::AssumedRole {
-            account_id: "100".into(),
-            role_id: "3001".into(),
-            role_name: "Ops".into(),
-            session_name: "ci".into(),
-        }
+        crate::testkit::session_of("Ops")
     }
 
     fn policy(name: &str, kind: PolicyKind, doc: serde_json::Value) -> AttachedPolicy {

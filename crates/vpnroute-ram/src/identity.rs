@@ -124,7 +124,7 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::{Limits, RoleFields, Target, UserFields};
+    use crate::directory::{Limits, RoleFields, Target};
     use crate::sts_api::session;
     use crate::token::SessionClaims;
     use crate::PolicyKind;
@@ -140,18 +140,7 @@ mod tests {
     fn users_sessions_and_root() {
         let mut d = Directory::default();
         let l = Limits::default();
-        let id = d
-            .create_user(
-                UserFields {
-                    name: Some("alice".into()),
-                    ..Default::default()
-                },
-                1,
-                &l,
-            )
-            .unwrap()
-            .id
-            .clone();
+        let id = crate::testkit::add_user(&mut d, "alice");
         let alice = Identity::user("100", &id, &d).unwrap();
         let res = vec![GW.to_string()];
         let denial = alice

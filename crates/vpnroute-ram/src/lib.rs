@@ -19,6 +19,8 @@ pub mod ram_api;
 pub mod sts;
 pub mod sts_api;
 pub mod system;
+#[cfg(test)]
+mod testkit;
 pub mod token;
 pub mod wildcard;
 

@@ -356,7 +356,11 @@ pub fn permission(call: &Call) -> Result<(String, Vec<String>), ApiError> {
 }
 
 fn unknown_action(action: &str) -> ApiError {
-    ApiError::new("InvalidAction.NotFound", format!("Specified api {action} is not found."), 404)
+    ApiError::new(
+        "InvalidAction.NotFound",
+        format!("Specified api {action} is not found."),
+        404,
+    )
 }
 
 fn date(t: i64) -> Value {
@@ -1210,7 +1214,13 @@ mod tests {
         // entity (or succeeds), never as an unknown action.
         let mut w = World::new();
         for action in ACTIONS {
-            let all = [("UserName", "u"), ("GroupName", "g"), ("RoleName", "r"), ("PolicyName", "p"), ("PolicyType", "Custom")];
+            let all = [
+                ("UserName", "u"),
+                ("GroupName", "g"),
+                ("RoleName", "r"),
+                ("PolicyName", "p"),
+                ("PolicyType", "Custom"),
+            ];
             if let Err(e) = w.call(action, &all) {
                 assert_ne!(e.code, "InvalidAction.NotFound", "{action}");
             }

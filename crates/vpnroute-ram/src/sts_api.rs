@@ -168,7 +168,7 @@ pub fn session(claims: &SessionClaims, role_directory: &Directory) -> Result<Ses
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::{Limits, RoleFields, Target, UserFields};
+    use crate::directory::{Limits, RoleFields, Target};
     use crate::PolicyKind;
     use std::collections::BTreeMap;
     use time::macros::datetime;
@@ -179,18 +179,7 @@ mod tests {
     fn setup() -> (Directory, Principal) {
         let mut d = Directory::default();
         let l = Limits::default();
-        let u = d
-            .create_user(
-                UserFields {
-                    name: Some("alice".into()),
-                    ..Default::default()
-                },
-                1,
-                &l,
-            )
-            .unwrap()
-            .id
-            .clone();
+        let u = crate::testkit::add_user(&mut d, "alice");
         d.create_role(
             "Ops".into(),
             RoleFields {
