@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
-from clients import PY_LEGACY, PY_TEA_V2, PY_TEA_V3, ApiError, SdkFailure
+from clients import NODE_TEA_V2, NODE_TEA_V3, PY_TEA_V2, PY_TEA_V3, ApiError, SdkFailure
 from helpers import REGION, assert_api_error, build_stack, call_retrying, create_customer_gateway, create_gateway, \
     create_vpc, expect_error, Stack, wait_gateway_active
 
@@ -118,6 +118,38 @@ class Identity:
 
     def signed_v2(self) -> "Identity":
         return Identity(self.server, self.ak, self.sk, self.token, v2=True)
+
+
+class NodeTea:
+    """The Node Tea clients (@alicloud/vpc20160428, ram20150501, sts20150401) through the
+    driver, with the interface of :class:`Tea`."""
+
+    def __init__(self, driver, product: str, endpoint: str, ak: str, sk: str, token: Optional[str], v2: bool):
+        self.driver, self.product = driver, product
+        self.variant = NODE_TEA_V2 if v2 else NODE_TEA_V3
+        self.endpoint, self.ak, self.sk, self.token = endpoint, ak, sk, token
+
+    def call(self, action: str, params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        msg = self.driver.request({"variant": self.variant, "endpoint": self.endpoint, "ak": self.ak, "sk": self.sk,
+                                   "action": action, "params": dict(params or {}), "product": self.product,
+                                   "token": self.token})
+        if msg.get("ok"):
+            return msg.get("body") or {}
+        if msg.get("kind") == "api":
+            raise ApiError(code=msg.get("code"), message=msg.get("message"), http_status=msg.get("status"),
+                           request_id=msg.get("request_id"),
+                           raw={"variant": self.variant, "data": msg.get("data"),
+                                "access_denied_detail": msg.get("access_denied_detail")})
+        raise SdkFailure(self.variant, str(msg.get("name")), str(msg.get("message")), msg.get("stack"))
+
+
+class NodeIdentity(Identity):
+    def __init__(self, driver, server, ak: str, sk: str, token: Optional[str] = None, v2: bool = False):
+        super().__init__(server, ak, sk, token, v2)
+        self.driver = driver
+
+    def api(self, product: str) -> NodeTea:  # type: ignore[override]
+        return NodeTea(self.driver, product, self.server.endpoint, self.ak, self.sk, self.token, self.v2)
 
 
 def vpc_client(identity: Identity):
@@ -744,3 +776,29 @@ def test_every_vpc_action_allowed_and_denied(action, root, table_env):
     assert body.get("RequestId"), body
     if action.startswith(("Create", "Delete", "Modify", "Publish")) and "VpnGatewayId" in params:
         wait_gateway_active(table_env.c, params["VpnGatewayId"]) if action != "DeleteVpnGateway" else None
+
+
+# --------------------------------------------------------------------------- Node SDKs
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["acs3", "v1"])
+def test_node_sdks_manage_users_and_assume_roles(server, node_driver, root_account, stack, ops_role, v2):
+    root = NodeIdentity(node_driver, server, server.root_ak, server.root_sk, v2=v2)
+    name = uniq("node")
+    assert root.ram("CreateUser", {"UserName": name})["User"]["UserName"] == name
+    assert_api_error(expect_error(lambda: root.ram("CreateUser", {"UserName": name})), 409, "EntityAlreadyExists.User")
+    root.ram("AttachPolicyToUser", {"PolicyType": "System", "PolicyName": "AliyunSTSAssumeRoleAccess", "UserName": name})
+    key = root.ram("CreateAccessKey", {"UserName": name})["AccessKey"]
+    user = NodeIdentity(node_driver, server, key["AccessKeyId"], key["AccessKeySecret"], v2=v2)
+    e = denied(lambda: gateways(user, stack))
+    assert e.raw["access_denied_detail"]["AuthAction"] == "vpc:DescribeVpnGateways"
+    assert e.raw["access_denied_detail"]["NoPermissionType"] == "ImplicitDeny"
+    creds = user.sts("AssumeRole", {"RoleArn": ops_role["arn"], "RoleSessionName": "node",
+                                    "Policy": doc(allow("vpc:DescribeVpnGateways"))})["Credentials"]
+    session = NodeIdentity(node_driver, server, creds["AccessKeyId"], creds["AccessKeySecret"], creds["SecurityToken"],
+                           v2=v2)
+    assert session.sts("GetCallerIdentity")["IdentityType"] == "AssumedRoleUser"
+    assert gateways(session, stack)["VpnGateways"]["VpnGateway"]
+    e = denied(lambda: session.vpc("DescribeVpnGateway", {"RegionId": REGION, "VpnGatewayId": stack.gateway_id}),
+               code="Forbidden")
+    assert e.raw["access_denied_detail"]["PolicyType"] == "SessionPolicy"
