@@ -41,6 +41,12 @@ impl Denial {
     pub fn detail_json(&self) -> Value {
         serde_json::to_value(&self.detail).expect("the detail serialises")
     }
+
+    /// The 403 to answer: Alibaba's code and message with the `AccessDeniedDetail`.
+    pub fn into_api_error(self) -> ApiError {
+        let detail = self.detail_json();
+        self.error.with_access_denied_detail(detail)
+    }
 }
 
 impl Identity {
@@ -148,6 +154,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(denial.error.code, "Forbbiden.SubUser");
         assert_eq!(denial.detail_json()["AuthPrincipalDisplayName"], id.as_str());
+        let e = denial.into_api_error();
+        assert_eq!(
+            (e.status, e.access_denied_detail.unwrap()["AuthAction"].as_str()),
+            (403, Some("vpc:DescribeVpnGateway"))
+        );
         let denial = alice
             .check(Service::Ram, "ram:ListUsers", &["acs:ram:*:100:user/*".into()], &ctx())
             .unwrap_err();
