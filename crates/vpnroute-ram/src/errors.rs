@@ -232,11 +232,7 @@ pub fn forbidden_sub_user() -> ApiError {
 
 /// VPC's plain denial.
 pub fn forbidden() -> ApiError {
-    ApiError::new_static(
-        "Forbidden",
-        "User not authorized to operate on the specified resource.",
-        403,
-    )
+    ApiError::FORBIDDEN
 }
 
 #[cfg(test)]
