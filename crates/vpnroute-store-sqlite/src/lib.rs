@@ -474,6 +474,7 @@ mod tests {
             secret: "s".into(),
             status: "Active".into(),
             created_at: 1,
+            ram_user_id: None,
         }
     }
 

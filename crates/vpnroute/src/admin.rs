@@ -148,12 +148,13 @@ pub fn ensure_root_account(store: &dyn Store, announce: bool) -> anyhow::Result<
                         secret: secret.clone(),
                         status: "Active".into(),
                         created_at: now,
+                        ram_user_id: None,
                     })?;
                 }
                 Ok::<_, ApiError>(None)
             }
             _ => {
-                if tx.access_keys()?.iter().any(|k| k.account_id == root.id) {
+                if tx.access_keys()?.iter().any(|k| k.account_id == root.id && k.ram_user_id.is_none()) {
                     return Ok(None);
                 }
                 let k = AccessKey {
@@ -162,6 +163,7 @@ pub fn ensure_root_account(store: &dyn Store, announce: bool) -> anyhow::Result<
                     secret: new_secret(30),
                     status: "Active".into(),
                     created_at: now,
+                    ram_user_id: None,
                 };
                 tx.insert_access_key(&k)?;
                 Ok(Some(k))
@@ -238,6 +240,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 secret: new_secret(30),
                 status: "Active".into(),
                 created_at: now,
+                ram_user_id: None,
             };
             store.write(|tx| tx.insert_access_key(&k).map_err(ApiError::from))?;
             print(json!({"AccessKeyId": k.id, "AccessKeySecret": k.secret, "AccountId": acct.id}));
