@@ -30,9 +30,13 @@ impl<S: std::hash::BuildHasher> Params for std::collections::HashMap<String, Str
 }
 
 /// Alibaba parameters in wire order; the first non-empty occurrence wins (as for VPC calls).
-impl Params for [(String, String)] {
+#[derive(Debug, Clone, Copy)]
+pub struct WireParams<'a>(pub &'a [(String, String)]);
+
+impl Params for WireParams<'_> {
     fn get(&self, name: &str) -> Option<&str> {
-        self.iter()
+        self.0
+            .iter()
             .find(|(k, v)| k == name && !v.is_empty())
             .map(|(_, v)| v.as_str())
     }

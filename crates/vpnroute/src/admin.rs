@@ -16,6 +16,8 @@ use vpnroute_store::{AccessKey, Account, Durability, ReadTxExt, ResourceKind, St
 
 use crate::app::{now_ms, TaskDuration};
 use crate::cli::ExplainArgs;
+use crate::ram_store::{self, RamTx};
+use vpnroute_ram::ram_api::WireParams;
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
@@ -42,6 +44,42 @@ pub enum AdminCommand {
     /// IPsec connection tunnel state (what the route engine sees as up/down).
     #[command(subcommand)]
     Connection(ConnectionCommand),
+    /// Run a RAM API action (2015-05-01) as the account itself, e.g.
+    /// `ram --account team-a CreateUser UserName=ci`: same parameters, rules and errors as the
+    /// RAM API; prints its answer.
+    Ram {
+        /// Account id or name.
+        #[arg(long)]
+        account: String,
+        /// RAM action: CreateUser, CreateAccessKey, CreatePolicy, AttachPolicyToUser, …
+        action: String,
+        /// Parameters as `Name=Value`.
+        params: Vec<String>,
+    },
+    /// STS sessions.
+    #[command(subcommand)]
+    Sts(StsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StsCommand {
+    /// Issue credentials for a session of a role directly (no caller, no trust check, any
+    /// duration): for operators and tests.
+    Assume {
+        /// Account id or name (the role's).
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "admin")]
+        session: String,
+        /// `1h`, `900s`, …
+        #[arg(long, default_value = "1h")]
+        duration: humantime::Duration,
+        /// Inline session policy (JSON).
+        #[arg(long)]
+        policy: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,7 +192,11 @@ pub fn ensure_root_account(store: &dyn Store, announce: bool) -> anyhow::Result<
                 Ok::<_, ApiError>(None)
             }
             _ => {
-                if tx.access_keys()?.iter().any(|k| k.account_id == root.id && k.ram_user_id.is_none()) {
+                if tx
+                    .access_keys()?
+                    .iter()
+                    .any(|k| k.account_id == root.id && k.ram_user_id.is_none())
+                {
                     return Ok(None);
                 }
                 let k = AccessKey {
@@ -205,6 +247,28 @@ fn with_gateway(
     Ok(gw)
 }
 
+/// `Name=Value` arguments as wire-order parameters.
+fn parse_params(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow!("parameter {a:?} is not Name=Value"))
+        })
+        .collect()
+}
+
+fn account_of(store: &dyn Store, account: &str) -> anyhow::Result<Account> {
+    store
+        .read(|tx| tx.account(account).map_err(ApiError::from))?
+        .ok_or_else(|| anyhow!("no account {account}"))
+}
+
+/// An API error as the command's failure.
+fn api_failure(e: ApiError) -> anyhow::Error {
+    anyhow!("{} ({}): {}", e.code, e.status, e.message)
+}
+
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     let store: std::sync::Arc<dyn Store> =
         vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)
@@ -212,6 +276,67 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     ensure_root_account(&*store, true)?;
     let now = now_ms();
     match args.command {
+        AdminCommand::Ram {
+            account,
+            action,
+            params,
+        } => {
+            let acct = account_of(&*store, &account)?;
+            let params = parse_params(&params)?;
+            if !vpnroute_ram::ram_api::is_action(&action) {
+                bail!("unknown RAM action {action}");
+            }
+            let identity = vpnroute_ram::identity::Identity::root(&acct.id);
+            let ctx = vpnroute_ram::RequestContext::at(time::OffsetDateTime::now_utc());
+            let run = |tx: RamTx<'_>| ram_store::ram_call(tx, &identity, &action, &WireParams(&params), now, &ctx);
+            let body = if vpnroute_ram::ram_api::mutates(&action) {
+                store.write(|tx| run(RamTx::Write(tx)))
+            } else {
+                store.read(|tx| run(RamTx::Read(tx)))
+            }
+            .map_err(api_failure)?;
+            print(body);
+        }
+        AdminCommand::Sts(StsCommand::Assume {
+            account,
+            role,
+            session,
+            duration,
+            policy,
+        }) => {
+            let acct = account_of(&*store, &account)?;
+            let directory = store.read(|tx| ram_store::load_directory(tx, &acct.id))?;
+            let role = directory.role(&role).map_err(api_failure)?;
+            if let Some(p) = &policy {
+                vpnroute_ram::PolicyDocument::parse(p).map_err(|e| anyhow!("policy: {e}"))?;
+            }
+            let key = ram_store::sts_key(&args.data_dir)?;
+            let seconds = u32::try_from(duration.as_secs()).unwrap_or(u32::MAX).max(1);
+            let (creds, _) = vpnroute_ram::token::issue(
+                &key,
+                vpnroute_ram::token::SessionRequest {
+                    account_id: acct.id.clone(),
+                    role_id: role.id.clone(),
+                    role_name: role.name.clone(),
+                    session_name: session.clone(),
+                    session_policy: policy,
+                    duration_seconds: seconds,
+                },
+                time::OffsetDateTime::now_utc(),
+            );
+            print(json!({
+                "Credentials": {
+                    "AccessKeyId": creds.access_key_id,
+                    "AccessKeySecret": creds.access_key_secret,
+                    "SecurityToken": creds.security_token,
+                    "Expiration": creds.expiration,
+                },
+                "AssumedRoleUser": {
+                    "Arn": format!("{}/{session}", vpnroute_ram::principal::role_arn(&acct.id, &role.name)),
+                    "AssumedRoleId": format!("{}:{session}", role.id),
+                },
+            }));
+        }
         AdminCommand::Account(AccountCommand::Create { name }) => {
             let a = Account {
                 id: new_account_id(),
@@ -250,7 +375,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let keys: Vec<Value> = keys
                 .iter()
                 .filter(|k| account.as_ref().is_none_or(|a| a == &k.account_id))
-                .map(|k| json!({"AccessKeyId": k.id, "AccountId": k.account_id, "Status": k.status}))
+                .map(|k| json!({"AccessKeyId": k.id, "AccountId": k.account_id, "Status": k.status, "RamUserId": k.ram_user_id}))
                 .collect();
             print(json!({"AccessKeys": keys}));
         }

@@ -17,6 +17,7 @@ mod cli;
 mod dispatch;
 mod engines;
 mod http;
+mod ram_store;
 mod reply;
 mod tasks;
 mod util;
