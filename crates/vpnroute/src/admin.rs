@@ -11,12 +11,13 @@ use rand::Rng;
 use serde_json::{json, Value};
 use vpnroute_domain::ids::new_secret;
 use vpnroute_domain::model::{Vpc, VpnConnection, VpnGateway};
+use vpnroute_domain::status::{BusinessStatus, VpcStatus};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{AccessKey, Account, Durability, ReadTxExt, ResourceKind, Store, WriteTxExt};
 
-use crate::app::{now_ms, TaskDuration};
 use crate::cli::ExplainArgs;
 use crate::ram_store::{self, RamTx};
+use vpnroute_app::state::{now_ms, TaskDuration};
 use vpnroute_ram::ram_api::WireParams;
 
 #[derive(Args, Debug)]
@@ -398,11 +399,10 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             print(json!({"AccessKeyId": id, "Deleted": true}));
         }
         AdminCommand::Gateway(GatewayCommand::SetBusinessStatus { id, status }) => {
-            if status != "Normal" && status != "FinancialLocked" {
-                bail!("status must be Normal or FinancialLocked");
-            }
+            let status =
+                BusinessStatus::parse(&status).ok_or_else(|| anyhow!("status must be Normal or FinancialLocked"))?;
             let gw = with_gateway(&*store, &id, |g| {
-                g.business_status = status.clone();
+                g.business_status = status;
                 Ok(())
             })?;
             print(json!({"VpnGatewayId": gw.id, "BusinessStatus": gw.business_status}));
@@ -433,14 +433,12 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             print(json!({"VpnGatewayId": id, "TasksAdvanced": n}));
         }
         AdminCommand::Vpc(VpcCommand::SetStatus { id, status }) => {
-            if status != "Available" && status != "Pending" {
-                bail!("status must be Available or Pending");
-            }
+            let status = VpcStatus::parse(&status).ok_or_else(|| anyhow!("status must be Available or Pending"))?;
             store.write(|tx| {
                 let mut v = tx
                     .resource::<Vpc>(ResourceKind::Vpc, &id)?
                     .ok_or(ApiError::VPC_NOT_FOUND)?;
-                v.doc.status = status.clone();
+                v.doc.status = status;
                 tx.update_resource(ResourceKind::Vpc, &id, &v.doc)?;
                 Ok::<_, ApiError>(())
             })?;
@@ -452,7 +450,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 "down" => false,
                 _ => bail!("state must be up or down"),
             };
-            crate::engines::set_tunnel(&*store, &id, up)?;
+            vpnroute_app::engines::set_tunnel(&*store, &id, up)?;
             print(json!({"VpnConnectionId": id, "Tunnel": state}));
         }
     }
@@ -475,8 +473,8 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         let conns: Vec<VpnConnection> = tx.children(ResourceKind::VpnConnection, &args.gateway)?;
         Ok((routes, conns))
     })?;
-    let table = crate::engines::build_table(&routes);
-    let mut v = crate::engines::explain_table(&table, &conns, args.source, args.dest);
+    let table = vpnroute_app::engines::build_table(&routes);
+    let mut v = vpnroute_app::engines::explain_table(&table, &conns, args.source, args.dest);
     v["VpnGatewayId"] = json!(args.gateway);
     print(v);
     Ok(())

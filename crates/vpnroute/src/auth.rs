@@ -1,13 +1,13 @@
 //! Authentication: who is calling. [`authenticate`] looks up the access key, verifies the
 //! signature (both schemes, through `vpnroute-wire`) and checks the request time is within
 //! 15 minutes. The nonce is checked afterwards by `http.rs`'s admission step against the
-//! store's durable nonce log (so a replay after a restart is refused too). Also [`Throttle`],
-//! the per (access key, action) rate limiter.
+//! store's durable nonce log (so a replay after a restart is refused too). The throttle is
+//! `vpnroute_app::throttle`.
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use vpnroute_domain::status::KeyStatus;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{FixedWindowLimiter, RateLimiter};
 use vpnroute_wire::{AuthInfo, ParsedRequest, RawRequest};
 
 /// Allowed clock skew and nonce memory, as Alibaba: 15 minutes.
@@ -62,7 +62,8 @@ pub fn authenticate(
         return Err(ApiError::missing_parameter("AccessKeyId"));
     }
     let key = tx.access_key(key_id)?.ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
-    if key.status != "Active" {
+    // Access keys live in the store crate with a text status; the names are `KeyStatus`'s.
+    if key.status != KeyStatus::Active.as_str() {
         return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
     }
     vpnroute_wire::verify(raw, parsed, &key.secret).map_err(|m| {
@@ -94,30 +95,6 @@ pub fn authenticate(
     })
 }
 
-/// Per (access key, action) rate limits; `Throttling.User` beyond the limit. The counting is
-/// a [`RateLimiter`] (in this process's memory today).
-pub struct Throttle {
-    limiter: Box<dyn RateLimiter>,
-}
-
-impl Throttle {
-    /// `rps` calls per second per (access key, action); 0 turns throttling off.
-    pub fn new(rps: u32) -> Self {
-        Throttle {
-            limiter: Box::new(FixedWindowLimiter::new(rps)),
-        }
-    }
-
-    /// `Ok` if the call is within the limit (always, when throttling is off).
-    pub fn check(&self, access_key_id: &str, action: &str, now_ms: i64) -> Result<(), ApiError> {
-        if self.limiter.admit(access_key_id, action, now_ms) {
-            Ok(())
-        } else {
-            Err(ApiError::THROTTLING_USER)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,16 +106,5 @@ mod tests {
             parse_timestamp("2024-05-10 08:00").unwrap_err().code,
             "InvalidTimeStamp.Format"
         );
-    }
-
-    #[test]
-    fn throttle_limits_per_key_and_action() {
-        let t = Throttle::new(2);
-        assert!(t.check("k", "A", 1000).is_ok());
-        assert!(t.check("k", "A", 1001).is_ok());
-        assert_eq!(t.check("k", "A", 1002).unwrap_err().code, "Throttling.User");
-        assert!(t.check("k", "B", 1002).is_ok());
-        assert!(t.check("k", "A", 2000).is_ok());
-        assert!(Throttle::new(0).check("k", "A", 0).is_ok());
     }
 }

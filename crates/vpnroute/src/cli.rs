@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vpnroute_domain::quotas::Quotas;
 
-use crate::app::{OnBusy, TaskDuration};
+use vpnroute_app::state::{parse_task_duration, OnBusy, TaskDuration};
 
 #[derive(Parser, Debug)]
 #[command(name = "vpnroute", version, about = "Alibaba-compatible VPN gateway routing service")]
@@ -40,7 +40,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VPNROUTE_TASK_DURATION", default_value = "200ms", value_parser = parse_task_duration)]
     pub task_duration: TaskDuration,
     /// What a change on a busy gateway gets: Alibaba's busy error (`reject`) or a queue slot.
-    #[arg(long, env = "VPNROUTE_ON_BUSY", value_enum, default_value = "reject")]
+    #[arg(long, env = "VPNROUTE_ON_BUSY", default_value = "reject", value_parser = OnBusy::parse)]
     pub on_busy: OnBusy,
     /// Commit durability: `process` survives kill -9, `full` also power loss.
     #[arg(long, env = "VPNROUTE_SYNC", value_enum, default_value = "process")]
@@ -98,18 +98,6 @@ pub enum SyncMode {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-pub fn parse_task_duration(s: &str) -> Result<TaskDuration, String> {
-    if s.eq_ignore_ascii_case("manual") {
-        return Ok(TaskDuration::Manual);
-    }
-    if s == "0" {
-        return Ok(TaskDuration::After(std::time::Duration::ZERO));
-    }
-    humantime::parse_duration(s)
-        .map(TaskDuration::After)
-        .map_err(|e| format!("{e}: expected e.g. 0s, 500ms, 3s or manual"))
 }
 
 #[derive(Args, Debug)]

@@ -1,14 +1,14 @@
-//! HTTP: [`serve`] (wiring the store, nonce log, writer and background tasks at start), the
+//! HTTP: [`serve`] (wiring the store, nonce log and [`vpnroute_app::state::App`] at start, and spawning its background tasks), the
 //! Alibaba RPC endpoint on `/` (GET and POST), the introspection API under `/_vpnroute/`
 //! (outside the Action namespace) and Prometheus metrics on `/metrics`.
 //!
 //! An RPC request: `rpc` reads the body ([`MAX_BODY`]), parses it with [`vpnroute_wire`],
 //! `classify` checks method, version and Action, then the handler runs in a read
-//! transaction (inline) or through the group-commit [`crate::writer`]; inside it, `admit`
+//! transaction (inline) or through the group-commit [`vpnroute_app::writer`]; inside it, `admit`
 //! authenticates ([`crate::auth`]), throttles and records the nonce before the action runs.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -24,20 +24,12 @@ use vpnroute_store::{Durability, ReadTx, Store};
 use vpnroute_store_sqlite::SqliteStore;
 use vpnroute_wire::{Format, RawRequest};
 
-use crate::app::{default_regions, now_ms, App, Config, Ctx, Region, SharedApp};
 use crate::cli::{LogFormat, ServeArgs, SyncMode};
-use crate::dispatch::{self, Handler};
-use crate::reply::Reply;
+use vpnroute_app::dispatch::{self, Handler};
+use vpnroute_app::reply::Reply;
+use vpnroute_app::state::{default_regions, now_ms, App, Config, Ctx, OpCtx, Region, SharedApp};
 
 pub const HOST_ID: &str = "vpc.aliyuncs.com";
-
-/// Request counters exported on `/metrics`.
-#[derive(Default)]
-pub struct Metrics {
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
-    pub tasks_applied: AtomicU64,
-}
 
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VPNROUTE_LOG")
@@ -79,22 +71,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         quotas: args.quotas(),
         throttle_rps: args.throttle_rps,
     };
-    let engines = crate::engines::Engines::load(&*store)?;
     let nonce_log = Arc::new(SqliteStore::open_nonces(
         &args.data_dir,
         durability,
         crate::auth::WINDOW_MS,
         now_ms(),
     )?);
-    let app = Arc::new(App {
-        nonce_log,
-        store,
-        throttle: crate::auth::Throttle::new(config.throttle_rps),
-        config,
-        engines,
-        task_notify: tokio::sync::Notify::new(),
-        metrics: Metrics::default(),
-    });
+    let app = App::start(store, nonce_log, config)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -103,8 +86,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         info!(%addr, data_dir = %args.data_dir.display(), task_duration = %app.config.task_duration.as_text(), "vpnroute listening");
-        tokio::spawn(crate::tasks::run_worker(app.clone()));
-        tokio::spawn(crate::tasks::run_janitor(app.clone()));
+        tokio::spawn(vpnroute_app::tasks::run_worker(app.clone()));
+        tokio::spawn(vpnroute_app::tasks::run_janitor(app.clone()));
         axum::serve(listener, router(app)).await?;
         Ok(())
     })
@@ -223,7 +206,7 @@ async fn rpc(
                 uri.query().unwrap_or("").to_string(),
             );
             let mut gated = false;
-            let result = crate::writer::submit(&app, move |app, tx| {
+            let result = vpnroute_app::writer::submit(&app, move |app, tx| {
                 let raw = RawRequest {
                     method: &method_s,
                     path: &path,
@@ -359,12 +342,9 @@ fn admit<'a>(
         *gated = true;
     }
     Ok(Ctx {
-        app,
-        account_id: caller.account_id,
+        op: OpCtx::new(app, caller.account_id.into(), now),
         action,
         params: parsed.params.as_slice(),
-        now_ms: now,
-        effects: Default::default(),
     })
 }
 
@@ -388,7 +368,7 @@ fn run_write(
     parsed: &vpnroute_wire::ParsedRequest,
     f: dispatch::WriteFn,
     gated: &mut bool,
-) -> Result<(Value, crate::tasks::Effects), ApiError> {
+) -> Result<(Value, vpnroute_app::tasks::Effects), ApiError> {
     let ctx = admit(app, tx, raw, parsed, gated)?;
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
@@ -459,11 +439,11 @@ where
 }
 
 async fn introspect_gateways(State(app): State<SharedApp>) -> Response {
-    blocking(app, crate::engines::gateways_status).await
+    blocking(app, vpnroute_app::engines::gateways_status).await
 }
 
 async fn introspect_gateway(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
-    blocking(app, move |app| crate::engines::gateway_status(app, &id)).await
+    blocking(app, move |app| vpnroute_app::engines::gateway_status(app, &id)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -477,12 +457,15 @@ async fn introspect_explain(
     Path(id): Path<String>,
     Query(q): Query<ExplainQuery>,
 ) -> Response {
-    blocking(app, move |app| crate::engines::explain(app, &id, q.source, q.dest)).await
+    blocking(app, move |app| {
+        vpnroute_app::engines::explain(app, &id, q.source, q.dest)
+    })
+    .await
 }
 
 async fn introspect_advance(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
     let app2 = app.clone();
-    let r = blocking(app, move |app| crate::tasks::advance(app, &id)).await;
+    let r = blocking(app, move |app| vpnroute_app::tasks::advance(app, &id)).await;
     app2.task_notify.notify_one();
     r
 }
@@ -503,7 +486,7 @@ async fn introspect_tunnel(
             "down" => false,
             _ => return Err(ApiError::invalid_parameter("state")),
         };
-        crate::engines::set_tunnel(&*app.store, &id, up)?;
+        vpnroute_app::engines::set_tunnel(&*app.store, &id, up)?;
         Ok(json!({"VpnConnectionId": id, "Tunnel": q.state}))
     })
     .await
