@@ -19,8 +19,8 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 
 from clients import NODE_TEA_V2, NODE_TEA_V3, PY_TEA_V2, PY_TEA_V3, ApiError, SdkFailure
-from helpers import REGION, assert_api_error, build_stack, call_retrying, create_customer_gateway, create_gateway, \
-    create_vpc, expect_error, Stack, wait_gateway_active
+from helpers import REGION, assert_api_error, build_stack, call_retrying, create_connection, create_customer_gateway, \
+    create_gateway, create_vpc, expect_error, Stack, wait_gateway_active
 
 RAM_VERSION = "2015-05-01"
 STS_VERSION = "2015-04-01"
@@ -490,10 +490,11 @@ def assume(user: Identity, role_arn: str, **extra) -> Identity:
 def test_assume_role_without_inline_policy(root, root_account, stack, ops_role, v2):
     user = new_user(root, "AliyunSTSAssumeRoleAccess")
     session = assume(user, ops_role["arn"], session="deploy", DurationSeconds=3600)
+    assumed = session.assumed
     if v2:
         session = session.signed_v2()
-    assert session.assumed["AssumedRoleUser"]["Arn"] == f"{ops_role['arn']}/deploy"
-    assert session.assumed["AssumedRoleUser"]["AssumedRoleId"] == f"{ops_role['id']}:deploy"
+    assert assumed["AssumedRoleUser"]["Arn"] == f"{ops_role['arn']}/deploy"
+    assert assumed["AssumedRoleUser"]["AssumedRoleId"] == f"{ops_role['id']}:deploy"
     me = session.sts("GetCallerIdentity")
     assert (me["IdentityType"], me["Arn"], me["RoleId"]) == ("AssumedRoleUser", f"{ops_role['arn']}/deploy", ops_role["id"])
     assert gateways(session, stack)["VpnGateways"]["VpnGateway"]
@@ -611,8 +612,13 @@ class TableEnv:
         self.root = root
         self.acct = account
         self.c = vpc_client(root)
-        self.st = build_stack(self.c)
         self.n = 0
+        # Its own stack (customer gateway IPs are unique per account and region).
+        self.st = Stack()
+        create_vpc(self.c, self.st)
+        create_gateway(self.c, self.st)
+        create_customer_gateway(self.c, self.st, ip=self.next_ip())
+        create_connection(self.c, self.st)
 
     def arn(self, kind: str, rid: str) -> str:
         return f"acs:vpc:{REGION}:{self.acct}:{kind}/{rid}"

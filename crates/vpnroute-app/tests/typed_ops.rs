@@ -41,6 +41,7 @@ fn start(dir: &std::path::Path) -> SharedApp {
         on_busy: OnBusy::Reject,
         quotas: Quotas::default(),
         throttle_rps: 0,
+        sts_key: vpnroute_ram::token::TokenKey::generate(),
     };
     App::start(store, nonce_log, config).unwrap()
 }

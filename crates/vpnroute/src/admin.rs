@@ -16,7 +16,7 @@ use vpnroute_domain::ApiError;
 use vpnroute_store::{AccessKey, Account, Durability, ReadTxExt, ResourceKind, Store, WriteTxExt};
 
 use crate::cli::ExplainArgs;
-use crate::ram_store::{self, RamTx};
+use vpnroute_app::ram::{self, RamTx};
 use vpnroute_app::state::{now_ms, TaskDuration};
 use vpnroute_ram::ram_api::WireParams;
 
@@ -289,7 +289,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
             let identity = vpnroute_ram::identity::Identity::root(&acct.id);
             let ctx = vpnroute_ram::RequestContext::at(time::OffsetDateTime::now_utc());
-            let run = |tx: RamTx<'_>| ram_store::ram_call(tx, &identity, &action, &WireParams(&params), now, &ctx);
+            let run = |tx: RamTx<'_>| ram::ram_call(tx, &identity, &action, &WireParams(&params), now, &ctx);
             let body = if vpnroute_ram::ram_api::mutates(&action) {
                 store.write(|tx| run(RamTx::Write(tx)))
             } else {
@@ -306,12 +306,12 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             policy,
         }) => {
             let acct = account_of(&*store, &account)?;
-            let directory = store.read(|tx| ram_store::load_directory(tx, &acct.id))?;
+            let directory = store.read(|tx| ram::load_directory(tx, &acct.id))?;
             let role = directory.role(&role).map_err(api_failure)?;
             if let Some(p) = &policy {
                 vpnroute_ram::PolicyDocument::parse(p).map_err(|e| anyhow!("policy: {e}"))?;
             }
-            let key = ram_store::sts_key(&args.data_dir)?;
+            let key = crate::sts_key::sts_key(&args.data_dir)?;
             let seconds = u32::try_from(duration.as_secs()).unwrap_or(u32::MAX).max(1);
             let (creds, _) = vpnroute_ram::token::issue(
                 &key,

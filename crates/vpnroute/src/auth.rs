@@ -6,7 +6,6 @@
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use vpnroute_domain::status::KeyStatus;
 use vpnroute_domain::ApiError;
 use vpnroute_wire::{AuthInfo, ParsedRequest, RawRequest};
 
@@ -18,6 +17,8 @@ pub const WINDOW_MS: i64 = 15 * 60 * 1000;
 pub struct Caller {
     pub account_id: String,
     pub access_key_id: String,
+    /// The root account, a RAM user or a role session, with the policies in force for it.
+    pub identity: vpnroute_ram::identity::Identity,
 }
 
 fn wire_err(e: vpnroute_wire::WireError) -> ApiError {
@@ -37,6 +38,7 @@ pub fn authenticate(
     tx: &dyn vpnroute_store::ReadTx,
     raw: &RawRequest<'_>,
     parsed: &ParsedRequest,
+    sts_key: &vpnroute_ram::token::TokenKey,
     now_ms: i64,
 ) -> Result<Caller, ApiError> {
     let auth = parsed.auth.require().map_err(wire_err)?;
@@ -61,11 +63,7 @@ pub fn authenticate(
     if key_id.is_empty() {
         return Err(ApiError::missing_parameter("AccessKeyId"));
     }
-    let key = tx.access_key(key_id)?.ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
-    // Access keys live in the store crate with a text status; the names are `KeyStatus`'s.
-    if key.status != KeyStatus::Active.as_str() {
-        return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
-    }
+    let key = vpnroute_app::ram::key_holder(tx, key_id, auth.security_token(), sts_key, now_ms)?;
     vpnroute_wire::verify(raw, parsed, &key.secret).map_err(|m| {
         let a = m.to_alibaba();
         ApiError::new(a.code, a.message, a.http_status)
@@ -91,7 +89,8 @@ pub fn authenticate(
     }
     Ok(Caller {
         account_id: key.account_id,
-        access_key_id: key.id,
+        access_key_id: key.access_key_id,
+        identity: key.identity,
     })
 }
 

@@ -26,6 +26,7 @@ use vpnroute_wire::{Format, RawRequest};
 
 use crate::cli::{LogFormat, ServeArgs, SyncMode};
 use vpnroute_app::dispatch::{self, Handler};
+use vpnroute_app::ram;
 use vpnroute_app::reply::Reply;
 use vpnroute_app::state::{default_regions, now_ms, App, Config, Ctx, OpCtx, Region, SharedApp};
 
@@ -70,6 +71,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         on_busy: args.on_busy,
         quotas: args.quotas(),
         throttle_rps: args.throttle_rps,
+        sts_key: crate::sts_key::sts_key(&args.data_dir)?,
     };
     let nonce_log = Arc::new(SqliteStore::open_nonces(
         &args.data_dir,
@@ -88,7 +90,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         info!(%addr, data_dir = %args.data_dir.display(), task_duration = %app.config.task_duration.as_text(), "vpnroute listening");
         tokio::spawn(vpnroute_app::tasks::run_worker(app.clone()));
         tokio::spawn(vpnroute_app::tasks::run_janitor(app.clone()));
-        axum::serve(listener, router(app)).await?;
+        axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>()).await?;
         Ok(())
     })
 }
@@ -98,6 +100,7 @@ pub fn router(app: SharedApp) -> Router {
         .route("/", any(rpc))
         .route("/metrics", get(metrics))
         .route("/_vpnroute/health", get(|| async { "ok" }))
+        .route("/_vpnroute/operations", get(introspect_operations))
         .route("/_vpnroute/gateways", get(introspect_gateways))
         .route("/_vpnroute/gateways/{id}", get(introspect_gateway))
         .route("/_vpnroute/gateways/{id}/explain", get(introspect_explain))
@@ -145,9 +148,16 @@ async fn rpc(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: axum::body::Body,
+    request: axum::extract::Request,
 ) -> Response {
     let request_id = vpnroute_domain::ids::new_request_id();
+    // The TCP peer (policy key `acs:SourceIp`); absent when the router is driven without a
+    // listener (in-process tests).
+    let source_ip = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let body = request.into_body();
     let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -191,11 +201,13 @@ async fn rpc(
         Err(e) => finish(&app, Err(e), &action, format, &request_id, started),
         // Reads run inline on the runtime: a short read transaction on a warm cache.
         Ok(Handler::Read(f)) => {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_read(&app, &raw, &parsed, f)))
-                .unwrap_or_else(|_| {
-                    warn!(request_id, "read handler panicked");
-                    Err(ApiError::INTERNAL_ERROR)
-                });
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_read(&app, &raw, &parsed, source_ip, f)
+            }))
+            .unwrap_or_else(|_| {
+                warn!(request_id, "read handler panicked");
+                Err(ApiError::INTERNAL_ERROR)
+            });
             finish(&app, result, &action, format, &request_id, started)
         }
         // Writes go to the group-commit writer.
@@ -214,7 +226,7 @@ async fn rpc(
                     headers: &header_vec,
                     body: &body,
                 };
-                run_write(app, tx, &raw, &parsed, f, &mut gated)
+                run_write(app, tx, &raw, &parsed, source_ip, f, &mut gated)
             })
             .await;
             finish(&app, result.map(Reply::Value), &action, format, &request_id, started)
@@ -259,7 +271,8 @@ fn into_response(answer: Answer, request_id: &str) -> Response {
 }
 
 fn error_answer(e: &ApiError, format: Format, request_id: &str) -> Answer {
-    let body = vpnroute_wire::ErrorBody::new(request_id, HOST_ID, e.code.to_string(), e.message.to_string());
+    let body = vpnroute_wire::ErrorBody::new(request_id, HOST_ID, e.code.to_string(), e.message.to_string())
+        .with_access_denied_detail(e.access_denied_detail.as_deref().cloned());
     let (content_type, text) = vpnroute_wire::encode_error(&body, format);
     Answer {
         status: e.status,
@@ -311,10 +324,14 @@ fn classify(raw: &RawRequest<'_>, parsed: &vpnroute_wire::ParsedRequest) -> Resu
     };
     let action = parsed.require_action().map_err(wire_err)?;
     let version = parsed.require_version().map_err(wire_err)?;
-    if version != API_VERSION {
-        return Err(ApiError::INVALID_VERSION);
-    }
-    dispatch::handler(action).ok_or(ApiError::INVALID_ACTION)
+    // One endpoint, three APIs: dispatch on (Version, Action).
+    let handler = match version {
+        API_VERSION => dispatch::handler(action),
+        ram::RAM_VERSION => ram::ram_handler(action),
+        ram::STS_VERSION => ram::sts_handler(action),
+        _ => return Err(ApiError::INVALID_VERSION),
+    };
+    handler.ok_or(ApiError::INVALID_ACTION)
 }
 
 /// Authentication, throttling and the nonce, inside the action's transaction; yields the
@@ -328,10 +345,11 @@ fn admit<'a>(
     tx: &dyn ReadTx,
     raw: &RawRequest<'_>,
     parsed: &'a vpnroute_wire::ParsedRequest,
+    source_ip: Option<std::net::IpAddr>,
     gated: &mut bool,
 ) -> Result<Ctx<'a>, ApiError> {
     let now = now_ms();
-    let caller = crate::auth::authenticate(tx, raw, parsed, now)?;
+    let caller = crate::auth::authenticate(tx, raw, parsed, &app.config.sts_key, now)?;
     let action = parsed.action.as_deref().unwrap_or_default();
     if !*gated {
         app.throttle.check(&caller.access_key_id, action, now)?;
@@ -341,11 +359,19 @@ fn admit<'a>(
         }
         *gated = true;
     }
-    Ok(Ctx {
+    let ctx = Ctx {
         op: OpCtx::new(app, caller.account_id.into(), now),
         action,
         params: parsed.params.as_slice(),
-    })
+        identity: caller.identity,
+        source_ip,
+    };
+    // RAM: a VPC operation is authorized here, before its handler reveals anything (RAM and
+    // STS calls authorize inside their handlers, on the entities they name).
+    if parsed.version.as_deref() == Some(API_VERSION) {
+        ram::enforce_vpc(&ctx)?;
+    }
+    Ok(ctx)
 }
 
 /// A read: from the read cache when it holds everything the action needs, else on a
@@ -354,11 +380,12 @@ fn run_read(
     app: &App,
     raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
+    source_ip: Option<std::net::IpAddr>,
     f: dispatch::ReadFn,
 ) -> Result<Reply, ApiError> {
     let mut gated = false;
     app.store
-        .read_fast(|tx| f(&admit(app, tx, raw, parsed, &mut gated)?, tx))
+        .read_fast(|tx| f(&admit(app, tx, raw, parsed, source_ip, &mut gated)?, tx))
 }
 
 fn run_write(
@@ -366,10 +393,11 @@ fn run_write(
     tx: &vpnroute_store::Tx<'_>,
     raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
+    source_ip: Option<std::net::IpAddr>,
     f: dispatch::WriteFn,
     gated: &mut bool,
 ) -> Result<(Value, vpnroute_app::tasks::Effects), ApiError> {
-    let ctx = admit(app, tx, raw, parsed, gated)?;
+    let ctx = admit(app, tx, raw, parsed, source_ip, gated)?;
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
 }
@@ -436,6 +464,22 @@ where
         Ok(Err(e)) => api_error_response(e),
         Err(_) => api_error_response(ApiError::INTERNAL_ERROR),
     }
+}
+
+/// The operations table: every Action with its RAM action and access (for tooling and the
+/// table-driven authorization tests).
+async fn introspect_operations() -> Response {
+    let ops: Vec<Value> = vpnroute_app::ops::OPERATIONS
+        .iter()
+        .map(|o| {
+            let access = match o.access {
+                vpnroute_app::ops::Access::Read => "Read",
+                vpnroute_app::ops::Access::Write => "Write",
+            };
+            json!({"Action": o.name, "RamAction": o.ram_action, "Access": access})
+        })
+        .collect();
+    json_response(StatusCode::OK, json!({ "Operations": ops }))
 }
 
 async fn introspect_gateways(State(app): State<SharedApp>) -> Response {

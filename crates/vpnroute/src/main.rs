@@ -14,7 +14,7 @@ mod admin;
 mod auth;
 mod cli;
 mod http;
-mod ram_store;
+mod sts_key;
 
 use clap::Parser;
 
