@@ -105,19 +105,25 @@ pub fn assume_role(
     if !allowed || !trust.is_allowed() {
         return Err(errors::sts_no_permission());
     }
-    let (creds, claims) = token::issue(
+    Ok(issue_session(
         key,
         SessionRequest {
-            account_id: account.clone(),
+            account_id: account,
             role_id: role.id.clone(),
             role_name: role.name.clone(),
-            session_name: session_name.clone(),
+            session_name,
             session_policy: session_policy.map(|p| p.text().to_string()),
             duration_seconds: duration,
         },
         now,
-    );
-    Ok(json!({
+    ))
+}
+
+/// Issues a session and answers as AssumeRole does (`Credentials`, `AssumedRoleUser`); also
+/// what `vpnroute admin sts assume` prints.
+pub fn issue_session(key: &TokenKey, request: SessionRequest, now: OffsetDateTime) -> Value {
+    let (creds, claims) = token::issue(key, request, now);
+    json!({
         "Credentials": {
             "AccessKeyId": creds.access_key_id,
             "AccessKeySecret": creds.access_key_secret,
@@ -125,10 +131,10 @@ pub fn assume_role(
             "Expiration": creds.expiration,
         },
         "AssumedRoleUser": {
-            "Arn": format!("{}/{}", role_arn(&account, &claims.role_name), claims.session_name),
+            "Arn": format!("{}/{}", role_arn(&claims.account_id, &claims.role_name), claims.session_name),
             "AssumedRoleId": format!("{}:{}", claims.role_id, claims.session_name),
         },
-    }))
+    })
 }
 
 /// A verified session as the authorizer needs it.

@@ -313,30 +313,18 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
             let key = crate::sts_key::sts_key(&args.data_dir)?;
             let seconds = u32::try_from(duration.as_secs()).unwrap_or(u32::MAX).max(1);
-            let (creds, _) = vpnroute_ram::token::issue(
+            print(vpnroute_ram::sts_api::issue_session(
                 &key,
                 vpnroute_ram::token::SessionRequest {
                     account_id: acct.id.clone(),
                     role_id: role.id.clone(),
                     role_name: role.name.clone(),
-                    session_name: session.clone(),
+                    session_name: session,
                     session_policy: policy,
                     duration_seconds: seconds,
                 },
                 time::OffsetDateTime::now_utc(),
-            );
-            print(json!({
-                "Credentials": {
-                    "AccessKeyId": creds.access_key_id,
-                    "AccessKeySecret": creds.access_key_secret,
-                    "SecurityToken": creds.security_token,
-                    "Expiration": creds.expiration,
-                },
-                "AssumedRoleUser": {
-                    "Arn": format!("{}/{session}", vpnroute_ram::principal::role_arn(&acct.id, &role.name)),
-                    "AssumedRoleId": format!("{}:{session}", role.id),
-                },
-            }));
+            ));
         }
         AdminCommand::Account(AccountCommand::Create { name }) => {
             let a = Account {
