@@ -808,3 +808,37 @@ def test_node_sdks_manage_users_and_assume_roles(server, node_driver, root_accou
     e = denied(lambda: session.vpc("DescribeVpnGateway", {"RegionId": REGION, "VpnGatewayId": stack.gateway_id}),
                code="Forbidden")
     assert e.raw["access_denied_detail"]["PolicyType"] == "SessionPolicy"
+
+
+# --------------------------------------------------------------------------- admin, ExternalId
+
+
+def test_admin_ram_commands_manage_users_for_operators(server, root, stack):
+    name = uniq("op")
+    created = server.admin("ram", "--account", "root", "CreateUser", f"UserName={name}", "DisplayName=Operator")
+    assert created["User"]["UserName"] == name
+    server.admin("ram", "--account", "root", "AttachPolicyToUser", "PolicyType=System",
+                 "PolicyName=AliyunVPCReadOnlyAccess", f"UserName={name}")
+    key = server.admin("ram", "--account", "root", "CreateAccessKey", f"UserName={name}")["AccessKey"]
+    user = Identity(server, key["AccessKeyId"], key["AccessKeySecret"])
+    assert gateways(user, stack)["VpnGateways"]["VpnGateway"]
+    # The API sees what admin made, and admin reports the API's errors.
+    assert root.ram("GetUser", {"UserName": name})["User"]["DisplayName"] == "Operator"
+    failed = server.admin("ram", "--account", "root", "CreateUser", f"UserName={name}", check=False)
+    assert failed is None
+    keys = server.admin("key", "list")["AccessKeys"]
+    assert any(k["AccessKeyId"] == key["AccessKeyId"] and k["RamUserId"] for k in keys)
+
+
+def test_trust_policy_external_id(root, root_account, stack):
+    role = uniq("Ext")
+    arn = root.ram("CreateRole", {"RoleName": role, "AssumeRolePolicyDocument": json.dumps({
+        "Version": "1", "Statement": [{
+            "Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"RAM": [f"acs:ram::{root_account}:root"]},
+            "Condition": {"StringEquals": {"sts:ExternalId": "abcd-1234"}}}]})})["Role"]["Arn"]
+    root.ram("AttachPolicyToRole", {"PolicyType": "System", "PolicyName": "AliyunVPCReadOnlyAccess", "RoleName": role})
+    user = new_user(root, "AliyunSTSAssumeRoleAccess")
+    assert_api_error(expect_error(lambda: assume(user, arn)), 403, "NoPermission")
+    assert_api_error(expect_error(lambda: assume(user, arn, ExternalId="wrong-id")), 403, "NoPermission")
+    session = assume(user, arn, ExternalId="abcd-1234")
+    assert gateways(session, stack)["VpnGateways"]["VpnGateway"]
