@@ -830,6 +830,16 @@ def test_admin_ram_commands_manage_users_for_operators(server, root, stack):
     assert failed is None
     keys = server.admin("key", "list")["AccessKeys"]
     assert any(k["AccessKeyId"] == key["AccessKeyId"] and k["RamUserId"] for k in keys)
+    # Shortcuts: a custom policy, then a user with it and a key in one transaction.
+    pname = uniq("gw-read")
+    server.admin("policy", "create", "--account", "root", pname, doc(allow("vpc:DescribeVpnGateways")))
+    quick = server.admin("user", "create", "--account", "root", uniq("quick"), "--policy", pname, "--key")
+    quick_user = Identity(server, quick["AccessKey"]["AccessKeyId"], quick["AccessKey"]["AccessKeySecret"])
+    assert gateways(quick_user, stack)["VpnGateways"]["VpnGateway"]
+    denied(lambda: quick_user.vpc("DescribeVpnGateway", {"RegionId": REGION, "VpnGatewayId": stack.gateway_id}))
+    half = uniq("half")
+    assert server.admin("user", "create", "--account", "root", half, "--policy", "NoSuchPolicy", check=False) is None
+    assert_api_error(expect_error(lambda: root.ram("GetUser", {"UserName": half})), 404, "EntityNotExist.User")
 
 
 def test_trust_policy_external_id(root, root_account, stack):

@@ -60,6 +60,39 @@ pub enum AdminCommand {
     /// STS sessions.
     #[command(subcommand)]
     Sts(StsCommand),
+    /// RAM users (shortcuts over `ram`).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// RAM custom policies (shortcuts over `ram`).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a RAM user, attach policies and optionally make its access key, all or nothing.
+    Create {
+        #[arg(long)]
+        account: String,
+        name: String,
+        /// A system or custom policy to attach (repeatable).
+        #[arg(long)]
+        policy: Vec<String>,
+        /// Also create an access key (its secret is printed once).
+        #[arg(long)]
+        key: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Create a custom policy from a JSON document (`@FILE` reads it from a file).
+    Create {
+        #[arg(long)]
+        account: String,
+        name: String,
+        document: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -265,6 +298,30 @@ fn account_of(store: &dyn Store, account: &str) -> anyhow::Result<Account> {
         .ok_or_else(|| anyhow!("no account {account}"))
 }
 
+/// Runs changing RAM calls as the account, in one transaction (all or nothing); the answers
+/// merged into one object.
+fn ram_calls(
+    store: &dyn Store,
+    account_id: &str,
+    calls: &[(&str, Vec<(String, String)>)],
+    now: i64,
+) -> anyhow::Result<Value> {
+    let identity = vpnroute_ram::identity::Identity::root(account_id);
+    let ctx = vpnroute_ram::RequestContext::at(time::OffsetDateTime::now_utc());
+    store
+        .write(|tx| {
+            let mut merged = serde_json::Map::new();
+            for (action, params) in calls {
+                let body = ram::ram_call(RamTx::Write(tx), &identity, action, &WireParams(params), now, &ctx)?;
+                if let Value::Object(fields) = body {
+                    merged.extend(fields);
+                }
+            }
+            Ok::<_, ApiError>(Value::Object(merged))
+        })
+        .map_err(api_failure)
+}
+
 /// An API error as the command's failure.
 fn api_failure(e: ApiError) -> anyhow::Error {
     anyhow!("{} ({}): {}", e.code, e.status, e.message)
@@ -287,16 +344,59 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             if !vpnroute_ram::ram_api::is_action(&action) {
                 bail!("unknown RAM action {action}");
             }
-            let identity = vpnroute_ram::identity::Identity::root(&acct.id);
-            let ctx = vpnroute_ram::RequestContext::at(time::OffsetDateTime::now_utc());
-            let run = |tx: RamTx<'_>| ram::ram_call(tx, &identity, &action, &WireParams(&params), now, &ctx);
+            let calls = [(action.as_str(), params)];
             let body = if vpnroute_ram::ram_api::mutates(&action) {
-                store.write(|tx| run(RamTx::Write(tx)))
+                ram_calls(&*store, &acct.id, &calls, now)?
             } else {
-                store.read(|tx| run(RamTx::Read(tx)))
-            }
-            .map_err(api_failure)?;
+                let identity = vpnroute_ram::identity::Identity::root(&acct.id);
+                let ctx = vpnroute_ram::RequestContext::at(time::OffsetDateTime::now_utc());
+                let params = WireParams(&calls[0].1);
+                store
+                    .read(|tx| ram::ram_call(RamTx::Read(tx), &identity, &action, &params, now, &ctx))
+                    .map_err(api_failure)?
+            };
             print(body);
+        }
+        AdminCommand::User(UserCommand::Create {
+            account,
+            name,
+            policy,
+            key,
+        }) => {
+            let acct = account_of(&*store, &account)?;
+            let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+                list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            };
+            let mut calls = vec![("CreateUser", pairs(&[("UserName", &name)]))];
+            for p in &policy {
+                let kind = if vpnroute_ram::system::find(p).is_some() {
+                    "System"
+                } else {
+                    "Custom"
+                };
+                let params = pairs(&[("PolicyType", kind), ("PolicyName", p), ("UserName", &name)]);
+                calls.push(("AttachPolicyToUser", params));
+            }
+            if key {
+                calls.push(("CreateAccessKey", pairs(&[("UserName", &name)])));
+            }
+            print(ram_calls(&*store, &acct.id, &calls, now)?);
+        }
+        AdminCommand::Policy(PolicyCommand::Create {
+            account,
+            name,
+            document,
+        }) => {
+            let acct = account_of(&*store, &account)?;
+            let document = match document.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+                None => document,
+            };
+            let params = vec![
+                ("PolicyName".to_string(), name),
+                ("PolicyDocument".to_string(), document),
+            ];
+            print(ram_calls(&*store, &acct.id, &[("CreatePolicy", params)], now)?);
         }
         AdminCommand::Sts(StsCommand::Assume {
             account,
