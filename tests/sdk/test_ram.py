@@ -334,6 +334,8 @@ def test_ram_calls_need_ram_permission(root):
     user = new_user(root)
     e = expect_error(lambda: user.ram("ListUsers"))
     assert_api_error(e, 403, "NoPermission")
+    assert e.data["HostId"] == "ram.aliyuncs.com"
+    assert e.raw["access_denied_detail"]["AuthAction"] == "ram:ListUsers"
     root.ram("AttachPolicyToUser", {"PolicyType": "System", "PolicyName": "AliyunRAMReadOnlyAccess",
                                     "UserName": user.user_name})
     assert user.ram("ListUsers")["Users"]["User"]

@@ -197,8 +197,9 @@ async fn rpc(
         }
     };
     let (action, format) = (parsed.action.clone().unwrap_or_default(), parsed.format);
+    let host = host_id(parsed.version.as_deref());
     let answer = match classify(&raw, &parsed) {
-        Err(e) => finish(&app, Err(e), &action, format, &request_id, started),
+        Err(e) => finish(&app, Err(e), &action, format, host, &request_id, started),
         // Reads run inline on the runtime: a short read transaction on a warm cache.
         Ok(Handler::Read(f)) => {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -208,7 +209,7 @@ async fn rpc(
                 warn!(request_id, "read handler panicked");
                 Err(ApiError::INTERNAL_ERROR)
             });
-            finish(&app, result, &action, format, &request_id, started)
+            finish(&app, result, &action, format, host, &request_id, started)
         }
         // Writes go to the group-commit writer.
         Ok(Handler::Write(f)) => {
@@ -229,7 +230,15 @@ async fn rpc(
                 run_write(app, tx, &raw, &parsed, source_ip, f, &mut gated)
             })
             .await;
-            finish(&app, result.map(Reply::Value), &action, format, &request_id, started)
+            finish(
+                &app,
+                result.map(Reply::Value),
+                &action,
+                format,
+                host,
+                &request_id,
+                started,
+            )
         }
     };
     into_response(answer, &request_id)
@@ -271,7 +280,20 @@ fn into_response(answer: Answer, request_id: &str) -> Response {
 }
 
 fn error_answer(e: &ApiError, format: Format, request_id: &str) -> Answer {
-    let body = vpnroute_wire::ErrorBody::new(request_id, HOST_ID, e.code.to_string(), e.message.to_string())
+    error_answer_from(e, format, request_id, HOST_ID)
+}
+
+/// `HostId` of an API's error bodies.
+fn host_id(version: Option<&str>) -> &'static str {
+    match version {
+        Some(ram::RAM_VERSION) => "ram.aliyuncs.com",
+        Some(ram::STS_VERSION) => "sts.aliyuncs.com",
+        _ => HOST_ID,
+    }
+}
+
+fn error_answer_from(e: &ApiError, format: Format, request_id: &str, host: &str) -> Answer {
+    let body = vpnroute_wire::ErrorBody::new(request_id, host, e.code.to_string(), e.message.to_string())
         .with_access_denied_detail(e.access_denied_detail.as_deref().cloned());
     let (content_type, text) = vpnroute_wire::encode_error(&body, format);
     Answer {
@@ -288,6 +310,7 @@ fn finish(
     result: Result<Reply, ApiError>,
     action: &str,
     format: Format,
+    host: &str,
     request_id: &str,
     started: std::time::Instant,
 ) -> Answer {
@@ -306,7 +329,7 @@ fn finish(
         Err(e) => {
             app.metrics.errors.fetch_add(1, Ordering::Relaxed);
             info!(request_id, action, code = %e.code, status = e.status, elapsed_us, "error");
-            error_answer(&e, format, request_id)
+            error_answer_from(&e, format, request_id, host)
         }
     }
 }
