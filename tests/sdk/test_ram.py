@@ -756,7 +756,10 @@ def table_env(root, root_account) -> TableEnv:
 def test_every_served_action_is_in_the_table(server):
     import requests
 
-    served = requests.get(f"{server.url}/_vpnroute/operations", timeout=10).json()["Operations"]
+    from server import operator_headers
+
+    served = requests.get(f"{server.url}/_vpnroute/operations", headers=operator_headers(), timeout=10).json()
+    served = served["Operations"]
     assert {o["Action"] for o in served} == set(VPC_ACTIONS)
     assert all(o["RamAction"] == f"vpc:{o['Action']}" for o in served)
 

@@ -44,7 +44,9 @@ const TRANSPORT_PARAMS: &[&str] = &[
     "ClientToken",
 ];
 
-/// Hash of the operation parameters, order-independent.
+/// Hash of the operation parameters, order-independent. Each name and value enters the
+/// hash length-prefixed (8-byte little-endian length, then the bytes), so no choice of
+/// bytes inside a value can imitate a parameter boundary.
 pub fn params_hash(params: &[(String, String)]) -> String {
     let mut ps: Vec<&(String, String)> = params
         .iter()
@@ -62,10 +64,10 @@ pub fn params_hash(params: &[(String, String)]) -> String {
         } else {
             v.as_str()
         };
-        h.update(k.as_bytes());
-        h.update([0]);
-        h.update(v.as_bytes());
-        h.update([0]);
+        for field in [k.as_bytes(), v.as_bytes()] {
+            h.update((field.len() as u64).to_le_bytes());
+            h.update(field);
+        }
     }
     hex::encode(h.finalize())
 }
@@ -119,6 +121,15 @@ mod tests {
         let node = p(&[("PublishVpc", "true")]);
         assert_eq!(params_hash(&py), params_hash(&node));
         assert_ne!(params_hash(&a), params_hash(&c));
+    }
+
+    #[test]
+    fn hash_cannot_be_imitated_by_separators_inside_values() {
+        let two = p(&[("Description", "x"), ("Foo", "bar")]);
+        let one = p(&[("Description", "x\0Foo\0bar")]);
+        assert_ne!(params_hash(&two), params_hash(&one));
+        let shifted = p(&[("Description", "x\0Foo"), ("", "bar")]);
+        assert_ne!(params_hash(&two), params_hash(&shifted));
     }
 
     #[test]

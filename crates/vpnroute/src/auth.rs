@@ -19,6 +19,16 @@ pub struct Caller {
     pub access_key_id: String,
     /// The root account, a RAM user or a role session, with the policies in force for it.
     pub identity: vpnroute_ram::identity::Identity,
+    /// The request's own time (`Timestamp` / `x-acs-date`), epoch ms.
+    pub signed_at_ms: i64,
+}
+
+impl Caller {
+    /// Until when the request's nonce must be refused: as long as its timestamp is still
+    /// accepted (timestamp + window), and at least the window after it was seen.
+    pub fn nonce_keep_until(&self, now_ms: i64) -> i64 {
+        now_ms.max(self.signed_at_ms).saturating_add(WINDOW_MS)
+    }
 }
 
 fn wire_err(e: vpnroute_wire::WireError) -> ApiError {
@@ -91,7 +101,25 @@ pub fn authenticate(
         account_id: key.account_id,
         access_key_id: key.access_key_id,
         identity: key.identity,
+        signed_at_ms: ts,
     })
+}
+
+/// `Ok` if the caller's key is still valid in `tx` (a write authenticated before it was
+/// queued re-checks this in its own transaction): the key exists and is Active, or the STS
+/// session's role still exists. The caller's identity is refreshed from `tx`, so a policy
+/// change committed meanwhile decides the write.
+pub fn still_active(
+    tx: &dyn vpnroute_store::ReadTx,
+    caller: &mut Caller,
+    parsed: &ParsedRequest,
+    sts_key: &vpnroute_ram::token::TokenKey,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let token = parsed.auth.require().ok().and_then(|a| a.security_token());
+    let holder = vpnroute_app::ram::key_holder(tx, &caller.access_key_id, token, sts_key, now_ms)?;
+    caller.identity = holder.identity;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -105,5 +133,20 @@ mod tests {
             parse_timestamp("2024-05-10 08:00").unwrap_err().code,
             "InvalidTimeStamp.Format"
         );
+    }
+
+    #[test]
+    fn a_future_timestamp_keeps_its_nonce_longer() {
+        let caller = |signed_at_ms| Caller {
+            account_id: "a".into(),
+            access_key_id: "k".into(),
+            identity: vpnroute_ram::identity::Identity::root("a"),
+            signed_at_ms,
+        };
+        let now = 1_000_000_000;
+        assert_eq!(caller(now).nonce_keep_until(now), now + WINDOW_MS);
+        assert_eq!(caller(now - 60_000).nonce_keep_until(now), now + WINDOW_MS);
+        let future = now + 14 * 60_000 + 30_000;
+        assert_eq!(caller(future).nonce_keep_until(now), future + WINDOW_MS);
     }
 }

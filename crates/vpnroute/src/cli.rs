@@ -72,6 +72,42 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "VPNROUTE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Bearer token for `/_vpnroute/*` and `/metrics`; default: the one stored in the data
+    /// directory (`operator.token`), generated and printed on first start.
+    #[arg(long, env = "VPNROUTE_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// Serve `/metrics` without the operator token (the introspection API still needs it).
+    #[arg(long, env = "VPNROUTE_METRICS_PUBLIC")]
+    pub metrics_public: bool,
+    /// Most open client connections; beyond, the longest-idle one is closed. 0: derived from
+    /// the open-file limit (three quarters of it, less 64).
+    #[arg(long, env = "VPNROUTE_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// A request head must arrive within this time.
+    #[arg(long, env = "VPNROUTE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: std::time::Duration,
+    /// A connection without a request in flight for this long is closed.
+    #[arg(long, env = "VPNROUTE_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// A request body must arrive within this time of its head.
+    #[arg(long, env = "VPNROUTE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
+}
+
+impl ServeArgs {
+    pub fn limits(&self) -> crate::limits::Limits {
+        crate::limits::Limits {
+            max_connections: if self.max_connections == 0 {
+                crate::limits::automatic_max_connections()
+            } else {
+                self.max_connections
+            },
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            request_timeout: self.request_timeout,
+            drain_timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 impl ServeArgs {

@@ -4,8 +4,11 @@
 //!
 //! An RPC request: `rpc` reads the body ([`MAX_BODY`]), parses it with [`vpnroute_wire`],
 //! `classify` checks method, version and Action, then the handler runs in a read
-//! transaction (inline) or through the group-commit [`vpnroute_app::writer`]; inside it, `admit`
-//! authenticates ([`crate::auth`]), throttles and records the nonce before the action runs.
+//! transaction (inline; `admit` authenticates with [`crate::auth`], throttles and records
+//! the nonce) or, authenticated first on a read snapshot, through the group-commit
+//! [`vpnroute_app::writer`] (`run_write` re-checks the key, throttles and records the nonce).
+//! Connections, timeouts and shutdown: [`crate::limits`]; the operator endpoints' token:
+//! [`crate::operator`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -52,6 +55,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let store: Arc<dyn Store> = SqliteStore::open(&args.data_dir, durability)?;
     crate::admin::ensure_root_account(&*store, true)?;
+    let operator = crate::operator::resolve(args.operator_token.as_deref(), &args.data_dir)?;
+    let operator = Operator {
+        token: Arc::new(crate::operator::OperatorToken::new(&operator)),
+        metrics_public: args.metrics_public,
+    };
     let regions = if args.regions.is_empty() {
         default_regions()
     } else {
@@ -90,15 +98,24 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         info!(%addr, data_dir = %args.data_dir.display(), task_duration = %app.config.task_duration.as_text(), "vpnroute listening");
         tokio::spawn(vpnroute_app::tasks::run_worker(app.clone()));
         tokio::spawn(vpnroute_app::tasks::run_janitor(app.clone()));
-        axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>()).await?;
+        let limits = args.limits();
+        info!(max_connections = limits.max_connections, "connection limits");
+        crate::limits::serve(listener, router(app, operator), limits, crate::limits::shutdown_signal()).await?;
+        info!("drained; exiting");
         Ok(())
     })
 }
 
-pub fn router(app: SharedApp) -> Router {
-    Router::new()
-        .route("/", any(rpc))
-        .route("/metrics", get(metrics))
+/// How the operator endpoints are guarded (see [`crate::operator`]).
+pub struct Operator {
+    pub token: Arc<crate::operator::OperatorToken>,
+    /// `/metrics` without the token.
+    pub metrics_public: bool,
+}
+
+pub fn router(app: SharedApp, operator: Operator) -> Router {
+    let guard = || axum::middleware::from_fn_with_state(operator.token.clone(), crate::operator::require_token);
+    let introspection = Router::new()
         .route("/_vpnroute/health", get(|| async { "ok" }))
         .route("/_vpnroute/operations", get(introspect_operations))
         .route("/_vpnroute/gateways", get(introspect_gateways))
@@ -109,6 +126,15 @@ pub fn router(app: SharedApp) -> Router {
             "/_vpnroute/connections/{id}/tunnel",
             put(introspect_tunnel).post(introspect_tunnel),
         )
+        .route_layer(guard());
+    let mut metrics_route = Router::new().route("/metrics", get(metrics));
+    if !operator.metrics_public {
+        metrics_route = metrics_route.route_layer(guard());
+    }
+    Router::new()
+        .route("/", any(rpc))
+        .merge(introspection)
+        .merge(metrics_route)
         .fallback(unknown_path)
         .with_state(app)
 }
@@ -148,17 +174,22 @@ async fn rpc(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    request: axum::extract::Request,
+    deadline: Option<axum::Extension<crate::limits::RequestDeadline>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<SocketAddr>>>,
+    body: axum::body::Body,
 ) -> Response {
     let request_id = vpnroute_domain::ids::new_request_id();
     // The TCP peer (policy key `acs:SourceIp`); absent when the router is driven without a
     // listener (in-process tests).
-    let source_ip = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let body = request.into_body();
-    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+    let source_ip = peer.map(|axum::Extension(axum::extract::ConnectInfo(addr))| addr.ip());
+    let read = axum::body::to_bytes(body, MAX_BODY);
+    let read = match deadline {
+        Some(axum::Extension(crate::limits::RequestDeadline(at))) => tokio::time::timeout_at(at, read)
+            .await
+            .unwrap_or_else(|_| Err(axum::Error::new("body timeout"))),
+        None => read.await,
+    };
+    let body: Bytes = match read {
         Ok(b) => b,
         Err(_) => {
             let e = ApiError::invalid_parameter_msg("The request body is too large or could not be read.");
@@ -211,34 +242,33 @@ async fn rpc(
             });
             finish(&app, result, &action, format, host, &request_id, started)
         }
-        // Writes go to the group-commit writer.
+        // Writes go to the group-commit writer, authenticated first: the signature (at a
+        // cost bounded by the body and parameter caps), the timestamp and the key are
+        // checked here, so junk never takes the writer's time.
         Ok(Handler::Write(f)) => {
-            let (method_s, path, query) = (
-                method.to_string(),
-                uri.path().to_string(),
-                uri.query().unwrap_or("").to_string(),
-            );
-            let mut gated = false;
-            let result = vpnroute_app::writer::submit(&app, move |app, tx| {
-                let raw = RawRequest {
-                    method: &method_s,
-                    path: &path,
-                    raw_query: &query,
-                    headers: &header_vec,
-                    body: &body,
-                };
-                run_write(app, tx, &raw, &parsed, source_ip, f, &mut gated)
-            })
-            .await;
-            finish(
-                &app,
-                result.map(Reply::Value),
-                &action,
-                format,
-                host,
-                &request_id,
-                started,
-            )
+            let now = now_ms();
+            match app
+                .store
+                .read_fast(|tx| crate::auth::authenticate(tx, &raw, &parsed, &app.config.sts_key, now))
+            {
+                Err(e) => finish(&app, Err(e), &action, format, host, &request_id, started),
+                Ok(caller) => {
+                    let mut gated = false;
+                    let result = vpnroute_app::writer::submit(&app, move |app, tx| {
+                        run_write(app, tx, &parsed, source_ip, caller.clone(), f, &mut gated)
+                    })
+                    .await;
+                    finish(
+                        &app,
+                        result.map(Reply::Value),
+                        &action,
+                        format,
+                        host,
+                        &request_id,
+                        started,
+                    )
+                }
+            }
         }
     };
     into_response(answer, &request_id)
@@ -357,7 +387,7 @@ fn classify(raw: &RawRequest<'_>, parsed: &vpnroute_wire::ParsedRequest) -> Resu
     handler.ok_or(ApiError::INVALID_ACTION)
 }
 
-/// Authentication, throttling and the nonce, inside the action's transaction; yields the
+/// Authentication, throttling and the nonce, inside a read's transaction; yields the
 /// request's context. The nonce goes to its own log (not rolled back with the transaction),
 /// so a replay is refused whatever the outcome of the original request. `gated` tells
 /// whether throttling and the nonce were already passed by an earlier run of the same
@@ -373,24 +403,52 @@ fn admit<'a>(
 ) -> Result<Ctx<'a>, ApiError> {
     let now = now_ms();
     let caller = crate::auth::authenticate(tx, raw, parsed, &app.config.sts_key, now)?;
-    let action = parsed.action.as_deref().unwrap_or_default();
     if !*gated {
-        app.throttle.check(&caller.access_key_id, action, now)?;
-        let nonce = parsed.auth.nonce().unwrap_or_default();
-        if !app.nonce_log.record(&caller.access_key_id, nonce, now)? {
-            return Err(ApiError::NONCE_USED);
-        }
+        gate(app, &caller, parsed, now, false)?;
         *gated = true;
     }
+    context(app, caller, parsed, source_ip, now)
+}
+
+/// Throttling, then the nonce (`durable`: refuse when the nonce log cannot be written, as
+/// a write must not run on a nonce a restart could forget; a read may).
+fn gate(
+    app: &App,
+    caller: &crate::auth::Caller,
+    parsed: &vpnroute_wire::ParsedRequest,
+    now: i64,
+    durable: bool,
+) -> Result<(), ApiError> {
+    let action = parsed.action.as_deref().unwrap_or_default();
+    app.throttle.check(&caller.access_key_id, action, now)?;
+    let nonce = parsed.auth.nonce().unwrap_or_default();
+    let keep_until = caller.nonce_keep_until(now);
+    if !app
+        .nonce_log
+        .record(&caller.access_key_id, nonce, now, keep_until, durable)?
+    {
+        return Err(ApiError::NONCE_USED);
+    }
+    Ok(())
+}
+
+/// The call's context, once its caller passed the gate. A VPC operation is authorized here
+/// (RAM), before its handler reveals anything; RAM and STS calls authorize inside their
+/// handlers, on the entities they name.
+fn context<'a>(
+    app: &'a App,
+    caller: crate::auth::Caller,
+    parsed: &'a vpnroute_wire::ParsedRequest,
+    source_ip: Option<std::net::IpAddr>,
+    now: i64,
+) -> Result<Ctx<'a>, ApiError> {
     let ctx = Ctx {
         op: OpCtx::new(app, caller.account_id.into(), now),
-        action,
+        action: parsed.action.as_deref().unwrap_or_default(),
         params: parsed.params.as_slice(),
         identity: caller.identity,
         source_ip,
     };
-    // RAM: a VPC operation is authorized here, before its handler reveals anything (RAM and
-    // STS calls authorize inside their handlers, on the entities they name).
     if parsed.version.as_deref() == Some(API_VERSION) {
         ram::enforce_vpc(&ctx)?;
     }
@@ -411,16 +469,26 @@ fn run_read(
         .read_fast(|tx| f(&admit(app, tx, raw, parsed, source_ip, &mut gated)?, tx))
 }
 
+/// A write on the writer thread, for a caller authenticated before it was queued: the key
+/// is checked again in the write transaction (it may have been disabled meanwhile), then
+/// throttling and the nonce.
 fn run_write(
     app: &App,
     tx: &vpnroute_store::Tx<'_>,
-    raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
     source_ip: Option<std::net::IpAddr>,
+    mut caller: crate::auth::Caller,
     f: dispatch::WriteFn,
     gated: &mut bool,
 ) -> Result<(Value, vpnroute_app::tasks::Effects), ApiError> {
-    let ctx = admit(app, tx, raw, parsed, source_ip, gated)?;
+    let now = now_ms();
+    crate::auth::still_active(tx, &mut caller, parsed, &app.config.sts_key, now)?;
+    // A job retried after a retryable store error has passed throttling and the nonce.
+    if !*gated {
+        gate(app, &caller, parsed, now, true)?;
+        *gated = true;
+    }
+    let ctx = context(app, caller, parsed, source_ip, now)?;
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
 }

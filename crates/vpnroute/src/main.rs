@@ -14,6 +14,8 @@ mod admin;
 mod auth;
 mod cli;
 mod http;
+mod limits;
+mod operator;
 mod sts_key;
 
 use clap::Parser;

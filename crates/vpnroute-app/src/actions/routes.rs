@@ -368,13 +368,13 @@ struct Target {
 fn find_target(ctx: &OpCtx<'_>, tx: &dyn ReadTx, kind: RouteKind, t: &RouteTarget) -> Result<Target, ApiError> {
     let gw = gateway_for_change(ctx, tx, &t.region, &t.gateway_id, busy_code(kind))?;
     // Stored blocks are canonical; accept the caller's spelling of the same block.
-    let canon = |t: &str| {
-        validate::parse_cidr(t)
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| t.to_string())
+    let (source, dest) = if kind == RouteKind::Pbr {
+        (validate::canonical_cidr(&t.source), validate::canonical_cidr(&t.dest))
+    } else {
+        (String::new(), validate::canonical_cidr(&t.dest))
     };
     let route = tx
-        .routes_with_key(&gw.id, kind, &canon(&t.source), &canon(&t.dest))?
+        .routes_with_key(&gw.id, kind, &source, &dest)?
         .into_iter()
         .find(|r| r.next_hop == *t.next_hop)
         .ok_or(ApiError::ROUTE_ENTRY_NOT_FOUND)?;
@@ -544,9 +544,7 @@ impl FromRpc for PublishRoute {
         let publish_vpc = p.bool("PublishVpc")?;
         // Terraform sends an undocumented RouteSource for pbr routes: accepted and ignored, so
         // every pbr route with this destination and next hop is published or withdrawn.
-        let dest = validate::parse_cidr(dest)
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| dest.to_string());
+        let dest = validate::canonical_cidr(dest);
         Ok(PublishRoute {
             region,
             gateway_id: gateway_id.into(),

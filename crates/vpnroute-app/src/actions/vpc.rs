@@ -458,7 +458,8 @@ impl FromRpc for DescribeRouteEntryListInput {
             max_results,
             start,
             route_entry_id: text("RouteEntryId"),
-            destination_cidr_block: text("DestinationCidrBlock"),
+            // Lookups take any spelling of a block (`10.0.0.10/24` finds `10.0.0.0/24`).
+            destination_cidr_block: p.opt_str("DestinationCidrBlock").map(validate::canonical_cidr),
             next_hop_id: text("NextHopId"),
             next_hop_type: text("NextHopType"),
             route_entry_type: text("RouteEntryType"),
@@ -674,7 +675,7 @@ impl FromRpc for DeleteRouteEntryInput {
             Some(id) => RouteEntrySelector::Id(id.to_string()),
             None => RouteEntrySelector::Match {
                 table: p.str("RouteTableId")?.to_string(),
-                dest: p.str("DestinationCidrBlock")?.to_string(),
+                dest: validate::canonical_cidr(p.str("DestinationCidrBlock")?),
                 next_hop_id: p.opt_str("NextHopId").map(str::to_string),
             },
         };
