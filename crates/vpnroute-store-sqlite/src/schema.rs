@@ -12,7 +12,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/004_route_page_index.sql")),
     (5, include_str!("migrations/005_resource_counts.sql")),
     (6, include_str!("migrations/006_commit_generation.sql")),
-    (7, include_str!("migrations/007_ram.sql")),
+    (7, include_str!("migrations/007_reconcile.sql")),
+    (8, include_str!("migrations/008_ram.sql")),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), Error> {

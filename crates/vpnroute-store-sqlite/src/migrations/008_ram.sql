@@ -1,4 +1,4 @@
--- RAM: the RAM user an access key belongs to (NULL: the account's own key), and each
+-- RAM (migration 8): the RAM user an access key belongs to (NULL: the account's own key), and each
 -- account's RAM directory (users, groups, policies, roles, attachments) as one JSON
 -- document (vpnroute-ram's Directory).
 ALTER TABLE access_keys ADD COLUMN ram_user_id TEXT;
