@@ -34,7 +34,12 @@ fn acknowledged_changes_survive_sigkill() {
     let mut model: HashMap<(usize, usize), Known> = HashMap::new();
     let mut rng = rand::rng();
     let mut acked = 0usize;
-    for _round in 0..KILLS {
+    // At least KILLS kills, and more (bounded) until enough changes were acknowledged to mean
+    // anything: on a loaded machine a restart eats more of each round.
+    for round in 0..4 * KILLS {
+        if round >= KILLS && acked > 2 * KILLS {
+            break;
+        }
         // A killer fires at a random moment while requests are in flight.
         let pid = server.child.id();
         let delay = Duration::from_micros(rng.random_range(0..80_000));
@@ -99,7 +104,7 @@ fn acknowledged_changes_survive_sigkill() {
         killer.join().unwrap();
         server.kill9_and_restart();
     }
-    eprintln!("acknowledged changes: {acked}, kills: {KILLS}");
+    eprintln!("acknowledged changes: {acked}");
     assert!(
         acked > 2 * KILLS,
         "too few acknowledged changes ({acked}) to mean anything"
