@@ -1,0 +1,716 @@
+//! # vpnroute-dataplane-linux
+//!
+//! The Linux kernel [`DataPlane`]: each gateway's routes in force in a network namespace of
+//! its own, where real packets cross them. It owns:
+//!
+//! * the **topology** (module `layout`): per gateway a namespace `{prefix}g-<hash>` with a
+//!   VPC-side veth (`{prefix}vpc`, address [`layout::vpc_addresses`]) whose peer sits on the
+//!   bridge of a VPC namespace `{prefix}v-<hash>` (where VPC hosts attach with a veth), an
+//!   underlay veth (`{prefix}ul`, the gateway's InternetIp) on the bridge of the one shared
+//!   underlay namespace `{prefix}ul` (where customer sites attach), and one tunnel interface
+//!   per connection (`{prefix}t<slot>`, a [`tunnel::TunnelDriver`]: VXLAN for `plain`);
+//! * the **routes and rules** computed from the [`GatewaySpec`] and the tunnels' health with
+//!   the engine's rules (see `layout` for the table and preference layout);
+//! * **reconciliation** (module `kernel`): every apply reads the namespaces back with `ip -j`,
+//!   diffs them against the layout and writes the difference with one `ip -batch` per
+//!   namespace, repeating until the read-back matches; nothing is assumed from earlier writes,
+//!   so routes deleted by hand, links flapped, foreign rules and a restarted process (which
+//!   adopts the interfaces it finds, named in their aliases) all converge the same way;
+//! * **health** (module `health`): probes through each tunnel; a state change re-programs the
+//!   kernel at once and is reported as a [`DataPlaneEvent::Tunnel`];
+//! * **introspection**: `observe().details` and `explain` (the kernel's own `ip route get`
+//!   next to the engine's answer).
+//!
+//! It creates and touches only namespaces whose names start with its prefix (and links inside
+//! them); veths are created directly between those namespaces, so nothing is ever created in,
+//! or changed of, the root namespace.
+
+pub mod health;
+pub mod kernel;
+pub mod layout;
+pub mod names;
+pub mod tunnel;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vpnroute_dataplane::{DataPlane, DataPlaneError, DataPlaneEvent, GatewaySpec, Observed, RouteClass, TunnelState};
+use vpnroute_engine::{LinkState, Route as EngineRoute, RouteTable};
+
+use crate::health::{Probe, ProbeConfig, ProbeHealth};
+use crate::kernel::NsState;
+use crate::layout::{Layout, NsWant, PROBE_MARK_BASE};
+use crate::names::Names;
+use crate::tunnel::TunnelDriver;
+pub use crate::tunnel::TunnelKind;
+
+/// How many read-back/repair rounds one apply may take (creation needs two: a veth's peer
+/// joins its bridge once it exists).
+const MAX_ROUNDS: usize = 4;
+/// Events kept for [`DataPlane::drain_events`] (oldest dropped first).
+const MAX_EVENTS: usize = 10_000;
+
+/// Settings of the Linux data plane.
+#[derive(Debug, Clone)]
+pub struct LinuxConfig {
+    /// Prefix of every namespace (and link) the data plane owns (1–6 of `a-z0-9-`).
+    pub prefix: String,
+    pub tunnels: TunnelKind,
+    /// How often a watcher reads every gateway back, reports drift and repairs it.
+    /// `None`: no watcher (repairs happen on `apply`).
+    pub watch_interval: Option<Duration>,
+}
+
+impl Default for LinuxConfig {
+    fn default() -> Self {
+        LinuxConfig {
+            prefix: "vr-".into(),
+            tunnels: TunnelKind::Plain,
+            watch_interval: Some(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// Why the Linux data plane cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the Linux data plane needs CAP_NET_ADMIN and CAP_SYS_ADMIN (run as root); missing: {0}")]
+    MissingCapabilities(String),
+    #[error("{0}")]
+    BadPrefix(String),
+    #[error("the Linux data plane needs `{tool}` ({package}): {error}")]
+    MissingTool {
+        tool: &'static str,
+        package: &'static str,
+        error: String,
+    },
+}
+
+/// Capabilities missing from this process's effective set (CAP_NET_ADMIN = 12,
+/// CAP_SYS_ADMIN = 21), from `/proc/self/status`.
+pub fn missing_capabilities() -> Vec<&'static str> {
+    let effective = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")]
+        .into_iter()
+        .filter(|(bit, _)| effective & (1u64 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect()
+}
+
+fn check_tool(tool: &'static str, arg: &str, package: &'static str) -> Result<(), StartError> {
+    match std::process::Command::new(tool).arg(arg).output() {
+        Ok(_) => Ok(()),
+        Err(e) => Err(StartError::MissingTool {
+            tool,
+            package,
+            error: e.to_string(),
+        }),
+    }
+}
+
+/// What the data plane keeps per gateway between calls.
+#[derive(Default)]
+struct GatewayRuntime {
+    spec: Option<GatewaySpec>,
+    applied_version: Option<i64>,
+    probes: HashMap<String, Probe>,
+}
+
+struct Inner {
+    names: Names,
+    driver: Box<dyn TunnelDriver>,
+    gateways: Mutex<HashMap<String, Arc<Mutex<GatewayRuntime>>>>,
+    /// Probe results by (gateway, connection). Never held while taking a gateway's lock.
+    health: Mutex<HashMap<(String, String), ProbeHealth>>,
+    events: Mutex<VecDeque<DataPlaneEvent>>,
+    this: Weak<Inner>,
+}
+
+/// The Linux kernel data plane (see the crate doc).
+pub struct LinuxDataPlane {
+    inner: Arc<Inner>,
+    watcher: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn transient(message: impl Into<String>) -> DataPlaneError {
+    DataPlaneError::Transient(message.into())
+}
+
+impl LinuxDataPlane {
+    /// Starts the data plane: checks capabilities, tools and the prefix; adopts nothing yet
+    /// (each gateway is adopted by its first `apply`).
+    pub fn new(config: LinuxConfig) -> Result<Self, StartError> {
+        let missing = missing_capabilities();
+        if !missing.is_empty() {
+            return Err(StartError::MissingCapabilities(missing.join(", ")));
+        }
+        names::validate_prefix(&config.prefix).map_err(StartError::BadPrefix)?;
+        check_tool("ip", "-V", "iproute2")?;
+        check_tool("ping", "-V", "iputils-ping")?;
+        let inner = Arc::new_cyclic(|this| Inner {
+            names: Names::new(&config.prefix),
+            driver: tunnel::driver(config.tunnels),
+            gateways: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
+            events: Mutex::new(VecDeque::new()),
+            this: this.clone(),
+        });
+        let watcher = config.watch_interval.map(|interval| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (thread_stop, weak) = (stop.clone(), Arc::downgrade(&inner));
+            let handle = std::thread::Builder::new()
+                .name("vpnroute-watch".into())
+                .spawn(move || watch(weak, interval, thread_stop))
+                .expect("spawning the watcher thread");
+            (stop, handle)
+        });
+        Ok(LinuxDataPlane { inner, watcher })
+    }
+
+    /// The names this data plane uses.
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+}
+
+/// Reads every applied gateway back on a timer; on drift, reports it and repairs it.
+fn watch(inner: Weak<Inner>, interval: Duration, stop: Arc<AtomicBool>) {
+    let step = Duration::from_millis(50);
+    'outer: while !stop.load(Ordering::Relaxed) {
+        let mut waited = Duration::ZERO;
+        while waited < interval {
+            if stop.load(Ordering::Relaxed) {
+                break 'outer;
+            }
+            std::thread::sleep(step);
+            waited += step;
+        }
+        let Some(inner) = inner.upgrade() else { break };
+        let ids: Vec<String> = lock(&inner.gateways).keys().cloned().collect();
+        for id in ids {
+            inner.repair(&id, true);
+        }
+    }
+}
+
+impl Drop for LinuxDataPlane {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.watcher.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.join();
+        }
+        let runtimes: Vec<_> = lock(&self.inner.gateways).values().cloned().collect();
+        let probes: Vec<Probe> = runtimes
+            .iter()
+            .flat_map(|rt| lock(rt).probes.drain().map(|(_, p)| p).collect::<Vec<_>>())
+            .collect();
+        for probe in &probes {
+            probe.stop();
+        }
+        for probe in probes {
+            probe.join();
+        }
+    }
+}
+
+impl Inner {
+    fn runtime(&self, gateway_id: &str) -> Arc<Mutex<GatewayRuntime>> {
+        lock(&self.gateways).entry(gateway_id.to_string()).or_default().clone()
+    }
+
+    fn push_event(&self, event: DataPlaneEvent) {
+        let mut events = lock(&self.events);
+        if events.len() >= MAX_EVENTS {
+            events.pop_front();
+        }
+        events.push_back(event);
+    }
+
+    /// Tunnel state per connection: administratively down wins, then the probe's verdict,
+    /// else up.
+    fn tunnel_states(&self, spec: &GatewaySpec) -> BTreeMap<String, TunnelState> {
+        let health = lock(&self.health);
+        spec.connections
+            .iter()
+            .map(|c| {
+                let state = if !c.admin_up {
+                    TunnelState::Down
+                } else if c.health_check.is_some() {
+                    health
+                        .get(&(spec.gateway_id.clone(), c.id.clone()))
+                        .map_or(TunnelState::Up, |h| h.state)
+                } else {
+                    TunnelState::Up
+                };
+                (c.id.clone(), state)
+            })
+            .collect()
+    }
+
+    /// Tunnels found in a gateway namespace: connection id → (slot, key), lowest slot first.
+    fn existing_tunnels(&self, found: &NsState) -> BTreeMap<String, (u32, u32)> {
+        let mut tunnels = BTreeMap::new();
+        let mut by_slot: Vec<_> = found
+            .links
+            .iter()
+            .filter_map(|(name, link)| {
+                let slot = self.names.tunnel_slot(name)?;
+                let connection = Names::parse_connection_alias(link.alias.as_deref()?)?;
+                Some((slot, connection.to_string(), self.driver.key_of(link)?))
+            })
+            .collect();
+        by_slot.sort();
+        for (slot, connection, key) in by_slot {
+            tunnels.entry(connection).or_insert((slot, key));
+        }
+        tunnels
+    }
+
+    fn read_all(&self, spec: &GatewaySpec) -> Result<[NsState; 3], DataPlaneError> {
+        let names = &self.names;
+        Ok([
+            kernel::read_ns(&names.underlay_ns()).map_err(transient)?,
+            kernel::read_ns(&names.vpc_ns(&spec.gateway_id)).map_err(transient)?,
+            kernel::read_ns(&names.gateway_ns(&spec.gateway_id)).map_err(transient)?,
+        ])
+    }
+
+    fn plan(&self, spec: &GatewaySpec, found: &[NsState; 3]) -> Result<(Layout, Vec<Vec<String>>), DataPlaneError> {
+        let existing = self.existing_tunnels(&found[2]);
+        let allocation =
+            layout::allocate(&existing, &spec.connections, self.driver.as_ref()).map_err(DataPlaneError::Permanent)?;
+        let states = self.tunnel_states(spec);
+        let layout = layout::layout(&self.names, spec, &allocation, &states, self.driver.as_ref())
+            .map_err(DataPlaneError::Permanent)?;
+        let wants: [&NsWant; 3] = [&layout.underlay, &layout.vpc, &layout.gateway];
+        let diffs = wants
+            .iter()
+            .zip(found.iter())
+            .map(|(want, found)| layout::diff(&self.names, want, found))
+            .collect();
+        Ok((layout, diffs))
+    }
+
+    /// Reads back, writes the difference, repeats until the read-back matches.
+    fn converge(&self, spec: &GatewaySpec) -> Result<Layout, DataPlaneError> {
+        let names = &self.names;
+        let namespaces = [
+            names.underlay_ns(),
+            names.vpc_ns(&spec.gateway_id),
+            names.gateway_ns(&spec.gateway_id),
+        ];
+        for ns in &namespaces {
+            kernel::ensure_netns(ns).map_err(transient)?;
+        }
+        let mut errors = Vec::new();
+        for round in 0..=MAX_ROUNDS {
+            let found = self.read_all(spec)?;
+            let (layout, diffs) = self.plan(spec, &found)?;
+            if round == 0 {
+                set_sysctls(&layout, &mut errors);
+            }
+            if diffs.iter().all(Vec::is_empty) || round == MAX_ROUNDS {
+                let pending: Vec<String> = diffs.into_iter().flatten().collect();
+                if !pending.is_empty() {
+                    return Err(transient(format!(
+                        "gateway {} not in sync after {MAX_ROUNDS} rounds; still to do: {}; errors: {}",
+                        spec.gateway_id,
+                        pending.join("; "),
+                        errors.join("; ")
+                    )));
+                }
+                return Ok(layout);
+            }
+            for (ns, lines) in namespaces.iter().zip(diffs.iter()) {
+                if let Err(e) = kernel::batch(ns, lines) {
+                    errors.push(e);
+                }
+            }
+            // A bridge created in this round needs its per-device sysctls now.
+            set_sysctls(&layout, &mut errors);
+        }
+        unreachable!("the last round returns")
+    }
+
+    /// Starts, restarts or stops probe threads to match the spec.
+    fn reconcile_probes(&self, runtime: &mut GatewayRuntime, spec: &GatewaySpec, layout: &Layout) {
+        let mut wanted: HashMap<String, (ProbeConfig, u32)> = HashMap::new();
+        for connection in spec.connections.iter().filter(|c| c.admin_up) {
+            let (Some(check), Some(tunnel)) = (&connection.health_check, layout.tunnels.get(&connection.id)) else {
+                continue;
+            };
+            let source = if check.sip.is_unspecified() {
+                layout.vpc_gateway
+            } else {
+                check.sip
+            };
+            let config = ProbeConfig {
+                ns: layout.gateway.ns.clone(),
+                source,
+                dest: check.dip,
+                mark: PROBE_MARK_BASE | tunnel.plan.slot,
+                interval: Duration::from_secs(u64::from(check.interval_s.max(1))),
+                retry: check.retry.max(1),
+            };
+            wanted.insert(connection.id.clone(), (config, check.retry.max(1)));
+        }
+        runtime.probes.retain(|id, probe| {
+            let keep = wanted.get(id).is_some_and(|(config, _)| *config == probe.config);
+            if !keep {
+                probe.stop();
+            }
+            keep
+        });
+        let mut health = lock(&self.health);
+        health.retain(|(gateway, connection), _| gateway != &spec.gateway_id || wanted.contains_key(connection));
+        drop(health);
+        for (id, (config, retry)) in wanted {
+            if runtime.probes.contains_key(&id) {
+                continue;
+            }
+            let (weak, gateway_id, connection_id) = (self.this.clone(), spec.gateway_id.clone(), id.clone());
+            let probe = Probe::spawn(config, move |ok| {
+                let Some(inner) = weak.upgrade() else { return false };
+                inner.record_probe(&gateway_id, &connection_id, ok, retry);
+                true
+            });
+            runtime.probes.insert(id, probe);
+        }
+    }
+
+    /// Folds a probe result in; on a state change, reports it and re-programs the kernel.
+    fn record_probe(&self, gateway_id: &str, connection_id: &str, ok: bool, retry: u32) {
+        let changed = {
+            let mut health = lock(&self.health);
+            let entry = health
+                .entry((gateway_id.to_string(), connection_id.to_string()))
+                .or_default();
+            entry.record(ok, retry).then_some(entry.state)
+        };
+        if let Some(state) = changed {
+            tracing::info!(gateway_id, connection_id, ?state, "tunnel health changed");
+            self.repair(gateway_id, false);
+            self.push_event(DataPlaneEvent::Tunnel {
+                gateway_id: gateway_id.to_string(),
+                connection_id: connection_id.to_string(),
+                state,
+            });
+        }
+    }
+
+    /// Converges a gateway to its last applied spec (after a tunnel change, or on the
+    /// watcher's timer: then a difference found is reported as drift first).
+    fn repair(&self, gateway_id: &str, report_drift: bool) {
+        let Some(runtime) = lock(&self.gateways).get(gateway_id).cloned() else {
+            return;
+        };
+        let runtime = lock(&runtime);
+        let Some(spec) = runtime.spec.clone() else { return };
+        if report_drift {
+            let drifted = self
+                .read_all(&spec)
+                .and_then(|found| self.plan(&spec, &found))
+                .map(|(_, diffs)| diffs.iter().any(|d| !d.is_empty()))
+                .unwrap_or(true);
+            if !drifted {
+                return;
+            }
+            tracing::warn!(gateway_id, "data plane drifted from its spec; repairing");
+            self.push_event(DataPlaneEvent::Drift {
+                gateway_id: gateway_id.to_string(),
+            });
+        }
+        if let Err(error) = self.converge(&spec) {
+            tracing::warn!(gateway_id, %error, "repairing the data plane failed");
+        }
+    }
+
+    fn details(
+        &self,
+        spec: Option<&GatewaySpec>,
+        layout: Option<&Layout>,
+        found: &[NsState; 3],
+        pending: &[String],
+    ) -> Value {
+        let names = &self.names;
+        let gateway_ns = layout.map(|l| l.gateway.ns.clone());
+        let connections: Vec<Value> = layout
+            .map(|l| {
+                l.tunnels
+                    .iter()
+                    .map(|(id, tunnel)| {
+                        let link = found[2].links.get(&tunnel.plan.ifname);
+                        json!({
+                            "VpnConnectionId": id,
+                            "Interface": tunnel.plan.ifname,
+                            "NextHop": tunnel.want.next_hop,
+                            "Tunnel": tunnel_text(tunnel.state),
+                            "Table": layout::connection_table(tunnel.plan.slot),
+                            "TxPackets": link.map_or(0, |l| l.tx_packets),
+                            "RxPackets": link.map_or(0, |l| l.rx_packets),
+                            "TunnelConfig": tunnel.want.details,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let vpc_ns = spec.map(|s| names.vpc_ns(&s.gateway_id));
+        json!({
+            "DataPlane": "linux",
+            "Driver": self.driver.kind(),
+            "Namespace": gateway_ns,
+            "VpcInterface": names.vpc_if(),
+            "VpcGateway": layout.map(|l| l.vpc_gateway),
+            "VpcRouter": layout.map(|l| l.vpc_router),
+            "VpcAttach": {"Namespace": vpc_ns, "Bridge": names.bridge()},
+            "Underlay": {
+                "Namespace": names.underlay_ns(),
+                "Bridge": names.bridge(),
+                "Interface": names.underlay_if(),
+                "InternetIp": spec.map(|s| s.internet_ip),
+            },
+            "Connections": connections,
+            "InSync": layout.is_some() && pending.is_empty(),
+            "Pending": pending,
+            "Kernel": layout::state_json(&found[2]),
+            "VpcRoutes": found[1].routes.iter().map(kernel::Route::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn tunnel_text(state: TunnelState) -> &'static str {
+    match state {
+        TunnelState::Up => "up",
+        TunnelState::Down => "down",
+    }
+}
+
+fn set_sysctls(layout: &Layout, errors: &mut Vec<String>) {
+    for want in [&layout.gateway, &layout.vpc] {
+        if want.sysctls.is_empty() {
+            continue;
+        }
+        let mut args = vec!["-q".to_string(), "-e".to_string(), "-w".to_string()];
+        args.extend(want.sysctls.iter().map(|(key, value)| format!("{key}={value}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if let Err(e) = kernel::netns_exec(&want.ns, "sysctl", &args) {
+            errors.push(e);
+        }
+    }
+}
+
+/// The engine's table and link state for a spec, with the data plane's tunnel states.
+fn engine_for(spec: &GatewaySpec, states: &BTreeMap<String, TunnelState>) -> (RouteTable, LinkState, Vec<String>) {
+    let mut table = RouteTable::new();
+    let mut refused = Vec::new();
+    for route in &spec.routes {
+        let engine_route = match route.class {
+            RouteClass::Destination => {
+                EngineRoute::destination(route.id, route.dest, &route.next_hop, route.weight, route.id)
+            }
+            RouteClass::Policy => EngineRoute::policy(
+                route.id,
+                route.source.unwrap_or_default(),
+                route.dest,
+                &route.next_hop,
+                route.weight,
+                route.priority,
+                route.id,
+            ),
+        };
+        if let Err(e) = table.insert(engine_route) {
+            refused.push(e.to_string());
+        }
+    }
+    let mut links = LinkState::new();
+    for route in &spec.routes {
+        let up = states.get(&route.next_hop) == Some(&TunnelState::Up);
+        table.set_link_up(&mut links, &route.next_hop, up);
+    }
+    (table, links, refused)
+}
+
+impl DataPlane for LinuxDataPlane {
+    fn name(&self) -> &'static str {
+        "linux"
+    }
+
+    fn apply(&self, spec: &GatewaySpec) -> Result<(), DataPlaneError> {
+        if spec.gateway_id.is_empty() {
+            return Err(DataPlaneError::Permanent("gateway id is empty".into()));
+        }
+        let inner = &self.inner;
+        let runtime = inner.runtime(&spec.gateway_id);
+        let mut runtime = lock(&runtime);
+        runtime.spec = Some(spec.clone());
+        let result = inner.converge(spec);
+        match result {
+            Ok(layout) => {
+                inner.reconcile_probes(&mut runtime, spec, &layout);
+                runtime.applied_version = Some(spec.version);
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn observe(&self, gateway_id: &str) -> Result<Option<Observed>, DataPlaneError> {
+        let inner = &self.inner;
+        let gateway_ns = inner.names.gateway_ns(gateway_id);
+        if !kernel::netns_exists(&gateway_ns) {
+            return Ok(None);
+        }
+        let runtime = lock(&inner.gateways).get(gateway_id).cloned();
+        let (spec, applied_version) = match &runtime {
+            Some(rt) => {
+                let rt = lock(rt);
+                (rt.spec.clone(), rt.applied_version)
+            }
+            None => (None, None),
+        };
+        let Some(spec) = spec else {
+            // Not applied by this process yet: show what is there.
+            let found = kernel::read_ns(&gateway_ns).map_err(transient)?;
+            let tunnels = inner
+                .existing_tunnels(&found)
+                .into_iter()
+                .map(|(id, (slot, _))| {
+                    let up = found.links.get(&inner.names.tunnel_if(slot)).is_some_and(|l| l.up);
+                    (id, if up { TunnelState::Up } else { TunnelState::Down })
+                })
+                .collect();
+            let empty = [NsState::default(), NsState::default(), found];
+            let mut details = inner.details(None, None, &empty, &[]);
+            details["Namespace"] = json!(gateway_ns);
+            return Ok(Some(Observed {
+                applied_version: None,
+                in_sync: false,
+                tunnels,
+                details,
+            }));
+        };
+        let found = inner.read_all(&spec)?;
+        let (layout, diffs) = inner.plan(&spec, &found)?;
+        let pending: Vec<String> = diffs.into_iter().flatten().collect();
+        let in_sync = pending.is_empty() && applied_version == Some(spec.version);
+        let tunnels = layout.tunnels.iter().map(|(id, t)| (id.clone(), t.state)).collect();
+        let mut details = inner.details(Some(&spec), Some(&layout), &found, &pending);
+        details["InSync"] = json!(in_sync);
+        details["AppliedVersion"] = json!(applied_version);
+        Ok(Some(Observed {
+            applied_version,
+            in_sync,
+            tunnels,
+            details,
+        }))
+    }
+
+    fn remove(&self, gateway_id: &str) -> Result<(), DataPlaneError> {
+        let inner = &self.inner;
+        let runtime = lock(&inner.gateways).remove(gateway_id);
+        if let Some(runtime) = runtime {
+            for (_, probe) in lock(&runtime).probes.drain() {
+                probe.stop();
+            }
+        }
+        lock(&inner.health).retain(|(gateway, _), _| gateway != gateway_id);
+        kernel::delete_netns(&inner.names.gateway_ns(gateway_id)).map_err(transient)?;
+        kernel::delete_netns(&inner.names.vpc_ns(gateway_id)).map_err(transient)?;
+        Ok(())
+    }
+
+    fn explain(&self, gateway_id: &str, source: Ipv4Addr, dest: Ipv4Addr) -> Result<Value, DataPlaneError> {
+        let inner = &self.inner;
+        let runtime = lock(&inner.gateways).get(gateway_id).cloned();
+        let spec = runtime.and_then(|rt| lock(&rt).spec.clone());
+        let Some(spec) = spec else {
+            return Err(DataPlaneError::Permanent(format!(
+                "gateway {gateway_id} has not been applied"
+            )));
+        };
+        let found = inner.read_all(&spec)?;
+        let (layout, _) = inner.plan(&spec, &found)?;
+        let states: BTreeMap<String, TunnelState> =
+            layout.tunnels.iter().map(|(id, t)| (id.clone(), t.state)).collect();
+        let (table, links, refused) = engine_for(&spec, &states);
+        let engine = table.explain(source, dest, &links);
+        let engine_hop = engine.chosen.as_ref().map(|c| c.next_hop.clone());
+
+        let kernel_answer = kernel::route_get(&layout.gateway.ns, source, dest, &inner.names.vpc_if());
+        let (verdict, interface) = match &kernel_answer {
+            Ok(route) if route["type"] == "blackhole" => ("blackhole", None),
+            Ok(route) => ("forward", route["dev"].as_str().map(str::to_string)),
+            Err(e) if e.contains("unreachable") => ("unreachable", None),
+            Err(_) => ("error", None),
+        };
+        let kernel_connection = interface.as_ref().and_then(|dev| {
+            layout
+                .tunnels
+                .iter()
+                .find(|(_, t)| &t.plan.ifname == dev)
+                .map(|(id, _)| id.clone())
+        });
+        let agree = match (&engine_hop, verdict) {
+            (Some(hop), "forward") => kernel_connection.as_ref() == Some(hop),
+            (Some(hop), "blackhole") => !layout.tunnels.contains_key(hop),
+            (None, "unreachable") => true,
+            _ => false,
+        };
+        Ok(json!({
+            "Source": source,
+            "Destination": dest,
+            "Engine": engine,
+            "EngineNextHop": engine_hop,
+            "EngineRefusedRoutes": refused,
+            "Kernel": {
+                "Namespace": layout.gateway.ns,
+                "Command": format!("ip -n {} route get {dest} from {source} iif {}", layout.gateway.ns, inner.names.vpc_if()),
+                "Verdict": verdict,
+                "Route": kernel_answer.as_ref().ok(),
+                "Error": kernel_answer.as_ref().err(),
+                "Interface": interface,
+                "VpnConnectionId": kernel_connection,
+            },
+            "Agree": agree,
+        }))
+    }
+
+    fn gateways(&self) -> Result<Vec<String>, DataPlaneError> {
+        let names = &self.inner.names;
+        let mut ids = Vec::new();
+        for ns in kernel::netns_with_prefix(names.prefix()) {
+            if !names.is_gateway_ns(&ns) {
+                continue;
+            }
+            let out = kernel::ip(&["-j", "-n", &ns, "link", "show", "dev", &names.vpc_if()]).unwrap_or_default();
+            let alias = serde_json::from_str::<Value>(&out)
+                .ok()
+                .and_then(|v| v[0]["ifalias"].as_str().map(str::to_string));
+            if let Some(id) = alias.as_deref().and_then(Names::parse_gateway_alias) {
+                ids.push(id.to_string());
+            }
+        }
+        Ok(ids)
+    }
+
+    fn drain_events(&self) -> Vec<DataPlaneEvent> {
+        lock(&self.inner.events).drain(..).collect()
+    }
+}
