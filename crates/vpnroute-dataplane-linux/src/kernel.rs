@@ -71,6 +71,24 @@ pub fn batch(ns: &str, lines: &[String]) -> Result<(), String> {
     }
 }
 
+/// Runs `lines` one `ip -n NS …` process each: slower than [`batch`], used after a batch
+/// failed, since `ip` abandons a batch at the first line it cannot parse.
+pub fn each(ns: &str, lines: &[String]) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for line in lines {
+        let mut args = vec!["-n", ns];
+        args.extend(line.split_whitespace());
+        if let Err(e) = ip(&args) {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
 /// Runs a command inside a namespace (`ip netns exec NS …`).
 pub fn netns_exec(ns: &str, program: &str, args: &[&str]) -> Result<String, String> {
     let output = Command::new("ip")
@@ -313,6 +331,9 @@ pub struct Link {
     pub mac: Option<String>,
     pub vxlan: Option<Vxlan>,
     pub addrs: BTreeSet<Ipv4Net>,
+    /// Operational state is UP: the kernel's link watch has seen the carrier (up to a second
+    /// after `link set up`; until then the link drops what it is given).
+    pub running: bool,
     pub tx_packets: u64,
     pub rx_packets: u64,
 }
@@ -415,6 +436,7 @@ fn parse_link(entry: &Value) -> Link {
         mac: text(&entry["address"]),
         vxlan,
         addrs: BTreeSet::new(),
+        running: entry["operstate"] == "UP",
         tx_packets: entry["stats64"]["tx"]["packets"].as_u64().unwrap_or(0),
         rx_packets: entry["stats64"]["rx"]["packets"].as_u64().unwrap_or(0),
     }

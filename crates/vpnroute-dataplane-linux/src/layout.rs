@@ -19,7 +19,8 @@
 //! (same source and destination), only the member the engine selects (rule 3: active if up,
 //! else the oldest up standby, else the active anyway) has a rule, pointing at its tunnel.
 //!
-//! Tables: 99 `blackhole default` (routes to a connection without a tunnel), 100 the
+//! Tables: 99 `unreachable default` (routes to a connection without a tunnel: "no route to
+//! host", where a lookup without a match says "network is unreachable"), 100 the
 //! destination-based routes, `1000 + slot` one `default via PEER dev TUNNEL onlink` per
 //! connection.
 
@@ -34,7 +35,7 @@ use crate::kernel::{Link, Neighbour, NsState, Route, Rule, RuleAction, Target, T
 use crate::names::Names;
 use crate::tunnel::{TunnelDriver, TunnelPlan, TunnelWant};
 
-pub const TABLE_BLACKHOLE: u32 = 99;
+pub const TABLE_NO_TUNNEL: u32 = 99;
 pub const TABLE_DESTINATION: u32 = 100;
 pub const TABLE_CONNECTION_BASE: u32 = 1000;
 pub const PREF_PROBE: u32 = 100;
@@ -79,6 +80,9 @@ pub struct LinkWant {
     pub own_addresses: bool,
     /// Recreate when the read-back's kind or tunnel parameters differ.
     pub recreate_on_change: bool,
+    /// Links of stage 0 are written before those of stage 1 (a tunnel names its underlay
+    /// interface, a port its bridge: `ip` stops a batch at a name it cannot resolve).
+    pub stage: u8,
 }
 
 /// What one namespace should hold.
@@ -245,6 +249,7 @@ pub fn layout(
             },
             own_addresses: true,
             recreate_on_change: false,
+            stage: 0,
         },
     );
     links.insert(
@@ -263,6 +268,7 @@ pub fn layout(
             },
             own_addresses: true,
             recreate_on_change: false,
+            stage: 0,
         },
     );
     links.insert(
@@ -280,6 +286,7 @@ pub fn layout(
             },
             own_addresses: true,
             recreate_on_change: false,
+            stage: 0,
         },
     );
     let mut neighbours = Vec::new();
@@ -291,6 +298,7 @@ pub fn layout(
                 link: tunnel.want.link.clone(),
                 own_addresses: true,
                 recreate_on_change: true,
+                stage: 1,
             },
         );
         neighbours.extend(tunnel.want.neighbours.iter().cloned());
@@ -298,7 +306,7 @@ pub fn layout(
 
     // Gateway namespace: routes.
     let mut routes = BTreeSet::new();
-    routes.insert(Route::new(TABLE_BLACKHOLE, Ipv4Net::default(), Target::Blackhole));
+    routes.insert(Route::new(TABLE_NO_TUNNEL, Ipv4Net::default(), Target::Unreachable));
     let remotes: BTreeSet<Ipv4Addr> = spec.connections.iter().map(|c| c.remote_ip).collect();
     for remote in remotes {
         let dst = Ipv4Net::new(remote, 32).expect("valid");
@@ -331,11 +339,11 @@ pub fn layout(
         };
         let tunnel = tunnels.get(&member.next_hop);
         if class == 0 {
-            let target = tunnel.map_or(Target::Blackhole, |t| t.want.target.clone());
+            let target = tunnel.map_or(Target::Unreachable, |t| t.want.target.clone());
             routes.insert(Route::new(TABLE_DESTINATION, dest, target));
         } else {
             let source = source.unwrap_or_default();
-            let table = tunnel.map_or(TABLE_BLACKHOLE, |t| connection_table(t.plan.slot));
+            let table = tunnel.map_or(TABLE_NO_TUNNEL, |t| connection_table(t.plan.slot));
             let mut rule = Rule::new(policy_pref(member.priority, source, dest), RuleAction::Lookup(table));
             rule.src = (source.prefix_len() > 0).then_some(source);
             rule.dst = (dest.prefix_len() > 0).then_some(dest);
@@ -364,6 +372,9 @@ pub fn layout(
             ("net.ipv4.ip_forward".into(), "1".into()),
             ("net.ipv4.conf.all.rp_filter".into(), "0".into()),
             ("net.ipv4.conf.default.rp_filter".into(), "0".into()),
+            // IPv4 only: no router solicitations or DAD crossing the tunnels' counters.
+            ("net.ipv6.conf.all.disable_ipv6".into(), "1".into()),
+            ("net.ipv6.conf.default.disable_ipv6".into(), "1".into()),
         ],
     };
 
@@ -432,6 +443,7 @@ fn bridge_links(bridge: &str, port: &str, address: Option<Ipv4Net>) -> BTreeMap<
             },
             own_addresses: address.is_some(),
             recreate_on_change: false,
+            stage: 0,
         },
     );
     links.insert(
@@ -446,6 +458,7 @@ fn bridge_links(bridge: &str, port: &str, address: Option<Ipv4Net>) -> BTreeMap<
             },
             own_addresses: false,
             recreate_on_change: false,
+            stage: 1,
         },
     );
     links
@@ -460,7 +473,9 @@ pub fn diff(names: &Names, want: &NsWant, found: &NsState) -> Vec<String> {
             lines.push(format!("link del {name}"));
         }
     }
-    for (name, link_want) in &want.links {
+    let mut staged: Vec<(&String, &LinkWant)> = want.links.iter().collect();
+    staged.sort_by_key(|(_, link_want)| link_want.stage);
+    for (name, link_want) in staged {
         let wanted = &link_want.link;
         let current = match found.links.get(name) {
             Some(current)
@@ -537,6 +552,14 @@ pub fn diff(names: &Names, want: &NsWant, found: &NsState) -> Vec<String> {
         lines.extend(unmatched.iter().map(|r| r.add_line()));
     }
     lines
+}
+
+/// Wanted veths and bridges that are up but not yet running (carrier not yet seen).
+pub fn carrier_pending(want: &NsWant, found: &NsState) -> bool {
+    want.links.iter().any(|(name, link_want)| {
+        matches!(link_want.link.kind.as_deref(), Some("veth" | "bridge"))
+            && found.links.get(name).is_some_and(|link| link.up && !link.running)
+    })
 }
 
 /// A namespace's read-back as JSON (for introspection).

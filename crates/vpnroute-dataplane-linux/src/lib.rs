@@ -36,7 +36,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vpnroute_dataplane::{DataPlane, DataPlaneError, DataPlaneEvent, GatewaySpec, Observed, RouteClass, TunnelState};
@@ -52,6 +52,8 @@ pub use crate::tunnel::TunnelKind;
 /// How many read-back/repair rounds one apply may take (creation needs two: a veth's peer
 /// joins its bridge once it exists).
 const MAX_ROUNDS: usize = 4;
+/// How long an apply waits for new links' carrier (the kernel's link watch needs up to 1 s).
+const CARRIER_WAIT: Duration = Duration::from_secs(2);
 /// Events kept for [`DataPlane::drain_events`] (oldest dropped first).
 const MAX_EVENTS: usize = 10_000;
 
@@ -320,11 +322,21 @@ impl Inner {
             kernel::ensure_netns(ns).map_err(transient)?;
         }
         let mut errors = Vec::new();
-        for round in 0..=MAX_ROUNDS {
+        let mut batch_failed = [false; 3];
+        let carrier_deadline = Instant::now() + CARRIER_WAIT;
+        let mut round = 0;
+        loop {
             let found = self.read_all(spec)?;
             let (layout, diffs) = self.plan(spec, &found)?;
             if round == 0 {
                 set_sysctls(&layout, &mut errors);
+            }
+            let wants = [&layout.underlay, &layout.vpc, &layout.gateway];
+            let carrier_pending = wants.iter().zip(&found).any(|(w, f)| layout::carrier_pending(w, f));
+            if diffs.iter().all(Vec::is_empty) && carrier_pending && Instant::now() < carrier_deadline {
+                // Just created: in force once the links carry packets.
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
             }
             if diffs.iter().all(Vec::is_empty) || round == MAX_ROUNDS {
                 let pending: Vec<String> = diffs.into_iter().flatten().collect();
@@ -338,15 +350,21 @@ impl Inner {
                 }
                 return Ok(layout);
             }
-            for (ns, lines) in namespaces.iter().zip(diffs.iter()) {
-                if let Err(e) = kernel::batch(ns, lines) {
+            for ((ns, lines), failed) in namespaces.iter().zip(diffs.iter()).zip(batch_failed.iter_mut()) {
+                let result = if *failed {
+                    kernel::each(ns, lines)
+                } else {
+                    kernel::batch(ns, lines)
+                };
+                if let Err(e) = result {
                     errors.push(e);
+                    *failed = true;
                 }
             }
             // A bridge created in this round needs its per-device sysctls now.
             set_sysctls(&layout, &mut errors);
+            round += 1;
         }
-        unreachable!("the last round returns")
     }
 
     /// Starts, restarts or stops probe threads to match the spec.
@@ -655,9 +673,11 @@ impl DataPlane for LinuxDataPlane {
 
         let kernel_answer = kernel::route_get(&layout.gateway.ns, source, dest, &inner.names.vpc_if());
         let (verdict, interface) = match &kernel_answer {
-            Ok(route) if route["type"] == "blackhole" => ("blackhole", None),
             Ok(route) => ("forward", route["dev"].as_str().map(str::to_string)),
-            Err(e) if e.contains("unreachable") => ("unreachable", None),
+            // An `unreachable` route (table 99 or 100: the connection has no tunnel).
+            Err(e) if e.contains("No route to host") => ("no-tunnel", None),
+            // The `iif VPC unreachable` rule: nothing matched.
+            Err(e) if e.contains("Network is unreachable") => ("unreachable", None),
             Err(_) => ("error", None),
         };
         let kernel_connection = interface.as_ref().and_then(|dev| {
@@ -669,7 +689,7 @@ impl DataPlane for LinuxDataPlane {
         });
         let agree = match (&engine_hop, verdict) {
             (Some(hop), "forward") => kernel_connection.as_ref() == Some(hop),
-            (Some(hop), "blackhole") => !layout.tunnels.contains_key(hop),
+            (Some(hop), "no-tunnel") => !layout.tunnels.contains_key(hop),
             (None, "unreachable") => true,
             _ => false,
         };
