@@ -111,7 +111,11 @@ pub struct Observed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataPlaneEvent {
     /// A tunnel changed state (health check, DPD, SA up/down).
-    Tunnel { gateway_id: String, connection_id: String, state: TunnelState },
+    Tunnel {
+        gateway_id: String,
+        connection_id: String,
+        state: TunnelState,
+    },
     /// What is in force no longer matches the spec (a route deleted by hand, a link flap).
     Drift { gateway_id: String },
 }

@@ -11,7 +11,7 @@
 //!
 //! A newer generation empties the cache. Under load reads outnumber writes by far, and a
 //! whole-cache flush keeps writes free of any per-entry bookkeeping; the cache is also
-//! emptied when it holds [`MAX_ENTRIES`], which bounds its memory.
+//! emptied when it holds `MAX_ENTRIES`, which bounds its memory.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;

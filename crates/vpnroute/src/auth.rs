@@ -1,7 +1,8 @@
-//! Authentication: who is calling. Looks up the access key, verifies the signature (both
-//! schemes, through `vpnroute-wire`), checks the request time is within 15 minutes and that
-//! the nonce was not used in the last 15 minutes (nonces are stored durably, so a replay
-//! after a restart is refused too). Also per (access key, action) throttling.
+//! Authentication: who is calling. [`authenticate`] looks up the access key, verifies the
+//! signature (both schemes, through `vpnroute-wire`) and checks the request time is within
+//! 15 minutes. The nonce is checked afterwards by `http.rs`'s admission step against the
+//! store's durable nonce log (so a replay after a restart is refused too). Also [`Throttle`],
+//! the per (access key, action) rate limiter.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

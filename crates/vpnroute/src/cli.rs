@@ -23,8 +23,6 @@ pub enum Command {
     Admin(crate::admin::AdminArgs),
     /// Explain which route a packet takes on a gateway (reads the data directory).
     Explain(ExplainArgs),
-    /// Load generator: signed requests against a running server; throughput and latency.
-    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -134,6 +132,5 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => crate::http::serve(args),
         Command::Admin(args) => crate::admin::run(args),
         Command::Explain(args) => crate::admin::explain(args),
-        Command::Bench(args) => crate::bench::run(args),
     }
 }

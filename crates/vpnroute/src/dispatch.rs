@@ -1,7 +1,7 @@
 //! Action dispatch: maps an Action name to its handler and runs it in the right kind of
 //! transaction. Mutating actions run in one write transaction together with the ClientToken
 //! check/save, so a change, its idempotency record and its task commit or vanish together.
-//! (The signature nonce is recorded before, in `nonces.db`, for every request.)
+//! (The signature nonce is recorded before, in `nonces.log`, for every request.)
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -1,5 +1,11 @@
-//! HTTP: the Alibaba RPC endpoint on `/` (GET and POST), the introspection API under
-//! `/_vpnroute/` (outside the Action namespace) and Prometheus metrics on `/metrics`.
+//! HTTP: [`serve`] (wiring the store, nonce log, writer and background tasks at start), the
+//! Alibaba RPC endpoint on `/` (GET and POST), the introspection API under `/_vpnroute/`
+//! (outside the Action namespace) and Prometheus metrics on `/metrics`.
+//!
+//! An RPC request: `rpc` reads the body ([`MAX_BODY`]), parses it with [`vpnroute_wire`],
+//! `classify` checks method, version and Action, then the handler runs in a read
+//! transaction (inline) or through the group-commit [`crate::writer`]; inside it, `admit`
+//! authenticates ([`crate::auth`]), throttles and records the nonce before the action runs.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,16 +3,16 @@
 //! packet). See the README for every flag.
 //!
 //! Request flow: [`http`] (axum, introspection) → [`vpnroute_wire`] (parameters, signatures,
-//! encoding) → [`auth`] (keys, timestamps, nonces) → [`dispatch`] (Action → handler) →
-//! [`actions`] (validation with [`vpnroute_domain`], one store transaction each) →
-//! [`tasks`] (asynchronous application per gateway) → [`engines`] (route engine).
+//! encoding) → [`auth`] (keys, signatures, timestamps; `http` then checks throttle and nonce)
+//! → [`dispatch`] (Action → handler) → [`actions`] (validation with [`vpnroute_domain`], one
+//! store transaction each; writes grouped by [`writer`]) → [`tasks`] (asynchronous
+//! application per gateway) → [`engines`] (route engine). The load generator is a separate
+//! binary (`crates/vpnroute-bench`), not linked here.
 
 mod actions;
 mod admin;
 mod app;
 mod auth;
-mod bench;
-mod bench_scale;
 mod cli;
 mod dispatch;
 mod engines;

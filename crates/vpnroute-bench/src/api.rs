@@ -1,6 +1,7 @@
-//! `vpnroute bench`: a load generator that signs requests like the real SDKs (v1 or ACS3,
-//! a fresh nonce and timestamp per request) against a running server, with keep-alive
-//! connections, and reports throughput, latency percentiles and errors (text or JSON).
+//! The API throughput scenarios of `vpnroute-bench`: signed requests like the real SDKs (v1
+//! or ACS3, a fresh nonce and timestamp per request) against a running server over keep-alive
+//! connections; reports throughput, latency percentiles and errors (text or JSON). Also the
+//! flags and the setup calls (VPCs, gateways, connections, routes) the scale scenarios share.
 //!
 //! Scenarios:
 //! * `health` — unsigned `GET /_vpnroute/health`: the HTTP stack's ceiling, the baseline the
@@ -61,9 +62,9 @@ pub enum Scenario {
     Health,
     Describe,
     CreateDelete,
-    /// One gateway growing to `--routes` routes (see `bench_scale`).
+    /// One gateway growing to `--routes` routes (see `scale`).
     ScaleRoutes,
-    /// `--gateways` gateways with `--routes` routes each (see `bench_scale`).
+    /// `--gateways` gateways with `--routes` routes each (see `scale`).
     ScaleGateways,
 }
 
@@ -414,7 +415,7 @@ fn measure(args: &BenchArgs, scenario: Scenario, gateways: Arc<Vec<(String, Stri
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if matches!(args.scenario, Scenario::ScaleRoutes | Scenario::ScaleGateways) {
-        return crate::bench_scale::run(&args);
+        return crate::scale::run(&args);
     }
     let gateways = if args.scenario == Scenario::Health {
         vec![]

@@ -1,4 +1,4 @@
-//! `vpnroute bench --scenario scale-routes|scale-gateways`: how create and Describe latency
+//! `vpnroute-bench --scenario scale-routes|scale-gateways`: how create and Describe latency
 //! evolve as one gateway's table, or the number of gateways, grows. Reports the latency of
 //! the first 100 creates against the last 100 and Describe page latency (first and last
 //! page) at the start against the end. Run the server with `--task-duration 0s` and raised
@@ -12,7 +12,7 @@ use anyhow::bail;
 use serde_json::{json, Value};
 use vpnroute_client::{Client, Scheme};
 
-use crate::bench::{
+use crate::api::{
     call, create_connection, create_customer_gateway, create_gateway, create_vpc, creds, route_params, BenchArgs,
     Scenario,
 };
@@ -129,7 +129,7 @@ fn scale_routes(args: &BenchArgs) -> anyhow::Result<Value> {
     let mut setup_args = args.clone();
     setup_args.gateways = 1;
     setup_args.scenario = Scenario::CreateDelete; // setup without pre-created routes
-    let gws = crate::bench::setup(&setup_args)?;
+    let gws = crate::api::setup(&setup_args)?;
     let (gw, vco) = gws[0].clone();
     let n = args.routes.max(200);
     let mut c = Client::new(args.target, creds(args), Scheme::V1);
