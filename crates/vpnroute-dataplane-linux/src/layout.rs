@@ -7,7 +7,8 @@
 //! |---|---|---|
 //! | 0 | `lookup local` | the kernel's own |
 //! | 100 | `fwmark PROBE(slot) lookup 1000+slot` | health probes leave through their tunnel |
-//! | 1000 + rank | `from S to D iif VPC lookup 1000+slot` | one per policy group, rank below |
+//! | 100 | `fwmark NO_TUNNEL lookup 99` | policy routes to a connection without a tunnel |
+//! | 1000 + rank | `from S to D iif VPC lookup 1000+slot` | policy mode `rules`: one per policy group, rank below |
 //! | 110000 | `iif VPC lookup 100` | destination-based routes |
 //! | 110001 | `iif VPC unreachable` | no match: never fall through to `main` |
 //! | 120000 | `lookup main` | moved after the above (connected and underlay routes) |
@@ -18,6 +19,9 @@
 //! (same lengths, different prefixes), so their relative order never matters. Within a group
 //! (same source and destination), only the member the engine selects (rule 3: active if up,
 //! else the oldest up standby, else the active anyway) has a rule, pointing at its tunnel.
+//!
+//! In policy mode `nftables` (the default) there are no per-group rules: module `nft` marks
+//! policy-routed packets with their connection's probe mark, and the probe rules route them.
 //!
 //! Tables: 99 `unreachable default` (routes to a connection without a tunnel: "no route to
 //! host", where a lookup without a match says "network is unreachable"), 100 the
@@ -33,6 +37,7 @@ use vpnroute_dataplane::{ConnectionSpec, GatewaySpec, RouteClass, RouteSpec, Tun
 
 use crate::kernel::{Link, Neighbour, NsState, Route, Rule, RuleAction, Target, TABLE_LOCAL, TABLE_MAIN};
 use crate::names::Names;
+use crate::nft::{self, NftWant, Placed};
 use crate::tunnel::{TunnelDriver, TunnelPlan, TunnelWant};
 
 pub const TABLE_NO_TUNNEL: u32 = 99;
@@ -45,6 +50,8 @@ pub const PREF_UNREACHABLE: u32 = 110_001;
 pub const PREF_MAIN: u32 = 120_000;
 /// Probe packets of slot `n` carry mark `PROBE_MARK_BASE | n`.
 pub const PROBE_MARK_BASE: u32 = 0x7672_0000;
+/// Mark of packets policy-routed to a connection without a tunnel.
+pub const NO_TUNNEL_MARK: u32 = PROBE_MARK_BASE | 0xffff;
 /// Tunnel slots are below this (the /31s live in 169.254.0.0/16, the marks in 16 bits).
 pub const MAX_SLOTS: u32 = 32_768;
 
@@ -117,6 +124,28 @@ pub struct Layout {
     pub vpc_gateway: Ipv4Addr,
     pub vpc_router: Ipv4Addr,
     pub tunnels: BTreeMap<String, TunnelLayout>,
+    /// The nftables table (policy mode `nftables`); `None`: there must be none.
+    pub nft: Option<NftWant>,
+}
+
+/// How policy-based routes are put in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyMode {
+    /// One `ip rule` per policy group (simple; the kernel walks rules linearly).
+    Rules,
+    /// nftables interval maps marking packets per connection (see module `nft`).
+    Nftables,
+}
+
+impl std::str::FromStr for PolicyMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "rules" => Ok(PolicyMode::Rules),
+            "nftables" => Ok(PolicyMode::Nftables),
+            other => Err(format!("unknown policy mode {other:?} (known: nftables, rules)")),
+        }
+    }
 }
 
 /// Slot and key per connection: existing tunnels keep theirs (adoption), new ones get the
@@ -192,6 +221,7 @@ fn stale_gateway_link(names: &Names, ifname: &str) -> bool {
 /// Computes the layout of one gateway.
 pub fn layout(
     names: &Names,
+    mode: PolicyMode,
     spec: &GatewaySpec,
     allocation: &BTreeMap<String, (u32, u32)>,
     states: &BTreeMap<String, TunnelState>,
@@ -328,6 +358,10 @@ pub fn layout(
 
     // Gateway namespace: rules.
     let mut rules = vec![Rule::new(0, RuleAction::Lookup(TABLE_LOCAL))];
+    let mut no_tunnel = Rule::new(PREF_PROBE, RuleAction::Lookup(TABLE_NO_TUNNEL));
+    no_tunnel.fwmark = Some(NO_TUNNEL_MARK);
+    rules.push(no_tunnel);
+    let mut placed: Vec<Placed> = Vec::new();
     for tunnel in tunnels.values() {
         let mut probe = Rule::new(PREF_PROBE, RuleAction::Lookup(connection_table(tunnel.plan.slot)));
         probe.fwmark = Some(PROBE_MARK_BASE | tunnel.plan.slot);
@@ -341,6 +375,16 @@ pub fn layout(
         if class == 0 {
             let target = tunnel.map_or(Target::Unreachable, |t| t.want.target.clone());
             routes.insert(Route::new(TABLE_DESTINATION, dest, target));
+        } else if mode == PolicyMode::Nftables {
+            let source = source.unwrap_or_default();
+            let chain = tunnel.map_or(nft::NO_TUNNEL_CHAIN.to_string(), |t| format!("c{}", t.plan.slot));
+            let rank = (
+                member.priority,
+                32 - dest.prefix_len(),
+                32 - source.prefix_len(),
+                member.id,
+            );
+            placed.push((rank, source, dest, chain));
         } else {
             let source = source.unwrap_or_default();
             let table = tunnel.map_or(TABLE_NO_TUNNEL, |t| connection_table(t.plan.slot));
@@ -360,6 +404,18 @@ pub fn layout(
         unreachable,
         Rule::new(PREF_MAIN, RuleAction::Lookup(TABLE_MAIN)),
     ]);
+    let nft_want = (mode == PolicyMode::Nftables).then(|| {
+        let mut mark_chains: BTreeMap<String, u32> = tunnels
+            .values()
+            .map(|t| (format!("c{}", t.plan.slot), PROBE_MARK_BASE | t.plan.slot))
+            .collect();
+        mark_chains.insert(nft::NO_TUNNEL_CHAIN.to_string(), NO_TUNNEL_MARK);
+        NftWant {
+            vpc_if: vpc_if.clone(),
+            mark_chains,
+            levels: nft::levels(placed),
+        }
+    });
 
     let gateway = NsWant {
         ns: gateway_ns,
@@ -425,6 +481,7 @@ pub fn layout(
         vpc_gateway,
         vpc_router,
         tunnels,
+        nft: nft_want,
     })
 }
 

@@ -29,6 +29,7 @@ pub mod health;
 pub mod kernel;
 pub mod layout;
 pub mod names;
+pub mod nft;
 pub mod tunnel;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -44,8 +45,10 @@ use vpnroute_engine::{LinkState, Route as EngineRoute, RouteTable};
 
 use crate::health::{Probe, ProbeConfig, ProbeHealth};
 use crate::kernel::NsState;
+pub use crate::layout::PolicyMode;
 use crate::layout::{Layout, NsWant, PROBE_MARK_BASE};
 use crate::names::Names;
+use crate::nft::NftState;
 use crate::tunnel::TunnelDriver;
 pub use crate::tunnel::TunnelKind;
 
@@ -63,6 +66,8 @@ pub struct LinuxConfig {
     /// Prefix of every namespace (and link) the data plane owns (1–6 of `a-z0-9-`).
     pub prefix: String,
     pub tunnels: TunnelKind,
+    /// How policy-based routes are put in force (`nftables` needs the `nft` tool).
+    pub policy: PolicyMode,
     /// How often a watcher reads every gateway back, reports drift and repairs it.
     /// `None`: no watcher (repairs happen on `apply`).
     pub watch_interval: Option<Duration>,
@@ -73,6 +78,7 @@ impl Default for LinuxConfig {
         LinuxConfig {
             prefix: "vr-".into(),
             tunnels: TunnelKind::Plain,
+            policy: PolicyMode::Nftables,
             watch_interval: Some(Duration::from_secs(2)),
         }
     }
@@ -133,6 +139,9 @@ struct GatewayRuntime {
 
 struct Inner {
     names: Names,
+    policy: PolicyMode,
+    /// Whether `nft` runs here (in `rules` mode, a table left by `nftables` mode is removed).
+    nft_available: bool,
     driver: Box<dyn TunnelDriver>,
     gateways: Mutex<HashMap<String, Arc<Mutex<GatewayRuntime>>>>,
     /// Probe results by (gateway, connection). Never held while taking a gateway's lock.
@@ -155,6 +164,30 @@ fn transient(message: impl Into<String>) -> DataPlaneError {
     DataPlaneError::Transient(message.into())
 }
 
+/// One gateway's namespaces read back: underlay, VPC, gateway, and the gateway's nftables.
+struct Found {
+    ns: [NsState; 3],
+    nft: Option<NftState>,
+}
+
+/// What is left to do: `ip -batch` lines per namespace (as in [`Found::ns`]) and an `nft`
+/// script.
+struct Diffs {
+    ip: [Vec<String>; 3],
+    nft: Option<Vec<String>>,
+}
+
+impl Diffs {
+    fn is_empty(&self) -> bool {
+        self.ip.iter().all(Vec::is_empty) && self.nft.is_none()
+    }
+
+    fn pending(self) -> Vec<String> {
+        let nft = self.nft.into_iter().flatten().map(|line| format!("nft {line}"));
+        self.ip.into_iter().flatten().chain(nft).collect()
+    }
+}
+
 impl LinuxDataPlane {
     /// Starts the data plane: checks capabilities, tools and the prefix; adopts nothing yet
     /// (each gateway is adopted by its first `apply`).
@@ -166,8 +199,13 @@ impl LinuxDataPlane {
         names::validate_prefix(&config.prefix).map_err(StartError::BadPrefix)?;
         check_tool("ip", "-V", "iproute2")?;
         check_tool("ping", "-V", "iputils-ping")?;
+        if config.policy == PolicyMode::Nftables {
+            check_tool("nft", "--version", "nftables")?;
+        }
         let inner = Arc::new_cyclic(|this| Inner {
             names: Names::new(&config.prefix),
+            policy: config.policy,
+            nft_available: nft::available(),
             driver: tunnel::driver(config.tunnels),
             gateways: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
@@ -285,29 +323,40 @@ impl Inner {
         tunnels
     }
 
-    fn read_all(&self, spec: &GatewaySpec) -> Result<[NsState; 3], DataPlaneError> {
+    fn read_all(&self, spec: &GatewaySpec) -> Result<Found, DataPlaneError> {
         let names = &self.names;
-        Ok([
+        let gateway_ns = names.gateway_ns(&spec.gateway_id);
+        let ns = [
             kernel::read_ns(&names.underlay_ns()).map_err(transient)?,
             kernel::read_ns(&names.vpc_ns(&spec.gateway_id)).map_err(transient)?,
-            kernel::read_ns(&names.gateway_ns(&spec.gateway_id)).map_err(transient)?,
-        ])
+            kernel::read_ns(&gateway_ns).map_err(transient)?,
+        ];
+        let nft = if self.nft_available {
+            nft::read(&gateway_ns).map_err(transient)?
+        } else {
+            None
+        };
+        Ok(Found { ns, nft })
     }
 
-    fn plan(&self, spec: &GatewaySpec, found: &[NsState; 3]) -> Result<(Layout, Vec<Vec<String>>), DataPlaneError> {
-        let existing = self.existing_tunnels(&found[2]);
+    fn plan(&self, spec: &GatewaySpec, found: &Found) -> Result<(Layout, Diffs), DataPlaneError> {
+        let existing = self.existing_tunnels(&found.ns[2]);
         let allocation =
             layout::allocate(&existing, &spec.connections, self.driver.as_ref()).map_err(DataPlaneError::Permanent)?;
         let states = self.tunnel_states(spec);
-        let layout = layout::layout(&self.names, spec, &allocation, &states, self.driver.as_ref())
-            .map_err(DataPlaneError::Permanent)?;
+        let layout = layout::layout(
+            &self.names,
+            self.policy,
+            spec,
+            &allocation,
+            &states,
+            self.driver.as_ref(),
+        )
+        .map_err(DataPlaneError::Permanent)?;
         let wants: [&NsWant; 3] = [&layout.underlay, &layout.vpc, &layout.gateway];
-        let diffs = wants
-            .iter()
-            .zip(found.iter())
-            .map(|(want, found)| layout::diff(&self.names, want, found))
-            .collect();
-        Ok((layout, diffs))
+        let ip = std::array::from_fn(|i| layout::diff(&self.names, wants[i], &found.ns[i]));
+        let nft = nft::diff(layout.nft.as_ref(), found.nft.as_ref());
+        Ok((layout, Diffs { ip, nft }))
     }
 
     /// Reads back, writes the difference, repeats until the read-back matches.
@@ -332,14 +381,14 @@ impl Inner {
                 set_sysctls(&layout, &mut errors);
             }
             let wants = [&layout.underlay, &layout.vpc, &layout.gateway];
-            let carrier_pending = wants.iter().zip(&found).any(|(w, f)| layout::carrier_pending(w, f));
-            if diffs.iter().all(Vec::is_empty) && carrier_pending && Instant::now() < carrier_deadline {
+            let carrier_pending = wants.iter().zip(&found.ns).any(|(w, f)| layout::carrier_pending(w, f));
+            if diffs.is_empty() && carrier_pending && Instant::now() < carrier_deadline {
                 // Just created: in force once the links carry packets.
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
-            if diffs.iter().all(Vec::is_empty) || round == MAX_ROUNDS {
-                let pending: Vec<String> = diffs.into_iter().flatten().collect();
+            if diffs.is_empty() || round == MAX_ROUNDS {
+                let pending = diffs.pending();
                 if !pending.is_empty() {
                     return Err(transient(format!(
                         "gateway {} not in sync after {MAX_ROUNDS} rounds; still to do: {}; errors: {}",
@@ -350,7 +399,7 @@ impl Inner {
                 }
                 return Ok(layout);
             }
-            for ((ns, lines), failed) in namespaces.iter().zip(diffs.iter()).zip(batch_failed.iter_mut()) {
+            for ((ns, lines), failed) in namespaces.iter().zip(diffs.ip.iter()).zip(batch_failed.iter_mut()) {
                 let result = if *failed {
                     kernel::each(ns, lines)
                 } else {
@@ -359,6 +408,12 @@ impl Inner {
                 if let Err(e) = result {
                     errors.push(e);
                     *failed = true;
+                }
+            }
+            // After the gateway's links: the chains' marks lead to tables that exist now.
+            if let Some(script) = &diffs.nft {
+                if let Err(e) = nft::apply(&namespaces[2], script) {
+                    errors.push(e);
                 }
             }
             // A bridge created in this round needs its per-device sysctls now.
@@ -445,7 +500,7 @@ impl Inner {
             let drifted = self
                 .read_all(&spec)
                 .and_then(|found| self.plan(&spec, &found))
-                .map(|(_, diffs)| diffs.iter().any(|d| !d.is_empty()))
+                .map(|(_, diffs)| !diffs.is_empty())
                 .unwrap_or(true);
             if !drifted {
                 return;
@@ -460,13 +515,93 @@ impl Inner {
         }
     }
 
-    fn details(
-        &self,
-        spec: Option<&GatewaySpec>,
-        layout: Option<&Layout>,
-        found: &[NsState; 3],
-        pending: &[String],
-    ) -> Value {
+    /// What the kernel does with a packet from the VPC: in `nftables` mode the maps' own
+    /// lookups (`nft get element`, level by level) give the mark, then `ip route get … iif
+    /// VPC mark M` the route; in `rules` mode `ip route get` alone.
+    fn kernel_decision(&self, layout: &Layout, found: &Found, source: Ipv4Addr, dest: Ipv4Addr) -> Value {
+        let ns = &layout.gateway.ns;
+        let vpc_if = self.names.vpc_if();
+        let mut mark = None;
+        let mut nft_answer = Value::Null;
+        if let (Some(_), Some(state)) = (&layout.nft, &found.nft) {
+            let expected = nft::first_match(state, source, dest);
+            let last_level = expected.as_ref().map_or(state.maps.len(), |(level, _)| level + 1);
+            let mut kernel_match = None;
+            let mut errors = Vec::new();
+            for level in 0..last_level {
+                match nft::kernel_get(ns, level, source, dest) {
+                    Ok(Some(chain)) => {
+                        kernel_match = Some((level, chain));
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) => errors.push(e),
+                }
+            }
+            mark = kernel_match.as_ref().and_then(|(_, chain)| {
+                layout
+                    .nft
+                    .as_ref()
+                    .and_then(|want| want.mark_chains.get(chain).copied())
+            });
+            nft_answer = json!({
+                "Level": kernel_match.as_ref().map(|m| m.0),
+                "Chain": kernel_match.as_ref().map(|m| m.1.clone()),
+                "Mark": mark.map(|m| format!("{m:#x}")),
+                "ReadBackMatch": expected.map(|(level, chain)| json!({"Level": level, "Chain": chain})),
+                "Errors": errors,
+            });
+        }
+        let (src, dst) = (source.to_string(), dest.to_string());
+        let mark_text = mark.map(|m| m.to_string());
+        let mut args = vec![
+            "-j",
+            "-n",
+            ns.as_str(),
+            "route",
+            "get",
+            &dst,
+            "from",
+            &src,
+            "iif",
+            &vpc_if,
+        ];
+        if let Some(mark) = &mark_text {
+            args.extend(["mark", mark.as_str()]);
+        }
+        let answer = kernel::ip(&args).and_then(|out| {
+            serde_json::from_str::<Value>(&out)
+                .map(|v| v.as_array().and_then(|a| a.first().cloned()).unwrap_or(Value::Null))
+                .map_err(|e| format!("route get: {e}"))
+        });
+        let (verdict, interface) = match &answer {
+            Ok(route) => ("forward", route["dev"].as_str().map(str::to_string)),
+            // An `unreachable` route (table 99 or 100): the connection has no tunnel.
+            Err(e) if e.contains("No route to host") => ("no-tunnel", None),
+            // The `iif VPC unreachable` rule: nothing matched.
+            Err(e) if e.contains("Network is unreachable") => ("unreachable", None),
+            Err(_) => ("error", None),
+        };
+        let connection = interface.as_ref().and_then(|dev| {
+            layout
+                .tunnels
+                .iter()
+                .find(|(_, t)| &t.plan.ifname == dev)
+                .map(|(id, _)| id.clone())
+        });
+        json!({
+            "Namespace": ns,
+            "Command": format!("ip -n {ns} {}", args[3..].join(" ")),
+            "Nftables": nft_answer,
+            "Verdict": verdict,
+            "Route": answer.as_ref().ok(),
+            "Error": answer.as_ref().err(),
+            "Interface": interface,
+            "VpnConnectionId": connection,
+        })
+    }
+
+    fn details(&self, spec: Option<&GatewaySpec>, layout: Option<&Layout>, found: &Found, pending: &[String]) -> Value {
         let names = &self.names;
         let gateway_ns = layout.map(|l| l.gateway.ns.clone());
         let connections: Vec<Value> = layout
@@ -474,7 +609,7 @@ impl Inner {
                 l.tunnels
                     .iter()
                     .map(|(id, tunnel)| {
-                        let link = found[2].links.get(&tunnel.plan.ifname);
+                        let link = found.ns[2].links.get(&tunnel.plan.ifname);
                         json!({
                             "VpnConnectionId": id,
                             "Interface": tunnel.plan.ifname,
@@ -507,10 +642,33 @@ impl Inner {
             "Connections": connections,
             "InSync": layout.is_some() && pending.is_empty(),
             "Pending": pending,
-            "Kernel": layout::state_json(&found[2]),
-            "VpcRoutes": found[1].routes.iter().map(kernel::Route::to_json).collect::<Vec<_>>(),
+            "PolicyMode": format!("{:?}", self.policy).to_lowercase(),
+            "RoutesInForce": spec.map_or(0, |s| s.routes.len()),
+            "Kernel": layout::state_json(&found.ns[2]),
+            "Nftables": found.nft.as_ref().map(nft_json),
+            "VpcRoutes": found.ns[1].routes.iter().map(kernel::Route::to_json).collect::<Vec<_>>(),
         })
     }
+}
+
+fn nft_json(state: &NftState) -> Value {
+    let maps: serde_json::Map<String, Value> = state
+        .maps
+        .iter()
+        .map(|(name, elements)| {
+            let elements: Option<Vec<String>> = elements.as_ref().map(|e| {
+                e.iter()
+                    .map(|(s, d, chain)| format!("{s} . {d} : goto {chain}"))
+                    .collect()
+            });
+            (name.clone(), json!(elements))
+        })
+        .collect();
+    json!({
+        "Table": format!("ip {}", nft::TABLE),
+        "Chains": state.chains.iter().map(|(name, (_, rules))| (name.clone(), json!(rules.len()))).collect::<serde_json::Map<_, _>>(),
+        "Levels": maps,
+    })
 }
 
 fn tunnel_text(state: TunnelState) -> &'static str {
@@ -614,7 +772,10 @@ impl DataPlane for LinuxDataPlane {
                     (id, if up { TunnelState::Up } else { TunnelState::Down })
                 })
                 .collect();
-            let empty = [NsState::default(), NsState::default(), found];
+            let empty = Found {
+                ns: [NsState::default(), NsState::default(), found],
+                nft: None,
+            };
             let mut details = inner.details(None, None, &empty, &[]);
             details["Namespace"] = json!(gateway_ns);
             return Ok(Some(Observed {
@@ -626,7 +787,7 @@ impl DataPlane for LinuxDataPlane {
         };
         let found = inner.read_all(&spec)?;
         let (layout, diffs) = inner.plan(&spec, &found)?;
-        let pending: Vec<String> = diffs.into_iter().flatten().collect();
+        let pending = diffs.pending();
         let in_sync = pending.is_empty() && applied_version == Some(spec.version);
         let tunnels = layout.tunnels.iter().map(|(id, t)| (id.clone(), t.state)).collect();
         let mut details = inner.details(Some(&spec), Some(&layout), &found, &pending);
@@ -671,26 +832,11 @@ impl DataPlane for LinuxDataPlane {
         let engine = table.explain(source, dest, &links);
         let engine_hop = engine.chosen.as_ref().map(|c| c.next_hop.clone());
 
-        let kernel_answer = kernel::route_get(&layout.gateway.ns, source, dest, &inner.names.vpc_if());
-        let (verdict, interface) = match &kernel_answer {
-            Ok(route) => ("forward", route["dev"].as_str().map(str::to_string)),
-            // An `unreachable` route (table 99 or 100: the connection has no tunnel).
-            Err(e) if e.contains("No route to host") => ("no-tunnel", None),
-            // The `iif VPC unreachable` rule: nothing matched.
-            Err(e) if e.contains("Network is unreachable") => ("unreachable", None),
-            Err(_) => ("error", None),
-        };
-        let kernel_connection = interface.as_ref().and_then(|dev| {
-            layout
-                .tunnels
-                .iter()
-                .find(|(_, t)| &t.plan.ifname == dev)
-                .map(|(id, _)| id.clone())
-        });
-        let agree = match (&engine_hop, verdict) {
-            (Some(hop), "forward") => kernel_connection.as_ref() == Some(hop),
-            (Some(hop), "no-tunnel") => !layout.tunnels.contains_key(hop),
-            (None, "unreachable") => true,
+        let kernel = inner.kernel_decision(&layout, &found, source, dest);
+        let agree = match (&engine_hop, kernel["Verdict"].as_str()) {
+            (Some(hop), Some("forward")) => kernel["VpnConnectionId"].as_str() == Some(hop.as_str()),
+            (Some(hop), Some("no-tunnel")) => !layout.tunnels.contains_key(hop),
+            (None, Some("unreachable")) => true,
             _ => false,
         };
         Ok(json!({
@@ -699,15 +845,7 @@ impl DataPlane for LinuxDataPlane {
             "Engine": engine,
             "EngineNextHop": engine_hop,
             "EngineRefusedRoutes": refused,
-            "Kernel": {
-                "Namespace": layout.gateway.ns,
-                "Command": format!("ip -n {} route get {dest} from {source} iif {}", layout.gateway.ns, inner.names.vpc_if()),
-                "Verdict": verdict,
-                "Route": kernel_answer.as_ref().ok(),
-                "Error": kernel_answer.as_ref().err(),
-                "Interface": interface,
-                "VpnConnectionId": kernel_connection,
-            },
+            "Kernel": kernel,
             "Agree": agree,
         }))
     }

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use vpnroute_dataplane::{DataPlane, DataPlaneEvent, RouteSpec, TunnelState};
 use vpnroute_dataplane_linux::layout::policy_pref;
+use vpnroute_dataplane_linux::PolicyMode;
 
 /// Destination, policy (several priorities, overlapping sources) and active/standby routes:
 /// pings arrive at the site `explain` names, and only there.
@@ -17,7 +18,13 @@ fn pings_arrive_where_explain_says() {
     if !ready("pings_arrive_where_explain_says") {
         return;
     }
-    let lab = Lab::new(false);
+    for mode in POLICY_MODES {
+        pings_arrive_where_explain_says_in(mode);
+    }
+}
+
+fn pings_arrive_where_explain_says_in(mode: PolicyMode) {
+    let lab = Lab::new(mode, false);
     let connections = vec![connection("vco-a", "203.0.113.1"), connection("vco-b", "203.0.113.2")];
     let routes = vec![
         dbr(1, "192.168.1.0/24", "vco-a", 100),
@@ -90,7 +97,7 @@ fn health_check_failover() {
     if !ready("health_check_failover") {
         return;
     }
-    let lab = Lab::new(false);
+    let lab = Lab::new(PolicyMode::Nftables, false);
     let mut a = connection("vco-a", "203.0.113.1");
     a.health_check = health_check("10.0.0.250", "192.168.100.1", 1, 2);
     let routes = vec![
@@ -155,7 +162,13 @@ fn drift_is_seen_and_repaired() {
     if !ready("drift_is_seen_and_repaired") {
         return;
     }
-    let lab = Lab::new(false);
+    for mode in POLICY_MODES {
+        drift_is_seen_and_repaired_in(mode);
+    }
+}
+
+fn drift_is_seen_and_repaired_in(mode: PolicyMode) {
+    let lab = Lab::new(mode, false);
     let routes = vec![
         dbr(1, "192.168.1.0/24", "vco-a", 100),
         pbr(2, "10.0.0.0/24", "172.16.1.0/24", "vco-a", 100, 3),
@@ -173,7 +186,18 @@ fn drift_is_seen_and_repaired() {
     let in_sync = || lab.dp().observe(GATEWAY).unwrap().unwrap().in_sync;
 
     ip(&["-n", &ns, "route", "del", "192.168.1.0/24", "table", "100"]);
-    ip(&["-n", &ns, "rule", "del", "pref", &pref]);
+    if mode == PolicyMode::Rules {
+        ip(&["-n", &ns, "rule", "del", "pref", &pref]);
+    } else {
+        sh(
+            "ip",
+            &["netns", "exec", &ns, "nft", "flush", "map", "ip", "vpnroute", "l0"],
+        );
+        sh(
+            "ip",
+            &["netns", "exec", &ns, "nft", "add", "chain", "ip", "vpnroute", "foreign"],
+        );
+    }
     ip(&[
         "-n", &ns, "rule", "add", "pref", "500", "iif", &vpc_if, "lookup", "main",
     ]);
@@ -197,6 +221,18 @@ fn drift_is_seen_and_repaired() {
     let rules = ip(&["-n", &ns, "rule", "show"]);
     assert!(!rules.contains("500:"), "foreign rule removed: {rules}");
     assert!(!ip(&["-n", &ns, "route", "show", "table", "100"]).contains("10.99.0.0"));
+    if mode == PolicyMode::Nftables {
+        let table = sh("ip", &["netns", "exec", &ns, "nft", "list", "table", "ip", "vpnroute"]);
+        assert!(!table.contains("foreign"), "{table}");
+        sh(
+            "ip",
+            &["netns", "exec", &ns, "nft", "delete", "table", "ip", "vpnroute"],
+        );
+        assert!(!in_sync());
+        lab.dp().apply(&gateway).unwrap();
+        assert!(in_sync());
+        assert!(ping(&host, "172.16.1.1", 1));
+    }
 
     ip(&["-n", &ns, "link", "set", &tunnel, "down"]);
     ip(&["-n", &ns, "link", "set", &tunnel, "up"]);
@@ -213,7 +249,7 @@ fn watcher_repairs_drift_on_its_own() {
     if !ready("watcher_repairs_drift_on_its_own") {
         return;
     }
-    let lab = Lab::new(true);
+    let lab = Lab::new(PolicyMode::Nftables, true);
     let gateway = spec(
         1,
         vec![connection("vco-a", "203.0.113.1")],
@@ -241,7 +277,7 @@ fn restart_adopts_without_duplicates() {
     if !ready("restart_adopts_without_duplicates") {
         return;
     }
-    let mut lab = Lab::new(false);
+    let mut lab = Lab::new(PolicyMode::Nftables, false);
     let routes = vec![
         dbr(1, "192.168.1.0/24", "vco-a", 100),
         dbr(2, "192.168.2.0/24", "vco-b", 100),
@@ -275,7 +311,7 @@ fn restart_adopts_without_duplicates() {
         ping(&host, "192.168.1.1", 3),
         "forwarding continues with no data plane running"
     );
-    lab.restart();
+    lab.restart(PolicyMode::Nftables);
     assert_eq!(lab.dp().gateways().unwrap(), vec![GATEWAY.to_string()]);
     let unadopted = lab.dp().observe(GATEWAY).unwrap().unwrap();
     assert!(!unadopted.in_sync && unadopted.applied_version.is_none());
@@ -286,6 +322,17 @@ fn restart_adopts_without_duplicates() {
     assert!(ping(&host, "192.168.1.1", 1) && ping(&host, "192.168.2.1", 1) && ping(&host, "172.16.1.1", 1));
     lab.dp().apply(&gateway).unwrap();
     assert_eq!(snapshot(), before, "a second apply changes nothing");
+
+    // Restarted in the other policy mode: the nftables table goes, rules come, traffic flows.
+    lab.restart(PolicyMode::Rules);
+    lab.dp().apply(&gateway).unwrap();
+    assert!(lab.dp().observe(GATEWAY).unwrap().unwrap().in_sync);
+    let table = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "nft", "list", "tables"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&table.stdout).contains("vpnroute"));
+    assert!(ping(&host, "172.16.1.1", 1));
 }
 
 /// Published routes appear on the VPC side pointing at the gateway: a host using the VPC
@@ -298,7 +345,7 @@ fn published_routes_and_remove() {
     }
     let root = || (ip(&["rule", "show"]), ip(&["route", "show", "table", "all"]));
     let root_before = root();
-    let lab = Lab::new(false);
+    let lab = Lab::new(PolicyMode::Nftables, false);
     let mut published = dbr(1, "192.168.1.0/24", "vco-a", 100);
     published.published = true;
     let gateway = spec(
@@ -411,7 +458,13 @@ fn kernel_lookup_matches_engine() {
     if !ready("kernel_lookup_matches_engine") {
         return;
     }
-    let lab = Lab::new(false);
+    for mode in POLICY_MODES {
+        kernel_lookup_matches_engine_in(mode);
+    }
+}
+
+fn kernel_lookup_matches_engine_in(mode: PolicyMode) {
+    let lab = Lab::new(mode, false);
     let mut c = connection("vco-c", "203.0.113.3");
     c.admin_up = false;
     let connections = vec![

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vpnroute_dataplane::{ConnectionSpec, DataPlane, GatewaySpec, HealthCheckSpec, RouteClass, RouteSpec};
-use vpnroute_dataplane_linux::{kernel, LinuxConfig, LinuxDataPlane, TunnelKind};
+use vpnroute_dataplane_linux::{kernel, LinuxConfig, LinuxDataPlane, PolicyMode, TunnelKind};
 
 pub const GATEWAY: &str = "vpn-lab";
 pub const INTERNET_IP: &str = "47.0.0.1";
@@ -136,19 +136,28 @@ pub fn spec(version: i64, connections: Vec<ConnectionSpec>, routes: Vec<RouteSpe
 /// with the test's prefix.
 pub struct Lab {
     pub prefix: String,
+    pub policy: PolicyMode,
     pub dp: Option<LinuxDataPlane>,
 }
 
+/// Both ways of putting policy routes in force (tests run against each).
+pub const POLICY_MODES: [PolicyMode; 2] = [PolicyMode::Nftables, PolicyMode::Rules];
+
 impl Lab {
-    pub fn new(watch: bool) -> Lab {
+    pub fn new(policy: PolicyMode, watch: bool) -> Lab {
         let prefix = unique_prefix();
         let dp = LinuxDataPlane::new(LinuxConfig {
             prefix: prefix.clone(),
             tunnels: TunnelKind::Plain,
+            policy,
             watch_interval: watch.then(|| Duration::from_millis(500)),
         })
         .expect("start the Linux data plane");
-        Lab { prefix, dp: Some(dp) }
+        Lab {
+            prefix,
+            policy,
+            dp: Some(dp),
+        }
     }
 
     pub fn dp(&self) -> &LinuxDataPlane {
@@ -156,12 +165,14 @@ impl Lab {
     }
 
     /// Replaces the data plane by a new instance (a restart), leaving the kernel as it is.
-    pub fn restart(&mut self) {
+    pub fn restart(&mut self, policy: PolicyMode) {
         drop(self.dp.take());
+        self.policy = policy;
         self.dp = Some(
             LinuxDataPlane::new(LinuxConfig {
                 prefix: self.prefix.clone(),
                 tunnels: TunnelKind::Plain,
+                policy,
                 watch_interval: None,
             })
             .expect("restart the Linux data plane"),

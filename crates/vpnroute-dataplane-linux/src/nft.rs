@@ -1,0 +1,459 @@
+//! Policy routes compiled into nftables: the fast alternative to one `ip rule` per policy
+//! route (the kernel walks rules as a list: 10,000 of them cost most of a gateway's
+//! throughput).
+//!
+//! Table `ip vpnroute` in the gateway namespace:
+//!
+//! * a `prerouting` chain (hook prerouting, priority mangle) with one rule per *level*:
+//!   `iifname VPC ip saddr . ip daddr vmap @lN`;
+//! * per level a map `lN` (concatenated source . destination, `flags interval`) whose
+//!   elements are policy groups, `S . D : goto cSLOT`;
+//! * per connection a chain `cSLOT` setting the connection's packet mark and accepting, and
+//!   `nt` (the mark of "connection without a tunnel"); one `fwmark` rule per connection sends
+//!   marked packets to the connection's table (the probes' rules, see `layout`).
+//!
+//! Levels make first-match order out of maps that cannot hold overlapping elements: groups in
+//! engine rank order (priority, longer destination, longer source), each on the level after
+//! the highest level of any earlier group it overlaps. So every level is disjoint, and the
+//! first level holding a match holds exactly the engine's choice: if an earlier-ranked match
+//! existed it would sit on a lower level. Unmarked packets fall to destination routes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use ipnet::Ipv4Net;
+use serde_json::{json, Value};
+
+/// The table name in each gateway namespace.
+pub const TABLE: &str = "vpnroute";
+/// The chain of packets routed to a connection without a tunnel.
+pub const NO_TUNNEL_CHAIN: &str = "nt";
+const PREROUTING: &str = "prerouting";
+/// `priority mangle`.
+const PREROUTING_PRIORITY: i64 = -150;
+
+/// One map element: a policy group and the chain it jumps to.
+pub type Element = (Ipv4Net, Ipv4Net, String);
+
+/// What the table should hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NftWant {
+    pub vpc_if: String,
+    /// Chain name → mark it sets.
+    pub mark_chains: BTreeMap<String, u32>,
+    /// Level maps, first evaluated first.
+    pub levels: Vec<BTreeSet<Element>>,
+}
+
+/// A policy group to place: rank (smaller first), source, destination, target chain.
+pub type Placed = ((u8, u8, u8, u64), Ipv4Net, Ipv4Net, String);
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn supernet(net: Ipv4Net, len: u8) -> Ipv4Net {
+    Ipv4Net::new(net.network(), len).expect("len <= 32").trunc()
+}
+
+/// Assigns groups to levels (see the module doc). Groups must have distinct (source, dest).
+pub fn levels(mut groups: Vec<Placed>) -> Vec<BTreeSet<Element>> {
+    groups.sort_by_key(|g| g.0);
+    // Earlier groups indexed by exact destination and by every supernet of it.
+    let mut by_dest: HashMap<Ipv4Net, Vec<(Ipv4Net, usize)>> = HashMap::new();
+    let mut by_dest_within: HashMap<Ipv4Net, Vec<(Ipv4Net, usize)>> = HashMap::new();
+    let mut out: Vec<BTreeSet<Element>> = Vec::new();
+    for (_, source, dest, chain) in groups {
+        let mut level = 0;
+        let mut consider = |candidates: Option<&Vec<(Ipv4Net, usize)>>| {
+            for (other_source, other_level) in candidates.into_iter().flatten() {
+                if overlaps(source, *other_source) {
+                    level = level.max(other_level + 1);
+                }
+            }
+        };
+        // Earlier destinations inside ours (including equal), then strictly containing ours.
+        consider(by_dest_within.get(&dest));
+        for len in 0..dest.prefix_len() {
+            consider(by_dest.get(&supernet(dest, len)));
+        }
+        by_dest.entry(dest).or_default().push((source, level));
+        for len in 0..=dest.prefix_len() {
+            by_dest_within
+                .entry(supernet(dest, len))
+                .or_default()
+                .push((source, level));
+        }
+        if out.len() <= level {
+            out.resize_with(level + 1, BTreeSet::new);
+        }
+        out[level].insert((source, dest, chain));
+    }
+    out
+}
+
+/// The table read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NftState {
+    /// Chains with the read-back of their definition and rules, in order.
+    pub chains: BTreeMap<String, (Value, Vec<Value>)>,
+    /// Maps: `None` when its type or an element is not of the shape this module writes.
+    pub maps: BTreeMap<String, Option<BTreeSet<Element>>>,
+    pub other_objects: usize,
+}
+
+fn run_nft(ns: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft"])
+        .args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("nft in {ns}: {e}"))?;
+    }
+    let output = child.wait_with_output().map_err(|e| format!("nft in {ns}: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "nft {} in {ns}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// `true` when `nft` can run here.
+pub fn available() -> bool {
+    Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Reads the table back (`None`: there is none).
+pub fn read(ns: &str) -> Result<Option<NftState>, String> {
+    let text = match run_nft(ns, &["-j", "list", "table", "ip", TABLE], None) {
+        Ok(text) => text,
+        Err(e) if e.contains("No such file or directory") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let value: Value = serde_json::from_str(&text).map_err(|e| format!("nft -j output: {e}"))?;
+    let mut state = NftState::default();
+    for object in value["nftables"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        if let Some(chain) = object.get("chain") {
+            let name = chain["name"].as_str().unwrap_or_default().to_string();
+            let mut definition = chain.clone();
+            if let Some(map) = definition.as_object_mut() {
+                for key in ["handle", "family", "table", "name"] {
+                    map.remove(key);
+                }
+            }
+            state.chains.entry(name).or_insert_with(|| (Value::Null, Vec::new())).0 = definition;
+        } else if let Some(rule) = object.get("rule") {
+            let name = rule["chain"].as_str().unwrap_or_default().to_string();
+            state
+                .chains
+                .entry(name)
+                .or_insert_with(|| (Value::Null, Vec::new()))
+                .1
+                .push(rule["expr"].clone());
+        } else if let Some(map) = object.get("map") {
+            let name = map["name"].as_str().unwrap_or_default().to_string();
+            state.maps.insert(name, parse_map(map));
+        } else if object.get("table").is_none() && object.get("metainfo").is_none() {
+            state.other_objects += 1;
+        }
+    }
+    Ok(Some(state))
+}
+
+fn parse_part(part: &Value) -> Option<Ipv4Net> {
+    if let Some(text) = part.as_str() {
+        return Ipv4Net::new(text.parse().ok()?, 32).ok();
+    }
+    let prefix = &part["prefix"];
+    Ipv4Net::new(
+        prefix["addr"].as_str()?.parse().ok()?,
+        u8::try_from(prefix["len"].as_u64()?).ok()?,
+    )
+    .ok()
+}
+
+fn parse_map(map: &Value) -> Option<BTreeSet<Element>> {
+    if map["type"] != json!(["ipv4_addr", "ipv4_addr"])
+        || map["map"] != "verdict"
+        || map["flags"] != json!(["interval"])
+    {
+        return None;
+    }
+    let mut elements = BTreeSet::new();
+    for element in map["elem"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let parts = element[0]["concat"].as_array()?;
+        let [source, dest] = parts.as_slice() else { return None };
+        let target = element[1]["goto"]["target"].as_str()?;
+        elements.insert((parse_part(source)?, parse_part(dest)?, target.to_string()));
+    }
+    Some(elements)
+}
+
+fn mark_rule(mark: u32) -> Value {
+    json!([{"mangle": {"key": {"meta": {"key": "mark"}}, "value": mark}}, {"accept": null}])
+}
+
+fn level_rule(vpc_if: &str, level: usize) -> Value {
+    json!([
+        {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": vpc_if}},
+        {"vmap": {"key": {"concat": [
+            {"payload": {"protocol": "ip", "field": "saddr"}},
+            {"payload": {"protocol": "ip", "field": "daddr"}}
+        ]}, "data": format!("@l{level}")}}
+    ])
+}
+
+fn prerouting_definition() -> Value {
+    json!({"type": "filter", "hook": "prerouting", "prio": PREROUTING_PRIORITY, "policy": "accept"})
+}
+
+fn element_text((source, dest, chain): &Element) -> String {
+    format!("{source} . {dest} : goto {chain}")
+}
+
+fn key_text((source, dest, _): &Element) -> String {
+    format!("{source} . {dest}")
+}
+
+/// Elements per `nft` line (keeps single lines of a 10,000-route script reasonable).
+const ELEMENTS_PER_LINE: usize = 2000;
+
+fn element_lines(out: &mut Vec<String>, verb: &str, map: &str, items: Vec<String>) {
+    for chunk in items.chunks(ELEMENTS_PER_LINE) {
+        out.push(format!("{verb} element ip {TABLE} {map} {{ {} }}", chunk.join(", ")));
+    }
+}
+
+/// The whole table from scratch, replacing whatever is there, as one transaction.
+fn rebuild(want: &NftWant) -> Vec<String> {
+    let mut lines = vec![
+        format!("add table ip {TABLE}"),
+        format!("delete table ip {TABLE}"),
+        format!("add table ip {TABLE}"),
+    ];
+    for (chain, mark) in &want.mark_chains {
+        lines.push(format!("add chain ip {TABLE} {chain}"));
+        lines.push(format!("add rule ip {TABLE} {chain} meta mark set {mark:#x} accept"));
+    }
+    for (level, elements) in want.levels.iter().enumerate() {
+        lines.push(format!(
+            "add map ip {TABLE} l{level} {{ type ipv4_addr . ipv4_addr : verdict; flags interval; }}"
+        ));
+        element_lines(
+            &mut lines,
+            "add",
+            &format!("l{level}"),
+            elements.iter().map(element_text).collect(),
+        );
+    }
+    lines.push(format!(
+        "add chain ip {TABLE} {PREROUTING} {{ type filter hook prerouting priority mangle; policy accept; }}"
+    ));
+    for level in 0..want.levels.len() {
+        lines.push(format!(
+            "add rule ip {TABLE} {PREROUTING} iifname \"{}\" ip saddr . ip daddr vmap @l{level}",
+            want.vpc_if
+        ));
+    }
+    lines
+}
+
+/// The `nft -f` script that makes `found` what `want` says (`None`: in sync). Only elements
+/// differ → element updates; anything else → the table is rebuilt (atomically).
+pub fn diff(want: Option<&NftWant>, found: Option<&NftState>) -> Option<Vec<String>> {
+    let (want, found) = match (want, found) {
+        (None, None) => return None,
+        (None, Some(_)) => return Some(vec![format!("delete table ip {TABLE}")]),
+        (Some(want), None) => return Some(rebuild(want)),
+        (Some(want), Some(found)) => (want, found),
+    };
+    let mut expected_chains: BTreeMap<String, (Value, Vec<Value>)> = want
+        .mark_chains
+        .iter()
+        .map(|(chain, mark)| (chain.clone(), (json!({}), vec![mark_rule(*mark)])))
+        .collect();
+    let level_rules = (0..want.levels.len()).map(|l| level_rule(&want.vpc_if, l)).collect();
+    expected_chains.insert(PREROUTING.to_string(), (prerouting_definition(), level_rules));
+    let map_names: BTreeSet<String> = (0..want.levels.len()).map(|l| format!("l{l}")).collect();
+    let shape_matches = found.other_objects == 0
+        && found.chains == expected_chains
+        && found.maps.keys().cloned().collect::<BTreeSet<_>>() == map_names
+        && found.maps.values().all(Option::is_some);
+    if !shape_matches {
+        return Some(rebuild(want));
+    }
+    let mut deletes = Vec::new();
+    let mut adds = Vec::new();
+    for (level, wanted) in want.levels.iter().enumerate() {
+        let name = format!("l{level}");
+        let Some(Some(current)) = found.maps.get(&name) else {
+            continue;
+        };
+        element_lines(
+            &mut deletes,
+            "delete",
+            &name,
+            current.difference(wanted).map(key_text).collect(),
+        );
+        element_lines(
+            &mut adds,
+            "add",
+            &name,
+            wanted.difference(current).map(element_text).collect(),
+        );
+    }
+    if deletes.is_empty() && adds.is_empty() {
+        return None;
+    }
+    // Deletes first: an element moving between levels must leave before it arrives.
+    deletes.append(&mut adds);
+    Some(deletes)
+}
+
+/// Runs a script as one `nft -f` transaction.
+pub fn apply(ns: &str, lines: &[String]) -> Result<(), String> {
+    let mut script = lines.join("\n");
+    script.push('\n');
+    run_nft(ns, &["-f", "-"], Some(&script)).map(|_| ())
+}
+
+/// The first level whose map holds an element matching the packet, from a read-back.
+pub fn first_match(found: &NftState, source: Ipv4Addr, dest: Ipv4Addr) -> Option<(usize, String)> {
+    (0..found.maps.len()).find_map(|level| {
+        let elements = found.maps.get(&format!("l{level}"))?.as_ref()?;
+        elements
+            .iter()
+            .find(|(s, d, _)| s.contains(&source) && d.contains(&dest))
+            .map(|(_, _, chain)| (level, chain.clone()))
+    })
+}
+
+/// The kernel's own answer for one level (`nft get element`): the chain, or `None`.
+pub fn kernel_get(ns: &str, level: usize, source: Ipv4Addr, dest: Ipv4Addr) -> Result<Option<String>, String> {
+    let key = format!("{{ {source} . {dest} }}");
+    match run_nft(ns, &["get", "element", "ip", TABLE, &format!("l{level}"), &key], None) {
+        Ok(text) => Ok(text.split("goto ").nth(1).map(|rest| {
+            rest.split(|c: char| c.is_whitespace() || c == '}' || c == ',')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })),
+        Err(e) if e.contains("No such file or directory") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn net(text: &str) -> Ipv4Net {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn overlapping_groups_go_to_later_levels() {
+        let placed = |rank: u8, s: &str, d: &str, c: &str| ((rank, 0, 0, 0), net(s), net(d), c.to_string());
+        let levels = levels(vec![
+            placed(2, "10.0.0.0/8", "192.168.0.0/16", "c1"),
+            placed(1, "10.0.0.0/24", "192.168.1.0/24", "c0"),
+            placed(3, "11.0.0.0/8", "192.168.0.0/16", "c1"),
+            placed(4, "10.0.0.0/16", "0.0.0.0/0", "c2"),
+        ]);
+        assert_eq!(levels.len(), 3);
+        assert!(levels[0].contains(&(net("10.0.0.0/24"), net("192.168.1.0/24"), "c0".into())));
+        assert!(levels[0].contains(&(net("11.0.0.0/8"), net("192.168.0.0/16"), "c1".into())));
+        assert!(levels[1].contains(&(net("10.0.0.0/8"), net("192.168.0.0/16"), "c1".into())));
+        assert!(levels[2].contains(&(net("10.0.0.0/16"), net("0.0.0.0/0"), "c2".into())));
+    }
+
+    #[test]
+    fn element_diff_or_rebuild() {
+        let want = NftWant {
+            vpc_if: "vrvpc".into(),
+            mark_chains: [("c0".to_string(), 7)].into(),
+            levels: vec![[(net("10.0.0.0/8"), net("1.0.0.0/8"), "c0".to_string())].into()],
+        };
+        assert_eq!(diff(None, None), None);
+        assert!(diff(Some(&want), None)
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("delete table")));
+        let mut found = NftState::default();
+        found.chains.insert("c0".into(), (json!({}), vec![mark_rule(7)]));
+        found.chains.insert(
+            PREROUTING.into(),
+            (prerouting_definition(), vec![level_rule("vrvpc", 0)]),
+        );
+        found.maps.insert("l0".into(), Some(BTreeSet::new()));
+        assert_eq!(
+            diff(Some(&want), Some(&found)).unwrap(),
+            vec!["add element ip vpnroute l0 { 10.0.0.0/8 . 1.0.0.0/8 : goto c0 }".to_string()]
+        );
+        found.maps.insert("l0".into(), Some(want.levels[0].clone()));
+        assert_eq!(diff(Some(&want), Some(&found)), None);
+        found.chains.get_mut("c0").unwrap().1.push(mark_rule(8));
+        assert!(diff(Some(&want), Some(&found)).unwrap()[1].starts_with("delete table"));
+    }
+
+    proptest! {
+        /// Levels are disjoint and the first level's match is the first match in rank order.
+        #[test]
+        fn first_level_match_is_first_rank_match(
+            raw in prop::collection::btree_map((0u8..4, 0u8..4, 0u8..3, 0u8..3), (0u8..3, 0u8..4), 1..24),
+            probes in prop::collection::vec((0u8..4, 0u8..4), 16),
+        ) {
+            let lens = [8u8, 16, 24];
+            let groups: Vec<Placed> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, (&(s, d, sl, dl), &(prio, chain)))| {
+                    let source = Ipv4Net::new(Ipv4Addr::new(10, s, 0, 0), lens[sl as usize]).unwrap().trunc();
+                    let dest = Ipv4Net::new(Ipv4Addr::new(20, d, 0, 0), lens[dl as usize]).unwrap().trunc();
+                    ((prio, 32 - dest.prefix_len(), 32 - source.prefix_len(), i as u64), source, dest, format!("c{chain}"))
+                })
+                .collect();
+            let mut unique = BTreeMap::new();
+            for g in groups {
+                unique.entry((g.1, g.2)).or_insert(g);
+            }
+            let groups: Vec<Placed> = unique.into_values().collect();
+            let levels = levels(groups.clone());
+            for level in &levels {
+                let items: Vec<_> = level.iter().collect();
+                for (i, a) in items.iter().enumerate() {
+                    for b in &items[i + 1..] {
+                        prop_assert!(!(overlaps(a.0, b.0) && overlaps(a.1, b.1)), "{:?} overlaps {:?}", a, b);
+                    }
+                }
+            }
+            let mut state = NftState::default();
+            for (i, level) in levels.iter().enumerate() {
+                state.maps.insert(format!("l{i}"), Some(level.clone()));
+            }
+            let mut sorted = groups.clone();
+            sorted.sort_by_key(|g| g.0);
+            for (s, d) in probes {
+                let (source, dest) = (Ipv4Addr::new(10, s, 1, 1), Ipv4Addr::new(20, d, 1, 1));
+                let expected = sorted.iter().find(|g| g.1.contains(&source) && g.2.contains(&dest)).map(|g| g.3.clone());
+                prop_assert_eq!(first_match(&state, source, dest).map(|m| m.1), expected);
+            }
+        }
+    }
+}
