@@ -104,7 +104,18 @@ pub struct NsWant {
     /// `None`: rules of this namespace are not managed.
     pub rules: Option<Vec<Rule>>,
     pub neighbours: Vec<Neighbour>,
+    /// Set when the namespace or its links are created, and again whenever the read-back
+    /// shows forwarding off (`ip netconf`; the others are not visible over netlink).
     pub sysctls: Vec<(String, String)>,
+}
+
+impl NsWant {
+    /// Whether the namespace must forward (its sysctls say `ip_forward=1`).
+    pub fn forwards(&self) -> bool {
+        self.sysctls
+            .iter()
+            .any(|(key, value)| key == "net.ipv4.ip_forward" && value == "1")
+    }
 }
 
 /// One connection's tunnel as laid out.

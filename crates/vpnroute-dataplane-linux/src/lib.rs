@@ -27,6 +27,7 @@
 
 pub mod health;
 pub mod kernel;
+pub mod lab;
 pub mod layout;
 pub mod names;
 pub mod nft;
@@ -135,6 +136,8 @@ struct GatewayRuntime {
     spec: Option<GatewaySpec>,
     applied_version: Option<i64>,
     probes: HashMap<String, Probe>,
+    /// The last health-driven switch: which tunnel, and how long the kernel took to follow.
+    last_switch: Option<Value>,
 }
 
 struct Inner {
@@ -175,16 +178,26 @@ struct Found {
 struct Diffs {
     ip: [Vec<String>; 3],
     nft: Option<Vec<String>>,
+    /// Namespaces whose forwarding is off although wanted on.
+    sysctls: Vec<String>,
 }
 
 impl Diffs {
     fn is_empty(&self) -> bool {
-        self.ip.iter().all(Vec::is_empty) && self.nft.is_none()
+        self.ip.iter().all(Vec::is_empty) && self.nft.is_none() && self.sysctls.is_empty()
+    }
+
+    fn creates_links(&self) -> bool {
+        self.ip.iter().flatten().any(|line| line.starts_with("link add"))
     }
 
     fn pending(self) -> Vec<String> {
         let nft = self.nft.into_iter().flatten().map(|line| format!("nft {line}"));
-        self.ip.into_iter().flatten().chain(nft).collect()
+        let sysctls = self
+            .sysctls
+            .into_iter()
+            .map(|ns| format!("sysctl net.ipv4.ip_forward=1 in {ns}"));
+        self.ip.into_iter().flatten().chain(nft).chain(sysctls).collect()
     }
 }
 
@@ -356,7 +369,13 @@ impl Inner {
         let wants: [&NsWant; 3] = [&layout.underlay, &layout.vpc, &layout.gateway];
         let ip = std::array::from_fn(|i| layout::diff(&self.names, wants[i], &found.ns[i]));
         let nft = nft::diff(layout.nft.as_ref(), found.nft.as_ref());
-        Ok((layout, Diffs { ip, nft }))
+        let sysctls = wants
+            .iter()
+            .zip(&found.ns)
+            .filter(|(want, found)| want.forwards() && !found.forwarding)
+            .map(|(want, _)| want.ns.clone())
+            .collect();
+        Ok((layout, Diffs { ip, nft, sysctls }))
     }
 
     /// Reads back, writes the difference, repeats until the read-back matches.
@@ -367,8 +386,9 @@ impl Inner {
             names.vpc_ns(&spec.gateway_id),
             names.gateway_ns(&spec.gateway_id),
         ];
+        let mut created = false;
         for ns in &namespaces {
-            kernel::ensure_netns(ns).map_err(transient)?;
+            created |= kernel::ensure_netns(ns).map_err(transient)?;
         }
         let mut errors = Vec::new();
         let mut batch_failed = [false; 3];
@@ -377,7 +397,8 @@ impl Inner {
         loop {
             let found = self.read_all(spec)?;
             let (layout, diffs) = self.plan(spec, &found)?;
-            if round == 0 {
+            // Before links are created: `default` values apply to links created later.
+            if round == 0 && (created || diffs.creates_links() || !diffs.sysctls.is_empty()) {
                 set_sysctls(&layout, &mut errors);
             }
             let wants = [&layout.underlay, &layout.vpc, &layout.gateway];
@@ -417,7 +438,9 @@ impl Inner {
                 }
             }
             // A bridge created in this round needs its per-device sysctls now.
-            set_sysctls(&layout, &mut errors);
+            if diffs.creates_links() || !diffs.sysctls.is_empty() {
+                set_sysctls(&layout, &mut errors);
+            }
             round += 1;
         }
     }
@@ -479,7 +502,16 @@ impl Inner {
         };
         if let Some(state) = changed {
             tracing::info!(gateway_id, connection_id, ?state, "tunnel health changed");
+            let detected = Instant::now();
             self.repair(gateway_id, false);
+            let kernel_update = detected.elapsed();
+            if let Some(runtime) = lock(&self.gateways).get(gateway_id).cloned() {
+                lock(&runtime).last_switch = Some(json!({
+                    "VpnConnectionId": connection_id,
+                    "Tunnel": tunnel_text(state),
+                    "KernelUpdateMs": kernel_update.as_secs_f64() * 1000.0,
+                }));
+            }
             self.push_event(DataPlaneEvent::Tunnel {
                 gateway_id: gateway_id.to_string(),
                 connection_id: connection_id.to_string(),
@@ -754,12 +786,12 @@ impl DataPlane for LinuxDataPlane {
             return Ok(None);
         }
         let runtime = lock(&inner.gateways).get(gateway_id).cloned();
-        let (spec, applied_version) = match &runtime {
+        let (spec, applied_version, last_switch) = match &runtime {
             Some(rt) => {
                 let rt = lock(rt);
-                (rt.spec.clone(), rt.applied_version)
+                (rt.spec.clone(), rt.applied_version, rt.last_switch.clone())
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let Some(spec) = spec else {
             // Not applied by this process yet: show what is there.
@@ -793,6 +825,7 @@ impl DataPlane for LinuxDataPlane {
         let mut details = inner.details(Some(&spec), Some(&layout), &found, &pending);
         details["InSync"] = json!(in_sync);
         details["AppliedVersion"] = json!(applied_version);
+        details["LastTunnelSwitch"] = json!(last_switch);
         Ok(Some(Observed {
             applied_version,
             in_sync,

@@ -19,9 +19,10 @@
 //! existed it would sit on a lower level. Unmarked packets fall to destination routes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use crate::kernel::run_with_input;
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
@@ -105,20 +106,10 @@ pub struct NftState {
 }
 
 fn run_nft(ns: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft"])
-        .args(args)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run nft: {e}"))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|e| format!("nft in {ns}: {e}"))?;
-    }
-    let output = child.wait_with_output().map_err(|e| format!("nft in {ns}: {e}"))?;
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", ns, "nft"]).args(args);
+    let output = run_with_input(command, input.unwrap_or_default().as_bytes().to_vec())
+        .map_err(|e| format!("nft in {ns}: {e}"))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {

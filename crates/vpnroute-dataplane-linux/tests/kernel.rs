@@ -234,6 +234,16 @@ fn drift_is_seen_and_repaired_in(mode: PolicyMode) {
         assert!(ping(&host, "172.16.1.1", 1));
     }
 
+    sh(
+        "ip",
+        &["netns", "exec", &ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"],
+    );
+    assert!(!ping(&host, "192.168.1.1", 1));
+    assert!(!in_sync(), "forwarding off is drift");
+    lab.dp().apply(&gateway).unwrap();
+    assert!(in_sync());
+    assert!(ping(&host, "192.168.1.1", 1));
+
     ip(&["-n", &ns, "link", "set", &tunnel, "down"]);
     ip(&["-n", &ns, "link", "set", &tunnel, "up"]);
     assert!(!in_sync(), "a link flap flushes the routes via the link");
