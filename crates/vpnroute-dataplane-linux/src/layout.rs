@@ -16,9 +16,10 @@
 //! `rank = ((priority - 1) × 33 + (32 - dest len)) × 33 + (32 - source len)` encodes the
 //! engine's order (priority ascending, longer destination, longer source) in the preference
 //! itself, so adding a route never renumbers others. Groups equal on all three are disjoint
-//! (same lengths, different prefixes), so their relative order never matters. Within a group
-//! (same source and destination), only the member the engine selects (rule 3: active if up,
-//! else the oldest up standby, else the active anyway) has a rule, pointing at its tunnel.
+//! (same lengths, different prefixes), so their relative order never matters. A group (same
+//! source and destination) ranks as its best member; only the member the engine selects
+//! (rule 3: active if up, else the oldest up standby, else the active anyway) has a rule,
+//! pointing at its tunnel.
 //!
 //! In policy mode `nftables` (the default) there are no per-group rules: module `nft` marks
 //! policy-routed packets with their connection's probe mark, and the probe rules route them.
@@ -383,23 +384,22 @@ pub fn layout(
             continue;
         };
         let tunnel = tunnels.get(&member.next_hop);
+        // A group ranks as its best member (smallest priority, then oldest), whichever member
+        // carries the traffic.
+        let group_priority = group.iter().map(|r| r.priority).min().unwrap_or(member.priority);
+        let oldest = group.iter().map(|r| r.id).min().unwrap_or(member.id);
         if class == 0 {
             let target = tunnel.map_or(Target::Unreachable, |t| t.want.target.clone());
             routes.insert(Route::new(TABLE_DESTINATION, dest, target));
         } else if mode == PolicyMode::Nftables {
             let source = source.unwrap_or_default();
             let chain = tunnel.map_or(nft::NO_TUNNEL_CHAIN.to_string(), |t| format!("c{}", t.plan.slot));
-            let rank = (
-                member.priority,
-                32 - dest.prefix_len(),
-                32 - source.prefix_len(),
-                member.id,
-            );
+            let rank = (group_priority, 32 - dest.prefix_len(), 32 - source.prefix_len(), oldest);
             placed.push((rank, source, dest, chain));
         } else {
             let source = source.unwrap_or_default();
             let table = tunnel.map_or(TABLE_NO_TUNNEL, |t| connection_table(t.plan.slot));
-            let mut rule = Rule::new(policy_pref(member.priority, source, dest), RuleAction::Lookup(table));
+            let mut rule = Rule::new(policy_pref(group_priority, source, dest), RuleAction::Lookup(table));
             rule.src = (source.prefix_len() > 0).then_some(source);
             rule.dst = (dest.prefix_len() > 0).then_some(dest);
             rule.iif = Some(vpc_if.clone());

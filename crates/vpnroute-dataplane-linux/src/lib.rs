@@ -557,13 +557,16 @@ impl Inner {
         let mut nft_answer = Value::Null;
         if let (Some(_), Some(state)) = (&layout.nft, &found.nft) {
             let expected = nft::first_match(state, source, dest);
-            let last_level = expected.as_ref().map_or(state.maps.len(), |(level, _)| level + 1);
+            let order = nft::map_order(state);
+            let last = expected
+                .as_ref()
+                .and_then(|(key, _)| order.iter().position(|k| k == key));
             let mut kernel_match = None;
             let mut errors = Vec::new();
-            for level in 0..last_level {
-                match nft::kernel_get(ns, level, source, dest) {
+            for key in order.iter().take(last.map_or(order.len(), |at| at + 1)) {
+                match nft::kernel_get(ns, *key, source, dest) {
                     Ok(Some(chain)) => {
-                        kernel_match = Some((level, chain));
+                        kernel_match = Some((nft::map_name(*key), chain));
                         break;
                     }
                     Ok(None) => {}
@@ -577,10 +580,10 @@ impl Inner {
                     .and_then(|want| want.mark_chains.get(chain).copied())
             });
             nft_answer = json!({
-                "Level": kernel_match.as_ref().map(|m| m.0),
+                "Map": kernel_match.as_ref().map(|m| m.0.clone()),
                 "Chain": kernel_match.as_ref().map(|m| m.1.clone()),
                 "Mark": mark.map(|m| format!("{m:#x}")),
-                "ReadBackMatch": expected.map(|(level, chain)| json!({"Level": level, "Chain": chain})),
+                "ReadBackMatch": expected.map(|(key, chain)| json!({"Map": nft::map_name(key), "Chain": chain})),
                 "Errors": errors,
             });
         }
@@ -699,7 +702,7 @@ fn nft_json(state: &NftState) -> Value {
     json!({
         "Table": format!("ip {}", nft::TABLE),
         "Chains": state.chains.iter().map(|(name, (_, rules))| (name.clone(), json!(rules.len()))).collect::<serde_json::Map<_, _>>(),
-        "Levels": maps,
+        "Maps": maps,
     })
 }
 

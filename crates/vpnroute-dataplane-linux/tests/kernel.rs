@@ -191,7 +191,9 @@ fn drift_is_seen_and_repaired_in(mode: PolicyMode) {
     } else {
         sh(
             "ip",
-            &["netns", "exec", &ns, "nft", "flush", "map", "ip", "vpnroute", "l0"],
+            &[
+                "netns", "exec", &ns, "nft", "flush", "map", "ip", "vpnroute", "m0_24_24",
+            ],
         );
         sh(
             "ip",
@@ -484,11 +486,20 @@ fn kernel_lookup_matches_engine_in(mode: PolicyMode) {
     ];
     let pairs = prop::collection::vec(((0u8..4, 1u8..250), (0u8..4, 1u8..255)), 10);
     let mut runner = TestRunner::new(ProptestConfig {
-        cases: 24,
+        cases: 16,
         failure_persistence: None,
         ..ProptestConfig::default()
     });
-    let version = std::cell::Cell::new(0);
+    // Found by this test: a group whose selected member has a lower priority than its best
+    // member still ranks as its best member.
+    let regression = vec![
+        pbr(1, "10.0.0.0/22", "192.168.0.0/22", "vco-c", 0, 1),
+        pbr(2, "0.0.0.0/0", "0.0.0.0/0", "vco-a", 0, 1),
+        pbr(3, "10.0.0.0/22", "192.168.0.0/22", "vco-b", 0, 2),
+    ];
+    lab.dp().apply(&spec(1, connections.clone(), regression)).unwrap();
+    assert_eq!(explained(&lab, "10.0.0.8", "192.168.1.250").as_deref(), Some("vco-b"));
+    let version = std::cell::Cell::new(1);
     runner
         .run(&(arbitrary_routes(), pairs), |(routes, pairs)| {
             version.set(version.get() + 1);
