@@ -630,6 +630,24 @@ pub fn carrier_pending(want: &NsWant, found: &NsState) -> bool {
     })
 }
 
+/// The routes and rules lines that move a namespace from one wanted state to another
+/// (links, addresses and neighbours are assumed unchanged: a tunnel state change moves only
+/// routes and rules).
+pub fn diff_wanted(old: &NsWant, new: &NsWant) -> Vec<String> {
+    let assumed = NsState {
+        rules: old.rules.clone().unwrap_or_default(),
+        routes: old.routes.clone().unwrap_or_default(),
+        ..NsState::default()
+    };
+    let only_routes_and_rules = NsWant {
+        ns: new.ns.clone(),
+        routes: new.routes.clone(),
+        rules: new.rules.clone(),
+        ..NsWant::default()
+    };
+    diff(&Names::new(""), &only_routes_and_rules, &assumed)
+}
+
 /// A namespace's read-back as JSON (for introspection).
 pub fn state_json(state: &NsState) -> Value {
     let links: serde_json::Map<String, Value> = state

@@ -327,39 +327,31 @@ pub fn diff(want: Option<&NftWant>, found: Option<&NftState>) -> Option<Vec<Stri
         (Some(want), None) => return Some(rebuild(want)),
         (Some(want), Some(found)) => (want, found),
     };
-    let maps = want.maps();
-    let mut expected_chains: BTreeMap<String, (Value, Vec<Value>)> = want
-        .mark_chains
-        .iter()
-        .map(|(chain, mark)| (chain.clone(), (json!({}), vec![mark_rule(*mark)])))
-        .collect();
-    let map_rules = maps.keys().map(|key| map_rule(&want.vpc_if, *key)).collect();
-    expected_chains.insert(PREROUTING.to_string(), (prerouting_definition(), map_rules));
-    let map_names: BTreeSet<String> = maps.keys().map(|key| map_name(*key)).collect();
+    let expected = assumed_state(want);
+    let map_names: BTreeSet<&String> = expected.maps.keys().collect();
     let shape_matches = found.other_objects == 0
-        && found.chains == expected_chains
-        && found.maps.keys().cloned().collect::<BTreeSet<_>>() == map_names
+        && found.chains == expected.chains
+        && found.maps.keys().collect::<BTreeSet<_>>() == map_names
         && found.maps.values().all(Option::is_some);
     if !shape_matches {
         return Some(rebuild(want));
     }
     let mut deletes = Vec::new();
     let mut adds = Vec::new();
-    for (key, wanted) in &maps {
-        let name = map_name(*key);
-        let Some(Some(current)) = found.maps.get(&name) else {
+    for (name, wanted) in &expected.maps {
+        let (Some(Some(current)), Some(wanted)) = (found.maps.get(name), wanted) else {
             continue;
         };
         element_lines(
             &mut deletes,
             "delete",
-            &name,
+            name,
             current.difference(wanted).map(key_text).collect(),
         );
         element_lines(
             &mut adds,
             "add",
-            &name,
+            name,
             wanted.difference(current).map(element_text).collect(),
         );
     }
@@ -369,6 +361,26 @@ pub fn diff(want: Option<&NftWant>, found: Option<&NftState>) -> Option<Vec<Stri
     // Deletes first: a group changing its chain is deleted, then added again.
     deletes.append(&mut adds);
     Some(deletes)
+}
+
+/// The read-back `want` would give once in force (the base of a quick update).
+pub fn assumed_state(want: &NftWant) -> NftState {
+    let mut chains: BTreeMap<String, (Value, Vec<Value>)> = want
+        .mark_chains
+        .iter()
+        .map(|(chain, mark)| (chain.clone(), (json!({}), vec![mark_rule(*mark)])))
+        .collect();
+    let maps = want.maps();
+    let map_rules = maps.keys().map(|key| map_rule(&want.vpc_if, *key)).collect();
+    chains.insert(PREROUTING.to_string(), (prerouting_definition(), map_rules));
+    NftState {
+        chains,
+        maps: maps
+            .into_iter()
+            .map(|(key, elements)| (map_name(key), Some(elements)))
+            .collect(),
+        other_objects: 0,
+    }
 }
 
 /// Runs a script as one `nft -f` transaction.

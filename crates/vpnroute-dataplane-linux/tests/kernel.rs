@@ -133,6 +133,9 @@ fn health_check_failover() {
     assert!(went_down, "no tunnel-down event; events {events:?}");
     let detected = cut.elapsed();
     assert!(detected < Duration::from_secs(5), "detection took {detected:?}");
+    let switch = lab.details()["LastTunnelSwitch"].clone();
+    assert_eq!(switch["VpnConnectionId"], "vco-a", "{switch}");
+    assert!(switch["KernelUpdateMs"].is_number(), "{switch}");
     assert_eq!(explained(&lab, VPC_HOST, "192.168.50.1").as_deref(), Some("vco-b"));
     assert_eq!(explained(&lab, VPC_HOST, "192.168.60.1").as_deref(), Some("vco-b"));
     let (ok, counts) = ping_and_count(&host, "192.168.50.1", &sites);

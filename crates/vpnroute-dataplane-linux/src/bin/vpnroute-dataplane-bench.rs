@@ -96,7 +96,7 @@ fn with_routes(base: &GatewaySpec, version: i64, routes: Vec<RouteSpec>) -> Gate
 /// tunnel (the routes' device), after `setup` lines.
 fn ip_batch_baseline(prefix: &str, setup: &[String], lines: &[String]) -> f64 {
     let ns = format!("{prefix}base");
-    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    let _ = vpnroute_dataplane_linux::kernel::delete_netns(&ns);
     ip(&["netns", "add", &ns]);
     ip(&["-n", &ns, "link", "add", "tun", "type", "veth", "peer", "name", "peer"]);
     ip(&["-n", &ns, "addr", "add", "169.254.0.0/31", "dev", "tun"]);
