@@ -193,6 +193,10 @@ impl Diffs {
         self.ip.iter().flatten().any(|line| line.starts_with("link add"))
     }
 
+    fn changes_links(&self) -> bool {
+        !self.sysctls.is_empty() || self.ip.iter().flatten().any(|line| line.starts_with("link "))
+    }
+
     fn pending(self) -> Vec<String> {
         let nft = self.nft.into_iter().flatten().map(|line| format!("nft {line}"));
         let sysctls = self
@@ -422,6 +426,7 @@ impl Inner {
                 }
                 return Ok(layout);
             }
+            let errors_before = errors.len();
             for ((ns, lines), failed) in namespaces.iter().zip(diffs.ip.iter()).zip(batch_failed.iter_mut()) {
                 let result = if *failed {
                     kernel::each(ns, lines)
@@ -443,6 +448,12 @@ impl Inner {
             if diffs.creates_links() || !diffs.sysctls.is_empty() {
                 set_sysctls(&layout, &mut errors);
             }
+            // Routes, rules, neighbours, addresses and map elements that `ip` and `nft`
+            // accepted without an error are in force: `observe` (and the next apply) read them
+            // back. Link changes need another round (ports join bridges once they exist).
+            if errors.len() == errors_before && !diffs.changes_links() {
+                return Ok(layout);
+            }
             round += 1;
         }
     }
@@ -454,6 +465,9 @@ impl Inner {
             let (Some(check), Some(tunnel)) = (&connection.health_check, layout.tunnels.get(&connection.id)) else {
                 continue;
             };
+            if check.dip.is_unspecified() {
+                continue;
+            }
             let source = if check.sip.is_unspecified() {
                 layout.vpc_gateway
             } else {
@@ -868,7 +882,17 @@ impl DataPlane for LinuxDataPlane {
         let (layout, diffs) = inner.plan(&spec, &found)?;
         let pending = diffs.pending();
         let in_sync = pending.is_empty() && applied_version == Some(spec.version);
-        let tunnels = layout.tunnels.iter().map(|(id, t)| (id.clone(), t.state)).collect();
+        // A connection without a tunnel (no remote address) is down.
+        let tunnels = spec
+            .connections
+            .iter()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    layout.tunnels.get(&c.id).map_or(TunnelState::Down, |t| t.state),
+                )
+            })
+            .collect();
         let mut details = inner.details(Some(&spec), Some(&layout), &found, &pending);
         details["InSync"] = json!(in_sync);
         details["AppliedVersion"] = json!(applied_version);
