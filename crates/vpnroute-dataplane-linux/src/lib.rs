@@ -10,16 +10,24 @@
 //!   underlay namespace `{prefix}ul` (where customer sites attach), and one tunnel interface
 //!   per connection (`{prefix}t<slot>`, a [`tunnel::TunnelDriver`]: VXLAN for `plain`);
 //! * the **routes and rules** computed from the [`GatewaySpec`] and the tunnels' health with
-//!   the engine's rules (see `layout` for the table and preference layout);
-//! * **reconciliation** (module `kernel`): every apply reads the namespaces back with `ip -j`,
-//!   diffs them against the layout and writes the difference with one `ip -batch` per
-//!   namespace, repeating until the read-back matches; nothing is assumed from earlier writes,
-//!   so routes deleted by hand, links flapped, foreign rules and a restarted process (which
-//!   adopts the interfaces it finds, named in their aliases) all converge the same way;
-//! * **health** (module `health`): probes through each tunnel; a state change re-programs the
-//!   kernel at once and is reported as a [`DataPlaneEvent::Tunnel`];
-//! * **introspection**: `observe().details` and `explain` (the kernel's own `ip route get`
-//!   next to the engine's answer).
+//!   the engine's rules (see `layout` for the table and preference layout), policy routes
+//!   either as nftables maps marking packets (module `nft`, [`PolicyMode::Nftables`], the
+//!   default) or as one `ip rule` each ([`PolicyMode::Rules`]);
+//! * **reconciliation** (module `kernel`): every apply reads the namespaces back (`ip -j`,
+//!   `nft -j`), diffs them against the layout and writes the difference with one `ip -batch`
+//!   per namespace and one `nft -f` transaction; link changes are read back again in further
+//!   rounds (ports join bridges once they exist), route, rule and element writes that `ip` and
+//!   `nft` accepted are read back by `observe` and the next apply. Nothing is assumed from
+//!   earlier writes, so routes deleted by hand, links flapped, foreign rules, forwarding turned
+//!   off and a restarted process (which adopts the interfaces it finds, named in their
+//!   aliases) all converge the same way; a watcher thread does it on a timer and reports
+//!   [`DataPlaneEvent::Drift`];
+//! * **health** (module `health`): probes through each tunnel; a state change writes what it
+//!   moves at once (then converges fully) and is reported as a [`DataPlaneEvent::Tunnel`];
+//! * **introspection**: `observe().details` and `explain` (the kernel's own lookups — `nft get
+//!   element`, `ip route get … mark` — next to the engine's answer);
+//! * a **lab** (module `lab`) of namespaces for tests and benchmarks, whose attach helpers
+//!   show how VPC hosts and sites join.
 //!
 //! It creates and touches only namespaces whose names start with its prefix (and links inside
 //! them); veths are created directly between those namespaces, so nothing is ever created in,
