@@ -27,6 +27,13 @@ from helpers import REGION, assert_success_body, call_retrying, wait_for
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 (network namespaces)")
 
+
+def _server_has_linux_dataplane() -> bool:
+    from server import vpnroute_bin
+
+    r = subprocess.run([str(vpnroute_bin()), "serve", "--help"], capture_output=True, text=True, timeout=30)
+    return "--dataplane" in r.stdout
+
 VPC_CIDR = "10.0.0.0/24"
 HOST = "10.0.0.5"
 SITE_A, SITE_B = "203.0.113.1", "203.0.113.2"
@@ -127,6 +134,8 @@ def prefix():
 
 
 def test_linux_dataplane_end_to_end(prefix, server_factory, make_client):
+    if not _server_has_linux_dataplane():
+        pytest.skip("SKIPPED: this vpnroute binary has no --dataplane flag yet")
     srv = server_factory(["--task-duration", "0s", "--dataplane", "linux", "--netns-prefix", prefix])
     c = make_client(PY_TEA_V3, srv)
     vpc = c.call("CreateVpc", {"RegionId": REGION, "CidrBlock": VPC_CIDR, "VpcName": "dp"})
