@@ -520,3 +520,41 @@ fn kernel_lookup_matches_engine_in(mode: PolicyMode) {
         })
         .unwrap();
 }
+
+/// Two gateways applied at once share the underlay namespace; removing one leaves the other
+/// in force.
+#[test]
+fn two_gateways_side_by_side() {
+    if !ready("two_gateways_side_by_side") {
+        return;
+    }
+    let lab = Lab::new(PolicyMode::Nftables, false);
+    let first = spec(
+        1,
+        vec![connection("vco-a", "203.0.113.1")],
+        vec![dbr(1, "192.168.1.0/24", "vco-a", 100)],
+    );
+    let mut second = first.clone();
+    second.gateway_id = "vpn-other".into();
+    second.internet_ip = addr("47.0.0.2");
+    second.connections[0].id = "vco-z".into();
+    second.routes[0].next_hop = "vco-z".into();
+    std::thread::scope(|scope| {
+        let a = scope.spawn(|| lab.dp().apply(&first));
+        let b = scope.spawn(|| lab.dp().apply(&second));
+        a.join().unwrap().unwrap();
+        b.join().unwrap().unwrap();
+    });
+    let mut ids = lab.dp().gateways().unwrap();
+    ids.sort();
+    assert_eq!(ids, vec![GATEWAY.to_string(), "vpn-other".to_string()]);
+    for id in [GATEWAY, "vpn-other"] {
+        assert!(lab.dp().observe(id).unwrap().unwrap().in_sync, "{id}");
+    }
+    lab.dp().remove("vpn-other").unwrap();
+    assert!(lab.dp().observe("vpn-other").unwrap().is_none());
+    assert!(lab.dp().observe(GATEWAY).unwrap().unwrap().in_sync);
+    let host = lab.attach_host("h1", VPC_HOST);
+    let _site = lab.attach_site("sa", "vco-a", "203.0.113.1", &["192.168.1.1/32"]);
+    assert!(ping(&host, "192.168.1.1", 2));
+}
