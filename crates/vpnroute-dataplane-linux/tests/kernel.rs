@@ -285,6 +285,49 @@ fn watcher_repairs_drift_on_its_own() {
     );
 }
 
+/// With a watcher whose timer is far off, a netlink event (a route deleted, a tunnel link
+/// flapped) is enough to have the gateway read back and repaired at once.
+#[test]
+fn netlink_events_trigger_repair() {
+    if !ready("netlink_events_trigger_repair") {
+        return;
+    }
+    let lab = Lab::with_watch(PolicyMode::Nftables, Some(Duration::from_secs(600)));
+    let gateway = spec(
+        1,
+        vec![connection("vco-a", "203.0.113.1")],
+        vec![dbr(1, "192.168.1.0/24", "vco-a", 100)],
+    );
+    lab.dp().apply(&gateway).unwrap();
+    let ns = lab.gw_ns();
+    let has_route = || ip(&["-n", &ns, "route", "show", "table", "100"]).contains("192.168.1.0/24");
+    // The monitor starts with the apply; give it a moment to subscribe.
+    std::thread::sleep(Duration::from_millis(300));
+    ip(&["-n", &ns, "route", "del", "192.168.1.0/24", "table", "100"]);
+    assert!(
+        wait_for(Duration::from_secs(3), has_route),
+        "repaired on the route-delete event"
+    );
+    let tunnel = format!("{}t0", lab.prefix);
+    ip(&["-n", &ns, "link", "set", &tunnel, "down"]);
+    ip(&["-n", &ns, "link", "set", &tunnel, "up"]);
+    assert!(
+        wait_for(Duration::from_secs(3), has_route),
+        "repaired after the link flap"
+    );
+    assert!(wait_for(Duration::from_secs(3), || lab
+        .dp()
+        .observe(GATEWAY)
+        .unwrap()
+        .unwrap()
+        .in_sync));
+    assert!(lab
+        .dp()
+        .drain_events()
+        .iter()
+        .any(|e| matches!(e, DataPlaneEvent::Drift { .. })));
+}
+
 /// A stopped data plane leaves the kernel forwarding; a new instance adopts what is there
 /// (same interfaces, no duplicate rule or route).
 #[test]
