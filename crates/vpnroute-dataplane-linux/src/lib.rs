@@ -260,6 +260,31 @@ impl LinuxDataPlane {
     pub fn names(&self) -> &Names {
         &self.inner.names
     }
+
+    /// Tunnel state per connection of an applied gateway, from memory (no read-back): what
+    /// the health checks and the operator override say; a connection without a tunnel is
+    /// down. Empty for a gateway not applied by this process.
+    pub fn tunnel_states(&self, gateway_id: &str) -> Vec<(String, TunnelState)> {
+        let inner = &self.inner;
+        let Some(runtime) = lock(&inner.gateways).get(gateway_id).cloned() else {
+            return Vec::new();
+        };
+        let runtime = lock(&runtime);
+        let Some(spec) = &runtime.spec else { return Vec::new() };
+        let states = inner.tunnel_states(spec);
+        spec.connections
+            .iter()
+            .map(|c| {
+                let has_tunnel = !c.remote_ip.is_unspecified();
+                let state = states
+                    .get(&c.id)
+                    .copied()
+                    .filter(|_| has_tunnel)
+                    .unwrap_or(TunnelState::Down);
+                (c.id.clone(), state)
+            })
+            .collect()
+    }
 }
 
 /// How long netlink events of one burst are collected before the gateway is read back.

@@ -145,6 +145,13 @@ fn health_check_failover() {
     let observed = lab.dp().observe(GATEWAY).unwrap().unwrap();
     assert!(observed.in_sync);
     assert!(observed.tunnels.contains(&("vco-a".to_string(), TunnelState::Down)));
+    assert_eq!(
+        lab.dp().tunnel_states(GATEWAY),
+        vec![
+            ("vco-a".to_string(), TunnelState::Down),
+            ("vco-b".to_string(), TunnelState::Up)
+        ]
+    );
 
     lab.set_site_underlay("sa", true);
     let came_back = wait_for(Duration::from_secs(6), || {
