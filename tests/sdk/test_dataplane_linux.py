@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from typing import Any, Dict, List
@@ -27,13 +28,6 @@ from server import operator_headers
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 (network namespaces)")
-
-
-def _server_has_linux_dataplane() -> bool:
-    from server import vpnroute_bin
-
-    r = subprocess.run([str(vpnroute_bin()), "serve", "--help"], capture_output=True, text=True, timeout=30)
-    return "--dataplane" in r.stdout
 
 VPC_CIDR = "10.0.0.0/24"
 HOST = "10.0.0.5"
@@ -135,8 +129,6 @@ def prefix():
 
 
 def test_linux_dataplane_end_to_end(prefix, server_factory, make_client):
-    if not _server_has_linux_dataplane():
-        pytest.skip("SKIPPED: this vpnroute binary has no --dataplane flag yet")
     srv = server_factory(["--task-duration", "0s", "--dataplane", "linux", "--netns-prefix", prefix])
     c = make_client(PY_TEA_V3, srv)
     vpc = c.call("CreateVpc", {"RegionId": REGION, "CidrBlock": VPC_CIDR, "VpcName": "dp"})
@@ -201,7 +193,9 @@ def test_linux_dataplane_end_to_end(prefix, server_factory, make_client):
 
     # kill -9: forwarding continues; the restarted server adopts without duplicates.
     before = kernel_snapshot(dp["Namespace"])
-    srv.kill9()
+    os.kill(srv.proc.pid, signal.SIGKILL)
+    srv.proc.wait(timeout=30)
+    srv.proc, srv.address = None, None
     assert ping(host, "192.168.2.1"), "forwarding with the server down"
     srv.start()
     wait_for("data plane in sync after restart", lambda: http_get(srv, f"/_vpnroute/gateways/{gw}/dataplane"),
@@ -210,6 +204,8 @@ def test_linux_dataplane_end_to_end(prefix, server_factory, make_client):
     arrives("192.168.2.1", site_b)
 
     # Deleting the gateway removes its namespaces.
+    for action, params in routes:
+        call_retrying(c, action.replace("Create", "Delete"), {"RegionId": REGION, "VpnGatewayId": gw, **params})
     for vco in vcos:
         call_retrying(c, "DeleteVpnConnection", {"RegionId": REGION, "VpnConnectionId": vco})
     call_retrying(c, "DeleteVpnGateway", {"RegionId": REGION, "VpnGatewayId": gw})

@@ -49,7 +49,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vpnroute_dataplane::{DataPlane, DataPlaneError, DataPlaneEvent, GatewaySpec, Observed, RouteClass, TunnelState};
+use vpnroute_dataplane::{
+    DataPlane, DataPlaneError, DataPlaneEvent, EventWaker, GatewaySpec, Observed, RouteClass, TunnelState,
+};
 use vpnroute_engine::{LinkState, Route as EngineRoute, RouteTable};
 
 use crate::health::{Probe, ProbeConfig, ProbeHealth};
@@ -152,6 +154,9 @@ struct GatewayRuntime {
     layout: Option<Layout>,
     /// Netlink events of the gateway's namespace (with a watcher only).
     monitor: Option<Monitor>,
+    /// Set by `remove` (under this lock): a repair or probe that waited for the lock must
+    /// not bring the namespaces back.
+    removed: bool,
 }
 
 struct Inner {
@@ -164,6 +169,8 @@ struct Inner {
     /// Probe results by (gateway, connection). Never held while taking a gateway's lock.
     health: Mutex<HashMap<(String, String), ProbeHealth>>,
     events: Mutex<VecDeque<DataPlaneEvent>>,
+    /// The reconciler's waker ([`DataPlane::subscribe`]), called when an event is queued.
+    waker: Mutex<Option<EventWaker>>,
     /// Wakes the watcher (`None`: no watcher, no monitors).
     wakeup: Option<Arc<Wakeup>>,
     this: Weak<Inner>,
@@ -243,6 +250,7 @@ impl LinuxDataPlane {
             gateways: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
+            waker: Mutex::new(None),
             wakeup: config.watch_interval.map(|_| Arc::new(Wakeup::default())),
             this: this.clone(),
         });
@@ -264,7 +272,7 @@ impl LinuxDataPlane {
     /// Tunnel state per connection of an applied gateway, from memory (no read-back): what
     /// the health checks and the operator override say; a connection without a tunnel is
     /// down. Empty for a gateway not applied by this process.
-    pub fn tunnel_states(&self, gateway_id: &str) -> Vec<(String, TunnelState)> {
+    fn tunnels_in_memory(&self, gateway_id: &str) -> Vec<(String, TunnelState)> {
         let inner = &self.inner;
         let Some(runtime) = lock(&inner.gateways).get(gateway_id).cloned() else {
             return Vec::new();
@@ -342,6 +350,11 @@ impl Inner {
             events.pop_front();
         }
         events.push_back(event);
+        drop(events);
+        let waker = lock(&self.waker).clone();
+        if let Some(wake) = waker {
+            wake();
+        }
     }
 
     /// Tunnel state per connection: administratively down wins, then the probe's verdict,
@@ -616,8 +629,12 @@ impl Inner {
         let Some(runtime) = lock(&self.gateways).get(gateway_id).cloned() else {
             return;
         };
-        let runtime = lock(&runtime);
+        let mut runtime = lock(&runtime);
+        if runtime.removed {
+            return;
+        }
         let Some(spec) = runtime.spec.clone() else { return };
+        self.ensure_monitor(&mut runtime, &self.names.gateway_ns(&spec.gateway_id), &spec.gateway_id);
         if report_drift {
             let drifted = self
                 .read_all(&spec)
@@ -632,7 +649,6 @@ impl Inner {
                 gateway_id: gateway_id.to_string(),
             });
         }
-        let mut runtime = runtime;
         match self.converge(&spec) {
             Ok(layout) => runtime.layout = Some(layout),
             Err(error) => tracing::warn!(gateway_id, %error, "repairing the data plane failed"),
@@ -981,13 +997,15 @@ impl DataPlane for LinuxDataPlane {
     fn remove(&self, gateway_id: &str) -> Result<(), DataPlaneError> {
         let inner = &self.inner;
         let runtime = lock(&inner.gateways).remove(gateway_id);
-        if let Some(runtime) = runtime {
-            let mut runtime = lock(&runtime);
-            for (_, probe) in runtime.probes.drain() {
-                probe.stop();
-            }
-            drop(runtime.monitor.take());
+        // Held until the namespaces are gone: a repair in flight finishes first, one waiting
+        // finds the gateway removed.
+        let runtime = runtime.unwrap_or_default();
+        let mut runtime = lock(&runtime);
+        runtime.removed = true;
+        for (_, probe) in runtime.probes.drain() {
+            probe.stop();
         }
+        drop(runtime.monitor.take());
         lock(&inner.health).retain(|(gateway, _), _| gateway != gateway_id);
         kernel::delete_netns(&inner.names.gateway_ns(gateway_id)).map_err(transient)?;
         kernel::delete_netns(&inner.names.vpc_ns(gateway_id)).map_err(transient)?;
@@ -1049,5 +1067,26 @@ impl DataPlane for LinuxDataPlane {
 
     fn drain_events(&self) -> Vec<DataPlaneEvent> {
         lock(&self.inner.events).drain(..).collect()
+    }
+
+    fn subscribe(&self, wake: EventWaker) {
+        *lock(&self.inner.waker) = Some(wake);
+    }
+
+    fn tunnel_states(&self, gateway_id: &str) -> Vec<(String, TunnelState)> {
+        self.tunnels_in_memory(gateway_id)
+    }
+
+    /// The routes of the last spec applied by this process (0 before its first apply),
+    /// from memory: `observe` reads the kernel back for whether they are in force.
+    fn routes_in_force(&self, gateway_id: &str) -> Result<usize, DataPlaneError> {
+        let Some(runtime) = lock(&self.inner.gateways).get(gateway_id).cloned() else {
+            return Ok(0);
+        };
+        let runtime = lock(&runtime);
+        Ok(match (&runtime.spec, runtime.applied_version) {
+            (Some(spec), Some(_)) => spec.routes.len(),
+            _ => 0,
+        })
     }
 }

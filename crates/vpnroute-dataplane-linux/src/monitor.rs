@@ -76,8 +76,13 @@ impl Wakeup {
     }
 }
 
-/// A running `ip monitor` for one gateway namespace; dropping it kills the process (by its
-/// pid) and joins the reader.
+/// How long one `ip monitor` runs (under `timeout`) before the watcher starts the next: a
+/// server that dies without dropping its monitors leaves none behind for longer (a process in
+/// a namespace keeps the namespace, and its veths, alive).
+pub const MONITOR_LIFETIME_S: u32 = 30;
+
+/// A running `ip monitor` for one gateway namespace; dropping it ends the process (by its
+/// pid).
 pub struct Monitor {
     child: Child,
     reader: Option<JoinHandle<()>>,
@@ -85,8 +90,9 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn spawn(ns: &str, gateway_id: &str, wakeup: Arc<Wakeup>) -> Result<Monitor, String> {
-        let mut child = Command::new("ip")
-            .args(["-n", ns, "monitor", "link", "address", "route", "rule"])
+        let mut child = Command::new("timeout")
+            .arg(MONITOR_LIFETIME_S.to_string())
+            .args(["ip", "-n", ns, "monitor", "link", "address", "route", "rule"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -120,11 +126,16 @@ impl Monitor {
 
 impl Drop for Monitor {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, which `timeout` passes on to `ip monitor` (a SIGKILL would end `timeout`
+        // alone and leave `ip` running).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
+        // The reader ends at EOF, once `ip` has exited; it is not waited for.
+        drop(self.reader.take());
     }
 }
 
