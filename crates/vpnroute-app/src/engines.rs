@@ -55,6 +55,39 @@ pub fn explain(app: &App, gateway_id: &str, src: Ipv4Addr, dst: Ipv4Addr) -> Res
     Ok(v)
 }
 
+/// `GET /_vpnroute/gateways/{id}/dataplane`: what the data plane reads back for a gateway
+/// (for the Linux data plane: namespaces, interfaces, tunnels, rules, routes, nftables).
+pub fn data_plane_status(app: &App, gateway_id: &str) -> Result<Value, ApiError> {
+    let versions = app.store.read(|tx| {
+        tx.resource::<VpnGateway>(ResourceKind::VpnGateway, gateway_id)?
+            .ok_or(ApiError::GATEWAY_NOT_FOUND)?;
+        Ok::<_, ApiError>(tx.gateway_versions(gateway_id)?)
+    })?;
+    let observed = app.data_plane.observe(gateway_id).map_err(|e| {
+        tracing::error!(error = %e, gateway = %gateway_id, "reading the data plane back");
+        ApiError::INTERNAL_ERROR
+    })?;
+    let mut v = match observed {
+        Some(o) => {
+            let mut details = if o.details.is_object() { o.details } else { json!({}) };
+            details["InSync"] = json!(o.in_sync);
+            details["AppliedVersion"] = json!(o.applied_version);
+            details["Tunnels"] = json!(o
+                .tunnels
+                .iter()
+                .map(|(id, state)| json!({"VpnConnectionId": id, "Up": *state == vpnroute_dataplane::TunnelState::Up}))
+                .collect::<Vec<_>>());
+            details
+        }
+        None => json!({"InSync": false, "AppliedVersion": null, "Connections": []}),
+    };
+    v["VpnGatewayId"] = json!(gateway_id);
+    v["DataPlane"] = json!(app.data_plane.name());
+    v["DesiredVersion"] = json!(versions.0);
+    v["RecordedVersion"] = json!(versions.1);
+    Ok(v)
+}
+
 fn status_json(
     app: &App,
     gw: &VpnGateway,

@@ -256,6 +256,13 @@ pub trait DataPlane: Send + Sync {
     fn subscribe(&self, wake: EventWaker) {
         let _ = wake;
     }
+    /// Tunnel state per connection of a gateway as the data plane itself finds it (health
+    /// checks, DPD), cheap enough for every DescribeVpnConnection. Default: empty (the data
+    /// plane does not probe tunnels; callers show the operator's state).
+    fn tunnel_states(&self, gateway_id: &str) -> Vec<(String, TunnelState)> {
+        let _ = gateway_id;
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -69,6 +69,19 @@ pub struct ServeArgs {
     /// VPCs per account and region.
     #[arg(long, env = "VPNROUTE_QUOTA_VPCS", default_value_t = Quotas::default().vpcs_per_region)]
     pub quota_vpcs: u64,
+    /// Where gateways' routes are in force: `sim` (in memory) or `linux` (network namespaces;
+    /// needs CAP_NET_ADMIN and CAP_SYS_ADMIN).
+    #[arg(long, env = "VPNROUTE_DATAPLANE", value_enum, default_value = "sim")]
+    pub dataplane: DataPlaneKind,
+    /// Prefix of every network namespace (and link) the Linux data plane creates or touches.
+    #[arg(long, env = "VPNROUTE_NETNS_PREFIX", default_value = "vr-")]
+    pub netns_prefix: String,
+    /// Tunnel driver of the Linux data plane: `plain` (VXLAN, unencrypted).
+    #[arg(long, env = "VPNROUTE_TUNNELS", default_value = "plain", value_parser = parse_tunnels)]
+    pub tunnels: vpnroute_dataplane_linux::TunnelKind,
+    /// How the Linux data plane puts policy routes in force: `nftables` or `rules` (`ip rule`).
+    #[arg(long, env = "VPNROUTE_POLICY_ROUTES", default_value = "nftables", value_parser = parse_policy_routes)]
+    pub policy_routes: vpnroute_dataplane_linux::PolicyMode,
     /// Log format.
     #[arg(long, env = "VPNROUTE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -122,6 +135,21 @@ impl ServeArgs {
             vpcs_per_region: self.quota_vpcs,
         }
     }
+}
+
+/// `--dataplane`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataPlaneKind {
+    Sim,
+    Linux,
+}
+
+fn parse_tunnels(s: &str) -> Result<vpnroute_dataplane_linux::TunnelKind, String> {
+    s.parse()
+}
+
+fn parse_policy_routes(s: &str) -> Result<vpnroute_dataplane_linux::PolicyMode, String> {
+    s.parse()
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

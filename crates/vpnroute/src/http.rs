@@ -87,7 +87,20 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::auth::WINDOW_MS,
         now_ms(),
     )?);
-    let data_plane: Arc<dyn vpnroute_dataplane::DataPlane> = Arc::new(vpnroute_dataplane_sim::SimDataPlane::new());
+    let data_plane: Arc<dyn vpnroute_dataplane::DataPlane> = match args.dataplane {
+        crate::cli::DataPlaneKind::Sim => Arc::new(vpnroute_dataplane_sim::SimDataPlane::new()),
+        crate::cli::DataPlaneKind::Linux => {
+            let linux = vpnroute_dataplane_linux::LinuxDataPlane::new(vpnroute_dataplane_linux::LinuxConfig {
+                prefix: args.netns_prefix.clone(),
+                tunnels: args.tunnels,
+                policy: args.policy_routes,
+                ..Default::default()
+            })
+            .map_err(|e| anyhow::anyhow!("--dataplane linux: {e}"))?;
+            info!(prefix = %args.netns_prefix, "Linux data plane");
+            Arc::new(linux)
+        }
+    };
     let app = App::start(store, nonce_log, config, data_plane, reconciler_owner(&args.data_dir))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -122,6 +135,7 @@ pub fn router(app: SharedApp, operator: Operator) -> Router {
         .route("/_vpnroute/gateways", get(introspect_gateways))
         .route("/_vpnroute/gateways/{id}", get(introspect_gateway))
         .route("/_vpnroute/gateways/{id}/explain", get(introspect_explain))
+        .route("/_vpnroute/gateways/{id}/dataplane", get(introspect_dataplane))
         .route("/_vpnroute/gateways/{id}/advance", post(introspect_advance))
         .route(
             "/_vpnroute/connections/{id}/tunnel",
@@ -620,6 +634,10 @@ async fn introspect_explain(
         vpnroute_app::engines::explain(app, &id, q.source, q.dest)
     })
     .await
+}
+
+async fn introspect_dataplane(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
+    blocking(app, move |app| vpnroute_app::engines::data_plane_status(app, &id)).await
 }
 
 async fn introspect_advance(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {

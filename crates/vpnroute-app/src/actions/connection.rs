@@ -478,7 +478,14 @@ fn modified_tunnel_json(t: &Tunnel) -> Value {
     })
 }
 
-fn connection_json(c: &VpnConnection, gw_ip: &str, list_item: bool) -> Value {
+/// `tunnel`: the data plane's own finding (its health check), if it has one; the connection
+/// is up when the operator's switch and that finding both say so.
+fn connection_json(c: &VpnConnection, gw_ip: &str, tunnel: Option<bool>, list_item: bool) -> Value {
+    let up = c.tunnel_up && tunnel.unwrap_or(true);
+    let mut health_check = c.health_check.clone();
+    if health_check["Enable"] == "true" && tunnel.is_some() {
+        health_check["Status"] = json!(if up { "success" } else { "failed" });
+    }
     let mut v = json!({
         "VpnConnectionId": c.id,
         "VpnGatewayId": c.gateway_id,
@@ -491,7 +498,7 @@ fn connection_json(c: &VpnConnection, gw_ip: &str, list_item: bool) -> Value {
         "EnableDpd": c.enable_dpd,
         "EnableNatTraversal": c.enable_nat_traversal,
         "EnableTunnelsBgp": c.enable_tunnels_bgp,
-        "Status": tunnel_status(c.tunnel_up),
+        "Status": tunnel_status(up),
         "State": c.state,
         "AttachType": "VPNGW",
         "AttachInstanceId": c.gateway_id,
@@ -507,7 +514,7 @@ fn connection_json(c: &VpnConnection, gw_ip: &str, list_item: bool) -> Value {
         "RemoteCaCertificate": c.remote_ca_certificate,
         "IkeConfig": c.ike_config,
         "IpsecConfig": c.ipsec_config,
-        "VcoHealthCheck": c.health_check,
+        "VcoHealthCheck": health_check,
         "VpnBgpConfig": c.bgp_config,
         "TunnelOptionsSpecification": {
             "TunnelOptions": c.tunnels.iter().enumerate().map(|(i, t)| tunnel_json(i, t)).collect::<Vec<_>>(),
@@ -554,18 +561,31 @@ impl FromRpc for DescribeVpnConnectionInput {
 pub struct ConnectionView {
     pub connection: VpnConnection,
     pub gateway_ip: String,
+    /// The data plane's tunnel finding (`None`: it has none for this connection).
+    pub tunnel: Option<bool>,
 }
 
 impl ConnectionView {
-    fn of(tx: &dyn ReadTx, connection: VpnConnection) -> Result<ConnectionView, ApiError> {
+    fn of(ctx: &OpCtx<'_>, tx: &dyn ReadTx, connection: VpnConnection) -> Result<ConnectionView, ApiError> {
         let gateway_ip = gateway_ip(tx, &connection.gateway_id)?;
-        Ok(ConnectionView { connection, gateway_ip })
+        let tunnel = ctx
+            .app
+            .data_plane
+            .tunnel_states(&connection.gateway_id)
+            .into_iter()
+            .find(|(id, _)| *id == connection.id)
+            .map(|(_, state)| state == vpnroute_dataplane::TunnelState::Up);
+        Ok(ConnectionView {
+            connection,
+            gateway_ip,
+            tunnel,
+        })
     }
 }
 
 impl From<ConnectionView> for Reply {
     fn from(v: ConnectionView) -> Reply {
-        Reply::Value(connection_json(&v.connection, &v.gateway_ip, false))
+        Reply::Value(connection_json(&v.connection, &v.gateway_ip, v.tunnel, false))
     }
 }
 
@@ -575,7 +595,7 @@ operation!(
     resources(|input, account| vec![arn(&input.region, account, "vpnconnection", &input.connection_id)]),
     handle(|ctx, tx, input| {
         let c: VpnConnection = owned(ctx, tx, &input.region, &input.connection_id)?;
-        ConnectionView::of(tx, c)
+        ConnectionView::of(ctx, tx, c)
     }),
 );
 
@@ -622,7 +642,7 @@ impl From<ConnectionsPage> for Reply {
         let items: Vec<Value> = page
             .items
             .iter()
-            .map(|v| connection_json(&v.connection, &v.gateway_ip, true))
+            .map(|v| connection_json(&v.connection, &v.gateway_ip, v.tunnel, true))
             .collect();
         let mut body = json!({"VpnConnections": {"VpnConnection": items}});
         page_fields(&mut body, page.paging, page.total);
@@ -652,7 +672,7 @@ fn describe_vpn_connections(
     let (page, total) = page_of(all, input.paging);
     let items = page
         .into_iter()
-        .map(|c| ConnectionView::of(tx, c))
+        .map(|c| ConnectionView::of(ctx, tx, c))
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(ConnectionsPage {
         items,
@@ -816,7 +836,7 @@ const MODIFIED_BGP_FIELDS: &[&str] = &[
 impl Serialize for ModifiedConnection {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let c = &self.connection;
-        let mut v = connection_json(c, &self.gateway_ip, false);
+        let mut v = connection_json(c, &self.gateway_ip, None, false);
         v["Description"] = json!("");
         v["TunnelOptionsSpecification"] =
             json!({"TunnelOptions": c.tunnels.iter().map(modified_tunnel_json).collect::<Vec<_>>()});
