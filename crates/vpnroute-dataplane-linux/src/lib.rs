@@ -26,6 +26,7 @@
 //! or changed of, the root namespace.
 
 pub mod health;
+pub mod ipsec;
 pub mod kernel;
 pub mod layout;
 pub mod names;
@@ -206,12 +207,20 @@ impl LinuxDataPlane {
             names: Names::new(&config.prefix),
             policy: config.policy,
             nft_available: nft::available(),
-            driver: tunnel::driver(config.tunnels),
+            driver: tunnel::driver(config.tunnels, &Names::new(&config.prefix)),
             gateways: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
             this: this.clone(),
         });
+        let weak = Arc::downgrade(&inner);
+        inner
+            .driver
+            .listen(Arc::new(move |gateway_id: &str, connection_id: &str| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.driver_changed(gateway_id, connection_id);
+                }
+            }));
         let watcher = config.watch_interval.map(|interval| {
             let stop = Arc::new(AtomicBool::new(false));
             let (thread_stop, weak) = (stop.clone(), Arc::downgrade(&inner));
@@ -290,7 +299,9 @@ impl Inner {
         spec.connections
             .iter()
             .map(|c| {
-                let state = if !c.admin_up {
+                // Administratively down, or the driver's own verdict (no SA) is down.
+                let down = !c.admin_up || self.driver.state(&spec.gateway_id, &c.id) == Some(TunnelState::Down);
+                let state = if down {
                     TunnelState::Down
                 } else if c.health_check.is_some() {
                     health
@@ -379,6 +390,7 @@ impl Inner {
             let (layout, diffs) = self.plan(spec, &found)?;
             if round == 0 {
                 set_sysctls(&layout, &mut errors);
+                self.driver.prepare(spec, &layout.tunnels).map_err(transient)?;
             }
             let wants = [&layout.underlay, &layout.vpc, &layout.gateway];
             let carrier_pending = wants.iter().zip(&found.ns).any(|(w, f)| layout::carrier_pending(w, f));
@@ -397,6 +409,7 @@ impl Inner {
                         errors.join("; ")
                     )));
                 }
+                self.driver.realize(spec, &layout.tunnels).map_err(transient)?;
                 return Ok(layout);
             }
             for ((ns, lines), failed) in namespaces.iter().zip(diffs.ip.iter()).zip(batch_failed.iter_mut()) {
@@ -480,6 +493,25 @@ impl Inner {
         if let Some(state) = changed {
             tracing::info!(gateway_id, connection_id, ?state, "tunnel health changed");
             self.repair(gateway_id, false);
+            self.push_event(DataPlaneEvent::Tunnel {
+                gateway_id: gateway_id.to_string(),
+                connection_id: connection_id.to_string(),
+                state,
+            });
+        }
+    }
+
+    /// The driver's verdict on a tunnel changed (an SA came up or went down): re-program the
+    /// kernel and report the tunnel's state as the data plane now sees it.
+    fn driver_changed(&self, gateway_id: &str, connection_id: &str) {
+        self.repair(gateway_id, false);
+        let spec = lock(&self.gateways)
+            .get(gateway_id)
+            .cloned()
+            .and_then(|rt| lock(&rt).spec.clone());
+        let Some(spec) = spec else { return };
+        if let Some(&state) = self.tunnel_states(&spec).get(connection_id) {
+            tracing::info!(gateway_id, connection_id, ?state, "tunnel state changed (driver)");
             self.push_event(DataPlaneEvent::Tunnel {
                 gateway_id: gateway_id.to_string(),
                 connection_id: connection_id.to_string(),
@@ -619,6 +651,7 @@ impl Inner {
                             "TxPackets": link.map_or(0, |l| l.tx_packets),
                             "RxPackets": link.map_or(0, |l| l.rx_packets),
                             "TunnelConfig": tunnel.want.details,
+                            "TunnelLive": self.driver.live_details(spec.map_or("", |s| s.gateway_id.as_str()), id),
                         })
                     })
                     .collect()
@@ -810,6 +843,7 @@ impl DataPlane for LinuxDataPlane {
             }
         }
         lock(&inner.health).retain(|(gateway, _), _| gateway != gateway_id);
+        inner.driver.remove_gateway(gateway_id);
         kernel::delete_netns(&inner.names.gateway_ns(gateway_id)).map_err(transient)?;
         kernel::delete_netns(&inner.names.vpc_ns(gateway_id)).map_err(transient)?;
         Ok(())

@@ -1,0 +1,626 @@
+//! IPsec tunnels against real strongSwan peers (root only; see `common`): customer sites in
+//! namespaces run their own charon, configured from the connection as a customer would
+//! (`swanctl.conf`); the gateway side is the `ipsec` tunnel driver of a real
+//! `LinuxDataPlane`. Every charon is stopped by its pid by the guard.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use vpnroute_dataplane::{ConnectionSpec, DataPlane, GatewaySpec};
+use vpnroute_dataplane_linux::ipsec::charon::Instance;
+use vpnroute_dataplane_linux::{LinuxConfig, LinuxDataPlane, PolicyMode, TunnelKind};
+
+const SITE_NET: &str = "10.1.0.0/24";
+const SITE_HOST: &str = "10.1.0.1";
+const PACKAGES: [&str; 6] = [
+    "strongswan-charon",
+    "strongswan-swanctl",
+    "libcharon-extra-plugins",
+    "libstrongswan-standard-plugins",
+    "iputils-ping",
+    "tcpdump",
+];
+
+fn have_all() -> bool {
+    [
+        vpnroute_dataplane_linux::ipsec::charon::CHARON,
+        "/usr/sbin/swanctl",
+        "/usr/bin/tcpdump",
+    ]
+    .iter()
+    .all(|p| std::path::Path::new(p).exists())
+        && std::path::Path::new("/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so").exists()
+}
+
+/// Root, strongSwan and tcpdump (installed with apt when missing); `false` = skip.
+fn ipsec_ready(test: &str) -> bool {
+    if !ready(test) {
+        return false;
+    }
+    if !have_all() {
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
+    assert!(
+        have_all(),
+        "strongSwan/tcpdump missing and apt-get could not install {PACKAGES:?}"
+    );
+    true
+}
+
+/// The connection as a client creates it: IKEv2, AES/SHA-256/group 14, DPD on.
+fn ipsec_connection(id: &str, remote: &str, psk: &str) -> ConnectionSpec {
+    let mut c = connection(id, remote);
+    c.local_subnets = vec![net(VPC_CIDR)];
+    c.remote_subnets = vec![net(SITE_NET)];
+    c.ike_config = json!({
+        "IkeVersion": "ikev2", "IkeMode": "main", "IkeEncAlg": "aes", "IkeAuthAlg": "sha256",
+        "IkePfs": "group14", "IkeLifetime": 86400, "LocalId": INTERNET_IP, "RemoteId": remote, "Psk": psk,
+    });
+    c.ipsec_config = json!({
+        "IpsecEncAlg": "aes", "IpsecAuthAlg": "sha256", "IpsecPfs": "group14", "IpsecLifetime": 86400,
+    });
+    c.enable_dpd = true;
+    c.enable_nat_traversal = true;
+    c
+}
+
+fn ipsec_dp(prefix: &str, watch: bool) -> LinuxDataPlane {
+    LinuxDataPlane::new(LinuxConfig {
+        prefix: prefix.to_string(),
+        tunnels: TunnelKind::Ipsec,
+        policy: PolicyMode::Nftables,
+        watch_interval: watch.then(|| Duration::from_millis(500)),
+    })
+    .expect("start the Linux data plane with ipsec tunnels")
+}
+
+/// A customer site: its namespace on the underlay, its charon, its network on loopback.
+struct Site {
+    charon: Instance,
+}
+
+struct IpsecLab {
+    lab: Lab,
+    sites: Vec<Site>,
+    dir: PathBuf,
+}
+
+impl IpsecLab {
+    fn new(watch: bool) -> IpsecLab {
+        let prefix = unique_prefix();
+        let dir = std::env::temp_dir().join(format!("vpnroute-ipsec-test-{prefix}"));
+        std::env::set_var("VPNROUTE_IPSEC_DIR", dir.join("gateway"));
+        let dp = ipsec_dp(&prefix, watch);
+        IpsecLab {
+            lab: Lab {
+                prefix,
+                policy: PolicyMode::Nftables,
+                dp: Some(dp),
+            },
+            sites: Vec::new(),
+            dir,
+        }
+    }
+
+    fn dp(&self) -> &LinuxDataPlane {
+        self.lab.dp()
+    }
+
+    /// A site whose charon answers `connection` (with `psk`), holding `SITE_NET`.
+    fn attach_site(&mut self, name: &str, connection: &ConnectionSpec, psk: &str) -> String {
+        let details = self.lab.details();
+        let underlay_ns = details["Underlay"]["Namespace"].as_str().unwrap().to_string();
+        let bridge = details["Underlay"]["Bridge"].as_str().unwrap().to_string();
+        let prefix = &self.lab.prefix;
+        let (ns, port) = (format!("{prefix}{name}"), format!("{prefix}{name}"));
+        let remote = connection.remote_ip.to_string();
+        ip(&["netns", "add", &ns]);
+        ip(&[
+            "-n",
+            &ns,
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &underlay_ns,
+        ]);
+        ip(&["-n", &underlay_ns, "link", "set", &port, "master", &bridge, "up"]);
+        ip(&["-n", &ns, "addr", "add", &format!("{remote}/32"), "dev", "eth0"]);
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "route",
+            "add",
+            &format!("{INTERNET_IP}/32"),
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ]);
+        ip(&["-n", &ns, "addr", "add", &format!("{SITE_HOST}/32"), "dev", "lo"]);
+        wait_carrier(&ns, "eth0");
+        let charon = Instance::new(&self.dir.join("sites"), &ns);
+        charon.ensure_running().expect("site charon starts");
+        let conf = charon.dir.join("swanctl.conf");
+        std::fs::write(&conf, customer_swanctl_conf(connection, psk)).unwrap();
+        let uri = format!("unix://{}", charon.socket().display());
+        sh(
+            "swanctl",
+            &[
+                "--load-all",
+                "--noprompt",
+                "--file",
+                conf.to_str().unwrap(),
+                "--uri",
+                &uri,
+            ],
+        );
+        self.sites.push(Site { charon });
+        ns
+    }
+
+    fn live(&self, connection: &str) -> Value {
+        self.lab.connection_details(connection)["TunnelLive"].clone()
+    }
+
+    fn status(&self, connection: &str) -> String {
+        self.live(connection)["Status"].as_str().unwrap_or_default().to_string()
+    }
+
+    fn wait_status(&self, connection: &str, status: &str, limit: Duration) -> bool {
+        wait_for(limit, || self.status(connection) == status)
+    }
+}
+
+impl Drop for IpsecLab {
+    fn drop(&mut self) {
+        if let Some(dp) = &self.lab.dp {
+            let _ = dp.remove(GATEWAY);
+        }
+        for site in &self.sites {
+            site.charon.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a customer writes for their side from the connection's IkeConfig/IpsecConfig
+/// (aes/sha256/group14 → aes128-sha256-modp2048).
+fn customer_swanctl_conf(connection: &ConnectionSpec, psk: &str) -> String {
+    let remote = connection.remote_ip;
+    format!(
+        "connections {{
+  alibaba {{
+    version = 2
+    local_addrs = {remote}
+    remote_addrs = {INTERNET_IP}
+    proposals = aes128-sha256-modp2048
+    dpd_delay = 1s
+    local {{
+      auth = psk
+      id = {remote}
+    }}
+    remote {{
+      auth = psk
+      id = {INTERNET_IP}
+    }}
+    children {{
+      vpc {{
+        local_ts = {SITE_NET}
+        remote_ts = {VPC_CIDR}
+        esp_proposals = aes128-sha256-modp2048
+        dpd_action = clear
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-alibaba {{
+    id-1 = {INTERNET_IP}
+    id-2 = {remote}
+    secret = \"{psk}\"
+  }}
+}}
+"
+    )
+}
+
+fn gateway_spec(connections: Vec<ConnectionSpec>, routes: Vec<vpnroute_dataplane::RouteSpec>) -> GatewaySpec {
+    spec(1, connections, routes)
+}
+
+/// One IPv4 packet of a capture: its protocol and, for UDP-encapsulated ESP (port 4500, a
+/// non-zero first word), the SPI.
+#[derive(Debug)]
+struct Captured {
+    protocol: u8,
+    esp_spi: Option<u32>,
+}
+
+/// Reads a pcap file (Ethernet, IPv4 only; what tcpdump -w wrote).
+fn read_pcap(path: &std::path::Path) -> Vec<Captured> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut packets = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = &bytes[at + 16..(at + 16 + len).min(bytes.len())];
+        at += 16 + len;
+        if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+            continue;
+        }
+        let ip = &frame[14..];
+        let (protocol, header) = (ip[9], usize::from(ip[0] & 0x0f) * 4);
+        let udp = &ip[header.min(ip.len())..];
+        let esp_spi = (protocol == 17 && udp.len() >= 12 && udp[2..4] == [0x11, 0x94])
+            .then(|| u32::from_be_bytes(udp[8..12].try_into().unwrap()))
+            .filter(|spi| *spi != 0);
+        packets.push(Captured { protocol, esp_spi });
+    }
+    packets
+}
+
+fn fast_ping(ns: &str, dest: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-W", "0.2", dest])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Encrypted ping VPC host → site: the underlay capture shows UDP-encapsulated ESP and never
+/// the inner ICMP; the SA's SPIs and byte counters are in the data plane's details.
+#[test]
+fn encrypted_ping_vpc_host_to_site() {
+    if !ipsec_ready("encrypted_ping_vpc_host_to_site") {
+        return;
+    }
+    let mut lab = IpsecLab::new(false);
+    let a = ipsec_connection("vco-a", "203.0.113.1", "psk-a-123");
+    let gateway = gateway_spec(vec![a.clone()], vec![dbr(1, SITE_NET, "vco-a", 100)]);
+    lab.dp().apply(&gateway).unwrap();
+    let host = lab.lab.attach_host("h", VPC_HOST);
+    lab.attach_site("sa", &a, "psk-a-123");
+    assert!(
+        lab.wait_status("vco-a", "ipsec_sa_established", Duration::from_secs(20)),
+        "tunnel not established: {:#}",
+        lab.live("vco-a")
+    );
+    assert!(wait_for(Duration::from_secs(5), || explained(
+        &lab.lab, VPC_HOST, SITE_HOST
+    )
+    .as_deref()
+        == Some("vco-a")));
+
+    let underlay_ns = lab.dp().names().underlay_ns();
+    // Under /tmp itself: tcpdump's AppArmor profile does not let it read deeper paths.
+    let pcap = std::env::temp_dir().join(format!("{}-underlay.pcap", lab.lab.prefix));
+    // nsenter execs tcpdump itself (`ip netns exec` may fork): the pid we signal is the one
+    // that writes the file, and waiting for it waits for the last packet written.
+    let mut capture = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{underlay_ns}"))
+        // The gateway's port on the underlay bridge (the bridge device itself sees only
+        // what is flooded or addressed to it).
+        .args([
+            "tcpdump",
+            "-n",
+            "-Z",
+            "root",
+            "-i",
+            &lab.dp().names().underlay_port(GATEWAY),
+            "-U",
+            "-w",
+        ])
+        .arg(&pcap)
+        .arg("ip")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // tcpdump says "listening on …" once it captures.
+    let mut stderr = std::io::BufReader::new(capture.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("listening"), "tcpdump: {line}");
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", &host, "ping", "-n", "-c", "5", "-i", "0.2", "-W", "1", SITE_HOST,
+        ])
+        .output()
+        .unwrap();
+    let pinged = String::from_utf8_lossy(&out.stdout).contains("5 received");
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill").args(["-INT", &capture.id().to_string()]).status();
+    let _ = capture.wait();
+    assert!(
+        pinged,
+        "encrypted ping VPC host → site lost packets: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let packets = read_pcap(&pcap);
+    let _ = std::fs::remove_file(&pcap);
+    let esp: Vec<u32> = packets.iter().filter_map(|p| p.esp_spi).collect();
+    let icmp = packets.iter().filter(|p| p.protocol == 1).count();
+    assert!(
+        esp.len() >= 10,
+        "expected ESP in both directions on the underlay, got {packets:?}"
+    );
+    assert_eq!(icmp, 0, "inner ICMP visible on the underlay: {packets:?}");
+
+    let live = lab.live("vco-a");
+    let child = &live["Sa"]["Children"][0];
+    assert_eq!(child["State"], "INSTALLED");
+    assert!(child["SpiIn"].as_str().is_some_and(|s| !s.is_empty()) && child["SpiOut"].as_str().is_some());
+    assert!(
+        child["BytesOut"].as_u64().unwrap() > 0 && child["BytesIn"].as_u64().unwrap() > 0,
+        "{live:#}"
+    );
+    assert_eq!(live["Sa"]["Ike"]["EncrAlg"], "AES_CBC");
+    assert_eq!(live["Sa"]["Ike"]["DhGroup"], "MODP_2048");
+    for key in ["SpiOut", "SpiIn"] {
+        let spi = u32::from_str_radix(child[key].as_str().unwrap(), 16).unwrap();
+        assert!(esp.contains(&spi), "{key} {spi:08x} not on the wire: {esp:08x?}");
+    }
+}
+
+/// Active/standby: a wrong PSK leaves the active connection `ike_sa_not_established` and the
+/// routes on the standby; a peer stopped moves traffic to the standby within the bound.
+#[test]
+fn psk_mismatch_and_peer_stop_fail_over_to_the_standby() {
+    if !ipsec_ready("psk_mismatch_and_peer_stop_fail_over_to_the_standby") {
+        return;
+    }
+    let mut lab = IpsecLab::new(false);
+    let a = ipsec_connection("vco-a", "203.0.113.1", "psk-a-123");
+    let b = ipsec_connection("vco-b", "203.0.113.2", "psk-b-456");
+    let routes = vec![dbr(1, SITE_NET, "vco-a", 100), dbr(2, SITE_NET, "vco-b", 0)];
+    lab.dp()
+        .apply(&gateway_spec(vec![a.clone(), b.clone()], routes))
+        .unwrap();
+    let host = lab.lab.attach_host("h", VPC_HOST);
+    let site_a = lab.attach_site("sa", &a, "not-the-psk");
+    let site_b = lab.attach_site("sb", &b, "psk-b-456");
+    assert!(
+        lab.wait_status("vco-b", "ipsec_sa_established", Duration::from_secs(20)),
+        "{:#}",
+        lab.live("vco-b")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lab.status("vco-a"), "ike_sa_not_established", "{:#}", lab.live("vco-a"));
+    assert_eq!(explained(&lab.lab, VPC_HOST, SITE_HOST).as_deref(), Some("vco-b"));
+    let before = rx_packets(&site_b, "ipsec0");
+    assert!(ping(&host, SITE_HOST, 3), "standby path does not carry the ping");
+    assert!(rx_packets(&site_b, "ipsec0") >= before + 3);
+
+    // The customer fixes the PSK on site A: the active connection comes up and takes over.
+    let site = &lab.sites[0];
+    std::fs::write(
+        site.charon.dir.join("swanctl.conf"),
+        customer_swanctl_conf(&a, "psk-a-123"),
+    )
+    .unwrap();
+    let uri = format!("unix://{}", site.charon.socket().display());
+    let conf = site.charon.dir.join("swanctl.conf");
+    sh(
+        "swanctl",
+        &[
+            "--load-all",
+            "--noprompt",
+            "--file",
+            conf.to_str().unwrap(),
+            "--uri",
+            &uri,
+        ],
+    );
+    assert!(
+        lab.wait_status("vco-a", "ipsec_sa_established", Duration::from_secs(20)),
+        "{:#}",
+        lab.live("vco-a")
+    );
+    assert!(wait_for(Duration::from_secs(5), || explained(
+        &lab.lab, VPC_HOST, SITE_HOST
+    )
+    .as_deref()
+        == Some("vco-a")));
+    let before = rx_packets(&site_a, "ipsec0");
+    assert!(ping(&host, SITE_HOST, 3));
+    assert!(rx_packets(&site_a, "ipsec0") >= before + 3);
+
+    // Peer A stopped (charon killed): DPD declares it dead, routes move to B.
+    let pid = site_a_pid(&lab);
+    let stopped = Instant::now();
+    sh("kill", &["-KILL", &pid.to_string()]);
+    let limit = Duration::from_secs(10);
+    let mut outage = None;
+    while stopped.elapsed() < limit {
+        if fast_ping(&host, SITE_HOST) {
+            outage = Some(stopped.elapsed());
+            break;
+        }
+    }
+    let outage = outage.expect("traffic never reached the standby after the peer stopped");
+    eprintln!("ipsec failover: traffic on the standby {outage:?} after the active peer stopped");
+    assert!(outage <= Duration::from_millis(3500), "failover took {outage:?}");
+    assert_eq!(explained(&lab.lab, VPC_HOST, SITE_HOST).as_deref(), Some("vco-b"));
+    assert_eq!(lab.status("vco-a"), "ike_sa_not_established");
+}
+
+fn site_a_pid(lab: &IpsecLab) -> u32 {
+    lab.sites[0].charon.running_pid().expect("site A's charon runs")
+}
+
+const CHILD_ENV: &str = "VPNROUTE_IPSEC_TEST_CHILD";
+
+/// Not a test on its own: the controlling process of `kill_9_leaves_tunnels_up_and_restart_adopts`
+/// (runs only with its environment set).
+#[test]
+fn ipsec_controller_child_process() {
+    let Ok(setup) = std::env::var(CHILD_ENV) else { return };
+    let setup: Value = serde_json::from_str(&setup).unwrap();
+    let spec: GatewaySpec = serde_json::from_value(setup["Spec"].clone()).unwrap();
+    let dp = ipsec_dp(setup["Prefix"].as_str().unwrap(), true);
+    dp.apply(&spec).unwrap();
+    std::fs::write(setup["Ready"].as_str().unwrap(), "applied").unwrap();
+    // Killed by the parent long before this.
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+/// kill -9 of the controlling process: the tunnel keeps forwarding; a new instance adopts
+/// the same charon and SAs (no new IKE SA, same pid).
+#[test]
+fn kill_9_leaves_tunnels_up_and_restart_adopts() {
+    if !ipsec_ready("kill_9_leaves_tunnels_up_and_restart_adopts") {
+        return;
+    }
+    let mut lab = IpsecLab::new(false);
+    let a = ipsec_connection("vco-a", "203.0.113.1", "psk-a-123");
+    let gateway = gateway_spec(vec![a.clone()], vec![dbr(1, SITE_NET, "vco-a", 100)]);
+    // This process lays the gateway out first (for the host and site to attach), then hands
+    // it to a child process that owns the tunnels.
+    lab.dp().apply(&gateway).unwrap();
+    let host = lab.lab.attach_host("h", VPC_HOST);
+    lab.attach_site("sa", &a, "psk-a-123");
+    drop(lab.lab.dp.take());
+    let ready_file = lab.dir.join("child.ready");
+    let setup = json!({"Spec": gateway, "Prefix": lab.lab.prefix, "Ready": ready_file});
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "ipsec_controller_child_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, setup.to_string())
+        .env("VPNROUTE_IPSEC_DIR", lab.dir.join("gateway"))
+        .spawn()
+        .unwrap();
+    let ready = wait_for(Duration::from_secs(30), || ready_file.exists());
+    assert!(ready, "the controlling child process never applied the gateway");
+    let gateway_charon = Instance::new(
+        &lab.dir.join("gateway").join(&lab.lab.prefix),
+        &format!(
+            "{}c-{}",
+            lab.lab.prefix,
+            vpnroute_dataplane_linux::names::Names::short("vco-a")
+        ),
+    );
+    let established = wait_for(Duration::from_secs(20), || ping(&host, SITE_HOST, 1));
+    assert!(established, "no tunnel under the child process");
+    let pid_before = gateway_charon.running_pid().expect("the gateway's charon runs");
+    let ike_spi = |instance: &Instance| -> String {
+        let sas = instance.client().unwrap().list_sas(Some("vco-a")).unwrap();
+        let (_, ike) = sas.iter().flat_map(|m| m.sections()).next().expect("an IKE SA");
+        ike.str("initiator-spi").unwrap()
+    };
+    let spi_before = ike_spi(&gateway_charon);
+
+    sh("kill", &["-KILL", &child.id().to_string()]);
+    let _ = child.wait();
+    assert!(
+        ping(&host, SITE_HOST, 5),
+        "the tunnel stopped forwarding with its controller killed"
+    );
+
+    lab.lab.dp = Some(ipsec_dp(&lab.lab.prefix, false));
+    lab.dp().apply(&gateway).unwrap();
+    assert!(
+        lab.wait_status("vco-a", "ipsec_sa_established", Duration::from_secs(10)),
+        "{:#}",
+        lab.live("vco-a")
+    );
+    assert_eq!(
+        gateway_charon.running_pid(),
+        Some(pid_before),
+        "charon was restarted, not adopted"
+    );
+    assert_eq!(
+        ike_spi(&gateway_charon),
+        spi_before,
+        "the IKE SA was re-negotiated, not adopted"
+    );
+    assert!(ping(&host, SITE_HOST, 3));
+    let links = ip(&["-n", &lab.lab.gw_ns(), "-o", "link", "show"]);
+    assert_eq!(
+        links
+            .lines()
+            .filter(|l| l.contains("vpnroute.connection=vco-a"))
+            .count(),
+        1,
+        "{links}"
+    );
+}
+
+/// A parameter charon cannot put in force (ShangMi) is reported, never a half-configured
+/// tunnel; changing the connection re-keys it in place.
+#[test]
+fn unsupported_parameters_are_reported_and_changes_rekey() {
+    if !ipsec_ready("unsupported_parameters_are_reported_and_changes_rekey") {
+        return;
+    }
+    let mut lab = IpsecLab::new(false);
+    let mut a = ipsec_connection("vco-a", "203.0.113.1", "psk-a-123");
+    a.ike_config["IkeEncAlg"] = json!("sm4");
+    let gateway = gateway_spec(vec![a.clone()], vec![dbr(1, SITE_NET, "vco-a", 100)]);
+    let error = lab.dp().apply(&gateway).unwrap_err().to_string();
+    assert!(error.contains("IkeConfig.IkeEncAlg"), "{error}");
+    assert_eq!(lab.status("vco-a"), "ike_sa_not_established");
+    assert!(lab.live("vco-a")["Error"].as_str().unwrap().contains("sm4"));
+
+    a.ike_config["IkeEncAlg"] = json!("aes");
+    lab.dp()
+        .apply(&gateway_spec(vec![a.clone()], vec![dbr(1, SITE_NET, "vco-a", 100)]))
+        .unwrap();
+    lab.attach_site("sa", &a, "psk-a-123");
+    assert!(
+        lab.wait_status("vco-a", "ipsec_sa_established", Duration::from_secs(20)),
+        "{:#}",
+        lab.live("vco-a")
+    );
+    let spi = |lab: &IpsecLab| {
+        lab.live("vco-a")["Sa"]["Ike"]["SpiInitiator"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let first = spi(&lab);
+
+    // IpsecLifetime changed (the site accepts any lifetime): a new IKE SA with the new values.
+    a.ipsec_config["IpsecLifetime"] = json!(3600);
+    let mut changed = gateway_spec(vec![a.clone()], vec![dbr(1, SITE_NET, "vco-a", 100)]);
+    changed.version = 2;
+    lab.dp().apply(&changed).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || lab.status("vco-a")
+            == "ipsec_sa_established"
+            && spi(&lab) != first),
+        "not re-keyed: {:#}",
+        lab.live("vco-a")
+    );
+
+    // The connection deleted: its charon and namespace go.
+    let conn_ns = lab.lab.connection_details("vco-a")["TunnelConfig"]["Namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut removed = gateway_spec(vec![], vec![]);
+    removed.version = 3;
+    lab.dp().apply(&removed).unwrap();
+    assert!(
+        !vpnroute_dataplane_linux::kernel::netns_exists(&conn_ns),
+        "connection namespace left behind"
+    );
+}
