@@ -15,6 +15,8 @@ use vpnroute_dataplane::{ConnectionSpec, DataPlane, GatewaySpec};
 use vpnroute_dataplane_linux::ipsec::charon::Instance;
 use vpnroute_dataplane_linux::{LinuxConfig, LinuxDataPlane, PolicyMode, TunnelKind};
 
+/// Where the gateways' charons of all tests keep their directories.
+const TEST_BASE: &str = "/tmp/vpnroute-ipsec-tests";
 const SITE_NET: &str = "10.1.0.0/24";
 const SITE_HOST: &str = "10.1.0.1";
 const PACKAGES: [&str; 6] = [
@@ -98,8 +100,10 @@ struct IpsecLab {
 impl IpsecLab {
     fn new(watch: bool) -> IpsecLab {
         let prefix = unique_prefix();
-        let dir = std::env::temp_dir().join(format!("vpnroute-ipsec-test-{prefix}"));
-        std::env::set_var("VPNROUTE_IPSEC_DIR", dir.join("gateway"));
+        // The same base for every test (tests run in parallel threads of one process); the
+        // driver keeps its instances under `<base>/<prefix>`.
+        std::env::set_var("VPNROUTE_IPSEC_DIR", TEST_BASE);
+        let dir = PathBuf::from(TEST_BASE).join(format!("{prefix}-test"));
         let dp = ipsec_dp(&prefix, watch);
         IpsecLab {
             lab: Lab {
@@ -198,6 +202,7 @@ impl Drop for IpsecLab {
             site.charon.stop();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(PathBuf::from(TEST_BASE).join(&self.lab.prefix));
     }
 }
 
@@ -506,13 +511,13 @@ fn kill_9_leaves_tunnels_up_and_restart_adopts() {
             "--test-threads=1",
         ])
         .env(CHILD_ENV, setup.to_string())
-        .env("VPNROUTE_IPSEC_DIR", lab.dir.join("gateway"))
+        .env("VPNROUTE_IPSEC_DIR", TEST_BASE)
         .spawn()
         .unwrap();
     let ready = wait_for(Duration::from_secs(30), || ready_file.exists());
     assert!(ready, "the controlling child process never applied the gateway");
     let gateway_charon = Instance::new(
-        &lab.dir.join("gateway").join(&lab.lab.prefix),
+        &PathBuf::from(TEST_BASE).join(&lab.lab.prefix),
         &format!(
             "{}c-{}",
             lab.lab.prefix,

@@ -31,9 +31,9 @@ use vpnroute_vici::Message;
 /// Seconds of silence before a DPD probe.
 pub const DPD_DELAY_S: u32 = 1;
 /// charon's retransmission of an unanswered request: first after this many seconds …
-pub const RETRANSMIT_TIMEOUT_S: f64 = 0.5;
+pub const RETRANSMIT_TIMEOUT_S: f64 = 0.4;
 /// … then this many more, each after the same delay (`retransmit_base = 1`): a dead peer is
-/// declared after `RETRANSMIT_TIMEOUT_S * (RETRANSMIT_TRIES + 1)` = 1.5 s of silence.
+/// declared after `RETRANSMIT_TIMEOUT_S * (RETRANSMIT_TRIES + 1)` = 1.2 s of silence.
 pub const RETRANSMIT_TRIES: u32 = 2;
 
 /// A parameter this data plane cannot put in force.
