@@ -1,6 +1,9 @@
 //! Health probes: one thread per connection with a health check, sending one bounded ping
-//! (`ping -c 1 -W 1`) from the check's source address through the connection's tunnel (the
+//! (`ping -c 1 -W 0.5`) from the check's source address through the connection's tunnel (the
 //! probe's mark selects the tunnel's table) every interval, until stopped.
+//!
+//! The 0.5 s reply timeout keeps detection within `Interval × Retry + 0.5 s` of a path
+//! breaking (Interval 1 s, Retry 3: at most 3.5 s), so traffic is on a standby within 4 s.
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -81,7 +84,7 @@ fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
     }
 }
 
-/// One echo request from the check's source through the tunnel, waiting at most 1 s.
+/// One echo request from the check's source through the tunnel, waiting at most 0.5 s.
 fn ping(config: &ProbeConfig) -> bool {
     let (source, dest, mark) = (
         config.source.to_string(),
@@ -89,7 +92,7 @@ fn ping(config: &ProbeConfig) -> bool {
         config.mark.to_string(),
     );
     Command::new("ip")
-        .args(["netns", "exec", &config.ns, "ping", "-n", "-q", "-c", "1", "-W", "1"])
+        .args(["netns", "exec", &config.ns, "ping", "-n", "-q", "-c", "1", "-W", "0.5"])
         .args(["-I", &source, "-m", &mark, &dest])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

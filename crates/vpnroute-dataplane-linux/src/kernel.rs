@@ -39,28 +39,36 @@ pub fn ip(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Runs a command with `input` on its stdin, collecting stdout and stderr. The input is
+/// written from a thread of its own: a command that answers while it still reads (`ip
+/// -batch` printing errors) would otherwise block on a full pipe while we block on its stdin.
+pub fn run_with_input(mut command: Command, input: Vec<u8>) -> Result<std::process::Output, String> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    writer
+        .join()
+        .map_err(|_| "stdin writer panicked".to_string())?
+        .map_err(|e| format!("writing to {:?}: {e}", command.get_program()))?;
+    Ok(output)
+}
+
 /// Feeds `lines` to `ip -n NS -force -batch -`. Returns the failures `ip` reported (if any).
 pub fn batch(ns: &str, lines: &[String]) -> Result<(), String> {
     if lines.is_empty() {
         return Ok(());
     }
-    let mut child = Command::new("ip")
-        .args(["-n", ns, "-force", "-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
     let mut script = lines.join("\n");
     script.push('\n');
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(|e| format!("ip -batch in {ns}: {e}"))?;
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("ip -batch in {ns}: {e}"))?;
+    let mut command = Command::new("ip");
+    command.args(["-n", ns, "-force", "-batch", "-"]);
+    let output = run_with_input(command, script.into_bytes()).map_err(|e| format!("ip -batch in {ns}: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {
@@ -125,12 +133,13 @@ pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
     names
 }
 
-/// Creates a namespace if missing (lo up).
-pub fn ensure_netns(ns: &str) -> Result<(), String> {
-    if !netns_exists(ns) {
-        ip(&["netns", "add", ns])?;
+/// Creates a namespace if missing; `true` when it was created.
+pub fn ensure_netns(ns: &str) -> Result<bool, String> {
+    if netns_exists(ns) {
+        return Ok(false);
     }
-    Ok(())
+    ip(&["netns", "add", ns])?;
+    Ok(true)
 }
 
 /// Deletes a namespace if present (its interfaces go with it).
@@ -345,25 +354,16 @@ pub struct NsState {
     pub rules: Vec<Rule>,
     pub routes: BTreeSet<Route>,
     pub neighbours: BTreeSet<Neighbour>,
+    /// `net.ipv4.conf.all.forwarding` (= `net.ipv4.ip_forward`), from `ip netconf`.
+    pub forwarding: bool,
 }
 
 /// Reads a namespace with one `ip -j -batch` process.
 pub fn read_ns(ns: &str) -> Result<NsState, String> {
-    let mut child = Command::new("ip")
-        .args(["-4", "-d", "-s", "-j", "-n", ns, "-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(b"link show\naddr show\nrule show\nroute show table all\nneigh show\n")
-            .map_err(|e| format!("ip -batch in {ns}: {e}"))?;
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("ip -batch in {ns}: {e}"))?;
+    let mut command = Command::new("ip");
+    command.args(["-4", "-d", "-s", "-j", "-n", ns, "-batch", "-"]);
+    let script = b"link show\naddr show\nrule show\nroute show table all\nneigh show\nnetconf show\n".to_vec();
+    let output = run_with_input(command, script).map_err(|e| format!("ip -batch in {ns}: {e}"))?;
     if !output.status.success() {
         return Err(format!(
             "reading {ns}: {}",
@@ -375,9 +375,9 @@ pub fn read_ns(ns: &str) -> Result<NsState, String> {
         .into_iter::<Value>()
         .collect::<Result<_, _>>()
         .map_err(|e| format!("reading {ns}: unexpected ip -j output: {e}"))?;
-    let [links, addrs, rules, routes, neighbours] = values.as_slice() else {
+    let [links, addrs, rules, routes, neighbours, netconf] = values.as_slice() else {
         return Err(format!(
-            "reading {ns}: expected 5 JSON arrays from ip, got {}",
+            "reading {ns}: expected 6 JSON arrays from ip, got {}",
             values.len()
         ));
     };
@@ -403,6 +403,9 @@ pub fn read_ns(ns: &str) -> Result<NsState, String> {
     state.rules = array(rules).iter().filter_map(parse_rule).collect();
     state.routes = array(routes).iter().filter_map(parse_route).collect();
     state.neighbours = array(neighbours).iter().filter_map(parse_neighbour).collect();
+    state.forwarding = array(netconf)
+        .iter()
+        .any(|conf| conf["interface"] == "all" && conf["forwarding"] == true);
     Ok(state)
 }
 

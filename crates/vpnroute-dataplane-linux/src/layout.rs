@@ -16,9 +16,10 @@
 //! `rank = ((priority - 1) × 33 + (32 - dest len)) × 33 + (32 - source len)` encodes the
 //! engine's order (priority ascending, longer destination, longer source) in the preference
 //! itself, so adding a route never renumbers others. Groups equal on all three are disjoint
-//! (same lengths, different prefixes), so their relative order never matters. Within a group
-//! (same source and destination), only the member the engine selects (rule 3: active if up,
-//! else the oldest up standby, else the active anyway) has a rule, pointing at its tunnel.
+//! (same lengths, different prefixes), so their relative order never matters. A group (same
+//! source and destination) ranks as its best member; only the member the engine selects
+//! (rule 3: active if up, else the oldest up standby, else the active anyway) has a rule,
+//! pointing at its tunnel.
 //!
 //! In policy mode `nftables` (the default) there are no per-group rules: module `nft` marks
 //! policy-routed packets with their connection's probe mark, and the probe rules route them.
@@ -104,7 +105,18 @@ pub struct NsWant {
     /// `None`: rules of this namespace are not managed.
     pub rules: Option<Vec<Rule>>,
     pub neighbours: Vec<Neighbour>,
+    /// Set when the namespace or its links are created, and again whenever the read-back
+    /// shows forwarding off (`ip netconf`; the others are not visible over netlink).
     pub sysctls: Vec<(String, String)>,
+}
+
+impl NsWant {
+    /// Whether the namespace must forward (its sysctls say `ip_forward=1`).
+    pub fn forwards(&self) -> bool {
+        self.sysctls
+            .iter()
+            .any(|(key, value)| key == "net.ipv4.ip_forward" && value == "1")
+    }
 }
 
 /// One connection's tunnel as laid out.
@@ -372,23 +384,22 @@ pub fn layout(
             continue;
         };
         let tunnel = tunnels.get(&member.next_hop);
+        // A group ranks as its best member (smallest priority, then oldest), whichever member
+        // carries the traffic.
+        let group_priority = group.iter().map(|r| r.priority).min().unwrap_or(member.priority);
+        let oldest = group.iter().map(|r| r.id).min().unwrap_or(member.id);
         if class == 0 {
             let target = tunnel.map_or(Target::Unreachable, |t| t.want.target.clone());
             routes.insert(Route::new(TABLE_DESTINATION, dest, target));
         } else if mode == PolicyMode::Nftables {
             let source = source.unwrap_or_default();
             let chain = tunnel.map_or(nft::NO_TUNNEL_CHAIN.to_string(), |t| format!("c{}", t.plan.slot));
-            let rank = (
-                member.priority,
-                32 - dest.prefix_len(),
-                32 - source.prefix_len(),
-                member.id,
-            );
+            let rank = (group_priority, 32 - dest.prefix_len(), 32 - source.prefix_len(), oldest);
             placed.push((rank, source, dest, chain));
         } else {
             let source = source.unwrap_or_default();
             let table = tunnel.map_or(TABLE_NO_TUNNEL, |t| connection_table(t.plan.slot));
-            let mut rule = Rule::new(policy_pref(member.priority, source, dest), RuleAction::Lookup(table));
+            let mut rule = Rule::new(policy_pref(group_priority, source, dest), RuleAction::Lookup(table));
             rule.src = (source.prefix_len() > 0).then_some(source);
             rule.dst = (dest.prefix_len() > 0).then_some(dest);
             rule.iif = Some(vpc_if.clone());
@@ -617,6 +628,24 @@ pub fn carrier_pending(want: &NsWant, found: &NsState) -> bool {
         matches!(link_want.link.kind.as_deref(), Some("veth" | "bridge"))
             && found.links.get(name).is_some_and(|link| link.up && !link.running)
     })
+}
+
+/// The routes and rules lines that move a namespace from one wanted state to another
+/// (links, addresses and neighbours are assumed unchanged: a tunnel state change moves only
+/// routes and rules).
+pub fn diff_wanted(old: &NsWant, new: &NsWant) -> Vec<String> {
+    let assumed = NsState {
+        rules: old.rules.clone().unwrap_or_default(),
+        routes: old.routes.clone().unwrap_or_default(),
+        ..NsState::default()
+    };
+    let only_routes_and_rules = NsWant {
+        ns: new.ns.clone(),
+        routes: new.routes.clone(),
+        rules: new.rules.clone(),
+        ..NsWant::default()
+    };
+    diff(&Names::new(""), &only_routes_and_rules, &assumed)
 }
 
 /// A namespace's read-back as JSON (for introspection).

@@ -28,6 +28,7 @@
 pub mod health;
 pub mod ipsec;
 pub mod kernel;
+pub mod lab;
 pub mod layout;
 pub mod names;
 pub mod nft;
@@ -136,6 +137,10 @@ struct GatewayRuntime {
     spec: Option<GatewaySpec>,
     applied_version: Option<i64>,
     probes: HashMap<String, Probe>,
+    /// The last health-driven switch: which tunnel, and how long the kernel took to follow.
+    last_switch: Option<Value>,
+    /// The layout last verified in the kernel: the base of a tunnel switch's quick update.
+    layout: Option<Layout>,
 }
 
 struct Inner {
@@ -176,16 +181,26 @@ struct Found {
 struct Diffs {
     ip: [Vec<String>; 3],
     nft: Option<Vec<String>>,
+    /// Namespaces whose forwarding is off although wanted on.
+    sysctls: Vec<String>,
 }
 
 impl Diffs {
     fn is_empty(&self) -> bool {
-        self.ip.iter().all(Vec::is_empty) && self.nft.is_none()
+        self.ip.iter().all(Vec::is_empty) && self.nft.is_none() && self.sysctls.is_empty()
+    }
+
+    fn creates_links(&self) -> bool {
+        self.ip.iter().flatten().any(|line| line.starts_with("link add"))
     }
 
     fn pending(self) -> Vec<String> {
         let nft = self.nft.into_iter().flatten().map(|line| format!("nft {line}"));
-        self.ip.into_iter().flatten().chain(nft).collect()
+        let sysctls = self
+            .sysctls
+            .into_iter()
+            .map(|ns| format!("sysctl net.ipv4.ip_forward=1 in {ns}"));
+        self.ip.into_iter().flatten().chain(nft).chain(sysctls).collect()
     }
 }
 
@@ -367,7 +382,13 @@ impl Inner {
         let wants: [&NsWant; 3] = [&layout.underlay, &layout.vpc, &layout.gateway];
         let ip = std::array::from_fn(|i| layout::diff(&self.names, wants[i], &found.ns[i]));
         let nft = nft::diff(layout.nft.as_ref(), found.nft.as_ref());
-        Ok((layout, Diffs { ip, nft }))
+        let sysctls = wants
+            .iter()
+            .zip(&found.ns)
+            .filter(|(want, found)| want.forwards() && !found.forwarding)
+            .map(|(want, _)| want.ns.clone())
+            .collect();
+        Ok((layout, Diffs { ip, nft, sysctls }))
     }
 
     /// Reads back, writes the difference, repeats until the read-back matches.
@@ -378,8 +399,9 @@ impl Inner {
             names.vpc_ns(&spec.gateway_id),
             names.gateway_ns(&spec.gateway_id),
         ];
+        let mut created = false;
         for ns in &namespaces {
-            kernel::ensure_netns(ns).map_err(transient)?;
+            created |= kernel::ensure_netns(ns).map_err(transient)?;
         }
         let mut errors = Vec::new();
         let mut batch_failed = [false; 3];
@@ -388,7 +410,8 @@ impl Inner {
         loop {
             let found = self.read_all(spec)?;
             let (layout, diffs) = self.plan(spec, &found)?;
-            if round == 0 {
+            // Before links are created: `default` values apply to links created later.
+            if round == 0 && (created || diffs.creates_links() || !diffs.sysctls.is_empty()) {
                 set_sysctls(&layout, &mut errors);
                 self.driver.prepare(spec, &layout.tunnels).map_err(transient)?;
             }
@@ -430,7 +453,9 @@ impl Inner {
                 }
             }
             // A bridge created in this round needs its per-device sysctls now.
-            set_sysctls(&layout, &mut errors);
+            if diffs.creates_links() || !diffs.sysctls.is_empty() {
+                set_sysctls(&layout, &mut errors);
+            }
             round += 1;
         }
     }
@@ -492,7 +517,18 @@ impl Inner {
         };
         if let Some(state) = changed {
             tracing::info!(gateway_id, connection_id, ?state, "tunnel health changed");
+            let kernel_update = self.switch_quickly(gateway_id);
+            let detected = Instant::now();
             self.repair(gateway_id, false);
+            let verified = detected.elapsed() + kernel_update.unwrap_or_default();
+            if let Some(runtime) = lock(&self.gateways).get(gateway_id).cloned() {
+                lock(&runtime).last_switch = Some(json!({
+                    "VpnConnectionId": connection_id,
+                    "Tunnel": tunnel_text(state),
+                    "KernelUpdateMs": kernel_update.map(|d| d.as_secs_f64() * 1000.0),
+                    "VerifiedAfterMs": verified.as_secs_f64() * 1000.0,
+                }));
+            }
             self.push_event(DataPlaneEvent::Tunnel {
                 gateway_id: gateway_id.to_string(),
                 connection_id: connection_id.to_string(),
@@ -542,9 +578,48 @@ impl Inner {
                 gateway_id: gateway_id.to_string(),
             });
         }
-        if let Err(error) = self.converge(&spec) {
-            tracing::warn!(gateway_id, %error, "repairing the data plane failed");
+        let mut runtime = runtime;
+        match self.converge(&spec) {
+            Ok(layout) => runtime.layout = Some(layout),
+            Err(error) => tracing::warn!(gateway_id, %error, "repairing the data plane failed"),
         }
+    }
+
+    /// After a tunnel state change: writes only what the change moves (routes, rules and map
+    /// elements, from the last verified layout to the new one), without reading back first,
+    /// so the kernel follows at once; the full convergence that follows verifies it. Returns
+    /// how long the write took.
+    fn switch_quickly(&self, gateway_id: &str) -> Option<Duration> {
+        let started = Instant::now();
+        let runtime = lock(&self.gateways).get(gateway_id).cloned()?;
+        let runtime = lock(&runtime);
+        let (spec, old) = (runtime.spec.as_ref()?, runtime.layout.as_ref()?);
+        let allocation = old
+            .tunnels
+            .iter()
+            .map(|(id, t)| (id.clone(), (t.plan.slot, t.plan.key)))
+            .collect();
+        let states = self.tunnel_states(spec);
+        let new = layout::layout(
+            &self.names,
+            self.policy,
+            spec,
+            &allocation,
+            &states,
+            self.driver.as_ref(),
+        )
+        .ok()?;
+        let lines = layout::diff_wanted(&old.gateway, &new.gateway);
+        if let Err(e) = kernel::batch(&new.gateway.ns, &lines) {
+            tracing::warn!(gateway_id, error = %e, "quick tunnel switch");
+        }
+        let assumed = old.nft.as_ref().map(nft::assumed_state);
+        if let Some(script) = nft::diff(new.nft.as_ref(), assumed.as_ref()) {
+            if let Err(e) = nft::apply(&new.gateway.ns, &script) {
+                tracing::warn!(gateway_id, error = %e, "quick tunnel switch");
+            }
+        }
+        Some(started.elapsed())
     }
 
     /// What the kernel does with a packet from the VPC: in `nftables` mode the maps' own
@@ -557,13 +632,16 @@ impl Inner {
         let mut nft_answer = Value::Null;
         if let (Some(_), Some(state)) = (&layout.nft, &found.nft) {
             let expected = nft::first_match(state, source, dest);
-            let last_level = expected.as_ref().map_or(state.maps.len(), |(level, _)| level + 1);
+            let order = nft::map_order(state);
+            let last = expected
+                .as_ref()
+                .and_then(|(key, _)| order.iter().position(|k| k == key));
             let mut kernel_match = None;
             let mut errors = Vec::new();
-            for level in 0..last_level {
-                match nft::kernel_get(ns, level, source, dest) {
+            for key in order.iter().take(last.map_or(order.len(), |at| at + 1)) {
+                match nft::kernel_get(ns, *key, source, dest) {
                     Ok(Some(chain)) => {
-                        kernel_match = Some((level, chain));
+                        kernel_match = Some((nft::map_name(*key), chain));
                         break;
                     }
                     Ok(None) => {}
@@ -577,10 +655,10 @@ impl Inner {
                     .and_then(|want| want.mark_chains.get(chain).copied())
             });
             nft_answer = json!({
-                "Level": kernel_match.as_ref().map(|m| m.0),
+                "Map": kernel_match.as_ref().map(|m| m.0.clone()),
                 "Chain": kernel_match.as_ref().map(|m| m.1.clone()),
                 "Mark": mark.map(|m| format!("{m:#x}")),
-                "ReadBackMatch": expected.map(|(level, chain)| json!({"Level": level, "Chain": chain})),
+                "ReadBackMatch": expected.map(|(key, chain)| json!({"Map": nft::map_name(key), "Chain": chain})),
                 "Errors": errors,
             });
         }
@@ -700,7 +778,7 @@ fn nft_json(state: &NftState) -> Value {
     json!({
         "Table": format!("ip {}", nft::TABLE),
         "Chains": state.chains.iter().map(|(name, (_, rules))| (name.clone(), json!(rules.len()))).collect::<serde_json::Map<_, _>>(),
-        "Levels": maps,
+        "Maps": maps,
     })
 }
 
@@ -773,6 +851,7 @@ impl DataPlane for LinuxDataPlane {
         match result {
             Ok(layout) => {
                 inner.reconcile_probes(&mut runtime, spec, &layout);
+                runtime.layout = Some(layout);
                 runtime.applied_version = Some(spec.version);
                 Ok(())
             }
@@ -787,12 +866,12 @@ impl DataPlane for LinuxDataPlane {
             return Ok(None);
         }
         let runtime = lock(&inner.gateways).get(gateway_id).cloned();
-        let (spec, applied_version) = match &runtime {
+        let (spec, applied_version, last_switch) = match &runtime {
             Some(rt) => {
                 let rt = lock(rt);
-                (rt.spec.clone(), rt.applied_version)
+                (rt.spec.clone(), rt.applied_version, rt.last_switch.clone())
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let Some(spec) = spec else {
             // Not applied by this process yet: show what is there.
@@ -826,6 +905,7 @@ impl DataPlane for LinuxDataPlane {
         let mut details = inner.details(Some(&spec), Some(&layout), &found, &pending);
         details["InSync"] = json!(in_sync);
         details["AppliedVersion"] = json!(applied_version);
+        details["LastTunnelSwitch"] = json!(last_switch);
         Ok(Some(Observed {
             applied_version,
             in_sync,

@@ -4,24 +4,29 @@
 //!
 //! Table `ip vpnroute` in the gateway namespace:
 //!
-//! * a `prerouting` chain (hook prerouting, priority mangle) with one rule per *level*:
-//!   `iifname VPC ip saddr . ip daddr vmap @lN`;
-//! * per level a map `lN` (concatenated source . destination, `flags interval`) whose
-//!   elements are policy groups, `S . D : goto cSLOT`;
+//! * a `prerouting` chain (hook prerouting, priority mangle) with one rule per *level* and
+//!   prefix-length class present on it: `iifname VPC ip saddr & SMASK . ip daddr & DMASK
+//!   vmap @mLEVEL_SLEN_DLEN`;
+//! * per (level, class) a hash map whose elements are policy groups, `S . D : goto cSLOT`:
+//!   exact keys of masked addresses, O(1) to look up and to insert (interval maps would take
+//!   the prefixes directly, but the kernel pays time proportional to their size for every
+//!   element inserted: over a second for 10,000);
 //! * per connection a chain `cSLOT` setting the connection's packet mark and accepting, and
 //!   `nt` (the mark of "connection without a tunnel"); one `fwmark` rule per connection sends
 //!   marked packets to the connection's table (the probes' rules, see `layout`).
 //!
-//! Levels make first-match order out of maps that cannot hold overlapping elements: groups in
-//! engine rank order (priority, longer destination, longer source), each on the level after
-//! the highest level of any earlier group it overlaps. So every level is disjoint, and the
-//! first level holding a match holds exactly the engine's choice: if an earlier-ranked match
-//! existed it would sit on a lower level. Unmarked packets fall to destination routes.
+//! Levels make first-match order out of maps that hold no order: groups in engine rank order
+//! (priority, longer destination, longer source), each on the level after the highest level
+//! of any earlier group it overlaps. So every level is disjoint, and the first level holding a
+//! match holds exactly the engine's choice: if an earlier-ranked match existed it would sit on
+//! a lower level. A level's class maps are disjoint as well, so their order does not matter.
+//! Unmarked packets fall to destination routes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use crate::kernel::run_with_input;
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
@@ -45,6 +50,37 @@ pub struct NftWant {
     pub mark_chains: BTreeMap<String, u32>,
     /// Level maps, first evaluated first.
     pub levels: Vec<BTreeSet<Element>>,
+}
+
+/// Which map: (level, source prefix length, destination prefix length).
+pub type MapKey = (usize, u8, u8);
+
+pub fn map_name((level, source_len, dest_len): MapKey) -> String {
+    format!("m{level}_{source_len}_{dest_len}")
+}
+
+pub fn parse_map_name(name: &str) -> Option<MapKey> {
+    let mut parts = name.strip_prefix('m')?.split('_');
+    let key = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    (parts.next().is_none() && key.1 <= 32 && key.2 <= 32).then_some(key)
+}
+
+impl NftWant {
+    /// The maps of the levels, in evaluation order.
+    pub fn maps(&self) -> BTreeMap<MapKey, BTreeSet<Element>> {
+        let mut maps: BTreeMap<MapKey, BTreeSet<Element>> = BTreeMap::new();
+        for (level, elements) in self.levels.iter().enumerate() {
+            for element in elements {
+                let key = (level, element.0.prefix_len(), element.1.prefix_len());
+                maps.entry(key).or_default().insert(element.clone());
+            }
+        }
+        maps
+    }
 }
 
 /// A policy group to place: rank (smaller first), source, destination, target chain.
@@ -105,20 +141,10 @@ pub struct NftState {
 }
 
 fn run_nft(ns: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft"])
-        .args(args)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run nft: {e}"))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|e| format!("nft in {ns}: {e}"))?;
-    }
-    let output = child.wait_with_output().map_err(|e| format!("nft in {ns}: {e}"))?;
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", ns, "nft"]).args(args);
+    let output = run_with_input(command, input.unwrap_or_default().as_bytes().to_vec())
+        .map_err(|e| format!("nft in {ns}: {e}"))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
@@ -167,7 +193,8 @@ pub fn read(ns: &str) -> Result<Option<NftState>, String> {
                 .push(rule["expr"].clone());
         } else if let Some(map) = object.get("map") {
             let name = map["name"].as_str().unwrap_or_default().to_string();
-            state.maps.insert(name, parse_map(map));
+            let elements = parse_map_name(&name).and_then(|key| parse_map(map, key));
+            state.maps.insert(name, elements);
         } else if object.get("table").is_none() && object.get("metainfo").is_none() {
             state.other_objects += 1;
         }
@@ -175,23 +202,15 @@ pub fn read(ns: &str) -> Result<Option<NftState>, String> {
     Ok(Some(state))
 }
 
-fn parse_part(part: &Value) -> Option<Ipv4Net> {
-    if let Some(text) = part.as_str() {
-        return Ipv4Net::new(text.parse().ok()?, 32).ok();
-    }
-    let prefix = &part["prefix"];
-    Ipv4Net::new(
-        prefix["addr"].as_str()?.parse().ok()?,
-        u8::try_from(prefix["len"].as_u64()?).ok()?,
-    )
-    .ok()
+/// A key part read back: a masked address, as a prefix of the map's class length.
+fn parse_part(part: &Value, len: u8) -> Option<Ipv4Net> {
+    let net = Ipv4Net::new(part.as_str()?.parse().ok()?, len).ok()?;
+    // A key with host bits set is not one this module wrote.
+    (net.trunc() == net).then_some(net)
 }
 
-fn parse_map(map: &Value) -> Option<BTreeSet<Element>> {
-    if map["type"] != json!(["ipv4_addr", "ipv4_addr"])
-        || map["map"] != "verdict"
-        || map["flags"] != json!(["interval"])
-    {
+fn parse_map(map: &Value, (_, source_len, dest_len): MapKey) -> Option<BTreeSet<Element>> {
+    if map["type"] != json!(["ipv4_addr", "ipv4_addr"]) || map["map"] != "verdict" || !map["flags"].is_null() {
         return None;
     }
     let mut elements = BTreeSet::new();
@@ -199,22 +218,48 @@ fn parse_map(map: &Value) -> Option<BTreeSet<Element>> {
         let parts = element[0]["concat"].as_array()?;
         let [source, dest] = parts.as_slice() else { return None };
         let target = element[1]["goto"]["target"].as_str()?;
-        elements.insert((parse_part(source)?, parse_part(dest)?, target.to_string()));
+        elements.insert((
+            parse_part(source, source_len)?,
+            parse_part(dest, dest_len)?,
+            target.to_string(),
+        ));
     }
     Some(elements)
+}
+
+fn mask(len: u8) -> Ipv4Addr {
+    Ipv4Net::new(Ipv4Addr::UNSPECIFIED, len).expect("len <= 32").netmask()
+}
+
+/// `ip saddr & MASK` (plain `ip saddr` for /32, as nft prints it back).
+fn key_part_text(field: &str, len: u8) -> String {
+    if len == 32 {
+        format!("ip {field}")
+    } else {
+        format!("ip {field} & {}", mask(len))
+    }
+}
+
+fn key_part_json(field: &str, len: u8) -> Value {
+    let payload = json!({"payload": {"protocol": "ip", "field": field}});
+    if len == 32 {
+        payload
+    } else {
+        json!({"&": [payload, mask(len).to_string()]})
+    }
 }
 
 fn mark_rule(mark: u32) -> Value {
     json!([{"mangle": {"key": {"meta": {"key": "mark"}}, "value": mark}}, {"accept": null}])
 }
 
-fn level_rule(vpc_if: &str, level: usize) -> Value {
+fn map_rule(vpc_if: &str, key: MapKey) -> Value {
     json!([
         {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": vpc_if}},
-        {"vmap": {"key": {"concat": [
-            {"payload": {"protocol": "ip", "field": "saddr"}},
-            {"payload": {"protocol": "ip", "field": "daddr"}}
-        ]}, "data": format!("@l{level}")}}
+        {"vmap": {
+            "key": {"concat": [key_part_json("saddr", key.1), key_part_json("daddr", key.2)]},
+            "data": format!("@{}", map_name(key)),
+        }}
     ])
 }
 
@@ -222,12 +267,12 @@ fn prerouting_definition() -> Value {
     json!({"type": "filter", "hook": "prerouting", "prio": PREROUTING_PRIORITY, "policy": "accept"})
 }
 
-fn element_text((source, dest, chain): &Element) -> String {
-    format!("{source} . {dest} : goto {chain}")
+fn key_text((source, dest, _): &Element) -> String {
+    format!("{} . {}", source.network(), dest.network())
 }
 
-fn key_text((source, dest, _): &Element) -> String {
-    format!("{source} . {dest}")
+fn element_text(element: &Element) -> String {
+    format!("{} : goto {}", key_text(element), element.2)
 }
 
 /// Elements per `nft` line (keeps single lines of a 10,000-route script reasonable).
@@ -250,24 +295,24 @@ fn rebuild(want: &NftWant) -> Vec<String> {
         lines.push(format!("add chain ip {TABLE} {chain}"));
         lines.push(format!("add rule ip {TABLE} {chain} meta mark set {mark:#x} accept"));
     }
-    for (level, elements) in want.levels.iter().enumerate() {
+    let maps = want.maps();
+    for (key, elements) in &maps {
+        let name = map_name(*key);
         lines.push(format!(
-            "add map ip {TABLE} l{level} {{ type ipv4_addr . ipv4_addr : verdict; flags interval; }}"
+            "add map ip {TABLE} {name} {{ type ipv4_addr . ipv4_addr : verdict; }}"
         ));
-        element_lines(
-            &mut lines,
-            "add",
-            &format!("l{level}"),
-            elements.iter().map(element_text).collect(),
-        );
+        element_lines(&mut lines, "add", &name, elements.iter().map(element_text).collect());
     }
     lines.push(format!(
         "add chain ip {TABLE} {PREROUTING} {{ type filter hook prerouting priority mangle; policy accept; }}"
     ));
-    for level in 0..want.levels.len() {
+    for key in maps.keys() {
         lines.push(format!(
-            "add rule ip {TABLE} {PREROUTING} iifname \"{}\" ip saddr . ip daddr vmap @l{level}",
-            want.vpc_if
+            "add rule ip {TABLE} {PREROUTING} iifname \"{}\" {} . {} vmap @{}",
+            want.vpc_if,
+            key_part_text("saddr", key.1),
+            key_part_text("daddr", key.2),
+            map_name(*key)
         ));
     }
     lines
@@ -282,47 +327,60 @@ pub fn diff(want: Option<&NftWant>, found: Option<&NftState>) -> Option<Vec<Stri
         (Some(want), None) => return Some(rebuild(want)),
         (Some(want), Some(found)) => (want, found),
     };
-    let mut expected_chains: BTreeMap<String, (Value, Vec<Value>)> = want
-        .mark_chains
-        .iter()
-        .map(|(chain, mark)| (chain.clone(), (json!({}), vec![mark_rule(*mark)])))
-        .collect();
-    let level_rules = (0..want.levels.len()).map(|l| level_rule(&want.vpc_if, l)).collect();
-    expected_chains.insert(PREROUTING.to_string(), (prerouting_definition(), level_rules));
-    let map_names: BTreeSet<String> = (0..want.levels.len()).map(|l| format!("l{l}")).collect();
+    let expected = assumed_state(want);
+    let map_names: BTreeSet<&String> = expected.maps.keys().collect();
     let shape_matches = found.other_objects == 0
-        && found.chains == expected_chains
-        && found.maps.keys().cloned().collect::<BTreeSet<_>>() == map_names
+        && found.chains == expected.chains
+        && found.maps.keys().collect::<BTreeSet<_>>() == map_names
         && found.maps.values().all(Option::is_some);
     if !shape_matches {
         return Some(rebuild(want));
     }
     let mut deletes = Vec::new();
     let mut adds = Vec::new();
-    for (level, wanted) in want.levels.iter().enumerate() {
-        let name = format!("l{level}");
-        let Some(Some(current)) = found.maps.get(&name) else {
+    for (name, wanted) in &expected.maps {
+        let (Some(Some(current)), Some(wanted)) = (found.maps.get(name), wanted) else {
             continue;
         };
         element_lines(
             &mut deletes,
             "delete",
-            &name,
+            name,
             current.difference(wanted).map(key_text).collect(),
         );
         element_lines(
             &mut adds,
             "add",
-            &name,
+            name,
             wanted.difference(current).map(element_text).collect(),
         );
     }
     if deletes.is_empty() && adds.is_empty() {
         return None;
     }
-    // Deletes first: an element moving between levels must leave before it arrives.
+    // Deletes first: a group changing its chain is deleted, then added again.
     deletes.append(&mut adds);
     Some(deletes)
+}
+
+/// The read-back `want` would give once in force (the base of a quick update).
+pub fn assumed_state(want: &NftWant) -> NftState {
+    let mut chains: BTreeMap<String, (Value, Vec<Value>)> = want
+        .mark_chains
+        .iter()
+        .map(|(chain, mark)| (chain.clone(), (json!({}), vec![mark_rule(*mark)])))
+        .collect();
+    let maps = want.maps();
+    let map_rules = maps.keys().map(|key| map_rule(&want.vpc_if, *key)).collect();
+    chains.insert(PREROUTING.to_string(), (prerouting_definition(), map_rules));
+    NftState {
+        chains,
+        maps: maps
+            .into_iter()
+            .map(|(key, elements)| (map_name(key), Some(elements)))
+            .collect(),
+        other_objects: 0,
+    }
 }
 
 /// Runs a script as one `nft -f` transaction.
@@ -332,21 +390,38 @@ pub fn apply(ns: &str, lines: &[String]) -> Result<(), String> {
     run_nft(ns, &["-f", "-"], Some(&script)).map(|_| ())
 }
 
-/// The first level whose map holds an element matching the packet, from a read-back.
-pub fn first_match(found: &NftState, source: Ipv4Addr, dest: Ipv4Addr) -> Option<(usize, String)> {
-    (0..found.maps.len()).find_map(|level| {
-        let elements = found.maps.get(&format!("l{level}"))?.as_ref()?;
+/// The maps of a read-back in evaluation order.
+pub fn map_order(found: &NftState) -> Vec<MapKey> {
+    let mut keys: Vec<MapKey> = found.maps.keys().filter_map(|name| parse_map_name(name)).collect();
+    keys.sort();
+    keys
+}
+
+/// The packet's key in a map of `key`'s class: its addresses masked to the class lengths.
+pub fn masked(key: MapKey, source: Ipv4Addr, dest: Ipv4Addr) -> (Ipv4Net, Ipv4Net) {
+    let net = |addr, len| Ipv4Net::new(addr, len).expect("len <= 32").trunc();
+    (net(source, key.1), net(dest, key.2))
+}
+
+/// The first map holding an element matching the packet, from a read-back.
+pub fn first_match(found: &NftState, source: Ipv4Addr, dest: Ipv4Addr) -> Option<(MapKey, String)> {
+    map_order(found).into_iter().find_map(|key| {
+        let elements = found.maps.get(&map_name(key))?.as_ref()?;
+        let (s, d) = masked(key, source, dest);
         elements
-            .iter()
-            .find(|(s, d, _)| s.contains(&source) && d.contains(&dest))
-            .map(|(_, _, chain)| (level, chain.clone()))
+            .range((s, d, String::new())..)
+            .next()
+            .filter(|(es, ed, _)| (*es, *ed) == (s, d))
+            .map(|(_, _, chain)| (key, chain.clone()))
     })
 }
 
-/// The kernel's own answer for one level (`nft get element`): the chain, or `None`.
-pub fn kernel_get(ns: &str, level: usize, source: Ipv4Addr, dest: Ipv4Addr) -> Result<Option<String>, String> {
-    let key = format!("{{ {source} . {dest} }}");
-    match run_nft(ns, &["get", "element", "ip", TABLE, &format!("l{level}"), &key], None) {
+/// The kernel's own answer for one map (`nft get element` with the packet's masked key, as
+/// the prerouting rule builds it): the chain, or `None`.
+pub fn kernel_get(ns: &str, key: MapKey, source: Ipv4Addr, dest: Ipv4Addr) -> Result<Option<String>, String> {
+    let (s, d) = masked(key, source, dest);
+    let element = format!("{{ {} . {} }}", s.network(), d.network());
+    match run_nft(ns, &["get", "element", "ip", TABLE, &map_name(key), &element], None) {
         Ok(text) => Ok(text.split("goto ").nth(1).map(|rest| {
             rest.split(|c: char| c.is_whitespace() || c == '}' || c == ',')
                 .next()
@@ -399,14 +474,14 @@ mod tests {
         found.chains.insert("c0".into(), (json!({}), vec![mark_rule(7)]));
         found.chains.insert(
             PREROUTING.into(),
-            (prerouting_definition(), vec![level_rule("vrvpc", 0)]),
+            (prerouting_definition(), vec![map_rule("vrvpc", (0, 8, 8))]),
         );
-        found.maps.insert("l0".into(), Some(BTreeSet::new()));
+        found.maps.insert("m0_8_8".into(), Some(BTreeSet::new()));
         assert_eq!(
             diff(Some(&want), Some(&found)).unwrap(),
-            vec!["add element ip vpnroute l0 { 10.0.0.0/8 . 1.0.0.0/8 : goto c0 }".to_string()]
+            vec!["add element ip vpnroute m0_8_8 { 10.0.0.0 . 1.0.0.0 : goto c0 }".to_string()]
         );
-        found.maps.insert("l0".into(), Some(want.levels[0].clone()));
+        found.maps.insert("m0_8_8".into(), Some(want.levels[0].clone()));
         assert_eq!(diff(Some(&want), Some(&found)), None);
         found.chains.get_mut("c0").unwrap().1.push(mark_rule(8));
         assert!(diff(Some(&want), Some(&found)).unwrap()[1].starts_with("delete table"));
@@ -444,8 +519,9 @@ mod tests {
                 }
             }
             let mut state = NftState::default();
-            for (i, level) in levels.iter().enumerate() {
-                state.maps.insert(format!("l{i}"), Some(level.clone()));
+            let want = NftWant { levels: levels.clone(), ..NftWant::default() };
+            for (key, elements) in want.maps() {
+                state.maps.insert(map_name(key), Some(elements));
             }
             let mut sorted = groups.clone();
             sorted.sort_by_key(|g| g.0);

@@ -133,6 +133,9 @@ fn health_check_failover() {
     assert!(went_down, "no tunnel-down event; events {events:?}");
     let detected = cut.elapsed();
     assert!(detected < Duration::from_secs(5), "detection took {detected:?}");
+    let switch = lab.details()["LastTunnelSwitch"].clone();
+    assert_eq!(switch["VpnConnectionId"], "vco-a", "{switch}");
+    assert!(switch["KernelUpdateMs"].is_number(), "{switch}");
     assert_eq!(explained(&lab, VPC_HOST, "192.168.50.1").as_deref(), Some("vco-b"));
     assert_eq!(explained(&lab, VPC_HOST, "192.168.60.1").as_deref(), Some("vco-b"));
     let (ok, counts) = ping_and_count(&host, "192.168.50.1", &sites);
@@ -191,7 +194,9 @@ fn drift_is_seen_and_repaired_in(mode: PolicyMode) {
     } else {
         sh(
             "ip",
-            &["netns", "exec", &ns, "nft", "flush", "map", "ip", "vpnroute", "l0"],
+            &[
+                "netns", "exec", &ns, "nft", "flush", "map", "ip", "vpnroute", "m0_24_24",
+            ],
         );
         sh(
             "ip",
@@ -233,6 +238,16 @@ fn drift_is_seen_and_repaired_in(mode: PolicyMode) {
         assert!(in_sync());
         assert!(ping(&host, "172.16.1.1", 1));
     }
+
+    sh(
+        "ip",
+        &["netns", "exec", &ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"],
+    );
+    assert!(!ping(&host, "192.168.1.1", 1));
+    assert!(!in_sync(), "forwarding off is drift");
+    lab.dp().apply(&gateway).unwrap();
+    assert!(in_sync());
+    assert!(ping(&host, "192.168.1.1", 1));
 
     ip(&["-n", &ns, "link", "set", &tunnel, "down"]);
     ip(&["-n", &ns, "link", "set", &tunnel, "up"]);
@@ -474,11 +489,20 @@ fn kernel_lookup_matches_engine_in(mode: PolicyMode) {
     ];
     let pairs = prop::collection::vec(((0u8..4, 1u8..250), (0u8..4, 1u8..255)), 10);
     let mut runner = TestRunner::new(ProptestConfig {
-        cases: 24,
+        cases: 16,
         failure_persistence: None,
         ..ProptestConfig::default()
     });
-    let version = std::cell::Cell::new(0);
+    // Found by this test: a group whose selected member has a lower priority than its best
+    // member still ranks as its best member.
+    let regression = vec![
+        pbr(1, "10.0.0.0/22", "192.168.0.0/22", "vco-c", 0, 1),
+        pbr(2, "0.0.0.0/0", "0.0.0.0/0", "vco-a", 0, 1),
+        pbr(3, "10.0.0.0/22", "192.168.0.0/22", "vco-b", 0, 2),
+    ];
+    lab.dp().apply(&spec(1, connections.clone(), regression)).unwrap();
+    assert_eq!(explained(&lab, "10.0.0.8", "192.168.1.250").as_deref(), Some("vco-b"));
+    let version = std::cell::Cell::new(1);
     runner
         .run(&(arbitrary_routes(), pairs), |(routes, pairs)| {
             version.set(version.get() + 1);

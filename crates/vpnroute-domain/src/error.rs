@@ -101,6 +101,12 @@ impl ApiError {
         "The request processing has failed due to some unknown error, exception or failure.",
         400,
     );
+    /// A temporary failure (the store stayed busy through every retry): the client retries.
+    pub const SERVICE_UNAVAILABLE: Self = Self::new_static(
+        "ServiceUnavailable",
+        "The request has failed due to a temporary failure of the server.",
+        503,
+    );
     pub const THROTTLING_USER: Self =
         Self::new_static("Throttling.User", "Request was denied due to user flow control.", 400);
     pub const IDEMPOTENT_MISMATCH: Self = Self::new_static(

@@ -1,406 +1,293 @@
-//! The operations available inside a transaction.
+//! The transaction traits: [`ReadTx`] (every read a handler makes) and [`WriteTx`] (every
+//! write), object-safe so handlers take `&dyn ReadTx` / `&dyn WriteTx` whatever the backend.
+//! Resource documents cross the trait as JSON text or as type-erased decoded values
+//! ([`DocType`]); [`ReadTxExt`] and [`WriteTxExt`] add the typed generic methods on top, so
+//! a backend with a read cache can keep decoded documents and hand out clones.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::any::{Any, TypeId};
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
 
-use std::cell::Cell;
+use crate::{AccessKey, Account, Resource, ResourceKind, StoreError, Task};
 
-use crate::cache::{Query, ReadCache};
-use crate::StoreError;
+/// A decoded value of some Rust type, shared with a read cache.
+pub type AnyDoc = Arc<dyn Any + Send + Sync>;
 
-/// A connection whose read transaction begins on first use ([`crate::Store::read_fast`]).
-pub(crate) trait LazyConnection {
-    /// The connection; on first use also begins the read transaction and returns the
-    /// generation of its snapshot.
-    fn connection(&self) -> Result<(&Connection, Option<u64>), StoreError>;
-    /// Publish a generation found committed but not yet published.
-    fn publish(&self, generation: u64);
+/// How to decode the documents of one Rust type: what a backend needs to answer
+/// [`ReadTx::resource_any`] and [`ReadTx::list_resources_any`] (and to key its cache by type).
+pub struct DocType {
+    /// The Rust type decoded (part of a cache key: one row may be decoded as several types).
+    pub type_id: TypeId,
+    /// `(account id, JSON)` → `Arc<Resource<T>>`.
+    pub decode_one: fn(String, &str, ResourceKind) -> Result<AnyDoc, StoreError>,
+    /// JSON documents and the total → `Arc<(Vec<T>, u64)>`.
+    pub decode_page: fn(&[String], u64, ResourceKind) -> Result<AnyDoc, StoreError>,
 }
 
-/// A transaction (read or write) on the store. A read transaction also carries the read
-/// cache and the commit generation it reads at (see [`crate::cache`]).
-pub struct Tx<'c> {
-    conn: Conn<'c>,
-    cache: Option<&'c ReadCache>,
-    /// The commit generation this transaction reads at.
-    generation: Cell<u64>,
-    /// Whether a result came from the cache (then the generation can no longer change).
-    used_cache: Cell<bool>,
-    /// Set when SQLite's snapshot turned out newer than results already taken from the
-    /// cache: the closure's result is discarded and it runs again on a snapshot.
-    torn: Cell<bool>,
-}
-
-enum Conn<'c> {
-    /// A transaction already begun on this connection.
-    Open(&'c Connection),
-    /// A read transaction begun only if some result is not in the cache.
-    Lazy(&'c dyn LazyConnection),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: String,
-    pub name: String,
-    pub is_root: bool,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessKey {
-    pub id: String,
-    pub account_id: String,
-    pub secret: String,
-    /// `Active` or `Inactive`.
-    pub status: String,
-    pub created_at: i64,
-}
-
-/// The kinds of JSON-document resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResourceKind {
-    Vpc,
-    VpnGateway,
-    CustomerGateway,
-    VpnConnection,
-    SslVpnServer,
-}
-
-impl ResourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::Vpc => "vpc",
-            ResourceKind::VpnGateway => "vpn_gateway",
-            ResourceKind::CustomerGateway => "customer_gateway",
-            ResourceKind::VpnConnection => "vpn_connection",
-            ResourceKind::SslVpnServer => "ssl_vpn_server",
+impl DocType {
+    pub fn of<T: DeserializeOwned + Send + Sync + 'static>() -> DocType {
+        DocType {
+            type_id: TypeId::of::<T>(),
+            decode_one: |account_id, doc, kind| {
+                Ok(Arc::new(Resource {
+                    account_id,
+                    doc: from_json::<T>(doc, kind)?,
+                }))
+            },
+            decode_page: |docs, total, kind| {
+                let items = docs
+                    .iter()
+                    .map(|d| from_json::<T>(d, kind))
+                    .collect::<Result<Vec<T>, _>>()?;
+                Ok(Arc::new((items, total)))
+            },
         }
     }
 }
 
-/// A stored resource together with its owner.
-#[derive(Debug, Clone)]
-pub struct Resource<T> {
-    pub account_id: String,
-    pub doc: T,
+/// Decode a stored document of `kind`.
+pub fn from_json<T: DeserializeOwned>(doc: &str, kind: ResourceKind) -> Result<T, StoreError> {
+    serde_json::from_str(doc).map_err(|source| StoreError::Json {
+        what: kind.as_str(),
+        source,
+    })
 }
 
-/// A per-gateway task: a committed change waiting to be applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Task {
-    pub id: i64,
-    pub gateway_id: String,
-    pub op: String,
-    pub version: i64,
-    /// Epoch ms at which it may be applied; `None` in manual mode.
-    pub due_at: Option<i64>,
-}
-
-fn json<T: Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|source| StoreError::Json {
+/// Encode a document for storage.
+pub fn to_json<T: Serialize>(doc: &T) -> Result<String, StoreError> {
+    serde_json::to_string(doc).map_err(|source| StoreError::Json {
         what: "serialize",
         source,
     })
 }
 
-fn from_json<T: DeserializeOwned>(s: &str, what: &'static str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|source| StoreError::Json { what, source })
+fn downcast<V: 'static>(doc: &AnyDoc) -> Result<&V, StoreError> {
+    doc.downcast_ref::<V>()
+        .ok_or_else(|| StoreError::Other("a decoded document of an unexpected type".into()))
 }
 
-/// `SELECT <route columns> FROM vpn_routes <rest>` as one literal, so the hot queries are not
-/// rebuilt with `format!` on every call.
-macro_rules! select_routes {
-    ($rest:literal) => {
-        concat!(
-            "SELECT seq, kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time FROM vpn_routes ",
-            $rest
-        )
-    };
-}
+/// Everything a read transaction answers. All reads of one transaction see one committed
+/// state (a write transaction's reads also see its own uncommitted writes).
+pub trait ReadTx {
+    // ------------------------------------------------------------ accounts & keys
+    fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// By id or by name.
+    fn account(&self, id: &str) -> Result<Option<Account>, StoreError>;
+    fn root_account(&self) -> Result<Option<Account>, StoreError>;
+    fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError>;
+    fn access_keys(&self) -> Result<Vec<AccessKey>, StoreError>;
 
-fn route_from_row(r: &Row<'_>) -> rusqlite::Result<VpnRoute> {
-    let kind: String = r.get(1)?;
-    Ok(VpnRoute {
-        seq: r.get(0)?,
-        kind: if kind == "pbr" { RouteKind::Pbr } else { RouteKind::Dbr },
-        gateway_id: r.get(2)?,
-        source: r.get(3)?,
-        dest: r.get(4)?,
-        next_hop: r.get(5)?,
-        weight: r.get(6)?,
-        priority: r.get(7)?,
-        published: r.get::<_, i64>(8)? != 0,
-        description: r.get(9)?,
-        overlay_mode: r.get(10)?,
-        create_time: r.get(11)?,
-    })
-}
-
-/// `SELECT <entry columns> FROM vpc_route_entries <rest>` as one literal.
-macro_rules! select_entries {
-    ($rest:literal) => {
-        concat!(
-            "SELECT id, route_table_id, dest, next_hop_type, next_hop_id, entry_type, name, description, create_time FROM vpc_route_entries ",
-            $rest
-        )
-    };
-}
-
-fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<VpcRouteEntry> {
-    Ok(VpcRouteEntry {
-        id: r.get(0)?,
-        route_table_id: r.get(1)?,
-        dest: r.get(2)?,
-        next_hop_type: r.get(3)?,
-        next_hop_id: r.get(4)?,
-        entry_type: r.get(5)?,
-        name: r.get(6)?,
-        description: r.get(7)?,
-        create_time: r.get(8)?,
-    })
-}
-
-fn key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKey> {
-    Ok(AccessKey {
-        id: r.get(0)?,
-        account_id: r.get(1)?,
-        secret: r.get(2)?,
-        status: r.get(3)?,
-        created_at: r.get(4)?,
-    })
-}
-
-impl<'c> Tx<'c> {
-    /// A write transaction: no cache (it sees its own uncommitted changes).
-    pub(crate) fn new(conn: &'c Connection) -> Self {
-        Tx {
-            conn: Conn::Open(conn),
-            cache: None,
-            generation: Cell::new(0),
-            used_cache: Cell::new(false),
-            torn: Cell::new(false),
-        }
-    }
-
-    /// A read transaction whose snapshot is at commit `generation`.
-    pub(crate) fn cached(conn: &'c Connection, cache: &'c ReadCache, generation: u64) -> Self {
-        Tx {
-            cache: Some(cache),
-            generation: Cell::new(generation),
-            ..Tx::new(conn)
-        }
-    }
-
-    /// A read at the published `generation` that begins a SQLite transaction only on a cache
-    /// miss (see [`crate::Store::read_fast`]).
-    pub(crate) fn optimistic(lazy: &'c dyn LazyConnection, cache: &'c ReadCache, generation: u64) -> Self {
-        Tx {
-            conn: Conn::Lazy(lazy),
-            cache: Some(cache),
-            generation: Cell::new(generation),
-            used_cache: Cell::new(false),
-            torn: Cell::new(false),
-        }
-    }
-
-    pub(crate) fn is_torn(&self) -> bool {
-        self.torn.get()
-    }
-
-    /// The connection, beginning the lazy read transaction on first use.
-    fn conn(&self) -> Result<&Connection, StoreError> {
-        match self.conn {
-            Conn::Open(c) => Ok(c),
-            Conn::Lazy(lazy) => {
-                let (conn, begun_at) = lazy.connection()?;
-                if let Some(snapshot) = begun_at {
-                    self.adopt_snapshot(snapshot, lazy)?;
-                }
-                Ok(conn)
-            }
-        }
-    }
-
-    /// SQLite's snapshot is at `snapshot`, this transaction so far read at its generation.
-    fn adopt_snapshot(&self, snapshot: u64, lazy: &dyn LazyConnection) -> Result<(), StoreError> {
-        let generation = self.generation.get();
-        if snapshot == generation {
-            return Ok(());
-        }
-        if self.used_cache.get() {
-            // Results already taken belong to an older generation: start again.
-            self.torn.set(true);
-            return Err(StoreError::SnapshotMoved);
-        }
-        self.generation.set(snapshot);
-        if snapshot > generation {
-            // A writer committed but has not published yet (or died in between): publish
-            // for it, so no later request reads older results than this one.
-            lazy.publish(snapshot);
-        }
-        Ok(())
-    }
-
-    /// The commit generation of this transaction's snapshot (`store_meta.commit_seq`).
-    pub(crate) fn commit_generation(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn()?
-            .prepare_cached("SELECT commit_seq FROM store_meta WHERE id = 1")?
-            .query_row([], |r| r.get(0))?)
-    }
-
-    /// `load()`, or its result cached at this transaction's generation.
-    fn cached_or<V: Clone + Send + Sync + 'static>(
+    // ------------------------------------------------------------ resources
+    /// (account id, region id) of a resource, without decoding its document.
+    fn resource_owner(&self, kind: ResourceKind, id: &str) -> Result<Option<(String, String)>, StoreError>;
+    /// A resource by id decoded by `ty` (an `Arc<Resource<T>>`); see [`ReadTxExt::resource`].
+    fn resource_any(&self, kind: ResourceKind, id: &str, ty: &DocType) -> Result<Option<AnyDoc>, StoreError>;
+    /// A page of an account's resources decoded by `ty` (an `Arc<(Vec<T>, u64)>`); see
+    /// [`ReadTxExt::list_resources`].
+    #[allow(clippy::too_many_arguments)]
+    fn list_resources_any(
         &self,
-        key: impl FnOnce() -> Query,
-        load: impl FnOnce() -> Result<V, StoreError>,
-    ) -> Result<V, StoreError> {
-        let Some(cache) = self.cache else {
-            return load();
-        };
-        let key = key();
-        if let Some(v) = cache.get(self.generation.get(), &key) {
-            self.used_cache.set(true);
-            return Ok(v);
-        }
-        // Loading may begin the lazy transaction and move the generation to its snapshot.
-        let v = load()?;
-        cache.put(self.generation.get(), key, v.clone());
-        Ok(v)
-    }
+        kind: ResourceKind,
+        account_id: &str,
+        region_id: &str,
+        parent: Option<&str>,
+        offset: u64,
+        limit: u64,
+        ty: &DocType,
+    ) -> Result<AnyDoc, StoreError>;
+    /// The JSON documents of every resource of a kind that is a child of `parent_id` (any
+    /// account), in creation order.
+    fn children_docs(&self, kind: ResourceKind, parent_id: &str) -> Result<Vec<String>, StoreError>;
+    fn count_children(&self, kind: ResourceKind, parent_id: &str) -> Result<u64, StoreError>;
+    fn count_resources(&self, kind: ResourceKind, account_id: &str, region_id: &str) -> Result<u64, StoreError>;
+    /// Every resource of a kind as JSON, across accounts, in creation order.
+    fn all_resource_docs(&self, kind: ResourceKind) -> Result<Vec<Resource<String>>, StoreError>;
 
-    fn query_routes(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<VpnRoute>, StoreError> {
-        let mut st = self.conn()?.prepare_cached(sql)?;
-        let rows = st.query_map(params, route_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
+    // ------------------------------------------------------------ VPN routes
+    /// Routes of a gateway with the same key: same kind, dest and (for pbr) source.
+    fn routes_with_key(
+        &self,
+        gateway_id: &str,
+        kind: RouteKind,
+        source: &str,
+        dest: &str,
+    ) -> Result<Vec<VpnRoute>, StoreError>;
+    /// Routes of a gateway (both kinds) with the given destination.
+    fn routes_with_dest(&self, gateway_id: &str, dest: &str) -> Result<Vec<VpnRoute>, StoreError>;
+    /// Number of routes of a kind on a gateway.
+    fn count_routes(&self, gateway_id: &str, kind: RouteKind) -> Result<u64, StoreError>;
+    /// A page of a gateway's routes of a kind, in creation order.
+    fn list_routes(
+        &self,
+        gateway_id: &str,
+        kind: RouteKind,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<VpnRoute>, StoreError>;
+    /// Every route of a gateway (both kinds), in creation order.
+    fn gateway_routes(&self, gateway_id: &str) -> Result<Vec<VpnRoute>, StoreError>;
+    fn count_routes_via(&self, next_hop: &str) -> Result<u64, StoreError>;
 
-    fn query_entries(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<VpcRouteEntry>, StoreError> {
-        let mut st = self.conn()?.prepare_cached(sql)?;
-        let rows = st.query_map(params, entry_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
+    // ------------------------------------------------------------ VPC route entries
+    fn vpc_entries_for_dest(&self, route_table_id: &str, dest: &str) -> Result<Vec<VpcRouteEntry>, StoreError>;
+    fn vpc_entries(&self, route_table_id: &str) -> Result<Vec<VpcRouteEntry>, StoreError>;
+    fn vpc_entry(&self, id: &str) -> Result<Option<VpcRouteEntry>, StoreError>;
+    fn count_vpc_entries_to(&self, route_table_id: &str, next_hop_id: &str) -> Result<u64, StoreError>;
+    fn count_vpc_entries_via(&self, next_hop_id: &str) -> Result<u64, StoreError>;
 
-    // ---------------------------------------------------------------- savepoints
+    // ------------------------------------------------------------ ClientTokens
+    /// The stored (params hash, response) of a token, if saved at or after `not_before_ms`.
+    fn client_token(
+        &self,
+        account_id: &str,
+        action: &str,
+        token: &str,
+        not_before_ms: i64,
+    ) -> Result<Option<(String, String)>, StoreError>;
 
-    /// Start a nested unit of work (group commit runs each request in one).
-    pub fn savepoint(&self) -> Result<(), StoreError> {
-        self.conn()?.prepare_cached("SAVEPOINT request")?.execute([])?;
-        Ok(())
-    }
+    // ------------------------------------------------------------ tasks & versions
+    /// Pending tasks of a gateway, oldest first.
+    fn pending_tasks(&self, gateway_id: &str) -> Result<Vec<Task>, StoreError>;
+    /// Every pending task, oldest first.
+    fn all_pending_tasks(&self) -> Result<Vec<Task>, StoreError>;
+    /// (desired, applied) versions of a gateway; (0, 0) if it has none.
+    fn gateway_versions(&self, gateway_id: &str) -> Result<(i64, i64), StoreError>;
+    /// (gateway id, desired, applied) of every gateway, by id.
+    fn all_gateway_versions(&self) -> Result<Vec<(String, i64, i64)>, StoreError>;
+}
 
-    /// Keep the work since [`Tx::savepoint`].
-    pub fn release(&self) -> Result<(), StoreError> {
-        self.conn()?.prepare_cached("RELEASE request")?.execute([])?;
-        Ok(())
-    }
-
-    /// Undo the work since [`Tx::savepoint`] (the enclosing transaction stays open).
-    pub fn rollback_to(&self) -> Result<(), StoreError> {
-        self.conn()?.prepare_cached("ROLLBACK TO request")?.execute([])?;
-        self.conn()?.prepare_cached("RELEASE request")?.execute([])?;
-        Ok(())
-    }
-
-    // ---------------------------------------------------------------- counters
+/// Everything a write transaction changes. The transaction commits as a whole or not at
+/// all.
+pub trait WriteTx: ReadTx {
+    /// Serialise this transaction against every other writer of `gateway_id` until it ends
+    /// (`SELECT … FOR UPDATE` on a shared database; free where there is a single writer).
+    /// Check-then-insert logic on a gateway's routes and connections takes it before reading.
+    fn lock_gateway(&self, gateway_id: &str) -> Result<(), StoreError>;
 
     /// Next value of a named monotonic counter (resource ordering, versions).
-    pub fn next_counter(&self, name: &str) -> Result<i64, StoreError> {
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO counters(name, value) VALUES (?1, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
-            )?
-            .execute(params![name])?;
-        Ok(self
-            .conn()?
-            .query_row("SELECT value FROM counters WHERE name = ?1", params![name], |r| {
-                r.get(0)
-            })?)
-    }
+    fn next_counter(&self, name: &str) -> Result<i64, StoreError>;
 
-    // ---------------------------------------------------------------- accounts & keys
-
-    pub fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached("INSERT INTO accounts(id, name, is_root, created_at) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![a.id, a.name, a.is_root as i64, a.created_at])?;
-        Ok(())
-    }
-
-    pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        let mut st = self
-            .conn()?
-            .prepare_cached("SELECT id, name, is_root, created_at FROM accounts ORDER BY created_at, id")?;
-        let rows = st.query_map([], |r| {
-            Ok(Account {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                is_root: r.get::<_, i64>(2)? != 0,
-                created_at: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
-        Ok(self.accounts()?.into_iter().find(|a| a.id == id || a.name == id))
-    }
-
-    pub fn root_account(&self) -> Result<Option<Account>, StoreError> {
-        Ok(self.accounts()?.into_iter().find(|a| a.is_root))
-    }
-
-    pub fn insert_access_key(&self, k: &AccessKey) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO access_keys(id, account_id, secret, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![k.id, k.account_id, k.secret, k.status, k.created_at])?;
-        Ok(())
-    }
-
-    pub fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError> {
-        self.cached_or(
-            || Query::AccessKey(id.to_string()),
-            || {
-                let mut st = self.conn()?.prepare_cached(
-                    "SELECT id, account_id, secret, status, created_at FROM access_keys WHERE id = ?1",
-                )?;
-                Ok(st.query_row(params![id], key_from_row).optional()?)
-            },
-        )
-    }
-
-    pub fn access_keys(&self) -> Result<Vec<AccessKey>, StoreError> {
-        let mut st = self.conn()?.prepare_cached(
-            "SELECT id, account_id, secret, status, created_at FROM access_keys ORDER BY created_at, id",
-        )?;
-        let rows = st.query_map([], key_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
+    // ------------------------------------------------------------ accounts & keys
+    fn insert_account(&self, a: &Account) -> Result<(), StoreError>;
+    fn insert_access_key(&self, k: &AccessKey) -> Result<(), StoreError>;
     /// Returns whether a key with that id existed.
-    pub fn set_access_key_status(&self, id: &str, status: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn()?
-            .prepare_cached("UPDATE access_keys SET status = ?2 WHERE id = ?1")?
-            .execute(params![id, status])?
-            > 0)
+    fn set_access_key_status(&self, id: &str, status: &str) -> Result<bool, StoreError>;
+    fn delete_access_key(&self, id: &str) -> Result<bool, StoreError>;
+
+    // ------------------------------------------------------------ resources
+    /// Insert a resource with its JSON document; see [`WriteTxExt::insert_resource`].
+    fn insert_resource_doc(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        account_id: &str,
+        region_id: &str,
+        parent_id: &str,
+        doc: &str,
+    ) -> Result<(), StoreError>;
+    /// Replace a resource's JSON document; see [`WriteTxExt::update_resource`].
+    fn update_resource_doc(&self, kind: ResourceKind, id: &str, doc: &str) -> Result<(), StoreError>;
+    /// Returns whether it existed.
+    fn delete_resource(&self, kind: ResourceKind, id: &str) -> Result<bool, StoreError>;
+
+    // ------------------------------------------------------------ VPN routes
+    /// Insert a route; returns its `seq` (creation order). A route with the same gateway,
+    /// kind, source, dest and next hop is refused.
+    fn insert_route(&self, r: &VpnRoute) -> Result<i64, StoreError>;
+    /// Weight, priority, published and description of the route with `r.seq`.
+    fn update_route(&self, r: &VpnRoute) -> Result<(), StoreError>;
+    /// Idempotent.
+    fn delete_route(&self, r: &VpnRoute) -> Result<(), StoreError>;
+
+    // ------------------------------------------------------------ VPC route entries
+    fn insert_vpc_entry(&self, e: &VpcRouteEntry) -> Result<(), StoreError>;
+    fn delete_vpc_entry(&self, id: &str) -> Result<bool, StoreError>;
+    fn delete_vpc_entries_of_table(&self, route_table_id: &str) -> Result<(), StoreError>;
+
+    // ------------------------------------------------------------ ClientTokens
+    fn save_client_token(
+        &self,
+        account_id: &str,
+        action: &str,
+        token: &str,
+        params_hash: &str,
+        response: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    fn prune_client_tokens(&self, older_than_ms: i64) -> Result<usize, StoreError>;
+
+    // ------------------------------------------------------------ tasks & versions
+    /// Bump the gateway's desired version and enqueue a task applying `op` at `due_at`.
+    fn enqueue_task(&self, gateway_id: &str, op: &str, due_at: Option<i64>, now_ms: i64) -> Result<Task, StoreError>;
+    /// A change applied at once: the desired version advances and is in force.
+    fn advance_applied_version(&self, gateway_id: &str) -> Result<(), StoreError>;
+    /// Mark a task done and record the applied version. Idempotent.
+    fn complete_task(&self, task: &Task) -> Result<(), StoreError>;
+    /// Set the due time of every pending task of a gateway; returns how many.
+    fn reschedule_tasks(&self, gateway_id: &str, due_at: Option<i64>) -> Result<usize, StoreError>;
+    /// Forget a deleted gateway's route counts, tasks and versions.
+    fn delete_gateway_state(&self, gateway_id: &str) -> Result<(), StoreError>;
+}
+
+/// The typed reads of resource documents, on every [`ReadTx`].
+pub trait ReadTxExt: ReadTx {
+    /// A resource by id, whoever owns it (callers check the owner).
+    fn resource<T: DeserializeOwned + Clone + Send + Sync + 'static>(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<Resource<T>>, StoreError> {
+        match self.resource_any(kind, id, &DocType::of::<T>())? {
+            None => Ok(None),
+            Some(doc) => Ok(Some(downcast::<Resource<T>>(&doc)?.clone())),
+        }
     }
 
-    pub fn delete_access_key(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn()?
-            .prepare_cached("DELETE FROM access_keys WHERE id = ?1")?
-            .execute(params![id])?
-            > 0)
+    /// A page of an account's resources of one kind in a region, in creation order, with the
+    /// total count. `parent` restricts to children of one resource.
+    fn list_resources<T: DeserializeOwned + Clone + Send + Sync + 'static>(
+        &self,
+        kind: ResourceKind,
+        account_id: &str,
+        region_id: &str,
+        parent: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<T>, u64), StoreError> {
+        let page = self.list_resources_any(kind, account_id, region_id, parent, offset, limit, &DocType::of::<T>())?;
+        Ok(downcast::<(Vec<T>, u64)>(&page)?.clone())
     }
 
-    // ---------------------------------------------------------------- resources
+    /// Every resource of a kind that is a child of `parent_id` (any account).
+    fn children<T: DeserializeOwned>(&self, kind: ResourceKind, parent_id: &str) -> Result<Vec<T>, StoreError> {
+        self.children_docs(kind, parent_id)?
+            .iter()
+            .map(|d| from_json(d, kind))
+            .collect()
+    }
 
-    pub fn insert_resource<T: Serialize>(
+    /// Every resource of a kind, across accounts (startup and admin use).
+    fn all_resources<T: DeserializeOwned>(&self, kind: ResourceKind) -> Result<Vec<Resource<T>>, StoreError> {
+        self.all_resource_docs(kind)?
+            .into_iter()
+            .map(|r| {
+                Ok(Resource {
+                    account_id: r.account_id,
+                    doc: from_json(&r.doc, kind)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl<X: ReadTx + ?Sized> ReadTxExt for X {}
+
+/// The typed writes of resource documents, on every [`WriteTx`].
+pub trait WriteTxExt: WriteTx {
+    fn insert_resource<T: Serialize>(
         &self,
         kind: ResourceKind,
         id: &str,
@@ -409,599 +296,12 @@ impl<'c> Tx<'c> {
         parent_id: &str,
         doc: &T,
     ) -> Result<(), StoreError> {
-        let seq = self.next_counter("resource_seq")?;
-        let mut st = self.conn()?.prepare_cached(
-            "INSERT INTO resources(id, kind, account_id, region_id, parent_id, seq, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        st.execute(params![
-            id,
-            kind.as_str(),
-            account_id,
-            region_id,
-            parent_id,
-            seq,
-            json(doc)?
-        ])?;
-        self.bump_resource_count(account_id, kind, region_id, 1)
+        self.insert_resource_doc(kind, id, account_id, region_id, parent_id, &to_json(doc)?)
     }
 
-    fn bump_resource_count(
-        &self,
-        account_id: &str,
-        kind: ResourceKind,
-        region_id: &str,
-        delta: i64,
-    ) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO resource_counts(account_id, kind, region_id, n) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT(account_id, kind, region_id) DO UPDATE SET n = n + excluded.n",
-            )?
-            .execute(params![account_id, kind.as_str(), region_id, delta])?;
-        Ok(())
-    }
-
-    pub fn update_resource<T: Serialize>(&self, kind: ResourceKind, id: &str, doc: &T) -> Result<(), StoreError> {
-        let mut st = self
-            .conn()?
-            .prepare_cached("UPDATE resources SET doc = ?3 WHERE id = ?1 AND kind = ?2")?;
-        st.execute(params![id, kind.as_str(), json(doc)?])?;
-        Ok(())
-    }
-
-    pub fn delete_resource(&self, kind: ResourceKind, id: &str) -> Result<bool, StoreError> {
-        let owner: Option<(String, String)> = self
-            .conn()?
-            .prepare_cached("SELECT account_id, region_id FROM resources WHERE id = ?1 AND kind = ?2")?
-            .query_row(params![id, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let Some((account_id, region_id)) = owner else {
-            return Ok(false);
-        };
-        self.conn()?
-            .prepare_cached("DELETE FROM resources WHERE id = ?1 AND kind = ?2")?
-            .execute(params![id, kind.as_str()])?;
-        self.bump_resource_count(&account_id, kind, &region_id, -1)?;
-        Ok(true)
-    }
-
-    /// (account id, region id) of a resource, without decoding its document.
-    pub fn resource_owner(&self, kind: ResourceKind, id: &str) -> Result<Option<(String, String)>, StoreError> {
-        self.cached_or(
-            || Query::ResourceOwner(kind, id.to_string()),
-            || {
-                Ok(self
-                    .conn()?
-                    .prepare_cached("SELECT account_id, region_id FROM resources WHERE id = ?1 AND kind = ?2")?
-                    .query_row(params![id, kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?)
-            },
-        )
-    }
-
-    /// A resource by id, whoever owns it (callers check the owner).
-    pub fn resource<T: DeserializeOwned + Clone + Send + Sync + 'static>(
-        &self,
-        kind: ResourceKind,
-        id: &str,
-    ) -> Result<Option<Resource<T>>, StoreError> {
-        self.cached_or(
-            || Query::Resource(kind, id.to_string(), std::any::TypeId::of::<T>()),
-            || self.load_resource(kind, id),
-        )
-    }
-
-    fn load_resource<T: DeserializeOwned>(
-        &self,
-        kind: ResourceKind,
-        id: &str,
-    ) -> Result<Option<Resource<T>>, StoreError> {
-        let mut st = self
-            .conn()?
-            .prepare_cached("SELECT account_id, doc FROM resources WHERE id = ?1 AND kind = ?2")?;
-        let row = st
-            .query_row(params![id, kind.as_str()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .optional()?;
-        match row {
-            None => Ok(None),
-            Some((account_id, doc)) => Ok(Some(Resource {
-                account_id,
-                doc: from_json(&doc, kind.as_str())?,
-            })),
-        }
-    }
-
-    /// A page of an account's resources of one kind in a region, in creation order, with the
-    /// total count. `parent` restricts to children of one resource; `ids` to given ids.
-    pub fn list_resources<T: DeserializeOwned + Clone + Send + Sync + 'static>(
-        &self,
-        kind: ResourceKind,
-        account_id: &str,
-        region_id: &str,
-        parent: Option<&str>,
-        offset: u64,
-        limit: u64,
-    ) -> Result<(Vec<T>, u64), StoreError> {
-        self.cached_or(
-            || Query::ResourcePage {
-                kind,
-                account_id: account_id.to_string(),
-                region_id: region_id.to_string(),
-                parent: parent.map(str::to_string),
-                offset,
-                limit,
-                doc_type: std::any::TypeId::of::<T>(),
-            },
-            || self.load_resources(kind, account_id, region_id, parent, offset, limit),
-        )
-    }
-
-    fn load_resources<T: DeserializeOwned>(
-        &self,
-        kind: ResourceKind,
-        account_id: &str,
-        region_id: &str,
-        parent: Option<&str>,
-        offset: u64,
-        limit: u64,
-    ) -> Result<(Vec<T>, u64), StoreError> {
-        let total: i64 = match parent {
-            // The maintained counter: no row count for unfiltered lists.
-            None => self.count_resources(kind, account_id, region_id)? as i64,
-            Some(_) => -1,
-        };
-        let parent = parent.unwrap_or("");
-        let total: i64 = if total >= 0 {
-            total
-        } else {
-            self.conn()?.prepare_cached(
-            "SELECT COUNT(*) FROM resources WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3 AND (?4 = '' OR parent_id = ?4)",
-        )?
-        .query_row(params![account_id, kind.as_str(), region_id, parent], |r| r.get(0))?
-        };
-        let mut st = self.conn()?.prepare_cached(
-            "SELECT doc FROM resources WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3 AND (?4 = '' OR parent_id = ?4) ORDER BY seq LIMIT ?5 OFFSET ?6",
-        )?;
-        let docs = st
-            .query_map(
-                params![
-                    account_id,
-                    kind.as_str(),
-                    region_id,
-                    parent,
-                    limit as i64,
-                    offset as i64
-                ],
-                |r| r.get::<_, String>(0),
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        let items = docs
-            .iter()
-            .map(|d| from_json(d, kind.as_str()))
-            .collect::<Result<Vec<T>, _>>()?;
-        Ok((items, total as u64))
-    }
-
-    /// Every resource of a kind that is a child of `parent_id` (any account).
-    pub fn children<T: DeserializeOwned>(&self, kind: ResourceKind, parent_id: &str) -> Result<Vec<T>, StoreError> {
-        let mut st = self
-            .conn()?
-            .prepare_cached("SELECT doc FROM resources WHERE parent_id = ?1 AND kind = ?2 ORDER BY seq")?;
-        let docs = st
-            .query_map(params![parent_id, kind.as_str()], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        docs.iter().map(|d| from_json(d, kind.as_str())).collect()
-    }
-
-    pub fn count_children(&self, kind: ResourceKind, parent_id: &str) -> Result<u64, StoreError> {
-        let mut st = self
-            .conn()?
-            .prepare_cached("SELECT COUNT(*) FROM resources WHERE parent_id = ?1 AND kind = ?2")?;
-        Ok(st.query_row(params![parent_id, kind.as_str()], |r| r.get::<_, i64>(0))? as u64)
-    }
-
-    pub fn count_resources(&self, kind: ResourceKind, account_id: &str, region_id: &str) -> Result<u64, StoreError> {
-        self.cached_or(
-            || Query::ResourceCount(kind, account_id.to_string(), region_id.to_string()),
-            || {
-                let mut st = self.conn()?.prepare_cached(
-                    "SELECT n FROM resource_counts WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3",
-                )?;
-                let n: Option<i64> = st
-                    .query_row(params![account_id, kind.as_str(), region_id], |r| r.get(0))
-                    .optional()?;
-                Ok(n.unwrap_or(0).max(0) as u64)
-            },
-        )
-    }
-
-    /// Every resource of a kind, across accounts (startup and admin use).
-    pub fn all_resources<T: DeserializeOwned>(&self, kind: ResourceKind) -> Result<Vec<Resource<T>>, StoreError> {
-        let mut st = self
-            .conn()?
-            .prepare_cached("SELECT account_id, doc FROM resources WHERE kind = ?1 ORDER BY seq")?;
-        let rows = st
-            .query_map(params![kind.as_str()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(account_id, doc)| {
-                Ok(Resource {
-                    account_id,
-                    doc: from_json(&doc, kind.as_str())?,
-                })
-            })
-            .collect()
-    }
-
-    // ---------------------------------------------------------------- VPN routes
-
-    /// Insert a route; returns its `seq`.
-    pub fn insert_route(&self, r: &VpnRoute) -> Result<i64, StoreError> {
-        let mut st = self.conn()?.prepare_cached(
-            "INSERT INTO vpn_routes(kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
-        st.execute(params![
-            r.kind.as_str(),
-            r.gateway_id,
-            r.source,
-            r.dest,
-            r.next_hop,
-            r.weight,
-            r.priority,
-            r.published as i64,
-            r.description,
-            r.overlay_mode,
-            r.create_time
-        ])?;
-        let seq = self.conn()?.last_insert_rowid();
-        self.bump_route_count(&r.gateway_id, r.kind, 1)?;
-        Ok(seq)
-    }
-
-    fn bump_route_count(&self, gateway_id: &str, kind: RouteKind, delta: i64) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO gateway_route_counts(gateway_id, kind, n) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT(gateway_id, kind) DO UPDATE SET n = n + excluded.n",
-            )?
-            .execute(params![gateway_id, kind.as_str(), delta])?;
-        Ok(())
-    }
-
-    pub fn update_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
-        let mut st = self.conn()?.prepare_cached(
-            "UPDATE vpn_routes SET weight = ?2, priority = ?3, published = ?4, description = ?5 WHERE seq = ?1",
-        )?;
-        st.execute(params![r.seq, r.weight, r.priority, r.published as i64, r.description])?;
-        Ok(())
-    }
-
-    pub fn delete_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
-        if self
-            .conn()?
-            .prepare_cached("DELETE FROM vpn_routes WHERE seq = ?1")?
-            .execute(params![r.seq])?
-            > 0
-        {
-            self.bump_route_count(&r.gateway_id, r.kind, -1)?;
-        }
-        Ok(())
-    }
-
-    /// Routes of a gateway with the same key: same kind, dest and (for pbr) source.
-    pub fn routes_with_key(
-        &self,
-        gateway_id: &str,
-        kind: RouteKind,
-        source: &str,
-        dest: &str,
-    ) -> Result<Vec<VpnRoute>, StoreError> {
-        self.query_routes(
-            select_routes!(
-                "WHERE gateway_id = ?1 AND kind = ?2 AND route_source = ?3 AND route_dest = ?4 ORDER BY seq"
-            ),
-            params![gateway_id, kind.as_str(), source, dest],
-        )
-    }
-
-    /// Routes of a gateway (both kinds) with the given destination.
-    pub fn routes_with_dest(&self, gateway_id: &str, dest: &str) -> Result<Vec<VpnRoute>, StoreError> {
-        self.query_routes(
-            select_routes!("WHERE gateway_id = ?1 AND route_dest = ?2 ORDER BY seq"),
-            params![gateway_id, dest],
-        )
-    }
-
-    /// Number of routes of a kind on a gateway (a maintained counter, not a scan).
-    pub fn count_routes(&self, gateway_id: &str, kind: RouteKind) -> Result<u64, StoreError> {
-        self.cached_or(
-            || Query::RouteCount(gateway_id.to_string(), kind),
-            || {
-                let mut st = self
-                    .conn()?
-                    .prepare_cached("SELECT n FROM gateway_route_counts WHERE gateway_id = ?1 AND kind = ?2")?;
-                Ok(st
-                    .query_row(params![gateway_id, kind.as_str()], |r| r.get::<_, i64>(0))
-                    .optional()?
-                    .unwrap_or(0)
-                    .max(0) as u64)
-            },
-        )
-    }
-
-    pub fn list_routes(
-        &self,
-        gateway_id: &str,
-        kind: RouteKind,
-        offset: u64,
-        limit: u64,
-    ) -> Result<Vec<VpnRoute>, StoreError> {
-        self.cached_or(
-            || Query::RoutePage(gateway_id.to_string(), kind, offset, limit),
-            || {
-                self.query_routes(
-                    select_routes!("WHERE gateway_id = ?1 AND kind = ?2 ORDER BY seq LIMIT ?3 OFFSET ?4"),
-                    params![gateway_id, kind.as_str(), limit as i64, offset as i64],
-                )
-            },
-        )
-    }
-
-    /// Every route of a gateway (both kinds), in creation order.
-    pub fn gateway_routes(&self, gateway_id: &str) -> Result<Vec<VpnRoute>, StoreError> {
-        self.query_routes(
-            select_routes!("WHERE gateway_id = ?1 ORDER BY seq"),
-            params![gateway_id],
-        )
-    }
-
-    pub fn count_routes_via(&self, next_hop: &str) -> Result<u64, StoreError> {
-        let mut st = self
-            .conn()?
-            .prepare_cached("SELECT COUNT(*) FROM vpn_routes WHERE next_hop = ?1")?;
-        Ok(st.query_row(params![next_hop], |r| r.get::<_, i64>(0))? as u64)
-    }
-
-    // ---------------------------------------------------------------- VPC route entries
-
-    pub fn insert_vpc_entry(&self, e: &VpcRouteEntry) -> Result<(), StoreError> {
-        let seq = self.next_counter("vpc_entry_seq")?;
-        let mut st = self.conn()?.prepare_cached(
-            "INSERT INTO vpc_route_entries(id, route_table_id, dest, next_hop_type, next_hop_id, entry_type, name, description, create_time, seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
-        st.execute(params![
-            e.id,
-            e.route_table_id,
-            e.dest,
-            e.next_hop_type,
-            e.next_hop_id,
-            e.entry_type,
-            e.name,
-            e.description,
-            e.create_time,
-            seq
-        ])?;
-        Ok(())
-    }
-
-    pub fn delete_vpc_entry(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn()?
-            .prepare_cached("DELETE FROM vpc_route_entries WHERE id = ?1")?
-            .execute(params![id])?
-            > 0)
-    }
-
-    pub fn vpc_entries_for_dest(&self, route_table_id: &str, dest: &str) -> Result<Vec<VpcRouteEntry>, StoreError> {
-        self.query_entries(
-            select_entries!("WHERE route_table_id = ?1 AND dest = ?2 ORDER BY seq"),
-            params![route_table_id, dest],
-        )
-    }
-
-    pub fn vpc_entries(&self, route_table_id: &str) -> Result<Vec<VpcRouteEntry>, StoreError> {
-        self.query_entries(
-            select_entries!("WHERE route_table_id = ?1 ORDER BY seq"),
-            params![route_table_id],
-        )
-    }
-
-    pub fn vpc_entry(&self, id: &str) -> Result<Option<VpcRouteEntry>, StoreError> {
-        Ok(self
-            .conn()?
-            .prepare_cached(select_entries!("WHERE id = ?1"))?
-            .query_row(params![id], entry_from_row)
-            .optional()?)
-    }
-
-    pub fn count_vpc_entries_to(&self, route_table_id: &str, next_hop_id: &str) -> Result<u64, StoreError> {
-        let mut st = self
-            .conn()?
-            .prepare_cached("SELECT COUNT(*) FROM vpc_route_entries WHERE route_table_id = ?1 AND next_hop_id = ?2")?;
-        Ok(st.query_row(params![route_table_id, next_hop_id], |r| r.get::<_, i64>(0))? as u64)
-    }
-
-    pub fn count_vpc_entries_via(&self, next_hop_id: &str) -> Result<u64, StoreError> {
-        let mut st = self
-            .conn()?
-            .prepare_cached("SELECT COUNT(*) FROM vpc_route_entries WHERE next_hop_id = ?1")?;
-        Ok(st.query_row(params![next_hop_id], |r| r.get::<_, i64>(0))? as u64)
-    }
-
-    pub fn delete_vpc_entries_of_table(&self, route_table_id: &str) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached("DELETE FROM vpc_route_entries WHERE route_table_id = ?1")?
-            .execute(params![route_table_id])?;
-        Ok(())
-    }
-
-    // ---------------------------------------------------------------- ClientTokens
-
-    /// The stored (params hash, response) of a token, if used within the retention window.
-    pub fn client_token(
-        &self,
-        account_id: &str,
-        action: &str,
-        token: &str,
-        not_before_ms: i64,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        let mut st = self.conn()?.prepare_cached(
-            "SELECT params_hash, response FROM client_tokens WHERE account_id = ?1 AND action = ?2 AND token = ?3 AND created_at >= ?4",
-        )?;
-        Ok(st
-            .query_row(params![account_id, action, token, not_before_ms], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?)
-    }
-
-    pub fn save_client_token(
-        &self,
-        account_id: &str,
-        action: &str,
-        token: &str,
-        params_hash: &str,
-        response: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut st = self.conn()?.prepare_cached(
-            "INSERT INTO client_tokens(account_id, action, token, params_hash, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT(account_id, action, token) DO UPDATE SET params_hash = excluded.params_hash, response = excluded.response, created_at = excluded.created_at",
-        )?;
-        st.execute(params![account_id, action, token, params_hash, response, now_ms])?;
-        Ok(())
-    }
-
-    pub fn prune_client_tokens(&self, older_than_ms: i64) -> Result<usize, StoreError> {
-        Ok(self
-            .conn()?
-            .prepare_cached("DELETE FROM client_tokens WHERE created_at < ?1")?
-            .execute(params![older_than_ms])?)
-    }
-
-    // ---------------------------------------------------------------- tasks & versions
-
-    /// Bump the gateway's desired version and enqueue a task applying `op` at `due_at`.
-    pub fn enqueue_task(
-        &self,
-        gateway_id: &str,
-        op: &str,
-        due_at: Option<i64>,
-        now_ms: i64,
-    ) -> Result<Task, StoreError> {
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 0) \
-             ON CONFLICT(gateway_id) DO UPDATE SET desired = desired + 1",
-            )?
-            .execute(params![gateway_id])?;
-        let version: i64 = self
-            .conn()?
-            .prepare_cached("SELECT desired FROM gateway_versions WHERE gateway_id = ?1")?
-            .query_row(params![gateway_id], |r| r.get(0))?;
-        self.conn()?.prepare_cached("INSERT INTO tasks(gateway_id, op, version, due_at, state, created_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)")?.execute(params![gateway_id, op, version, due_at, now_ms])?;
-        Ok(Task {
-            id: self.conn()?.last_insert_rowid(),
-            gateway_id: gateway_id.into(),
-            op: op.into(),
-            version,
-            due_at,
-        })
-    }
-
-    /// A change applied at once (task duration 0): the desired version advances and is in
-    /// force in the same statement — no task row is written.
-    pub fn advance_applied_version(&self, gateway_id: &str) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 1) \
-                 ON CONFLICT(gateway_id) DO UPDATE SET desired = desired + 1, applied = desired + 1",
-            )?
-            .execute(params![gateway_id])?;
-        Ok(())
-    }
-
-    fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
-        Ok(Task {
-            id: r.get(0)?,
-            gateway_id: r.get(1)?,
-            op: r.get(2)?,
-            version: r.get(3)?,
-            due_at: r.get(4)?,
-        })
-    }
-
-    /// Pending tasks of a gateway, oldest first.
-    pub fn pending_tasks(&self, gateway_id: &str) -> Result<Vec<Task>, StoreError> {
-        let mut st = self.conn()?.prepare_cached(
-            "SELECT id, gateway_id, op, version, due_at FROM tasks WHERE state = 'pending' AND gateway_id = ?1 ORDER BY id",
-        )?;
-        let rows = st.query_map(params![gateway_id], Self::task_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Every pending task, oldest first.
-    pub fn all_pending_tasks(&self) -> Result<Vec<Task>, StoreError> {
-        let mut st = self.conn()?.prepare_cached(
-            "SELECT id, gateway_id, op, version, due_at FROM tasks WHERE state = 'pending' ORDER BY id",
-        )?;
-        let rows = st.query_map([], Self::task_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Mark a task done and record the applied version. Idempotent.
-    pub fn complete_task(&self, task: &Task) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached("DELETE FROM tasks WHERE id = ?1")?
-            .execute(params![task.id])?;
-        self.conn()?
-            .prepare_cached("UPDATE gateway_versions SET applied = ?2 WHERE gateway_id = ?1 AND applied < ?2")?
-            .execute(params![task.gateway_id, task.version])?;
-        Ok(())
-    }
-
-    /// Set the due time of every pending task of a gateway (admin "advance" and duration changes).
-    pub fn reschedule_tasks(&self, gateway_id: &str, due_at: Option<i64>) -> Result<usize, StoreError> {
-        Ok(self
-            .conn()?
-            .prepare_cached("UPDATE tasks SET due_at = ?2 WHERE gateway_id = ?1 AND state = 'pending'")?
-            .execute(params![gateway_id, due_at])?)
-    }
-
-    /// (desired, applied) versions of a gateway.
-    pub fn gateway_versions(&self, gateway_id: &str) -> Result<(i64, i64), StoreError> {
-        Ok(self
-            .conn()?
-            .prepare_cached("SELECT desired, applied FROM gateway_versions WHERE gateway_id = ?1")?
-            .query_row(params![gateway_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?
-            .unwrap_or((0, 0)))
-    }
-
-    pub fn all_gateway_versions(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        let mut st = self
-            .conn()?
-            .prepare_cached("SELECT gateway_id, desired, applied FROM gateway_versions ORDER BY gateway_id")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn delete_gateway_state(&self, gateway_id: &str) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached("DELETE FROM gateway_route_counts WHERE gateway_id = ?1")?
-            .execute(params![gateway_id])?;
-        self.conn()?
-            .prepare_cached("DELETE FROM tasks WHERE gateway_id = ?1")?
-            .execute(params![gateway_id])?;
-        self.conn()?
-            .prepare_cached("DELETE FROM gateway_versions WHERE gateway_id = ?1")?
-            .execute(params![gateway_id])?;
-        Ok(())
+    fn update_resource<T: Serialize>(&self, kind: ResourceKind, id: &str, doc: &T) -> Result<(), StoreError> {
+        self.update_resource_doc(kind, id, &to_json(doc)?)
     }
 }
+
+impl<X: WriteTx + ?Sized> WriteTxExt for X {}

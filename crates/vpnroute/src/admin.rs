@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use vpnroute_domain::ids::new_secret;
 use vpnroute_domain::model::{Vpc, VpnConnection, VpnGateway};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{AccessKey, Account, Durability, ResourceKind, Store};
+use vpnroute_store::{AccessKey, Account, Durability, ReadTxExt, ResourceKind, Store, WriteTxExt};
 
 use crate::app::{now_ms, TaskDuration};
 use crate::cli::ExplainArgs;
@@ -111,7 +111,7 @@ fn new_access_key_id() -> String {
 /// Make sure the root account exists with the key from `VPNROUTE_ROOT_ACCESS_KEY_ID` /
 /// `VPNROUTE_ROOT_ACCESS_KEY_SECRET`, or, on first start without them, a generated key that
 /// is printed once.
-pub fn ensure_root_account(store: &Store, announce: bool) -> anyhow::Result<()> {
+pub fn ensure_root_account(store: &dyn Store, announce: bool) -> anyhow::Result<()> {
     let env_id = std::env::var("VPNROUTE_ROOT_ACCESS_KEY_ID")
         .ok()
         .filter(|s| !s.is_empty());
@@ -183,7 +183,7 @@ fn print(v: Value) {
 }
 
 fn with_gateway(
-    store: &Store,
+    store: &dyn Store,
     id: &str,
     f: impl FnOnce(&mut VpnGateway) -> anyhow::Result<()>,
 ) -> anyhow::Result<VpnGateway> {
@@ -204,8 +204,10 @@ fn with_gateway(
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data_dir, Durability::Process).context("opening the data directory")?;
-    ensure_root_account(&store, true)?;
+    let store: std::sync::Arc<dyn Store> =
+        vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)
+            .context("opening the data directory")?;
+    ensure_root_account(&*store, true)?;
     let now = now_ms();
     match args.command {
         AdminCommand::Account(AccountCommand::Create { name }) => {
@@ -271,7 +273,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             if status != "Normal" && status != "FinancialLocked" {
                 bail!("status must be Normal or FinancialLocked");
             }
-            let gw = with_gateway(&store, &id, |g| {
+            let gw = with_gateway(&*store, &id, |g| {
                 g.business_status = status.clone();
                 Ok(())
             })?;
@@ -279,7 +281,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Gateway(GatewayCommand::SetPbrPriority { id, enabled }) => {
             let on: bool = enabled.parse().map_err(|_| anyhow!("expected true or false"))?;
-            let gw = with_gateway(&store, &id, |g| {
+            let gw = with_gateway(&*store, &id, |g| {
                 g.pbr_priority = on;
                 Ok(())
             })?;
@@ -292,7 +294,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 TaskDuration::parse(&duration).ok_or_else(|| anyhow!("expected e.g. 0s, 3s, manual or default"))?;
                 Some(duration.clone())
             };
-            let gw = with_gateway(&store, &id, |g| {
+            let gw = with_gateway(&*store, &id, |g| {
                 g.task_duration = value.clone();
                 Ok(())
             })?;
@@ -322,7 +324,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 "down" => false,
                 _ => bail!("state must be up or down"),
             };
-            crate::engines::set_tunnel(&store, &id, up)?;
+            crate::engines::set_tunnel(&*store, &id, up)?;
             print(json!({"VpnConnectionId": id, "Tunnel": state}));
         }
     }
@@ -332,7 +334,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 /// `vpnroute explain`: the decision of the gateway's route table as stored (the desired
 /// state; the running server's `/_vpnroute/gateways/{id}/explain` answers for what is in force).
 pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data_dir, Durability::Process)?;
+    let store: std::sync::Arc<dyn Store> =
+        vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)?;
     let (routes, conns) = store.read(|tx| {
         if tx
             .resource::<VpnGateway>(ResourceKind::VpnGateway, &args.gateway)?

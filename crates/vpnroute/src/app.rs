@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use vpnroute_domain::quotas::Quotas;
-use vpnroute_store::Store;
+use vpnroute_store::{NonceStore, Store};
 
 use crate::engines::Engines;
 
@@ -80,9 +80,8 @@ pub struct Config {
 }
 
 pub struct App {
-    pub writer: crate::writer::Writer,
-    pub store: Arc<Store>,
-    pub nonce_log: Arc<vpnroute_store::NonceLog>,
+    pub store: Arc<dyn Store>,
+    pub nonce_log: Arc<dyn NonceStore>,
     pub config: Config,
     pub engines: Engines,
     /// Wakes the task worker when a task is enqueued or rescheduled.

@@ -4,12 +4,10 @@
 //! store's durable nonce log (so a replay after a restart is refused too). Also [`Throttle`],
 //! the per (access key, action) rate limiter.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use vpnroute_domain::ApiError;
+use vpnroute_store::{FixedWindowLimiter, RateLimiter};
 use vpnroute_wire::{AuthInfo, ParsedRequest, RawRequest};
 
 /// Allowed clock skew and nonce memory, as Alibaba: 15 minutes.
@@ -36,7 +34,7 @@ pub fn parse_timestamp(text: &str) -> Result<i64, ApiError> {
 /// Verify the request's signature and freshness; returns the caller. The nonce is recorded
 /// separately in the nonce log.
 pub fn authenticate(
-    tx: &vpnroute_store::Tx<'_>,
+    tx: &dyn vpnroute_store::ReadTx,
     raw: &RawRequest<'_>,
     parsed: &ParsedRequest,
     now_ms: i64,
@@ -96,41 +94,27 @@ pub fn authenticate(
     })
 }
 
-/// Fixed-window per (access key, action) rate limiter; `Throttling.User` beyond the limit.
+/// Per (access key, action) rate limits; `Throttling.User` beyond the limit. The counting is
+/// a [`RateLimiter`] (in this process's memory today).
 pub struct Throttle {
-    rps: u32,
-    windows: Mutex<HashMap<(String, String), (i64, u32)>>,
+    limiter: Box<dyn RateLimiter>,
 }
 
 impl Throttle {
+    /// `rps` calls per second per (access key, action); 0 turns throttling off.
     pub fn new(rps: u32) -> Self {
         Throttle {
-            rps,
-            windows: Mutex::new(HashMap::new()),
+            limiter: Box::new(FixedWindowLimiter::new(rps)),
         }
     }
 
     /// `Ok` if the call is within the limit (always, when throttling is off).
     pub fn check(&self, access_key_id: &str, action: &str, now_ms: i64) -> Result<(), ApiError> {
-        if self.rps == 0 {
-            return Ok(());
+        if self.limiter.admit(access_key_id, action, now_ms) {
+            Ok(())
+        } else {
+            Err(ApiError::THROTTLING_USER)
         }
-        let second = now_ms / 1000;
-        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if w.len() > 100_000 {
-            w.retain(|_, (s, _)| *s == second);
-        }
-        let entry = w
-            .entry((access_key_id.to_string(), action.to_string()))
-            .or_insert((second, 0));
-        if entry.0 != second {
-            *entry = (second, 0);
-        }
-        if entry.1 >= self.rps {
-            return Err(ApiError::THROTTLING_USER);
-        }
-        entry.1 += 1;
-        Ok(())
     }
 }
 

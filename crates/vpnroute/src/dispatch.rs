@@ -1,12 +1,12 @@
 //! Action dispatch: maps an Action name to its handler and runs it in the right kind of
 //! transaction. Mutating actions run in one write transaction together with the ClientToken
 //! check/save, so a change, its idempotency record and its task commit or vanish together.
-//! (The signature nonce is recorded before, in `nonces.log`, for every request.)
+//! (The signature nonce is recorded before, in the nonce store, for every request.)
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use vpnroute_domain::ApiError;
-use vpnroute_store::Tx;
+use vpnroute_store::{ReadTx, Tx};
 
 use crate::actions::{connection, customer_gateway, gateway, regions, routes, ssl, vpc};
 use crate::app::Ctx;
@@ -15,11 +15,11 @@ use crate::reply::Reply;
 /// A read handler that builds a `serde_json::Value`, as a [`ReadFn`].
 macro_rules! value_read {
     ($f:path) => {
-        |ctx: &Ctx<'_>, tx: &Tx<'_>| $f(ctx, tx).map(Reply::Value)
+        |ctx: &Ctx<'_>, tx: &dyn ReadTx| $f(ctx, tx).map(Reply::Value)
     };
 }
 
-pub type ReadFn = fn(&Ctx<'_>, &Tx<'_>) -> Result<Reply, ApiError>;
+pub type ReadFn = fn(&Ctx<'_>, &dyn ReadTx) -> Result<Reply, ApiError>;
 pub type WriteFn = fn(&Ctx<'_>, &Tx<'_>) -> Result<Value, ApiError>;
 
 #[derive(Clone, Copy)]

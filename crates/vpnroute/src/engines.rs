@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use vpnroute_domain::model::{RouteKind, VpnConnection, VpnGateway, VpnRoute};
 use vpnroute_domain::ApiError;
 use vpnroute_engine::{LinkState, Route, RouteTable};
-use vpnroute_store::{ResourceKind, Store, StoreError};
+use vpnroute_store::{ReadTxExt, ResourceKind, Store, StoreError, WriteTxExt};
 
 use crate::app::App;
 use crate::tasks::EngineOp;
@@ -42,7 +42,7 @@ pub fn engine_route(r: &VpnRoute) -> Option<Route> {
 impl Engines {
     /// Build every gateway's table from the stored routes (startup). Pending tasks are
     /// applied again by the worker; applying is idempotent.
-    pub fn load(store: &Store) -> Result<Engines, StoreError> {
+    pub fn load(store: &dyn Store) -> Result<Engines, StoreError> {
         // One snapshot: the stored routes and the tasks not yet applied.
         let (tables, pending) = store.read(|tx| {
             let mut tables = HashMap::new();
@@ -188,7 +188,7 @@ pub fn gateways_status(app: &App) -> Result<Value, ApiError> {
 }
 
 /// Set a connection's tunnel up or down (until a real data plane reports it).
-pub fn set_tunnel(store: &Store, connection_id: &str, up: bool) -> Result<(), ApiError> {
+pub fn set_tunnel(store: &dyn Store, connection_id: &str, up: bool) -> Result<(), ApiError> {
     store.write(|tx| {
         let mut c = tx
             .resource::<VpnConnection>(ResourceKind::VpnConnection, connection_id)?

@@ -20,7 +20,8 @@ use axum::Router;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{Durability, Store};
+use vpnroute_store::{Durability, ReadTx, Store};
+use vpnroute_store_sqlite::SqliteStore;
 use vpnroute_wire::{Format, RawRequest};
 
 use crate::app::{default_regions, now_ms, App, Config, Ctx, Region, SharedApp};
@@ -56,8 +57,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         SyncMode::Process => Durability::Process,
         SyncMode::Full => Durability::Full,
     };
-    let store = Store::open(&args.data_dir, durability)?;
-    crate::admin::ensure_root_account(&store, true)?;
+    let store: Arc<dyn Store> = SqliteStore::open(&args.data_dir, durability)?;
+    crate::admin::ensure_root_account(&*store, true)?;
     let regions = if args.regions.is_empty() {
         default_regions()
     } else {
@@ -78,17 +79,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         quotas: args.quotas(),
         throttle_rps: args.throttle_rps,
     };
-    let engines = crate::engines::Engines::load(&store)?;
-    let store = Arc::new(store);
-    let app_cell = Arc::new(std::sync::OnceLock::new());
-    let nonce_log = Arc::new(vpnroute_store::NonceLog::open(
+    let engines = crate::engines::Engines::load(&*store)?;
+    let nonce_log = Arc::new(SqliteStore::open_nonces(
         &args.data_dir,
         durability,
         crate::auth::WINDOW_MS,
         now_ms(),
     )?);
     let app = Arc::new(App {
-        writer: crate::writer::Writer::start(app_cell.clone()),
         nonce_log,
         store,
         throttle: crate::auth::Throttle::new(config.throttle_rps),
@@ -97,7 +95,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         task_notify: tokio::sync::Notify::new(),
         metrics: Metrics::default(),
     });
-    let _ = app_cell.set(Arc::downgrade(&app));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -225,19 +222,18 @@ async fn rpc(
                 uri.path().to_string(),
                 uri.query().unwrap_or("").to_string(),
             );
-            let result = app
-                .writer
-                .submit(move |app, tx| {
-                    let raw = RawRequest {
-                        method: &method_s,
-                        path: &path,
-                        raw_query: &query,
-                        headers: &header_vec,
-                        body: &body,
-                    };
-                    run_write(app, tx, &raw, &parsed, f)
-                })
-                .await;
+            let mut gated = false;
+            let result = crate::writer::submit(&app, move |app, tx| {
+                let raw = RawRequest {
+                    method: &method_s,
+                    path: &path,
+                    raw_query: &query,
+                    headers: &header_vec,
+                    body: &body,
+                };
+                run_write(app, tx, &raw, &parsed, f, &mut gated)
+            })
+            .await;
             finish(&app, result.map(Reply::Value), &action, format, &request_id, started)
         }
     };
@@ -346,7 +342,7 @@ fn classify(raw: &RawRequest<'_>, parsed: &vpnroute_wire::ParsedRequest) -> Resu
 /// on the transaction's own snapshot.
 fn admit<'a>(
     app: &'a App,
-    tx: &vpnroute_store::Tx<'_>,
+    tx: &dyn ReadTx,
     raw: &RawRequest<'_>,
     parsed: &'a vpnroute_wire::ParsedRequest,
     gated: &mut bool,
@@ -391,8 +387,9 @@ fn run_write(
     raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
     f: dispatch::WriteFn,
+    gated: &mut bool,
 ) -> Result<(Value, crate::tasks::Effects), ApiError> {
-    let ctx = admit(app, tx, raw, parsed, &mut false)?;
+    let ctx = admit(app, tx, raw, parsed, gated)?;
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
 }
@@ -427,7 +424,7 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
         app.metrics.tasks_applied.load(Ordering::Relaxed)
     ));
     out.push_str("# HELP vpnroute_nonces_remembered Signature nonces remembered (last 15 minutes).\n# TYPE vpnroute_nonces_remembered gauge\n");
-    out.push_str(&format!("vpnroute_nonces_remembered {}\n", app.nonce_log.len()));
+    out.push_str(&format!("vpnroute_nonces_remembered {}\n", app.nonce_log.remembered()));
     out.push_str("# HELP vpnroute_gateway_desired_version Version of the gateway's accepted configuration.\n# TYPE vpnroute_gateway_desired_version gauge\n");
     for (g, d, _) in &versions {
         out.push_str(&format!("vpnroute_gateway_desired_version{{gateway=\"{g}\"}} {d}\n"));
@@ -506,7 +503,7 @@ async fn introspect_tunnel(
             "down" => false,
             _ => return Err(ApiError::invalid_parameter("state")),
         };
-        crate::engines::set_tunnel(&app.store, &id, up)?;
+        crate::engines::set_tunnel(&*app.store, &id, up)?;
         Ok(json!({"VpnConnectionId": id, "Tunnel": q.state}))
     })
     .await

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vpnroute_domain::model::{VpnGateway, VpnRoute};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Task, Tx};
+use vpnroute_store::{ReadTxExt, ResourceKind, Task, Tx, WriteTxExt};
 
 use crate::app::{now_ms, App, Ctx, OnBusy, TaskDuration};
 

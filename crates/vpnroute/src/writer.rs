@@ -1,116 +1,66 @@
-//! Group commit of mutating requests. Write requests are queued to one writer thread, which
-//! runs as many as are waiting in a single SQLite transaction, each inside its own savepoint:
-//! a request that fails rolls back only its own work, and every request of the batch is
-//! answered after the one commit. The commit (WAL append) dominated a write's cost, so
-//! sharing it is what makes concurrent writes scale; the serialisation guarantees are those
-//! of a single writer, exactly as before (checks and writes of a request see every earlier
-//! request of the batch).
+//! Write requests as [`WriteJob`]s for the store's write path ([`Store::submit_write`]): the
+//! store runs the job in a transaction (SQLite: in a savepoint of a group commit) and
+//! finishes it after the commit, when the reply is sent and the route-engine effects are
+//! applied. A job may run more than once if the store retries a transaction that failed
+//! with a retryable error; the handler closure is therefore `FnMut`.
+//!
+//! [`Store::submit_write`]: vpnroute_store::Store::submit_write
 
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::Value;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{Store, Tx};
+use vpnroute_store::{StoreError, Tx, WriteJob, WriteTx};
 
 use crate::app::App;
 use crate::tasks::Effects;
 
-type JobFn = Box<dyn FnOnce(&App, &Tx<'_>) -> Result<(Value, Effects), ApiError> + Send>;
+type Handler = Box<dyn FnMut(&App, &Tx<'_>) -> Result<(Value, Effects), ApiError> + Send>;
 
-struct Job {
-    run: JobFn,
+struct RequestJob {
+    app: Arc<App>,
+    run: Handler,
+    outcome: Result<(Value, Effects), ApiError>,
     reply: tokio::sync::oneshot::Sender<Result<Value, ApiError>>,
 }
 
-/// Most requests sharing one commit.
-const MAX_BATCH: usize = 128;
-
-pub struct Writer {
-    queue: Mutex<Sender<Job>>,
-}
-
-impl Writer {
-    /// Start the writer thread; `app` is resolved lazily because the writer is part of it.
-    pub fn start(app: Arc<std::sync::OnceLock<std::sync::Weak<App>>>) -> Writer {
-        let (tx, rx) = channel::<Job>();
-        std::thread::Builder::new()
-            .name("writer".into())
-            .spawn(move || run(app, rx))
-            .expect("spawn writer thread");
-        Writer { queue: Mutex::new(tx) }
+impl WriteJob for RequestJob {
+    fn run(&mut self, tx: &dyn WriteTx) -> Result<bool, StoreError> {
+        // What a panic in the handler leaves as the outcome.
+        self.outcome = Err(ApiError::INTERNAL_ERROR);
+        self.outcome = (self.run)(&self.app, tx);
+        match &self.outcome {
+            Ok(_) => Ok(true),
+            // The store was busy (mapped from `StoreError::Retryable`): the whole transaction
+            // is retried.
+            Err(e) if e.code == ApiError::SERVICE_UNAVAILABLE.code => Err(StoreError::Retryable(e.message.to_string())),
+            Err(_) => Ok(false),
+        }
     }
 
-    /// Run `f` in the next group transaction; resolves after the commit.
-    pub async fn submit(
-        &self,
-        f: impl FnOnce(&App, &Tx<'_>) -> Result<(Value, Effects), ApiError> + Send + 'static,
-    ) -> Result<Value, ApiError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Job {
-                run: Box::new(f),
-                reply,
-            })
-            .map_err(|_| ApiError::INTERNAL_ERROR)?;
-        answer.await.unwrap_or(Err(ApiError::INTERNAL_ERROR))
-    }
-}
-
-fn run(app: Arc<std::sync::OnceLock<std::sync::Weak<App>>>, rx: Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let Some(app) = app.get().and_then(|w| w.upgrade()) else {
-            let _ = first.reply.send(Err(ApiError::INTERNAL_ERROR));
-            continue;
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let answer = match committed {
+            Ok(()) => self.outcome.map(|(body, effects)| {
+                crate::tasks::after_commit(&self.app, effects);
+                body
+            }),
+            Err(e) => Err(ApiError::from(e)),
         };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_batch(&app, &app.store, batch);
+        let _ = self.reply.send(answer);
     }
 }
 
-fn commit_batch(app: &App, store: &Store, batch: Vec<Job>) {
-    let mut replies = Vec::with_capacity(batch.len());
-    let mut outcomes: Vec<Result<(Value, Effects), ApiError>> = Vec::with_capacity(batch.len());
-    let committed = store.write(|tx| {
-        for job in batch {
-            tx.savepoint()?;
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.run)(app, tx))).unwrap_or_else(|_| {
-                    tracing::warn!("write handler panicked");
-                    Err(ApiError::INTERNAL_ERROR)
-                });
-            match &outcome {
-                Ok(_) => tx.release()?,
-                Err(_) => tx.rollback_to()?,
-            }
-            outcomes.push(outcome);
-            replies.push(job.reply);
-        }
-        Ok::<_, ApiError>(())
-    });
-    match committed {
-        Ok(()) => {
-            for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                let answer = outcome.map(|(body, effects)| {
-                    crate::tasks::after_commit(app, effects);
-                    body
-                });
-                let _ = reply.send(answer);
-            }
-        }
-        Err(e) => {
-            // Nothing of the batch is durable: every request fails.
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
-        }
-    }
+/// Run `f` in the store's write path; resolves after the commit.
+pub async fn submit(
+    app: &Arc<App>,
+    f: impl FnMut(&App, &Tx<'_>) -> Result<(Value, Effects), ApiError> + Send + 'static,
+) -> Result<Value, ApiError> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    app.store.submit_write(Box::new(RequestJob {
+        app: app.clone(),
+        run: Box::new(f),
+        outcome: Err(ApiError::INTERNAL_ERROR),
+        reply,
+    }));
+    answer.await.unwrap_or(Err(ApiError::INTERNAL_ERROR))
 }

@@ -9,7 +9,7 @@ use vpnroute_domain::ids::{new_id, new_secret};
 use vpnroute_domain::model::{CustomerGateway, VpnConnection, VpnGateway};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
 
 use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
 use crate::app::Ctx;
@@ -81,6 +81,8 @@ pub fn create_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
     let local = validate::cidr_list(p.str("LocalSubnet")?, "LocalSubnet")?;
     let remote = validate::cidr_list(p.str("RemoteSubnet")?, "RemoteSubnet")?;
     let name = opt_text(ctx, "Name", validate::name)?;
+    // Before reading: the per-gateway checks below hold until commit.
+    tx.lock_gateway(gateway_id)?;
     let gw: VpnGateway = owned(ctx, tx, region, gateway_id)?;
     let cgw: CustomerGateway = owned(ctx, tx, region, cgw_id)?;
 
@@ -239,21 +241,21 @@ fn connection_json(c: &VpnConnection, gw_ip: &str, list_item: bool) -> Value {
     v
 }
 
-fn gateway_ip(tx: &Tx<'_>, gateway_id: &str) -> Result<String, ApiError> {
+fn gateway_ip(tx: &dyn ReadTx, gateway_id: &str) -> Result<String, ApiError> {
     Ok(tx
         .resource::<VpnGateway>(ResourceKind::VpnGateway, gateway_id)?
         .map(|g| g.doc.internet_ip)
         .unwrap_or_default())
 }
 
-pub fn describe_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+pub fn describe_vpn_connection(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Value, ApiError> {
     let region = region(ctx)?;
     let id = params(ctx).str("VpnConnectionId")?;
     let c: VpnConnection = owned(ctx, tx, region, id)?;
     Ok(connection_json(&c, &gateway_ip(tx, &c.gateway_id)?, false))
 }
 
-pub fn describe_vpn_connections(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+pub fn describe_vpn_connections(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Value, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let paging = p.paging()?;
@@ -283,6 +285,8 @@ pub fn delete_vpn_connection(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
     let region = region(ctx)?;
     let id = params(ctx).str("VpnConnectionId")?;
     let c: VpnConnection = owned(ctx, tx, region, id)?;
+    // "No route uses it" holds until commit (a connection's gateway never changes).
+    tx.lock_gateway(&c.gateway_id)?;
     if let Some(gw) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, &c.gateway_id)? {
         if gw.doc.business_status == "FinancialLocked" {
             return Err(ApiError::new(

@@ -5,7 +5,7 @@ use vpnroute_domain::ids::new_id;
 use vpnroute_domain::model::CustomerGateway;
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ResourceKind, Tx, WriteTxExt};
 
 use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
 use crate::app::Ctx;
@@ -95,14 +95,14 @@ fn cgw_json(c: &CustomerGateway) -> Value {
     })
 }
 
-pub fn describe_customer_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+pub fn describe_customer_gateway(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Value, ApiError> {
     let region = region(ctx)?;
     let id = params(ctx).str("CustomerGatewayId")?;
     let c: CustomerGateway = owned(ctx, tx, region, id)?;
     Ok(cgw_json(&c))
 }
 
-pub fn describe_customer_gateways(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+pub fn describe_customer_gateways(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Value, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let paging = p.paging()?;

@@ -6,7 +6,7 @@ use vpnroute_domain::ids::new_id;
 use vpnroute_domain::model::{Vpc, VpnGateway};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
 
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
@@ -243,7 +243,7 @@ impl Serialize for GatewaysPage {
     }
 }
 
-pub fn describe_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiError> {
+pub fn describe_vpn_gateway(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Reply, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let id = p.str("VpnGatewayId")?;
@@ -255,7 +255,7 @@ pub fn describe_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiErro
     })))
 }
 
-pub fn describe_vpn_gateways(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiError> {
+pub fn describe_vpn_gateways(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Reply, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let paging = p.paging()?;
@@ -302,6 +302,7 @@ pub fn describe_vpn_gateways(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiErr
 pub fn delete_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
     let region = region(ctx)?;
     let id = params(ctx).str("VpnGatewayId")?;
+    tx.lock_gateway(id)?;
     let gw: VpnGateway = owned(ctx, tx, region, id)?;
     crate::tasks::check_busy(ctx, &gw, ApiError::GATEWAY_CONFIGURING)?;
     if tx.count_children(ResourceKind::VpnConnection, &gw.id)? > 0 {

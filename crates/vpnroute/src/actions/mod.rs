@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use vpnroute_domain::model::{CustomerGateway, SslVpnServer, Vpc, VpnConnection, VpnGateway};
 use vpnroute_domain::params::{Paging, Params};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind};
 
 use crate::app::Ctx;
 
@@ -68,7 +68,7 @@ regional!(SslVpnServer, ResourceKind::SslVpnServer, ApiError::SSL_SERVER_NOT_FOU
 
 /// A resource of the caller's account in `region`; another account's resource, or one in
 /// another region, does not exist for the caller.
-pub fn owned<T: Regional>(ctx: &Ctx<'_>, tx: &Tx<'_>, region: &str, id: &str) -> Result<T, ApiError> {
+pub fn owned<T: Regional>(ctx: &Ctx<'_>, tx: &dyn ReadTx, region: &str, id: &str) -> Result<T, ApiError> {
     match tx.resource::<T>(T::KIND, id)? {
         Some(r) if r.account_id == ctx.account_id && r.doc.region() == region => Ok(r.doc),
         _ => Err(T::NOT_FOUND),
@@ -77,7 +77,7 @@ pub fn owned<T: Regional>(ctx: &Ctx<'_>, tx: &Tx<'_>, region: &str, id: &str) ->
 
 /// Like [`owned`] when only existence matters: checks the owner and region columns without
 /// decoding the document (Describe of a gateway's routes runs this on every call).
-pub fn check_owned<T: Regional>(ctx: &Ctx<'_>, tx: &Tx<'_>, region: &str, id: &str) -> Result<(), ApiError> {
+pub fn check_owned<T: Regional>(ctx: &Ctx<'_>, tx: &dyn ReadTx, region: &str, id: &str) -> Result<(), ApiError> {
     match tx.resource_owner(T::KIND, id)? {
         Some((account, res_region)) if account == ctx.account_id && res_region == region => Ok(()),
         _ => Err(T::NOT_FOUND),
@@ -88,7 +88,7 @@ pub fn check_owned<T: Regional>(ctx: &Ctx<'_>, tx: &Tx<'_>, region: &str, id: &s
 /// given), in creation order: for lists the Describe actions filter before paging.
 pub fn all_in_region<T: Regional>(
     ctx: &Ctx<'_>,
-    tx: &Tx<'_>,
+    tx: &dyn ReadTx,
     region: &str,
     parent: Option<&str>,
 ) -> Result<Vec<T>, ApiError> {

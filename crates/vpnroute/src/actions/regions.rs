@@ -2,12 +2,12 @@
 
 use serde_json::{json, Value};
 use vpnroute_domain::ApiError;
-use vpnroute_store::Tx;
+use vpnroute_store::ReadTx;
 
 use super::params;
 use crate::app::Ctx;
 
-pub fn describe_regions(ctx: &Ctx<'_>, _tx: &Tx<'_>) -> Result<Value, ApiError> {
+pub fn describe_regions(ctx: &Ctx<'_>, _tx: &dyn ReadTx) -> Result<Value, ApiError> {
     let p = params(ctx);
     let lang = p.opt_str("AcceptLanguage").unwrap_or("zh-CN");
     if lang != "zh-CN" && lang != "en-US" && lang != "ja" {

@@ -15,7 +15,7 @@ use vpnroute_domain::model::{RouteKind, SslVpnServer, Vpc, VpcRouteEntry, VpnCon
 use vpnroute_domain::rules::{self, PublishPlan, DEFAULT_PRIORITY};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx};
 
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
@@ -43,6 +43,9 @@ fn gateway_for_change(
     id: &str,
     busy: ApiError,
 ) -> Result<VpnGateway, ApiError> {
+    // Before any read: the checks that follow (same-key group, quota, busy) hold until commit
+    // also where writers run concurrently.
+    tx.lock_gateway(id)?;
     let gw: VpnGateway = owned(ctx, tx, region, id)?;
     if gw.business_status == "FinancialLocked" {
         return Err(ApiError::GATEWAY_FINANCIAL_LOCKED);
@@ -440,7 +443,7 @@ pub fn publish_vpn_route_entry(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiE
     Ok(json!({}))
 }
 
-fn describe(ctx: &Ctx<'_>, tx: &Tx<'_>, kind: RouteKind) -> Result<Reply, ApiError> {
+fn describe(ctx: &Ctx<'_>, tx: &dyn ReadTx, kind: RouteKind) -> Result<Reply, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let gateway_id = p.str("VpnGatewayId")?;
@@ -557,11 +560,11 @@ impl Serialize for RoutesPage {
     }
 }
 
-pub fn describe_vpn_route_entries(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiError> {
+pub fn describe_vpn_route_entries(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Reply, ApiError> {
     describe(ctx, tx, RouteKind::Dbr)
 }
 
-pub fn describe_vpn_pbr_route_entries(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Reply, ApiError> {
+pub fn describe_vpn_pbr_route_entries(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Reply, ApiError> {
     describe(ctx, tx, RouteKind::Pbr)
 }
 

@@ -6,7 +6,7 @@ use vpnroute_domain::ids::new_id;
 use vpnroute_domain::model::{SslVpnServer, Vpc, VpnGateway, VpnRoute};
 use vpnroute_domain::validate::{self, overlaps};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
 
 use super::{all_in_region, dry_run, opt_text, owned, page_fields, page_of, params, region};
 use crate::app::Ctx;
@@ -62,6 +62,8 @@ pub fn create_ssl_vpn_server(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
     }
     let compress = p.bool_or("Compress", false)?;
     let mfa = p.bool_or("EnableMultiFactorAuth", false)?;
+    // Before reading: "one SSL server per gateway" holds until commit.
+    tx.lock_gateway(gateway_id)?;
     let gw: VpnGateway = owned(ctx, tx, region, gateway_id)?;
     if !gw.enable_ssl {
         return Err(ApiError::SSL_NOT_ENABLED);
@@ -113,7 +115,7 @@ pub fn create_ssl_vpn_server(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiErr
     Ok(json!({"SslVpnServerId": server.id, "Name": server.name}))
 }
 
-pub fn describe_ssl_vpn_servers(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+pub fn describe_ssl_vpn_servers(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Value, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let paging = p.paging()?;

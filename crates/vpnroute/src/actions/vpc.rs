@@ -10,7 +10,7 @@ use vpnroute_domain::ids::new_id;
 use vpnroute_domain::model::{Vpc, VpcRouteEntry, VpnGateway};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx};
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
 
 use super::{all_in_region, dry_run, opt_text, owned, owner_id, page_fields, page_of, params, region};
 use crate::app::Ctx;
@@ -90,7 +90,7 @@ fn vpc_json(ctx: &Ctx<'_>, v: &Vpc) -> Value {
     })
 }
 
-pub fn describe_vpcs(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+pub fn describe_vpcs(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Value, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let paging = p.paging()?;
@@ -137,14 +137,14 @@ pub fn delete_vpc(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
 }
 
 /// The VPC owning a route table id, among the caller's VPCs in the region.
-fn vpc_of_table(ctx: &Ctx<'_>, tx: &Tx<'_>, region: &str, table_id: &str) -> Result<Vpc, ApiError> {
+fn vpc_of_table(ctx: &Ctx<'_>, tx: &dyn ReadTx, region: &str, table_id: &str) -> Result<Vpc, ApiError> {
     let vpcs = all_in_region::<Vpc>(ctx, tx, region, None)?;
     vpcs.into_iter()
         .find(|v| v.route_table_id == table_id)
         .ok_or(ApiError::ROUTE_TABLE_NOT_FOUND)
 }
 
-pub fn describe_route_table_list(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+pub fn describe_route_table_list(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Value, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let paging = p.paging()?;
@@ -225,7 +225,7 @@ fn entry_json(e: &VpcRouteEntry, region: &str) -> Value {
     })
 }
 
-pub fn describe_route_entry_list(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
+pub fn describe_route_entry_list(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Value, ApiError> {
     let region = region(ctx)?;
     let p = params(ctx);
     let table = p.str("RouteTableId")?;

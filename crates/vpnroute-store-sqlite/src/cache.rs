@@ -4,7 +4,7 @@
 //!
 //! Why it is exact, not "eventually" right: every write transaction increments
 //! `store_meta.commit_seq` just before it commits — including those of another process such
-//! as `vpnroute admin`, since they go through the same [`crate::Store::write`]. A read
+//! as `vpnroute admin`, since they go through the same [`crate::SqliteStore::write`]. A read
 //! transaction reads that value first, which also fixes its WAL snapshot. It takes a cached
 //! result only if that result was read at the same generation, and what it reads from SQLite
 //! belongs to that generation too, so a reader sees exactly its snapshot, cached or not.
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use vpnroute_domain::model::RouteKind;
 
-use crate::tx::ResourceKind;
+use vpnroute_store::ResourceKind;
 
 /// Entries kept before the cache is emptied (a page of 50 routes is ~10 KiB, so the bound is
 /// in the hundreds of MiB only if every entry were a full page; in practice far less).

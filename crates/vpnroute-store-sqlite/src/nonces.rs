@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Mutex;
 
-use crate::{Durability, StoreError};
+use vpnroute_store::{Durability, StoreError};
 
 /// Compact the log when it holds this many bytes more than the live entries need.
 const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;
@@ -131,12 +131,14 @@ impl NonceLog {
         &self,
         batch: impl Iterator<Item = (&'a str, &'a str, i64)>,
     ) -> Result<Vec<bool>, StoreError> {
+        let batch: Vec<_> = batch.collect();
+        let newest = batch.iter().map(|(_, _, now)| *now).max().unwrap_or(i64::MIN);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget what left the window first: a nonce older than the window is usable again.
+        forget_before(&mut st, newest - self.window_ms);
         let mut out = Vec::new();
         let mut text = String::new();
-        let mut newest = i64::MIN;
         for (key, nonce, now) in batch {
-            newest = newest.max(now);
             let h = key_hash(key, nonce);
             let fresh = !st.seen.contains_key(&h);
             if fresh {
@@ -154,16 +156,6 @@ impl NonceLog {
                 st.file.sync_data().map_err(io)?;
             }
             st.file_bytes += text.len() as u64;
-        }
-        // Forget what left the window.
-        while let Some(&(ts, h)) = st.order.front() {
-            if ts >= newest - self.window_ms {
-                break;
-            }
-            st.order.pop_front();
-            if st.seen.get(&h) == Some(&ts) {
-                st.seen.remove(&h);
-            }
         }
         if st.file_bytes > COMPACT_AT_BYTES && st.file_bytes > 4 * 40 * st.seen.len() as u64 {
             self.compact(&mut st, newest)?;
@@ -187,6 +179,29 @@ impl NonceLog {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl vpnroute_store::NonceStore for NonceLog {
+    fn record(&self, access_key_id: &str, nonce: &str, now_ms: i64) -> Result<bool, StoreError> {
+        NonceLog::record(self, access_key_id, nonce, now_ms)
+    }
+
+    fn remembered(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Drop the remembered nonces seen before `cutoff_ms`.
+fn forget_before(st: &mut State, cutoff_ms: i64) {
+    while let Some(&(ts, h)) = st.order.front() {
+        if ts >= cutoff_ms {
+            break;
+        }
+        st.order.pop_front();
+        if st.seen.get(&h) == Some(&ts) {
+            st.seen.remove(&h);
+        }
     }
 }
 

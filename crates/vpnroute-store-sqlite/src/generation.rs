@@ -2,7 +2,7 @@
 //! process that opens the store maps into memory (`MAP_SHARED`).
 //!
 //! A writer publishes the `store_meta.commit_seq` it committed (a `fetch_max`, so the
-//! counter never goes back) before [`crate::Store::write`] returns. A reader that loads the
+//! counter never goes back) before [`crate::SqliteStore::write`] returns. A reader that loads the
 //! counter and finds every result it needs in the read cache at that generation answers
 //! without touching SQLite at all: what it returns is exactly the committed state of that
 //! generation, and any write it does not see had not returned to its caller yet. Another
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::MmapMut;
 
-use crate::StoreError;
+use vpnroute_store::StoreError;
 
 pub(crate) struct SharedGeneration {
     map: MmapMut,
@@ -70,6 +70,16 @@ impl SharedGeneration {
     #[cfg(test)]
     pub(crate) fn force(&self, generation: u64) {
         self.counter().store(generation, Ordering::Release);
+    }
+}
+
+impl vpnroute_store::ChangeFeed for SharedGeneration {
+    fn current(&self) -> u64 {
+        self.load()
+    }
+
+    fn publish(&self, generation: u64) {
+        SharedGeneration::publish(self, generation)
     }
 }
 

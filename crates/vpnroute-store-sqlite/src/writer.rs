@@ -1,0 +1,89 @@
+//! Group commit of write requests ([`vpnroute_store::Store::submit_write`]). Requests are
+//! queued to one writer thread, which runs as many as are waiting in a single SQLite
+//! transaction, each inside its own savepoint: a request that fails rolls back only its own
+//! work, and every request of the batch is finished after the one commit. The commit (WAL
+//! append) dominates a write's cost, so sharing it is what makes concurrent writes scale; the
+//! serialisation guarantees are those of a single writer (checks and writes of a request see
+//! every earlier request of the batch). A batch whose transaction fails with a retryable
+//! error runs again, up to [`WRITE_RETRIES`] times.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Weak;
+
+use vpnroute_store::{StoreError, WriteJob, WRITE_RETRIES};
+
+use crate::SqliteStore;
+
+/// Most requests sharing one commit.
+const MAX_BATCH: usize = 128;
+
+/// Start the writer thread of `store`; it ends when the returned sender is dropped.
+pub(crate) fn start(store: Weak<SqliteStore>) -> Sender<Box<dyn WriteJob>> {
+    let (tx, rx) = channel();
+    std::thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || run(store, rx))
+        .expect("spawn writer thread");
+    tx
+}
+
+fn run(store: Weak<SqliteStore>, rx: Receiver<Box<dyn WriteJob>>) {
+    while let Ok(first) = rx.recv() {
+        let Some(store) = store.upgrade() else {
+            first.finish(Err(StoreError::Other("the store is closed".into())));
+            continue;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&store, batch);
+    }
+}
+
+/// A copy of `e` for each request of a failed batch (`StoreError` is not `Clone`).
+fn for_each_request(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Retryable(m) => StoreError::Retryable(m.clone()),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+pub(crate) fn commit_batch(store: &SqliteStore, mut batch: Vec<Box<dyn WriteJob>>) {
+    let mut attempts = 0;
+    let committed = loop {
+        let result = store.write(|tx| {
+            for job in batch.iter_mut() {
+                tx.savepoint()?;
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(tx))).unwrap_or_else(|_| {
+                        tracing::warn!("write handler panicked");
+                        Ok(false)
+                    });
+                match outcome {
+                    Ok(true) => tx.release()?,
+                    // A request's own failure (also a non-retryable store error): undo it only.
+                    Ok(false) => tx.rollback_to()?,
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(_) => tx.rollback_to()?,
+                }
+            }
+            Ok::<_, StoreError>(())
+        });
+        match result {
+            Err(e) if e.is_retryable() && attempts < WRITE_RETRIES => {
+                attempts += 1;
+                tracing::debug!(attempts, error = %e, "write batch retried");
+            }
+            other => break other,
+        }
+    };
+    match committed {
+        Ok(()) => batch.into_iter().for_each(|job| job.finish(Ok(()))),
+        // Nothing of the batch is durable: every request fails.
+        Err(e) => batch.into_iter().for_each(|job| job.finish(Err(for_each_request(&e)))),
+    }
+}

@@ -1,0 +1,620 @@
+//! The conformance suite: behaviour every store backend must have, written once against the
+//! traits. A backend implements [`Harness`] (fresh, empty state per call of its factory) and
+//! runs every test with [`conformance_tests!`](crate::conformance_tests):
+//!
+//! ```ignore
+//! vpnroute_store::conformance_tests!(MyHarness::new());
+//! ```
+//!
+//! The traits are synchronous, so an async backend's harness blocks on its runtime inside.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
+
+use crate::{
+    AccessKey, Account, FixedWindowLimiter, NonceStore, RateLimiter, ReadTxExt, ResourceKind, Store, StoreError,
+    WriteJob, WriteTx, WriteTxExt,
+};
+
+/// What a backend provides to the suite. One harness is one fresh, isolated state (an empty
+/// temporary directory, an empty database schema).
+pub trait Harness {
+    /// The store of this harness (every call returns the same state).
+    fn store(&self) -> Arc<dyn Store>;
+    /// The nonce store of this harness, opened at `now_ms` remembering `window_ms`; opening it
+    /// again models a restart and must keep what was recorded.
+    fn nonces(&self, window_ms: i64, now_ms: i64) -> Arc<dyn NonceStore>;
+    /// A rate limiter admitting `rps` calls per second per (key, action).
+    fn rate_limiter(&self, rps: u32) -> Box<dyn RateLimiter> {
+        Box::new(FixedWindowLimiter::new(rps))
+    }
+}
+
+/// One `#[test]` per conformance test, each on a fresh harness from `$factory`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@tests $factory;
+            resources_crud_ownership_and_paging,
+            routes_by_key_dest_and_count,
+            vpc_entries,
+            client_tokens_save_lookup_and_expire,
+            tasks_and_versions,
+            accounts_and_access_keys,
+            a_failed_transaction_rolls_everything_back,
+            group_commit_undoes_only_the_failed_request,
+            the_gateway_lock_serialises_check_then_insert,
+            a_retryable_failure_reruns_the_request,
+            a_request_that_stays_retryable_gives_up_retryably,
+            fast_reads_see_every_commit,
+            the_change_feed_moves_forward,
+            nonces_refuse_replays_and_expire,
+            the_rate_limiter_counts_per_key_and_action,
+        );
+    };
+    (@tests $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let harness = $factory;
+                $crate::conformance::$name(&harness);
+            }
+        )*
+    };
+}
+
+fn route(gateway: &str, kind: RouteKind, source: &str, dest: &str, hop: &str) -> VpnRoute {
+    VpnRoute {
+        seq: 0,
+        kind,
+        gateway_id: gateway.into(),
+        source: source.into(),
+        dest: dest.into(),
+        next_hop: hop.into(),
+        weight: 100,
+        priority: 10,
+        published: false,
+        description: String::new(),
+        overlay_mode: "Ipsec".into(),
+        create_time: 1,
+    }
+}
+
+fn write(store: &dyn Store, f: impl FnOnce(&dyn WriteTx) -> Result<(), StoreError>) {
+    store.write(f).expect("write transaction");
+}
+
+fn entry(id: &str, table: &str, dest: &str, hop: &str) -> VpcRouteEntry {
+    VpcRouteEntry {
+        id: id.into(),
+        route_table_id: table.into(),
+        dest: dest.into(),
+        next_hop_type: "VpnGateway".into(),
+        next_hop_id: hop.into(),
+        entry_type: "Custom".into(),
+        name: String::new(),
+        description: String::new(),
+        create_time: 1,
+    }
+}
+
+pub fn resources_crud_ownership_and_paging(h: &dyn Harness) {
+    let store = h.store();
+    write(&*store, |tx| {
+        for id in ["a", "b", "c", "d"] {
+            tx.insert_resource(ResourceKind::Vpc, id, "acct", "cn-hangzhou", "", &format!("doc-{id}"))?;
+        }
+        tx.insert_resource(ResourceKind::Vpc, "x", "other", "cn-hangzhou", "", &"doc-x".to_string())?;
+        tx.insert_resource(ResourceKind::Vpc, "y", "acct", "cn-shanghai", "", &"doc-y".to_string())?;
+        tx.insert_resource(
+            ResourceKind::VpnGateway,
+            "g",
+            "acct",
+            "cn-hangzhou",
+            "a",
+            &"gw".to_string(),
+        )?;
+        Ok(())
+    });
+    store
+        .read(|tx| {
+            let a = tx.resource::<String>(ResourceKind::Vpc, "a")?.expect("a exists");
+            assert_eq!((a.account_id.as_str(), a.doc.as_str()), ("acct", "doc-a"));
+            assert!(
+                tx.resource::<String>(ResourceKind::VpnGateway, "a")?.is_none(),
+                "kinds are separate"
+            );
+            assert_eq!(
+                tx.resource_owner(ResourceKind::Vpc, "x")?,
+                Some(("other".into(), "cn-hangzhou".into()))
+            );
+            let (page, total) = tx.list_resources::<String>(ResourceKind::Vpc, "acct", "cn-hangzhou", None, 1, 2)?;
+            assert_eq!(
+                (page, total),
+                (vec!["doc-b".to_string(), "doc-c".to_string()], 4),
+                "creation order"
+            );
+            assert_eq!(tx.count_resources(ResourceKind::Vpc, "acct", "cn-hangzhou")?, 4);
+            assert_eq!(
+                tx.children::<String>(ResourceKind::VpnGateway, "a")?,
+                vec!["gw".to_string()]
+            );
+            assert_eq!(tx.count_children(ResourceKind::VpnGateway, "a")?, 1);
+            let (children, n) =
+                tx.list_resources::<String>(ResourceKind::VpnGateway, "acct", "cn-hangzhou", Some("a"), 0, 10)?;
+            assert_eq!((children.len(), n), (1, 1));
+            assert_eq!(tx.all_resources::<String>(ResourceKind::Vpc)?.len(), 6);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    write(&*store, |tx| {
+        tx.update_resource(ResourceKind::Vpc, "a", &"doc-a2".to_string())?;
+        assert!(tx.delete_resource(ResourceKind::Vpc, "b")?);
+        assert!(
+            !tx.delete_resource(ResourceKind::Vpc, "b")?,
+            "a second delete finds nothing"
+        );
+        Ok(())
+    });
+    store
+        .read_fast(|tx| {
+            assert_eq!(tx.resource::<String>(ResourceKind::Vpc, "a")?.unwrap().doc, "doc-a2");
+            let (page, total) = tx.list_resources::<String>(ResourceKind::Vpc, "acct", "cn-hangzhou", None, 0, 10)?;
+            assert_eq!(page, vec!["doc-a2", "doc-c", "doc-d"]);
+            assert_eq!(total, 3);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
+pub fn routes_by_key_dest_and_count(h: &dyn Harness) {
+    let store = h.store();
+    let mut seqs = Vec::new();
+    write(&*store, |tx| {
+        seqs.push(tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", "vco-a"))?);
+        seqs.push(tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", "vco-b"))?);
+        seqs.push(tx.insert_route(&route("gw", RouteKind::Pbr, "192.168.0.0/24", "10.0.0.0/24", "vco-a"))?);
+        seqs.push(tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.1.0/24", "vco-a"))?);
+        seqs.push(tx.insert_route(&route("other", RouteKind::Dbr, "", "10.0.0.0/24", "vco-c"))?);
+        Ok(())
+    });
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seq follows creation order: {seqs:?}"
+    );
+    let dup = store.write(|tx| tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", "vco-a")));
+    assert!(dup.is_err(), "the same route twice is refused");
+    store
+        .read(|tx| {
+            let key = tx.routes_with_key("gw", RouteKind::Dbr, "", "10.0.0.0/24")?;
+            assert_eq!(
+                key.iter().map(|r| r.next_hop.as_str()).collect::<Vec<_>>(),
+                ["vco-a", "vco-b"]
+            );
+            assert_eq!(
+                tx.routes_with_key("gw", RouteKind::Pbr, "192.168.0.0/24", "10.0.0.0/24")?
+                    .len(),
+                1
+            );
+            assert_eq!(tx.routes_with_dest("gw", "10.0.0.0/24")?.len(), 3, "both kinds");
+            assert_eq!(tx.count_routes("gw", RouteKind::Dbr)?, 3);
+            assert_eq!(tx.count_routes("gw", RouteKind::Pbr)?, 1);
+            assert_eq!(tx.list_routes("gw", RouteKind::Dbr, 1, 1)?[0].next_hop, "vco-b");
+            assert_eq!(tx.gateway_routes("gw")?.len(), 4);
+            assert_eq!(tx.count_routes_via("vco-a")?, 3);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    write(&*store, |tx| {
+        let mut r = tx.routes_with_key("gw", RouteKind::Dbr, "", "10.0.1.0/24")?.remove(0);
+        r.weight = 0;
+        r.description = "changed".into();
+        tx.update_route(&r)?;
+        let first = tx.routes_with_key("gw", RouteKind::Dbr, "", "10.0.0.0/24")?.remove(0);
+        tx.delete_route(&first)?;
+        tx.delete_route(&first)?; // idempotent: counted once
+        Ok(())
+    });
+    store
+        .read_fast(|tx| {
+            assert_eq!(tx.count_routes("gw", RouteKind::Dbr)?, 2);
+            let r = &tx.routes_with_key("gw", RouteKind::Dbr, "", "10.0.1.0/24")?[0];
+            assert_eq!((r.weight, r.description.as_str()), (0, "changed"));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
+pub fn vpc_entries(h: &dyn Harness) {
+    let store = h.store();
+    write(&*store, |tx| {
+        tx.insert_vpc_entry(&entry("rte-1", "vtb-1", "10.0.0.0/24", "vpn-1"))?;
+        tx.insert_vpc_entry(&entry("rte-2", "vtb-1", "10.0.0.0/24", "vpn-2"))?;
+        tx.insert_vpc_entry(&entry("rte-3", "vtb-1", "10.0.1.0/24", "vpn-1"))?;
+        tx.insert_vpc_entry(&entry("rte-4", "vtb-2", "10.0.0.0/24", "vpn-1"))?;
+        Ok(())
+    });
+    store
+        .read(|tx| {
+            let ids = |v: Vec<VpcRouteEntry>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+            assert_eq!(
+                ids(tx.vpc_entries_for_dest("vtb-1", "10.0.0.0/24")?),
+                ["rte-1", "rte-2"]
+            );
+            assert_eq!(ids(tx.vpc_entries("vtb-1")?), ["rte-1", "rte-2", "rte-3"]);
+            assert_eq!(tx.vpc_entry("rte-3")?.map(|e| e.dest), Some("10.0.1.0/24".into()));
+            assert_eq!(tx.count_vpc_entries_to("vtb-1", "vpn-1")?, 2);
+            assert_eq!(tx.count_vpc_entries_via("vpn-1")?, 3);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    write(&*store, |tx| {
+        assert!(tx.delete_vpc_entry("rte-1")?);
+        assert!(!tx.delete_vpc_entry("rte-1")?);
+        tx.delete_vpc_entries_of_table("vtb-2")
+    });
+    store
+        .read(|tx| {
+            assert!(tx.vpc_entry("rte-1")?.is_none());
+            assert!(tx.vpc_entries("vtb-2")?.is_empty());
+            assert_eq!(tx.count_vpc_entries_via("vpn-1")?, 1);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
+pub fn client_tokens_save_lookup_and_expire(h: &dyn Harness) {
+    let store = h.store();
+    write(&*store, |tx| {
+        tx.save_client_token("acct", "CreateVpc", "t1", "h1", "r1", 1_000)?;
+        tx.save_client_token("acct", "CreateVpc", "t2", "h2", "r2", 5_000)
+    });
+    store
+        .read(|tx| {
+            assert_eq!(
+                tx.client_token("acct", "CreateVpc", "t1", 0)?,
+                Some(("h1".into(), "r1".into()))
+            );
+            assert_eq!(tx.client_token("acct", "CreateVpc", "t1", 1_001)?, None, "too old");
+            assert_eq!(tx.client_token("other", "CreateVpc", "t1", 0)?, None, "per account");
+            assert_eq!(tx.client_token("acct", "DeleteVpc", "t1", 0)?, None, "per action");
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    write(&*store, |tx| {
+        // Saving again replaces (a token reused after its window).
+        tx.save_client_token("acct", "CreateVpc", "t1", "h3", "r3", 6_000)?;
+        assert_eq!(tx.prune_client_tokens(5_500)?, 1, "t2 only");
+        Ok(())
+    });
+    store
+        .read(|tx| {
+            assert_eq!(
+                tx.client_token("acct", "CreateVpc", "t1", 0)?,
+                Some(("h3".into(), "r3".into()))
+            );
+            assert_eq!(tx.client_token("acct", "CreateVpc", "t2", 0)?, None);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
+pub fn tasks_and_versions(h: &dyn Harness) {
+    let store = h.store();
+    let (t1, t2) = store
+        .write(|tx| {
+            let t1 = tx.enqueue_task("gw", "op-1", Some(100), 1)?;
+            let t2 = tx.enqueue_task("gw", "op-2", None, 2)?;
+            tx.enqueue_task("gw2", "op-3", Some(50), 3)?;
+            Ok::<_, StoreError>((t1, t2))
+        })
+        .unwrap();
+    assert_eq!((t1.version, t2.version), (1, 2));
+    store
+        .read(|tx| {
+            assert_eq!(tx.pending_tasks("gw")?, vec![t1.clone(), t2.clone()]);
+            assert_eq!(tx.all_pending_tasks()?.len(), 3);
+            assert_eq!(tx.gateway_versions("gw")?, (2, 0));
+            assert_eq!(tx.gateway_versions("nothing")?, (0, 0));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    write(&*store, |tx| {
+        assert_eq!(tx.reschedule_tasks("gw", Some(7))?, 2);
+        tx.complete_task(&t2)?;
+        tx.complete_task(&t1)?; // the applied version never goes back
+        tx.complete_task(&t1)?; // idempotent
+        tx.advance_applied_version("gw3")
+    });
+    store
+        .read(|tx| {
+            assert_eq!(tx.gateway_versions("gw")?, (2, 2));
+            assert_eq!(tx.gateway_versions("gw3")?, (1, 1));
+            assert!(tx.pending_tasks("gw")?.is_empty());
+            let due: Vec<_> = tx.pending_tasks("gw2")?.into_iter().map(|t| t.due_at).collect();
+            assert_eq!(due, [Some(50)]);
+            let all = tx.all_gateway_versions()?;
+            assert_eq!(
+                all.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(),
+                ["gw", "gw2", "gw3"]
+            );
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    write(&*store, |tx| tx.delete_gateway_state("gw2"));
+    store
+        .read(|tx| {
+            assert_eq!(tx.gateway_versions("gw2")?, (0, 0));
+            assert!(tx.pending_tasks("gw2")?.is_empty());
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
+pub fn accounts_and_access_keys(h: &dyn Harness) {
+    let store = h.store();
+    let account = |id: &str, root: bool, at: i64| Account {
+        id: id.into(),
+        name: format!("name-{id}"),
+        is_root: root,
+        created_at: at,
+    };
+    let key = |id: &str, at: i64| AccessKey {
+        id: id.into(),
+        account_id: "a1".into(),
+        secret: format!("secret-{id}"),
+        status: "Active".into(),
+        created_at: at,
+    };
+    write(&*store, |tx| {
+        tx.insert_account(&account("a2", false, 2))?;
+        tx.insert_account(&account("a1", true, 1))?;
+        tx.insert_access_key(&key("k2", 2))?;
+        tx.insert_access_key(&key("k1", 1))
+    });
+    store
+        .read(|tx| {
+            let ids: Vec<_> = tx.accounts()?.into_iter().map(|a| a.id).collect();
+            assert_eq!(ids, ["a1", "a2"], "by creation time");
+            assert_eq!(tx.account("name-a2")?.map(|a| a.id), Some("a2".into()), "by name too");
+            assert_eq!(tx.root_account()?.map(|a| a.id), Some("a1".into()));
+            let keys: Vec<_> = tx.access_keys()?.into_iter().map(|k| k.id).collect();
+            assert_eq!(keys, ["k1", "k2"]);
+            assert_eq!(tx.access_key("k1")?, Some(key("k1", 1)));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    write(&*store, |tx| {
+        assert!(tx.set_access_key_status("k1", "Inactive")?);
+        assert!(!tx.set_access_key_status("nope", "Inactive")?);
+        assert!(tx.delete_access_key("k2")?);
+        assert!(!tx.delete_access_key("k2")?);
+        Ok(())
+    });
+    store
+        .read_fast(|tx| {
+            assert_eq!(tx.access_key("k1")?.map(|k| k.status), Some("Inactive".into()));
+            assert_eq!(tx.access_key("k2")?, None);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
+pub fn a_failed_transaction_rolls_everything_back(h: &dyn Harness) {
+    let store = h.store();
+    let r: Result<(), StoreError> = store.write(|tx| {
+        tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", "vco-a"))?;
+        tx.insert_resource(ResourceKind::Vpc, "v", "acct", "r", "", &"doc".to_string())?;
+        tx.enqueue_task("gw", "op", None, 1)?;
+        Err(StoreError::Other("the handler refused".into()))
+    });
+    assert!(
+        matches!(r, Err(StoreError::Other(m)) if m == "the handler refused"),
+        "the closure's own error"
+    );
+    store
+        .read(|tx| {
+            assert_eq!(tx.count_routes("gw", RouteKind::Dbr)?, 0);
+            assert!(tx.gateway_routes("gw")?.is_empty());
+            assert!(tx.resource_owner(ResourceKind::Vpc, "v")?.is_none());
+            assert_eq!(tx.count_resources(ResourceKind::Vpc, "acct", "r")?, 0);
+            assert!(tx.all_pending_tasks()?.is_empty());
+            assert_eq!(tx.gateway_versions("gw")?, (0, 0));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
+type JobFn = Box<dyn FnMut(&dyn WriteTx) -> Result<bool, StoreError> + Send>;
+
+/// A [`WriteJob`] running a closure, reporting how it finished on a channel.
+struct ClosureJob {
+    run: JobFn,
+    done: mpsc::Sender<Result<(), StoreError>>,
+}
+
+impl WriteJob for ClosureJob {
+    fn run(&mut self, tx: &dyn WriteTx) -> Result<bool, StoreError> {
+        (self.run)(tx)
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let _ = self.done.send(committed);
+    }
+}
+
+/// Submit a job; the receiver yields how it finished.
+fn submit(
+    store: &dyn Store,
+    run: impl FnMut(&dyn WriteTx) -> Result<bool, StoreError> + Send + 'static,
+) -> mpsc::Receiver<Result<(), StoreError>> {
+    let (done, finished) = mpsc::channel();
+    store.submit_write(Box::new(ClosureJob {
+        run: Box::new(run),
+        done,
+    }));
+    finished
+}
+
+fn finished(rx: &mpsc::Receiver<Result<(), StoreError>>) -> Result<(), StoreError> {
+    rx.recv_timeout(Duration::from_secs(30)).expect("the job is finished")
+}
+
+pub fn group_commit_undoes_only_the_failed_request(h: &dyn Harness) {
+    let store = h.store();
+    let insert = |dest: &'static str, keep: bool| {
+        move |tx: &dyn WriteTx| {
+            tx.insert_route(&route("gw", RouteKind::Dbr, "", dest, "vco-a"))?;
+            Ok(keep)
+        }
+    };
+    // Submitted back to back, so a batching backend may well run them in one transaction.
+    let a = submit(&*store, insert("10.0.0.0/24", true));
+    let b = submit(&*store, insert("10.0.1.0/24", false));
+    let c = submit(&*store, insert("10.0.2.0/24", true));
+    // A request failing on a store error (a duplicate) is undone alone as well.
+    let d = submit(&*store, insert("10.0.0.0/24", true));
+    for rx in [&a, &b, &c] {
+        finished(rx).expect("the transaction holding the request committed");
+    }
+    let _ = finished(&d);
+    let dests: Vec<String> = store
+        .read(|tx| tx.gateway_routes("gw"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.dest)
+        .collect();
+    assert_eq!(dests, ["10.0.0.0/24", "10.0.2.0/24"]);
+    assert_eq!(store.read(|tx| tx.count_routes("gw", RouteKind::Dbr)).unwrap(), 2);
+}
+
+pub fn the_gateway_lock_serialises_check_then_insert(h: &dyn Harness) {
+    let store = h.store();
+    let start = Arc::new(Barrier::new(2));
+    let writers: Vec<_> = ["vco-a", "vco-b"]
+        .into_iter()
+        .map(|hop| {
+            let (store, start) = (store.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                // "At most one route to this destination": correct only if the lock makes
+                // the check and the insert one step against the other writer.
+                store
+                    .write(|tx| {
+                        tx.lock_gateway("gw")?;
+                        let seen = tx.routes_with_dest("gw", "10.0.0.0/24")?;
+                        if seen.is_empty() {
+                            tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", hop))?;
+                        }
+                        Ok::<_, StoreError>(seen.len())
+                    })
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut seen: Vec<usize> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    seen.sort();
+    assert_eq!(seen, [0, 1], "exactly one writer saw the other's route");
+    assert_eq!(store.read(|tx| tx.count_routes("gw", RouteKind::Dbr)).unwrap(), 1);
+    // Locking another gateway, or one with no state at all, is fine.
+    write(&*store, |tx| tx.lock_gateway("vpn-none"));
+}
+
+pub fn a_retryable_failure_reruns_the_request(h: &dyn Harness) {
+    let store = h.store();
+    let mut runs = 0;
+    let rx = submit(&*store, move |tx| {
+        runs += 1;
+        tx.insert_route(&route("gw", RouteKind::Dbr, "", &format!("10.0.{runs}.0/24"), "vco-a"))?;
+        if runs == 1 {
+            return Err(StoreError::Retryable("serialization failure".into()));
+        }
+        Ok(true)
+    });
+    finished(&rx).expect("the rerun committed");
+    let dests: Vec<String> = store
+        .read(|tx| tx.gateway_routes("gw"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.dest)
+        .collect();
+    assert_eq!(dests, ["10.0.2.0/24"], "the first run's work was rolled back");
+}
+
+pub fn a_request_that_stays_retryable_gives_up_retryably(h: &dyn Harness) {
+    let store = h.store();
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = runs.clone();
+    let rx = submit(&*store, move |tx| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", "vco-a"))?;
+        Err(StoreError::Retryable("deadlock".into()))
+    });
+    let e = finished(&rx).expect_err("never committed");
+    assert!(e.is_retryable(), "still retryable for the caller: {e}");
+    let api: vpnroute_domain::ApiError = e.into();
+    assert_eq!((api.code.as_ref(), api.status), ("ServiceUnavailable", 503));
+    let runs = runs.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(runs, 1 + crate::WRITE_RETRIES, "bounded retries");
+    assert_eq!(store.read(|tx| tx.count_routes("gw", RouteKind::Dbr)).unwrap(), 0);
+}
+
+pub fn fast_reads_see_every_commit(h: &dyn Harness) {
+    let store = h.store();
+    for i in 0..20u64 {
+        let count = store.read_fast(|tx| tx.count_routes("gw", RouteKind::Dbr)).unwrap();
+        assert_eq!(count, i);
+        // Twice: the second may come from a cache and must agree.
+        assert_eq!(store.read_fast(|tx| tx.count_routes("gw", RouteKind::Dbr)).unwrap(), i);
+        write(&*store, |tx| {
+            tx.insert_route(&route("gw", RouteKind::Dbr, "", &format!("10.0.{i}.0/24"), "vco-a"))
+                .map(|_| ())
+        });
+    }
+}
+
+pub fn the_change_feed_moves_forward(h: &dyn Harness) {
+    let store = h.store();
+    let before = store.change_feed().current();
+    write(&*store, |tx| tx.next_counter("c").map(|_| ()));
+    let after = store.change_feed().current();
+    assert!(
+        after > before,
+        "a commit publishes a newer generation ({before} -> {after})"
+    );
+    store.change_feed().publish(before);
+    assert_eq!(store.change_feed().current(), after, "publishing never goes back");
+}
+
+pub fn nonces_refuse_replays_and_expire(h: &dyn Harness) {
+    let window = 1_000;
+    let nonces = h.nonces(window, 10_000);
+    assert!(nonces.record("k1", "n1", 10_000).unwrap());
+    assert!(!nonces.record("k1", "n1", 10_001).unwrap(), "a replay is refused");
+    assert!(nonces.record("k2", "n1", 10_001).unwrap(), "per access key");
+    assert!(nonces.record("k1", "n2", 10_002).unwrap());
+    assert!(nonces.remembered() >= 3);
+    drop(nonces);
+    let reopened = h.nonces(window, 10_500);
+    assert!(
+        !reopened.record("k1", "n2", 10_500).unwrap(),
+        "remembered across a restart"
+    );
+    // Once out of the window, a nonce is forgotten.
+    assert!(reopened.record("k1", "n1", 12_000).unwrap());
+}
+
+pub fn the_rate_limiter_counts_per_key_and_action(h: &dyn Harness) {
+    let limiter = h.rate_limiter(2);
+    assert!(limiter.admit("k", "A", 1_000));
+    assert!(limiter.admit("k", "A", 1_001));
+    assert!(!limiter.admit("k", "A", 1_002), "the third call in one second");
+    assert!(limiter.admit("k", "B", 1_002), "per action");
+    assert!(limiter.admit("j", "A", 1_002), "per key");
+    assert!(limiter.admit("k", "A", 2_000), "a new second");
+    let off = h.rate_limiter(0);
+    assert!((0..100).all(|i| off.admit("k", "A", i)), "0 turns limiting off");
+}
