@@ -36,6 +36,7 @@
 
 pub mod charon;
 pub mod config;
+pub mod lab;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -64,6 +65,8 @@ pub const NAT_TABLE: &str = "vpnroute_ipsec";
 const TABLE_TO_GATEWAY: u32 = 100;
 /// How often a monitor reads `list-sas` without an event.
 const POLL: Duration = Duration::from_millis(1000);
+/// Connections realized at once (charon starts, VICI loads).
+const PARALLEL_STARTS: usize = 8;
 /// Shortest time between two initiations of a connection without an IKE SA.
 const REINITIATE: Duration = Duration::from_secs(2);
 
@@ -687,13 +690,30 @@ impl TunnelDriver for IpsecDriver {
         if let Err(e) = self.converge_nat(spec, tunnels) {
             errors.push(e);
         }
-        for (id, tunnel) in tunnels {
-            let Some(connection) = spec.connections.iter().find(|c| &c.id == id) else {
-                continue;
-            };
-            if let Err(e) = self.realize_one(spec, connection, &tunnel.plan) {
-                tracing::warn!(connection_id = %id, error = %e, "ipsec tunnel");
-                errors.push(format!("{id}: {e}"));
+        // Starting a charon waits for its socket (~0.1-0.3 s): several at a time.
+        let work: Vec<(&ConnectionSpec, &TunnelPlan)> = tunnels
+            .iter()
+            .filter_map(|(id, t)| spec.connections.iter().find(|c| &c.id == id).map(|c| (c, &t.plan)))
+            .collect();
+        for batch in work.chunks(PARALLEL_STARTS) {
+            let results: Vec<(String, Result<(), String>)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|(connection, plan)| {
+                        let id = connection.id.clone();
+                        (id, scope.spawn(move || self.realize_one(spec, connection, plan)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|(id, h)| (id, h.join().unwrap_or_else(|_| Err("panicked".into()))))
+                    .collect()
+            });
+            for (id, result) in results {
+                if let Err(e) = result {
+                    tracing::warn!(connection_id = %id, error = %e, "ipsec tunnel");
+                    errors.push(format!("{id}: {e}"));
+                }
             }
         }
         if errors.is_empty() {
@@ -749,6 +769,14 @@ impl IpsecDriver {
         // charon first: its `ipsec0` must exist for the rules that name it to read back.
         let instance = self.instance(&plan.connection_id);
         let started = instance.ensure_running()?;
+        if instance.meta().is_none() {
+            // Named at once: a gateway removed after a failed load still finds its charon.
+            instance.write_meta(&Meta {
+                gateway_id: spec.gateway_id.clone(),
+                connection_id: connection.id.clone(),
+                config_hash: 0,
+            })?;
+        }
         self.converge_conn_ns(plan, &config)?;
         self.converge_charon(&spec.gateway_id, plan, &config, &instance, started)?;
         let children = config.children().into_iter().map(|c| c.0).collect();
