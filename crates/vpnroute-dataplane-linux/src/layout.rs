@@ -250,7 +250,9 @@ pub fn layout(
     let vpc_len = spec.vpc_cidr.prefix_len();
 
     let mut tunnels = BTreeMap::new();
-    for connection in &spec.connections {
+    // A connection without a remote address (its customer gateway is gone) gets no tunnel:
+    // routes to it are unreachable, as for any connection without one.
+    for connection in spec.connections.iter().filter(|c| !c.remote_ip.is_unspecified()) {
         let Some(&(slot, key)) = allocation.get(&connection.id) else {
             continue;
         };
@@ -349,7 +351,7 @@ pub fn layout(
     // Gateway namespace: routes.
     let mut routes = BTreeSet::new();
     routes.insert(Route::new(TABLE_NO_TUNNEL, Ipv4Net::default(), Target::Unreachable));
-    let remotes: BTreeSet<Ipv4Addr> = spec.connections.iter().map(|c| c.remote_ip).collect();
+    let remotes: BTreeSet<Ipv4Addr> = tunnels.values().map(|t| t.plan.remote_ip).collect();
     for remote in remotes {
         let dst = Ipv4Net::new(remote, 32).expect("valid");
         routes.insert(Route::new(
@@ -606,18 +608,22 @@ pub fn diff(names: &Names, want: &NsWant, found: &NsState) -> Vec<String> {
         }
     }
     if let Some(rules) = &want.rules {
-        let mut unmatched: Vec<&Rule> = rules.iter().collect();
+        // Multisets: a rule present twice is one too many.
+        let mut wanted: BTreeMap<&Rule, usize> = BTreeMap::new();
+        for rule in rules {
+            *wanted.entry(rule).or_default() += 1;
+        }
         let mut extra = Vec::new();
         for rule in &found.rules {
-            match unmatched.iter().position(|w| *w == rule) {
-                Some(at) => {
-                    unmatched.swap_remove(at);
-                }
-                None => extra.push(rule),
+            match wanted.get_mut(rule) {
+                Some(count) if *count > 0 => *count -= 1,
+                _ => extra.push(rule),
             }
         }
         lines.extend(extra.iter().map(|r| r.del_line()));
-        lines.extend(unmatched.iter().map(|r| r.add_line()));
+        for (rule, missing) in wanted {
+            lines.extend(std::iter::repeat_n(rule.add_line(), missing));
+        }
     }
     lines
 }

@@ -10,16 +10,24 @@
 //!   underlay namespace `{prefix}ul` (where customer sites attach), and one tunnel interface
 //!   per connection (`{prefix}t<slot>`, a [`tunnel::TunnelDriver`]: VXLAN for `plain`);
 //! * the **routes and rules** computed from the [`GatewaySpec`] and the tunnels' health with
-//!   the engine's rules (see `layout` for the table and preference layout);
-//! * **reconciliation** (module `kernel`): every apply reads the namespaces back with `ip -j`,
-//!   diffs them against the layout and writes the difference with one `ip -batch` per
-//!   namespace, repeating until the read-back matches; nothing is assumed from earlier writes,
-//!   so routes deleted by hand, links flapped, foreign rules and a restarted process (which
-//!   adopts the interfaces it finds, named in their aliases) all converge the same way;
-//! * **health** (module `health`): probes through each tunnel; a state change re-programs the
-//!   kernel at once and is reported as a [`DataPlaneEvent::Tunnel`];
-//! * **introspection**: `observe().details` and `explain` (the kernel's own `ip route get`
-//!   next to the engine's answer).
+//!   the engine's rules (see `layout` for the table and preference layout), policy routes
+//!   either as nftables maps marking packets (module `nft`, [`PolicyMode::Nftables`], the
+//!   default) or as one `ip rule` each ([`PolicyMode::Rules`]);
+//! * **reconciliation** (module `kernel`): every apply reads the namespaces back (`ip -j`,
+//!   `nft -j`), diffs them against the layout and writes the difference with one `ip -batch`
+//!   per namespace and one `nft -f` transaction; link changes are read back again in further
+//!   rounds (ports join bridges once they exist), route, rule and element writes that `ip` and
+//!   `nft` accepted are read back by `observe` and the next apply. Nothing is assumed from
+//!   earlier writes, so routes deleted by hand, links flapped, foreign rules, forwarding turned
+//!   off and a restarted process (which adopts the interfaces it finds, named in their
+//!   aliases) all converge the same way; a watcher thread does it on a timer and reports
+//!   [`DataPlaneEvent::Drift`];
+//! * **health** (module `health`): probes through each tunnel; a state change writes what it
+//!   moves at once (then converges fully) and is reported as a [`DataPlaneEvent::Tunnel`];
+//! * **introspection**: `observe().details` and `explain` (the kernel's own lookups — `nft get
+//!   element`, `ip route get … mark` — next to the engine's answer);
+//! * a **lab** (module `lab`) of namespaces for tests and benchmarks, whose attach helpers
+//!   show how VPC hosts and sites join.
 //!
 //! It creates and touches only namespaces whose names start with its prefix (and links inside
 //! them); veths are created directly between those namespaces, so nothing is ever created in,
@@ -192,6 +200,10 @@ impl Diffs {
 
     fn creates_links(&self) -> bool {
         self.ip.iter().flatten().any(|line| line.starts_with("link add"))
+    }
+
+    fn changes_links(&self) -> bool {
+        !self.sysctls.is_empty() || self.ip.iter().flatten().any(|line| line.starts_with("link "))
     }
 
     fn pending(self) -> Vec<String> {
@@ -435,6 +447,7 @@ impl Inner {
                 self.driver.realize(spec, &layout.tunnels).map_err(transient)?;
                 return Ok(layout);
             }
+            let errors_before = errors.len();
             for ((ns, lines), failed) in namespaces.iter().zip(diffs.ip.iter()).zip(batch_failed.iter_mut()) {
                 let result = if *failed {
                     kernel::each(ns, lines)
@@ -456,6 +469,12 @@ impl Inner {
             if diffs.creates_links() || !diffs.sysctls.is_empty() {
                 set_sysctls(&layout, &mut errors);
             }
+            // Routes, rules, neighbours, addresses and map elements that `ip` and `nft`
+            // accepted without an error are in force: `observe` (and the next apply) read them
+            // back. Link changes need another round (ports join bridges once they exist).
+            if errors.len() == errors_before && !diffs.changes_links() {
+                return Ok(layout);
+            }
             round += 1;
         }
     }
@@ -467,6 +486,9 @@ impl Inner {
             let (Some(check), Some(tunnel)) = (&connection.health_check, layout.tunnels.get(&connection.id)) else {
                 continue;
             };
+            if check.dip.is_unspecified() {
+                continue;
+            }
             let source = if check.sip.is_unspecified() {
                 layout.vpc_gateway
             } else {
@@ -901,7 +923,17 @@ impl DataPlane for LinuxDataPlane {
         let (layout, diffs) = inner.plan(&spec, &found)?;
         let pending = diffs.pending();
         let in_sync = pending.is_empty() && applied_version == Some(spec.version);
-        let tunnels = layout.tunnels.iter().map(|(id, t)| (id.clone(), t.state)).collect();
+        // A connection without a tunnel (no remote address) is down.
+        let tunnels = spec
+            .connections
+            .iter()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    layout.tunnels.get(&c.id).map_or(TunnelState::Down, |t| t.state),
+                )
+            })
+            .collect();
         let mut details = inner.details(Some(&spec), Some(&layout), &found, &pending);
         details["InSync"] = json!(in_sync);
         details["AppliedVersion"] = json!(applied_version);

@@ -22,7 +22,7 @@
 //! a lower level. A level's class maps are disjoint as well, so their order does not matter.
 //! Unmarked packets fall to destination routes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::process::Command;
 
@@ -97,31 +97,38 @@ fn supernet(net: Ipv4Net, len: u8) -> Ipv4Net {
 /// Assigns groups to levels (see the module doc). Groups must have distinct (source, dest).
 pub fn levels(mut groups: Vec<Placed>) -> Vec<BTreeSet<Element>> {
     groups.sort_by_key(|g| g.0);
-    // Earlier groups indexed by exact destination and by every supernet of it.
-    let mut by_dest: HashMap<Ipv4Net, Vec<(Ipv4Net, usize)>> = HashMap::new();
-    let mut by_dest_within: HashMap<Ipv4Net, Vec<(Ipv4Net, usize)>> = HashMap::new();
+    // Earlier groups by destination (network, length): overlapping destinations are the
+    // supernets of ours (at most 33 exact lookups) and those inside ours (one range).
+    let mut by_dest: BTreeMap<(u32, u8), Vec<(Ipv4Net, usize)>> = BTreeMap::new();
+    // Destination lengths present so far: supernet lookups only where one can hit.
+    let mut lengths: u64 = 0;
     let mut out: Vec<BTreeSet<Element>> = Vec::new();
     for (_, source, dest, chain) in groups {
         let mut level = 0;
-        let mut consider = |candidates: Option<&Vec<(Ipv4Net, usize)>>| {
-            for (other_source, other_level) in candidates.into_iter().flatten() {
+        let mut consider = |earlier: &[(Ipv4Net, usize)]| {
+            for (other_source, other_level) in earlier {
                 if overlaps(source, *other_source) {
                     level = level.max(other_level + 1);
                 }
             }
         };
-        // Earlier destinations inside ours (including equal), then strictly containing ours.
-        consider(by_dest_within.get(&dest));
-        for len in 0..dest.prefix_len() {
-            consider(by_dest.get(&supernet(dest, len)));
+        for len in (0..dest.prefix_len()).filter(|len| lengths & (1 << len) != 0) {
+            let supernet = supernet(dest, len);
+            if let Some(earlier) = by_dest.get(&(u32::from(supernet.network()), len)) {
+                consider(earlier);
+            }
         }
-        by_dest.entry(dest).or_default().push((source, level));
-        for len in 0..=dest.prefix_len() {
-            by_dest_within
-                .entry(supernet(dest, len))
-                .or_default()
-                .push((source, level));
+        let inside = (u32::from(dest.network()), dest.prefix_len())..=(u32::from(dest.broadcast()), 32);
+        for ((_, len), earlier) in by_dest.range(inside) {
+            if *len >= dest.prefix_len() {
+                consider(earlier);
+            }
         }
+        by_dest
+            .entry((u32::from(dest.network()), dest.prefix_len()))
+            .or_default()
+            .push((source, level));
+        lengths |= 1 << dest.prefix_len();
         if out.len() <= level {
             out.resize_with(level + 1, BTreeSet::new);
         }
