@@ -161,6 +161,8 @@ struct Inner {
     /// Probe results by (gateway, connection). Never held while taking a gateway's lock.
     health: Mutex<HashMap<(String, String), ProbeHealth>>,
     events: Mutex<VecDeque<DataPlaneEvent>>,
+    /// Gateways with a re-programming after a driver's tunnel change waiting for their lock.
+    driver_repairs: Mutex<std::collections::HashSet<String>>,
     this: Weak<Inner>,
 }
 
@@ -238,6 +240,7 @@ impl LinuxDataPlane {
             gateways: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
+            driver_repairs: Mutex::new(Default::default()),
             this: this.clone(),
         });
         let weak = Arc::downgrade(&inner);
@@ -562,11 +565,25 @@ impl Inner {
     /// The driver's verdict on a tunnel changed (an SA came up or went down): re-program the
     /// kernel and report the tunnel's state as the data plane now sees it.
     fn driver_changed(&self, gateway_id: &str, connection_id: &str) {
-        self.repair(gateway_id, false);
-        let spec = lock(&self.gateways)
-            .get(gateway_id)
-            .cloned()
-            .and_then(|rt| lock(&rt).spec.clone());
+        // Changes that arrive while a repair of the gateway waits for its lock are covered
+        // by that repair (it reads the tunnel states after taking the lock): one repair for
+        // a burst (50 tunnels coming up), not one each.
+        let first = lock(&self.driver_repairs).insert(gateway_id.to_string());
+        let runtime = lock(&self.gateways).get(gateway_id).cloned();
+        let Some(runtime) = runtime else { return };
+        let spec = if first {
+            let runtime = lock(&runtime);
+            lock(&self.driver_repairs).remove(gateway_id);
+            let spec = runtime.spec.clone();
+            if let Some(spec) = &spec {
+                if let Err(error) = self.converge(spec) {
+                    tracing::warn!(gateway_id, %error, "re-programming after a tunnel change failed");
+                }
+            }
+            spec
+        } else {
+            lock(&runtime).spec.clone()
+        };
         let Some(spec) = spec else { return };
         if let Some(&state) = self.tunnel_states(&spec).get(connection_id) {
             tracing::info!(gateway_id, connection_id, ?state, "tunnel state changed (driver)");

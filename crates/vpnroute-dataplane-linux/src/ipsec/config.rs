@@ -100,11 +100,11 @@ const DEFAULTS: [(&str, &str, &str); 10] = [
     ("IkeConfig", "IkeVersion", "ikev1"),
     ("IkeConfig", "IkeMode", "main"),
     ("IkeConfig", "IkeEncAlg", "aes"),
-    ("IkeConfig", "IkeAuthAlg", "sha1"),
+    ("IkeConfig", "IkeAuthAlg", "md5"),
     ("IkeConfig", "IkePfs", "group2"),
     ("IkeConfig", "IkeLifetime", "86400"),
     ("IpsecConfig", "IpsecEncAlg", "aes"),
-    ("IpsecConfig", "IpsecAuthAlg", "sha1"),
+    ("IpsecConfig", "IpsecAuthAlg", "md5"),
     ("IpsecConfig", "IpsecPfs", "group2"),
     ("IpsecConfig", "IpsecLifetime", "86400"),
 ];
@@ -396,8 +396,8 @@ mod tests {
         let mut c = connection(json!({"Psk": "x"}), Value::Null);
         c.enable_dpd = false;
         let config = check(&c, "47.0.0.1").unwrap();
-        assert_eq!(config.ike_proposal, "aes128-sha1-modp1024");
-        assert_eq!(config.esp_proposal, "aes128-sha1-modp1024");
+        assert_eq!(config.ike_proposal, "aes128-md5-modp1024");
+        assert_eq!(config.esp_proposal, "aes128-md5-modp1024");
         assert_eq!(config.version, 1);
         assert_eq!(config.local_id, "47.0.0.1");
         let names: Vec<_> = config.children().into_iter().map(|c| c.0).collect();
