@@ -805,6 +805,16 @@ impl IpsecDriver {
     }
 }
 
+impl Drop for IpsecDriver {
+    /// Stops the monitors (threads of this process), never the charons: tunnels outlive the
+    /// data plane.
+    fn drop(&mut self) {
+        for monitor in lock(&self.shared.monitors).values() {
+            monitor.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
