@@ -19,6 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 ROOT_ACCESS_KEY_ID = "testid-root"
 ROOT_ACCESS_KEY_SECRET = "testsecret-root-0123456789abcdef"
+# Bearer token of the operator endpoints (/_vpnroute/*, /metrics) of every test server.
+OPERATOR_TOKEN = "testoperator-token-0123456789abcdef"
+
+
+def operator_headers() -> dict:
+    """Headers an operator request to a test server needs."""
+    return {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 LISTEN_RE = re.compile(r"listening on (?:http://)?(127\.0\.0\.1:\d+)")
 STARTUP_TIMEOUT = 30.0
@@ -72,6 +79,7 @@ class Server:
         env = scrub_proxy_env({k: v for k, v in os.environ.items() if not k.startswith("VPNROUTE_")})
         env["VPNROUTE_ROOT_ACCESS_KEY_ID"] = self.root_ak
         env["VPNROUTE_ROOT_ACCESS_KEY_SECRET"] = self.root_sk
+        env["VPNROUTE_OPERATOR_TOKEN"] = OPERATOR_TOKEN
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
         return env

@@ -302,3 +302,75 @@ def test_error_exposed_uniformly_by_all_clients(clients):
         e = expect_error(lambda: c.call("DescribeVpnGateway", {"RegionId": REGION, "VpnGatewayId": "vpn-none"}))
         seen[v] = (e.http_status, e.code, bool(e.request_id))
     assert set(seen.values()) == {(404, "InvalidVpnGatewayInstanceId.NotFound", True)}, seen
+
+
+# --------------------------------------------------------------------------- hostile input (issue 9)
+
+
+@pytest.mark.parametrize("params,code", [
+    ({"Description": "rlo\u202etxt.exe"}, "InvalidDescription.Malformed"),
+    ({"Description": "line\nbreak"}, "InvalidDescription.Malformed"),
+    ({"Description": "nonchar\ufdd0"}, "InvalidDescription.Malformed"),
+    ({"Description": "  HTTPS://phish"}, "InvalidDescription.Malformed"),
+    ({"VpcName": "HTTP://x"}, "InvalidName.Malformed"),
+    ({"VpcName": "tab\there"}, "InvalidName.Malformed"),
+])
+def test_hostile_names_and_descriptions_are_malformed(client, params, code):
+    e = expect_error(lambda: client.call("CreateVpc", {"RegionId": REGION, **params}))
+    assert_error(e, 400, code)
+
+
+@pytest.mark.parametrize("dest", ["0.0.0.0/8", "169.254.0.0/16", "169.254.10.0/24"])
+def test_reserved_route_destinations_are_invalid(client, root_stack, dest):
+    e = expect_error(lambda: client.call("CreateVpnRouteEntry", {
+        "RegionId": REGION, "VpnGatewayId": root_stack.gateway_id, "RouteDest": dest,
+        "NextHop": root_stack.connection_id, "Weight": 100, "PublishVpc": False}))
+    assert_error(e, 400, "OperationFailed.InvalidCidrBlock")
+
+
+def test_integers_take_a_plus_sign_and_leading_zeros(raw):
+    body = assert_raw_ok(raw.v1("DescribeVpcs", {"RegionId": REGION, "PageSize": "+5", "PageNumber": "01"}))
+    assert (body["PageSize"], body["PageNumber"]) == (5, 1), body
+
+
+def test_nonce_with_control_characters_is_refused_after_restart(fresh_server, make_raw):
+    raw = make_raw(fresh_server)
+    nonce = "dur\nnl-" + uuid.uuid4().hex
+    assert_raw_ok(raw.v1("DescribeRegions", {}, nonce=nonce))
+    fresh_server.kill9()
+    assert_raw_error(raw.v1("DescribeRegions", {}, nonce=nonce), 400, "SignatureNonceUsed")
+
+
+def test_operator_endpoints_require_the_token(server):
+    import http.client
+
+    from server import operator_headers
+
+    def get(path, headers):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            conn.request("GET", path, headers=headers)
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
+    for path in ("/_vpnroute/gateways", "/metrics"):
+        status, body = get(path, {})
+        assert status == 401, (path, body)
+        status, body = get(path, {"Authorization": "Bearer wrong"})
+        assert status == 401, (path, body)
+        status, body = get(path, operator_headers())
+        assert status == 200, (path, body)
+
+
+def test_client_token_look_alikes_differ(client):
+    token = uuid.uuid4().hex
+    first = client.call("CreateVpc", {"RegionId": REGION, "ClientToken": token, "Description": "x",
+                                      "VpcName": "bar"})
+    e = expect_error(lambda: client.call("CreateVpc", {"RegionId": REGION, "ClientToken": token,
+                                                       "Description": "x\0VpcName\0bar"}))
+    assert_error(e, 400, "IdempotentParameterMismatch")
+    again = client.call("CreateVpc", {"RegionId": REGION, "ClientToken": token, "Description": "x",
+                                      "VpcName": "bar"})
+    assert again["VpcId"] == first["VpcId"]

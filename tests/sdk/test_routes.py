@@ -59,7 +59,7 @@ from helpers import (
     wait_for,
     wait_gateway_active,
 )
-from server import Server
+from server import Server, operator_headers
 
 # --------------------------------------------------------------------------- seed error table
 
@@ -283,7 +283,8 @@ def call_error(client: BaseClient, action: str, params: Dict[str, Any]) -> ApiEr
 def explain_http(srv: Server, gw: str, source: str, dest: str) -> Dict[str, Any]:
     conn = http.client.HTTPConnection(srv.endpoint.split(":")[0], srv.port, timeout=30)
     try:
-        conn.request("GET", f"/_vpnroute/gateways/{gw}/explain?source={source}&dest={dest}")
+        conn.request("GET", f"/_vpnroute/gateways/{gw}/explain?source={source}&dest={dest}",
+                     headers=operator_headers())
         r = conn.getresponse()
         body = r.read()
     finally:
@@ -295,7 +296,7 @@ def explain_http(srv: Server, gw: str, source: str, dest: str) -> Dict[str, Any]
 def introspect_gateway(srv: Server, gw: str) -> Dict[str, Any]:
     conn = http.client.HTTPConnection(srv.endpoint.split(":")[0], srv.port, timeout=30)
     try:
-        conn.request("GET", f"/_vpnroute/gateways/{gw}")
+        conn.request("GET", f"/_vpnroute/gateways/{gw}", headers=operator_headers())
         r = conn.getresponse()
         body = r.read()
     finally:
@@ -308,7 +309,7 @@ def set_tunnel_http(srv: Server, vco: str, state: str) -> None:
     conn = http.client.HTTPConnection(srv.endpoint.split(":")[0], srv.port, timeout=30)
     try:
         conn.request("PUT", f"/_vpnroute/connections/{vco}/tunnel?state={state}", body=b"",
-                     headers={"Content-Length": "0"})
+                     headers={"Content-Length": "0", **operator_headers()})
         r = conn.getresponse()
         body = r.read()
     finally:
@@ -621,6 +622,29 @@ def test_pbr_source_validation(variant, srv0, new_env, make_client):
     # "from anywhere" is a legitimate policy source (Terraform's examples use real subnets, but 0.0.0.0/0 is valid)
     body = c.call(CREATE["pbr"], env.params("pbr", source="0.0.0.0/0"))
     assert body["RouteSource"] == "0.0.0.0/0"
+
+
+# ---- lookups canonicalise the caller's spelling of a block (issue 9)
+
+
+@pytest.mark.parametrize("variant", [PY_TEA_V3, NODE_TEA_V3])
+def test_lookups_canonicalise_host_bits(variant, srv0, new_env, make_client):
+    env = new_env(srv0)
+    c = env.client(make_client, variant)
+    for kind in ("dbr", "pbr"):
+        env.create(kind)
+        c.call(MODIFY_WEIGHT[kind], {k: v for k, v in env.params(kind, dest="10.0.0.10/24", source="192.168.1.7/24",
+                                                                 NewWeight=0).items() if k != "PublishVpc"})
+    c.call("PublishVpnRouteEntry", {"RegionId": REGION, "VpnGatewayId": env.gw_id, "RouteDest": "10.0.0.99/24",
+                                    "NextHop": env.vcos[0], "RouteType": "dbr", "PublishVpc": True})
+    assert [r["Weight"] for r in env.routes("dbr")] == [0]
+    assert env.routes("dbr")[0]["State"] == "published"
+    assert len(env.vpn_entries("10.0.0.5/24")) == 1, "DescribeRouteEntryList filter canonicalised"
+    for kind in ("dbr", "pbr"):
+        params = env.params(kind, dest="10.0.0.1/24", source="192.168.1.200/24", weight=0)
+        params.pop("PublishVpc")
+        c.call(DELETE[kind], params)
+    assert env.route_count() == (0, 0)
 
 
 # ---- MissingParameter

@@ -4,7 +4,7 @@
 //! flags and the setup calls (VPCs, gateways, connections, routes) the scale scenarios share.
 //!
 //! Scenarios:
-//! * `health` — unsigned `GET /_vpnroute/health`: the HTTP stack's ceiling, the baseline the
+//! * `health` — unsigned `GET /_vpnroute/health` (with the operator token): the HTTP stack's ceiling, the baseline the
 //!   other scenarios are compared with in the same run (`--baseline`).
 //! * `describe` — DescribeVpnRouteEntries and DescribeVpnGateway, alternating.
 //! * `create-delete` — CreateVpnRouteEntry + DeleteVpnRouteEntry pairs spread over the
@@ -29,6 +29,9 @@ pub struct BenchArgs {
     pub access_key_id: String,
     #[arg(long, env = "VPNROUTE_ROOT_ACCESS_KEY_SECRET")]
     pub access_key_secret: String,
+    /// The server's operator token (the `health` scenario's endpoint needs it).
+    #[arg(long, env = "VPNROUTE_OPERATOR_TOKEN", default_value = "", hide_env_values = true)]
+    pub operator_token: String,
     #[arg(long, value_enum, default_value = "describe")]
     pub scenario: Scenario,
     /// Concurrent connections.
@@ -231,7 +234,7 @@ pub fn setup(args: &BenchArgs) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-async fn health_worker(addr: SocketAddr, stop: Arc<AtomicBool>) -> Stats {
+async fn health_worker(addr: SocketAddr, operator_token: String, stop: Arc<AtomicBool>) -> Stats {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stats = Stats::default();
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
@@ -239,7 +242,8 @@ async fn health_worker(addr: SocketAddr, stop: Arc<AtomicBool>) -> Stats {
         return stats;
     };
     let _ = s.set_nodelay(true);
-    let req = format!("GET /_vpnroute/health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let req =
+        format!("GET /_vpnroute/health HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {operator_token}\r\n\r\n");
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     while !stop.load(Ordering::Relaxed) {
@@ -394,7 +398,11 @@ fn measure(args: &BenchArgs, scenario: Scenario, gateways: Arc<Vec<(String, Stri
         for w in 0..args.concurrency {
             let stop = stop.clone();
             if scenario == Scenario::Health {
-                handles.push(tokio::spawn(health_worker(args.target, stop)));
+                handles.push(tokio::spawn(health_worker(
+                    args.target,
+                    args.operator_token.clone(),
+                    stop,
+                )));
             } else {
                 handles.push(tokio::spawn(api_worker(args.clone(), w, gateways.clone(), stop)));
             }

@@ -364,20 +364,26 @@ impl Inner {
         tunnels
     }
 
+    /// Reads the gateway's namespaces, the four `ip`/`nft` processes running side by side.
     fn read_all(&self, spec: &GatewaySpec) -> Result<Found, DataPlaneError> {
         let names = &self.names;
         let gateway_ns = names.gateway_ns(&spec.gateway_id);
-        let ns = [
-            kernel::read_ns(&names.underlay_ns()).map_err(transient)?,
-            kernel::read_ns(&names.vpc_ns(&spec.gateway_id)).map_err(transient)?,
-            kernel::read_ns(&gateway_ns).map_err(transient)?,
-        ];
-        let nft = if self.nft_available {
-            nft::read(&gateway_ns).map_err(transient)?
-        } else {
-            None
-        };
-        Ok(Found { ns, nft })
+        let namespaces = [names.underlay_ns(), names.vpc_ns(&spec.gateway_id), gateway_ns.clone()];
+        let (ns, nft) = std::thread::scope(|scope| {
+            let readers = namespaces.each_ref().map(|ns| scope.spawn(move || kernel::read_ns(ns)));
+            let nft = self.nft_available.then(|| nft::read(&gateway_ns));
+            let ns = readers.map(|reader| reader.join().unwrap_or_else(|_| Err("reader panicked".into())));
+            (ns, nft)
+        });
+        let [underlay, vpc, gateway] = ns;
+        Ok(Found {
+            ns: [
+                underlay.map_err(transient)?,
+                vpc.map_err(transient)?,
+                gateway.map_err(transient)?,
+            ],
+            nft: nft.transpose().map_err(transient)?.flatten(),
+        })
     }
 
     fn plan(&self, spec: &GatewaySpec, found: &Found) -> Result<(Layout, Diffs), DataPlaneError> {
@@ -423,8 +429,11 @@ impl Inner {
         let carrier_deadline = Instant::now() + CARRIER_WAIT;
         let mut round = 0;
         loop {
+            let started = Instant::now();
             let found = self.read_all(spec)?;
+            let read = started.elapsed();
             let (layout, diffs) = self.plan(spec, &found)?;
+            let planned = started.elapsed();
             // Before links are created: `default` values apply to links created later.
             if round == 0 && (created || diffs.creates_links() || !diffs.sysctls.is_empty()) {
                 set_sysctls(&layout, &mut errors);
@@ -468,6 +477,15 @@ impl Inner {
                     errors.push(e);
                 }
             }
+            tracing::debug!(
+                gateway = %spec.gateway_id,
+                round,
+                read_ms = read.as_secs_f64() * 1e3,
+                plan_ms = (planned - read).as_secs_f64() * 1e3,
+                write_ms = (started.elapsed() - planned).as_secs_f64() * 1e3,
+                lines = diffs.ip.iter().map(Vec::len).sum::<usize>(),
+                "data plane round"
+            );
             // A bridge created in this round needs its per-device sysctls now.
             if diffs.creates_links() || !diffs.sysctls.is_empty() {
                 set_sysctls(&layout, &mut errors);

@@ -101,7 +101,8 @@ impl ApiError {
         "The request processing has failed due to some unknown error, exception or failure.",
         400,
     );
-    /// A temporary failure (the store stayed busy through every retry): the client retries.
+    /// A temporary failure: the store stayed busy through every retry, or the data
+    /// directory is full. Nothing of the request was written; the client retries.
     pub const SERVICE_UNAVAILABLE: Self = Self::new_static(
         "ServiceUnavailable",
         "The request has failed due to a temporary failure of the server.",

@@ -45,3 +45,73 @@ mod tests {
         assert_eq!(new_request_id().len(), 36);
     }
 }
+
+macro_rules! id_newtype {
+    ($(#[$doc:meta])* $t:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $t(pub String);
+
+        impl $t {
+            pub fn new(id: impl Into<String>) -> Self {
+                $t(id.into())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl From<String> for $t {
+            fn from(s: String) -> Self {
+                $t(s)
+            }
+        }
+        impl PartialEq<$t> for String {
+            fn eq(&self, other: &$t) -> bool {
+                *self == other.0
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+        impl From<&str> for $t {
+            fn from(s: &str) -> Self {
+                $t(s.to_string())
+            }
+        }
+    };
+}
+
+id_newtype!(
+    /// A VPN gateway id (`vpn-…`).
+    GatewayId
+);
+id_newtype!(
+    /// An IPsec connection id (`vco-…`).
+    ConnectionId
+);
+id_newtype!(
+    /// An account id (numeric text, e.g. `1234567890123456`).
+    AccountId
+);
+id_newtype!(
+    /// A VPC id (`vpc-…`).
+    VpcId
+);
+id_newtype!(
+    /// A customer gateway id (`cgw-…`).
+    CustomerGatewayId
+);

@@ -3,9 +3,10 @@
 //! The domain layer of vpnroute: the resources of Alibaba Cloud's VPC API that VPN routes
 //! refer to, the VPN route entries themselves, the error catalogue (Alibaba's codes, messages
 //! and HTTP statuses), parameter validation and the route rules (conflicts, active/standby,
-//! quotas, publishing). It knows nothing of HTTP or SQL: actions read the decoded request
-//! parameters through [`params::Params`], fetch the current state inside their store
-//! transaction and pass it to the pure checks of [`rules`] and [`validate`].
+//! quotas, publishing). It knows nothing of HTTP or SQL: the application layer reads the
+//! decoded request parameters through [`params::Params`], fetches the current state inside its
+//! store transaction and passes it to the pure checks of [`rules`] and [`validate`].
+//! [`status`] holds the status enums and the gateway's state machine; [`ids`] the id newtypes.
 
 pub mod error;
 pub mod ids;
@@ -13,6 +14,7 @@ pub mod model;
 pub mod params;
 pub mod quotas;
 pub mod rules;
+pub mod status;
 pub mod validate;
 
 pub use error::{ApiError, Result};

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::status::{BusinessStatus, ConnectionState, GatewayStatus, VpcStatus};
+
 /// The kind of a VPN route: destination-based (`dbr`) or policy-based (`pbr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,7 +39,7 @@ pub struct Vpc {
     pub description: String,
     pub cidr_block: String,
     /// `Pending` while being created, then `Available`.
-    pub status: String,
+    pub status: VpcStatus,
     pub vrouter_id: String,
     pub route_table_id: String,
     pub create_time: i64,
@@ -55,10 +57,8 @@ pub struct VpnGateway {
     pub description: String,
     pub bandwidth: i64,
     pub internet_ip: String,
-    /// `provisioning`, `active`, `updating` or `deleting`.
-    pub status: String,
-    /// `Normal` or `FinancialLocked`.
-    pub business_status: String,
+    pub status: GatewayStatus,
+    pub business_status: BusinessStatus,
     pub charge_type: String,
     pub enable_ipsec: bool,
     pub enable_ssl: bool,
@@ -118,7 +118,7 @@ pub struct VpnConnection {
     pub bgp_config: serde_json::Value,
     pub create_time: i64,
     /// Binding state: `active` once created.
-    pub state: String,
+    pub state: ConnectionState,
     /// Tunnel state used by the route engine (set by the admin/introspection API until a
     /// real data plane reports it).
     pub tunnel_up: bool,

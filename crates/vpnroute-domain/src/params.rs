@@ -131,6 +131,20 @@ mod tests {
     }
 
     #[test]
+    fn integers_take_a_sign_and_leading_zeros() {
+        let src = p(&[("PageSize", "+5"), ("PageNumber", "05")]);
+        assert_eq!(Params::new(&src).paging().unwrap(), Paging { number: 5, size: 5 });
+        for bad in ["5.0", "0x5", "5a", "--5", "+"] {
+            let src = p(&[("PageSize", bad)]);
+            assert_eq!(
+                Params::new(&src).paging().unwrap_err().code,
+                "InvalidParameter",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn tags_are_collected() {
         let src = p(&[("Tag.1.Key", "env"), ("Tag.1.Value", "prod"), ("Tag.3.Key", "x")]);
         let t = Params::new(&src).tags("Tag").unwrap();

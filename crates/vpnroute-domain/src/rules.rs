@@ -27,11 +27,13 @@ pub const WEIGHT_ACTIVE: i64 = 100;
 pub const WEIGHT_STANDBY: i64 = 0;
 pub const DEFAULT_PRIORITY: i64 = 10;
 
-/// Parse a Weight parameter: anything but `0` or `100` is `VpnRouteEntry.InvalidWeight`.
+/// Parse a Weight parameter: an integer (as every integer parameter: optional `+`, leading
+/// zeros, surrounding whitespace, as Alibaba's Java `Integer` parsing), and anything but
+/// `0` or `100` is `VpnRouteEntry.InvalidWeight`.
 pub fn parse_weight(text: &str) -> Result<i64> {
-    match text.trim() {
-        "0" => Ok(WEIGHT_STANDBY),
-        "100" => Ok(WEIGHT_ACTIVE),
+    match text.trim().parse::<i64>() {
+        Ok(WEIGHT_STANDBY) => Ok(WEIGHT_STANDBY),
+        Ok(WEIGHT_ACTIVE) => Ok(WEIGHT_ACTIVE),
         _ => Err(ApiError::ROUTE_INVALID_WEIGHT),
     }
 }
@@ -162,9 +164,16 @@ mod tests {
     fn weights() {
         assert_eq!(parse_weight("0").unwrap(), 0);
         assert_eq!(parse_weight("100").unwrap(), 100);
-        for bad in ["50", "-1", "x", "", "1000"] {
+        for bad in ["50", "-1", "x", "", "1000", "1e2", "100.0", "0x64", "++100"] {
             assert_eq!(parse_weight(bad).unwrap_err().code, "VpnRouteEntry.InvalidWeight");
         }
+        // Integers as Java parses them: sign, leading zeros.
+        for (text, w) in [("+100", 100), ("0100", 100), ("00", 0), ("-0", 0), (" 100 ", 100)] {
+            assert_eq!(parse_weight(text).unwrap(), w, "{text:?}");
+        }
+        assert_eq!(parse_priority("+5", "Priority").unwrap(), 5);
+        assert_eq!(parse_priority("05", "Priority").unwrap(), 5);
+        assert_eq!(parse_priority("+-5", "Priority").unwrap_err().code, "InvalidParameter");
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! * text that is not `a.b.c.d/len` with `len` in 0..=32 → `IllegalParam.RouteDest`
 //!   (`IllegalParam.RouteSource` for a policy route's source);
 //! * a well-formed block with host bits set (`10.0.0.10/24`) → `OperationFailed.InvalidCidrBlock`;
-//! * a destination that is `0.0.0.0/0`, overlaps `100.64.0.0/10`, or lies in loopback
-//!   `127.0.0.0/8`, multicast `224.0.0.0/4` or reserved `240.0.0.0/4` →
-//!   `OperationFailed.InvalidCidrBlock`. Sources may be any well-formed block (including
+//! * a destination that is `0.0.0.0/0`, overlaps `100.64.0.0/10`, "this network"
+//!   `0.0.0.0/8`, link-local `169.254.0.0/16`, loopback `127.0.0.0/8`, multicast
+//!   `224.0.0.0/4` or reserved `240.0.0.0/4` → `OperationFailed.InvalidCidrBlock`. Sources may be any well-formed block (including
 //!   `0.0.0.0/0`: "from anywhere").
 
 use std::net::Ipv4Addr;
@@ -28,12 +28,25 @@ pub fn parse_cidr(text: &str) -> Option<Ipv4Net> {
     Ipv4Net::new(addr, len).ok()
 }
 
+/// The canonical spelling of a block for lookups: the network address and prefix of
+/// `text` (`10.0.0.10/24` → `10.0.0.0/24`), the text itself when it is not a block (so it
+/// matches nothing stored). Every lookup of a stored block by a caller's text goes through
+/// this one function; stored blocks are canonical (creation refuses host bits).
+pub fn canonical_cidr(text: &str) -> String {
+    match parse_cidr(text) {
+        Some(net) => net.trunc().to_string(),
+        None => text.to_string(),
+    }
+}
+
 fn has_host_bits(net: &Ipv4Net) -> bool {
     net.addr() != net.network()
 }
 
 const SHARED_SPACE: Ipv4Net = ipv4net(100, 64, 0, 0, 10);
-const FORBIDDEN_DEST: [Ipv4Net; 3] = [
+const FORBIDDEN_DEST: [Ipv4Net; 5] = [
+    ipv4net(0, 0, 0, 0, 8),
+    ipv4net(169, 254, 0, 0, 16),
     ipv4net(127, 0, 0, 0, 8),
     ipv4net(224, 0, 0, 0, 4),
     ipv4net(240, 0, 0, 0, 4),
@@ -73,20 +86,43 @@ pub fn route_source(text: &str) -> Result<Ipv4Net> {
     Ok(net)
 }
 
-/// Description: 1–100 characters, must not start with `http://` or `https://`.
-pub fn description(text: &str) -> Result<()> {
+/// Whether `c` may not appear in a name or description: control characters (C0, DEL,
+/// C1), bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069:
+/// they make a name display as something else), and Unicode non-characters.
+fn forbidden_char(c: char) -> bool {
+    let cp = c as u32;
+    c.is_control()
+        || (0x202A..=0x202E).contains(&cp)
+        || (0x2066..=0x2069).contains(&cp)
+        || (0xFDD0..=0xFDEF).contains(&cp)
+        || (cp & 0xFFFE) == 0xFFFE
+}
+
+/// The shared text rule of names and descriptions: `1..=max` characters, none of
+/// [`forbidden_char`], and not starting (after leading whitespace, in any letter case)
+/// with `http://` or `https://`.
+fn display_text(text: &str, max: usize) -> bool {
     let n = text.chars().count();
-    if n == 0 || n > 100 || text.starts_with("http://") || text.starts_with("https://") {
+    let head = text.trim_start();
+    let starts_with_ci = |prefix: &str| head.get(..prefix.len()).is_some_and(|h| h.eq_ignore_ascii_case(prefix));
+    (1..=max).contains(&n)
+        && !text.chars().any(forbidden_char)
+        && !starts_with_ci("http://")
+        && !starts_with_ci("https://")
+}
+
+/// Description: 1–100 characters, and the text rule of `display_text` (module docs).
+pub fn description(text: &str) -> Result<()> {
+    if !display_text(text, 100) {
         return Err(ApiError::INVALID_DESCRIPTION);
     }
     Ok(())
 }
 
-/// Resource name (VPN gateway rules): 1–100 characters (Alibaba: 2–128 for some
-/// resources; vpnroute applies one rule to every resource), not `http://`/`https://`.
+/// Resource name: 1–128 characters (Alibaba: 2–128 for some resources; vpnroute applies
+/// one rule to every resource), and the text rule of `display_text`.
 pub fn name(text: &str) -> Result<()> {
-    let n = text.chars().count();
-    if n == 0 || n > 128 || text.starts_with("http://") || text.starts_with("https://") {
+    if !display_text(text, 128) {
         return Err(ApiError::INVALID_NAME);
     }
     Ok(())
@@ -168,6 +204,30 @@ mod tests {
             "OperationFailed.InvalidCidrBlock"
         );
         assert!(route_dest("100.128.0.0/16").is_ok());
+        for reserved in [
+            "0.0.0.0/8",
+            "0.1.0.0/16",
+            "169.254.0.0/16",
+            "169.254.1.0/24",
+            "169.0.0.0/8",
+        ] {
+            assert_eq!(
+                route_dest(reserved).unwrap_err().code,
+                "OperationFailed.InvalidCidrBlock",
+                "{reserved}"
+            );
+        }
+        assert!(route_dest("1.0.0.0/8").is_ok());
+        assert!(route_dest("169.253.0.0/16").is_ok());
+        assert!(route_source("0.0.0.0/8").is_ok() && route_source("169.254.0.0/16").is_ok());
+    }
+
+    #[test]
+    fn lookups_canonicalise_blocks() {
+        assert_eq!(canonical_cidr("10.0.0.10/24"), "10.0.0.0/24");
+        assert_eq!(canonical_cidr("10.0.0.0/24"), "10.0.0.0/24");
+        assert_eq!(canonical_cidr("192.168.1.77/0"), "0.0.0.0/0");
+        assert_eq!(canonical_cidr("not a block"), "not a block");
     }
 
     #[test]
@@ -187,6 +247,48 @@ mod tests {
         assert!(description("http://x").is_err());
         assert!(description(&"a".repeat(100)).is_ok());
         assert!(description(&"a".repeat(101)).is_err());
+        assert!(description("é".repeat(100).as_str()).is_ok(), "characters, not bytes");
+    }
+
+    #[test]
+    fn hostile_text_in_names_and_descriptions() {
+        for bad in [
+            "a\nb",
+            "a\tb",
+            "a\rb",
+            "nul\0",
+            "del\u{7f}",
+            "c1\u{85}",
+            "rlo\u{202e}txt.exe",
+            "lri\u{2066}x",
+            "pdi\u{2069}",
+            "nc\u{fdd0}",
+            "nc\u{fffe}",
+            "nc\u{1ffff}",
+            "nc\u{10ffff}",
+        ] {
+            assert_eq!(
+                description(bad).unwrap_err().code,
+                "InvalidDescription.Malformed",
+                "{bad:?}"
+            );
+            assert_eq!(name(bad).unwrap_err().code, "InvalidName.Malformed", "{bad:?}");
+        }
+        for bad in ["HTTP://x", "Https://x", "  http://x", "\u{3000}https://x", "hTtP://"] {
+            assert!(description(bad).is_err() && name(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "http:/x",
+            "see http://x",
+            " leading space",
+            "zh 中文 ñ",
+            "emoji 🚀",
+            "zwj a\u{200d}b",
+            "x http",
+        ] {
+            assert!(description(good).is_ok() && name(good).is_ok(), "{good:?}");
+        }
+        assert!(name(&"n".repeat(128)).is_ok() && name(&"n".repeat(129)).is_err());
     }
 
     #[test]

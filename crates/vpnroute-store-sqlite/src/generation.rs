@@ -31,8 +31,19 @@ impl SharedGeneration {
             .truncate(false)
             .open(path)
             .map_err(err)?;
-        if file.metadata().map_err(err)?.len() < 8 {
-            file.set_len(8).map_err(err)?;
+        let len = file.metadata().map_err(err)?.len();
+        if len != 8 {
+            if len != 0 {
+                // Truncated or overwritten: not trusted; `Store::open` republishes the
+                // database's generation into the zeroed counter.
+                tracing::warn!(path = %path.display(), bytes = len, "generation file has the wrong size: rebuilt from the database");
+            }
+            // Written, not `set_len`: the page is allocated now, so a later store through the
+            // mapping cannot fault on a full disk (tmpfs would SIGBUS on a sparse page).
+            use std::io::Write;
+            file.set_len(0).map_err(err)?;
+            (&file).write_all(&[0u8; 8]).map_err(err)?;
+            file.sync_all().map_err(err)?;
         }
         // SAFETY: the mapping is only ever accessed through the `AtomicU64` below; other
         // processes mapping the same file do the same. A process truncating the file under
@@ -103,5 +114,16 @@ mod tests {
         assert_eq!(a.load(), 2);
         drop((a, b));
         assert_eq!(SharedGeneration::open(&path).unwrap().load(), 2, "kept in the file");
+    }
+
+    #[test]
+    fn a_truncated_or_oversized_file_is_reset_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vpnroute.gen");
+        std::fs::write(&path, [0xff, 0xff, 0xff]).unwrap();
+        assert_eq!(SharedGeneration::open(&path).unwrap().load(), 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
+        std::fs::write(&path, [0xff; 12]).unwrap();
+        assert_eq!(SharedGeneration::open(&path).unwrap().load(), 0);
     }
 }

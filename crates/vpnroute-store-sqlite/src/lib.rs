@@ -42,7 +42,7 @@ use vpnroute_store::{ChangeFeed, Durability, ReadFnMut, ReadTx, Store, StoreErro
 use crate::cache::ReadCache;
 use crate::generation::SharedGeneration;
 
-pub use nonces::NonceLog;
+pub use nonces::{NonceLog, NonceLogDamage};
 use tx::LazyConnection;
 pub use tx::SqliteTx;
 
@@ -64,9 +64,25 @@ impl From<Error> for StoreError {
                     StoreError::Retryable(e.to_string())
                 }
                 Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Constraint(e.to_string()),
+                _ if is_disk_full(&e) => StoreError::Unavailable(e.to_string()),
                 _ => StoreError::Backend(e.to_string()),
             },
         }
+    }
+}
+
+/// Whether SQLite failed for want of space (`SQLITE_FULL`, or a write, sync or shared-memory
+/// growth refused by the file system): nothing was written, and the same transaction can
+/// succeed once space returns.
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => {
+            f.code == rusqlite::ErrorCode::DiskFull
+                || f.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE
+                || f.extended_code == rusqlite::ffi::SQLITE_IOERR_FSYNC
+                || f.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
+        }
+        _ => false,
     }
 }
 
@@ -641,5 +657,22 @@ mod tests {
             .read_fast(|tx| tx.count_routes("vpn-1", RouteKind::Dbr).map_err(ApiError::from))
             .unwrap();
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_truncated_generation_file_is_rebuilt_from_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let committed = {
+            let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+            write_ok(&store, |tx| tx.insert_route(&route("10.0.0.0/24", "vco-a")).map(|_| ()));
+            store.generation.load()
+        };
+        std::fs::write(dir.path().join("vpnroute.gen"), [7u8, 7]).unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        assert_eq!(store.generation.load(), committed);
+        let n = store
+            .read_fast(|tx| tx.count_routes("vpn-1", RouteKind::Dbr).map_err(ApiError::from))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 }

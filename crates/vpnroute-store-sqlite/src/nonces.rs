@@ -4,18 +4,34 @@
 //! B-tree insert per request (SQLite) cost more than the rest of a Describe call; instead a
 //! batch of nonces is appended to the log with one `write` (durable against a process crash,
 //! like the database's WAL in `--sync process` mode; `fsync`ed in `--sync full` mode) and
-//! checked against an in-memory set of the last 15 minutes. On open, the log is read back,
-//! so a nonce stays used across restarts; it is compacted when it grows.
+//! checked against an in-memory index. On open, the log is read back, so a nonce stays used
+//! across restarts; it is compacted when it grows.
 //!
-//! The index keeps a 64-bit hash of (access key id, nonce) and the time seen: about 24 bytes
-//! per nonce, so 20,000 requests/s sustained for the whole 15-minute window is ~430 MB.
-//! A hash collision (probability ~n/2^64 per request) would refuse one fresh request with
-//! `SignatureNonceUsed`; nothing is ever accepted twice.
+//! Each nonce is kept until its *keep-until* time, which the caller chooses: the end of the
+//! acceptance window of the request's own timestamp, and at least the window after it was
+//! seen (a request signed up to 15 minutes in the future stays refusable until its
+//! timestamp is too old to be accepted at all).
+//!
+//! Log format (version 2): a header line `# vpnroute nonces v2`, then one
+//! `keep_until_ms\tAccessKeyId\tnonce` line per nonce, where access key and nonce are
+//! escaped (`%`, control characters and DEL as `%XX`), so every nonce is persisted whatever
+//! its bytes. A log without the header is version 1 (`seen_at_ms\t…`, unescaped) and is read
+//! as keep-until = seen + window. A torn last line (crash mid-append) is dropped silently;
+//! any other malformed line is reported (a `warn` log line) and dropped, and the log is
+//! rewritten without it.
+//!
+//! When an append fails (disk full), the unwritten lines are kept in memory and written
+//! first by the next append that succeeds; the file is cut back to its last complete line.
+//!
+//! The index keeps a 64-bit hash of (access key id, nonce) and the keep-until time: about
+//! 40 bytes per nonce. A hash collision (probability ~n/2^64 per request) would refuse one
+//! fresh request with `SignatureNonceUsed`; nothing is ever accepted twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::hash::{Hash, Hasher};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use std::sync::Mutex;
@@ -24,6 +40,13 @@ use vpnroute_store::{Durability, StoreError};
 
 /// Compact the log when it holds this many bytes more than the live entries need.
 const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// First line of a version-2 log.
+const HEADER: &str = "# vpnroute nonces v2";
+
+/// Most unwritten log bytes kept while the disk is full; beyond, further nonces are kept
+/// in memory only (they are still refused as replays until the process exits).
+const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
 
 pub struct NonceLog {
     path: PathBuf,
@@ -35,8 +58,21 @@ pub struct NonceLog {
 struct State {
     file: File,
     file_bytes: u64,
+    /// hash → keep-until (ms).
     seen: HashMap<u64, i64>,
-    order: VecDeque<(i64, u64)>,
+    /// (keep-until, hash), soonest first.
+    expiry: BinaryHeap<Reverse<(i64, u64)>>,
+    /// Lines not yet in the file (the last append failed).
+    pending: String,
+}
+
+/// What opening a log found besides the live entries.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NonceLogDamage {
+    /// Malformed lines other than a torn last one (dropped).
+    pub malformed_lines: usize,
+    /// Whether the last line was torn (no newline and malformed).
+    pub torn_tail: bool,
 }
 
 fn key_hash(access_key_id: &str, nonce: &str) -> u64 {
@@ -63,49 +99,132 @@ impl Hasher for Fnv {
 }
 
 fn io(e: std::io::Error) -> StoreError {
-    StoreError::Other(format!("nonce log: {e}"))
+    if e.raw_os_error() == Some(28) || e.kind() == std::io::ErrorKind::StorageFull {
+        StoreError::Unavailable(format!("nonce log: {e}"))
+    } else {
+        StoreError::Other(format!("nonce log: {e}"))
+    }
 }
 
-/// Nonces are opaque text from clients; keep the log line-oriented by refusing the
-/// separators (such a nonce is still recorded in memory, hashed).
-fn loggable(s: &str) -> bool {
-    !s.contains(['\n', '\r', '\t'])
+/// Escape `%`, control characters and DEL as `%XX`, so a field never contains the log's
+/// separators (tab, newline) whatever the client sent.
+pub fn escape_field(s: &str, out: &mut String) {
+    for c in s.chars() {
+        if c == '%' || c.is_ascii_control() {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
 }
 
-/// One parsed log line: `(seen_at_ms, access key id, nonce)`; `None` for a torn or
-/// malformed line (a crash can leave the last one half-written).
-fn parse_line(line: &str) -> Option<(i64, &str, &str)> {
-    let mut parts = line.splitn(3, '\t');
-    let ts = parts.next()?.parse().ok()?;
-    Some((ts, parts.next()?, parts.next()?))
+/// Inverse of [`escape_field`]; `None` for a bad escape or a raw control character.
+pub fn unescape_field(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            c if c.is_ascii_control() => return None,
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
-/// The lines of the log at `path` still inside the window (seen at or after `cutoff_ms`).
-fn live_lines(path: &Path, cutoff_ms: i64) -> Vec<String> {
-    let Ok(f) = File::open(path) else { return Vec::new() };
-    BufReader::new(f)
-        .lines()
-        .map_while(Result::ok)
-        .filter(|line| parse_line(line).is_some_and(|(ts, _, _)| ts >= cutoff_ms))
-        .collect()
+/// One parsed log line: `(keep_until_ms, access key id, nonce)`; `None` when malformed.
+fn parse_line(line: &str, v2: bool, window_ms: i64) -> Option<(i64, String, String)> {
+    let mut parts = line.split('\t');
+    let ts: i64 = parts.next()?.parse().ok()?;
+    let (key, nonce) = (parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    if v2 {
+        Some((ts, unescape_field(key)?, unescape_field(nonce)?))
+    } else {
+        Some((ts.checked_add(window_ms)?, key.to_owned(), nonce.to_owned()))
+    }
+}
+
+fn log_line(keep_until: i64, key: &str, nonce: &str, out: &mut String) {
+    out.push_str(&keep_until.to_string());
+    out.push('\t');
+    escape_field(key, out);
+    out.push('\t');
+    escape_field(nonce, out);
+    out.push('\n');
+}
+
+/// The entries of the log at `path` still to be kept at `now_ms`, and the damage found.
+fn live_entries(path: &Path, now_ms: i64, window_ms: i64) -> (Vec<(i64, String, String)>, NonceLogDamage) {
+    let mut damage = NonceLogDamage::default();
+    let Ok(bytes) = std::fs::read(path) else {
+        return (Vec::new(), damage);
+    };
+    let ends_with_newline = bytes.last().is_none_or(|b| *b == b'\n');
+    let raw_lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    let count = raw_lines.len() - usize::from(ends_with_newline);
+    let v2 = raw_lines.first().is_some_and(|l| *l == HEADER.as_bytes());
+    let mut out = Vec::new();
+    for (i, raw) in raw_lines.into_iter().take(count).enumerate() {
+        if v2 && i == 0 {
+            continue;
+        }
+        let parsed = std::str::from_utf8(raw).ok().and_then(|l| parse_line(l, v2, window_ms));
+        match parsed {
+            Some(e) if e.0 >= now_ms => out.push(e),
+            Some(_) => {}
+            None if i + 1 == count && !ends_with_newline => damage.torn_tail = true,
+            None => damage.malformed_lines += 1,
+        }
+    }
+    (out, damage)
 }
 
 impl NonceLog {
-    /// Open (or create) the log in `data_dir`, remembering nonces seen in the last
-    /// `window_ms` milliseconds before `now_ms`; the log is rewritten with those only.
+    /// Open (or create) the log in `data_dir`, remembering the nonces whose keep-until
+    /// time is not before `now_ms`; the log is rewritten with those only. Malformed lines
+    /// are reported (`warn`) and dropped.
     pub fn open(data_dir: &Path, durability: Durability, window_ms: i64, now_ms: i64) -> Result<NonceLog, StoreError> {
+        Ok(Self::open_reporting(data_dir, durability, window_ms, now_ms)?.0)
+    }
+
+    /// [`NonceLog::open`], also returning what damage the log had.
+    pub fn open_reporting(
+        data_dir: &Path,
+        durability: Durability,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<(NonceLog, NonceLogDamage), StoreError> {
         let path = data_dir.join("nonces.log");
-        let lines = live_lines(&path, now_ms - window_ms);
-        let mut seen = HashMap::new();
-        let mut order = VecDeque::new();
-        for (ts, key, nonce) in lines.iter().filter_map(|l| parse_line(l)) {
-            let h = key_hash(key, nonce);
-            if seen.insert(h, ts).is_none() {
-                order.push_back((ts, h));
-            }
+        let (entries, damage) = live_entries(&path, now_ms, window_ms);
+        if damage.malformed_lines > 0 {
+            tracing::warn!(
+                path = %path.display(),
+                malformed_lines = damage.malformed_lines,
+                kept = entries.len(),
+                "nonce log is corrupt: malformed lines dropped, log rewritten with the valid entries"
+            );
         }
-        let (file, file_bytes) = write_log(&path, &lines)?;
-        Ok(NonceLog {
+        let mut seen = HashMap::new();
+        let mut expiry = BinaryHeap::new();
+        for (keep_until, key, nonce) in &entries {
+            let h = key_hash(key, nonce);
+            let slot = seen.entry(h).or_insert(*keep_until);
+            *slot = (*slot).max(*keep_until);
+            expiry.push(Reverse((*keep_until, h)));
+        }
+        let (file, file_bytes) = write_log(&path, &entries)?;
+        let log = NonceLog {
             path,
             window_ms,
             durability,
@@ -113,60 +232,122 @@ impl NonceLog {
                 file,
                 file_bytes,
                 seen,
-                order,
+                expiry,
+                pending: String::new(),
             }),
-        })
+        };
+        Ok((log, damage))
     }
 
     /// Rewrite the log with only the live entries.
     fn compact(&self, st: &mut State, now_ms: i64) -> Result<(), StoreError> {
-        let lines = live_lines(&self.path, now_ms - self.window_ms);
-        (st.file, st.file_bytes) = write_log(&self.path, &lines)?;
+        let (entries, _) = live_entries(&self.path, now_ms, self.window_ms);
+        (st.file, st.file_bytes) = write_log(&self.path, &entries)?;
         Ok(())
     }
 
-    /// Record a batch of nonces with one append; for each, whether it was new (`false`
-    /// means a replay, also of an earlier entry of the same batch).
+    /// Record a batch of nonces `(access key, nonce, now, keep_until)` with one append; for
+    /// each, whether it was new (`false` means a replay, also of an earlier entry of the
+    /// same batch). A nonce is refused until its `keep_until` time has passed.
+    ///
+    /// When the append fails (disk full): with `durable` (a write request must not proceed
+    /// on a nonce that a restart would forget) the error is returned and the batch leaves no
+    /// trace (a retry is not a replay); without (a read may proceed), the nonces stay
+    /// recorded in memory and their lines are written by the next append that succeeds.
     pub fn record_batch<'a>(
         &self,
-        batch: impl Iterator<Item = (&'a str, &'a str, i64)>,
+        batch: impl Iterator<Item = (&'a str, &'a str, i64, i64)>,
+        durable: bool,
     ) -> Result<Vec<bool>, StoreError> {
         let batch: Vec<_> = batch.collect();
-        let newest = batch.iter().map(|(_, _, now)| *now).max().unwrap_or(i64::MIN);
+        let newest = batch.iter().map(|(_, _, now, _)| *now).max().unwrap_or(i64::MIN);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget what left the window first: a nonce older than the window is usable again.
-        forget_before(&mut st, newest - self.window_ms);
+        // Forget first what may be accepted again.
+        forget_before(&mut st, newest);
         let mut out = Vec::new();
-        let mut text = String::new();
-        for (key, nonce, now) in batch {
+        let pending_len = st.pending.len();
+        let mut text = std::mem::take(&mut st.pending);
+        let mut added = Vec::new();
+        for (key, nonce, now, keep_until) in batch {
+            let keep_until = keep_until.max(now);
             let h = key_hash(key, nonce);
-            let fresh = !st.seen.contains_key(&h);
+            // An entry past its keep-until time may still be indexed (forgotten below).
+            let fresh = st.seen.get(&h).is_none_or(|until| *until < now);
             if fresh {
-                st.seen.insert(h, now);
-                st.order.push_back((now, h));
-                if loggable(key) && loggable(nonce) {
-                    text.push_str(&format!("{now}\t{key}\t{nonce}\n"));
-                }
+                st.seen.insert(h, keep_until);
+                st.expiry.push(Reverse((keep_until, h)));
+                log_line(keep_until, key, nonce, &mut text);
+                added.push(h);
             }
             out.push(fresh);
         }
-        if !text.is_empty() {
-            st.file.write_all(text.as_bytes()).map_err(io)?;
-            if self.durability == Durability::Full {
-                st.file.sync_data().map_err(io)?;
+        let appended = self.append(&mut st, &text);
+        if appended.is_err() {
+            if durable {
+                // The batch did not happen: a retry of the same request is not a replay.
+                text.truncate(pending_len);
+                for h in added {
+                    st.seen.remove(&h);
+                }
             }
-            st.file_bytes += text.len() as u64;
+            if text.len() <= MAX_PENDING_BYTES {
+                st.pending = text;
+            }
         }
-        if st.file_bytes > COMPACT_AT_BYTES && st.file_bytes > 4 * 40 * st.seen.len() as u64 {
-            self.compact(&mut st, newest)?;
+        match appended {
+            Ok(()) => {
+                if st.file_bytes > COMPACT_AT_BYTES && st.file_bytes > 4 * 60 * st.seen.len() as u64 {
+                    if let Err(e) = self.compact(&mut st, newest) {
+                        tracing::warn!(error = %e, "nonce log compaction failed; appending to the old log");
+                    }
+                }
+                Ok(out)
+            }
+            Err(e) if durable => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "nonce log append failed; nonces kept in memory until it succeeds");
+                Ok(out)
+            }
         }
-        Ok(out)
     }
 
-    /// Record one nonce; `false` when it was already used.
-    pub fn record(&self, access_key_id: &str, nonce: &str, now_ms: i64) -> Result<bool, StoreError> {
+    /// Append `text` (possibly empty); on failure the file is cut back to its last
+    /// complete line, so a later append never continues a torn one.
+    fn append(&self, st: &mut State, text: &str) -> Result<(), StoreError> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        let written = st.file.write_all(text.as_bytes()).and_then(|()| {
+            if self.durability == Durability::Full {
+                st.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match written {
+            Ok(()) => {
+                st.file_bytes += text.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = st.file.set_len(st.file_bytes);
+                Err(io(e))
+            }
+        }
+    }
+
+    /// Record one nonce, kept until `keep_until_ms`; `false` when it was already used.
+    /// See [`NonceLog::record_batch`] for `durable`.
+    pub fn record(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        now_ms: i64,
+        keep_until_ms: i64,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
         Ok(self
-            .record_batch(std::iter::once((access_key_id, nonce, now_ms)))?
+            .record_batch(std::iter::once((access_key_id, nonce, now_ms, keep_until_ms)), durable)?
             .first()
             .copied()
             .unwrap_or(false))
@@ -183,8 +364,15 @@ impl NonceLog {
 }
 
 impl vpnroute_store::NonceStore for NonceLog {
-    fn record(&self, access_key_id: &str, nonce: &str, now_ms: i64) -> Result<bool, StoreError> {
-        NonceLog::record(self, access_key_id, nonce, now_ms)
+    fn record(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        now_ms: i64,
+        keep_until_ms: i64,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
+        NonceLog::record(self, access_key_id, nonce, now_ms, keep_until_ms, durable)
     }
 
     fn remembered(&self) -> usize {
@@ -192,34 +380,38 @@ impl vpnroute_store::NonceStore for NonceLog {
     }
 }
 
-/// Drop the remembered nonces seen before `cutoff_ms`.
-fn forget_before(st: &mut State, cutoff_ms: i64) {
-    while let Some(&(ts, h)) = st.order.front() {
-        if ts >= cutoff_ms {
+/// Drop the remembered nonces whose keep-until time is before `now_ms`.
+fn forget_before(st: &mut State, now_ms: i64) {
+    while let Some(&Reverse((keep_until, h))) = st.expiry.peek() {
+        if keep_until >= now_ms {
             break;
         }
-        st.order.pop_front();
-        if st.seen.get(&h) == Some(&ts) {
+        st.expiry.pop();
+        if st.seen.get(&h) == Some(&keep_until) {
             st.seen.remove(&h);
         }
     }
 }
 
-/// Replace the log at `path` with `lines` (write, sync, atomic rename); returns the log
-/// opened for appending and its size.
-fn write_log(path: &Path, lines: &[String]) -> Result<(File, u64), StoreError> {
+/// Replace the log at `path` with a header and `entries` (write, sync, atomic rename);
+/// returns the log opened for appending and its size.
+fn write_log(path: &Path, entries: &[(i64, String, String)]) -> Result<(File, u64), StoreError> {
     let tmp = path.with_extension("log.tmp");
-    let mut out = std::io::BufWriter::new(File::create(&tmp).map_err(io)?);
-    let mut bytes = 0u64;
-    for line in lines {
-        out.write_all(line.as_bytes()).map_err(io)?;
-        out.write_all(b"\n").map_err(io)?;
-        bytes += line.len() as u64 + 1;
+    let mut text = format!("{HEADER}\n");
+    for (keep_until, key, nonce) in entries {
+        log_line(*keep_until, key, nonce, &mut text);
     }
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
     std::fs::rename(&tmp, path).map_err(io)?;
-    Ok((OpenOptions::new().append(true).open(path).map_err(io)?, bytes))
+    let file = OpenOptions::new().append(true).open(path).map_err(io)?;
+    Ok((file, text.len() as u64))
 }
 
 #[cfg(test)]
@@ -228,21 +420,72 @@ mod tests {
 
     const WINDOW: i64 = 15 * 60 * 1000;
 
+    fn batch<'a>(log: &NonceLog, items: &[(&'a str, &'a str, i64)]) -> Vec<bool> {
+        log.record_batch(items.iter().map(|(k, n, t)| (*k, *n, *t, t + WINDOW)), true)
+            .unwrap()
+    }
+
     #[test]
     fn nonces_are_single_use_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let log = NonceLog::open(dir.path(), Durability::Process, WINDOW, 10).unwrap();
-            let r = log
-                .record_batch([("k", "n1", 10), ("k", "n2", 10), ("k", "n1", 10)].into_iter())
-                .unwrap();
+            let r = batch(&log, &[("k", "n1", 10), ("k", "n2", 10), ("k", "n1", 10)]);
             assert_eq!(r, vec![true, true, false]);
         }
         let log = NonceLog::open(dir.path(), Durability::Process, WINDOW, 11).unwrap();
-        assert_eq!(
-            log.record_batch([("k", "n1", 11), ("k2", "n1", 11)].into_iter())
-                .unwrap(),
-            vec![false, true]
+        assert_eq!(batch(&log, &[("k", "n1", 11), ("k2", "n1", 11)]), vec![false, true]);
+    }
+
+    #[test]
+    fn nonces_with_any_bytes_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = [
+            "dur\nnl-1",
+            "tab\there",
+            "cr\rx",
+            "pct%0A",
+            "%",
+            "uni\u{202e}code\u{7f}",
+            "a\tb\tc",
+        ];
+        {
+            let log = NonceLog::open(dir.path(), Durability::Process, WINDOW, 10).unwrap();
+            for n in odd {
+                assert!(log.record("k\tey", n, 10, 10 + WINDOW, true).unwrap(), "{n:?}");
+            }
+        }
+        let (log, damage) = NonceLog::open_reporting(dir.path(), Durability::Process, WINDOW, 11).unwrap();
+        assert_eq!(damage, NonceLogDamage::default());
+        for n in odd {
+            assert!(
+                !log.record("k\tey", n, 11, 11 + WINDOW, true).unwrap(),
+                "{n:?} replayed"
+            );
+        }
+        assert!(log.record("k\tey", "pct\n", 11, 11 + WINDOW, true).unwrap());
+    }
+
+    #[test]
+    fn a_nonce_is_kept_until_its_timestamp_window_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = NonceLog::open(dir.path(), Durability::Process, WINDOW, 0).unwrap();
+        // Seen at 0, signed 14.5 min in the future: refusable until 29.5 min.
+        let keep = 14 * 60_000 + 30_000 + WINDOW;
+        assert!(log.record("k", "future", 0, keep, true).unwrap());
+        assert!(!log
+            .record("k", "future", WINDOW + 1, WINDOW + 1 + WINDOW, true)
+            .unwrap());
+        drop(log);
+        let log = NonceLog::open(dir.path(), Durability::Process, WINDOW, keep - 1).unwrap();
+        assert!(
+            !log.record("k", "future", keep - 1, keep - 1 + WINDOW, true).unwrap(),
+            "after restart too"
+        );
+        assert!(log.record("k", "other", keep + 1, keep + 1 + WINDOW, true).unwrap());
+        assert!(
+            log.record("k", "future", keep + 2, keep + 2 + WINDOW, true).unwrap(),
+            "window passed"
         );
     }
 
@@ -250,12 +493,9 @@ mod tests {
     fn old_nonces_are_forgotten_and_compacted_away() {
         let dir = tempfile::tempdir().unwrap();
         let log = NonceLog::open(dir.path(), Durability::Process, WINDOW, 0).unwrap();
-        log.record_batch([("k", "old", 0)].into_iter()).unwrap();
+        batch(&log, &[("k", "old", 0)]);
         // Past the window the same nonce is accepted again (Alibaba: unique within 15 min).
-        assert_eq!(
-            log.record_batch([("k", "new", WINDOW + 1)].into_iter()).unwrap(),
-            vec![true]
-        );
+        assert_eq!(batch(&log, &[("k", "new", WINDOW + 1)]), vec![true]);
         assert_eq!(log.len(), 1);
         drop(log);
         let log = NonceLog::open(dir.path(), Durability::Process, WINDOW, WINDOW + 2).unwrap();
@@ -265,10 +505,46 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_line_is_ignored() {
+    fn a_torn_line_is_ignored_and_a_version_1_log_is_read() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("nonces.log"), "5\tk\tn1\n6\tk").unwrap();
-        let log = NonceLog::open(dir.path(), Durability::Process, WINDOW, 10).unwrap();
-        assert_eq!(log.record_batch([("k", "n1", 10)].into_iter()).unwrap(), vec![false]);
+        let (log, damage) = NonceLog::open_reporting(dir.path(), Durability::Process, WINDOW, 10).unwrap();
+        assert_eq!(
+            damage,
+            NonceLogDamage {
+                malformed_lines: 0,
+                torn_tail: true
+            }
+        );
+        assert_eq!(batch(&log, &[("k", "n1", 10)]), vec![false]);
+    }
+
+    #[test]
+    fn a_corrupt_log_is_reported_and_rewritten_with_its_valid_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{HEADER}\n{}\tk\tgood\ngarbage\n\u{0}\u{0}\u{0}\n99\tk\tbad%zz\n",
+            WINDOW
+        );
+        std::fs::write(dir.path().join("nonces.log"), text).unwrap();
+        let (log, damage) = NonceLog::open_reporting(dir.path(), Durability::Process, WINDOW, 10).unwrap();
+        assert_eq!(damage.malformed_lines, 3);
+        assert_eq!(batch(&log, &[("k", "good", 10)]), vec![false]);
+        drop(log);
+        let (_, damage) = NonceLog::open_reporting(dir.path(), Durability::Process, WINDOW, 11).unwrap();
+        assert_eq!(damage, NonceLogDamage::default(), "rewritten clean");
+    }
+
+    #[test]
+    fn escaping_round_trips() {
+        for s in ["", "plain", "%", "%25", "\n\t\r", "\u{1}\u{1f}\u{7f}", "é\u{202e}"] {
+            let mut e = String::new();
+            escape_field(s, &mut e);
+            assert!(!e.contains(['\n', '\t', '\r']), "{e:?}");
+            assert_eq!(unescape_field(&e).as_deref(), Some(s));
+        }
+        assert_eq!(unescape_field("%G0"), None);
+        assert_eq!(unescape_field("%4"), None);
+        assert_eq!(unescape_field("a\tb"), None);
     }
 }

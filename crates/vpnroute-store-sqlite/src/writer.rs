@@ -48,6 +48,7 @@ fn run(store: Weak<SqliteStore>, rx: Receiver<Box<dyn WriteJob>>) {
 fn for_each_request(e: &StoreError) -> StoreError {
     match e {
         StoreError::Retryable(m) => StoreError::Retryable(m.clone()),
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         other => StoreError::Backend(other.to_string()),
     }
 }

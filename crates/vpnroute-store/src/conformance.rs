@@ -592,19 +592,36 @@ pub fn the_change_feed_moves_forward(h: &dyn Harness) {
 pub fn nonces_refuse_replays_and_expire(h: &dyn Harness) {
     let window = 1_000;
     let nonces = h.nonces(window, 10_000);
-    assert!(nonces.record("k1", "n1", 10_000).unwrap());
-    assert!(!nonces.record("k1", "n1", 10_001).unwrap(), "a replay is refused");
-    assert!(nonces.record("k2", "n1", 10_001).unwrap(), "per access key");
-    assert!(nonces.record("k1", "n2", 10_002).unwrap());
-    assert!(nonces.remembered() >= 3);
+    let record = |n: &dyn NonceStore, key: &str, nonce: &str, now: i64| n.record(key, nonce, now, now + window, true);
+    assert!(record(&*nonces, "k1", "n1", 10_000).unwrap());
+    assert!(!record(&*nonces, "k1", "n1", 10_001).unwrap(), "a replay is refused");
+    assert!(record(&*nonces, "k2", "n1", 10_001).unwrap(), "per access key");
+    assert!(record(&*nonces, "k1", "n2", 10_002).unwrap());
+    // Signed ahead of time: kept until its own timestamp's window has passed.
+    assert!(nonces.record("k1", "future", 10_002, 10_900 + window, true).unwrap());
+    // Any bytes, separators of a line-oriented log included.
+    assert!(record(&*nonces, "k1", "nl\ntab\tcr\r%", 10_003).unwrap());
+    assert!(nonces.remembered() >= 5);
     drop(nonces);
     let reopened = h.nonces(window, 10_500);
     assert!(
-        !reopened.record("k1", "n2", 10_500).unwrap(),
+        !record(&*reopened, "k1", "n2", 10_500).unwrap(),
         "remembered across a restart"
     );
+    assert!(
+        !record(&*reopened, "k1", "nl\ntab\tcr\r%", 10_500).unwrap(),
+        "odd bytes remembered across a restart"
+    );
+    assert!(
+        !record(&*reopened, "k1", "future", 11_800).unwrap(),
+        "within its timestamp's window"
+    );
     // Once out of the window, a nonce is forgotten.
-    assert!(reopened.record("k1", "n1", 12_000).unwrap());
+    assert!(record(&*reopened, "k1", "n1", 12_000).unwrap());
+    assert!(
+        record(&*reopened, "k1", "future", 12_000).unwrap(),
+        "after its timestamp's window"
+    );
 }
 
 pub fn the_rate_limiter_counts_per_key_and_action(h: &dyn Harness) {

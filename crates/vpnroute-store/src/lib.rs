@@ -57,6 +57,10 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Other(String),
+    /// The data directory cannot take more data now (disk full): nothing was written, and
+    /// the same request can succeed once space returns.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// A read-cache attempt met a newer snapshot than its cached results; it is retried and
     /// never reaches a caller.
     #[error("read snapshot moved")]
@@ -78,6 +82,10 @@ impl From<StoreError> for ApiError {
             StoreError::SnapshotMoved => ApiError::INTERNAL_ERROR,
             StoreError::Retryable(_) => {
                 tracing::warn!(error = %e, "store busy");
+                ApiError::SERVICE_UNAVAILABLE
+            }
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "storage full: write refused with ServiceUnavailable");
                 ApiError::SERVICE_UNAVAILABLE
             }
             e => {
@@ -183,8 +191,19 @@ impl<T, E: From<StoreError>> Kept<T, E> {
 
 /// Signature nonces seen recently: a replayed (access key, nonce) is refused.
 pub trait NonceStore: Send + Sync {
-    /// Record one nonce seen at `now_ms`; `false` when it was already used in the window.
-    fn record(&self, access_key_id: &str, nonce: &str, now_ms: i64) -> Result<bool, StoreError>;
+    /// Record one nonce seen at `now_ms`, to be refused until `keep_until_ms` (the end of
+    /// its request timestamp's acceptance window); `false` when it is still refused.
+    /// `durable`: fail ([`StoreError::Unavailable`]) when the nonce cannot be made durable
+    /// (a write must not run on a nonce a restart would forget); otherwise it is kept in
+    /// memory and made durable as soon as possible.
+    fn record(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        now_ms: i64,
+        keep_until_ms: i64,
+        durable: bool,
+    ) -> Result<bool, StoreError>;
     /// Number of nonces remembered (metrics).
     fn remembered(&self) -> usize;
 }

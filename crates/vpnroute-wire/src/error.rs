@@ -91,6 +91,13 @@ pub enum WireError {
         /// The decoding failure.
         kind: DecodeError,
     },
+    /// The query and form body together hold more than [`crate::request::MAX_PARAMS`]
+    /// `&`-separated components (counted before decoding, so the cost is one scan).
+    #[error("more than {limit} parameters")]
+    TooManyParameters {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// The `(Code, Message, HTTP status)` triple of an Alibaba error answer.
@@ -117,7 +124,7 @@ impl WireError {
         match self {
             WireError::MissingParameter { .. } => "MissingParameter",
             WireError::IncompleteSignature { .. } | WireError::UnsupportedSignature { .. } => "IncompleteSignature",
-            WireError::InvalidEncoding { .. } => "InvalidParameter",
+            WireError::InvalidEncoding { .. } | WireError::TooManyParameters { .. } => "InvalidParameter",
         }
     }
 
@@ -146,6 +153,9 @@ impl WireError {
                 "The request {} contains a parameter name that is {kind}.",
                 location.as_str()
             ),
+            WireError::TooManyParameters { limit } => {
+                format!("The request has too many parameters; at most {limit} are accepted.")
+            }
         }
     }
 

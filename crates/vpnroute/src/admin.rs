@@ -11,11 +11,12 @@ use rand::Rng;
 use serde_json::{json, Value};
 use vpnroute_domain::ids::new_secret;
 use vpnroute_domain::model::{Vpc, VpnConnection, VpnGateway};
+use vpnroute_domain::status::{BusinessStatus, VpcStatus};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{AccessKey, Account, Durability, ReadTxExt, ResourceKind, Store, WriteTxExt};
 
-use crate::app::{now_ms, TaskDuration};
 use crate::cli::ExplainArgs;
+use vpnroute_app::state::{now_ms, TaskDuration};
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
@@ -270,11 +271,10 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             print(json!({"AccessKeyId": id, "Deleted": true}));
         }
         AdminCommand::Gateway(GatewayCommand::SetBusinessStatus { id, status }) => {
-            if status != "Normal" && status != "FinancialLocked" {
-                bail!("status must be Normal or FinancialLocked");
-            }
+            let status =
+                BusinessStatus::parse(&status).ok_or_else(|| anyhow!("status must be Normal or FinancialLocked"))?;
             let gw = with_gateway(&*store, &id, |g| {
-                g.business_status = status.clone();
+                g.business_status = status;
                 Ok(())
             })?;
             print(json!({"VpnGatewayId": gw.id, "BusinessStatus": gw.business_status}));
@@ -305,14 +305,12 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             print(json!({"VpnGatewayId": id, "TasksAdvanced": n}));
         }
         AdminCommand::Vpc(VpcCommand::SetStatus { id, status }) => {
-            if status != "Available" && status != "Pending" {
-                bail!("status must be Available or Pending");
-            }
+            let status = VpcStatus::parse(&status).ok_or_else(|| anyhow!("status must be Available or Pending"))?;
             store.write(|tx| {
                 let mut v = tx
                     .resource::<Vpc>(ResourceKind::Vpc, &id)?
                     .ok_or(ApiError::VPC_NOT_FOUND)?;
-                v.doc.status = status.clone();
+                v.doc.status = status;
                 tx.update_resource(ResourceKind::Vpc, &id, &v.doc)?;
                 Ok::<_, ApiError>(())
             })?;
@@ -324,7 +322,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 "down" => false,
                 _ => bail!("state must be up or down"),
             };
-            crate::engines::set_tunnel(&*store, &id, up)?;
+            vpnroute_app::engines::set_tunnel(&*store, &id, up)?;
             print(json!({"VpnConnectionId": id, "Tunnel": state}));
         }
     }
@@ -347,8 +345,8 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         let conns: Vec<VpnConnection> = tx.children(ResourceKind::VpnConnection, &args.gateway)?;
         Ok((routes, conns))
     })?;
-    let table = crate::engines::build_table(&routes);
-    let mut v = crate::engines::explain_table(&table, &conns, args.source, args.dest);
+    let table = vpnroute_app::engines::build_table(&routes);
+    let mut v = vpnroute_app::engines::explain_table(&table, &conns, args.source, args.dest);
     v["VpnGatewayId"] = json!(args.gateway);
     print(v);
     Ok(())

@@ -1,13 +1,13 @@
 //! Authentication: who is calling. [`authenticate`] looks up the access key, verifies the
 //! signature (both schemes, through `vpnroute-wire`) and checks the request time is within
 //! 15 minutes. The nonce is checked afterwards by `http.rs`'s admission step against the
-//! store's durable nonce log (so a replay after a restart is refused too). Also [`Throttle`],
-//! the per (access key, action) rate limiter.
+//! store's durable nonce log (so a replay after a restart is refused too). The throttle is
+//! `vpnroute_app::throttle`.
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use vpnroute_domain::status::KeyStatus;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{FixedWindowLimiter, RateLimiter};
 use vpnroute_wire::{AuthInfo, ParsedRequest, RawRequest};
 
 /// Allowed clock skew and nonce memory, as Alibaba: 15 minutes.
@@ -18,6 +18,16 @@ pub const WINDOW_MS: i64 = 15 * 60 * 1000;
 pub struct Caller {
     pub account_id: String,
     pub access_key_id: String,
+    /// The request's own time (`Timestamp` / `x-acs-date`), epoch ms.
+    pub signed_at_ms: i64,
+}
+
+impl Caller {
+    /// Until when the request's nonce must be refused: as long as its timestamp is still
+    /// accepted (timestamp + window), and at least the window after it was seen.
+    pub fn nonce_keep_until(&self, now_ms: i64) -> i64 {
+        now_ms.max(self.signed_at_ms).saturating_add(WINDOW_MS)
+    }
 }
 
 fn wire_err(e: vpnroute_wire::WireError) -> ApiError {
@@ -62,7 +72,8 @@ pub fn authenticate(
         return Err(ApiError::missing_parameter("AccessKeyId"));
     }
     let key = tx.access_key(key_id)?.ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
-    if key.status != "Active" {
+    // Access keys live in the store crate with a text status; the names are `KeyStatus`'s.
+    if key.status != KeyStatus::Active.as_str() {
         return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
     }
     vpnroute_wire::verify(raw, parsed, &key.secret).map_err(|m| {
@@ -91,31 +102,20 @@ pub fn authenticate(
     Ok(Caller {
         account_id: key.account_id,
         access_key_id: key.id,
+        signed_at_ms: ts,
     })
 }
 
-/// Per (access key, action) rate limits; `Throttling.User` beyond the limit. The counting is
-/// a [`RateLimiter`] (in this process's memory today).
-pub struct Throttle {
-    limiter: Box<dyn RateLimiter>,
-}
-
-impl Throttle {
-    /// `rps` calls per second per (access key, action); 0 turns throttling off.
-    pub fn new(rps: u32) -> Self {
-        Throttle {
-            limiter: Box::new(FixedWindowLimiter::new(rps)),
-        }
+/// `Ok` if the caller's key still exists and is Active in `tx` (a write authenticated
+/// before it was queued re-checks this in its own transaction).
+pub fn still_active(tx: &dyn vpnroute_store::ReadTx, caller: &Caller) -> Result<(), ApiError> {
+    let key = tx
+        .access_key(&caller.access_key_id)?
+        .ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
+    if key.status != KeyStatus::Active.as_str() {
+        return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
     }
-
-    /// `Ok` if the call is within the limit (always, when throttling is off).
-    pub fn check(&self, access_key_id: &str, action: &str, now_ms: i64) -> Result<(), ApiError> {
-        if self.limiter.admit(access_key_id, action, now_ms) {
-            Ok(())
-        } else {
-            Err(ApiError::THROTTLING_USER)
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -132,13 +132,16 @@ mod tests {
     }
 
     #[test]
-    fn throttle_limits_per_key_and_action() {
-        let t = Throttle::new(2);
-        assert!(t.check("k", "A", 1000).is_ok());
-        assert!(t.check("k", "A", 1001).is_ok());
-        assert_eq!(t.check("k", "A", 1002).unwrap_err().code, "Throttling.User");
-        assert!(t.check("k", "B", 1002).is_ok());
-        assert!(t.check("k", "A", 2000).is_ok());
-        assert!(Throttle::new(0).check("k", "A", 0).is_ok());
+    fn a_future_timestamp_keeps_its_nonce_longer() {
+        let caller = |signed_at_ms| Caller {
+            account_id: "a".into(),
+            access_key_id: "k".into(),
+            signed_at_ms,
+        };
+        let now = 1_000_000_000;
+        assert_eq!(caller(now).nonce_keep_until(now), now + WINDOW_MS);
+        assert_eq!(caller(now - 60_000).nonce_keep_until(now), now + WINDOW_MS);
+        let future = now + 14 * 60_000 + 30_000;
+        assert_eq!(caller(future).nonce_keep_until(now), future + WINDOW_MS);
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vpnroute_domain::quotas::Quotas;
 
-use crate::app::{OnBusy, TaskDuration};
+use vpnroute_app::state::{parse_task_duration, OnBusy, TaskDuration};
 
 #[derive(Parser, Debug)]
 #[command(name = "vpnroute", version, about = "Alibaba-compatible VPN gateway routing service")]
@@ -40,7 +40,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VPNROUTE_TASK_DURATION", default_value = "200ms", value_parser = parse_task_duration)]
     pub task_duration: TaskDuration,
     /// What a change on a busy gateway gets: Alibaba's busy error (`reject`) or a queue slot.
-    #[arg(long, env = "VPNROUTE_ON_BUSY", value_enum, default_value = "reject")]
+    #[arg(long, env = "VPNROUTE_ON_BUSY", default_value = "reject", value_parser = OnBusy::parse)]
     pub on_busy: OnBusy,
     /// Commit durability: `process` survives kill -9, `full` also power loss.
     #[arg(long, env = "VPNROUTE_SYNC", value_enum, default_value = "process")]
@@ -72,6 +72,42 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "VPNROUTE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Bearer token for `/_vpnroute/*` and `/metrics`; default: the one stored in the data
+    /// directory (`operator.token`), generated and printed on first start.
+    #[arg(long, env = "VPNROUTE_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// Serve `/metrics` without the operator token (the introspection API still needs it).
+    #[arg(long, env = "VPNROUTE_METRICS_PUBLIC")]
+    pub metrics_public: bool,
+    /// Most open client connections; beyond, the longest-idle one is closed. 0: derived from
+    /// the open-file limit (three quarters of it, less 64).
+    #[arg(long, env = "VPNROUTE_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// A request head must arrive within this time.
+    #[arg(long, env = "VPNROUTE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: std::time::Duration,
+    /// A connection without a request in flight for this long is closed.
+    #[arg(long, env = "VPNROUTE_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// A request body must arrive within this time of its head.
+    #[arg(long, env = "VPNROUTE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
+}
+
+impl ServeArgs {
+    pub fn limits(&self) -> crate::limits::Limits {
+        crate::limits::Limits {
+            max_connections: if self.max_connections == 0 {
+                crate::limits::automatic_max_connections()
+            } else {
+                self.max_connections
+            },
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            request_timeout: self.request_timeout,
+            drain_timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 impl ServeArgs {
@@ -98,18 +134,6 @@ pub enum SyncMode {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-pub fn parse_task_duration(s: &str) -> Result<TaskDuration, String> {
-    if s.eq_ignore_ascii_case("manual") {
-        return Ok(TaskDuration::Manual);
-    }
-    if s == "0" {
-        return Ok(TaskDuration::After(std::time::Duration::ZERO));
-    }
-    humantime::parse_duration(s)
-        .map(TaskDuration::After)
-        .map_err(|e| format!("{e}: expected e.g. 0s, 500ms, 3s or manual"))
 }
 
 #[derive(Args, Debug)]

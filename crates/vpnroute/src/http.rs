@@ -1,14 +1,17 @@
-//! HTTP: [`serve`] (wiring the store, nonce log, writer and background tasks at start), the
+//! HTTP: [`serve`] (wiring the store, nonce log and [`vpnroute_app::state::App`] at start, and spawning its background tasks), the
 //! Alibaba RPC endpoint on `/` (GET and POST), the introspection API under `/_vpnroute/`
 //! (outside the Action namespace) and Prometheus metrics on `/metrics`.
 //!
 //! An RPC request: `rpc` reads the body ([`MAX_BODY`]), parses it with [`vpnroute_wire`],
 //! `classify` checks method, version and Action, then the handler runs in a read
-//! transaction (inline) or through the group-commit [`crate::writer`]; inside it, `admit`
-//! authenticates ([`crate::auth`]), throttles and records the nonce before the action runs.
+//! transaction (inline; `admit` authenticates with [`crate::auth`], throttles and records
+//! the nonce) or, authenticated first on a read snapshot, through the group-commit
+//! [`vpnroute_app::writer`] (`run_write` re-checks the key, throttles and records the nonce).
+//! Connections, timeouts and shutdown: [`crate::limits`]; the operator endpoints' token:
+//! [`crate::operator`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -24,20 +27,12 @@ use vpnroute_store::{Durability, ReadTx, Store};
 use vpnroute_store_sqlite::SqliteStore;
 use vpnroute_wire::{Format, RawRequest};
 
-use crate::app::{default_regions, now_ms, App, Config, Ctx, Region, SharedApp};
 use crate::cli::{LogFormat, ServeArgs, SyncMode};
-use crate::dispatch::{self, Handler};
-use crate::reply::Reply;
+use vpnroute_app::dispatch::{self, Handler};
+use vpnroute_app::reply::Reply;
+use vpnroute_app::state::{default_regions, now_ms, App, Config, Ctx, OpCtx, Region, SharedApp};
 
 pub const HOST_ID: &str = "vpc.aliyuncs.com";
-
-/// Request counters exported on `/metrics`.
-#[derive(Default)]
-pub struct Metrics {
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
-    pub tasks_applied: AtomicU64,
-}
 
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VPNROUTE_LOG")
@@ -59,6 +54,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let store: Arc<dyn Store> = SqliteStore::open(&args.data_dir, durability)?;
     crate::admin::ensure_root_account(&*store, true)?;
+    let operator = crate::operator::resolve(args.operator_token.as_deref(), &args.data_dir)?;
+    let operator = Operator {
+        token: Arc::new(crate::operator::OperatorToken::new(&operator)),
+        metrics_public: args.metrics_public,
+    };
     let regions = if args.regions.is_empty() {
         default_regions()
     } else {
@@ -79,22 +79,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         quotas: args.quotas(),
         throttle_rps: args.throttle_rps,
     };
-    let engines = crate::engines::Engines::load(&*store)?;
     let nonce_log = Arc::new(SqliteStore::open_nonces(
         &args.data_dir,
         durability,
         crate::auth::WINDOW_MS,
         now_ms(),
     )?);
-    let app = Arc::new(App {
-        nonce_log,
-        store,
-        throttle: crate::auth::Throttle::new(config.throttle_rps),
-        config,
-        engines,
-        task_notify: tokio::sync::Notify::new(),
-        metrics: Metrics::default(),
-    });
+    let app = App::start(store, nonce_log, config)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -103,17 +94,26 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         info!(%addr, data_dir = %args.data_dir.display(), task_duration = %app.config.task_duration.as_text(), "vpnroute listening");
-        tokio::spawn(crate::tasks::run_worker(app.clone()));
-        tokio::spawn(crate::tasks::run_janitor(app.clone()));
-        axum::serve(listener, router(app)).await?;
+        tokio::spawn(vpnroute_app::tasks::run_worker(app.clone()));
+        tokio::spawn(vpnroute_app::tasks::run_janitor(app.clone()));
+        let limits = args.limits();
+        info!(max_connections = limits.max_connections, "connection limits");
+        crate::limits::serve(listener, router(app, operator), limits, crate::limits::shutdown_signal()).await?;
+        info!("drained; exiting");
         Ok(())
     })
 }
 
-pub fn router(app: SharedApp) -> Router {
-    Router::new()
-        .route("/", any(rpc))
-        .route("/metrics", get(metrics))
+/// How the operator endpoints are guarded (see [`crate::operator`]).
+pub struct Operator {
+    pub token: Arc<crate::operator::OperatorToken>,
+    /// `/metrics` without the token.
+    pub metrics_public: bool,
+}
+
+pub fn router(app: SharedApp, operator: Operator) -> Router {
+    let guard = || axum::middleware::from_fn_with_state(operator.token.clone(), crate::operator::require_token);
+    let introspection = Router::new()
         .route("/_vpnroute/health", get(|| async { "ok" }))
         .route("/_vpnroute/gateways", get(introspect_gateways))
         .route("/_vpnroute/gateways/{id}", get(introspect_gateway))
@@ -123,6 +123,15 @@ pub fn router(app: SharedApp) -> Router {
             "/_vpnroute/connections/{id}/tunnel",
             put(introspect_tunnel).post(introspect_tunnel),
         )
+        .route_layer(guard());
+    let mut metrics_route = Router::new().route("/metrics", get(metrics));
+    if !operator.metrics_public {
+        metrics_route = metrics_route.route_layer(guard());
+    }
+    Router::new()
+        .route("/", any(rpc))
+        .merge(introspection)
+        .merge(metrics_route)
         .fallback(unknown_path)
         .with_state(app)
 }
@@ -162,10 +171,18 @@ async fn rpc(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    deadline: Option<axum::Extension<crate::limits::RequestDeadline>>,
     body: axum::body::Body,
 ) -> Response {
     let request_id = vpnroute_domain::ids::new_request_id();
-    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+    let read = axum::body::to_bytes(body, MAX_BODY);
+    let read = match deadline {
+        Some(axum::Extension(crate::limits::RequestDeadline(at))) => tokio::time::timeout_at(at, read)
+            .await
+            .unwrap_or_else(|_| Err(axum::Error::new("body timeout"))),
+        None => read.await,
+    };
+    let body: Bytes = match read {
         Ok(b) => b,
         Err(_) => {
             let e = ApiError::invalid_parameter_msg("The request body is too large or could not be read.");
@@ -215,26 +232,25 @@ async fn rpc(
                 });
             finish(&app, result, &action, format, &request_id, started)
         }
-        // Writes go to the group-commit writer.
+        // Writes go to the group-commit writer, authenticated first: the signature (at a
+        // cost bounded by the body and parameter caps), the timestamp and the key are
+        // checked here, so junk never takes the writer's time.
         Ok(Handler::Write(f)) => {
-            let (method_s, path, query) = (
-                method.to_string(),
-                uri.path().to_string(),
-                uri.query().unwrap_or("").to_string(),
-            );
-            let mut gated = false;
-            let result = crate::writer::submit(&app, move |app, tx| {
-                let raw = RawRequest {
-                    method: &method_s,
-                    path: &path,
-                    raw_query: &query,
-                    headers: &header_vec,
-                    body: &body,
-                };
-                run_write(app, tx, &raw, &parsed, f, &mut gated)
-            })
-            .await;
-            finish(&app, result.map(Reply::Value), &action, format, &request_id, started)
+            let now = now_ms();
+            match app
+                .store
+                .read_fast(|tx| crate::auth::authenticate(tx, &raw, &parsed, now))
+            {
+                Err(e) => finish(&app, Err(e), &action, format, &request_id, started),
+                Ok(caller) => {
+                    let mut gated = false;
+                    let result = vpnroute_app::writer::submit(&app, move |app, tx| {
+                        run_write(app, tx, &parsed, caller.clone(), f, &mut gated)
+                    })
+                    .await;
+                    finish(&app, result.map(Reply::Value), &action, format, &request_id, started)
+                }
+            }
         }
     };
     into_response(answer, &request_id)
@@ -334,7 +350,7 @@ fn classify(raw: &RawRequest<'_>, parsed: &vpnroute_wire::ParsedRequest) -> Resu
     dispatch::handler(action).ok_or(ApiError::INVALID_ACTION)
 }
 
-/// Authentication, throttling and the nonce, inside the action's transaction; yields the
+/// Authentication, throttling and the nonce, inside a read's transaction; yields the
 /// request's context. The nonce goes to its own log (not rolled back with the transaction),
 /// so a replay is refused whatever the outcome of the original request. `gated` tells
 /// whether throttling and the nonce were already passed by an earlier run of the same
@@ -349,23 +365,46 @@ fn admit<'a>(
 ) -> Result<Ctx<'a>, ApiError> {
     let now = now_ms();
     let caller = crate::auth::authenticate(tx, raw, parsed, now)?;
-    let action = parsed.action.as_deref().unwrap_or_default();
     if !*gated {
-        app.throttle.check(&caller.access_key_id, action, now)?;
-        let nonce = parsed.auth.nonce().unwrap_or_default();
-        if !app.nonce_log.record(&caller.access_key_id, nonce, now)? {
-            return Err(ApiError::NONCE_USED);
-        }
+        gate(app, &caller, parsed, now, false)?;
         *gated = true;
     }
-    Ok(Ctx {
-        app,
-        account_id: caller.account_id,
-        action,
+    Ok(context(app, caller, parsed, now))
+}
+
+/// Throttling, then the nonce (`durable`: refuse when the nonce log cannot be written, as
+/// a write must not run on a nonce a restart could forget; a read may).
+fn gate(
+    app: &App,
+    caller: &crate::auth::Caller,
+    parsed: &vpnroute_wire::ParsedRequest,
+    now: i64,
+    durable: bool,
+) -> Result<(), ApiError> {
+    let action = parsed.action.as_deref().unwrap_or_default();
+    app.throttle.check(&caller.access_key_id, action, now)?;
+    let nonce = parsed.auth.nonce().unwrap_or_default();
+    let keep_until = caller.nonce_keep_until(now);
+    if !app
+        .nonce_log
+        .record(&caller.access_key_id, nonce, now, keep_until, durable)?
+    {
+        return Err(ApiError::NONCE_USED);
+    }
+    Ok(())
+}
+
+fn context<'a>(
+    app: &'a App,
+    caller: crate::auth::Caller,
+    parsed: &'a vpnroute_wire::ParsedRequest,
+    now: i64,
+) -> Ctx<'a> {
+    Ctx {
+        op: OpCtx::new(app, caller.account_id.into(), now),
+        action: parsed.action.as_deref().unwrap_or_default(),
         params: parsed.params.as_slice(),
-        now_ms: now,
-        effects: Default::default(),
-    })
+    }
 }
 
 /// A read: from the read cache when it holds everything the action needs, else on a
@@ -381,15 +420,25 @@ fn run_read(
         .read_fast(|tx| f(&admit(app, tx, raw, parsed, &mut gated)?, tx))
 }
 
+/// A write on the writer thread, for a caller authenticated before it was queued: the key
+/// is checked again in the write transaction (it may have been disabled meanwhile), then
+/// throttling and the nonce.
 fn run_write(
     app: &App,
     tx: &vpnroute_store::Tx<'_>,
-    raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
+    caller: crate::auth::Caller,
     f: dispatch::WriteFn,
     gated: &mut bool,
-) -> Result<(Value, crate::tasks::Effects), ApiError> {
-    let ctx = admit(app, tx, raw, parsed, gated)?;
+) -> Result<(Value, vpnroute_app::tasks::Effects), ApiError> {
+    crate::auth::still_active(tx, &caller)?;
+    let now = now_ms();
+    // A job retried after a retryable store error has passed throttling and the nonce.
+    if !*gated {
+        gate(app, &caller, parsed, now, true)?;
+        *gated = true;
+    }
+    let ctx = context(app, caller, parsed, now);
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
 }
@@ -459,11 +508,11 @@ where
 }
 
 async fn introspect_gateways(State(app): State<SharedApp>) -> Response {
-    blocking(app, crate::engines::gateways_status).await
+    blocking(app, vpnroute_app::engines::gateways_status).await
 }
 
 async fn introspect_gateway(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
-    blocking(app, move |app| crate::engines::gateway_status(app, &id)).await
+    blocking(app, move |app| vpnroute_app::engines::gateway_status(app, &id)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -477,12 +526,15 @@ async fn introspect_explain(
     Path(id): Path<String>,
     Query(q): Query<ExplainQuery>,
 ) -> Response {
-    blocking(app, move |app| crate::engines::explain(app, &id, q.source, q.dest)).await
+    blocking(app, move |app| {
+        vpnroute_app::engines::explain(app, &id, q.source, q.dest)
+    })
+    .await
 }
 
 async fn introspect_advance(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
     let app2 = app.clone();
-    let r = blocking(app, move |app| crate::tasks::advance(app, &id)).await;
+    let r = blocking(app, move |app| vpnroute_app::tasks::advance(app, &id)).await;
     app2.task_notify.notify_one();
     r
 }
@@ -503,7 +555,7 @@ async fn introspect_tunnel(
             "down" => false,
             _ => return Err(ApiError::invalid_parameter("state")),
         };
-        crate::engines::set_tunnel(&*app.store, &id, up)?;
+        vpnroute_app::engines::set_tunnel(&*app.store, &id, up)?;
         Ok(json!({"VpnConnectionId": id, "Tunnel": q.state}))
     })
     .await

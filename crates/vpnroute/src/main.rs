@@ -2,25 +2,20 @@
 //! operator switches on a data directory) and `explain` (the route engine's decision for a
 //! packet). See the README for every flag.
 //!
-//! Request flow: [`http`] (axum, introspection) → [`vpnroute_wire`] (parameters, signatures,
-//! encoding) → [`auth`] (keys, signatures, timestamps; `http` then checks throttle and nonce)
-//! → [`dispatch`] (Action → handler) → [`actions`] (validation with [`vpnroute_domain`], one
-//! store transaction each; writes grouped by [`writer`]) → [`tasks`] (asynchronous
-//! application per gateway) → [`engines`] (route engine). The load generator is a separate
-//! binary (`crates/vpnroute-bench`), not linked here.
+//! This crate is the process edge only: HTTP serving, authentication glue, the CLI and admin
+//! wiring. Request flow: [`http`] (axum, introspection) → [`vpnroute_wire`] (parameters,
+//! signatures, encoding) → [`auth`] (keys, signatures, timestamps; `http` then checks throttle
+//! and nonce) → [`vpnroute_app`] (dispatch, the operations table, typed inputs parsed by its
+//! RPC layer, handlers in one store transaction, writes grouped by its writer, gateway tasks,
+//! route engines). The load generator is a separate binary (`crates/vpnroute-bench`), not
+//! linked here.
 
-mod actions;
 mod admin;
-mod app;
 mod auth;
 mod cli;
-mod dispatch;
-mod engines;
 mod http;
-mod reply;
-mod tasks;
-mod util;
-mod writer;
+mod limits;
+mod operator;
 
 use clap::Parser;
 

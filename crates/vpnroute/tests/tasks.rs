@@ -87,11 +87,9 @@ fn manual_tasks_come_into_force_only_when_advanced_even_across_restart() {
     assert_eq!(status["InSync"], true, "{status}");
 
     // Metrics expose both versions.
-    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
-    use std::io::{Read, Write};
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    let text = server
+        .operator_request("GET", "/metrics", Some(common::OPERATOR_TOKEN))
+        .body;
     let desired = format!(
         "vpnroute_gateway_desired_version{{gateway=\"{gw}\"}} {}",
         status["DesiredVersion"]

@@ -115,23 +115,18 @@ fn program(n: usize) -> Value {
     let base = spec(1, vec![connection("vco-a", "203.0.113.1")], vec![]);
     lab.dp().apply(&base).expect("topology");
     let mut version = 1;
-    let mut timed_apply = |routes: Vec<RouteSpec>| {
-        let mut samples = Vec::new();
-        for _ in 0..REPEATS {
-            version += 1;
-            lab.dp().apply(&with_routes(&base, version, vec![])).expect("empty");
-            version += 1;
-            let full = with_routes(&base, version, routes.clone());
-            let started = Instant::now();
-            lab.dp().apply(&full).expect("apply");
-            samples.push(ms(started));
-            assert!(lab.dp().observe(GATEWAY).unwrap().unwrap().in_sync);
-        }
-        median(samples)
+    let mut timed_apply = |routes: &[RouteSpec]| {
+        version += 1;
+        lab.dp().apply(&with_routes(&base, version, vec![])).expect("empty");
+        version += 1;
+        let full = with_routes(&base, version, routes.to_vec());
+        let started = Instant::now();
+        lab.dp().apply(&full).expect("apply");
+        let took = ms(started);
+        assert!(lab.dp().observe(GATEWAY).unwrap().unwrap().in_sync);
+        took
     };
-    let ours_destination = timed_apply(destination_routes(n));
-    let ours_policy = timed_apply(policy_routes(n));
-
+    let (destination, policy) = (destination_routes(n), policy_routes(n));
     let route_lines: Vec<String> = (0..n)
         .map(|i| {
             format!(
@@ -140,7 +135,7 @@ fn program(n: usize) -> Value {
             )
         })
         .collect();
-    let rule_lines: Vec<String> = policy_routes(n)
+    let rule_lines: Vec<String> = policy
         .iter()
         .map(|r| {
             let pref = vpnroute_dataplane_linux::layout::policy_pref(r.priority, r.source.unwrap(), r.dest);
@@ -152,16 +147,15 @@ fn program(n: usize) -> Value {
         })
         .collect();
     let table_line = vec!["route replace default via 169.254.0.1 dev tun onlink table 1000".to_string()];
-    let base_destination = median(
-        (0..REPEATS)
-            .map(|_| ip_batch_baseline(&lab.prefix, &[], &route_lines))
-            .collect(),
-    );
-    let base_policy = median(
-        (0..REPEATS)
-            .map(|_| ip_batch_baseline(&lab.prefix, &table_line, &rule_lines))
-            .collect(),
-    );
+    // Interleaved, so that the machine's load varies alike for both sides.
+    let mut samples: [Vec<f64>; 4] = Default::default();
+    for _ in 0..REPEATS {
+        samples[0].push(timed_apply(&destination));
+        samples[1].push(ip_batch_baseline(&lab.prefix, &[], &route_lines));
+        samples[2].push(timed_apply(&policy));
+        samples[3].push(ip_batch_baseline(&lab.prefix, &table_line, &rule_lines));
+    }
+    let [ours_destination, base_destination, ours_policy, base_policy] = samples.map(median);
     json!({
         "scenario": "program",
         "routes": n,
@@ -218,18 +212,34 @@ fn throughput(n: usize, seconds: usize) -> Value {
         lab.dp().apply(&base).expect("apply");
         let host = lab.attach_host("h1", VPC_HOST);
         let site = lab.attach_site("sa", "vco-a", "203.0.113.1", &["192.168.1.1/32"]);
-        assert!(ping(&host, "192.168.1.1", 2), "path through the gateway");
-        let small = iperf(&host, &site, seconds);
-        lab.dp().apply(&with_routes(&base, 2, policy_routes(n))).expect("apply");
-        assert!(ping(&host, "192.168.1.1", 2), "path through the gateway");
-        let large = iperf(&host, &site, seconds);
+        // Interleaved 10 / n / 10 / n …: the machine's load varies alike for both.
+        let mut samples: [Vec<f64>; 2] = Default::default();
+        let mut version = 1;
+        for _ in 0..REPEATS {
+            for (i, count) in [10, n].into_iter().enumerate() {
+                version += 1;
+                lab.dp()
+                    .apply(&with_routes(&base, version, policy_routes(count)))
+                    .expect("apply");
+                assert!(ping(&host, "192.168.1.1", 2), "path through the gateway");
+                samples[i].push(iperf(&host, &site, seconds));
+            }
+        }
+        let [small, large] = samples.map(median);
         let name = if mode == PolicyMode::Rules { "rules" } else { "nftables" };
         results.insert(
             name.into(),
             json!({"gbit_s_10_routes": small / 1e9, "gbit_s_many_routes": large / 1e9, "ratio": large / small}),
         );
     }
-    json!({"scenario": "throughput", "routes": n, "seconds": seconds, "modes": results, "target": "nftables ratio >= 0.5"})
+    json!({
+        "scenario": "throughput",
+        "routes": n,
+        "seconds": seconds,
+        "repeats": REPEATS,
+        "modes": results,
+        "target": "nftables ratio >= 0.5",
+    })
 }
 
 fn failover() -> Value {

@@ -12,12 +12,17 @@ use vpnroute_client::{Client, Credentials, Scheme};
 
 pub const AK: &str = "e2e-test-key";
 pub const SK: &str = "e2e-test-secret";
+/// The operator token every test server runs with (`/_vpnroute/*`, `/metrics`).
+pub const OPERATOR_TOKEN: &str = "e2e-operator-token";
 
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub args: Vec<String>,
+    pub wrapper: Vec<String>,
+    /// Where the server's stderr goes (its log), if kept.
+    pub stderr: Option<PathBuf>,
 }
 
 pub fn bin() -> &'static str {
@@ -26,13 +31,35 @@ pub fn bin() -> &'static str {
 
 impl Server {
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_under(&[], data_dir, args)
+    }
+
+    /// Start the server with its log (stderr, level `info`) appended to `log`.
+    pub fn start_logging(data_dir: &Path, args: &[&str], log: &Path) -> Server {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(data_dir, &args);
+        let (child, addr) = spawn(&[], data_dir, &args, Some(log));
         Server {
             child,
             addr,
             data_dir: data_dir.to_path_buf(),
             args,
+            wrapper: Vec::new(),
+            stderr: Some(log.to_path_buf()),
+        }
+    }
+
+    /// Start the server as the last argument of `wrapper` (e.g. `prlimit --nofile=…`).
+    pub fn start_under(wrapper: &[&str], data_dir: &Path, args: &[&str]) -> Server {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(&wrapper, data_dir, &args, None);
+        Server {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            args,
+            wrapper,
+            stderr: None,
         }
     }
 
@@ -40,7 +67,7 @@ impl Server {
     pub fn kill9_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr) = spawn(&self.data_dir, &self.args);
+        let (child, addr) = spawn(&self.wrapper, &self.data_dir, &self.args, self.stderr.as_deref());
         self.child = child;
         self.addr = addr;
     }
@@ -56,20 +83,28 @@ impl Server {
         )
     }
 
-    /// GET an introspection path; returns the JSON body.
+    /// GET an introspection path with the operator token; returns the JSON body.
     pub fn introspect(&self, path: &str) -> serde_json::Value {
+        let resp = self.operator_request("GET", path, Some(OPERATOR_TOKEN));
+        serde_json::from_str(&resp.body).expect("json")
+    }
+
+    /// One request to an operator endpoint, with `Authorization: Bearer <token>` if given.
+    pub fn operator_request(&self, method: &str, path: &str, token: Option<&str>) -> vpnroute_client::Response {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(self.addr).expect("connect");
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
             self.addr
         )
         .expect("write");
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).expect("read");
-        let (resp, _) = vpnroute_client::parse_response(&buf).expect("response");
-        serde_json::from_str(&resp.body).expect("json")
+        vpnroute_client::parse_response(&buf).expect("response").0
     }
 }
 
@@ -83,8 +118,16 @@ impl Drop for Server {
 // The child is returned to the caller, whose `Drop` kills and waits for it; the panics
 // on the way only fire when the test has already failed.
 #[allow(clippy::zombie_processes)]
-fn spawn(data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
-    let mut child = Command::new(bin())
+fn spawn(wrapper: &[String], data_dir: &Path, args: &[String], log: Option<&Path>) -> (Child, SocketAddr) {
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(bin());
+            c
+        }
+        None => Command::new(bin()),
+    };
+    let mut child = command
         .arg("serve")
         .arg("--listen")
         .arg("127.0.0.1:0")
@@ -93,9 +136,20 @@ fn spawn(data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
         .args(args)
         .env("VPNROUTE_ROOT_ACCESS_KEY_ID", AK)
         .env("VPNROUTE_ROOT_ACCESS_KEY_SECRET", SK)
-        .env("VPNROUTE_LOG", "warn")
+        .env("VPNROUTE_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env("VPNROUTE_LOG", if log.is_some() { "info" } else { "warn" })
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("server log file"),
+            ),
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("spawn vpnroute");
     let stdout = child.stdout.take().expect("stdout");

@@ -13,7 +13,7 @@ use vpnroute_domain::ApiError;
 use vpnroute_engine::{LinkState, Route, RouteTable};
 use vpnroute_store::{ReadTxExt, ResourceKind, Store, StoreError, WriteTxExt};
 
-use crate::app::App;
+use crate::state::App;
 use crate::tasks::EngineOp;
 
 #[derive(Default)]

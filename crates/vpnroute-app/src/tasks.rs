@@ -18,7 +18,7 @@ use vpnroute_domain::model::{VpnGateway, VpnRoute};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ReadTxExt, ResourceKind, Task, Tx, WriteTxExt};
 
-use crate::app::{now_ms, App, Ctx, OnBusy, TaskDuration};
+use crate::state::{now_ms, App, OpCtx, TaskDuration};
 
 /// What a committed write leaves to do: engine changes applied at once (task duration 0),
 /// engines of deleted gateways to drop, and whether a delayed task was enqueued (the worker
@@ -67,25 +67,20 @@ pub fn effective_duration(app: &App, gw: &VpnGateway) -> TaskDuration {
 }
 
 /// Refuse a change on a gateway whose previous task is still running (reject mode).
-pub fn check_busy(ctx: &Ctx<'_>, gw: &VpnGateway, busy: ApiError) -> Result<(), ApiError> {
-    if ctx.app.config.on_busy == OnBusy::Queue {
-        return Ok(());
-    }
-    if gw.status == "updating" || gw.status == "provisioning" {
-        return Err(busy);
-    }
-    Ok(())
+pub fn check_busy(ctx: &OpCtx<'_>, gw: &VpnGateway, busy: ApiError) -> Result<(), ApiError> {
+    gw.status.check_change(ctx.app.config.on_busy, busy)
 }
 
 /// Commit a task for `gw` carrying `ops` (inside the action's transaction). Updates the
 /// gateway document's status when the task is not applied at once.
-pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<EngineOp>) -> Result<(), ApiError> {
+pub fn schedule(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<EngineOp>) -> Result<(), ApiError> {
     let duration = effective_duration(ctx.app, gw);
     if duration == TaskDuration::After(Duration::ZERO) {
         tx.advance_applied_version(&gw.id)?;
         ctx.effects.borrow_mut().ops.extend(ops);
-        if gw.status != "active" {
-            gw.status = "active".into();
+        let status = gw.status.after_applied_at_once();
+        if gw.status != status {
+            gw.status = status;
             tx.update_resource(ResourceKind::VpnGateway, &gw.id, gw)?;
         }
         return Ok(());
@@ -106,9 +101,7 @@ pub fn schedule(ctx: &Ctx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, ops: Vec<Engine
     let op_text = serde_json::to_string(&ops).map_err(|_| ApiError::INTERNAL_ERROR)?;
     tx.enqueue_task(&gw.id, &op_text, due, ctx.now_ms)?;
     ctx.effects.borrow_mut().task_enqueued = true;
-    if gw.status == "active" {
-        gw.status = "updating".into();
-    }
+    gw.status = gw.status.after_task_enqueued();
     tx.update_resource(ResourceKind::VpnGateway, &gw.id, gw)?;
     Ok(())
 }
@@ -135,8 +128,9 @@ fn apply_task(app: &App, task: &Task) -> Result<(), ApiError> {
         tx.complete_task(task)?;
         if tx.pending_tasks(&task.gateway_id)?.is_empty() {
             if let Some(mut gw) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, &task.gateway_id)? {
-                if gw.doc.status == "updating" || gw.doc.status == "provisioning" {
-                    gw.doc.status = "active".into();
+                let status = gw.doc.status.after_last_task();
+                if gw.doc.status != status {
+                    gw.doc.status = status;
                     tx.update_resource(ResourceKind::VpnGateway, &task.gateway_id, &gw.doc)?;
                 }
             }
@@ -151,7 +145,7 @@ fn apply_task(app: &App, task: &Task) -> Result<(), ApiError> {
 
 /// The task worker: applies due tasks in order per gateway; sleeps until the next due time
 /// or until woken.
-pub async fn run_worker(app: crate::app::SharedApp) {
+pub async fn run_worker(app: crate::state::SharedApp) {
     loop {
         let app2 = app.clone();
         let next_due = tokio::task::spawn_blocking(move || run_due(&app2)).await.ok().flatten();
@@ -210,7 +204,7 @@ pub fn advance(app: &App, gateway_id: &str) -> Result<Value, ApiError> {
 }
 
 /// Periodic clean-up of expired nonces and ClientTokens.
-pub async fn run_janitor(app: crate::app::SharedApp) {
+pub async fn run_janitor(app: crate::state::SharedApp) {
     loop {
         let app2 = app.clone();
         let _ = tokio::task::spawn_blocking(move || {

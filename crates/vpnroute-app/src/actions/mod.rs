@@ -1,7 +1,10 @@
-//! Action handlers, one module per resource family. Each handler reads its parameters
-//! through [`vpnroute_domain::params::Params`], applies the domain rules and uses the store
-//! transaction it is given; it returns the response body without `RequestId` (added by the
-//! HTTP layer).
+//! Action handlers, one module per resource family, and the lookups they share. A converted
+//! family (routes, gateways, connections) defines per Action a typed input (with its
+//! [`crate::rpc::FromRpc`] parser), an [`crate::ops::Operation`] whose handler works on the
+//! input and an [`crate::state::OpCtx`], and a typed output. The other families still read
+//! their parameters through [`vpnroute_domain::params::Params`] inside the handler. Either way
+//! a handler applies the domain rules in the store transaction it is given and returns the
+//! body without `RequestId` (added by the HTTP layer).
 
 pub mod connection;
 pub mod customer_gateway;
@@ -18,7 +21,7 @@ use vpnroute_domain::params::{Paging, Params};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind};
 
-use crate::app::Ctx;
+use crate::state::{Ctx, OpCtx};
 
 pub fn params<'a>(ctx: &'a Ctx<'_>) -> Params<'a> {
     Params::new(ctx.params)
@@ -68,7 +71,7 @@ regional!(SslVpnServer, ResourceKind::SslVpnServer, ApiError::SSL_SERVER_NOT_FOU
 
 /// A resource of the caller's account in `region`; another account's resource, or one in
 /// another region, does not exist for the caller.
-pub fn owned<T: Regional>(ctx: &Ctx<'_>, tx: &dyn ReadTx, region: &str, id: &str) -> Result<T, ApiError> {
+pub fn owned<T: Regional>(ctx: &OpCtx<'_>, tx: &dyn ReadTx, region: &str, id: &str) -> Result<T, ApiError> {
     match tx.resource::<T>(T::KIND, id)? {
         Some(r) if r.account_id == ctx.account_id && r.doc.region() == region => Ok(r.doc),
         _ => Err(T::NOT_FOUND),
@@ -77,7 +80,7 @@ pub fn owned<T: Regional>(ctx: &Ctx<'_>, tx: &dyn ReadTx, region: &str, id: &str
 
 /// Like [`owned`] when only existence matters: checks the owner and region columns without
 /// decoding the document (Describe of a gateway's routes runs this on every call).
-pub fn check_owned<T: Regional>(ctx: &Ctx<'_>, tx: &dyn ReadTx, region: &str, id: &str) -> Result<(), ApiError> {
+pub fn check_owned<T: Regional>(ctx: &OpCtx<'_>, tx: &dyn ReadTx, region: &str, id: &str) -> Result<(), ApiError> {
     match tx.resource_owner(T::KIND, id)? {
         Some((account, res_region)) if account == ctx.account_id && res_region == region => Ok(()),
         _ => Err(T::NOT_FOUND),
@@ -87,7 +90,7 @@ pub fn check_owned<T: Regional>(ctx: &Ctx<'_>, tx: &dyn ReadTx, region: &str, id
 /// Every resource of a kind the caller owns in `region` (children of `parent` only, if
 /// given), in creation order: for lists the Describe actions filter before paging.
 pub fn all_in_region<T: Regional>(
-    ctx: &Ctx<'_>,
+    ctx: &OpCtx<'_>,
     tx: &dyn ReadTx,
     region: &str,
     parent: Option<&str>,
@@ -119,14 +122,6 @@ pub fn page_fields(body: &mut Value, paging: Paging, total: u64) {
     }
 }
 
-/// `DryRun=true`: everything validated, answer `DryRunOperation`.
-pub fn dry_run(ctx: &Ctx<'_>) -> Result<(), ApiError> {
-    if params(ctx).bool_or("DryRun", false)? {
-        return Err(ApiError::DRY_RUN);
-    }
-    Ok(())
-}
-
 /// Optional `Name`/`Description`-style text validated by `check`.
 pub fn opt_text(ctx: &Ctx<'_>, name: &str, check: fn(&str) -> Result<(), ApiError>) -> Result<String, ApiError> {
     match params(ctx).opt_str(name) {
@@ -139,6 +134,6 @@ pub fn opt_text(ctx: &Ctx<'_>, name: &str, check: fn(&str) -> Result<(), ApiErro
 }
 
 /// The numeric owner id Alibaba returns in `OwnerId` fields.
-pub fn owner_id(ctx: &Ctx<'_>) -> i64 {
+pub fn owner_id(ctx: &OpCtx<'_>) -> i64 {
     ctx.account_id.parse().unwrap_or(0)
 }

@@ -1,5 +1,5 @@
-//! Action dispatch: maps an Action name to its handler and runs it in the right kind of
-//! transaction. Mutating actions run in one write transaction together with the ClientToken
+//! Action dispatch: maps an Action name to its handler (through the [`crate::ops`] table) and
+//! runs it in the right kind of transaction. Mutating actions run in one write transaction together with the ClientToken
 //! check/save, so a change, its idempotency record and its task commit or vanish together.
 //! (The signature nonce is recorded before, in the nonce store, for every request.)
 
@@ -8,18 +8,12 @@ use sha2::{Digest, Sha256};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ReadTx, Tx};
 
-use crate::actions::{connection, customer_gateway, gateway, regions, routes, ssl, vpc};
-use crate::app::Ctx;
 use crate::reply::Reply;
+use crate::state::Ctx;
 
-/// A read handler that builds a `serde_json::Value`, as a [`ReadFn`].
-macro_rules! value_read {
-    ($f:path) => {
-        |ctx: &Ctx<'_>, tx: &dyn ReadTx| $f(ctx, tx).map(Reply::Value)
-    };
-}
-
+/// An RPC read handler: parses its input from the request and answers a [`Reply`].
 pub type ReadFn = fn(&Ctx<'_>, &dyn ReadTx) -> Result<Reply, ApiError>;
+/// An RPC write handler: parses its input and answers the body (replayed for a ClientToken).
 pub type WriteFn = fn(&Ctx<'_>, &Tx<'_>) -> Result<Value, ApiError>;
 
 #[derive(Clone, Copy)]
@@ -30,44 +24,7 @@ pub enum Handler {
 
 /// The handler of an action, `None` for an unknown action (`InvalidAction.NotFound`).
 pub fn handler(action: &str) -> Option<Handler> {
-    use Handler::{Read, Write};
-    Some(match action {
-        "DescribeRegions" => Read(value_read!(regions::describe_regions)),
-        "CreateVpc" => Write(vpc::create_vpc),
-        "DescribeVpcs" => Read(value_read!(vpc::describe_vpcs)),
-        "DeleteVpc" => Write(vpc::delete_vpc),
-        "DescribeRouteTableList" => Read(value_read!(vpc::describe_route_table_list)),
-        "DescribeRouteEntryList" => Read(value_read!(vpc::describe_route_entry_list)),
-        "CreateRouteEntry" => Write(vpc::create_route_entry),
-        "DeleteRouteEntry" => Write(vpc::delete_route_entry),
-        "CreateVpnGateway" => Write(gateway::create_vpn_gateway),
-        "DescribeVpnGateway" => Read(gateway::describe_vpn_gateway),
-        "DescribeVpnGateways" => Read(gateway::describe_vpn_gateways),
-        "DeleteVpnGateway" => Write(gateway::delete_vpn_gateway),
-        "CreateCustomerGateway" => Write(customer_gateway::create_customer_gateway),
-        "DescribeCustomerGateway" => Read(value_read!(customer_gateway::describe_customer_gateway)),
-        "DescribeCustomerGateways" => Read(value_read!(customer_gateway::describe_customer_gateways)),
-        "DeleteCustomerGateway" => Write(customer_gateway::delete_customer_gateway),
-        "CreateVpnConnection" => Write(connection::create_vpn_connection),
-        "DescribeVpnConnection" => Read(value_read!(connection::describe_vpn_connection)),
-        "DescribeVpnConnections" => Read(value_read!(connection::describe_vpn_connections)),
-        "DeleteVpnConnection" => Write(connection::delete_vpn_connection),
-        "CreateSslVpnServer" => Write(ssl::create_ssl_vpn_server),
-        "DescribeSslVpnServers" => Read(value_read!(ssl::describe_ssl_vpn_servers)),
-        "DeleteSslVpnServer" => Write(ssl::delete_ssl_vpn_server),
-        "CreateVpnRouteEntry" => Write(routes::create_vpn_route_entry),
-        "DeleteVpnRouteEntry" => Write(routes::delete_vpn_route_entry),
-        "DescribeVpnRouteEntries" => Read(routes::describe_vpn_route_entries),
-        "ModifyVpnRouteEntryWeight" => Write(routes::modify_vpn_route_entry_weight),
-        "PublishVpnRouteEntry" => Write(routes::publish_vpn_route_entry),
-        "CreateVpnPbrRouteEntry" => Write(routes::create_vpn_pbr_route_entry),
-        "DeleteVpnPbrRouteEntry" => Write(routes::delete_vpn_pbr_route_entry),
-        "DescribeVpnPbrRouteEntries" => Read(routes::describe_vpn_pbr_route_entries),
-        "ModifyVpnPbrRouteEntryWeight" => Write(routes::modify_vpn_pbr_route_entry_weight),
-        "ModifyVpnPbrRouteEntryPriority" => Write(routes::modify_vpn_pbr_route_entry_priority),
-        "ModifyVpnPbrRouteEntryAttribute" => Write(routes::modify_vpn_pbr_route_entry_attribute),
-        _ => return None,
-    })
+    crate::ops::operation(action).map(|o| o.handler)
 }
 
 /// Parameters that are part of the transport, not of the operation: excluded from the
@@ -87,7 +44,9 @@ const TRANSPORT_PARAMS: &[&str] = &[
     "ClientToken",
 ];
 
-/// Hash of the operation parameters, order-independent.
+/// Hash of the operation parameters, order-independent. Each name and value enters the
+/// hash length-prefixed (8-byte little-endian length, then the bytes), so no choice of
+/// bytes inside a value can imitate a parameter boundary.
 pub fn params_hash(params: &[(String, String)]) -> String {
     let mut ps: Vec<&(String, String)> = params
         .iter()
@@ -105,10 +64,10 @@ pub fn params_hash(params: &[(String, String)]) -> String {
         } else {
             v.as_str()
         };
-        h.update(k.as_bytes());
-        h.update([0]);
-        h.update(v.as_bytes());
-        h.update([0]);
+        for field in [k.as_bytes(), v.as_bytes()] {
+            h.update((field.len() as u64).to_le_bytes());
+            h.update(field);
+        }
     }
     hex::encode(h.finalize())
 }
@@ -162,6 +121,15 @@ mod tests {
         let node = p(&[("PublishVpc", "true")]);
         assert_eq!(params_hash(&py), params_hash(&node));
         assert_ne!(params_hash(&a), params_hash(&c));
+    }
+
+    #[test]
+    fn hash_cannot_be_imitated_by_separators_inside_values() {
+        let two = p(&[("Description", "x"), ("Foo", "bar")]);
+        let one = p(&[("Description", "x\0Foo\0bar")]);
+        assert_ne!(params_hash(&two), params_hash(&one));
+        let shifted = p(&[("Description", "x\0Foo"), ("", "bar")]);
+        assert_ne!(params_hash(&two), params_hash(&shifted));
     }
 
     #[test]

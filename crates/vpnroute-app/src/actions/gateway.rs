@@ -1,9 +1,10 @@
-//! VPN gateways: CreateVpnGateway, DescribeVpnGateway, DescribeVpnGateways, DeleteVpnGateway.
+//! VPN gateways as typed operations: CreateVpnGateway, DescribeVpnGateway,
+//! DescribeVpnGateways, DeleteVpnGateway (inputs with their RPC parsers, handlers, outputs).
 
 use rand::Rng;
-use serde_json::{json, Value};
-use vpnroute_domain::ids::new_id;
+use vpnroute_domain::ids::{new_id, GatewayId, VpcId};
 use vpnroute_domain::model::{Vpc, VpnGateway};
+use vpnroute_domain::status::{BusinessStatus, GatewayStatus, VpcStatus};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
@@ -12,9 +13,11 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use vpnroute_domain::params::Paging;
 
-use super::{all_in_region, dry_run, opt_text, owned, page_of, params, region};
-use crate::app::Ctx;
+use super::{all_in_region, opt_text, owned, page_of, params};
+use crate::ops::{arn, check_dry_run, Deferred, Done};
 use crate::reply::{page_fields, List, Reply};
+use crate::rpc::{self, FromRpc};
+use crate::state::{Ctx, OpCtx};
 use crate::util::TagList;
 
 const BANDWIDTHS: &[i64] = &[5, 10, 20, 50, 100, 200, 500, 1000];
@@ -22,45 +25,98 @@ const SSL_CONNECTIONS: &[i64] = &[5, 10, 20, 50, 100, 200, 500, 1000];
 /// Postpaid gateways never expire: Alibaba-style far-future EndTime (2099-12-31T23:59:59Z).
 const NO_END_TIME: i64 = 4_102_415_999_000;
 
-pub fn create_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    let region = region(ctx)?;
-    let p = params(ctx);
-    let vpc_id = p.str("VpcId")?;
-    let bandwidth = p
-        .opt_i64("Bandwidth")?
-        .ok_or_else(|| ApiError::missing_parameter("Bandwidth"))?;
-    if !BANDWIDTHS.contains(&bandwidth) {
-        return Err(ApiError::invalid_parameter("Bandwidth"));
+/// CreateVpnGateway's input.
+#[derive(Debug, Clone)]
+pub struct CreateVpnGatewayInput {
+    pub region: String,
+    pub vpc_id: VpcId,
+    /// Mbit/s: 5, 10, 20, 50, 100, 200, 500 or 1000.
+    pub bandwidth: i64,
+    /// Empty: the gateway's id.
+    pub name: String,
+    /// `PostpayByFlow` or `Prepay`.
+    pub charge_type: String,
+    pub enable_ipsec: bool,
+    pub enable_ssl: bool,
+    pub ssl_connections: i64,
+    /// `public` or `private`.
+    pub network_type: String,
+    /// `Normal` or `NationalStandard`.
+    pub vpn_type: String,
+    pub vswitch_id: Option<String>,
+    pub resource_group_id: Option<String>,
+    pub dry_run: Deferred<bool>,
+}
+
+impl FromRpc for CreateVpnGatewayInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let vpc_id = p.str("VpcId")?;
+        let bandwidth = p
+            .opt_i64("Bandwidth")?
+            .ok_or_else(|| ApiError::missing_parameter("Bandwidth"))?;
+        if !BANDWIDTHS.contains(&bandwidth) {
+            return Err(ApiError::invalid_parameter("Bandwidth"));
+        }
+        let name = opt_text(ctx, "Name", validate::name)?;
+        let charge = match p
+            .opt_str("InstanceChargeType")
+            .unwrap_or("POSTPAY")
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "POSTPAY" | "POSTPAID" => "PostpayByFlow",
+            "PREPAY" | "PREPAID" => "Prepay",
+            _ => return Err(ApiError::invalid_parameter("InstanceChargeType")),
+        };
+        let enable_ipsec = p.bool_or("EnableIpsec", true)?;
+        let enable_ssl = p.bool_or("EnableSsl", false)?;
+        let ssl_connections = p.opt_i64("SslConnections")?.unwrap_or(5);
+        if !SSL_CONNECTIONS.contains(&ssl_connections) {
+            return Err(ApiError::invalid_parameter("SslConnections"));
+        }
+        let network_type = p.opt_str("NetworkType").unwrap_or("public");
+        if network_type != "public" && network_type != "private" {
+            return Err(ApiError::invalid_parameter("NetworkType"));
+        }
+        let vpn_type = p.opt_str("VpnType").unwrap_or("Normal");
+        if vpn_type != "Normal" && vpn_type != "NationalStandard" {
+            return Err(ApiError::invalid_parameter("VpnType"));
+        }
+        p.opt_bool("AutoPay")?;
+        p.opt_int_in("Period", 1, 36)?;
+        Ok(CreateVpnGatewayInput {
+            region,
+            vpc_id: vpc_id.into(),
+            bandwidth,
+            name,
+            charge_type: charge.into(),
+            enable_ipsec,
+            enable_ssl,
+            ssl_connections,
+            network_type: network_type.into(),
+            vpn_type: vpn_type.into(),
+            vswitch_id: p.opt_str("VSwitchId").map(str::to_string),
+            resource_group_id: p.opt_str("ResourceGroupId").map(str::to_string),
+            dry_run: rpc::dry_run(ctx),
+        })
     }
-    let name = opt_text(ctx, "Name", validate::name)?;
-    let charge = match p
-        .opt_str("InstanceChargeType")
-        .unwrap_or("POSTPAY")
-        .to_ascii_uppercase()
-        .as_str()
-    {
-        "POSTPAY" | "POSTPAID" => "PostpayByFlow",
-        "PREPAY" | "PREPAID" => "Prepay",
-        _ => return Err(ApiError::invalid_parameter("InstanceChargeType")),
-    };
-    let enable_ipsec = p.bool_or("EnableIpsec", true)?;
-    let enable_ssl = p.bool_or("EnableSsl", false)?;
-    let ssl_connections = p.opt_i64("SslConnections")?.unwrap_or(5);
-    if !SSL_CONNECTIONS.contains(&ssl_connections) {
-        return Err(ApiError::invalid_parameter("SslConnections"));
-    }
-    let network_type = p.opt_str("NetworkType").unwrap_or("public");
-    if network_type != "public" && network_type != "private" {
-        return Err(ApiError::invalid_parameter("NetworkType"));
-    }
-    let vpn_type = p.opt_str("VpnType").unwrap_or("Normal");
-    if vpn_type != "Normal" && vpn_type != "NationalStandard" {
-        return Err(ApiError::invalid_parameter("VpnType"));
-    }
-    p.opt_bool("AutoPay")?;
-    p.opt_int_in("Period", 1, 36)?;
-    let vpc: Vpc = owned(ctx, tx, region, vpc_id)?;
-    if vpc.status != "Available" {
+}
+
+/// CreateVpnGateway's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreatedGateway {
+    pub vpn_gateway_id: String,
+    pub name: String,
+    pub order_id: i64,
+}
+
+fn create_vpn_gateway(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: CreateVpnGatewayInput) -> Result<CreatedGateway, ApiError> {
+    let region = input.region.as_str();
+    let vpc: Vpc = owned(ctx, tx, region, &input.vpc_id)?;
+    if vpc.status != VpcStatus::Available {
         return Err(ApiError::INCORRECT_VPC_STATUS);
     }
     if tx.count_resources(ResourceKind::VpnGateway, &ctx.account_id, region)?
@@ -68,10 +124,10 @@ pub fn create_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
     {
         return Err(ApiError::QUOTA_FULL);
     }
-    dry_run(ctx)?;
+    check_dry_run(&input.dry_run)?;
     let id = new_id("vpn");
     let mut rng = rand::rng();
-    let internet_ip = if network_type == "public" {
+    let internet_ip = if input.network_type == "public" {
         format!(
             "47.{}.{}.{}",
             rng.random_range(0..=255),
@@ -82,29 +138,28 @@ pub fn create_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
         String::new()
     };
     let mut gw = VpnGateway {
-        name: if name.is_empty() { id.clone() } else { name },
+        name: if input.name.is_empty() { id.clone() } else { input.name },
         id,
         region_id: region.to_string(),
         vpc_id: vpc.id.clone(),
-        vswitch_id: p
-            .opt_str("VSwitchId")
-            .map(str::to_string)
-            .unwrap_or_else(|| new_id("vsw")),
+        vswitch_id: input.vswitch_id.unwrap_or_else(|| new_id("vsw")),
         description: String::new(),
-        bandwidth,
+        bandwidth: input.bandwidth,
         internet_ip,
-        status: "provisioning".into(),
-        business_status: "Normal".into(),
-        charge_type: charge.into(),
-        enable_ipsec,
-        enable_ssl,
-        ssl_connections,
+        status: GatewayStatus::Provisioning,
+        business_status: BusinessStatus::Normal,
+        charge_type: input.charge_type,
+        enable_ipsec: input.enable_ipsec,
+        enable_ssl: input.enable_ssl,
+        ssl_connections: input.ssl_connections,
         pbr_priority: true,
-        network_type: network_type.into(),
-        vpn_type: vpn_type.into(),
+        network_type: input.network_type,
+        vpn_type: input.vpn_type,
         create_time: ctx.now_ms,
         end_time: NO_END_TIME,
-        resource_group_id: p.opt_str("ResourceGroupId").unwrap_or("rg-acfmdefault0001").to_string(),
+        resource_group_id: input
+            .resource_group_id
+            .unwrap_or_else(|| "rg-acfmdefault0001".to_string()),
         tags: vec![],
         auto_propagate: false,
         enable_bgp: false,
@@ -113,8 +168,19 @@ pub fn create_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
     tx.insert_resource(ResourceKind::VpnGateway, &gw.id, &ctx.account_id, region, &vpc.id, &gw)?;
     crate::tasks::schedule(ctx, tx, &mut gw, vec![])?;
     let order_id: i64 = rng.random_range(200_000_000_000..900_000_000_000);
-    Ok(json!({"VpnGatewayId": gw.id, "Name": gw.name, "OrderId": order_id}))
+    Ok(CreatedGateway {
+        vpn_gateway_id: gw.id,
+        name: gw.name,
+        order_id,
+    })
 }
+
+operation!(
+    /// CreateVpnGateway.
+    CreateVpnGateway: Write, CreateVpnGatewayInput => CreatedGateway,
+    resources(|input, account| vec![arn(&input.region, account, "vpngateway", "*")]),
+    handle(|ctx, tx, input| create_vpn_gateway(ctx, tx, input)),
+);
 
 /// Alibaba's system tags, JSON-encoded in the `Tag` field (keys in sorted order, as
 /// `serde_json` writes a map; only `PbrPriority` varies).
@@ -200,6 +266,7 @@ impl Serialize for ReservationData {
 }
 
 /// DescribeVpnGateway's answer.
+#[derive(Debug, Clone)]
 pub struct GatewayView {
     gw: VpnGateway,
     include_reservation: bool,
@@ -216,6 +283,7 @@ impl Serialize for GatewayView {
 }
 
 /// DescribeVpnGateways' answer.
+#[derive(Debug, Clone)]
 pub struct GatewaysPage {
     items: Vec<VpnGateway>,
     include_reservation: bool,
@@ -243,67 +311,195 @@ impl Serialize for GatewaysPage {
     }
 }
 
-pub fn describe_vpn_gateway(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Reply, ApiError> {
-    let region = region(ctx)?;
-    let p = params(ctx);
-    let id = p.str("VpnGatewayId")?;
-    let include_reservation = p.bool_or("IncludeReservationData", false)?;
-    let gw: VpnGateway = owned(ctx, tx, region, id)?;
-    Ok(Reply::Gateway(Box::new(GatewayView {
-        gw,
-        include_reservation,
-    })))
+/// DescribeVpnGateway's input.
+#[derive(Debug, Clone)]
+pub struct DescribeVpnGatewayInput {
+    pub region: String,
+    pub gateway_id: GatewayId,
+    pub include_reservation: bool,
 }
 
-pub fn describe_vpn_gateways(ctx: &Ctx<'_>, tx: &dyn ReadTx) -> Result<Reply, ApiError> {
-    let region = region(ctx)?;
-    let p = params(ctx);
-    let paging = p.paging()?;
-    let include = p.bool_or("IncludeReservationData", false)?;
-    let tags = p.tags("Tag")?;
-    let filtered = p.opt_str("VpnGatewayId").is_some()
-        || p.opt_str("VpcId").is_some()
-        || p.opt_str("Status").is_some()
-        || p.opt_str("BusinessStatus").is_some()
-        || p.opt_str("GatewayType").is_some()
-        || p.opt_str("ResourceGroupId").is_some()
-        || !tags.is_empty();
-    let (items, total) = if filtered {
-        let all = all_in_region::<VpnGateway>(ctx, tx, region, None)?;
-        let all: Vec<VpnGateway> = all
-            .into_iter()
-            .filter(|g| p.opt_str("VpnGatewayId").is_none_or(|v| v == g.id))
-            .filter(|g| p.opt_str("VpcId").is_none_or(|v| v == g.vpc_id))
-            .filter(|g| p.opt_str("Status").is_none_or(|v| v.eq_ignore_ascii_case(&g.status)))
-            .filter(|g| p.opt_str("BusinessStatus").is_none_or(|v| v == g.business_status))
-            .filter(|_| p.opt_str("GatewayType").is_none_or(|v| v == "Traditional"))
-            .filter(|g| p.opt_str("ResourceGroupId").is_none_or(|v| v == g.resource_group_id))
-            .filter(|g| tags.iter().all(|t| g.tags.contains(t)))
-            .collect();
-        page_of(all, paging)
+impl FromRpc for DescribeVpnGatewayInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let gateway_id = p.str("VpnGatewayId")?.into();
+        let include_reservation = p.bool_or("IncludeReservationData", false)?;
+        Ok(DescribeVpnGatewayInput {
+            region,
+            gateway_id,
+            include_reservation,
+        })
+    }
+}
+
+impl From<GatewayView> for Reply {
+    fn from(view: GatewayView) -> Reply {
+        Reply::Gateway(Box::new(view))
+    }
+}
+
+operation!(
+    /// DescribeVpnGateway.
+    DescribeVpnGateway: Read, DescribeVpnGatewayInput => GatewayView,
+    resources(|input, account| vec![arn(&input.region, account, "vpngateway", &input.gateway_id)]),
+    handle(|ctx, tx, input| {
+        let gw: VpnGateway = owned(ctx, tx, &input.region, &input.gateway_id)?;
+        Ok(GatewayView {
+            gw,
+            include_reservation: input.include_reservation,
+        })
+    }),
+);
+
+/// DescribeVpnGateways' filters: each given one must hold.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayFilter {
+    pub gateway_id: Option<String>,
+    pub vpc_id: Option<String>,
+    /// Compared ignoring case.
+    pub status: Option<String>,
+    pub business_status: Option<String>,
+    /// Only `Traditional` gateways exist.
+    pub gateway_type: Option<String>,
+    pub resource_group_id: Option<String>,
+    /// Every tag must be on the gateway.
+    pub tags: Vec<(String, String)>,
+}
+
+impl GatewayFilter {
+    fn is_empty(&self) -> bool {
+        self.gateway_id.is_none()
+            && self.vpc_id.is_none()
+            && self.status.is_none()
+            && self.business_status.is_none()
+            && self.gateway_type.is_none()
+            && self.resource_group_id.is_none()
+            && self.tags.is_empty()
+    }
+
+    fn matches(&self, g: &VpnGateway) -> bool {
+        let is = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f == v);
+        is(&self.gateway_id, &g.id)
+            && is(&self.vpc_id, &g.vpc_id)
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|v| v.eq_ignore_ascii_case(g.status.as_str()))
+            && is(&self.business_status, g.business_status.as_str())
+            && is(&self.gateway_type, "Traditional")
+            && is(&self.resource_group_id, &g.resource_group_id)
+            && self.tags.iter().all(|t| g.tags.contains(t))
+    }
+}
+
+/// DescribeVpnGateways' input.
+#[derive(Debug, Clone)]
+pub struct DescribeVpnGatewaysInput {
+    pub region: String,
+    pub paging: Paging,
+    pub include_reservation: bool,
+    pub filter: GatewayFilter,
+}
+
+impl FromRpc for DescribeVpnGatewaysInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let paging = p.paging()?;
+        let include_reservation = p.bool_or("IncludeReservationData", false)?;
+        let tags = p.tags("Tag")?;
+        let text = |name: &str| p.opt_str(name).map(str::to_string);
+        Ok(DescribeVpnGatewaysInput {
+            region,
+            paging,
+            include_reservation,
+            filter: GatewayFilter {
+                gateway_id: text("VpnGatewayId"),
+                vpc_id: text("VpcId"),
+                status: text("Status"),
+                business_status: text("BusinessStatus"),
+                gateway_type: text("GatewayType"),
+                resource_group_id: text("ResourceGroupId"),
+                tags,
+            },
+        })
+    }
+}
+
+impl From<GatewaysPage> for Reply {
+    fn from(page: GatewaysPage) -> Reply {
+        Reply::Gateways(page)
+    }
+}
+
+fn describe_vpn_gateways(
+    ctx: &OpCtx<'_>,
+    tx: &dyn ReadTx,
+    input: DescribeVpnGatewaysInput,
+) -> Result<GatewaysPage, ApiError> {
+    let DescribeVpnGatewaysInput {
+        region,
+        paging,
+        include_reservation,
+        filter,
+    } = input;
+    let (items, total) = if !filter.is_empty() {
+        let all = all_in_region::<VpnGateway>(ctx, tx, &region, None)?;
+        page_of(all.into_iter().filter(|g| filter.matches(g)).collect(), paging)
     } else {
         tx.list_resources(
             ResourceKind::VpnGateway,
             &ctx.account_id,
-            region,
+            &region,
             None,
             paging.offset(),
             paging.size as u64,
         )?
     };
-    Ok(Reply::Gateways(GatewaysPage {
+    Ok(GatewaysPage {
         items,
-        include_reservation: include,
+        include_reservation,
         paging,
         total,
-    }))
+    })
 }
 
-pub fn delete_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError> {
-    let region = region(ctx)?;
-    let id = params(ctx).str("VpnGatewayId")?;
-    tx.lock_gateway(id)?;
-    let gw: VpnGateway = owned(ctx, tx, region, id)?;
+operation!(
+    /// DescribeVpnGateways.
+    DescribeVpnGateways: Read, DescribeVpnGatewaysInput => GatewaysPage,
+    resources(|input, account| {
+        let mut arns = vec![arn(&input.region, account, "vpngateway", "*")];
+        if let Some(id) = &input.filter.gateway_id {
+            arns.push(arn(&input.region, account, "vpngateway", id));
+        }
+        arns
+    }),
+    handle(|ctx, tx, input| describe_vpn_gateways(ctx, tx, input)),
+);
+
+/// DeleteVpnGateway's input.
+#[derive(Debug, Clone)]
+pub struct DeleteVpnGatewayInput {
+    pub region: String,
+    pub gateway_id: GatewayId,
+    pub dry_run: Deferred<bool>,
+}
+
+impl FromRpc for DeleteVpnGatewayInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let gateway_id = params(ctx).str("VpnGatewayId")?.into();
+        Ok(DeleteVpnGatewayInput {
+            region,
+            gateway_id,
+            dry_run: rpc::dry_run(ctx),
+        })
+    }
+}
+
+fn delete_vpn_gateway(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: DeleteVpnGatewayInput) -> Result<Done, ApiError> {
+    let gw: VpnGateway = owned(ctx, tx, &input.region, &input.gateway_id)?;
     crate::tasks::check_busy(ctx, &gw, ApiError::GATEWAY_CONFIGURING)?;
     if tx.count_children(ResourceKind::VpnConnection, &gw.id)? > 0 {
         return Err(ApiError::DEPENDENCY_VPN_CONNECTION);
@@ -318,12 +514,19 @@ pub fn delete_vpn_gateway(ctx: &Ctx<'_>, tx: &Tx<'_>) -> Result<Value, ApiError>
             400,
         ));
     }
-    dry_run(ctx)?;
+    check_dry_run(&input.dry_run)?;
     tx.delete_resource(ResourceKind::VpnGateway, &gw.id)?;
     tx.delete_gateway_state(&gw.id)?;
     ctx.effects.borrow_mut().deleted_gateways.push(gw.id);
-    Ok(json!({}))
+    Ok(Done {})
 }
+
+operation!(
+    /// DeleteVpnGateway.
+    DeleteVpnGateway: Write, DeleteVpnGatewayInput => Done,
+    resources(|input, account| vec![arn(&input.region, account, "vpngateway", &input.gateway_id)]),
+    handle(|ctx, tx, input| delete_vpn_gateway(ctx, tx, input)),
+);
 
 #[cfg(test)]
 mod tests {
@@ -340,8 +543,8 @@ mod tests {
             description: "d".into(),
             bandwidth: 10,
             internet_ip: "47.1.2.3".into(),
-            status: "active".into(),
-            business_status: "Normal".into(),
+            status: GatewayStatus::Active,
+            business_status: BusinessStatus::Normal,
             charge_type: "PostpayByFlow".into(),
             enable_ipsec: true,
             enable_ssl: true,

@@ -12,7 +12,7 @@ use serde_json::Value;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{StoreError, Tx, WriteJob, WriteTx};
 
-use crate::app::App;
+use crate::state::App;
 use crate::tasks::Effects;
 
 type Handler = Box<dyn FnMut(&App, &Tx<'_>) -> Result<(Value, Effects), ApiError> + Send>;

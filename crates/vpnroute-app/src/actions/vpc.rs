@@ -1,0 +1,725 @@
+//! VPCs and their system route table as typed operations: CreateVpc, DescribeVpcs, DeleteVpc,
+//! DescribeRouteTableList, DescribeRouteEntryList, CreateRouteEntry, DeleteRouteEntry.
+//!
+//! Each VPC gets one system route table holding a `System` entry for `100.64.0.0/10`.
+//! Routes published by VPN gateways appear there with NextHopType `VpnGateway` (stored with
+//! the internal entry type `Published`, shown as Type `Custom`, Origin `VpnGateway`).
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use serde_json::{json, Value};
+use vpnroute_domain::ids::{new_id, VpcId};
+use vpnroute_domain::model::{Vpc, VpcRouteEntry, VpnGateway};
+use vpnroute_domain::params::Paging;
+use vpnroute_domain::status::VpcStatus;
+use vpnroute_domain::validate;
+use vpnroute_domain::ApiError;
+use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
+
+use super::{all_in_region, opt_text, owned, owner_id, page_fields, page_of, params};
+use crate::ops::{arn, check_dry_run, Deferred, Done};
+use crate::reply::Reply;
+use crate::rpc::{self, FromRpc};
+use crate::state::{Ctx, OpCtx};
+use crate::util::{iso_minute, iso_time};
+
+pub const PUBLISHED: &str = "Published";
+
+/// CreateVpc's input.
+#[derive(Debug, Clone)]
+pub struct CreateVpcInput {
+    pub region: String,
+    /// Canonical; `172.16.0.0/12` when not given.
+    pub cidr_block: String,
+    pub name: String,
+    pub description: String,
+    pub resource_group_id: Option<String>,
+    pub dry_run: Deferred<bool>,
+}
+
+impl FromRpc for CreateVpcInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let cidr_block = match p.opt_str("CidrBlock") {
+            Some(c) => validate::vpc_cidr(c)?.to_string(),
+            None => "172.16.0.0/12".to_string(),
+        };
+        let name = opt_text(ctx, "VpcName", validate::name)?;
+        let description = opt_text(ctx, "Description", validate::description)?;
+        Ok(CreateVpcInput {
+            region,
+            cidr_block,
+            name,
+            description,
+            resource_group_id: p.opt_str("ResourceGroupId").map(str::to_string),
+            dry_run: rpc::dry_run(ctx),
+        })
+    }
+}
+
+/// CreateVpc's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreatedVpc {
+    #[serde(rename = "VpcId")]
+    pub vpc_id: String,
+    #[serde(rename = "VRouterId")]
+    pub vrouter_id: String,
+    #[serde(rename = "RouteTableId")]
+    pub route_table_id: String,
+    #[serde(rename = "ResourceGroupId")]
+    pub resource_group_id: String,
+}
+
+fn create_vpc(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: CreateVpcInput) -> Result<CreatedVpc, ApiError> {
+    let region = input.region.as_str();
+    if tx.count_resources(ResourceKind::Vpc, &ctx.account_id, region)? >= ctx.app.config.quotas.vpcs_per_region {
+        return Err(ApiError::QUOTA_FULL);
+    }
+    check_dry_run(&input.dry_run)?;
+    let vpc = Vpc {
+        id: new_id("vpc"),
+        region_id: region.to_string(),
+        name: input.name,
+        description: input.description,
+        cidr_block: input.cidr_block,
+        status: VpcStatus::Available,
+        vrouter_id: new_id("vrt"),
+        route_table_id: new_id("vtb"),
+        create_time: ctx.now_ms,
+        resource_group_id: input
+            .resource_group_id
+            .unwrap_or_else(|| "rg-acfmdefault0001".to_string()),
+    };
+    tx.insert_resource(ResourceKind::Vpc, &vpc.id, &ctx.account_id, region, "", &vpc)?;
+    tx.insert_vpc_entry(&VpcRouteEntry {
+        id: new_id("rte"),
+        route_table_id: vpc.route_table_id.clone(),
+        dest: "100.64.0.0/10".into(),
+        next_hop_type: "local".into(),
+        next_hop_id: String::new(),
+        entry_type: "System".into(),
+        name: String::new(),
+        description: String::new(),
+        create_time: ctx.now_ms,
+    })?;
+    Ok(CreatedVpc {
+        vpc_id: vpc.id,
+        vrouter_id: vpc.vrouter_id,
+        route_table_id: vpc.route_table_id,
+        resource_group_id: vpc.resource_group_id,
+    })
+}
+
+operation!(
+    /// CreateVpc.
+    CreateVpc: Write, CreateVpcInput => CreatedVpc,
+    resources(|input, account| vec![arn(&input.region, account, "vpc", "*")]),
+    handle(|ctx, tx, input| create_vpc(ctx, tx, input)),
+);
+
+fn vpc_json(owner_id: i64, v: &Vpc) -> Value {
+    json!({
+        "VpcId": v.id,
+        "RegionId": v.region_id,
+        "Status": v.status,
+        "VpcName": v.name,
+        "Description": v.description,
+        "CreationTime": iso_time(v.create_time),
+        "CidrBlock": v.cidr_block,
+        "Ipv6CidrBlock": "",
+        "VRouterId": v.vrouter_id,
+        "IsDefault": false,
+        "ResourceGroupId": v.resource_group_id,
+        "OwnerId": owner_id,
+        "EnabledIpv6": false,
+        "CenStatus": "",
+        "DhcpOptionsSetId": "",
+        "DhcpOptionsSetStatus": "",
+        "VSwitchIds": {"VSwitchId": []},
+        "RouterTableIds": {"RouterTableIds": [v.route_table_id]},
+        "UserCidrs": {"UserCidr": []},
+        "NatGatewayIds": {"NatGatewayIds": []},
+        "SecondaryCidrBlocks": {"SecondaryCidrBlock": []},
+        "Tags": {"Tag": []},
+    })
+}
+
+/// DescribeVpcs' input.
+#[derive(Debug, Clone)]
+pub struct DescribeVpcsInput {
+    pub region: String,
+    pub paging: Paging,
+    /// Only these VPCs (`VpcId`, comma-separated); `None` = all.
+    pub vpc_ids: Option<Vec<String>>,
+}
+
+impl FromRpc for DescribeVpcsInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let paging = p.paging()?;
+        let vpc_ids = p
+            .opt_str("VpcId")
+            .map(|ids| ids.split(',').map(|s| s.trim().to_string()).collect());
+        Ok(DescribeVpcsInput {
+            region,
+            paging,
+            vpc_ids,
+        })
+    }
+}
+
+/// DescribeVpcs' answer.
+#[derive(Debug, Clone)]
+pub struct VpcsPage {
+    pub items: Vec<Vpc>,
+    /// The caller's numeric account id (`OwnerId`).
+    pub owner_id: i64,
+    pub paging: Paging,
+    pub total: u64,
+}
+
+impl From<VpcsPage> for Reply {
+    fn from(page: VpcsPage) -> Reply {
+        let items = page
+            .items
+            .iter()
+            .map(|v| vpc_json(page.owner_id, v))
+            .collect::<Vec<_>>();
+        let mut body = json!({"Vpcs": {"Vpc": items}});
+        page_fields(&mut body, page.paging, page.total);
+        Reply::Value(body)
+    }
+}
+
+fn describe_vpcs(ctx: &OpCtx<'_>, tx: &dyn ReadTx, input: DescribeVpcsInput) -> Result<VpcsPage, ApiError> {
+    let DescribeVpcsInput {
+        region,
+        paging,
+        vpc_ids,
+    } = input;
+    let (items, total): (Vec<Vpc>, u64) = match vpc_ids {
+        Some(wanted) => {
+            let all = all_in_region::<Vpc>(ctx, tx, &region, None)?;
+            let all: Vec<Vpc> = all.into_iter().filter(|v| wanted.contains(&v.id)).collect();
+            page_of(all, paging)
+        }
+        None => tx.list_resources(
+            ResourceKind::Vpc,
+            &ctx.account_id,
+            &region,
+            None,
+            paging.offset(),
+            paging.size as u64,
+        )?,
+    };
+    Ok(VpcsPage {
+        items,
+        owner_id: owner_id(ctx),
+        paging,
+        total,
+    })
+}
+
+operation!(
+    /// DescribeVpcs.
+    DescribeVpcs: Read, DescribeVpcsInput => VpcsPage,
+    resources(|input, account| vec![arn(&input.region, account, "vpc", "*")]),
+    handle(|ctx, tx, input| describe_vpcs(ctx, tx, input)),
+);
+
+/// DeleteVpc's input.
+#[derive(Debug, Clone)]
+pub struct DeleteVpcInput {
+    pub region: String,
+    pub vpc_id: VpcId,
+    pub dry_run: Deferred<bool>,
+}
+
+impl FromRpc for DeleteVpcInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let vpc_id = params(ctx).str("VpcId")?.into();
+        Ok(DeleteVpcInput {
+            region,
+            vpc_id,
+            dry_run: rpc::dry_run(ctx),
+        })
+    }
+}
+
+fn delete_vpc(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: DeleteVpcInput) -> Result<Done, ApiError> {
+    let vpc: Vpc = owned(ctx, tx, &input.region, &input.vpc_id)?;
+    if tx.count_children(ResourceKind::VpnGateway, &vpc.id)? > 0 {
+        return Err(ApiError::DEPENDENCY_VPN_GATEWAY);
+    }
+    if tx
+        .vpc_entries(&vpc.route_table_id)?
+        .iter()
+        .any(|e| e.entry_type != "System")
+    {
+        return Err(ApiError::DEPENDENCY_ROUTE_TABLE_ENTRY);
+    }
+    check_dry_run(&input.dry_run)?;
+    tx.delete_vpc_entries_of_table(&vpc.route_table_id)?;
+    tx.delete_resource(ResourceKind::Vpc, &vpc.id)?;
+    Ok(Done {})
+}
+
+operation!(
+    /// DeleteVpc.
+    DeleteVpc: Write, DeleteVpcInput => Done,
+    resources(|input, account| vec![arn(&input.region, account, "vpc", &input.vpc_id)]),
+    handle(|ctx, tx, input| delete_vpc(ctx, tx, input)),
+);
+
+/// The VPC owning a route table id, among the caller's VPCs in the region.
+fn vpc_of_table(ctx: &OpCtx<'_>, tx: &dyn ReadTx, region: &str, table_id: &str) -> Result<Vpc, ApiError> {
+    let vpcs = all_in_region::<Vpc>(ctx, tx, region, None)?;
+    vpcs.into_iter()
+        .find(|v| v.route_table_id == table_id)
+        .ok_or(ApiError::ROUTE_TABLE_NOT_FOUND)
+}
+
+/// DescribeRouteTableList's input: filters (each given one must hold) and the page.
+#[derive(Debug, Clone)]
+pub struct DescribeRouteTableListInput {
+    pub region: String,
+    pub paging: Paging,
+    pub vpc_id: Option<String>,
+    pub route_table_id: Option<String>,
+    pub router_id: Option<String>,
+    /// Only `System` tables exist.
+    pub route_table_type: Option<String>,
+    /// `VRouter` or `VBR`; only `VRouter` tables exist.
+    pub router_type: Option<String>,
+}
+
+impl FromRpc for DescribeRouteTableListInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let paging = p.paging()?;
+        if let Some(t) = p.opt_str("RouterType") {
+            if t != "VRouter" && t != "VBR" {
+                return Err(ApiError::invalid_parameter("RouterType"));
+            }
+        }
+        let text = |name: &str| p.opt_str(name).map(str::to_string);
+        Ok(DescribeRouteTableListInput {
+            region,
+            paging,
+            vpc_id: text("VpcId"),
+            route_table_id: text("RouteTableId"),
+            router_id: text("RouterId"),
+            route_table_type: text("RouteTableType"),
+            router_type: text("RouterType"),
+        })
+    }
+}
+
+/// DescribeRouteTableList's answer: the system tables of the listed VPCs.
+#[derive(Debug, Clone)]
+pub struct RouteTablesPage {
+    pub vpcs: Vec<Vpc>,
+    pub owner_id: i64,
+    pub paging: Paging,
+    pub total: u64,
+}
+
+impl From<RouteTablesPage> for Reply {
+    fn from(page: RouteTablesPage) -> Reply {
+        let items: Vec<Value> = page
+            .vpcs
+            .iter()
+            .map(|v| {
+                json!({
+                    "RouteTableId": v.route_table_id,
+                    "RouteTableName": "",
+                    "RouteTableType": "System",
+                    "RouterId": v.vrouter_id,
+                    "RouterType": "VRouter",
+                    "VpcId": v.id,
+                    "Status": "Available",
+                    "Description": "",
+                    "CreationTime": iso_time(v.create_time),
+                    "OwnerId": page.owner_id,
+                    "ResourceGroupId": v.resource_group_id,
+                    "AssociateType": "VSwitch",
+                    "RoutePropagationEnable": true,
+                    "VSwitchIds": {"VSwitchId": []},
+                    "GatewayIds": {"GatewayIds": []},
+                    "Tags": {"Tag": []},
+                })
+            })
+            .collect();
+        let mut body = json!({"RouterTableList": {"RouterTableListType": items}});
+        page_fields(&mut body, page.paging, page.total);
+        Reply::Value(body)
+    }
+}
+
+fn describe_route_table_list(
+    ctx: &OpCtx<'_>,
+    tx: &dyn ReadTx,
+    input: DescribeRouteTableListInput,
+) -> Result<RouteTablesPage, ApiError> {
+    let is = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f == v);
+    let vpcs = all_in_region::<Vpc>(ctx, tx, &input.region, None)?;
+    let matching: Vec<Vpc> = vpcs
+        .into_iter()
+        .filter(|v| is(&input.vpc_id, &v.id))
+        .filter(|v| is(&input.route_table_id, &v.route_table_id))
+        .filter(|v| is(&input.router_id, &v.vrouter_id))
+        .filter(|_| is(&input.route_table_type, "System"))
+        .filter(|_| is(&input.router_type, "VRouter"))
+        .collect();
+    let (vpcs, total) = page_of(matching, input.paging);
+    Ok(RouteTablesPage {
+        vpcs,
+        owner_id: owner_id(ctx),
+        paging: input.paging,
+        total,
+    })
+}
+
+operation!(
+    /// DescribeRouteTableList.
+    DescribeRouteTableList: Read, DescribeRouteTableListInput => RouteTablesPage,
+    resources(|input, account| vec![arn(&input.region, account, "routetable", "*")]),
+    handle(|ctx, tx, input| describe_route_table_list(ctx, tx, input)),
+);
+
+fn entry_json(e: &VpcRouteEntry, region: &str) -> Value {
+    let (entry_type, origin) = match e.entry_type.as_str() {
+        PUBLISHED => ("Custom", "VpnGateway"),
+        "System" => ("System", "System"),
+        _ => ("Custom", "Custom"),
+    };
+    let next_hops = if e.next_hop_id.is_empty() {
+        vec![]
+    } else {
+        vec![json!({
+            "NextHopType": e.next_hop_type,
+            "NextHopId": e.next_hop_id,
+            "NextHopRegionId": region,
+            "Enabled": 1,
+            "Weight": 0,
+            "NextHopRelatedInfo": {"InstanceId": "", "InstanceType": "", "RegionId": ""},
+        })]
+    };
+    json!({
+        "RouteEntryId": e.id,
+        "RouteEntryName": e.name,
+        "RouteTableId": e.route_table_id,
+        "DestinationCidrBlock": e.dest,
+        "IpVersion": "ipv4",
+        "Type": entry_type,
+        "Status": "Available",
+        "Origin": origin,
+        "Description": e.description,
+        "ServiceType": "",
+        "GmtModified": iso_minute(e.create_time),
+        "NextHops": {"NextHop": next_hops},
+    })
+}
+
+/// DescribeRouteEntryList's input: the table, filters (each given one must hold) and the
+/// page (`NextToken` is the offset of the first entry).
+#[derive(Debug, Clone)]
+pub struct DescribeRouteEntryListInput {
+    pub region: String,
+    pub route_table_id: String,
+    pub max_results: usize,
+    pub start: usize,
+    pub route_entry_id: Option<String>,
+    pub destination_cidr_block: Option<String>,
+    pub next_hop_id: Option<String>,
+    pub next_hop_type: Option<String>,
+    /// `System` or `Custom` (published entries count as `Custom`).
+    pub route_entry_type: Option<String>,
+}
+
+impl FromRpc for DescribeRouteEntryListInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let route_table_id = p.str("RouteTableId")?.to_string();
+        let max_results = p.opt_int_in("MaxResult", 1, 100)?.unwrap_or(10) as usize;
+        let start: usize = match p.opt_str("NextToken") {
+            None => 0,
+            Some(t) => t.parse().map_err(|_| ApiError::invalid_parameter("NextToken"))?,
+        };
+        let text = |name: &str| p.opt_str(name).map(str::to_string);
+        Ok(DescribeRouteEntryListInput {
+            region,
+            route_table_id,
+            max_results,
+            start,
+            route_entry_id: text("RouteEntryId"),
+            // Lookups take any spelling of a block (`10.0.0.10/24` finds `10.0.0.0/24`).
+            destination_cidr_block: p.opt_str("DestinationCidrBlock").map(validate::canonical_cidr),
+            next_hop_id: text("NextHopId"),
+            next_hop_type: text("NextHopType"),
+            route_entry_type: text("RouteEntryType"),
+        })
+    }
+}
+
+/// DescribeRouteEntryList's answer.
+#[derive(Debug, Clone)]
+pub struct RouteEntriesPage {
+    pub region: String,
+    pub entries: Vec<VpcRouteEntry>,
+    /// Empty on the last page.
+    pub next_token: String,
+    pub total: usize,
+}
+
+impl From<RouteEntriesPage> for Reply {
+    fn from(page: RouteEntriesPage) -> Reply {
+        let items: Vec<Value> = page.entries.iter().map(|e| entry_json(e, &page.region)).collect();
+        Reply::Value(
+            json!({"NextToken": page.next_token, "TotalCount": page.total, "RouteEntrys": {"RouteEntry": items}}),
+        )
+    }
+}
+
+fn describe_route_entry_list(
+    ctx: &OpCtx<'_>,
+    tx: &dyn ReadTx,
+    input: DescribeRouteEntryListInput,
+) -> Result<RouteEntriesPage, ApiError> {
+    let is = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f == v);
+    let table = input.route_table_id.as_str();
+    vpc_of_table(ctx, tx, &input.region, table)?;
+    let entries: Vec<VpcRouteEntry> = tx
+        .vpc_entries(table)?
+        .into_iter()
+        .filter(|e| is(&input.route_entry_id, &e.id))
+        .filter(|e| is(&input.destination_cidr_block, &e.dest))
+        .filter(|e| is(&input.next_hop_id, &e.next_hop_id))
+        .filter(|e| is(&input.next_hop_type, &e.next_hop_type))
+        .filter(|e| {
+            input
+                .route_entry_type
+                .as_deref()
+                .is_none_or(|t| match e.entry_type.as_str() {
+                    PUBLISHED => t == "Custom",
+                    other => other == t,
+                })
+        })
+        .collect();
+    let (start, max) = (input.start, input.max_results);
+    let total = entries.len();
+    let entries: Vec<VpcRouteEntry> = entries.into_iter().skip(start).take(max).collect();
+    let next_token = if start + max < total {
+        (start + max).to_string()
+    } else {
+        String::new()
+    };
+    Ok(RouteEntriesPage {
+        region: input.region,
+        entries,
+        next_token,
+        total,
+    })
+}
+
+operation!(
+    /// DescribeRouteEntryList.
+    DescribeRouteEntryList: Read, DescribeRouteEntryListInput => RouteEntriesPage,
+    resources(|input, account| vec![arn(&input.region, account, "routetable", &input.route_table_id)]),
+    handle(|ctx, tx, input| describe_route_entry_list(ctx, tx, input)),
+);
+
+/// Next hop types a custom entry may use. `VpnGateway` next hops must be gateways of the
+/// same VPC; the others are accepted as opaque ids.
+const NEXT_HOP_TYPES: &[&str] = &[
+    "Instance",
+    "HaVip",
+    "VpnGateway",
+    "NatGateway",
+    "NetworkInterface",
+    "RouterInterface",
+    "IPv6Gateway",
+    "Attachment",
+    "Ipv4Gateway",
+    "GatewayEndpoint",
+    "Ecr",
+];
+
+/// CreateRouteEntry's input.
+#[derive(Debug, Clone)]
+pub struct CreateRouteEntryInput {
+    pub region: String,
+    pub route_table_id: String,
+    pub destination_cidr_block: Ipv4Net,
+    /// One of the next hop types Alibaba accepts; `Instance` when not given.
+    pub next_hop_type: String,
+    pub next_hop_id: String,
+    pub name: String,
+    pub description: String,
+    pub dry_run: Deferred<bool>,
+}
+
+impl FromRpc for CreateRouteEntryInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let table = p.str("RouteTableId")?;
+        let dest = p.str("DestinationCidrBlock")?;
+        let dest = validate::parse_cidr(dest).ok_or(ApiError::invalid_parameter("DestinationCidrBlock"))?;
+        if dest.addr() != dest.network() {
+            return Err(ApiError::invalid_parameter("DestinationCidrBlock"));
+        }
+        let hop_type = p.opt_str("NextHopType").unwrap_or("Instance");
+        if !NEXT_HOP_TYPES.contains(&hop_type) {
+            return Err(ApiError::INVALID_NEXT_HOP_TYPE);
+        }
+        let hop_id = p.str("NextHopId")?;
+        let name = opt_text(ctx, "RouteEntryName", validate::name)?;
+        let description = opt_text(ctx, "Description", validate::description)?;
+        Ok(CreateRouteEntryInput {
+            region,
+            route_table_id: table.to_string(),
+            destination_cidr_block: dest,
+            next_hop_type: hop_type.to_string(),
+            next_hop_id: hop_id.to_string(),
+            name,
+            description,
+            dry_run: rpc::dry_run(ctx),
+        })
+    }
+}
+
+/// CreateRouteEntry's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreatedRouteEntry {
+    #[serde(rename = "RouteEntryId")]
+    pub route_entry_id: String,
+}
+
+fn create_route_entry(
+    ctx: &OpCtx<'_>,
+    tx: &Tx<'_>,
+    input: CreateRouteEntryInput,
+) -> Result<CreatedRouteEntry, ApiError> {
+    let region = input.region.as_str();
+    let table = input.route_table_id.as_str();
+    let dest = input.destination_cidr_block;
+    let vpc = vpc_of_table(ctx, tx, region, table)?;
+    if input.next_hop_type == "VpnGateway" {
+        let gw: VpnGateway = owned(ctx, tx, region, &input.next_hop_id).map_err(|_| ApiError::NEXT_HOP_NOT_FOUND)?;
+        if gw.vpc_id != vpc.id {
+            return Err(ApiError::NEXT_HOP_NOT_FOUND);
+        }
+    }
+    if !tx.vpc_entries_for_dest(table, &dest.to_string())?.is_empty() {
+        return Err(ApiError::ROUTE_ENTRY_CONFLICT_DUPLICATED);
+    }
+    check_dry_run(&input.dry_run)?;
+    let entry = VpcRouteEntry {
+        id: new_id("rte"),
+        route_table_id: table.to_string(),
+        dest: dest.to_string(),
+        next_hop_type: input.next_hop_type,
+        next_hop_id: input.next_hop_id,
+        entry_type: "Custom".into(),
+        name: input.name,
+        description: input.description,
+        create_time: ctx.now_ms,
+    };
+    tx.insert_vpc_entry(&entry)?;
+    Ok(CreatedRouteEntry {
+        route_entry_id: entry.id,
+    })
+}
+
+operation!(
+    /// CreateRouteEntry.
+    CreateRouteEntry: Write, CreateRouteEntryInput => CreatedRouteEntry,
+    resources(|input, account| vec![arn(&input.region, account, "routetable", &input.route_table_id)]),
+    handle(|ctx, tx, input| create_route_entry(ctx, tx, input)),
+);
+
+/// Which entry DeleteRouteEntry deletes.
+#[derive(Debug, Clone)]
+pub enum RouteEntrySelector {
+    /// `RouteEntryId`.
+    Id(String),
+    /// The entry of `table` for `dest` (with `next_hop_id`, if given).
+    Match {
+        table: String,
+        dest: String,
+        next_hop_id: Option<String>,
+    },
+}
+
+/// DeleteRouteEntry's input.
+#[derive(Debug, Clone)]
+pub struct DeleteRouteEntryInput {
+    pub region: String,
+    pub entry: RouteEntrySelector,
+    /// `RouteTableId` as given (the resource a policy names).
+    pub route_table_id: Option<String>,
+    pub dry_run: Deferred<bool>,
+}
+
+impl FromRpc for DeleteRouteEntryInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let entry = match p.opt_str("RouteEntryId") {
+            Some(id) => RouteEntrySelector::Id(id.to_string()),
+            None => RouteEntrySelector::Match {
+                table: p.str("RouteTableId")?.to_string(),
+                dest: validate::canonical_cidr(p.str("DestinationCidrBlock")?),
+                next_hop_id: p.opt_str("NextHopId").map(str::to_string),
+            },
+        };
+        Ok(DeleteRouteEntryInput {
+            region,
+            entry,
+            route_table_id: p.opt_str("RouteTableId").map(str::to_string),
+            dry_run: rpc::dry_run(ctx),
+        })
+    }
+}
+
+fn delete_route_entry(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: DeleteRouteEntryInput) -> Result<Done, ApiError> {
+    let entry = match &input.entry {
+        RouteEntrySelector::Id(id) => tx.vpc_entry(id)?.ok_or(ApiError::ROUTE_ENTRY_NOT_FOUND)?,
+        RouteEntrySelector::Match {
+            table,
+            dest,
+            next_hop_id,
+        } => tx
+            .vpc_entries_for_dest(table, dest)?
+            .into_iter()
+            .find(|e| next_hop_id.as_deref().is_none_or(|h| h == e.next_hop_id))
+            .ok_or(ApiError::ROUTE_ENTRY_NOT_FOUND)?,
+    };
+    vpc_of_table(ctx, tx, &input.region, &entry.route_table_id).map_err(|_| ApiError::ROUTE_ENTRY_NOT_FOUND)?;
+    if entry.entry_type != "Custom" {
+        return Err(ApiError::new(
+            "OperationDenied.RouteEntryNotCustom",
+            "Only custom route entries can be deleted; withdraw VPN-published routes with PublishVpnRouteEntry.",
+            400,
+        ));
+    }
+    check_dry_run(&input.dry_run)?;
+    tx.delete_vpc_entry(&entry.id)?;
+    Ok(Done {})
+}
+
+operation!(
+    /// DeleteRouteEntry.
+    DeleteRouteEntry: Write, DeleteRouteEntryInput => Done,
+    resources(|input, account| {
+        let table = input.route_table_id.as_deref().unwrap_or("*");
+        vec![arn(&input.region, account, "routetable", table)]
+    }),
+    handle(|ctx, tx, input| delete_route_entry(ctx, tx, input)),
+);

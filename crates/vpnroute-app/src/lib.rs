@@ -1,0 +1,28 @@
+//! vpnroute's application layer: everything between a decoded request and the store, with no
+//! HTTP and no process wiring (those stay in the `vpnroute` binary).
+//!
+//! - [`ops`]: the operations table (name, read or write, RAM action, resource ARNs, handler).
+//! - [`actions`]: the handlers, one module per resource family, with their typed inputs and
+//!   outputs where converted.
+//! - [`rpc`]: Alibaba's RPC protocol for the typed operations (parameters → typed input).
+//! - [`dispatch`]: Action name → handler, ClientToken idempotency.
+//! - [`reply`]: typed read answers that serialise without a `serde_json::Value` tree.
+//! - [`tasks`] / [`engines`]: asynchronous application of gateway changes to the route engines.
+//! - [`writer`]: group commit of write requests.
+//! - [`state`]: the shared [`state::App`] and the per-request [`state::Ctx`].
+//! - [`throttle`]: the per key and action rate limiter.
+
+#[macro_use]
+mod macros;
+
+pub mod actions;
+pub mod dispatch;
+pub mod engines;
+pub mod ops;
+pub mod reply;
+pub mod rpc;
+pub mod state;
+pub mod tasks;
+pub mod throttle;
+pub mod util;
+pub mod writer;

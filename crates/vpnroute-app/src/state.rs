@@ -1,0 +1,183 @@
+//! Shared server state ([`App`]: store, nonce store, engines, configuration, counters, throttle) and the
+//! per-request context ([`Ctx`]).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vpnroute_domain::ids::AccountId;
+use vpnroute_domain::quotas::Quotas;
+use vpnroute_store::{NonceStore, Store, StoreError};
+
+use crate::engines::Engines;
+
+/// How long a gateway task takes before it is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskDuration {
+    After(Duration),
+    /// Tasks wait for `vpnroute admin gateway advance` / `POST /_vpnroute/gateways/{id}/advance`.
+    Manual,
+}
+
+impl TaskDuration {
+    pub fn as_text(&self) -> String {
+        match self {
+            TaskDuration::Manual => "manual".into(),
+            TaskDuration::After(d) => format!("{}ms", d.as_millis()),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskDuration> {
+        parse_task_duration(s).ok()
+    }
+}
+
+/// `0s`, `500ms`, `3s` or `manual` (the `--task-duration` flag and per-gateway overrides).
+pub fn parse_task_duration(s: &str) -> Result<TaskDuration, String> {
+    if s.eq_ignore_ascii_case("manual") {
+        return Ok(TaskDuration::Manual);
+    }
+    if s == "0" {
+        return Ok(TaskDuration::After(std::time::Duration::ZERO));
+    }
+    humantime::parse_duration(s)
+        .map(TaskDuration::After)
+        .map_err(|e| format!("{e}: expected e.g. 0s, 500ms, 3s or manual"))
+}
+
+/// What a mutating call on a gateway with a task in progress gets.
+pub use vpnroute_domain::status::BusyPolicy as OnBusy;
+
+/// Request counters exported on `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    pub tasks_applied: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Region {
+    pub id: String,
+    pub local_name: String,
+}
+
+pub fn default_regions() -> Vec<Region> {
+    [
+        ("cn-qingdao", "China (Qingdao)"),
+        ("cn-beijing", "China (Beijing)"),
+        ("cn-zhangjiakou", "China (Zhangjiakou)"),
+        ("cn-hangzhou", "China (Hangzhou)"),
+        ("cn-shanghai", "China (Shanghai)"),
+        ("cn-shenzhen", "China (Shenzhen)"),
+        ("cn-hongkong", "China (Hong Kong)"),
+        ("ap-southeast-1", "Singapore"),
+        ("ap-southeast-5", "Indonesia (Jakarta)"),
+        ("ap-northeast-1", "Japan (Tokyo)"),
+        ("eu-central-1", "Germany (Frankfurt)"),
+        ("eu-west-1", "UK (London)"),
+        ("us-west-1", "US (Silicon Valley)"),
+        ("us-east-1", "US (Virginia)"),
+    ]
+    .into_iter()
+    .map(|(id, name)| Region {
+        id: id.into(),
+        local_name: name.into(),
+    })
+    .collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub regions: Vec<Region>,
+    pub task_duration: TaskDuration,
+    pub on_busy: OnBusy,
+    pub quotas: Quotas,
+    pub throttle_rps: u32,
+}
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub nonce_log: Arc<dyn NonceStore>,
+    pub config: Config,
+    pub engines: Engines,
+    /// Wakes the task worker when a task is enqueued or rescheduled.
+    pub task_notify: tokio::sync::Notify,
+    pub metrics: Metrics,
+    pub throttle: crate::throttle::Throttle,
+}
+
+pub type SharedApp = Arc<App>;
+
+impl App {
+    /// An application around an open store: the route engines rebuilt from it. The task worker and janitor ([`crate::tasks::run_worker`],
+    /// [`crate::tasks::run_janitor`]) are the caller's to spawn.
+    pub fn start(
+        store: Arc<dyn Store>,
+        nonce_log: Arc<dyn NonceStore>,
+        config: Config,
+    ) -> Result<SharedApp, StoreError> {
+        let engines = crate::engines::Engines::load(&*store)?;
+        Ok(Arc::new(App {
+            store,
+            nonce_log,
+            throttle: crate::throttle::Throttle::new(config.throttle_rps),
+            config,
+            engines,
+            task_notify: tokio::sync::Notify::new(),
+            metrics: Metrics::default(),
+        }))
+    }
+}
+
+/// What an operation handler knows of its call: the caller, the time, the server (its
+/// configuration, engines) and the effects to run once the transaction commits. Nothing of
+/// the protocol: a console or another API builds one with [`OpCtx::new`] and calls the
+/// typed handlers of [`crate::ops`] directly.
+pub struct OpCtx<'a> {
+    pub app: &'a App,
+    /// The caller's account: every resource lookup is scoped to it.
+    pub account_id: AccountId,
+    pub now_ms: i64,
+    /// Route-engine changes to apply once the transaction commits (task duration 0).
+    pub effects: std::cell::RefCell<crate::tasks::Effects>,
+}
+
+impl<'a> OpCtx<'a> {
+    pub fn new(app: &'a App, account_id: AccountId, now_ms: i64) -> Self {
+        OpCtx {
+            app,
+            account_id,
+            now_ms,
+            effects: Default::default(),
+        }
+    }
+
+    /// The effects collected so far, leaving none behind (the caller runs them after commit
+    /// with [`crate::tasks::after_commit`]).
+    pub fn take_effects(&self) -> crate::tasks::Effects {
+        std::mem::take(&mut *self.effects.borrow_mut())
+    }
+}
+
+/// An RPC call: the operation context plus the Action name and Alibaba parameters the RPC
+/// layer parses the typed input from. Derefs to its [`OpCtx`].
+pub struct Ctx<'a> {
+    pub op: OpCtx<'a>,
+    pub action: &'a str,
+    pub params: &'a [(String, String)],
+}
+
+impl<'a> std::ops::Deref for Ctx<'a> {
+    type Target = OpCtx<'a>;
+    fn deref(&self) -> &OpCtx<'a> {
+        &self.op
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
