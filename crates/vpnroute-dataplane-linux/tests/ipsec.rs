@@ -338,3 +338,142 @@ fn unsupported_parameters_are_reported_and_changes_rekey() {
         "connection namespace left behind"
     );
 }
+
+/// Alibaba's parameter space against real peers: IKEv1 main and aggressive, IKEv2, every
+/// encryption and integrity algorithm, DH groups, PFS disabled, lifetimes. Each connection has
+/// its own site whose charon is configured from the same parameters.
+#[test]
+fn alibaba_parameter_combinations_negotiate() {
+    if !ipsec_ready("alibaba_parameter_combinations_negotiate") {
+        return;
+    }
+    let combos = [
+        ("ikev1", "main", "aes", "md5", "group2", "aes", "md5", "group2"),
+        (
+            "ikev1",
+            "aggressive",
+            "aes256",
+            "sha256",
+            "group14",
+            "3des",
+            "sha1",
+            "disabled",
+        ),
+        (
+            "ikev2", "main", "aes192", "sha384", "group5", "aes256", "sha512", "group1",
+        ),
+        (
+            "ikev2", "main", "3des", "sha512", "group24", "aes192", "sha256", "group14",
+        ),
+        ("ikev2", "main", "des", "sha1", "group1", "des", "md5", "group5"),
+    ];
+    let mut lab = IpsecLab::new(false);
+    let mut connections = Vec::new();
+    for (i, (version, mode, ike_enc, ike_auth, ike_pfs, esp_enc, esp_auth, esp_pfs)) in combos.iter().enumerate() {
+        let id = format!("vco-{i}");
+        let mut c = ipsec_connection(&id, &format!("203.0.113.{}", i + 1), &format!("psk-{i}"));
+        c.remote_subnets = vec![net(&format!("10.1.{i}.0/24"))];
+        c.ike_config = json!({
+            "IkeVersion": version, "IkeMode": mode, "IkeEncAlg": ike_enc, "IkeAuthAlg": ike_auth,
+            "IkePfs": ike_pfs, "IkeLifetime": 28800, "Psk": format!("psk-{i}"),
+        });
+        c.ipsec_config = json!({
+            "IpsecEncAlg": esp_enc, "IpsecAuthAlg": esp_auth, "IpsecPfs": esp_pfs, "IpsecLifetime": 3600,
+        });
+        connections.push(c);
+    }
+    let routes = (0..combos.len())
+        .map(|i| dbr(i as u64 + 1, &format!("10.1.{i}.0/24"), &format!("vco-{i}"), 100))
+        .collect();
+    lab.dp().apply(&gateway_spec(connections.clone(), routes)).unwrap();
+    let host = lab.lab.attach_host("h", VPC_HOST);
+    for (i, c) in connections.iter().enumerate() {
+        let site_host = format!("10.1.{i}.1");
+        lab.attach_site_for(&format!("s{i}"), &[(c.clone(), format!("psk-{i}"))], &[&site_host]);
+    }
+    let mut failed = Vec::new();
+    for (i, combo) in combos.iter().enumerate() {
+        let id = format!("vco-{i}");
+        let up = lab.wait_status(&id, "ipsec_sa_established", Duration::from_secs(20));
+        let pinged = up && wait_for(Duration::from_secs(5), || ping(&host, &format!("10.1.{i}.1"), 1));
+        let live = lab.live(&id);
+        // What was negotiated is what the connection says (strongSwan's names).
+        let alg = |name: &str| match name {
+            "des" => "DES_CBC",
+            "3des" => "3DES_CBC",
+            _ => "AES_CBC",
+        };
+        let negotiated = live["Sa"]["Ike"]["EncrAlg"] == alg(combo.2)
+            && live["Sa"]["Ike"]["Version"] == combo.0.trim_start_matches("ikev")
+            && live["Sa"]["Children"][0]["EncrAlg"] == alg(combo.5)
+            // IKEv1 quick mode runs the PFS exchange; IKEv2's first CHILD SA rides on
+            // IKE_AUTH without one (PFS applies from its first re-key).
+            && (combo.0 == "ikev2" || (combo.7 == "disabled") == live["Sa"]["Children"][0]["DhGroup"].is_null());
+        if !(up && pinged && negotiated) {
+            failed.push(format!("{combo:?}: {live:#}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "combinations that did not carry traffic:\n{}",
+        failed.join("\n")
+    );
+}
+
+/// The health check runs through the encrypted tunnel and feeds failover too: with DPD off,
+/// a site that stops answering the probe's Dip (its SA still up) loses the route to the
+/// standby; answering again brings it back.
+#[test]
+fn health_check_through_the_tunnel_fails_over() {
+    if !ipsec_ready("health_check_through_the_tunnel_fails_over") {
+        return;
+    }
+    let mut lab = IpsecLab::new(false);
+    let mut a = ipsec_connection("vco-a", "203.0.113.1", "psk-a");
+    a.enable_dpd = false;
+    a.health_check = health_check("0.0.0.0", SITE_HOST, 1, 2);
+    let b = ipsec_connection("vco-b", "203.0.113.2", "psk-b");
+    let routes = vec![dbr(1, SITE_NET, "vco-a", 100), dbr(2, SITE_NET, "vco-b", 0)];
+    lab.dp()
+        .apply(&gateway_spec(vec![a.clone(), b.clone()], routes))
+        .unwrap();
+    lab.lab.attach_host("h", VPC_HOST);
+    let site_a = lab.attach_site("sa", &a, "psk-a");
+    lab.attach_site("sb", &b, "psk-b");
+    for id in ["vco-a", "vco-b"] {
+        assert!(
+            lab.wait_status(id, "ipsec_sa_established", Duration::from_secs(20)),
+            "{:#}",
+            lab.live(id)
+        );
+    }
+    assert!(wait_for(Duration::from_secs(5), || explained(
+        &lab.lab, VPC_HOST, SITE_HOST
+    )
+    .as_deref()
+        == Some("vco-a")));
+    let before = rx_packets(&site_a, "ipsec0");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        rx_packets(&site_a, "ipsec0") > before,
+        "no health probe crossed the tunnel"
+    );
+
+    ip(&["-n", &site_a, "addr", "del", &format!("{SITE_HOST}/32"), "dev", "lo"]);
+    assert!(
+        wait_for(Duration::from_secs(8), || explained(&lab.lab, VPC_HOST, SITE_HOST)
+            .as_deref()
+            == Some("vco-b")),
+        "the health check did not move the route to the standby"
+    );
+    assert_eq!(lab.status("vco-a"), "ipsec_sa_established", "the SA itself stays up");
+    assert_eq!(lab.lab.connection_details("vco-a")["Tunnel"], "down");
+
+    ip(&["-n", &site_a, "addr", "add", &format!("{SITE_HOST}/32"), "dev", "lo"]);
+    assert!(
+        wait_for(Duration::from_secs(8), || explained(&lab.lab, VPC_HOST, SITE_HOST)
+            .as_deref()
+            == Some("vco-a")),
+        "the active connection did not come back"
+    );
+}
