@@ -590,14 +590,22 @@ impl Inner {
         let runtime = lock(&self.gateways).get(gateway_id).cloned();
         let Some(runtime) = runtime else { return };
         let spec = if first {
-            let runtime = lock(&runtime);
+            // The kernel follows at once; the convergence below verifies it.
+            let kernel_update = self.switch_quickly(gateway_id);
+            let mut runtime = lock(&runtime);
             lock(&self.driver_repairs).remove(gateway_id);
             let spec = runtime.spec.clone();
             if let Some(spec) = &spec {
-                if let Err(error) = self.converge(spec) {
-                    tracing::warn!(gateway_id, %error, "re-programming after a tunnel change failed");
+                match self.converge(spec) {
+                    Ok(layout) => runtime.layout = Some(layout),
+                    Err(error) => tracing::warn!(gateway_id, %error, "re-programming after a tunnel change failed"),
                 }
             }
+            runtime.last_switch = Some(json!({
+                "VpnConnectionId": connection_id,
+                "Source": "driver",
+                "KernelUpdateMs": kernel_update.map(|d| d.as_secs_f64() * 1000.0),
+            }));
             spec
         } else {
             lock(&runtime).spec.clone()
@@ -625,7 +633,7 @@ impl Inner {
             let drifted = self
                 .read_all(&spec)
                 .and_then(|found| self.plan(&spec, &found))
-                .map(|(_, diffs)| !diffs.is_empty())
+                .map(|(layout, diffs)| !diffs.is_empty() || self.driver.drifted(&spec, &layout.tunnels))
                 .unwrap_or(true);
             if !drifted {
                 return;
@@ -984,8 +992,13 @@ impl DataPlane for LinuxDataPlane {
     fn remove(&self, gateway_id: &str) -> Result<(), DataPlaneError> {
         let inner = &self.inner;
         let runtime = lock(&inner.gateways).remove(gateway_id);
-        if let Some(runtime) = runtime {
-            for (_, probe) in lock(&runtime).probes.drain() {
+        // Held to the end: a convergence in flight finishes first, and one that waits for
+        // the lock (a tunnel change, the watcher) finds no spec to put back afterwards.
+        let mut held = runtime.as_ref().map(|rt| lock(rt));
+        if let Some(rt) = held.as_mut() {
+            rt.spec = None;
+            rt.layout = None;
+            for (_, probe) in rt.probes.drain() {
                 probe.stop();
             }
         }
@@ -993,6 +1006,7 @@ impl DataPlane for LinuxDataPlane {
         inner.driver.remove_gateway(gateway_id);
         kernel::delete_netns(&inner.names.gateway_ns(gateway_id)).map_err(transient)?;
         kernel::delete_netns(&inner.names.vpc_ns(gateway_id)).map_err(transient)?;
+        drop(held);
         Ok(())
     }
 

@@ -91,6 +91,11 @@ pub trait TunnelDriver: Send + Sync {
     fn realize(&self, _spec: &GatewaySpec, _tunnels: &BTreeMap<String, TunnelLayout>) -> Result<(), String> {
         Ok(())
     }
+    /// Whether what the driver keeps beyond the gateway's namespaces differs from what
+    /// [`TunnelDriver::realize`] puts there (the watcher then repairs).
+    fn drifted(&self, _spec: &GatewaySpec, _tunnels: &BTreeMap<String, TunnelLayout>) -> bool {
+        false
+    }
     /// The driver's own verdict on a tunnel (`None`: none, the interface is enough).
     fn state(&self, _gateway_id: &str, _connection_id: &str) -> Option<TunnelState> {
         None

@@ -477,3 +477,65 @@ fn health_check_through_the_tunnel_fails_over() {
         "the active connection did not come back"
     );
 }
+
+/// Reconcile, never assume — beyond the gateway namespace too: a rule of the connection
+/// namespace deleted by hand, the gateway's charon killed, the connection namespace deleted:
+/// each is seen and repaired (the watcher, the monitor) and traffic flows again.
+#[test]
+fn ipsec_drift_is_repaired() {
+    if !ipsec_ready("ipsec_drift_is_repaired") {
+        return;
+    }
+    let mut lab = IpsecLab::new(true);
+    let a = ipsec_connection("vco-a", "203.0.113.1", "psk-a");
+    lab.dp()
+        .apply(&gateway_spec(vec![a.clone()], vec![dbr(1, SITE_NET, "vco-a", 100)]))
+        .unwrap();
+    let host = lab.lab.attach_host("h", VPC_HOST);
+    lab.attach_site("sa", &a, "psk-a");
+    assert!(lab.wait_status("vco-a", "ipsec_sa_established", Duration::from_secs(20)));
+    let conn_ns = lab.lab.connection_details("vco-a")["TunnelConfig"]["Namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let flows = |lab: &IpsecLab, limit: u64| {
+        wait_for(Duration::from_secs(limit), || {
+            lab.status("vco-a") == "ipsec_sa_established" && ping(&host, SITE_HOST, 1)
+        })
+    };
+    assert!(flows(&lab, 5));
+
+    ip(&["-n", &conn_ns, "rule", "del", "pref", "200"]);
+    assert!(flows(&lab, 10), "rule not repaired");
+    assert!(ip(&["-n", &conn_ns, "rule", "show"]).contains("200:"));
+
+    let charon = Instance::new(&PathBuf::from(TEST_BASE).join(&lab.lab.prefix), &conn_ns);
+    let pid = charon.running_pid().unwrap();
+    sh("kill", &["-KILL", &pid.to_string()]);
+    assert!(flows(&lab, 20), "charon not restarted: {:#}", lab.live("vco-a"));
+    assert_ne!(charon.running_pid(), Some(pid));
+
+    ip(&["netns", "del", &conn_ns]);
+    assert!(
+        flows(&lab, 20),
+        "connection namespace not rebuilt: {:#}",
+        lab.live("vco-a")
+    );
+    // Charons of this connection (by their STRONGSWAN_CONF): the new one only.
+    let conf = format!("STRONGSWAN_CONF={}", charon.dir.join("strongswan.conf").display());
+    let charons = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| {
+            let alive = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|st| !st.contains(") Z "));
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            alive && env.split(|b| *b == 0).any(|v| v == conf.as_bytes())
+        })
+        .count();
+    assert_eq!(charons, 1, "a stray charon is left");
+}

@@ -124,6 +124,7 @@ impl Instance {
         if self.running_pid().is_some() {
             return Ok(false);
         }
+        self.stop_stray();
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
         let conf = self.dir.join("strongswan.conf");
         std::fs::write(&conf, StrongswanConf::render(&self.dir))
@@ -168,6 +169,28 @@ impl Instance {
             }
             reap();
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A charon of ours left in a namespace that was deleted (and made again): it holds no
+    /// usable tunnel any more; stopped by its pid before a new one starts.
+    fn stop_stray(&self) {
+        let Some(pid) = std::fs::read_to_string(self.pid_file())
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+        else {
+            return;
+        };
+        let is_charon = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmd| cmd.split(|b| *b == 0).next() == Some(CHARON.as_bytes()));
+        let same_config = std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+            let wanted = format!("STRONGSWAN_CONF={}", self.dir.join("strongswan.conf").display());
+            env.split(|b| *b == 0).any(|var| var == wanted.as_bytes())
+        });
+        if is_charon && same_config {
+            tracing::warn!(ns = %self.ns, pid, "stopping a charon left in a deleted namespace");
+            signal(pid, "-KILL");
+            reap();
         }
     }
 

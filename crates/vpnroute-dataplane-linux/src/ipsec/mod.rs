@@ -414,10 +414,14 @@ impl IpsecDriver {
     }
 
     fn converge_nat(&self, spec: &GatewaySpec, tunnels: &BTreeMap<String, TunnelLayout>) -> Result<(), String> {
+        let ns = self.names.gateway_ns(&spec.gateway_id);
         let Some(any) = tunnels.values().next() else {
+            // No tunnel left: no NAT towards charons that are gone.
+            if kernel::netns_exec(&ns, "nft", &["list", "table", "ip", NAT_TABLE]).is_ok() {
+                return nft_script(&ns, &format!("delete table ip {NAT_TABLE}\n"));
+            }
             return Ok(());
         };
-        let ns = self.names.gateway_ns(&spec.gateway_id);
         let underlay = &any.plan.underlay_if;
         let mut wanted = vec![format!(
             "oifname \"{underlay}\" ip saddr 169.254.0.0/16 snat to {}",
@@ -721,6 +725,24 @@ impl TunnelDriver for IpsecDriver {
         } else {
             Err(errors.join("; "))
         }
+    }
+
+    fn drifted(&self, spec: &GatewaySpec, tunnels: &BTreeMap<String, TunnelLayout>) -> bool {
+        tunnels.iter().any(|(id, tunnel)| {
+            let Some(connection) = spec.connections.iter().find(|c| &c.id == id) else {
+                return false;
+            };
+            let Ok(config) = config::check(connection, &spec.internet_ip.to_string()) else {
+                return false;
+            };
+            if self.instance(id).running_pid().is_none() {
+                return true;
+            }
+            let (want, routes) = self.conn_ns_want(&tunnel.plan, &config);
+            kernel::read_ns(&want.ns).map_or(true, |found| {
+                !layout::diff(&self.names, &want, &found).is_empty() || routes.iter().any(|r| !found.routes.contains(r))
+            })
+        })
     }
 
     fn state(&self, gateway_id: &str, connection_id: &str) -> Option<TunnelState> {
