@@ -23,6 +23,7 @@ import pytest
 
 from clients import PY_TEA_V3
 from helpers import REGION, assert_success_body, call_retrying, wait_for
+from server import operator_headers
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 (network namespaces)")
@@ -66,7 +67,7 @@ def wait_carrier(ns: str, dev: str) -> None:
 def http_get(srv, path: str) -> Dict[str, Any]:
     conn = http.client.HTTPConnection(srv.endpoint.split(":")[0], srv.port, timeout=30)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=operator_headers())
         r = conn.getresponse()
         body = r.read()
     finally:

@@ -1,140 +1,30 @@
-//! The route engines in force: one [`vpnroute_engine::RouteTable`] per gateway, kept in
-//! memory and changed only by applied tasks (never by the request that accepted a change;
-//! after a restart it is rebuilt as of the last applied task),
-//! plus the introspection answers built on them (explain, versions, tunnel state).
+//! Introspection of what is in force: `explain` (the data plane's decision for a packet, with
+//! the operator's tunnel states), gateway status with versions, tasks, routes in force and the
+//! last reconcile failure, and the operator's tunnel switch.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::RwLock;
 
 use serde_json::{json, Value};
-use vpnroute_domain::model::{RouteKind, VpnConnection, VpnGateway, VpnRoute};
+use vpnroute_dataplane::TunnelState;
+use vpnroute_domain::model::{VpnConnection, VpnGateway};
 use vpnroute_domain::ApiError;
-use vpnroute_engine::{LinkState, Route, RouteTable};
-use vpnroute_store::{ReadTxExt, ResourceKind, Store, StoreError, WriteTxExt};
+use vpnroute_store::{ReadTxExt, ReconcileFailure, ResourceKind, Store, WriteTxExt};
 
 use crate::state::App;
-use crate::tasks::EngineOp;
 
-#[derive(Default)]
-pub struct Engines {
-    tables: RwLock<HashMap<String, RouteTable>>,
-}
-
-/// The engine's view of a stored route.
-pub fn engine_route(r: &VpnRoute) -> Option<Route> {
-    let dest = r.dest.parse().ok()?;
-    let seq = r.seq as u64;
-    Some(match r.kind {
-        RouteKind::Dbr => Route::destination(seq, dest, r.next_hop.clone(), r.weight as u8, seq),
-        RouteKind::Pbr => Route::policy(
-            seq,
-            r.source.parse().ok()?,
-            dest,
-            r.next_hop.clone(),
-            r.weight as u8,
-            r.priority as u8,
-            seq,
-        ),
-    })
-}
-
-impl Engines {
-    /// Build every gateway's table from the stored routes (startup). Pending tasks are
-    /// applied again by the worker; applying is idempotent.
-    pub fn load(store: &dyn Store) -> Result<Engines, StoreError> {
-        // One snapshot: the stored routes and the tasks not yet applied.
-        let (tables, pending) = store.read(|tx| {
-            let mut tables = HashMap::new();
-            for gw in tx.all_resources::<VpnGateway>(ResourceKind::VpnGateway)? {
-                tables.insert(gw.doc.id.clone(), build_table(&tx.gateway_routes(&gw.doc.id)?));
-            }
-            Ok::<_, StoreError>((tables, tx.all_pending_tasks()?))
-        })?;
-        let engines = Engines {
-            tables: RwLock::new(tables),
-        };
-        // The stored routes are the desired state. Undo the changes of tasks that were not
-        // applied before the restart (newest first): the engine then holds what was in force,
-        // and the worker applies those tasks again in order.
-        for task in pending.iter().rev() {
-            let ops: Vec<EngineOp> =
-                serde_json::from_str(&task.op).map_err(|e| StoreError::Other(format!("task {}: {e}", task.id)))?;
-            let undo: Vec<EngineOp> = ops.iter().rev().map(EngineOp::inverse).collect();
-            engines.apply(&undo);
-        }
-        Ok(engines)
-    }
-
-    pub fn apply(&self, ops: &[EngineOp]) {
-        let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
-        for op in ops {
-            match op {
-                EngineOp::Upsert { route: r, .. } => {
-                    let table = tables.entry(r.gateway_id.clone()).or_default();
-                    table.remove(r.seq as u64);
-                    if let Some(route) = engine_route(r) {
-                        if let Err(e) = table.insert(route) {
-                            tracing::error!(error = %e, seq = r.seq, "engine rejected route");
-                        }
-                    }
-                }
-                EngineOp::Remove { route } => {
-                    if let Some(t) = tables.get_mut(&route.gateway_id) {
-                        t.remove(route.seq as u64);
-                    }
-                }
-            }
-        }
-    }
-
-    pub fn forget(&self, gateway_id: &str) {
-        self.tables
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(gateway_id);
-    }
-
-    pub fn route_count(&self, gateway_id: &str) -> usize {
-        self.tables
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(gateway_id)
-            .map_or(0, |t| t.len())
-    }
-
-    fn explain(&self, gateway_id: &str, connections: &[VpnConnection], src: Ipv4Addr, dst: Ipv4Addr) -> Value {
-        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
-        match tables.get(gateway_id) {
-            Some(t) => explain_table(t, connections, src, dst),
-            None => explain_table(&RouteTable::new(), connections, src, dst),
-        }
-    }
-}
-
-pub fn build_table(routes: &[VpnRoute]) -> RouteTable {
-    let mut t = RouteTable::new();
-    for r in routes {
-        if let Some(route) = engine_route(r) {
-            if let Err(e) = t.insert(route) {
-                tracing::error!(error = %e, seq = r.seq, "engine rejected stored route");
-            }
-        }
-    }
-    t
-}
-
-/// Explain a lookup with the tunnel states of the gateway's connections.
-pub fn explain_table(table: &RouteTable, connections: &[VpnConnection], src: Ipv4Addr, dst: Ipv4Addr) -> Value {
-    let mut links = LinkState::all_up();
-    for c in connections {
-        table.set_link_up(&mut links, &c.id, c.tunnel_up);
-    }
-    let explanation = table.explain(src, dst, &links);
-    json!({
-        "Tunnels": connections.iter().map(|c| json!({"VpnConnectionId": c.id, "Up": c.tunnel_up})).collect::<Vec<_>>(),
-        "Explanation": explanation,
-    })
+/// The operator's tunnel states of a gateway's connections, in creation order.
+pub fn tunnel_states(connections: &[VpnConnection]) -> Vec<(String, TunnelState)> {
+    connections
+        .iter()
+        .map(|c| {
+            let state = if c.tunnel_up {
+                TunnelState::Up
+            } else {
+                TunnelState::Down
+            };
+            (c.id.clone(), state)
+        })
+        .collect()
 }
 
 pub fn explain(app: &App, gateway_id: &str, src: Ipv4Addr, dst: Ipv4Addr) -> Result<Value, ApiError> {
@@ -145,14 +35,30 @@ pub fn explain(app: &App, gateway_id: &str, src: Ipv4Addr, dst: Ipv4Addr) -> Res
         let conns: Vec<VpnConnection> = tx.children(ResourceKind::VpnConnection, gateway_id)?;
         Ok::<_, ApiError>((gw.doc, conns, tx.gateway_versions(gateway_id)?))
     })?;
-    let mut v = app.engines.explain(&gw.id, &connections, src, dst);
+    let mut v = app
+        .data_plane
+        .explain_with_tunnels(&gw.id, &tunnel_states(&connections), src, dst)
+        .map_err(|e| {
+            tracing::error!(error = %e, gateway = %gw.id, "explain");
+            ApiError::INTERNAL_ERROR
+        })?;
     v["VpnGatewayId"] = json!(gw.id);
     v["DesiredVersion"] = json!(versions.0);
     v["AppliedVersion"] = json!(versions.1);
     Ok(v)
 }
 
-fn status_json(app: &App, gw: &VpnGateway, versions: (i64, i64), pending: usize) -> Value {
+fn status_json(
+    app: &App,
+    gw: &VpnGateway,
+    versions: (i64, i64),
+    pending: usize,
+    failure: Option<ReconcileFailure>,
+) -> Value {
+    let routes_in_force = app.data_plane.routes_in_force(&gw.id).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, gateway = %gw.id, "reading routes in force");
+        0
+    });
     json!({
         "VpnGatewayId": gw.id,
         "Status": gw.status,
@@ -161,8 +67,12 @@ fn status_json(app: &App, gw: &VpnGateway, versions: (i64, i64), pending: usize)
         "AppliedVersion": versions.1,
         "InSync": versions.0 == versions.1,
         "PendingTasks": pending,
-        "RoutesInForce": app.engines.route_count(&gw.id),
+        "RoutesInForce": routes_in_force,
         "TaskDuration": crate::tasks::effective_duration(app, gw).as_text(),
+        "DataPlane": app.data_plane.name(),
+        "ReconcileAttempts": failure.as_ref().map_or(0, |f| f.attempts),
+        "LastReconcileError": failure.as_ref().map(|f| f.last_error.clone()),
+        "NextReconcileRetry": failure.as_ref().and_then(|f| f.next_retry_ms),
     })
 }
 
@@ -172,7 +82,14 @@ pub fn gateway_status(app: &App, gateway_id: &str) -> Result<Value, ApiError> {
             .resource::<VpnGateway>(ResourceKind::VpnGateway, gateway_id)?
             .ok_or(ApiError::GATEWAY_NOT_FOUND)?;
         let pending = tx.pending_tasks(gateway_id)?.len();
-        Ok(status_json(app, &gw.doc, tx.gateway_versions(gateway_id)?, pending))
+        let failure = tx.reconcile_failure(gateway_id)?;
+        Ok(status_json(
+            app,
+            &gw.doc,
+            tx.gateway_versions(gateway_id)?,
+            pending,
+            failure,
+        ))
     })
 }
 
@@ -181,13 +98,22 @@ pub fn gateways_status(app: &App) -> Result<Value, ApiError> {
         let mut out = Vec::new();
         for gw in tx.all_resources::<VpnGateway>(ResourceKind::VpnGateway)? {
             let pending = tx.pending_tasks(&gw.doc.id)?.len();
-            out.push(status_json(app, &gw.doc, tx.gateway_versions(&gw.doc.id)?, pending));
+            let failure = tx.reconcile_failure(&gw.doc.id)?;
+            out.push(status_json(
+                app,
+                &gw.doc,
+                tx.gateway_versions(&gw.doc.id)?,
+                pending,
+                failure,
+            ));
         }
         Ok(json!({"VpnGateways": out}))
     })
 }
 
-/// Set a connection's tunnel up or down (until a real data plane reports it).
+/// Set a connection's tunnel up or down (the operator's switch, `admin_up` of the data
+/// plane's spec): `explain` uses it at once; the gateway's desired version moves so the data
+/// plane gets it too (at once, behind any pending task).
 pub fn set_tunnel(store: &dyn Store, connection_id: &str, up: bool) -> Result<(), ApiError> {
     store.write(|tx| {
         let mut c = tx
@@ -195,6 +121,14 @@ pub fn set_tunnel(store: &dyn Store, connection_id: &str, up: bool) -> Result<()
             .ok_or(ApiError::CONNECTION_NOT_FOUND)?;
         c.doc.tunnel_up = up;
         tx.update_resource(ResourceKind::VpnConnection, connection_id, &c.doc)?;
+        if tx
+            .resource_owner(ResourceKind::VpnGateway, &c.doc.gateway_id)?
+            .is_some()
+        {
+            let now = crate::state::now_ms();
+            let due = crate::tasks::due_behind_pending(tx, &c.doc.gateway_id, now)?;
+            tx.enqueue_version(&c.doc.gateway_id, Some(due), now)?;
+        }
         Ok(())
     })
 }

@@ -7,7 +7,8 @@
 //! - [`rpc`]: Alibaba's RPC protocol for the typed operations (parameters → typed input).
 //! - [`dispatch`]: Action name → handler, ClientToken idempotency.
 //! - [`reply`]: typed read answers that serialise without a `serde_json::Value` tree.
-//! - [`tasks`] / [`engines`]: asynchronous application of gateway changes to the route engines.
+//! - [`tasks`] / [`reconcile`] / [`engines`]: gateway versions and tasks, the reconciler's store
+//!   side (claims, records, the desired spec at a version), and introspection of the data plane.
 //! - [`writer`]: group commit of write requests.
 //! - [`state`]: the shared [`state::App`] and the per-request [`state::Ctx`].
 //! - [`throttle`]: the per key and action rate limiter.
@@ -19,6 +20,7 @@ pub mod actions;
 pub mod dispatch;
 pub mod engines;
 pub mod ops;
+pub mod reconcile;
 pub mod reply;
 pub mod rpc;
 pub mod state;

@@ -1,15 +1,15 @@
-//! Shared server state ([`App`]: store, nonce store, engines, configuration, counters, throttle) and the
+//! Shared server state ([`App`]: store, nonce store, data plane and reconciler, configuration, counters, throttle) and the
 //! per-request context ([`Ctx`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use vpnroute_dataplane::DataPlane;
 use vpnroute_domain::ids::AccountId;
 use vpnroute_domain::quotas::Quotas;
+use vpnroute_reconciler::{Reconciler, ReconcilerConfig};
 use vpnroute_store::{NonceStore, Store, StoreError};
-
-use crate::engines::Engines;
 
 /// How long a gateway task takes before it is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,6 @@ pub use vpnroute_domain::status::BusyPolicy as OnBusy;
 pub struct Metrics {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
-    pub tasks_applied: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -100,9 +99,10 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub nonce_log: Arc<dyn NonceStore>,
     pub config: Config,
-    pub engines: Engines,
-    /// Wakes the task worker when a task is enqueued or rescheduled.
-    pub task_notify: tokio::sync::Notify,
+    /// Where gateways' routes are in force (the `sim` data plane by default).
+    pub data_plane: Arc<dyn DataPlane>,
+    /// Converges the data plane to the gateways' desired versions.
+    pub reconciler: Arc<Reconciler>,
     pub metrics: Metrics,
     pub throttle: crate::throttle::Throttle,
 }
@@ -110,21 +110,36 @@ pub struct App {
 pub type SharedApp = Arc<App>;
 
 impl App {
-    /// An application around an open store: the route engines rebuilt from it. The task worker and janitor ([`crate::tasks::run_worker`],
-    /// [`crate::tasks::run_janitor`]) are the caller's to spawn.
+    /// An application around an open store and a data plane, with a reconciler claiming as
+    /// `owner` (unique among running instances, the same across restarts of one). Before it
+    /// returns, one reconcile pass brings the data plane to every gateway's applied version
+    /// (and to tasks already due). The reconciler's loop and the janitor
+    /// ([`Reconciler::run`], [`crate::tasks::run_janitor`]) are the caller's to spawn.
     pub fn start(
         store: Arc<dyn Store>,
         nonce_log: Arc<dyn NonceStore>,
         config: Config,
+        data_plane: Arc<dyn DataPlane>,
+        owner: String,
     ) -> Result<SharedApp, StoreError> {
-        let engines = crate::engines::Engines::load(&*store)?;
+        let reconciler = Arc::new(Reconciler::new(
+            Arc::new(crate::reconcile::StoreReconcile::new(store.clone())),
+            data_plane.clone(),
+            ReconcilerConfig::new(owner),
+        ));
+        let startup = reconciler.run_pass(now_ms());
+        tracing::info!(
+            gateways = startup.outcomes.len(),
+            data_plane = data_plane.name(),
+            "data plane reconciled"
+        );
         Ok(Arc::new(App {
             store,
             nonce_log,
             throttle: crate::throttle::Throttle::new(config.throttle_rps),
             config,
-            engines,
-            task_notify: tokio::sync::Notify::new(),
+            data_plane,
+            reconciler,
             metrics: Metrics::default(),
         }))
     }
@@ -139,7 +154,7 @@ pub struct OpCtx<'a> {
     /// The caller's account: every resource lookup is scoped to it.
     pub account_id: AccountId,
     pub now_ms: i64,
-    /// Route-engine changes to apply once the transaction commits (task duration 0).
+    /// What to do once the transaction commits (see [`crate::tasks::Effects`]).
     pub effects: std::cell::RefCell<crate::tasks::Effects>,
 }
 
@@ -154,7 +169,8 @@ impl<'a> OpCtx<'a> {
     }
 
     /// The effects collected so far, leaving none behind (the caller runs them after commit
-    /// with [`crate::tasks::after_commit`]).
+    /// with [`crate::tasks::after_commit`], or [`crate::tasks::after_commit_here`] outside the
+    /// writer).
     pub fn take_effects(&self) -> crate::tasks::Effects {
         std::mem::take(&mut *self.effects.borrow_mut())
     }

@@ -39,14 +39,24 @@ impl WriteJob for RequestJob {
     }
 
     fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
-        let answer = match committed {
-            Ok(()) => self.outcome.map(|(body, effects)| {
-                crate::tasks::after_commit(&self.app, effects);
-                body
-            }),
-            Err(e) => Err(ApiError::from(e)),
-        };
-        let _ = self.reply.send(answer);
+        let RequestJob {
+            app, outcome, reply, ..
+        } = *self;
+        match (committed, outcome) {
+            // A change due at once is answered once the reconciler's next pass put it in
+            // force (many requests share that pass, as they share the commit).
+            (Ok(()), Ok((body, effects))) if crate::tasks::after_commit(&app, &effects) => {
+                app.reconciler.after_next_pass(Box::new(move || {
+                    let _ = reply.send(Ok(body));
+                }));
+            }
+            (Ok(()), outcome) => {
+                let _ = reply.send(outcome.map(|(body, _)| body));
+            }
+            (Err(e), _) => {
+                let _ = reply.send(Err(ApiError::from(e)));
+            }
+        }
     }
 }
 

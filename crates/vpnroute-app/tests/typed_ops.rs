@@ -42,7 +42,8 @@ fn start(dir: &std::path::Path) -> SharedApp {
         quotas: Quotas::default(),
         throttle_rps: 0,
     };
-    App::start(store, nonce_log, config).unwrap()
+    let data_plane = Arc::new(vpnroute_dataplane_sim::SimDataPlane::new());
+    App::start(store, nonce_log, config, data_plane, "typed-ops-test".into()).unwrap()
 }
 
 /// Run a write operation in its own transaction and apply its effects after the commit, as
@@ -50,7 +51,7 @@ fn start(dir: &std::path::Path) -> SharedApp {
 fn write<O: WriteOperation>(app: &App, input: O::Input) -> Result<O::Output, ApiError> {
     let ctx = OpCtx::new(app, AccountId::new(ACCOUNT), now_ms());
     let out = app.store.write(|tx| O::handle(&ctx, tx, input))?;
-    vpnroute_app::tasks::after_commit(app, ctx.take_effects());
+    vpnroute_app::tasks::after_commit_here(app, &ctx.take_effects());
     Ok(out)
 }
 

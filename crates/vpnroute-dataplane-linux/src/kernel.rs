@@ -138,8 +138,12 @@ pub fn ensure_netns(ns: &str) -> Result<bool, String> {
     if netns_exists(ns) {
         return Ok(false);
     }
-    ip(&["netns", "add", ns])?;
-    Ok(true)
+    match ip(&["netns", "add", ns]) {
+        Ok(_) => Ok(true),
+        // Another gateway's apply created it (the underlay namespace is shared) just now.
+        Err(_) if netns_exists(ns) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes a namespace if present (its interfaces go with it).

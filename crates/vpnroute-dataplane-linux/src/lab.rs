@@ -157,13 +157,18 @@ pub struct Lab {
 pub const POLICY_MODES: [PolicyMode; 2] = [PolicyMode::Nftables, PolicyMode::Rules];
 
 impl Lab {
+    /// A lab whose data plane has a watcher every 500 ms (`watch`) or none.
     pub fn new(policy: PolicyMode, watch: bool) -> Lab {
+        Lab::with_watch(policy, watch.then(|| Duration::from_millis(500)))
+    }
+
+    pub fn with_watch(policy: PolicyMode, watch_interval: Option<Duration>) -> Lab {
         let prefix = unique_prefix();
         let dp = LinuxDataPlane::new(LinuxConfig {
             prefix: prefix.clone(),
             tunnels: TunnelKind::Plain,
             policy,
-            watch_interval: watch.then(|| Duration::from_millis(500)),
+            watch_interval,
         })
         .expect("start the Linux data plane");
         Lab {

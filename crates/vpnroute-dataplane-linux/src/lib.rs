@@ -38,13 +38,13 @@ pub mod ipsec;
 pub mod kernel;
 pub mod lab;
 pub mod layout;
+pub mod monitor;
 pub mod names;
 pub mod nft;
 pub mod tunnel;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -57,6 +57,7 @@ use crate::health::{Probe, ProbeConfig, ProbeHealth};
 use crate::kernel::NsState;
 pub use crate::layout::PolicyMode;
 use crate::layout::{Layout, NsWant, PROBE_MARK_BASE};
+use crate::monitor::{Monitor, Wake, Wakeup};
 use crate::names::Names;
 use crate::nft::NftState;
 use crate::tunnel::TunnelDriver;
@@ -78,8 +79,9 @@ pub struct LinuxConfig {
     pub tunnels: TunnelKind,
     /// How policy-based routes are put in force (`nftables` needs the `nft` tool).
     pub policy: PolicyMode,
-    /// How often a watcher reads every gateway back, reports drift and repairs it.
-    /// `None`: no watcher (repairs happen on `apply`).
+    /// How often a watcher reads every gateway back, reports drift and repairs it; it also
+    /// does so at once for a gateway whose namespace reports a change over netlink (module
+    /// `monitor`). `None`: no watcher (repairs happen on `apply`).
     pub watch_interval: Option<Duration>,
 }
 
@@ -149,6 +151,8 @@ struct GatewayRuntime {
     last_switch: Option<Value>,
     /// The layout last verified in the kernel: the base of a tunnel switch's quick update.
     layout: Option<Layout>,
+    /// Netlink events of the gateway's namespace (with a watcher only).
+    monitor: Option<Monitor>,
 }
 
 struct Inner {
@@ -163,13 +167,15 @@ struct Inner {
     events: Mutex<VecDeque<DataPlaneEvent>>,
     /// Gateways with a re-programming after a driver's tunnel change waiting for their lock.
     driver_repairs: Mutex<std::collections::HashSet<String>>,
+    /// Wakes the watcher (`None`: no watcher, no monitors).
+    wakeup: Option<Arc<Wakeup>>,
     this: Weak<Inner>,
 }
 
 /// The Linux kernel data plane (see the crate doc).
 pub struct LinuxDataPlane {
     inner: Arc<Inner>,
-    watcher: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    watcher: Option<JoinHandle<()>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -241,6 +247,7 @@ impl LinuxDataPlane {
             health: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
             driver_repairs: Mutex::new(Default::default()),
+            wakeup: config.watch_interval.map(|_| Arc::new(Wakeup::default())),
             this: this.clone(),
         });
         let weak = Arc::downgrade(&inner);
@@ -252,13 +259,11 @@ impl LinuxDataPlane {
                 }
             }));
         let watcher = config.watch_interval.map(|interval| {
-            let stop = Arc::new(AtomicBool::new(false));
-            let (thread_stop, weak) = (stop.clone(), Arc::downgrade(&inner));
-            let handle = std::thread::Builder::new()
+            let weak = Arc::downgrade(&inner);
+            std::thread::Builder::new()
                 .name("vpnroute-watch".into())
-                .spawn(move || watch(weak, interval, thread_stop))
-                .expect("spawning the watcher thread");
-            (stop, handle)
+                .spawn(move || watch(weak, interval))
+                .expect("spawning the watcher thread")
         });
         Ok(LinuxDataPlane { inner, watcher })
     }
@@ -267,22 +272,47 @@ impl LinuxDataPlane {
     pub fn names(&self) -> &Names {
         &self.inner.names
     }
+
+    /// Tunnel state per connection of an applied gateway, from memory (no read-back): what
+    /// the health checks and the operator override say; a connection without a tunnel is
+    /// down. Empty for a gateway not applied by this process.
+    pub fn tunnel_states(&self, gateway_id: &str) -> Vec<(String, TunnelState)> {
+        let inner = &self.inner;
+        let Some(runtime) = lock(&inner.gateways).get(gateway_id).cloned() else {
+            return Vec::new();
+        };
+        let runtime = lock(&runtime);
+        let Some(spec) = &runtime.spec else { return Vec::new() };
+        let states = inner.tunnel_states(spec);
+        spec.connections
+            .iter()
+            .map(|c| {
+                let has_tunnel = !c.remote_ip.is_unspecified();
+                let state = states
+                    .get(&c.id)
+                    .copied()
+                    .filter(|_| has_tunnel)
+                    .unwrap_or(TunnelState::Down);
+                (c.id.clone(), state)
+            })
+            .collect()
+    }
 }
 
-/// Reads every applied gateway back on a timer; on drift, reports it and repairs it.
-fn watch(inner: Weak<Inner>, interval: Duration, stop: Arc<AtomicBool>) {
-    let step = Duration::from_millis(50);
-    'outer: while !stop.load(Ordering::Relaxed) {
-        let mut waited = Duration::ZERO;
-        while waited < interval {
-            if stop.load(Ordering::Relaxed) {
-                break 'outer;
-            }
-            std::thread::sleep(step);
-            waited += step;
-        }
+/// How long netlink events of one burst are collected before the gateway is read back.
+const EVENT_SETTLE: Duration = Duration::from_millis(100);
+
+/// Reads every applied gateway back on a timer, and a gateway at once when its namespace
+/// reports a change; on drift, reports it and repairs it.
+fn watch(inner: Weak<Inner>, interval: Duration) {
+    while let Some(wakeup) = inner.upgrade().and_then(|inner| inner.wakeup.clone()) {
+        let wake = wakeup.wait(interval, EVENT_SETTLE);
         let Some(inner) = inner.upgrade() else { break };
-        let ids: Vec<String> = lock(&inner.gateways).keys().cloned().collect();
+        let ids: Vec<String> = match wake {
+            Wake::Stop => break,
+            Wake::Timer => lock(&inner.gateways).keys().cloned().collect(),
+            Wake::Dirty(ids) => ids,
+        };
         for id in ids {
             inner.repair(&id, true);
         }
@@ -291,11 +321,15 @@ fn watch(inner: Weak<Inner>, interval: Duration, stop: Arc<AtomicBool>) {
 
 impl Drop for LinuxDataPlane {
     fn drop(&mut self) {
-        if let Some((stop, handle)) = self.watcher.take() {
-            stop.store(true, Ordering::Relaxed);
+        if let Some(wakeup) = &self.inner.wakeup {
+            wakeup.stop();
+        }
+        if let Some(handle) = self.watcher.take() {
             let _ = handle.join();
         }
         let runtimes: Vec<_> = lock(&self.inner.gateways).values().cloned().collect();
+        let monitors: Vec<Monitor> = runtimes.iter().filter_map(|rt| lock(rt).monitor.take()).collect();
+        drop(monitors);
         let probes: Vec<Probe> = runtimes
             .iter()
             .flat_map(|rt| lock(rt).probes.drain().map(|(_, p)| p).collect::<Vec<_>>())
@@ -497,6 +531,18 @@ impl Inner {
                 return Ok(layout);
             }
             round += 1;
+        }
+    }
+
+    /// Keeps an `ip monitor` running on the gateway's namespace (with a watcher).
+    fn ensure_monitor(&self, runtime: &mut GatewayRuntime, ns: &str, gateway_id: &str) {
+        let Some(wakeup) = &self.wakeup else { return };
+        if runtime.monitor.as_mut().is_some_and(Monitor::running) {
+            return;
+        }
+        match Monitor::spawn(ns, gateway_id, wakeup.clone()) {
+            Ok(monitor) => runtime.monitor = Some(monitor),
+            Err(error) => tracing::warn!(gateway_id, %error, "no netlink events (the timer still checks)"),
         }
     }
 
@@ -916,6 +962,7 @@ impl DataPlane for LinuxDataPlane {
         match result {
             Ok(layout) => {
                 inner.reconcile_probes(&mut runtime, spec, &layout);
+                inner.ensure_monitor(&mut runtime, &layout.gateway.ns, &spec.gateway_id);
                 runtime.layout = Some(layout);
                 runtime.applied_version = Some(spec.version);
                 Ok(())
@@ -1001,6 +1048,7 @@ impl DataPlane for LinuxDataPlane {
             for (_, probe) in rt.probes.drain() {
                 probe.stop();
             }
+            drop(rt.monitor.take());
         }
         lock(&inner.health).retain(|(gateway, _), _| gateway != gateway_id);
         inner.driver.remove_gateway(gateway_id);

@@ -145,6 +145,13 @@ fn health_check_failover() {
     let observed = lab.dp().observe(GATEWAY).unwrap().unwrap();
     assert!(observed.in_sync);
     assert!(observed.tunnels.contains(&("vco-a".to_string(), TunnelState::Down)));
+    assert_eq!(
+        lab.dp().tunnel_states(GATEWAY),
+        vec![
+            ("vco-a".to_string(), TunnelState::Down),
+            ("vco-b".to_string(), TunnelState::Up)
+        ]
+    );
 
     lab.set_site_underlay("sa", true);
     let came_back = wait_for(Duration::from_secs(6), || {
@@ -283,6 +290,49 @@ fn watcher_repairs_drift_on_its_own() {
         events.iter().any(|e| matches!(e, DataPlaneEvent::Drift { .. })),
         "{events:?}"
     );
+}
+
+/// With a watcher whose timer is far off, a netlink event (a route deleted, a tunnel link
+/// flapped) is enough to have the gateway read back and repaired at once.
+#[test]
+fn netlink_events_trigger_repair() {
+    if !ready("netlink_events_trigger_repair") {
+        return;
+    }
+    let lab = Lab::with_watch(PolicyMode::Nftables, Some(Duration::from_secs(600)));
+    let gateway = spec(
+        1,
+        vec![connection("vco-a", "203.0.113.1")],
+        vec![dbr(1, "192.168.1.0/24", "vco-a", 100)],
+    );
+    lab.dp().apply(&gateway).unwrap();
+    let ns = lab.gw_ns();
+    let has_route = || ip(&["-n", &ns, "route", "show", "table", "100"]).contains("192.168.1.0/24");
+    // The monitor starts with the apply; give it a moment to subscribe.
+    std::thread::sleep(Duration::from_millis(300));
+    ip(&["-n", &ns, "route", "del", "192.168.1.0/24", "table", "100"]);
+    assert!(
+        wait_for(Duration::from_secs(3), has_route),
+        "repaired on the route-delete event"
+    );
+    let tunnel = format!("{}t0", lab.prefix);
+    ip(&["-n", &ns, "link", "set", &tunnel, "down"]);
+    ip(&["-n", &ns, "link", "set", &tunnel, "up"]);
+    assert!(
+        wait_for(Duration::from_secs(3), has_route),
+        "repaired after the link flap"
+    );
+    assert!(wait_for(Duration::from_secs(3), || lab
+        .dp()
+        .observe(GATEWAY)
+        .unwrap()
+        .unwrap()
+        .in_sync));
+    assert!(lab
+        .dp()
+        .drain_events()
+        .iter()
+        .any(|e| matches!(e, DataPlaneEvent::Drift { .. })));
 }
 
 /// A stopped data plane leaves the kernel forwarding; a new instance adopts what is there
@@ -519,4 +569,42 @@ fn kernel_lookup_matches_engine_in(mode: PolicyMode) {
             Ok(())
         })
         .unwrap();
+}
+
+/// Two gateways applied at once share the underlay namespace; removing one leaves the other
+/// in force.
+#[test]
+fn two_gateways_side_by_side() {
+    if !ready("two_gateways_side_by_side") {
+        return;
+    }
+    let lab = Lab::new(PolicyMode::Nftables, false);
+    let first = spec(
+        1,
+        vec![connection("vco-a", "203.0.113.1")],
+        vec![dbr(1, "192.168.1.0/24", "vco-a", 100)],
+    );
+    let mut second = first.clone();
+    second.gateway_id = "vpn-other".into();
+    second.internet_ip = addr("47.0.0.2");
+    second.connections[0].id = "vco-z".into();
+    second.routes[0].next_hop = "vco-z".into();
+    std::thread::scope(|scope| {
+        let a = scope.spawn(|| lab.dp().apply(&first));
+        let b = scope.spawn(|| lab.dp().apply(&second));
+        a.join().unwrap().unwrap();
+        b.join().unwrap().unwrap();
+    });
+    let mut ids = lab.dp().gateways().unwrap();
+    ids.sort();
+    assert_eq!(ids, vec![GATEWAY.to_string(), "vpn-other".to_string()]);
+    for id in [GATEWAY, "vpn-other"] {
+        assert!(lab.dp().observe(id).unwrap().unwrap().in_sync, "{id}");
+    }
+    lab.dp().remove("vpn-other").unwrap();
+    assert!(lab.dp().observe("vpn-other").unwrap().is_none());
+    assert!(lab.dp().observe(GATEWAY).unwrap().unwrap().in_sync);
+    let host = lab.attach_host("h1", VPC_HOST);
+    let _site = lab.attach_site("sa", "vco-a", "203.0.113.1", &["192.168.1.1/32"]);
+    assert!(ping(&host, "192.168.1.1", 2));
 }

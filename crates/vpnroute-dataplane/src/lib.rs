@@ -15,6 +15,7 @@
 //! Nothing here knows HTTP, SQL or netlink.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,24 @@ pub struct GatewaySpec {
     pub routes: Vec<RouteSpec>,
 }
 
+/// The difference between two versions of one gateway's spec, for data planes that apply
+/// changes incrementally ([`DataPlane::apply_changes`]): cheaper than a full [`GatewaySpec`]
+/// when a gateway holds many routes and a change touches few.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecChanges {
+    pub gateway_id: String,
+    /// The version the changes start from: what the data plane must hold, in sync.
+    pub from_version: i64,
+    /// The version the changes lead to.
+    pub version: i64,
+    /// Routes added or changed, in their state at `version`.
+    pub upserts: Vec<RouteSpec>,
+    /// Ids of routes removed between the two versions.
+    pub removed: Vec<u64>,
+    /// Every connection at `version` (a gateway has few).
+    pub connections: Vec<ConnectionSpec>,
+}
+
 /// Tunnel state of a connection as the data plane sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TunnelState {
@@ -120,7 +139,7 @@ pub enum DataPlaneEvent {
     Drift { gateway_id: String },
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DataPlaneError {
     /// Worth retrying (with backoff): the kernel was busy, a peer not yet there, …
     #[error("transient data-plane failure: {0}")]
@@ -129,6 +148,17 @@ pub enum DataPlaneError {
     #[error("data-plane failure: {0}")]
     Permanent(String),
 }
+
+impl DataPlaneError {
+    /// `true` for [`DataPlaneError::Transient`].
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DataPlaneError::Transient(_))
+    }
+}
+
+/// Called by a data plane when it has events to drain (see [`DataPlane::subscribe`]). Cheap
+/// and non-blocking: it only wakes the reconciler, which then calls [`DataPlane::drain_events`].
+pub type EventWaker = Arc<dyn Fn() + Send + Sync>;
 
 /// A data plane: where gateways' routes are in force.
 pub trait DataPlane: Send + Sync {
@@ -148,5 +178,39 @@ pub trait DataPlane: Send + Sync {
     /// Events since the last call (non-blocking). Default: none.
     fn drain_events(&self) -> Vec<DataPlaneEvent> {
         Vec::new()
+    }
+    /// Apply `changes` if the data plane holds `changes.from_version` in sync, and answer
+    /// `true`; answer `false` (changing nothing) when it does not, or does not apply changes
+    /// incrementally — the caller then applies the full spec. Default: `false`.
+    fn apply_changes(&self, changes: &SpecChanges) -> Result<bool, DataPlaneError> {
+        let _ = changes;
+        Ok(false)
+    }
+    /// [`explain`](Self::explain) as though the tunnels were in the given states (the
+    /// operator's tunnel overrides, shown before any apply). Data planes that explain only
+    /// what really is in force may ignore `tunnels`, as the default does.
+    fn explain_with_tunnels(
+        &self,
+        gateway_id: &str,
+        tunnels: &[(String, TunnelState)],
+        source: Ipv4Addr,
+        dest: Ipv4Addr,
+    ) -> Result<serde_json::Value, DataPlaneError> {
+        let _ = tunnels;
+        self.explain(gateway_id, source, dest)
+    }
+    /// How many routes of a gateway are in force. Default: `details["RoutesInForce"]` of
+    /// [`observe`](Self::observe), 0 when the data plane has nothing of the gateway.
+    fn routes_in_force(&self, gateway_id: &str) -> Result<usize, DataPlaneError> {
+        Ok(self
+            .observe(gateway_id)?
+            .and_then(|o| o.details["RoutesInForce"].as_u64())
+            .unwrap_or(0) as usize)
+    }
+    /// Register the reconciler's waker: call it whenever an event is queued, so the
+    /// reconciler drains events at once instead of at its next periodic pass. Default: never
+    /// called (the reconciler still drains on every pass).
+    fn subscribe(&self, wake: EventWaker) {
+        let _ = wake;
     }
 }

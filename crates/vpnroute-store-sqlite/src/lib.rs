@@ -25,6 +25,7 @@
 pub mod cache;
 mod generation;
 mod nonces;
+mod reconcile;
 mod schema;
 mod tx;
 mod writer;

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/004_route_page_index.sql")),
     (5, include_str!("migrations/005_resource_counts.sql")),
     (6, include_str!("migrations/006_commit_generation.sql")),
+    (7, include_str!("migrations/007_reconcile.sql")),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), Error> {

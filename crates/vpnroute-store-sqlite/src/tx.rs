@@ -8,7 +8,10 @@ use std::cell::Cell;
 
 use crate::cache::{Query, ReadCache};
 use crate::Error;
-use vpnroute_store::{AccessKey, Account, AnyDoc, DocType, ReadTx, Resource, ResourceKind, StoreError, Task, WriteTx};
+use vpnroute_store::{
+    AccessKey, Account, AnyDoc, DocType, ReadTx, ReconcileClaim, ReconcileFailure, Resource, ResourceKind, StoreError,
+    Task, WriteTx,
+};
 
 /// A connection whose read transaction begins on first use ([`crate::SqliteStore::read_fast`]).
 pub(crate) trait LazyConnection {
@@ -51,7 +54,7 @@ macro_rules! select_routes {
     };
 }
 
-fn route_from_row(r: &Row<'_>) -> rusqlite::Result<VpnRoute> {
+pub(crate) fn route_from_row(r: &Row<'_>) -> rusqlite::Result<VpnRoute> {
     let kind: String = r.get(1)?;
     Ok(VpnRoute {
         seq: r.get(0)?,
@@ -141,7 +144,7 @@ impl<'c> SqliteTx<'c> {
     }
 
     /// The connection, beginning the lazy read transaction on first use.
-    fn conn(&self) -> Result<&Connection, Error> {
+    pub(crate) fn conn(&self) -> Result<&Connection, Error> {
         match self.conn {
             Conn::Open(c) => Ok(c),
             Conn::Lazy(lazy) => {
@@ -564,6 +567,7 @@ impl<'c> SqliteTx<'c> {
         ])?;
         let seq = self.conn()?.last_insert_rowid();
         self.bump_route_count(&r.gateway_id, r.kind, 1)?;
+        self.remember_route_before(&r.gateway_id, seq, false)?;
         Ok(seq)
     }
 
@@ -578,6 +582,7 @@ impl<'c> SqliteTx<'c> {
     }
 
     pub fn update_route(&self, r: &VpnRoute) -> Result<(), Error> {
+        self.remember_route_before(&r.gateway_id, r.seq, true)?;
         let mut st = self.conn()?.prepare_cached(
             "UPDATE vpn_routes SET weight = ?2, priority = ?3, published = ?4, description = ?5 WHERE seq = ?1",
         )?;
@@ -586,6 +591,7 @@ impl<'c> SqliteTx<'c> {
     }
 
     pub fn delete_route(&self, r: &VpnRoute) -> Result<(), Error> {
+        self.remember_route_before(&r.gateway_id, r.seq, true)?;
         if self
             .conn()?
             .prepare_cached("DELETE FROM vpn_routes WHERE seq = ?1")?
@@ -791,87 +797,6 @@ impl<'c> SqliteTx<'c> {
 
     // ---------------------------------------------------------------- tasks & versions
 
-    /// Bump the gateway's desired version and enqueue a task applying `op` at `due_at`.
-    pub fn enqueue_task(&self, gateway_id: &str, op: &str, due_at: Option<i64>, now_ms: i64) -> Result<Task, Error> {
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 0) \
-             ON CONFLICT(gateway_id) DO UPDATE SET desired = desired + 1",
-            )?
-            .execute(params![gateway_id])?;
-        let version: i64 = self
-            .conn()?
-            .prepare_cached("SELECT desired FROM gateway_versions WHERE gateway_id = ?1")?
-            .query_row(params![gateway_id], |r| r.get(0))?;
-        self.conn()?.prepare_cached("INSERT INTO tasks(gateway_id, op, version, due_at, state, created_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)")?.execute(params![gateway_id, op, version, due_at, now_ms])?;
-        Ok(Task {
-            id: self.conn()?.last_insert_rowid(),
-            gateway_id: gateway_id.into(),
-            op: op.into(),
-            version,
-            due_at,
-        })
-    }
-
-    /// A change applied at once (task duration 0): the desired version advances and is in
-    /// force in the same statement — no task row is written.
-    pub fn advance_applied_version(&self, gateway_id: &str) -> Result<(), Error> {
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 1) \
-                 ON CONFLICT(gateway_id) DO UPDATE SET desired = desired + 1, applied = desired + 1",
-            )?
-            .execute(params![gateway_id])?;
-        Ok(())
-    }
-
-    fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
-        Ok(Task {
-            id: r.get(0)?,
-            gateway_id: r.get(1)?,
-            op: r.get(2)?,
-            version: r.get(3)?,
-            due_at: r.get(4)?,
-        })
-    }
-
-    /// Pending tasks of a gateway, oldest first.
-    pub fn pending_tasks(&self, gateway_id: &str) -> Result<Vec<Task>, Error> {
-        let mut st = self.conn()?.prepare_cached(
-            "SELECT id, gateway_id, op, version, due_at FROM tasks WHERE state = 'pending' AND gateway_id = ?1 ORDER BY id",
-        )?;
-        let rows = st.query_map(params![gateway_id], Self::task_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Every pending task, oldest first.
-    pub fn all_pending_tasks(&self) -> Result<Vec<Task>, Error> {
-        let mut st = self.conn()?.prepare_cached(
-            "SELECT id, gateway_id, op, version, due_at FROM tasks WHERE state = 'pending' ORDER BY id",
-        )?;
-        let rows = st.query_map([], Self::task_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Mark a task done and record the applied version. Idempotent.
-    pub fn complete_task(&self, task: &Task) -> Result<(), Error> {
-        self.conn()?
-            .prepare_cached("DELETE FROM tasks WHERE id = ?1")?
-            .execute(params![task.id])?;
-        self.conn()?
-            .prepare_cached("UPDATE gateway_versions SET applied = ?2 WHERE gateway_id = ?1 AND applied < ?2")?
-            .execute(params![task.gateway_id, task.version])?;
-        Ok(())
-    }
-
-    /// Set the due time of every pending task of a gateway (admin "advance" and duration changes).
-    pub fn reschedule_tasks(&self, gateway_id: &str, due_at: Option<i64>) -> Result<usize, Error> {
-        Ok(self
-            .conn()?
-            .prepare_cached("UPDATE tasks SET due_at = ?2 WHERE gateway_id = ?1 AND state = 'pending'")?
-            .execute(params![gateway_id, due_at])?)
-    }
-
     /// (desired, applied) versions of a gateway.
     pub fn gateway_versions(&self, gateway_id: &str) -> Result<(i64, i64), Error> {
         Ok(self
@@ -895,7 +820,10 @@ impl<'c> SqliteTx<'c> {
             .prepare_cached("DELETE FROM gateway_route_counts WHERE gateway_id = ?1")?
             .execute(params![gateway_id])?;
         self.conn()?
-            .prepare_cached("DELETE FROM tasks WHERE gateway_id = ?1")?
+            .prepare_cached("DELETE FROM gateway_tasks WHERE gateway_id = ?1")?
+            .execute(params![gateway_id])?;
+        self.conn()?
+            .prepare_cached("DELETE FROM vpn_route_history WHERE gateway_id = ?1")?
             .execute(params![gateway_id])?;
         self.conn()?
             .prepare_cached("DELETE FROM gateway_versions WHERE gateway_id = ?1")?
@@ -952,6 +880,10 @@ impl ReadTx for SqliteTx<'_> {
         fn client_token(&self, account_id: &str, action: &str, token: &str, not_before_ms: i64) -> Option<(String, String)>;
         fn pending_tasks(&self, gateway_id: &str) -> Vec<Task>;
         fn all_pending_tasks(&self) -> Vec<Task>;
+        fn routes_at_version(&self, gateway_id: &str, version: i64) -> Vec<VpnRoute>;
+        fn route_changes(&self, gateway_id: &str, from: i64, to: i64) -> Vec<(i64, Option<VpnRoute>)>;
+        fn reconcile_failure(&self, gateway_id: &str) -> Option<ReconcileFailure>;
+        fn next_reconcile_wake(&self, now_ms: i64) -> Option<i64>;
         fn gateway_versions(&self, gateway_id: &str) -> (i64, i64);
         fn all_gateway_versions(&self) -> Vec<(String, i64, i64)>;
     }
@@ -996,9 +928,13 @@ impl WriteTx for SqliteTx<'_> {
             now_ms: i64
         ) -> ();
         fn prune_client_tokens(&self, older_than_ms: i64) -> usize;
-        fn enqueue_task(&self, gateway_id: &str, op: &str, due_at: Option<i64>, now_ms: i64) -> Task;
-        fn advance_applied_version(&self, gateway_id: &str) -> ();
-        fn complete_task(&self, task: &Task) -> ();
+        fn enqueue_version(&self, gateway_id: &str, due_at: Option<i64>, now_ms: i64) -> i64;
+        fn claim_due_gateways(&self, owner: &str, now_ms: i64, lease_ms: i64, max: usize) -> Vec<ReconcileClaim>;
+        fn claim_gateway(&self, gateway_id: &str, owner: &str, now_ms: i64, lease_ms: i64) -> Option<ReconcileClaim>;
+        fn record_applied(&self, claim: &ReconcileClaim, version: i64) -> bool;
+        fn record_failure(&self, claim: &ReconcileClaim, error: &str, next_retry_ms: i64) -> Option<u32>;
+        fn release_claim(&self, claim: &ReconcileClaim) -> ();
+        fn release_owner_claims(&self, owner: &str) -> usize;
         fn reschedule_tasks(&self, gateway_id: &str, due_at: Option<i64>) -> usize;
         fn delete_gateway_state(&self, gateway_id: &str) -> ();
     }

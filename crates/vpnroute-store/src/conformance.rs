@@ -15,8 +15,8 @@ use std::time::Duration;
 use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
 
 use crate::{
-    AccessKey, Account, FixedWindowLimiter, NonceStore, RateLimiter, ReadTxExt, ResourceKind, Store, StoreError,
-    WriteJob, WriteTx, WriteTxExt,
+    AccessKey, Account, FixedWindowLimiter, NonceStore, RateLimiter, ReadTxExt, ReconcileClaim, ResourceKind, Store,
+    StoreError, WriteJob, WriteTx, WriteTxExt,
 };
 
 /// What a backend provides to the suite. One harness is one fresh, isolated state (an empty
@@ -43,6 +43,9 @@ macro_rules! conformance_tests {
             vpc_entries,
             client_tokens_save_lookup_and_expire,
             tasks_and_versions,
+            routes_at_a_version_and_changes_between_versions,
+            reconcile_claims_records_and_failures,
+            a_restarted_owner_ends_its_previous_claims,
             accounts_and_access_keys,
             a_failed_transaction_rolls_everything_back,
             group_commit_undoes_only_the_failed_request,
@@ -302,20 +305,26 @@ pub fn client_tokens_save_lookup_and_expire(h: &dyn Harness) {
         .unwrap();
 }
 
+/// Tasks are `(gateway, version, due time)`; the desired version moves with each change.
 pub fn tasks_and_versions(h: &dyn Harness) {
     let store = h.store();
-    let (t1, t2) = store
+    let (v1, v2) = store
         .write(|tx| {
-            let t1 = tx.enqueue_task("gw", "op-1", Some(100), 1)?;
-            let t2 = tx.enqueue_task("gw", "op-2", None, 2)?;
-            tx.enqueue_task("gw2", "op-3", Some(50), 3)?;
-            Ok::<_, StoreError>((t1, t2))
+            let v1 = tx.enqueue_version("gw", Some(100), 1)?;
+            let v2 = tx.enqueue_version("gw", None, 2)?;
+            tx.enqueue_version("gw2", Some(50), 3)?;
+            Ok::<_, StoreError>((v1, v2))
         })
         .unwrap();
-    assert_eq!((t1.version, t2.version), (1, 2));
+    assert_eq!((v1, v2), (1, 2));
     store
         .read(|tx| {
-            assert_eq!(tx.pending_tasks("gw")?, vec![t1.clone(), t2.clone()]);
+            let due: Vec<_> = tx
+                .pending_tasks("gw")?
+                .into_iter()
+                .map(|t| (t.version, t.due_at))
+                .collect();
+            assert_eq!(due, [(1, Some(100)), (2, None)]);
             assert_eq!(tx.all_pending_tasks()?.len(), 3);
             assert_eq!(tx.gateway_versions("gw")?, (2, 0));
             assert_eq!(tx.gateway_versions("nothing")?, (0, 0));
@@ -324,34 +333,220 @@ pub fn tasks_and_versions(h: &dyn Harness) {
         .unwrap();
     write(&*store, |tx| {
         assert_eq!(tx.reschedule_tasks("gw", Some(7))?, 2);
-        tx.complete_task(&t2)?;
-        tx.complete_task(&t1)?; // the applied version never goes back
-        tx.complete_task(&t1)?; // idempotent
-        tx.advance_applied_version("gw3")
+        Ok(())
     });
     store
         .read(|tx| {
-            assert_eq!(tx.gateway_versions("gw")?, (2, 2));
-            assert_eq!(tx.gateway_versions("gw3")?, (1, 1));
-            assert!(tx.pending_tasks("gw")?.is_empty());
-            let due: Vec<_> = tx.pending_tasks("gw2")?.into_iter().map(|t| t.due_at).collect();
-            assert_eq!(due, [Some(50)]);
+            let due: Vec<_> = tx.pending_tasks("gw")?.into_iter().map(|t| t.due_at).collect();
+            assert_eq!(due, [Some(7), Some(7)]);
             let all = tx.all_gateway_versions()?;
-            assert_eq!(
-                all.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(),
-                ["gw", "gw2", "gw3"]
-            );
+            assert_eq!(all.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(), ["gw", "gw2"]);
             Ok::<_, StoreError>(())
         })
         .unwrap();
-    write(&*store, |tx| tx.delete_gateway_state("gw2"));
+    write(&*store, |tx| tx.delete_gateway_state("gw"));
     store
         .read(|tx| {
-            assert_eq!(tx.gateway_versions("gw2")?, (0, 0));
-            assert!(tx.pending_tasks("gw2")?.is_empty());
+            assert!(tx.pending_tasks("gw")?.is_empty());
+            assert_eq!(tx.gateway_versions("gw")?, (0, 0));
             Ok::<_, StoreError>(())
         })
         .unwrap();
+}
+
+/// The routes of a gateway at any version not yet applied: each change is versioned with the
+/// task committed with it, and the state at a version ignores every later change.
+pub fn routes_at_a_version_and_changes_between_versions(h: &dyn Harness) {
+    let store = h.store();
+    let dests =
+        |routes: Vec<VpnRoute>| -> Vec<(String, i64)> { routes.into_iter().map(|r| (r.dest, r.weight)).collect() };
+    // v1: a and b.
+    let (a, b) = store
+        .write(|tx| {
+            let a = tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", "vco"))?;
+            let b = tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.1.0/24", "vco"))?;
+            tx.enqueue_version("gw", Some(0), 1)?;
+            Ok::<_, StoreError>((a, b))
+        })
+        .unwrap();
+    // v2: b's weight changes, c comes; v3: a goes, b changes again.
+    let c = store
+        .write(|tx| {
+            let mut rb = route("gw", RouteKind::Dbr, "", "10.0.1.0/24", "vco");
+            rb.seq = b;
+            rb.weight = 0;
+            tx.update_route(&rb)?;
+            let c = tx.insert_route(&route("gw", RouteKind::Pbr, "1.0.0.0/8", "10.0.2.0/24", "vco"))?;
+            tx.enqueue_version("gw", None, 2)?;
+            Ok::<_, StoreError>(c)
+        })
+        .unwrap();
+    write(&*store, |tx| {
+        let mut ra = route("gw", RouteKind::Dbr, "", "10.0.0.0/24", "vco");
+        ra.seq = a;
+        tx.delete_route(&ra)?;
+        let mut rb = route("gw", RouteKind::Dbr, "", "10.0.1.0/24", "vco");
+        rb.seq = b;
+        rb.weight = 100;
+        rb.published = true;
+        tx.update_route(&rb)?;
+        tx.enqueue_version("gw", None, 3)?;
+        Ok(())
+    });
+    store
+        .read(|tx| {
+            assert!(tx.routes_at_version("gw", 0)?.is_empty());
+            assert_eq!(
+                dests(tx.routes_at_version("gw", 1)?),
+                [("10.0.0.0/24".into(), 100), ("10.0.1.0/24".into(), 100)]
+            );
+            assert_eq!(
+                dests(tx.routes_at_version("gw", 2)?),
+                [
+                    ("10.0.0.0/24".into(), 100),
+                    ("10.0.1.0/24".into(), 0),
+                    ("10.0.2.0/24".into(), 100)
+                ]
+            );
+            let at3 = tx.routes_at_version("gw", 3)?;
+            assert_eq!(at3, tx.gateway_routes("gw")?);
+            assert_eq!(dests(at3), [("10.0.1.0/24".into(), 100), ("10.0.2.0/24".into(), 100)]);
+
+            type Changes = Vec<(i64, Option<(String, i64)>)>;
+            let changes = |from, to| -> Result<Changes, StoreError> {
+                Ok(tx
+                    .route_changes("gw", from, to)?
+                    .into_iter()
+                    .map(|(seq, r)| (seq, r.map(|r| (r.dest, r.weight))))
+                    .collect())
+            };
+            assert_eq!(
+                changes(1, 2)?,
+                [
+                    (b, Some(("10.0.1.0/24".into(), 0))),
+                    (c, Some(("10.0.2.0/24".into(), 100)))
+                ]
+            );
+            assert_eq!(
+                changes(1, 3)?,
+                [
+                    (a, None),
+                    (b, Some(("10.0.1.0/24".into(), 100))),
+                    (c, Some(("10.0.2.0/24".into(), 100)))
+                ]
+            );
+            assert_eq!(changes(3, 3)?, []);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
+/// Claims: one owner at a time until the lease runs out; records only from the latest claim,
+/// versions never backwards; failures counted with their retry time; recording completes
+/// tasks and forgets the before-images of applied versions.
+pub fn reconcile_claims_records_and_failures(h: &dyn Harness) {
+    let store = h.store();
+    type ClaimFn<'a> = &'a dyn Fn(&dyn WriteTx) -> Result<Option<ReconcileClaim>, StoreError>;
+    let w = |f: ClaimFn<'_>| store.write(|tx| f(tx)).unwrap();
+    write(&*store, |tx| {
+        tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", "vco"))?;
+        tx.enqueue_version("gw", Some(100), 1)?;
+        tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.1.0/24", "vco"))?;
+        tx.enqueue_version("gw", Some(200), 2)?;
+        tx.enqueue_version("manual", None, 3)?;
+        Ok(())
+    });
+    assert!(
+        w(&|tx| tx.claim_due_gateways("a", 50, 1000, 1).map(|mut v| v.pop())).is_none(),
+        "nothing due yet"
+    );
+    assert_eq!(store.read(|tx| tx.next_reconcile_wake(50)).unwrap(), Some(100));
+    let first = w(&|tx| tx.claim_due_gateways("a", 150, 1000, 1).map(|mut v| v.pop())).expect("gw is due");
+    assert_eq!(
+        (
+            first.gateway_id.as_str(),
+            first.target_version,
+            first.applied_version,
+            first.attempts
+        ),
+        ("gw", 1, 0, 0)
+    );
+    // Held: nobody else claims it before the lease runs out.
+    assert!(w(&|tx| tx.claim_due_gateways("b", 250, 1000, 1).map(|mut v| v.pop())).is_none());
+    assert!(w(&|tx| tx.claim_gateway("gw", "b", 250, 1000)).is_none());
+    // A failure: counted, claim ended, no claim before the retry time.
+    let attempts = store.write(|tx| tx.record_failure(&first, "boom", 400)).unwrap();
+    assert_eq!(attempts, Some(1));
+    let f = store.read(|tx| tx.reconcile_failure("gw")).unwrap().unwrap();
+    assert_eq!(
+        (f.attempts, f.last_error.as_str(), f.next_retry_ms),
+        (1, "boom", Some(400))
+    );
+    assert!(w(&|tx| tx.claim_due_gateways("b", 399, 1000, 1).map(|mut v| v.pop())).is_none());
+    assert_eq!(store.read(|tx| tx.next_reconcile_wake(300)).unwrap(), Some(400));
+    let second = w(&|tx| tx.claim_due_gateways("b", 400, 1000, 1).map(|mut v| v.pop())).expect("retry time");
+    assert_eq!(
+        (second.target_version, second.attempts),
+        (2, 1),
+        "both tasks due by now"
+    );
+    assert!(second.token > first.token);
+    // The stale claim records nothing.
+    assert!(!store.write(|tx| tx.record_applied(&first, 2)).unwrap());
+    assert_eq!(store.write(|tx| tx.record_failure(&first, "late", 0)).unwrap(), None);
+    assert!(store.write(|tx| tx.record_applied(&second, 2)).unwrap());
+    store
+        .read(|tx| {
+            assert_eq!(tx.gateway_versions("gw")?, (2, 2));
+            assert!(tx.pending_tasks("gw")?.is_empty());
+            assert!(tx.reconcile_failure("gw")?.is_none());
+            assert_eq!(tx.routes_at_version("gw", 2)?.len(), 2);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    // Versions never go backwards; a repair at the applied version records again.
+    let repair = w(&|tx| tx.claim_gateway("gw", "a", 500, 1000)).unwrap();
+    assert_eq!(repair.target_version, 2);
+    let older = ReconcileClaim {
+        target_version: 1,
+        ..repair.clone()
+    };
+    assert!(!store.write(|tx| tx.record_applied(&older, 1)).unwrap());
+    assert!(store.write(|tx| tx.record_applied(&repair, 2)).unwrap());
+    // Release ends a claim without a record; an expired lease can be taken over.
+    let c = w(&|tx| tx.claim_gateway("gw", "a", 600, 100)).unwrap();
+    write(&*store, |tx| tx.release_claim(&c));
+    let c = w(&|tx| tx.claim_gateway("gw", "b", 601, 100)).unwrap();
+    let taken = w(&|tx| tx.claim_gateway("gw", "a", 701, 100)).expect("lease ran out");
+    assert!(!store.write(|tx| tx.record_applied(&c, 2)).unwrap());
+    assert!(store.write(|tx| tx.record_applied(&taken, 2)).unwrap());
+    // A manual task is never due.
+    assert!(w(&|tx| tx.claim_due_gateways("a", i64::MAX / 2, 1000, 1).map(|mut v| v.pop())).is_none());
+    assert_eq!(store.read(|tx| tx.next_reconcile_wake(800)).unwrap(), None);
+    write(&*store, |tx| tx.reschedule_tasks("manual", Some(900)).map(|_| ()));
+    let m = w(&|tx| tx.claim_due_gateways("a", 900, 1000, 1).map(|mut v| v.pop())).unwrap();
+    assert_eq!((m.gateway_id.as_str(), m.target_version), ("manual", 1));
+}
+
+/// A restarted owner ends the claims of its previous run; until then its own live claim
+/// blocks it like any other; the dead claim stays fenced off.
+pub fn a_restarted_owner_ends_its_previous_claims(h: &dyn Harness) {
+    let store = h.store();
+    let claim = |owner: &str, now| {
+        store
+            .write(|tx| tx.claim_due_gateways(owner, now, 30_000, 1))
+            .unwrap()
+            .pop()
+    };
+    write(&*store, |tx| tx.enqueue_version("gw", Some(0), 1).map(|_| ()));
+    let dead = claim("a", 10).unwrap();
+    assert!(claim("b", 20).is_none());
+    assert!(claim("a", 20).is_none(), "a live claim blocks its own owner too");
+    assert_eq!(store.write(|tx| tx.release_owner_claims("a")).unwrap(), 1);
+    let again = claim("a", 20).expect("claims of the previous run ended");
+    assert!(again.token > dead.token);
+    assert!(!store.write(|tx| tx.record_applied(&dead, 1)).unwrap());
+    assert!(store.write(|tx| tx.record_applied(&again, 1)).unwrap());
 }
 
 pub fn accounts_and_access_keys(h: &dyn Harness) {
@@ -408,7 +603,7 @@ pub fn a_failed_transaction_rolls_everything_back(h: &dyn Harness) {
     let r: Result<(), StoreError> = store.write(|tx| {
         tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", "vco-a"))?;
         tx.insert_resource(ResourceKind::Vpc, "v", "acct", "r", "", &"doc".to_string())?;
-        tx.enqueue_task("gw", "op", None, 1)?;
+        tx.enqueue_version("gw", None, 1)?;
         Err(StoreError::Other("the handler refused".into()))
     });
     assert!(

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
 
-use crate::{AccessKey, Account, Resource, ResourceKind, StoreError, Task};
+use crate::{AccessKey, Account, ReconcileClaim, ReconcileFailure, Resource, ResourceKind, StoreError, Task};
 
 /// A decoded value of some Rust type, shared with a read cache.
 pub type AnyDoc = Arc<dyn Any + Send + Sync>;
@@ -149,10 +149,21 @@ pub trait ReadTx {
     ) -> Result<Option<(String, String)>, StoreError>;
 
     // ------------------------------------------------------------ tasks & versions
-    /// Pending tasks of a gateway, oldest first.
+    /// Pending tasks of a gateway, lowest version first.
     fn pending_tasks(&self, gateway_id: &str) -> Result<Vec<Task>, StoreError>;
-    /// Every pending task, oldest first.
+    /// Every pending task, by gateway then version.
     fn all_pending_tasks(&self) -> Result<Vec<Task>, StoreError>;
+    /// The routes of a gateway at `version` (not below its applied version), in creation
+    /// order: every change committed with a later version is left out.
+    fn routes_at_version(&self, gateway_id: &str, version: i64) -> Result<Vec<VpnRoute>, StoreError>;
+    /// The routes changed by versions `from + 1 ..= to` (`from` not below the applied
+    /// version), each with its state at `to` (`None`: absent then), by seq.
+    fn route_changes(&self, gateway_id: &str, from: i64, to: i64) -> Result<Vec<(i64, Option<VpnRoute>)>, StoreError>;
+    /// The failure record of a gateway (`None`: its last reconcile succeeded, or none failed).
+    fn reconcile_failure(&self, gateway_id: &str) -> Result<Option<ReconcileFailure>, StoreError>;
+    /// The earliest time a claim of due work may succeed (a gateway's first task due, a
+    /// retry time, a lease running out); `None`: nothing scheduled.
+    fn next_reconcile_wake(&self, now_ms: i64) -> Result<Option<i64>, StoreError>;
     /// (desired, applied) versions of a gateway; (0, 0) if it has none.
     fn gateway_versions(&self, gateway_id: &str) -> Result<(i64, i64), StoreError>;
     /// (gateway id, desired, applied) of every gateway, by id.
@@ -220,12 +231,44 @@ pub trait WriteTx: ReadTx {
     fn prune_client_tokens(&self, older_than_ms: i64) -> Result<usize, StoreError>;
 
     // ------------------------------------------------------------ tasks & versions
-    /// Bump the gateway's desired version and enqueue a task applying `op` at `due_at`.
-    fn enqueue_task(&self, gateway_id: &str, op: &str, due_at: Option<i64>, now_ms: i64) -> Result<Task, StoreError>;
-    /// A change applied at once: the desired version advances and is in force.
-    fn advance_applied_version(&self, gateway_id: &str) -> Result<(), StoreError>;
-    /// Mark a task done and record the applied version. Idempotent.
-    fn complete_task(&self, task: &Task) -> Result<(), StoreError>;
+    /// Bump the gateway's desired version with a task due at `due_at` (`None`: manual).
+    /// Route writes of the same transaction belong to that version (the store keeps each
+    /// route's state before them until the version is applied). Returns the new version.
+    fn enqueue_version(&self, gateway_id: &str, due_at: Option<i64>, now_ms: i64) -> Result<i64, StoreError>;
+    /// Claim up to `max` gateways with work due at `now_ms` (a first task due, or a failure
+    /// whose retry time has come) for `owner` until `now_ms + lease_ms`; gateways under an
+    /// unexpired claim or waiting for a retry are skipped.
+    fn claim_due_gateways(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        max: usize,
+    ) -> Result<Vec<ReconcileClaim>, StoreError>;
+    /// Claim one gateway whatever is due (drift repair), with the same exclusions.
+    fn claim_gateway(
+        &self,
+        gateway_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ReconcileClaim>, StoreError>;
+    /// Record `version` in force if `claim` is the gateway's latest claim and `version` is not
+    /// below the applied version: completes the tasks up to it, forgets their routes'
+    /// earlier states, clears the failure record and ends the claim. Returns whether it did.
+    fn record_applied(&self, claim: &ReconcileClaim, version: i64) -> Result<bool, StoreError>;
+    /// Record a failed attempt (attempts + 1, the error, no claim before `next_retry_ms`) and
+    /// end the claim, if it is the latest; returns the attempts so far.
+    fn record_failure(
+        &self,
+        claim: &ReconcileClaim,
+        error: &str,
+        next_retry_ms: i64,
+    ) -> Result<Option<u32>, StoreError>;
+    /// End a claim without a record (if it is the latest).
+    fn release_claim(&self, claim: &ReconcileClaim) -> Result<(), StoreError>;
+    /// End every claim of `owner` (its previous run is gone); returns how many.
+    fn release_owner_claims(&self, owner: &str) -> Result<usize, StoreError>;
     /// Set the due time of every pending task of a gateway; returns how many.
     fn reschedule_tasks(&self, gateway_id: &str, due_at: Option<i64>) -> Result<usize, StoreError>;
     /// Forget a deleted gateway's route counts, tasks and versions.

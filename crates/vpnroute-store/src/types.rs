@@ -47,15 +47,40 @@ pub struct Resource<T> {
     pub doc: T,
 }
 
-/// A per-gateway task: a committed change waiting to be applied.
+/// A per-gateway task: the gateway's desired version `version`, committed with the change
+/// that produced it, waiting to be in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
-    pub id: i64,
     pub gateway_id: String,
-    pub op: String,
     pub version: i64,
     /// Epoch ms at which it may be applied; `None` in manual mode.
     pub due_at: Option<i64>,
+}
+
+/// A gateway claimed for reconciliation by one owner until `lease_until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileClaim {
+    pub gateway_id: String,
+    pub owner: String,
+    /// Fencing token: increases with every claim of the gateway; records made with an older
+    /// one are refused.
+    pub token: i64,
+    pub lease_until_ms: i64,
+    /// The highest version whose task (and every earlier one) is due; else the applied one.
+    pub target_version: i64,
+    /// The applied version when the claim was taken.
+    pub applied_version: i64,
+    /// Failed attempts in a row before this claim.
+    pub attempts: u32,
+}
+
+/// The failure record of a gateway's last reconcile attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileFailure {
+    pub attempts: u32,
+    pub last_error: String,
+    /// When the next attempt may be made (epoch ms).
+    pub next_retry_ms: Option<i64>,
 }
 
 /// How hard a commit waits for the disk.

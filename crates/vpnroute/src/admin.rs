@@ -334,19 +334,21 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     let store: std::sync::Arc<dyn Store> =
         vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)?;
-    let (routes, conns) = store.read(|tx| {
-        if tx
-            .resource::<VpnGateway>(ResourceKind::VpnGateway, &args.gateway)?
-            .is_none()
-        {
-            return Err(ApiError::GATEWAY_NOT_FOUND);
-        }
-        let routes = tx.gateway_routes(&args.gateway)?;
+    let (spec, conns) = store.read(|tx| {
+        let (desired, _) = tx.gateway_versions(&args.gateway)?;
+        let spec =
+            vpnroute_app::reconcile::gateway_spec(tx, &args.gateway, desired)?.ok_or(ApiError::GATEWAY_NOT_FOUND)?;
         let conns: Vec<VpnConnection> = tx.children(ResourceKind::VpnConnection, &args.gateway)?;
-        Ok((routes, conns))
+        Ok::<_, ApiError>((spec, conns))
     })?;
-    let table = vpnroute_app::engines::build_table(&routes);
-    let mut v = vpnroute_app::engines::explain_table(&table, &conns, args.source, args.dest);
+    // The stored (desired) state in a sim data plane of its own.
+    use vpnroute_dataplane::DataPlane;
+    let sim = vpnroute_dataplane_sim::SimDataPlane::new();
+    sim.apply(&spec).map_err(|e| anyhow!("{e}"))?;
+    let tunnels = vpnroute_app::engines::tunnel_states(&conns);
+    let mut v = sim
+        .explain_with_tunnels(&args.gateway, &tunnels, args.source, args.dest)
+        .map_err(|e| anyhow!("{e}"))?;
     v["VpnGatewayId"] = json!(args.gateway);
     print(v);
     Ok(())

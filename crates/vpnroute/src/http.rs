@@ -85,7 +85,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::auth::WINDOW_MS,
         now_ms(),
     )?);
-    let app = App::start(store, nonce_log, config)?;
+    let data_plane: Arc<dyn vpnroute_dataplane::DataPlane> = Arc::new(vpnroute_dataplane_sim::SimDataPlane::new());
+    let app = App::start(store, nonce_log, config, data_plane, reconciler_owner(&args.data_dir))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -94,7 +95,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         info!(%addr, data_dir = %args.data_dir.display(), task_duration = %app.config.task_duration.as_text(), "vpnroute listening");
-        tokio::spawn(vpnroute_app::tasks::run_worker(app.clone()));
+        tokio::spawn(app.reconciler.clone().run());
         tokio::spawn(vpnroute_app::tasks::run_janitor(app.clone()));
         let limits = args.limits();
         info!(max_connections = limits.max_connections, "connection limits");
@@ -452,6 +453,7 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
         .ok()
         .and_then(|r| r.ok())
         .unwrap_or_default();
+    let reconcile = app.reconciler.metrics().snapshot();
     let mut out = String::new();
     out.push_str("# HELP vpnroute_requests_total API requests received.\n# TYPE vpnroute_requests_total counter\n");
     out.push_str(&format!(
@@ -466,11 +468,25 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
         app.metrics.errors.load(Ordering::Relaxed)
     ));
     out.push_str(
-        "# HELP vpnroute_tasks_applied_total Gateway tasks applied.\n# TYPE vpnroute_tasks_applied_total counter\n",
+        "# HELP vpnroute_tasks_applied_total Gateway versions put in force and recorded.\n# TYPE vpnroute_tasks_applied_total counter\n",
     );
+    out.push_str(&format!("vpnroute_tasks_applied_total {}\n", reconcile.applied));
+    out.push_str("# HELP vpnroute_reconcile_failures_total Failed reconcile attempts (data plane refused, read-back out of sync).\n# TYPE vpnroute_reconcile_failures_total counter\n");
+    out.push_str(&format!("vpnroute_reconcile_failures_total {}\n", reconcile.failures));
+    out.push_str("# HELP vpnroute_reconcile_drift_repairs_total Gateways found out of sync with their applied version and repaired.\n# TYPE vpnroute_reconcile_drift_repairs_total counter\n");
     out.push_str(&format!(
-        "vpnroute_tasks_applied_total {}\n",
-        app.metrics.tasks_applied.load(Ordering::Relaxed)
+        "vpnroute_reconcile_drift_repairs_total {}\n",
+        reconcile.drift_repairs
+    ));
+    out.push_str("# HELP vpnroute_reconcile_lost_claims_total Reconciles not recorded because another owner took the gateway over.\n# TYPE vpnroute_reconcile_lost_claims_total counter\n");
+    out.push_str(&format!(
+        "vpnroute_reconcile_lost_claims_total {}\n",
+        reconcile.lost_claims
+    ));
+    out.push_str("# HELP vpnroute_reconcile_store_errors_total Store calls of the reconciler that failed.\n# TYPE vpnroute_reconcile_store_errors_total counter\n");
+    out.push_str(&format!(
+        "vpnroute_reconcile_store_errors_total {}\n",
+        reconcile.store_errors
     ));
     out.push_str("# HELP vpnroute_nonces_remembered Signature nonces remembered (last 15 minutes).\n# TYPE vpnroute_nonces_remembered gauge\n");
     out.push_str(&format!("vpnroute_nonces_remembered {}\n", app.nonce_log.remembered()));
@@ -483,6 +499,14 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
         out.push_str(&format!("vpnroute_gateway_applied_version{{gateway=\"{g}\"}} {a}\n"));
     }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The reconciler's claim owner id: the host and the data directory, so that a restarted
+/// server takes over the claims it held when it died (see `ReconcileStore::claim_due`).
+fn reconciler_owner(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let dir = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf());
+    format!("{}:{}", host.trim(), dir.display())
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response {
@@ -533,10 +557,7 @@ async fn introspect_explain(
 }
 
 async fn introspect_advance(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
-    let app2 = app.clone();
-    let r = blocking(app, move |app| vpnroute_app::tasks::advance(app, &id)).await;
-    app2.task_notify.notify_one();
-    r
+    blocking(app, move |app| vpnroute_app::tasks::advance(app, &id)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -556,6 +577,7 @@ async fn introspect_tunnel(
             _ => return Err(ApiError::invalid_parameter("state")),
         };
         vpnroute_app::engines::set_tunnel(&*app.store, &id, up)?;
+        app.reconciler.wake();
         Ok(json!({"VpnConnectionId": id, "Tunnel": q.state}))
     })
     .await

@@ -6,8 +6,9 @@
 //! wiring. Request flow: [`http`] (axum, introspection) → [`vpnroute_wire`] (parameters,
 //! signatures, encoding) → [`auth`] (keys, signatures, timestamps; `http` then checks throttle
 //! and nonce) → [`vpnroute_app`] (dispatch, the operations table, typed inputs parsed by its
-//! RPC layer, handlers in one store transaction, writes grouped by its writer, gateway tasks,
-//! route engines). The load generator is a separate binary (`crates/vpnroute-bench`), not
+//! RPC layer, handlers in one store transaction, writes grouped by its writer, gateway tasks
+//! and the reconciler's store side) → [`vpnroute_reconciler`] → the data plane
+//! (`vpnroute-dataplane-sim`). The load generator is a separate binary (`crates/vpnroute-bench`), not
 //! linked here.
 
 mod admin;

@@ -262,6 +262,7 @@ fn create_vpn_connection(
         &gw.id,
         &conn,
     )?;
+    crate::tasks::bump_version(ctx, tx, &gw.id)?;
     Ok(CreatedConnection {
         vpn_connection_id: conn.id,
         name: conn.name,
@@ -501,6 +502,9 @@ fn delete_vpn_connection(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: DeleteVpnConnectio
     }
     check_dry_run(&input.dry_run)?;
     tx.delete_resource(ResourceKind::VpnConnection, &c.id)?;
+    if tx.resource_owner(ResourceKind::VpnGateway, &c.gateway_id)?.is_some() {
+        crate::tasks::bump_version(ctx, tx, &c.gateway_id)?;
+    }
     Ok(Done {})
 }
 

@@ -166,7 +166,7 @@ fn create_vpn_gateway(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: CreateVpnGatewayInput
         task_duration: None,
     };
     tx.insert_resource(ResourceKind::VpnGateway, &gw.id, &ctx.account_id, region, &vpc.id, &gw)?;
-    crate::tasks::schedule(ctx, tx, &mut gw, vec![])?;
+    crate::tasks::schedule(ctx, tx, &mut gw)?;
     let order_id: i64 = rng.random_range(200_000_000_000..900_000_000_000);
     Ok(CreatedGateway {
         vpn_gateway_id: gw.id,

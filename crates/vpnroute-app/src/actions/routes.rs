@@ -30,7 +30,7 @@ use crate::ops::{arn, check_dry_run, Deferred, Done, Operation};
 use crate::reply::{page_fields, List, Reply};
 use crate::rpc::{self, FromRpc};
 use crate::state::{Ctx, OpCtx};
-use crate::tasks::{self, EngineOp};
+use crate::tasks;
 
 fn busy_code(kind: RouteKind) -> ApiError {
     match kind {
@@ -288,15 +288,7 @@ fn create(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, input: NewRoute) -> Res
     if plan == Some(PublishPlan::AddEntry) {
         add_published_entry(ctx, tx, &gw, &route.dest)?;
     }
-    tasks::schedule(
-        ctx,
-        tx,
-        &mut gw,
-        vec![EngineOp::Upsert {
-            route: route.clone(),
-            before: None,
-        }],
-    )?;
+    tasks::schedule(ctx, tx, &mut gw)?;
     Ok(RouteEntry::of(&route))
 }
 
@@ -422,8 +414,7 @@ fn delete(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, input: DeleteRoute) -> 
     if route.published {
         withdraw_if_unused(tx, &gw, &route.dest)?;
     }
-    let op = EngineOp::Remove { route };
-    tasks::schedule(ctx, tx, &mut gw, vec![op])?;
+    tasks::schedule(ctx, tx, &mut gw)?;
     Ok(Done {})
 }
 
@@ -507,15 +498,7 @@ fn modify(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, input: ModifyRoute) -> 
     }
     if route != before {
         tx.update_route(&route)?;
-        tasks::schedule(
-            ctx,
-            tx,
-            &mut gw,
-            vec![EngineOp::Upsert {
-                route,
-                before: Some(before),
-            }],
-        )?;
+        tasks::schedule(ctx, tx, &mut gw)?;
     }
     Ok(Done {})
 }
@@ -576,7 +559,7 @@ fn publish(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: PublishRoute) -> Result<Done, Ap
     if targets.is_empty() {
         return Err(ApiError::ROUTE_ENTRY_NOT_FOUND);
     }
-    let mut changed = Vec::new();
+    let mut changed = false;
     if publish {
         let plan = plan_publish(ctx, tx, &gw, &dest)?;
         check_dry_run(&dry_run)?;
@@ -584,31 +567,23 @@ fn publish(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: PublishRoute) -> Result<Done, Ap
             add_published_entry(ctx, tx, &gw, &dest)?;
         }
         for mut r in targets.into_iter().filter(|r| !r.published) {
-            let before = r.clone();
             r.published = true;
             tx.update_route(&r)?;
-            changed.push(EngineOp::Upsert {
-                route: r,
-                before: Some(before),
-            });
+            changed = true;
         }
     } else {
         check_dry_run(&dry_run)?;
         // Withdrawing a destination withdraws every route of the gateway published for it,
         // of both kinds (Alibaba: "withdrawing either one also withdraws the other").
         for mut r in tx.routes_with_dest(&gw.id, &dest)?.into_iter().filter(|r| r.published) {
-            let before = r.clone();
             r.published = false;
             tx.update_route(&r)?;
-            changed.push(EngineOp::Upsert {
-                route: r,
-                before: Some(before),
-            });
+            changed = true;
         }
         withdraw_if_unused(tx, &gw, &dest)?;
     }
-    if !changed.is_empty() {
-        tasks::schedule(ctx, tx, &mut gw, changed)?;
+    if changed {
+        tasks::schedule(ctx, tx, &mut gw)?;
     }
     Ok(Done {})
 }

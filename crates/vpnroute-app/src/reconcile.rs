@@ -1,0 +1,286 @@
+//! The store side of reconciliation for the app: [`StoreReconcile`] implements
+//! [`vpnroute_reconciler::ReconcileStore`] over any [`Store`] — claims, records and retry
+//! times are the store's (one transaction per call; claims and records of one pass batched), and the desired [`GatewaySpec`] at a version
+//! is built here from the stored documents (gateway, VPC, connections, customer gateways) and
+//! the gateway's routes at that version. Recording a version also ends the gateway's busy
+//! state (`updating`/`provisioning` → `active`) when no task remains, in the same transaction.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use vpnroute_dataplane::{ConnectionSpec, GatewaySpec, HealthCheckSpec, RouteClass, RouteSpec, SpecChanges};
+use vpnroute_domain::model::{CustomerGateway, RouteKind, Vpc, VpnConnection, VpnGateway, VpnRoute};
+use vpnroute_reconciler::{Claim, GatewayVersion, ReconcileStore, StoreFailure};
+use vpnroute_store::{ReadTx, ReadTxExt, ReconcileClaim, ResourceKind, Store, StoreError, WriteTx, WriteTxExt};
+
+/// See the [module docs](self).
+pub struct StoreReconcile {
+    store: Arc<dyn Store>,
+}
+
+impl StoreReconcile {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        StoreReconcile { store }
+    }
+}
+
+fn failure(e: StoreError) -> StoreFailure {
+    StoreFailure(e.to_string())
+}
+
+fn to_claim(c: ReconcileClaim) -> Claim {
+    Claim {
+        gateway_id: c.gateway_id,
+        owner: c.owner,
+        token: c.token as u64,
+        lease_until_ms: c.lease_until_ms,
+        target_version: c.target_version,
+        applied_version: c.applied_version,
+        attempts: c.attempts,
+    }
+}
+
+fn from_claim(c: &Claim) -> ReconcileClaim {
+    ReconcileClaim {
+        gateway_id: c.gateway_id.clone(),
+        owner: c.owner.clone(),
+        token: c.token as i64,
+        lease_until_ms: c.lease_until_ms,
+        target_version: c.target_version,
+        applied_version: c.applied_version,
+        attempts: c.attempts,
+    }
+}
+
+/// The data plane's form of a stored route (`None` for a route the API would never have
+/// accepted: it is logged and left out).
+pub fn route_spec(r: &VpnRoute) -> Option<RouteSpec> {
+    let parsed = (|| {
+        let dest: Ipv4Net = r.dest.parse().ok()?;
+        let source = match r.kind {
+            RouteKind::Dbr => None,
+            RouteKind::Pbr => Some(r.source.parse::<Ipv4Net>().ok()?),
+        };
+        Some(RouteSpec {
+            id: u64::try_from(r.seq).ok()?,
+            class: match r.kind {
+                RouteKind::Dbr => RouteClass::Destination,
+                RouteKind::Pbr => RouteClass::Policy,
+            },
+            source,
+            dest,
+            next_hop: r.next_hop.clone(),
+            weight: u8::try_from(r.weight).ok()?,
+            priority: u8::try_from(r.priority).ok()?,
+            published: r.published,
+        })
+    })();
+    if parsed.is_none() {
+        tracing::error!(seq = r.seq, gateway = %r.gateway_id, "stored route the data plane cannot take");
+    }
+    parsed
+}
+
+fn subnets(list: &str) -> Vec<Ipv4Net> {
+    list.split(',').filter_map(|s| s.trim().parse().ok()).collect()
+}
+
+fn connection_spec(tx: &dyn ReadTx, c: &VpnConnection) -> Result<ConnectionSpec, StoreError> {
+    let remote_ip = tx
+        .resource::<CustomerGateway>(ResourceKind::CustomerGateway, &c.customer_gateway_id)?
+        .and_then(|g| g.doc.ip_address.parse().ok())
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let hc = &c.health_check;
+    let health_check = (hc["Enable"] == "true").then(|| HealthCheckSpec {
+        sip: hc["Sip"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(Ipv4Addr::UNSPECIFIED),
+        dip: hc["Dip"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(Ipv4Addr::UNSPECIFIED),
+        interval_s: hc["Interval"].as_u64().unwrap_or(3) as u32,
+        retry: hc["Retry"].as_u64().unwrap_or(3) as u32,
+    });
+    Ok(ConnectionSpec {
+        id: c.id.clone(),
+        remote_ip,
+        local_subnets: subnets(&c.local_subnet),
+        remote_subnets: subnets(&c.remote_subnet),
+        admin_up: c.tunnel_up,
+        health_check,
+        ike_config: c.ike_config.clone(),
+        ipsec_config: c.ipsec_config.clone(),
+        enable_dpd: c.enable_dpd,
+        enable_nat_traversal: c.enable_nat_traversal,
+    })
+}
+
+fn connection_specs(tx: &dyn ReadTx, gateway_id: &str) -> Result<Vec<ConnectionSpec>, StoreError> {
+    let conns: Vec<VpnConnection> = tx.children(ResourceKind::VpnConnection, gateway_id)?;
+    conns.iter().map(|c| connection_spec(tx, c)).collect()
+}
+
+/// The desired spec of a gateway at `version` (`None`: no such gateway).
+pub fn gateway_spec(tx: &dyn ReadTx, gateway_id: &str, version: i64) -> Result<Option<GatewaySpec>, StoreError> {
+    let Some(gw) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, gateway_id)? else {
+        return Ok(None);
+    };
+    let vpc_cidr = tx
+        .resource::<Vpc>(ResourceKind::Vpc, &gw.doc.vpc_id)?
+        .and_then(|v| v.doc.cidr_block.parse().ok())
+        .unwrap_or_default();
+    Ok(Some(GatewaySpec {
+        gateway_id: gateway_id.to_string(),
+        version,
+        internet_ip: gw.doc.internet_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+        vpc_cidr,
+        connections: connection_specs(tx, gateway_id)?,
+        routes: tx
+            .routes_at_version(gateway_id, version)?
+            .iter()
+            .filter_map(route_spec)
+            .collect(),
+    }))
+}
+
+/// Record `version` in force for `claim`; the gateway is no longer busy once no task remains.
+fn record_applied(tx: &dyn WriteTx, claim: &Claim, version: i64) -> Result<bool, StoreError> {
+    if !tx.record_applied(&from_claim(claim), version)? {
+        return Ok(false);
+    }
+    if tx.pending_tasks(&claim.gateway_id)?.is_empty() {
+        if let Some(mut gw) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, &claim.gateway_id)? {
+            let status = gw.doc.status.after_last_task();
+            if gw.doc.status != status {
+                gw.doc.status = status;
+                tx.update_resource(ResourceKind::VpnGateway, &claim.gateway_id, &gw.doc)?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+impl ReconcileStore for StoreReconcile {
+    fn claim_due(&self, owner: &str, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreFailure> {
+        Ok(self.claim_due_many(owner, now_ms, lease_ms, 1)?.pop())
+    }
+
+    fn claim_due_many(&self, owner: &str, now_ms: i64, lease_ms: i64, max: usize) -> Result<Vec<Claim>, StoreFailure> {
+        // Most passes find nothing due (a wake-up for a delayed task, a poll): a read says so
+        // without taking the write lock the API's writes need.
+        let due = self.next_wake(now_ms)?;
+        if due.is_none_or(|t| t > now_ms) {
+            return Ok(Vec::new());
+        }
+        self.store
+            .write(|tx| tx.claim_due_gateways(owner, now_ms, lease_ms, max))
+            .map(|claims| claims.into_iter().map(to_claim).collect())
+            .map_err(failure)
+    }
+
+    fn release_owner(&self, owner: &str) -> Result<usize, StoreFailure> {
+        self.store.write(|tx| tx.release_owner_claims(owner)).map_err(failure)
+    }
+
+    fn claim_gateway(
+        &self,
+        gateway_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Claim>, StoreFailure> {
+        self.store
+            .write(|tx| tx.claim_gateway(gateway_id, owner, now_ms, lease_ms))
+            .map(|c| c.map(to_claim))
+            .map_err(failure)
+    }
+
+    fn load_spec(&self, gateway_id: &str, version: i64) -> Result<Option<GatewaySpec>, StoreFailure> {
+        self.store
+            .read(|tx| gateway_spec(tx, gateway_id, version))
+            .map_err(failure)
+    }
+
+    fn load_changes(&self, gateway_id: &str, from: i64, to: i64) -> Result<Option<SpecChanges>, StoreFailure> {
+        self.store
+            .read(|tx| {
+                if tx.resource_owner(ResourceKind::VpnGateway, gateway_id)?.is_none() {
+                    return Ok(None);
+                }
+                let mut upserts = Vec::new();
+                let mut removed = Vec::new();
+                for (seq, state) in tx.route_changes(gateway_id, from, to)? {
+                    match state.as_ref().and_then(route_spec) {
+                        Some(spec) => upserts.push(spec),
+                        None => removed.push(seq as u64),
+                    }
+                }
+                Ok(Some(SpecChanges {
+                    gateway_id: gateway_id.to_string(),
+                    from_version: from,
+                    version: to,
+                    upserts,
+                    removed,
+                    connections: connection_specs(tx, gateway_id)?,
+                }))
+            })
+            .map_err(failure)
+    }
+
+    fn record_applied(&self, claim: &Claim, version: i64, now_ms: i64) -> Result<bool, StoreFailure> {
+        Ok(self.record_applied_many(&[(claim.clone(), version)], now_ms)?[0])
+    }
+
+    fn record_applied_many(&self, records: &[(Claim, i64)], _now_ms: i64) -> Result<Vec<bool>, StoreFailure> {
+        self.store
+            .write(|tx| {
+                records
+                    .iter()
+                    .map(|(claim, version)| record_applied(tx, claim, *version))
+                    .collect()
+            })
+            .map_err(failure)
+    }
+
+    fn record_failure(
+        &self,
+        claim: &Claim,
+        error: &str,
+        next_retry_ms: i64,
+        _now_ms: i64,
+    ) -> Result<Option<u32>, StoreFailure> {
+        self.store
+            .write(|tx| tx.record_failure(&from_claim(claim), error, next_retry_ms))
+            .map_err(failure)
+    }
+
+    fn release(&self, claim: &Claim) -> Result<(), StoreFailure> {
+        self.store
+            .write(|tx| tx.release_claim(&from_claim(claim)))
+            .map_err(failure)
+    }
+
+    fn gateway_versions(&self) -> Result<Vec<GatewayVersion>, StoreFailure> {
+        // Every gateway has a version row from its creation (its provisioning task) until it
+        // is deleted.
+        self.store
+            .read(|tx| {
+                Ok(tx
+                    .all_gateway_versions()?
+                    .into_iter()
+                    .map(|(gateway_id, _, applied_version)| GatewayVersion {
+                        gateway_id,
+                        applied_version,
+                    })
+                    .collect())
+            })
+            .map_err(failure)
+    }
+
+    fn next_wake(&self, now_ms: i64) -> Result<Option<i64>, StoreFailure> {
+        self.store.read(|tx| tx.next_reconcile_wake(now_ms)).map_err(failure)
+    }
+}

@@ -1,0 +1,596 @@
+//! [`Reconciler`]: one pass claims every gateway with work due, converges its data plane to
+//! the target version and records the outcome; [`Reconciler::run`] repeats passes when woken
+//! (a commit, a data-plane event) and periodically (drift repair).
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+use vpnroute_dataplane::{DataPlane, DataPlaneError, DataPlaneEvent, Observed};
+
+use crate::backoff::Backoff;
+use crate::store::{Claim, ReconcileStore, StoreFailure};
+
+/// Milliseconds since the Unix epoch (the store's clock unit).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How a reconciler claims, retries and checks.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    /// Claim owner id: unique per reconciler instance (replicas must not share one).
+    pub owner: String,
+    /// How long a claim holds before another owner may take the gateway over.
+    pub lease: Duration,
+    /// How often every gateway is observed and repaired when out of sync.
+    pub drift_interval: Duration,
+    /// The longest [`Reconciler::run`] sleeps between passes: the store may change without a
+    /// wake-up (another process advancing a task, another replica's commit).
+    pub poll_interval: Duration,
+    pub backoff: Backoff,
+    /// Claims one pass works through at most (the next pass follows at once).
+    pub max_claims_per_pass: usize,
+}
+
+impl ReconcilerConfig {
+    /// Defaults with a given owner id.
+    pub fn new(owner: impl Into<String>) -> Self {
+        ReconcilerConfig {
+            owner: owner.into(),
+            lease: Duration::from_secs(30),
+            drift_interval: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(1),
+            backoff: Backoff::default(),
+            max_claims_per_pass: 1024,
+        }
+    }
+}
+
+/// Counters for `/metrics`, monotonic over the reconciler's life.
+#[derive(Debug, Default)]
+pub struct ReconcileMetrics {
+    pub passes: AtomicU64,
+    /// Versions recorded as in force.
+    pub applied: AtomicU64,
+    /// Failed reconcile attempts (data plane refused, read-back out of sync).
+    pub failures: AtomicU64,
+    /// Records refused because the claim was taken over or a newer version was recorded.
+    pub lost_claims: AtomicU64,
+    /// Gateways found out of sync by a check (event or periodic) and reconciled.
+    pub drift_repairs: AtomicU64,
+    /// Gateways removed from the data plane (deleted from the store).
+    pub removed: AtomicU64,
+    /// Store calls that failed.
+    pub store_errors: AtomicU64,
+}
+
+/// A copy of [`ReconcileMetrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub passes: u64,
+    pub applied: u64,
+    pub failures: u64,
+    pub lost_claims: u64,
+    pub drift_repairs: u64,
+    pub removed: u64,
+    pub store_errors: u64,
+}
+
+impl ReconcileMetrics {
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            passes: get(&self.passes),
+            applied: get(&self.applied),
+            failures: get(&self.failures),
+            lost_claims: get(&self.lost_claims),
+            drift_repairs: get(&self.drift_repairs),
+            removed: get(&self.removed),
+            store_errors: get(&self.store_errors),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What reconciling one claimed gateway came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The target version is in force and recorded; `applied` is false when the data plane
+    /// already held it (only the record was missing, e.g. after a crash between the two).
+    Applied { version: i64, applied: bool },
+    /// The data plane already held the recorded version in sync: nothing to do.
+    InForce { version: i64 },
+    /// Recorded as failed; retried from `next_retry_ms`.
+    Failed {
+        error: String,
+        attempts: u32,
+        next_retry_ms: i64,
+    },
+    /// The claim was lost (lease ran out and another owner took over): nothing recorded.
+    Lost,
+    /// The gateway no longer exists: removed from the data plane.
+    Removed,
+    /// A store call failed: nothing recorded, the next pass tries again.
+    StoreError(String),
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    /// Each gateway reconciled, in order, with its outcome.
+    pub outcomes: Vec<(String, Outcome)>,
+    /// When the next pass should run at the latest (ms since the epoch).
+    pub next_wake_ms: Option<i64>,
+}
+
+/// Run once a pass has ended (see [`Reconciler::after_next_pass`]).
+pub type AfterPass = Box<dyn FnOnce() + Send>;
+
+/// Converges data-plane state to the store's desired versions (see the [crate docs](crate)).
+pub struct Reconciler {
+    store: Arc<dyn ReconcileStore>,
+    data_plane: Arc<dyn DataPlane>,
+    config: ReconcilerConfig,
+    metrics: ReconcileMetrics,
+    wake: Arc<Notify>,
+    /// Callbacks to run once the next pass has ended (see [`Reconciler::after_next_pass`]).
+    after_pass: Mutex<Vec<AfterPass>>,
+    /// Set by the first pass (which ends the claims of a previous instance of this owner).
+    started: AtomicBool,
+    /// When the next periodic check of every gateway is due (0: on the first pass).
+    next_full_check_ms: Mutex<i64>,
+}
+
+/// Where converging one claimed gateway ended.
+enum Converged {
+    /// `version` is in force (`applied`: by this attempt): record it.
+    Record { version: i64, applied: bool },
+    /// Nothing to record.
+    Done(Outcome),
+}
+
+/// Why an attempt failed, before it is recorded.
+enum Failure {
+    Store(StoreFailure),
+    DataPlane(String),
+}
+
+impl From<StoreFailure> for Failure {
+    fn from(e: StoreFailure) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<DataPlaneError> for Failure {
+    fn from(e: DataPlaneError) -> Self {
+        Failure::DataPlane(e.to_string())
+    }
+}
+
+fn in_force(observed: &Option<Observed>, version: i64) -> bool {
+    matches!(observed, Some(o) if o.in_sync && o.applied_version == Some(version))
+}
+
+impl Reconciler {
+    /// A reconciler; subscribes to the data plane's events so that they wake it.
+    pub fn new(store: Arc<dyn ReconcileStore>, data_plane: Arc<dyn DataPlane>, config: ReconcilerConfig) -> Self {
+        let wake = Arc::new(Notify::new());
+        let waker = wake.clone();
+        data_plane.subscribe(Arc::new(move || waker.notify_one()));
+        Reconciler {
+            store,
+            data_plane,
+            config,
+            metrics: ReconcileMetrics::default(),
+            wake,
+            after_pass: Mutex::new(Vec::new()),
+            started: AtomicBool::new(false),
+            next_full_check_ms: Mutex::new(0),
+        }
+    }
+
+    pub fn data_plane(&self) -> &Arc<dyn DataPlane> {
+        &self.data_plane
+    }
+
+    pub fn metrics(&self) -> &ReconcileMetrics {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> &ReconcilerConfig {
+        &self.config
+    }
+
+    /// Ask [`run`](Self::run) for a pass now (after a commit that enqueued a task).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Make the next pass check every gateway (drift repair) whatever the interval.
+    pub fn check_all_on_next_pass(&self) {
+        *self.next_full_check_ms.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+    }
+
+    /// Run `done` once a pass that starts after this call has ended (whatever it achieved),
+    /// and wake [`run`](Self::run) for that pass. A request whose change is due at once
+    /// answers from `done`: its change is then in force unless the data plane failed (the
+    /// failure is recorded and retried), and many such requests share one pass.
+    pub fn after_next_pass(&self, done: AfterPass) {
+        self.after_pass.lock().unwrap_or_else(|p| p.into_inner()).push(done);
+        self.wake();
+    }
+
+    /// [`run_pass`](Self::run_pass), then the callbacks registered before it started (also
+    /// when the pass panicked: their requests are answered either way).
+    pub fn run_pass_and_callbacks(&self, now_ms: i64) -> PassReport {
+        let waiting = std::mem::take(&mut *self.after_pass.lock().unwrap_or_else(|p| p.into_inner()));
+        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_pass(now_ms)));
+        waiting.into_iter().for_each(|done| done());
+        report.unwrap_or_else(|_| {
+            tracing::error!("reconcile pass panicked");
+            PassReport {
+                outcomes: Vec::new(),
+                next_wake_ms: Some(now_ms + self.config.backoff.base.as_millis() as i64),
+            }
+        })
+    }
+
+    /// Passes until the task is dropped: after each one, sleep until woken, until the store's
+    /// next due time, or for the poll interval, whichever comes first.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let this = self.clone();
+            let next = tokio::task::spawn_blocking(move || this.run_pass_and_callbacks(now_ms()).next_wake_ms)
+                .await
+                .unwrap_or(None);
+            let max = self.config.poll_interval.min(self.config.drift_interval).as_millis() as i64;
+            let sleep_ms = next.map_or(max, |t| (t - now_ms()).clamp(1, max.max(1)));
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
+            }
+        }
+    }
+
+    /// One pass at `now_ms`: drain data-plane events, reconcile every due gateway, then check
+    /// the gateways events named (and every gateway when the drift interval has passed) and
+    /// repair those out of sync. Blocking (store and data-plane calls).
+    pub fn run_pass(&self, now_ms: i64) -> PassReport {
+        bump(&self.metrics.passes);
+        let store_errors_before = self.metrics.store_errors.load(Ordering::Relaxed);
+        let mut report = PassReport::default();
+        let mut to_check: BTreeSet<String> = BTreeSet::new();
+        for event in self.data_plane.drain_events() {
+            match event {
+                DataPlaneEvent::Drift { gateway_id } | DataPlaneEvent::Tunnel { gateway_id, .. } => {
+                    to_check.insert(gateway_id);
+                }
+            }
+        }
+        if !self.started.swap(true, Ordering::SeqCst) {
+            // A reconciler starting with this owner id replaces the instance that had it.
+            match self.store.release_owner(&self.config.owner) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(claims = n, owner = %self.config.owner, "claims of a previous instance ended"),
+                Err(e) => self.store_failed("ending a previous instance's claims", &e),
+            }
+        }
+        let max = self.config.max_claims_per_pass.max(1);
+        let claims = match self
+            .store
+            .claim_due_many(&self.config.owner, now_ms, self.lease_ms(), max)
+        {
+            Ok(claims) => claims,
+            Err(e) => {
+                self.store_failed("claiming due gateways", &e);
+                Vec::new()
+            }
+        };
+        // More may be due than one pass takes: go on at once.
+        let exhausted = claims.len() >= max;
+        let reconciled: HashSet<String> = claims.iter().map(|c| c.gateway_id.clone()).collect();
+        self.reconcile_claims(claims, now_ms, &mut report);
+        let full_check = {
+            let mut next = self.next_full_check_ms.lock().unwrap_or_else(|p| p.into_inner());
+            let due = now_ms >= *next;
+            if due {
+                *next = now_ms + self.config.drift_interval.as_millis() as i64;
+            }
+            due
+        };
+        self.check(full_check, &to_check, &reconciled, now_ms, &mut report);
+        let next_check = *self.next_full_check_ms.lock().unwrap_or_else(|p| p.into_inner());
+        let next_due = match self.store.next_wake(now_ms) {
+            Ok(t) => t,
+            Err(e) => {
+                self.store_failed("reading the next due time", &e);
+                Some(now_ms + self.config.backoff.base.as_millis() as i64)
+            }
+        };
+        let mut soonest = [next_due, Some(next_check)].into_iter().flatten().min();
+        if self.metrics.store_errors.load(Ordering::Relaxed) > store_errors_before {
+            // The store is in trouble: what it says is due stays due; do not spin on it.
+            soonest = soonest.map(|t| t.max(now_ms + self.config.backoff.base.as_millis() as i64));
+        }
+        report.next_wake_ms = soonest;
+        if exhausted {
+            report.next_wake_ms = Some(now_ms);
+        }
+        report
+    }
+
+    /// Observe gateways (all of them, or those named) and reconcile those whose data plane
+    /// does not hold their applied version in sync; remove gateways the store no longer has.
+    fn check(
+        &self,
+        full: bool,
+        named: &BTreeSet<String>,
+        skip: &HashSet<String>,
+        now_ms: i64,
+        report: &mut PassReport,
+    ) {
+        if !full && named.is_empty() {
+            return;
+        }
+        let versions = match self.store.gateway_versions() {
+            Ok(v) => v,
+            Err(e) => return self.store_failed("listing gateways", &e),
+        };
+        let known: HashSet<&str> = versions.iter().map(|v| v.gateway_id.as_str()).collect();
+        for gv in &versions {
+            if skip.contains(&gv.gateway_id) || !(full || named.contains(&gv.gateway_id)) {
+                continue;
+            }
+            let observed = self.data_plane.observe(&gv.gateway_id);
+            let held = match &observed {
+                Ok(o) => in_force(o, gv.applied_version) || (o.is_none() && gv.applied_version == 0),
+                Err(_) => false,
+            };
+            if held {
+                continue;
+            }
+            let claim = match self
+                .store
+                .claim_gateway(&gv.gateway_id, &self.config.owner, now_ms, self.lease_ms())
+            {
+                Ok(Some(c)) => c,
+                Ok(None) => continue, // another owner is on it, or it waits for a retry
+                Err(e) => {
+                    self.store_failed("claiming a gateway to repair", &e);
+                    continue;
+                }
+            };
+            tracing::info!(
+                gateway = %gv.gateway_id,
+                applied_version = gv.applied_version,
+                observed = ?observed.as_ref().ok().and_then(|o| o.as_ref().map(|o| (o.applied_version, o.in_sync))),
+                "data plane out of sync: repairing"
+            );
+            bump(&self.metrics.drift_repairs);
+            let outcome = self.reconcile_claim(&claim, now_ms);
+            report.outcomes.push((gv.gateway_id.clone(), outcome));
+        }
+        let orphans = match self.data_plane.gateways() {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the data plane's gateways");
+                return;
+            }
+        };
+        for id in orphans {
+            if known.contains(id.as_str()) || !(full || named.contains(&id)) {
+                continue;
+            }
+            match self.data_plane.remove(&id) {
+                Ok(()) => {
+                    tracing::info!(gateway = %id, "gateway no longer in the store: removed from the data plane");
+                    bump(&self.metrics.removed);
+                    report.outcomes.push((id, Outcome::Removed));
+                }
+                Err(e) => tracing::warn!(gateway = %id, error = %e, "removing a deleted gateway"),
+            }
+        }
+    }
+
+    /// Claim one gateway and reconcile it now (a change that must be in force before its
+    /// request is answered). `None`: the gateway could not be claimed (unknown, held by
+    /// another owner, or waiting for a retry).
+    pub fn reconcile_now(&self, gateway_id: &str, now_ms: i64) -> Option<Outcome> {
+        match self
+            .store
+            .claim_gateway(gateway_id, &self.config.owner, now_ms, self.lease_ms())
+        {
+            Ok(Some(claim)) => Some(self.reconcile_claim(&claim, now_ms)),
+            Ok(None) => None,
+            Err(e) => {
+                self.store_failed("claiming a gateway", &e);
+                Some(Outcome::StoreError(e.0))
+            }
+        }
+    }
+
+    /// Reconcile one claimed gateway to its target version and record the outcome; the
+    /// claim ends either way.
+    pub fn reconcile_claim(&self, claim: &Claim, now_ms: i64) -> Outcome {
+        match self.converge(claim) {
+            Ok(Converged::Record { version, applied }) => match self.store.record_applied(claim, version, now_ms) {
+                Ok(recorded) => self.recorded(claim, version, applied, recorded),
+                Err(e) => self.unrecorded(claim, e),
+            },
+            other => self.settle(claim, other, now_ms),
+        }
+    }
+
+    /// [`reconcile_claim`](Self::reconcile_claim) for several claims, with the successes
+    /// recorded in one store call.
+    fn reconcile_claims(&self, claims: Vec<Claim>, now_ms: i64, report: &mut PassReport) {
+        let mut records = Vec::new();
+        for claim in claims {
+            match self.converge(&claim) {
+                Ok(Converged::Record { version, applied }) => records.push((claim, version, applied)),
+                other => {
+                    let outcome = self.settle(&claim, other, now_ms);
+                    report.outcomes.push((claim.gateway_id, outcome));
+                }
+            }
+        }
+        if records.is_empty() {
+            return;
+        }
+        let batch: Vec<(Claim, i64)> = records.iter().map(|(c, v, _)| (c.clone(), *v)).collect();
+        match self.store.record_applied_many(&batch, now_ms) {
+            Ok(recorded) if recorded.len() == records.len() => {
+                for ((claim, version, applied), recorded) in records.into_iter().zip(recorded) {
+                    let outcome = self.recorded(&claim, version, applied, recorded);
+                    report.outcomes.push((claim.gateway_id, outcome));
+                }
+            }
+            result => {
+                let e = result
+                    .err()
+                    .unwrap_or_else(|| StoreFailure("one answer per record expected".into()));
+                for (claim, _, _) in records {
+                    let outcome = self.unrecorded(&claim, e.clone());
+                    report.outcomes.push((claim.gateway_id, outcome));
+                }
+            }
+        }
+    }
+
+    /// The outcome of a record of `version` for `claim`.
+    fn recorded(&self, claim: &Claim, version: i64, applied: bool, recorded: bool) -> Outcome {
+        if !recorded {
+            bump(&self.metrics.lost_claims);
+            tracing::warn!(gateway = %claim.gateway_id, version, "claim lost before recording: not recorded");
+            return Outcome::Lost;
+        }
+        bump(&self.metrics.applied);
+        tracing::debug!(gateway = %claim.gateway_id, version, applied, "version in force");
+        Outcome::Applied { version, applied }
+    }
+
+    /// A record that failed in the store: nothing recorded, the claim ended.
+    fn unrecorded(&self, claim: &Claim, e: StoreFailure) -> Outcome {
+        self.store_failed("recording an applied version", &e);
+        self.release(claim);
+        Outcome::StoreError(e.0)
+    }
+
+    /// The outcome of a convergence that needs no record of an applied version.
+    fn settle(&self, claim: &Claim, converged: Result<Converged, Failure>, now_ms: i64) -> Outcome {
+        match converged {
+            Ok(Converged::Record { .. }) => unreachable!("records are made by the callers"),
+            Ok(Converged::Done(outcome)) => {
+                self.release(claim);
+                outcome
+            }
+            Err(Failure::Store(e)) => {
+                self.store_failed("reconciling", &e);
+                self.release(claim);
+                Outcome::StoreError(e.0)
+            }
+            // A failure record ends the claim.
+            Err(Failure::DataPlane(error)) => self.record_failure(claim, error, now_ms),
+        }
+    }
+
+    fn release(&self, claim: &Claim) {
+        if let Err(e) = self.store.release(claim) {
+            // The lease runs out on its own.
+            self.store_failed("releasing a claim", &e);
+        }
+    }
+
+    /// Bring the data plane to the claim's target version; what is left to record.
+    fn converge(&self, claim: &Claim) -> Result<Converged, Failure> {
+        let gateway_id = &claim.gateway_id;
+        let version = claim.target_version;
+        let before = self.data_plane.observe(gateway_id)?;
+        let applied = !in_force(&before, version);
+        if applied {
+            // What is in force is the recorded version: apply only the difference, if the
+            // store can tell it and the data plane takes it; else the full spec.
+            let from = claim.applied_version;
+            let incremental = from < version
+                && in_force(&before, from)
+                && match self.store.load_changes(gateway_id, from, version)? {
+                    Some(changes) => self.data_plane.apply_changes(&changes)?,
+                    None => false,
+                };
+            if !incremental {
+                let Some(spec) = self.store.load_spec(gateway_id, version)? else {
+                    self.data_plane.remove(gateway_id)?;
+                    bump(&self.metrics.removed);
+                    tracing::info!(gateway = %gateway_id, "gateway deleted: removed from the data plane");
+                    return Ok(Converged::Done(Outcome::Removed));
+                };
+                if spec.version != version || &spec.gateway_id != gateway_id {
+                    return Err(Failure::Store(StoreFailure(format!(
+                        "asked for {gateway_id} at version {version}, got {} at version {}",
+                        spec.gateway_id, spec.version
+                    ))));
+                }
+                self.data_plane.apply(&spec)?;
+            }
+            let after = self.data_plane.observe(gateway_id)?;
+            if !in_force(&after, version) {
+                let seen = after.map(|o| (o.applied_version, o.in_sync));
+                return Err(Failure::DataPlane(format!(
+                    "read-back after applying version {version} does not match: (applied version, in sync) = {seen:?}"
+                )));
+            }
+        } else if claim.applied_version == version && claim.attempts == 0 {
+            return Ok(Converged::Done(Outcome::InForce { version }));
+        }
+        Ok(Converged::Record { version, applied })
+    }
+
+    fn record_failure(&self, claim: &Claim, error: String, now_ms: i64) -> Outcome {
+        bump(&self.metrics.failures);
+        let attempts = claim.attempts.saturating_add(1);
+        let next_retry_ms = now_ms + self.config.backoff.delay(attempts).as_millis() as i64;
+        match self.store.record_failure(claim, &error, next_retry_ms, now_ms) {
+            Ok(Some(attempts)) => {
+                tracing::warn!(
+                    gateway = %claim.gateway_id,
+                    version = claim.target_version,
+                    attempts,
+                    retry_in_ms = next_retry_ms - now_ms,
+                    error = %error,
+                    "reconcile failed"
+                );
+                Outcome::Failed {
+                    error,
+                    attempts,
+                    next_retry_ms,
+                }
+            }
+            Ok(None) => {
+                bump(&self.metrics.lost_claims);
+                tracing::warn!(gateway = %claim.gateway_id, error = %error, "reconcile failed; claim lost before recording");
+                Outcome::Lost
+            }
+            Err(e) => {
+                self.store_failed("recording a failure", &e);
+                Outcome::StoreError(e.0)
+            }
+        }
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.config.lease.as_millis() as i64
+    }
+
+    fn store_failed(&self, doing: &str, e: &StoreFailure) {
+        bump(&self.metrics.store_errors);
+        tracing::error!(error = %e, "{doing}");
+    }
+}
