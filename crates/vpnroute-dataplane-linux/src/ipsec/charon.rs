@@ -172,22 +172,23 @@ impl Instance {
         }
     }
 
+    /// The recorded pid if that process is ours: its environment names this instance's
+    /// `strongswan.conf` (true from the spawn on: for `ip`, `sh` and, after `exec`, charon).
+    fn owned_pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()?;
+        let wanted = format!("STRONGSWAN_CONF={}", self.dir.join("strongswan.conf").display());
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit(')').next().map(|rest| !rest.trim_start().starts_with('Z')))
+            .unwrap_or(false);
+        (alive && env.split(|b| *b == 0).any(|var| var == wanted.as_bytes())).then_some(pid)
+    }
+
     /// A charon of ours left in a namespace that was deleted (and made again): it holds no
     /// usable tunnel any more; stopped by its pid before a new one starts.
     fn stop_stray(&self) {
-        let Some(pid) = std::fs::read_to_string(self.pid_file())
-            .ok()
-            .and_then(|text| text.trim().parse::<u32>().ok())
-        else {
-            return;
-        };
-        let is_charon = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|cmd| cmd.split(|b| *b == 0).next() == Some(CHARON.as_bytes()));
-        let same_config = std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-            let wanted = format!("STRONGSWAN_CONF={}", self.dir.join("strongswan.conf").display());
-            env.split(|b| *b == 0).any(|var| var == wanted.as_bytes())
-        });
-        if is_charon && same_config {
+        if let Some(pid) = self.owned_pid() {
             tracing::warn!(ns = %self.ns, pid, "stopping a charon left in a deleted namespace");
             signal(pid, "-KILL");
             reap();
@@ -200,16 +201,17 @@ impl Instance {
         Ok(client)
     }
 
-    /// Stops charon by its pid (TERM, then KILL after 3 s) and removes the directory.
+    /// Stops charon by its pid (TERM, then KILL after 3 s) and removes the directory. Any
+    /// stage of a start counts (the process may not have reached `exec charon` yet).
     pub fn stop(&self) {
-        if let Some(pid) = self.running_pid() {
+        if let Some(pid) = self.owned_pid() {
             signal(pid, "-TERM");
             let deadline = Instant::now() + Duration::from_secs(3);
-            while is_charon_in(pid, &self.ns) && Instant::now() < deadline {
+            while self.owned_pid() == Some(pid) && Instant::now() < deadline {
                 reap();
                 std::thread::sleep(Duration::from_millis(20));
             }
-            if is_charon_in(pid, &self.ns) {
+            if self.owned_pid() == Some(pid) {
                 signal(pid, "-KILL");
             }
             reap();

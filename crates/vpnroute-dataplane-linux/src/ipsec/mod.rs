@@ -401,10 +401,20 @@ impl IpsecDriver {
         let _ = kernel::delete_netns(&instance.ns);
     }
 
-    /// Connection namespaces of this prefix and the (gateway, connection) they serve.
+    /// Connection namespaces of this prefix, and instance directories (a charon may outlive
+    /// its namespace), with the (gateway, connection) they serve.
     fn instances(&self) -> Vec<(String, Option<Meta>)> {
         let prefix = format!("{}c-", self.names.prefix());
-        kernel::netns_with_prefix(&prefix)
+        let mut names: BTreeSet<String> = kernel::netns_with_prefix(&prefix).into_iter().collect();
+        if let Ok(entries) = std::fs::read_dir(&self.state_dir) {
+            names.extend(
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|name| name.starts_with(&prefix)),
+            );
+        }
+        names
             .into_iter()
             .map(|ns| {
                 let meta = Instance::new(&self.state_dir, &ns).meta();
