@@ -207,6 +207,33 @@ pub fn check(connection: &ConnectionSpec, local_address: &str) -> Result<TunnelC
     })
 }
 
+/// The first IkeConfig/IpsecConfig parameter this driver cannot put in force, for the API
+/// to refuse at CreateVpnConnection/ModifyVpnConnectionAttribute (before any tunnel exists).
+/// A missing Psk is not a refusal: the API generates one.
+pub fn unsupported(ike_config: &Value, ipsec_config: &Value) -> Option<Unsupported> {
+    let mut ike = ike_config.clone();
+    if text(&ike, "Psk").is_none_or(|psk| psk.is_empty()) {
+        if let Some(object) = ike.as_object_mut() {
+            object.insert("Psk".into(), Value::String("generated".into()));
+        } else {
+            ike = serde_json::json!({"Psk": "generated"});
+        }
+    }
+    let connection = ConnectionSpec {
+        id: String::new(),
+        remote_ip: std::net::Ipv4Addr::UNSPECIFIED,
+        local_subnets: Vec::new(),
+        remote_subnets: Vec::new(),
+        admin_up: true,
+        health_check: None,
+        ike_config: ike,
+        ipsec_config: ipsec_config.clone(),
+        enable_dpd: true,
+        enable_nat_traversal: true,
+    };
+    check(&connection, "0.0.0.0").err()
+}
+
 fn joined(nets: &[Ipv4Net]) -> Vec<String> {
     nets.iter().map(ToString::to_string).collect()
 }
@@ -447,6 +474,19 @@ mod tests {
             let error = check(&connection(ike, ipsec), "47.0.0.1").unwrap_err();
             assert_eq!(error.parameter, parameter);
         }
+    }
+
+    #[test]
+    fn the_api_check_names_the_first_unsupported_parameter() {
+        assert_eq!(unsupported(&json!({}), &json!({})), None, "defaults, Psk generated");
+        let refused = unsupported(&json!({"IkeEncAlg": "aes"}), &json!({"IpsecAuthAlg": "sm3"})).unwrap();
+        assert_eq!(refused.parameter, "IpsecConfig.IpsecAuthAlg");
+        assert_eq!(refused.value, "sm3");
+        assert!(unsupported(
+            &json!({"IkeVersion": "ikev2", "IkePfs": "group14"}),
+            &json!({"IpsecPfs": "disabled"})
+        )
+        .is_none());
     }
 
     #[test]
