@@ -238,6 +238,18 @@ impl LinuxDataPlane {
         if config.policy == PolicyMode::Nftables {
             check_tool("nft", "--version", "nftables")?;
         }
+        if config.tunnels == TunnelKind::Ipsec {
+            // charon has no harmless flag to run: its files must be there.
+            for (path, package) in ipsec::REQUIRED_FILES {
+                if !std::path::Path::new(path).exists() {
+                    return Err(StartError::MissingTool {
+                        tool: "charon",
+                        package,
+                        error: format!("{path} not found"),
+                    });
+                }
+            }
+        }
         let inner = Arc::new_cyclic(|this| Inner {
             names: Names::new(&config.prefix),
             policy: config.policy,

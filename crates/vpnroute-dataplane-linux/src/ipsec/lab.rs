@@ -27,10 +27,10 @@ pub const PACKAGES: [&str; 6] = [
 ];
 
 pub fn have_all() -> bool {
-    [super::charon::CHARON, "/usr/sbin/swanctl", "/usr/bin/tcpdump"]
-        .iter()
+    let driver = super::REQUIRED_FILES.iter().map(|(path, _)| *path);
+    driver
+        .chain(["/usr/sbin/swanctl", "/usr/bin/tcpdump"])
         .all(|p| std::path::Path::new(p).exists())
-        && std::path::Path::new("/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so").exists()
 }
 
 /// Root, strongSwan and tcpdump (installed with apt when missing); `false` = skip.

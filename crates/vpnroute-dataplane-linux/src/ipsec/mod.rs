@@ -59,6 +59,18 @@ use crate::tunnel::{tunnel_addresses, ChangeListener, TunnelDriver, TunnelPlan, 
 /// Where instance directories live unless `VPNROUTE_IPSEC_DIR` says otherwise (outside
 /// `/run`, which each charon replaces by its own tmpfs).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/vpnroute/ipsec";
+/// Files the driver needs, with the Debian package that has each.
+pub const REQUIRED_FILES: [(&str, &str); 3] = [
+    (charon::CHARON, "strongswan-charon"),
+    (
+        "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so",
+        "libcharon-extra-plugins",
+    ),
+    (
+        "/usr/lib/ipsec/plugins/libstrongswan-openssl.so",
+        "libstrongswan-standard-plugins",
+    ),
+];
 /// The nftables table (gateway namespace) with the NAT of charon's packets.
 pub const NAT_TABLE: &str = "vpnroute_ipsec";
 /// Connection-namespace table of the routes back to the gateway.
