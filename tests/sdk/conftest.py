@@ -8,6 +8,8 @@
 * ``make_client(variant, server=None, ak=None, sk=None)``: any variant, any server/credentials.
 * ``raw`` / ``make_raw``: hand-signed requests (clients.RawClient).
 * ``node_driver`` (session): the single Node driver process, started on first use.
+* ``tf_server`` (module scope, ``--task-duration 300ms``) and ``tf``: a fresh account on it
+  behind the Terraform provider's request machinery (``terraform.Provider``).
 
 On a test failure the part of each server's log (stderr + stdout) written during the test
 is attached to the report.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -125,6 +128,21 @@ def server_factory(tmp_path_factory):
 @pytest.fixture
 def fresh_server(server_factory) -> Server:
     return server_factory()
+
+
+@pytest.fixture(scope="module")
+def tf_server(tmp_path_factory):
+    s = _start(tmp_path_factory, "tf", ["--task-duration", "300ms"])
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def tf(tf_server):
+    from terraform import Provider
+
+    creds = tf_server.create_account("tf-" + uuid.uuid4().hex[:8])
+    return Provider(tf_server, creds["AccessKeyId"], creds["AccessKeySecret"], "cn-hangzhou")
 
 
 # --------------------------------------------------------------------------- clients

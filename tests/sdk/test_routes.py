@@ -305,10 +305,12 @@ def introspect_gateway(srv: Server, gw: str) -> Dict[str, Any]:
     return json.loads(body)
 
 
-def set_tunnel_http(srv: Server, vco: str, state: str) -> None:
+def set_tunnel_http(srv: Server, vco: str, state: str, tunnel: Optional[str] = None) -> None:
+    """Set a connection's tunnel state (`tunnel`: one tunnel of a dual-tunnel connection)."""
     conn = http.client.HTTPConnection(srv.endpoint.split(":")[0], srv.port, timeout=30)
+    query = f"state={state}" + (f"&tunnel={tunnel}" if tunnel else "")
     try:
-        conn.request("PUT", f"/_vpnroute/connections/{vco}/tunnel?state={state}", body=b"",
+        conn.request("PUT", f"/_vpnroute/connections/{vco}/tunnel?{query}", body=b"",
                      headers={"Content-Length": "0", **operator_headers()})
         r = conn.getresponse()
         body = r.read()

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
 use vpnroute_dataplane::TunnelState;
-use vpnroute_domain::model::{VpnConnection, VpnGateway};
+use vpnroute_domain::model::{Tunnel, VpnConnection, VpnGateway};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ReadTxExt, ReconcileFailure, ResourceKind, Store, WriteTxExt};
 
@@ -42,6 +42,13 @@ pub fn explain(app: &App, gateway_id: &str, src: Ipv4Addr, dst: Ipv4Addr) -> Res
             tracing::error!(error = %e, gateway = %gw.id, "explain");
             ApiError::INTERNAL_ERROR
         })?;
+    let chosen = v["Explanation"]["chosen"]["next_hop"].as_str().map(str::to_string);
+    if let Some(t) = chosen
+        .and_then(|hop| connections.iter().find(|c| c.id == hop))
+        .and_then(chosen_tunnel)
+    {
+        v["ChosenTunnel"] = json!({"TunnelId": t.id, "Role": t.role});
+    }
     v["VpnGatewayId"] = json!(gw.id);
     v["DesiredVersion"] = json!(versions.0);
     v["AppliedVersion"] = json!(versions.1);
@@ -113,22 +120,49 @@ pub fn gateways_status(app: &App) -> Result<Value, ApiError> {
 
 /// Set a connection's tunnel up or down (the operator's switch, `admin_up` of the data
 /// plane's spec): `explain` uses it at once; the gateway's desired version moves so the data
-/// plane gets it too (at once, behind any pending task).
-pub fn set_tunnel(store: &dyn Store, connection_id: &str, up: bool) -> Result<(), ApiError> {
+/// plane gets it too (at once, behind any pending task). A dual-tunnel connection's tunnels are
+/// set one by one (`tunnel` = its id) or both (`None`); the connection counts as up while
+/// either tunnel is.
+pub fn set_tunnel(store: &dyn Store, connection_id: &str, tunnel: Option<&str>, up: bool) -> Result<(), ApiError> {
     store.write(|tx| {
         let mut c = tx
             .resource::<VpnConnection>(ResourceKind::VpnConnection, connection_id)?
             .ok_or(ApiError::CONNECTION_NOT_FOUND)?;
-        c.doc.tunnel_up = up;
-        tx.update_resource(ResourceKind::VpnConnection, connection_id, &c.doc)?;
-        if tx
-            .resource_owner(ResourceKind::VpnGateway, &c.doc.gateway_id)?
-            .is_some()
-        {
+        let doc = &mut c.doc;
+        match tunnel {
+            Some(id) => {
+                let t = doc
+                    .tunnels
+                    .iter_mut()
+                    .find(|t| t.id == id)
+                    .ok_or_else(|| ApiError::invalid_parameter("tunnel"))?;
+                t.up = up;
+            }
+            None => doc.tunnels.iter_mut().for_each(|t| t.up = up),
+        }
+        doc.tunnel_up = if doc.tunnels.is_empty() {
+            up
+        } else {
+            doc.tunnels.iter().any(|t| t.up)
+        };
+        tx.update_resource(ResourceKind::VpnConnection, connection_id, doc)?;
+        if tx.resource_owner(ResourceKind::VpnGateway, &doc.gateway_id)?.is_some() {
             let now = crate::state::now_ms();
-            let due = crate::tasks::due_behind_pending(tx, &c.doc.gateway_id, now)?;
-            tx.enqueue_version(&c.doc.gateway_id, Some(due), now)?;
+            let due = crate::tasks::due_behind_pending(tx, &doc.gateway_id, now)?;
+            tx.enqueue_version(&doc.gateway_id, Some(due), now)?;
         }
         Ok(())
     })
+}
+
+/// The tunnel a dual-tunnel connection sends through: the master while it is up, else the
+/// slave while it is up, else the master.
+pub fn chosen_tunnel(c: &VpnConnection) -> Option<&Tunnel> {
+    let master = c.tunnels.iter().find(|t| t.role == "master");
+    let slave = c.tunnels.iter().find(|t| t.role == "slave");
+    match (master, slave) {
+        (Some(m), _) if m.up => Some(m),
+        (_, Some(s)) if s.up => Some(s),
+        (m, s) => m.or(s),
+    }
 }

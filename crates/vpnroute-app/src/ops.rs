@@ -110,18 +110,30 @@ macro_rules! typed {
     };
 }
 
-use connection::{CreateVpnConnection, DeleteVpnConnection, DescribeVpnConnection, DescribeVpnConnections};
+use crate::actions::tags::{ListTagResources, TagResources, UnTagResources};
+use crate::actions::vswitch::{
+    CreateVSwitch, DeleteVSwitch, DescribeVSwitchAttributes, DescribeVSwitches, DescribeVpcAttribute,
+    DescribeVpnGatewayAvailableZones, DescribeZones,
+};
+use connection::{
+    CreateVpnConnection, DeleteVpnConnection, DescribeVpnConnection, DescribeVpnConnections,
+    ModifyVpnConnectionAttribute,
+};
 use customer_gateway::{
     CreateCustomerGateway, DeleteCustomerGateway, DescribeCustomerGateway, DescribeCustomerGateways,
+    ModifyCustomerGatewayAttribute,
 };
-use gateway::{CreateVpnGateway, DeleteVpnGateway, DescribeVpnGateway, DescribeVpnGateways};
+use gateway::{
+    CreateVpnGateway, DeleteVpnGateway, DescribeVpnGateway, DescribeVpnGateways, ModifyVpnGatewayAttribute,
+    MoveVpnResourceGroup,
+};
 use regions::DescribeRegions;
 use routes::{
     CreateVpnPbrRouteEntry, CreateVpnRouteEntry, DeleteVpnPbrRouteEntry, DeleteVpnRouteEntry,
     DescribeVpnPbrRouteEntries, DescribeVpnRouteEntries, ModifyVpnPbrRouteEntryAttribute,
     ModifyVpnPbrRouteEntryPriority, ModifyVpnPbrRouteEntryWeight, ModifyVpnRouteEntryWeight, PublishVpnRouteEntry,
 };
-use ssl::{CreateSslVpnServer, DeleteSslVpnServer, DescribeSslVpnServers};
+use ssl::{CreateSslVpnServer, DeleteSslVpnServer, DescribeSslVpnServers, ModifySslVpnServer};
 use vpc::{
     CreateRouteEntry, CreateVpc, DeleteRouteEntry, DeleteVpc, DescribeRouteEntryList, DescribeRouteTableList,
     DescribeVpcs,
@@ -163,6 +175,21 @@ pub static OPERATIONS: &[OpEntry] = &[
     typed!(ModifyVpnPbrRouteEntryWeight, Write),
     typed!(ModifyVpnPbrRouteEntryPriority, Write),
     typed!(ModifyVpnPbrRouteEntryAttribute, Write),
+    typed!(TagResources, Write),
+    typed!(UnTagResources, Write),
+    typed!(ListTagResources, Read),
+    typed!(DescribeVpcAttribute, Read),
+    typed!(CreateVSwitch, Write),
+    typed!(DescribeVSwitchAttributes, Read),
+    typed!(DescribeVSwitches, Read),
+    typed!(DeleteVSwitch, Write),
+    typed!(DescribeZones, Read),
+    typed!(DescribeVpnGatewayAvailableZones, Read),
+    typed!(ModifyVpnGatewayAttribute, Write),
+    typed!(MoveVpnResourceGroup, Write),
+    typed!(ModifyVpnConnectionAttribute, Write),
+    typed!(ModifyCustomerGatewayAttribute, Write),
+    typed!(ModifySslVpnServer, Write),
 ];
 
 /// The table row of an Action, `None` for an unknown one (`InvalidAction.NotFound`).
@@ -176,10 +203,10 @@ mod tests {
 
     #[test]
     fn table_rows_are_consistent() {
-        assert_eq!(OPERATIONS.len(), 34);
+        assert_eq!(OPERATIONS.len(), 49);
         for o in OPERATIONS {
             assert_eq!(o.ram_action, format!("vpc:{}", o.name));
-            let reads = o.name.starts_with("Describe");
+            let reads = o.name.starts_with("Describe") || o.name.starts_with("List");
             assert_eq!(o.access == Access::Read, reads, "{}", o.name);
             assert_eq!(matches!(o.handler, Handler::Read(_)), reads, "{}", o.name);
             assert_eq!(operation(o.name).map(|r| r.name), Some(o.name));

@@ -9,7 +9,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
-use vpnroute_dataplane::{ConnectionSpec, GatewaySpec, HealthCheckSpec, RouteClass, RouteSpec, SpecChanges};
+use vpnroute_dataplane::{
+    ConnectionSpec, GatewaySpec, HealthCheckSpec, RouteClass, RouteSpec, SpecChanges, TunnelRole, TunnelSpec,
+};
 use vpnroute_domain::model::{CustomerGateway, RouteKind, Vpc, VpnConnection, VpnGateway, VpnRoute};
 use vpnroute_reconciler::{Claim, GatewayVersion, ReconcileStore, StoreFailure};
 use vpnroute_store::{ReadTx, ReadTxExt, ReconcileClaim, ResourceKind, Store, StoreError, WriteTx, WriteTxExt};
@@ -86,11 +88,45 @@ fn subnets(list: &str) -> Vec<Ipv4Net> {
     list.split(',').filter_map(|s| s.trim().parse().ok()).collect()
 }
 
-fn connection_spec(tx: &dyn ReadTx, c: &VpnConnection) -> Result<ConnectionSpec, StoreError> {
-    let remote_ip = tx
-        .resource::<CustomerGateway>(ResourceKind::CustomerGateway, &c.customer_gateway_id)?
+/// A customer gateway's address (unspecified when it is gone or unparsable).
+fn peer_ip(tx: &dyn ReadTx, customer_gateway_id: &str) -> Result<Ipv4Addr, StoreError> {
+    Ok(tx
+        .resource::<CustomerGateway>(ResourceKind::CustomerGateway, customer_gateway_id)?
         .and_then(|g| g.doc.ip_address.parse().ok())
-        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        .unwrap_or(Ipv4Addr::UNSPECIFIED))
+}
+
+/// The two tunnels of a dual-tunnel connection, master first, as the data plane takes them.
+fn tunnel_specs(tx: &dyn ReadTx, c: &VpnConnection) -> Result<Vec<TunnelSpec>, StoreError> {
+    c.tunnels
+        .iter()
+        .map(|t| {
+            Ok(TunnelSpec {
+                id: t.id.clone(),
+                role: if t.role == "slave" {
+                    TunnelRole::Slave
+                } else {
+                    TunnelRole::Master
+                },
+                local_ip: t.internet_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                remote_ip: peer_ip(tx, &t.customer_gateway_id)?,
+                admin_up: t.up,
+                ike_config: t.ike_config.clone(),
+                ipsec_config: t.ipsec_config.clone(),
+                enable_dpd: t.enable_dpd,
+                enable_nat_traversal: t.enable_nat_traversal,
+            })
+        })
+        .collect()
+}
+
+fn connection_spec(tx: &dyn ReadTx, c: &VpnConnection) -> Result<ConnectionSpec, StoreError> {
+    let tunnels = tunnel_specs(tx, c)?;
+    // A dual-tunnel connection has no customer gateway of its own: its master tunnel's peer.
+    let remote_ip = match tunnels.first() {
+        Some(master) => master.remote_ip,
+        None => peer_ip(tx, &c.customer_gateway_id)?,
+    };
     let hc = &c.health_check;
     let health_check = (hc["Enable"] == "true").then(|| HealthCheckSpec {
         sip: hc["Sip"]
@@ -115,6 +151,7 @@ fn connection_spec(tx: &dyn ReadTx, c: &VpnConnection) -> Result<ConnectionSpec,
         ipsec_config: c.ipsec_config.clone(),
         enable_dpd: c.enable_dpd,
         enable_nat_traversal: c.enable_nat_traversal,
+        tunnels,
     })
 }
 

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vpnroute_app::actions::connection::{CreateVpnConnection, CreateVpnConnectionInput};
+use vpnroute_app::actions::connection::{ConfigInputs, CreateVpnConnection, CreateVpnConnectionInput};
 use vpnroute_app::actions::customer_gateway::{CreateCustomerGateway, CreateCustomerGatewayInput};
 use vpnroute_app::actions::gateway::{
     CreateVpnGateway, CreateVpnGatewayInput, DescribeVpnGateway, DescribeVpnGatewayInput,
@@ -60,6 +60,21 @@ fn read<O: ReadOperation>(app: &App, input: O::Input) -> Result<O::Output, ApiEr
     app.store.read(|tx| O::handle(&ctx, tx, input))
 }
 
+/// CreateVpc's input for `cidr`, everything else unset.
+fn vpc_input(cidr: &str) -> CreateVpcInput {
+    CreateVpcInput {
+        region: REGION.into(),
+        cidr_block: cidr.into(),
+        name: String::new(),
+        description: String::new(),
+        resource_group_id: None,
+        tags: vec![],
+        dns_hostname: false,
+        user_cidrs: vec![],
+        dry_run: Ok(false),
+    }
+}
+
 #[test]
 fn policy_route_through_typed_inputs() {
     let dir = tempfile::tempdir().unwrap();
@@ -68,12 +83,8 @@ fn policy_route_through_typed_inputs() {
     let vpc = write::<CreateVpc>(
         &app,
         CreateVpcInput {
-            region: REGION.into(),
-            cidr_block: "192.168.0.0/16".into(),
             name: "typed".into(),
-            description: String::new(),
-            resource_group_id: None,
-            dry_run: Ok(false),
+            ..vpc_input("192.168.0.0/16")
         },
     )
     .unwrap();
@@ -91,6 +102,7 @@ fn policy_route_through_typed_inputs() {
             network_type: "public".into(),
             vpn_type: "Normal".into(),
             vswitch_id: None,
+            disaster_recovery_vswitch_id: None,
             resource_group_id: None,
             dry_run: Ok(false),
         },
@@ -133,14 +145,12 @@ fn policy_route_through_typed_inputs() {
         CreateVpnConnectionInput {
             region: REGION.into(),
             gateway_id: gateway_id.into(),
-            customer_gateway_id: cgw.customer_gateway_id.as_str().into(),
+            customer_gateway_id: Some(cgw.customer_gateway_id.as_str().into()),
             local_subnet: vec!["192.168.0.0/16".parse().unwrap()],
             remote_subnet: vec!["10.0.0.0/8".parse().unwrap()],
             name: String::new(),
-            ike_config: Ok(Default::default()),
-            ipsec_config: Ok(Default::default()),
-            health_check_config: Ok(Default::default()),
-            bgp_config: Ok(Default::default()),
+            configs: ConfigInputs::default(),
+            tunnels: vec![],
             effect_immediately: Ok(false),
             enable_dpd: Ok(true),
             enable_nat_traversal: Ok(true),
@@ -238,12 +248,8 @@ fn another_account_sees_nothing() {
     let vpc = write::<CreateVpc>(
         &app,
         CreateVpcInput {
-            region: REGION.into(),
-            cidr_block: "172.16.0.0/12".into(),
-            name: String::new(),
-            description: String::new(),
-            resource_group_id: None,
             dry_run: Ok(true),
+            ..vpc_input("172.16.0.0/12")
         },
     );
     assert_eq!(vpc.unwrap_err().code, "DryRunOperation");
@@ -272,4 +278,83 @@ fn table_names_ram_actions_and_access() {
     assert_eq!(row.access, Access::Write);
     assert_eq!(operation("DescribeVpnGateways").unwrap().access, Access::Read);
     assert_eq!(CreateVpnPbrRouteEntry::NAME, "CreateVpnPbrRouteEntry");
+}
+
+/// Tags and vswitches through typed inputs: what a console would call without Alibaba
+/// parameters.
+#[test]
+fn tags_and_vswitches_through_typed_inputs() {
+    use vpnroute_app::actions::tags::{ListTagResources, ListTagResourcesInput, TagResources, TagResourcesInput};
+    use vpnroute_app::actions::vswitch::{
+        CreateVSwitch, CreateVSwitchInput, DescribeVpcAttribute, DescribeVpcAttributeInput,
+    };
+    use vpnroute_domain::tags::TagResourceType;
+
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path());
+    let vpc = write::<CreateVpc>(
+        &app,
+        CreateVpcInput {
+            tags: vec![("env".into(), "test".into())],
+            dns_hostname: true,
+            ..vpc_input("10.0.0.0/16")
+        },
+    )
+    .unwrap();
+    let vsw_input = |cidr: &str| CreateVSwitchInput {
+        region: REGION.into(),
+        vpc_id: vpc.vpc_id.as_str().into(),
+        zone_id: "cn-hangzhou-h".into(),
+        cidr_block: cidr.into(),
+        name: String::new(),
+        description: String::new(),
+        tags: vec![],
+        dry_run: Ok(false),
+    };
+    let vsw = write::<CreateVSwitch>(&app, vsw_input("10.0.1.0/24")).unwrap();
+    let overlap = write::<CreateVSwitch>(&app, vsw_input("10.0.1.0/25")).unwrap_err();
+    assert_eq!(overlap.code, "InvalidCidrBlock.Overlapped");
+    write::<TagResources>(
+        &app,
+        TagResourcesInput {
+            region: REGION.into(),
+            resource_type: TagResourceType::VSwitch,
+            resource_ids: vec![vsw.vswitch_id.clone()],
+            tags: vec![("role".into(), "vpn".into())],
+        },
+    )
+    .unwrap();
+    let page = read::<ListTagResources>(
+        &app,
+        ListTagResourcesInput {
+            region: REGION.into(),
+            resource_type: TagResourceType::VSwitch,
+            resource_ids: vec![vsw.vswitch_id.clone()],
+            filters: vec![],
+            max_results: 50,
+            offset: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(
+        (page.items[0].tag_key.as_str(), page.items[0].resource_type),
+        ("role", "VSWITCH")
+    );
+    assert_eq!(page.next_token, "");
+    let attr = read::<DescribeVpcAttribute>(
+        &app,
+        DescribeVpcAttributeInput {
+            region: REGION.into(),
+            vpc_id: vpc.vpc_id.as_str().into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(attr.vswitch_ids, vec![vsw.vswitch_id]);
+    assert_eq!(attr.vpc.tags, vec![("env".to_string(), "test".to_string())]);
+    for (name, access) in [("TagResources", Access::Write), ("ListTagResources", Access::Read)] {
+        let row = operation(name).unwrap();
+        assert_eq!(row.access, access);
+        assert_eq!(row.ram_action, format!("vpc:{name}"));
+    }
 }

@@ -419,6 +419,7 @@ mod tests {
             ipsec_config: json!({}),
             enable_dpd: true,
             enable_nat_traversal: true,
+            tunnels: vec![],
         }
     }
 

@@ -57,11 +57,50 @@ pub struct HealthCheckSpec {
     pub retry: u32,
 }
 
+/// The role of one tunnel of a dual-tunnel connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TunnelRole {
+    Master,
+    Slave,
+}
+
+/// One tunnel of a dual-tunnel connection (a gateway created with a disaster-recovery
+/// vswitch): its own ends and IKE/IPsec parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelSpec {
+    pub id: String,
+    pub role: TunnelRole,
+    /// The gateway's address for this role (tunnel local end).
+    pub local_ip: Ipv4Addr,
+    /// The tunnel's customer gateway address (tunnel remote end).
+    pub remote_ip: Ipv4Addr,
+    /// Operator override: `false` forces this tunnel administratively down.
+    pub admin_up: bool,
+    pub ike_config: serde_json::Value,
+    pub ipsec_config: serde_json::Value,
+    pub enable_dpd: bool,
+    pub enable_nat_traversal: bool,
+}
+
+/// The tunnel a dual-tunnel connection sends through, an active/standby pair: the master
+/// while it is up, else the slave while it is up, else the master. `up` tells a tunnel's
+/// state by id.
+pub fn tunnel_in_use(tunnels: &[TunnelSpec], up: impl Fn(&str) -> bool) -> Option<&TunnelSpec> {
+    let master = tunnels.iter().find(|t| t.role == TunnelRole::Master);
+    let slave = tunnels.iter().find(|t| t.role == TunnelRole::Slave);
+    match (master, slave) {
+        (Some(m), _) if up(&m.id) => Some(m),
+        (_, Some(s)) if up(&s.id) => Some(s),
+        (m, s) => m.or(s),
+    }
+}
+
 /// One VPN (IPsec) connection of a gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionSpec {
     pub id: String,
-    /// The customer gateway's public address (tunnel remote end).
+    /// The customer gateway's public address (tunnel remote end); for a dual-tunnel
+    /// connection the master tunnel's.
     pub remote_ip: Ipv4Addr,
     pub local_subnets: Vec<Ipv4Net>,
     pub remote_subnets: Vec<Ipv4Net>,
@@ -73,6 +112,10 @@ pub struct ConnectionSpec {
     pub ipsec_config: serde_json::Value,
     pub enable_dpd: bool,
     pub enable_nat_traversal: bool,
+    /// A dual-tunnel connection's two tunnels, master first (routes to the connection use
+    /// [`tunnel_in_use`]); empty for a single-tunnel connection.
+    #[serde(default)]
+    pub tunnels: Vec<TunnelSpec>,
 }
 
 /// Everything one gateway should have in force at `version`.
@@ -212,5 +255,34 @@ pub trait DataPlane: Send + Sync {
     /// called (the reconciler still drains on every pass).
     fn subscribe(&self, wake: EventWaker) {
         let _ = wake;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tunnel(id: &str, role: TunnelRole) -> TunnelSpec {
+        TunnelSpec {
+            id: id.into(),
+            role,
+            local_ip: Ipv4Addr::new(47, 0, 0, 1),
+            remote_ip: Ipv4Addr::new(1, 2, 3, 4),
+            admin_up: true,
+            ike_config: serde_json::json!({}),
+            ipsec_config: serde_json::json!({}),
+            enable_dpd: true,
+            enable_nat_traversal: true,
+        }
+    }
+
+    #[test]
+    fn the_slave_carries_traffic_only_while_the_master_is_down() {
+        let pair = [tunnel("tun-s", TunnelRole::Slave), tunnel("tun-m", TunnelRole::Master)];
+        let id = |up: &[&str]| tunnel_in_use(&pair, |t| up.contains(&t)).map(|t| t.id.clone());
+        assert_eq!(id(&["tun-m", "tun-s"]).as_deref(), Some("tun-m"));
+        assert_eq!(id(&["tun-s"]).as_deref(), Some("tun-s"));
+        assert_eq!(id(&[]).as_deref(), Some("tun-m"), "both down: the master");
+        assert!(tunnel_in_use(&[], |_| true).is_none());
     }
 }

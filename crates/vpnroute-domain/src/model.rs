@@ -45,6 +45,30 @@ pub struct Vpc {
     pub create_time: i64,
     #[serde(default)]
     pub resource_group_id: String,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+    /// Created with `EnableDnsHostname=true` (DescribeVpcAttribute `DnsHostnameStatus`).
+    #[serde(default)]
+    pub dns_hostname: bool,
+    /// `UserCidr` blocks given at creation.
+    #[serde(default)]
+    pub user_cidrs: Vec<String>,
+}
+
+/// A vswitch: a subnet of a VPC in one zone (`Available` from creation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VSwitch {
+    pub id: String,
+    pub region_id: String,
+    pub vpc_id: String,
+    pub zone_id: String,
+    pub cidr_block: String,
+    pub name: String,
+    pub description: String,
+    pub create_time: i64,
+    pub resource_group_id: String,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +104,22 @@ pub struct VpnGateway {
     /// Per-gateway task duration override (`manual`, `0s`, `3s`, …); `None` = server default.
     #[serde(default)]
     pub task_duration: Option<String>,
+    /// The second vswitch of a dual-tunnel gateway (`""`: single-tunnel).
+    #[serde(default)]
+    pub disaster_recovery_vswitch_id: String,
+    /// The second (slave tunnels') address of a dual-tunnel gateway.
+    #[serde(default)]
+    pub disaster_recovery_internet_ip: String,
+    /// The SSL-VPN address of a dual-tunnel gateway (`""`: the gateway's `internet_ip`).
+    #[serde(default)]
+    pub ssl_vpn_internet_ip: String,
+}
+
+impl VpnGateway {
+    /// Created with a disaster-recovery vswitch: its connections have two tunnels.
+    pub fn is_dual_tunnel(&self) -> bool {
+        !self.disaster_recovery_vswitch_id.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +168,33 @@ pub struct VpnConnection {
     pub resource_group_id: String,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// The two tunnels of a connection on a dual-tunnel gateway, master first; empty for a
+    /// single-tunnel connection.
+    #[serde(default)]
+    pub tunnels: Vec<Tunnel>,
+}
+
+/// One tunnel of a dual-tunnel IPsec connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tunnel {
+    pub id: String,
+    /// `master` or `slave`.
+    pub role: String,
+    pub customer_gateway_id: String,
+    pub enable_dpd: bool,
+    pub enable_nat_traversal: bool,
+    pub remote_ca_certificate: String,
+    /// Normalised like the connection's configs (`IkeConfig`/`IpsecConfig` shapes; BGP:
+    /// `{LocalAsn, TunnelCidr, LocalBgpIp}`); shown with every member as a string.
+    pub ike_config: serde_json::Value,
+    pub ipsec_config: serde_json::Value,
+    pub bgp_config: serde_json::Value,
+    /// The zone of the gateway's vswitch for the role.
+    pub zone_no: String,
+    /// The gateway's address for the role.
+    pub internet_ip: String,
+    /// Tunnel state used by the route engine.
+    pub up: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

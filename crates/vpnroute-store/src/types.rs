@@ -26,6 +26,7 @@ pub enum ResourceKind {
     CustomerGateway,
     VpnConnection,
     SslVpnServer,
+    VSwitch,
 }
 
 impl ResourceKind {
@@ -36,6 +37,7 @@ impl ResourceKind {
             ResourceKind::CustomerGateway => "customer_gateway",
             ResourceKind::VpnConnection => "vpn_connection",
             ResourceKind::SslVpnServer => "ssl_vpn_server",
+            ResourceKind::VSwitch => "vswitch",
         }
     }
 }

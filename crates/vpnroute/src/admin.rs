@@ -96,8 +96,13 @@ pub enum VpcCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ConnectionCommand {
-    /// `up` or `down`.
-    SetTunnel { id: String, state: String },
+    /// `up` or `down`; `--tunnel tun-…` for one tunnel of a dual-tunnel connection.
+    SetTunnel {
+        id: String,
+        state: String,
+        #[arg(long)]
+        tunnel: Option<String>,
+    },
 }
 
 fn new_account_id() -> String {
@@ -316,14 +321,14 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             })?;
             print(json!({"VpcId": id, "Status": status}));
         }
-        AdminCommand::Connection(ConnectionCommand::SetTunnel { id, state }) => {
+        AdminCommand::Connection(ConnectionCommand::SetTunnel { id, state, tunnel }) => {
             let up = match state.as_str() {
                 "up" => true,
                 "down" => false,
                 _ => bail!("state must be up or down"),
             };
-            vpnroute_app::engines::set_tunnel(&*store, &id, up)?;
-            print(json!({"VpnConnectionId": id, "Tunnel": state}));
+            vpnroute_app::engines::set_tunnel(&*store, &id, tunnel.as_deref(), up)?;
+            print(json!({"VpnConnectionId": id, "Tunnel": state, "TunnelId": tunnel.unwrap_or_default()}));
         }
     }
     Ok(())

@@ -563,6 +563,8 @@ async fn introspect_advance(State(app): State<SharedApp>, Path(id): Path<String>
 #[derive(serde::Deserialize)]
 struct TunnelQuery {
     state: String,
+    /// One tunnel of a dual-tunnel connection (both when absent).
+    tunnel: Option<String>,
 }
 
 async fn introspect_tunnel(
@@ -576,9 +578,9 @@ async fn introspect_tunnel(
             "down" => false,
             _ => return Err(ApiError::invalid_parameter("state")),
         };
-        vpnroute_app::engines::set_tunnel(&*app.store, &id, up)?;
+        vpnroute_app::engines::set_tunnel(&*app.store, &id, q.tunnel.as_deref(), up)?;
         app.reconciler.wake();
-        Ok(json!({"VpnConnectionId": id, "Tunnel": q.state}))
+        Ok(json!({"VpnConnectionId": id, "Tunnel": q.state, "TunnelId": q.tunnel.unwrap_or_default()}))
     })
     .await
 }

@@ -1,16 +1,21 @@
 //! IPsec connections (the next hops of VPN routes) as typed operations: CreateVpnConnection,
-//! DescribeVpnConnection, DescribeVpnConnections, DeleteVpnConnection.
+//! DescribeVpnConnection, DescribeVpnConnections, ModifyVpnConnectionAttribute,
+//! DeleteVpnConnection.
 //!
-//! IkeConfig / IpsecConfig / HealthCheckConfig / BgpConfig arrive as JSON strings; they are
-//! validated, completed with Alibaba's defaults and returned in Alibaba's response shape.
+//! IkeConfig / IpsecConfig / HealthCheckConfig / BgpConfig arrive as JSON strings, the
+//! dual-tunnel `TunnelOptionsSpecification.N.*` as flattened parameters; both are validated and
+//! completed by [`vpnroute_domain::ipsec`]. Creating a connection, and changing what a
+//! connection puts in force, is a gateway task (the gateway shows `updating`).
 
 use ipnet::Ipv4Net;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use vpnroute_domain::ids::{new_id, new_secret, ConnectionId, CustomerGatewayId, GatewayId};
-use vpnroute_domain::model::{CustomerGateway, VpnConnection, VpnGateway};
+use vpnroute_domain::ipsec::{self, Object, Role, TunnelInput};
+use vpnroute_domain::model::{CustomerGateway, Tunnel, VSwitch, VpnConnection, VpnGateway};
 use vpnroute_domain::params::Paging;
 use vpnroute_domain::status::{BusinessStatus, ConnectionState};
+use vpnroute_domain::tags::{self, TagParam};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
@@ -22,63 +27,238 @@ use crate::rpc::{self, FromRpc};
 use crate::state::{Ctx, OpCtx};
 use crate::util::tags_json;
 
-fn json_param(ctx: &Ctx<'_>, name: &str) -> Deferred<Map<String, Value>> {
-    match params(ctx).opt_str(name) {
-        None => Ok(Map::new()),
-        Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(m)) => Ok(m),
-            _ => Err(ApiError::invalid_parameter(name)),
-        },
+fn json_param(ctx: &Ctx<'_>, name: &str) -> Deferred<Object> {
+    ipsec::parse_object(params(ctx).opt_str(name), name)
+}
+
+/// The four JSON configurations of a request (each validated later, against its base).
+#[derive(Debug, Clone)]
+pub struct ConfigInputs {
+    pub ike: Deferred<Object>,
+    pub ipsec: Deferred<Object>,
+    pub health_check: Deferred<Object>,
+    pub bgp: Deferred<Object>,
+}
+
+impl Default for ConfigInputs {
+    /// No configuration given: Alibaba's defaults.
+    fn default() -> Self {
+        ConfigInputs {
+            ike: Ok(Object::new()),
+            ipsec: Ok(Object::new()),
+            health_check: Ok(Object::new()),
+            bgp: Ok(Object::new()),
+        }
     }
 }
 
-/// A string member restricted to `allowed`, defaulting to the first.
-fn pick(m: &Map<String, Value>, key: &str, allowed: &[&str], param: &str) -> Result<String, ApiError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(allowed[0].to_string()),
-        Some(Value::String(s)) if allowed.contains(&s.as_str()) => Ok(s.clone()),
-        _ => Err(ApiError::invalid_parameter(&format!("{param}.{key}"))),
+impl ConfigInputs {
+    fn from_rpc(ctx: &Ctx<'_>) -> ConfigInputs {
+        ConfigInputs {
+            ike: json_param(ctx, "IkeConfig"),
+            ipsec: json_param(ctx, "IpsecConfig"),
+            health_check: json_param(ctx, "HealthCheckConfig"),
+            bgp: json_param(ctx, "BgpConfig"),
+        }
     }
 }
 
-fn int_member(
-    m: &Map<String, Value>,
-    key: &str,
-    default: i64,
-    min: i64,
-    max: i64,
-    param: &str,
-) -> Result<i64, ApiError> {
-    let v = match m.get(key) {
-        None | Some(Value::Null) => return Ok(default),
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => s.parse().ok(),
-        _ => None,
+/// A connection's normalised configurations.
+struct Configs {
+    ike: Value,
+    ipsec: Value,
+    health: Value,
+    bgp: Value,
+}
+
+/// Validate `inputs` onto `base` (the current connection on Modify, `None` on Create).
+/// LocalId/RemoteId default to the gateway's and the customer gateway's addresses.
+fn configs(
+    inputs: ConfigInputs,
+    base: Option<&VpnConnection>,
+    local_id: &str,
+    cgw: Option<&CustomerGateway>,
+) -> Result<Configs, ApiError> {
+    let remote_id = cgw.map(|c| c.ip_address.as_str()).unwrap_or("");
+    let ike = ipsec::ike(
+        &inputs.ike?,
+        base.map(|b| &b.ike_config),
+        local_id,
+        remote_id,
+        || new_secret(16),
+        "IkeConfig",
+    )?;
+    let ipsec_cfg = ipsec::ipsec(&inputs.ipsec?, base.map(|b| &b.ipsec_config), "IpsecConfig")?;
+    let health = ipsec::health_check(&inputs.health_check?, base.map(|b| &b.health_check))?;
+    let (peer_asn, auth_key) = match (cgw, base) {
+        (Some(c), _) => (c.asn, c.auth_key.clone()),
+        (None, Some(b)) => (
+            b.bgp_config.get("PeerAsn").and_then(Value::as_i64),
+            b.bgp_config["AuthKey"].as_str().unwrap_or("").to_string(),
+        ),
+        (None, None) => (None, String::new()),
     };
-    match v {
-        Some(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(ApiError::invalid_parameter(&format!("{param}.{key}"))),
-    }
+    let bgp = ipsec::bgp(&inputs.bgp?, base.map(|b| &b.bgp_config), peer_asn, &auth_key)?;
+    Ok(Configs {
+        ike,
+        ipsec: ipsec_cfg,
+        health,
+        bgp,
+    })
 }
 
-fn str_member(m: &Map<String, Value>, key: &str) -> Option<String> {
-    match m.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
+/// The zone of one of the gateway's vswitches (`""` for a made-up one).
+fn zone_of_vswitch(tx: &Tx<'_>, id: &str) -> Result<String, ApiError> {
+    Ok(tx
+        .resource::<VSwitch>(ResourceKind::VSwitch, id)?
+        .map(|v| v.doc.zone_id)
+        .unwrap_or_default())
 }
 
-fn bool_member(m: &Map<String, Value>, key: &str, default: bool) -> bool {
-    match m.get(key) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => default,
-    }
+fn tunnel_param(t: &TunnelInput, member: &str) -> String {
+    format!("TunnelOptionsSpecification.{}.{member}", t.index)
 }
 
-const ENC: &[&str] = &["aes", "aes192", "aes256", "des", "3des", "sm4"];
-const AUTH: &[&str] = &["md5", "sha1", "sha256", "sha384", "sha512", "sm3"];
-const PFS: &[&str] = &["group2", "group1", "group5", "group14", "group24"];
+/// Apply one `TunnelOptionsSpecification.N` to `base` (Modify) or build a new tunnel (Create,
+/// `base` = `None`, with `role` and the gateway's address and zone for it).
+fn tunnel(
+    ctx: &OpCtx<'_>,
+    tx: &Tx<'_>,
+    region: &str,
+    gw: &VpnGateway,
+    t: &TunnelInput,
+    role: Role,
+    base: Option<&Tunnel>,
+) -> Result<Tunnel, ApiError> {
+    let cgw_id = match (&t.customer_gateway_id, base) {
+        (Some(id), _) => id.clone(),
+        (None, Some(b)) => b.customer_gateway_id.clone(),
+        (None, None) => return Err(ApiError::missing_parameter(&tunnel_param(t, "CustomerGatewayId"))),
+    };
+    let cgw: CustomerGateway = owned(ctx, tx, region, &cgw_id)?;
+    let (internet_ip, zone_no) = match (base, role) {
+        (Some(b), _) => (b.internet_ip.clone(), b.zone_no.clone()),
+        (None, Role::Master) => (gw.internet_ip.clone(), zone_of_vswitch(tx, &gw.vswitch_id)?),
+        (None, Role::Slave) => (
+            gw.disaster_recovery_internet_ip.clone(),
+            zone_of_vswitch(tx, &gw.disaster_recovery_vswitch_id)?,
+        ),
+    };
+    let ike = ipsec::ike(
+        &t.ike,
+        base.map(|b| &b.ike_config),
+        &internet_ip,
+        &cgw.ip_address,
+        || new_secret(16),
+        &tunnel_param(t, "TunnelIkeConfig"),
+    )?;
+    let ipsec_cfg = ipsec::ipsec(
+        &t.ipsec,
+        base.map(|b| &b.ipsec_config),
+        &tunnel_param(t, "TunnelIpsecConfig"),
+    )?;
+    let mut bgp = ipsec::tunnel_bgp(&t.bgp, base.map(|b| &b.bgp_config), &tunnel_param(t, "TunnelBgpConfig"))?;
+    bgp["PeerAsn"] = cgw.asn.map(|a| json!(a)).unwrap_or_else(|| json!(""));
+    Ok(Tunnel {
+        id: base.map(|b| b.id.clone()).unwrap_or_else(|| new_id("tun")),
+        role: role.as_str().to_string(),
+        customer_gateway_id: cgw.id,
+        enable_dpd: t.enable_dpd.or(base.map(|b| b.enable_dpd)).unwrap_or(true),
+        enable_nat_traversal: t
+            .enable_nat_traversal
+            .or(base.map(|b| b.enable_nat_traversal))
+            .unwrap_or(true),
+        remote_ca_certificate: t
+            .remote_ca_certificate
+            .clone()
+            .or(base.map(|b| b.remote_ca_certificate.clone()))
+            .unwrap_or_default(),
+        ike_config: ike,
+        ipsec_config: ipsec_cfg,
+        bgp_config: bgp,
+        zone_no,
+        internet_ip,
+        up: base.map(|b| b.up).unwrap_or(true),
+    })
+}
+
+/// The two tunnels of a new connection on a dual-tunnel gateway: exactly two specifications,
+/// one `master` and one `slave`; master first.
+fn new_tunnels(
+    ctx: &OpCtx<'_>,
+    tx: &Tx<'_>,
+    region: &str,
+    gw: &VpnGateway,
+    inputs: &[TunnelInput],
+) -> Result<Vec<Tunnel>, ApiError> {
+    if inputs.is_empty() {
+        return Err(ApiError::missing_parameter(
+            "TunnelOptionsSpecification.1.CustomerGatewayId",
+        ));
+    }
+    if inputs.len() != 2 {
+        return Err(ApiError::invalid_parameter("TunnelOptionsSpecification"));
+    }
+    let mut roles = Vec::with_capacity(2);
+    for t in inputs {
+        let text = t
+            .role
+            .as_deref()
+            .ok_or_else(|| ApiError::missing_parameter(&tunnel_param(t, "Role")))?;
+        let role = Role::parse(text, &tunnel_param(t, "Role"))?;
+        if roles.contains(&role) {
+            return Err(ApiError::invalid_parameter(&tunnel_param(t, "Role")));
+        }
+        roles.push(role);
+    }
+    let mut tunnels = inputs
+        .iter()
+        .zip(roles)
+        .map(|(t, role)| tunnel(ctx, tx, region, gw, t, role, None))
+        .collect::<Result<Vec<_>, _>>()?;
+    tunnels.sort_by_key(|t| t.role != Role::Master.as_str());
+    Ok(tunnels)
+}
+
+/// The tunnels after ModifyVpnConnectionAttribute: each specification changes the tunnel
+/// its `TunnelId` (else its `Role`) names.
+fn modified_tunnels(
+    ctx: &OpCtx<'_>,
+    tx: &Tx<'_>,
+    region: &str,
+    gw: &VpnGateway,
+    current: &[Tunnel],
+    inputs: &[TunnelInput],
+) -> Result<Vec<Tunnel>, ApiError> {
+    let mut tunnels = current.to_vec();
+    for t in inputs {
+        let pos = match (&t.tunnel_id, &t.role) {
+            (Some(id), _) => tunnels.iter().position(|x| &x.id == id),
+            (None, Some(role)) => tunnels.iter().position(|x| &x.role == role),
+            (None, None) => return Err(ApiError::missing_parameter(&tunnel_param(t, "TunnelId"))),
+        }
+        .ok_or_else(|| ApiError::invalid_parameter(&tunnel_param(t, "TunnelId")))?;
+        let role = Role::parse(&tunnels[pos].role, "Role")?;
+        tunnels[pos] = tunnel(ctx, tx, region, gw, t, role, Some(&tunnels[pos]))?;
+    }
+    Ok(tunnels)
+}
+
+/// The IPsec-VPN function is on, the gateway is not locked.
+fn check_gateway_takes_connections(gw: &VpnGateway) -> Result<(), ApiError> {
+    if !gw.enable_ipsec {
+        return Err(ApiError::new(
+            "VpnGateway.IpsecVpnDisabled",
+            "The IPsec-VPN function of the specified VPN gateway is not enabled.",
+            400,
+        ));
+    }
+    gw.business_status.check_change()
+}
+
+fn subnet_text(nets: &[Ipv4Net]) -> String {
+    nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+}
 
 /// CreateVpnConnection's input. The JSON configurations are Alibaba's objects, validated
 /// and completed by the handler (defaults come from the gateway and customer gateway), so
@@ -87,14 +267,14 @@ const PFS: &[&str] = &["group2", "group1", "group5", "group14", "group24"];
 pub struct CreateVpnConnectionInput {
     pub region: String,
     pub gateway_id: GatewayId,
-    pub customer_gateway_id: CustomerGatewayId,
+    /// Required on a single-tunnel gateway, refused on a dual-tunnel one.
+    pub customer_gateway_id: Option<CustomerGatewayId>,
     pub local_subnet: Vec<Ipv4Net>,
     pub remote_subnet: Vec<Ipv4Net>,
     pub name: String,
-    pub ike_config: Deferred<Map<String, Value>>,
-    pub ipsec_config: Deferred<Map<String, Value>>,
-    pub health_check_config: Deferred<Map<String, Value>>,
-    pub bgp_config: Deferred<Map<String, Value>>,
+    pub configs: ConfigInputs,
+    /// Dual-tunnel gateways: the two tunnels.
+    pub tunnels: Vec<TunnelInput>,
     pub effect_immediately: Deferred<bool>,
     pub enable_dpd: Deferred<bool>,
     pub enable_nat_traversal: Deferred<bool>,
@@ -111,27 +291,26 @@ impl FromRpc for CreateVpnConnectionInput {
         let region = rpc::region(ctx)?;
         let p = params(ctx);
         let gateway_id = p.str("VpnGatewayId")?;
-        let cgw_id = p.str("CustomerGatewayId")?;
+        let cgw_id = p.opt_str("CustomerGatewayId");
         let local = validate::cidr_list(p.str("LocalSubnet")?, "LocalSubnet")?;
         let remote = validate::cidr_list(p.str("RemoteSubnet")?, "RemoteSubnet")?;
         let name = opt_text(ctx, "Name", validate::name)?;
+        let tunnels = ipsec::tunnel_inputs(ctx.params)?;
         Ok(CreateVpnConnectionInput {
             region,
             gateway_id: gateway_id.into(),
-            customer_gateway_id: cgw_id.into(),
+            customer_gateway_id: cgw_id.map(Into::into),
             local_subnet: local,
             remote_subnet: remote,
             name,
-            ike_config: json_param(ctx, "IkeConfig"),
-            ipsec_config: json_param(ctx, "IpsecConfig"),
-            health_check_config: json_param(ctx, "HealthCheckConfig"),
-            bgp_config: json_param(ctx, "BgpConfig"),
+            configs: ConfigInputs::from_rpc(ctx),
+            tunnels,
             effect_immediately: p.bool_or("EffectImmediately", false),
             enable_dpd: p.bool_or("EnableDpd", true),
             enable_nat_traversal: p.bool_or("EnableNatTraversal", true),
             enable_tunnels_bgp: p.bool_or("EnableTunnelsBgp", false),
             auto_config_route: p.opt_bool("AutoConfigRoute"),
-            tags: p.tags("Tags"),
+            tags: tags::tags_to_set(ctx.params, "Tags"),
             remote_ca_certificate: p.opt_str("RemoteCaCertificate").unwrap_or("").to_string(),
             dry_run: rpc::dry_run(ctx),
         })
@@ -153,78 +332,32 @@ fn create_vpn_connection(
     input: CreateVpnConnectionInput,
 ) -> Result<CreatedConnection, ApiError> {
     let region = input.region.as_str();
-    let local = input.local_subnet;
-    let remote = input.remote_subnet;
-    let name = input.name;
-    let gw: VpnGateway = owned(ctx, tx, region, &input.gateway_id)?;
-    let cgw: CustomerGateway = owned(ctx, tx, region, &input.customer_gateway_id)?;
-
-    let ike_in = input.ike_config?;
-    let psk = str_member(&ike_in, "Psk").unwrap_or_else(|| new_secret(16));
-    if psk.chars().count() > 100 {
-        return Err(ApiError::invalid_parameter("IkeConfig.Psk"));
-    }
-    let ike = json!({
-        "IkeVersion": pick(&ike_in, "IkeVersion", &["ikev1", "ikev2"], "IkeConfig")?,
-        "IkeMode": pick(&ike_in, "IkeMode", &["main", "aggressive"], "IkeConfig")?,
-        "IkeEncAlg": pick(&ike_in, "IkeEncAlg", ENC, "IkeConfig")?,
-        "IkeAuthAlg": pick(&ike_in, "IkeAuthAlg", AUTH, "IkeConfig")?,
-        "IkePfs": pick(&ike_in, "IkePfs", PFS, "IkeConfig")?,
-        "IkeLifetime": int_member(&ike_in, "IkeLifetime", 86400, 0, 86400, "IkeConfig")?,
-        "LocalId": str_member(&ike_in, "LocalId").unwrap_or_else(|| gw.internet_ip.clone()),
-        "RemoteId": str_member(&ike_in, "RemoteId").unwrap_or_else(|| cgw.ip_address.clone()),
-        "Psk": psk,
-    });
-    let ipsec_in = input.ipsec_config?;
-    let mut ipsec_pfs = PFS.to_vec();
-    ipsec_pfs.push("disabled");
-    let ipsec = json!({
-        "IpsecEncAlg": pick(&ipsec_in, "IpsecEncAlg", ENC, "IpsecConfig")?,
-        "IpsecAuthAlg": pick(&ipsec_in, "IpsecAuthAlg", AUTH, "IpsecConfig")?,
-        "IpsecPfs": pick(&ipsec_in, "IpsecPfs", &ipsec_pfs, "IpsecConfig")?,
-        "IpsecLifetime": int_member(&ipsec_in, "IpsecLifetime", 86400, 0, 86400, "IpsecConfig")?,
-    });
-    let hc_in = input.health_check_config?;
-    let hc_enabled = bool_member(&hc_in, "enable", false);
-    let health = json!({
-        "Enable": if hc_enabled { "true" } else { "false" },
-        "Dip": str_member(&hc_in, "dip").unwrap_or_default(),
-        "Sip": str_member(&hc_in, "sip").unwrap_or_default(),
-        "Interval": int_member(&hc_in, "interval", 3, 1, 60, "HealthCheckConfig")?,
-        "Retry": int_member(&hc_in, "retry", 3, 1, 100, "HealthCheckConfig")?,
-        "Policy": "revoke_route",
-        "Status": if hc_enabled { "success" } else { "" },
-    });
-    let bgp_in = input.bgp_config?;
-    let bgp_enabled = bool_member(&bgp_in, "EnableBgp", false);
-    let bgp = json!({
-        "EnableBgp": if bgp_enabled { "true" } else { "false" },
-        "LocalAsn": int_member(&bgp_in, "LocalAsn", 45104, 1, 4_294_967_295, "BgpConfig")?,
-        "TunnelCidr": str_member(&bgp_in, "TunnelCidr").unwrap_or_default(),
-        "LocalBgpIp": str_member(&bgp_in, "LocalBgpIp").unwrap_or_default(),
-        "PeerBgpIp": "",
-        "Status": if bgp_enabled { "success" } else { "" },
-        "AuthKey": cgw.auth_key,
-    });
-    let mut bgp = bgp;
-    if let Some(asn) = cgw.asn {
-        // Long in the SDK models; omitted when the customer gateway has no ASN.
-        bgp["PeerAsn"] = json!(asn);
-    }
+    let mut gw: VpnGateway = owned(ctx, tx, region, &input.gateway_id)?;
+    let (cgw, tunnels) = if gw.is_dual_tunnel() {
+        if input.customer_gateway_id.is_some() {
+            // Dual tunnel: the customer gateways are per tunnel.
+            return Err(ApiError::invalid_parameter("CustomerGatewayId"));
+        }
+        (None, new_tunnels(ctx, tx, region, &gw, &input.tunnels)?)
+    } else {
+        if !input.tunnels.is_empty() {
+            return Err(ApiError::invalid_parameter("TunnelOptionsSpecification"));
+        }
+        let id = input
+            .customer_gateway_id
+            .as_ref()
+            .ok_or_else(|| ApiError::missing_parameter("CustomerGatewayId"))?;
+        let cgw: CustomerGateway = owned(ctx, tx, region, id)?;
+        (Some(cgw), vec![])
+    };
+    let cfg = configs(input.configs, None, &gw.internet_ip, cgw.as_ref())?;
     let effect_immediately = input.effect_immediately?;
     let enable_dpd = input.enable_dpd?;
     let enable_nat = input.enable_nat_traversal?;
     let enable_tunnels_bgp = input.enable_tunnels_bgp?;
     input.auto_config_route?;
     let tags = input.tags?;
-    if !gw.enable_ipsec {
-        return Err(ApiError::new(
-            "VpnGateway.IpsecVpnDisabled",
-            "The IPsec-VPN function of the specified VPN gateway is not enabled.",
-            400,
-        ));
-    }
-    gw.business_status.check_change()?;
+    check_gateway_takes_connections(&gw)?;
     crate::tasks::check_busy(ctx, &gw, ApiError::GATEWAY_CONFIGURING)?;
     if tx.count_children(ResourceKind::VpnConnection, &gw.id)? >= ctx.app.config.quotas.connections_per_gateway {
         return Err(ApiError::QUOTA_FULL);
@@ -232,27 +365,28 @@ fn create_vpn_connection(
     check_dry_run(&input.dry_run)?;
     let id = new_id("vco");
     let conn = VpnConnection {
-        name: if name.is_empty() { id.clone() } else { name },
+        name: if input.name.is_empty() { id.clone() } else { input.name },
         id,
         region_id: region.to_string(),
         gateway_id: gw.id.clone(),
-        customer_gateway_id: cgw.id.clone(),
-        local_subnet: local.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
-        remote_subnet: remote.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+        customer_gateway_id: cgw.map(|c| c.id).unwrap_or_default(),
+        local_subnet: subnet_text(&input.local_subnet),
+        remote_subnet: subnet_text(&input.remote_subnet),
         effect_immediately,
         enable_dpd,
         enable_nat_traversal: enable_nat,
         enable_tunnels_bgp,
-        ike_config: ike,
-        ipsec_config: ipsec,
-        health_check: health,
-        bgp_config: bgp,
+        ike_config: cfg.ike,
+        ipsec_config: cfg.ipsec,
+        health_check: cfg.health,
+        bgp_config: cfg.bgp,
         create_time: ctx.now_ms,
         state: ConnectionState::Active,
         tunnel_up: true,
         remote_ca_certificate: input.remote_ca_certificate,
         resource_group_id: gw.resource_group_id.clone(),
         tags,
+        tunnels,
     };
     tx.insert_resource(
         ResourceKind::VpnConnection,
@@ -262,7 +396,9 @@ fn create_vpn_connection(
         &gw.id,
         &conn,
     )?;
-    crate::tasks::bump_version(ctx, tx, &gw.id)?;
+    // Asynchronous, as Alibaba documents: the gateway configures the tunnel (its version
+    // moves, so the data plane gets the connection).
+    crate::tasks::schedule(ctx, tx, &mut gw)?;
     Ok(CreatedConnection {
         vpn_connection_id: conn.id,
         name: conn.name,
@@ -277,6 +413,71 @@ operation!(
     handle(|ctx, tx, input| create_vpn_connection(ctx, tx, input)),
 );
 
+/// `"true"` / `"false"`, as the tunnel models want their flags.
+fn flag(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+fn tunnel_status(up: bool) -> &'static str {
+    if up {
+        "ipsec_sa_established"
+    } else {
+        "ike_sa_not_established"
+    }
+}
+
+/// One tunnel as DescribeVpnConnection(s) shows it: every config member a string.
+fn tunnel_json(index: usize, t: &Tunnel) -> Value {
+    let mut bgp = ipsec::as_strings(&t.bgp_config);
+    bgp["PeerBgpIp"] = json!("");
+    bgp["BgpStatus"] = json!("");
+    json!({
+        "TunnelId": t.id,
+        "TunnelIndex": index + 1,
+        "Role": t.role,
+        "State": "active",
+        "Status": tunnel_status(t.up),
+        "InternetIp": t.internet_ip,
+        "ZoneNo": t.zone_no,
+        "CustomerGatewayId": t.customer_gateway_id,
+        "EnableDpd": flag(t.enable_dpd),
+        "EnableNatTraversal": flag(t.enable_nat_traversal),
+        "RemoteCaCertificate": t.remote_ca_certificate,
+        "TunnelIkeConfig": ipsec::as_strings(&t.ike_config),
+        "TunnelIpsecConfig": ipsec::as_strings(&t.ipsec_config),
+        "TunnelBgpConfig": bgp,
+    })
+}
+
+/// One tunnel as ModifyVpnConnectionAttribute answers it (that model types the members).
+fn modified_tunnel_json(t: &Tunnel) -> Value {
+    let mut bgp = t.bgp_config.clone();
+    if bgp.get("PeerAsn").is_some_and(|a| !a.is_i64()) {
+        if let Some(m) = bgp.as_object_mut() {
+            m.remove("PeerAsn");
+        }
+    }
+    bgp["PeerBgpIp"] = json!("");
+    json!({
+        "TunnelId": t.id,
+        "Role": t.role,
+        "State": "active",
+        "InternetIp": t.internet_ip,
+        "ZoneNo": t.zone_no,
+        "CustomerGatewayId": t.customer_gateway_id,
+        "EnableDpd": t.enable_dpd,
+        "EnableNatTraversal": t.enable_nat_traversal,
+        "RemoteCaCertificate": t.remote_ca_certificate,
+        "TunnelIkeConfig": t.ike_config,
+        "TunnelIpsecConfig": t.ipsec_config,
+        "TunnelBgpConfig": bgp,
+    })
+}
+
 fn connection_json(c: &VpnConnection, gw_ip: &str, list_item: bool) -> Value {
     let mut v = json!({
         "VpnConnectionId": c.id,
@@ -290,7 +491,7 @@ fn connection_json(c: &VpnConnection, gw_ip: &str, list_item: bool) -> Value {
         "EnableDpd": c.enable_dpd,
         "EnableNatTraversal": c.enable_nat_traversal,
         "EnableTunnelsBgp": c.enable_tunnels_bgp,
-        "Status": if c.tunnel_up { "ipsec_sa_established" } else { "ike_sa_not_established" },
+        "Status": tunnel_status(c.tunnel_up),
         "State": c.state,
         "AttachType": "VPNGW",
         "AttachInstanceId": c.gateway_id,
@@ -308,7 +509,9 @@ fn connection_json(c: &VpnConnection, gw_ip: &str, list_item: bool) -> Value {
         "IpsecConfig": c.ipsec_config,
         "VcoHealthCheck": c.health_check,
         "VpnBgpConfig": c.bgp_config,
-        "TunnelOptionsSpecification": {"TunnelOptions": []},
+        "TunnelOptionsSpecification": {
+            "TunnelOptions": c.tunnels.iter().enumerate().map(|(i, t)| tunnel_json(i, t)).collect::<Vec<_>>(),
+        },
     });
     // Alibaba's quirk: list items carry user tags under `Tag`, the single Describe under `Tags`.
     v[if list_item { "Tag" } else { "Tags" }] = tags_json(&c.tags);
@@ -381,7 +584,7 @@ operation!(
 pub struct DescribeVpnConnectionsInput {
     pub region: String,
     pub paging: Paging,
-    pub tags: Vec<(String, String)>,
+    pub tags: Vec<TagParam>,
     pub gateway_id: Option<GatewayId>,
     pub connection_id: Option<ConnectionId>,
     pub customer_gateway_id: Option<CustomerGatewayId>,
@@ -393,7 +596,7 @@ impl FromRpc for DescribeVpnConnectionsInput {
         let region = rpc::region(ctx)?;
         let p = params(ctx);
         let paging = p.paging()?;
-        let tags = p.tags("Tag")?;
+        let tags = tags::tag_params(ctx.params, "Tag")?;
         Ok(DescribeVpnConnectionsInput {
             region,
             paging,
@@ -444,7 +647,7 @@ fn describe_vpn_connections(
                 .is_none_or(|v| v == c.customer_gateway_id)
         })
         .filter(|c| is(&input.resource_group_id, &c.resource_group_id))
-        .filter(|c| input.tags.iter().all(|t| c.tags.contains(t)))
+        .filter(|c| tags::matches(&input.tags, &c.tags))
         .collect();
     let (page, total) = page_of(all, input.paging);
     let items = page
@@ -513,4 +716,194 @@ operation!(
     DeleteVpnConnection: Write, DeleteVpnConnectionInput => Done,
     resources(|input, account| vec![arn(&input.region, account, "vpnconnection", &input.connection_id)]),
     handle(|ctx, tx, input| delete_vpn_connection(ctx, tx, input)),
+);
+
+/// ModifyVpnConnectionAttribute's input: what to change (`None` / empty: unchanged).
+#[derive(Debug, Clone)]
+pub struct ModifyVpnConnectionAttributeInput {
+    pub region: String,
+    pub connection_id: ConnectionId,
+    pub local_subnet: Option<Vec<Ipv4Net>>,
+    pub remote_subnet: Option<Vec<Ipv4Net>>,
+    pub name: Option<String>,
+    /// Merged onto the current configurations.
+    pub configs: ConfigInputs,
+    /// Dual tunnel: the tunnels to change, by `TunnelId` (else `Role`).
+    pub tunnels: Vec<TunnelInput>,
+    pub effect_immediately: Option<bool>,
+    pub enable_dpd: Option<bool>,
+    pub enable_nat_traversal: Option<bool>,
+    pub enable_tunnels_bgp: Option<bool>,
+    /// `AutoConfigRoute`: validated, not modelled.
+    pub auto_config_route: Option<bool>,
+    pub remote_ca_certificate: Option<String>,
+    pub dry_run: Deferred<bool>,
+}
+
+impl FromRpc for ModifyVpnConnectionAttributeInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let connection_id = p.str("VpnConnectionId")?.into();
+        let subnets = |name: &str| p.opt_str(name).map(|t| validate::cidr_list(t, name)).transpose();
+        let local_subnet = subnets("LocalSubnet")?;
+        let remote_subnet = subnets("RemoteSubnet")?;
+        let name = p
+            .opt_str("Name")
+            .map(|n| validate::name(n).map(|_| n.to_string()))
+            .transpose()?;
+        Ok(ModifyVpnConnectionAttributeInput {
+            region,
+            connection_id,
+            local_subnet,
+            remote_subnet,
+            name,
+            configs: ConfigInputs::from_rpc(ctx),
+            tunnels: ipsec::tunnel_inputs(ctx.params)?,
+            effect_immediately: p.opt_bool("EffectImmediately")?,
+            enable_dpd: p.opt_bool("EnableDpd")?,
+            enable_nat_traversal: p.opt_bool("EnableNatTraversal")?,
+            enable_tunnels_bgp: p.opt_bool("EnableTunnelsBgp")?,
+            auto_config_route: p.opt_bool("AutoConfigRoute")?,
+            remote_ca_certificate: p.opt_str("RemoteCaCertificate").map(str::to_string),
+            dry_run: rpc::dry_run(ctx),
+        })
+    }
+}
+
+/// ModifyVpnConnectionAttribute's answer: the connection after the change, with the fields
+/// of Alibaba's answer model (the tunnels' members typed as that model has them: booleans,
+/// numbers).
+#[derive(Debug, Clone)]
+pub struct ModifiedConnection {
+    pub connection: VpnConnection,
+    pub gateway_ip: String,
+}
+
+/// The fields of ModifyVpnConnectionAttribute's answer model, with the members its
+/// health-check and BGP objects have.
+const MODIFIED_FIELDS: &[&str] = &[
+    "VpnConnectionId",
+    "VpnGatewayId",
+    "CustomerGatewayId",
+    "Name",
+    "Description",
+    "LocalSubnet",
+    "RemoteSubnet",
+    "CreateTime",
+    "EffectImmediately",
+    "EnableDpd",
+    "EnableNatTraversal",
+    "EnableTunnelsBgp",
+    "ResourceGroupId",
+    "IkeConfig",
+    "IpsecConfig",
+    "VcoHealthCheck",
+    "VpnBgpConfig",
+    "TunnelOptionsSpecification",
+];
+const MODIFIED_HEALTH_FIELDS: &[&str] = &["Dip", "Enable", "Interval", "Retry", "Sip"];
+const MODIFIED_BGP_FIELDS: &[&str] = &[
+    "EnableBgp",
+    "LocalAsn",
+    "LocalBgpIp",
+    "PeerAsn",
+    "PeerBgpIp",
+    "Status",
+    "TunnelCidr",
+];
+
+impl Serialize for ModifiedConnection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = &self.connection;
+        let mut v = connection_json(c, &self.gateway_ip, false);
+        v["Description"] = json!("");
+        v["TunnelOptionsSpecification"] =
+            json!({"TunnelOptions": c.tunnels.iter().map(modified_tunnel_json).collect::<Vec<_>>()});
+        let keep = |v: &mut Value, fields: &[&str]| {
+            if let Some(m) = v.as_object_mut() {
+                m.retain(|k, _| fields.contains(&k.as_str()));
+            }
+        };
+        keep(&mut v, MODIFIED_FIELDS);
+        keep(&mut v["VcoHealthCheck"], MODIFIED_HEALTH_FIELDS);
+        keep(&mut v["VpnBgpConfig"], MODIFIED_BGP_FIELDS);
+        v.serialize(s)
+    }
+}
+
+/// Whether `after` differs from `before` in what the gateway puts in force (anything but
+/// the name and EffectImmediately).
+fn changes_in_force(before: &VpnConnection, after: &VpnConnection) -> bool {
+    let mut same_labels = after.clone();
+    same_labels.name.clone_from(&before.name);
+    same_labels.effect_immediately = before.effect_immediately;
+    &same_labels != before
+}
+
+fn modify_vpn_connection_attribute(
+    ctx: &OpCtx<'_>,
+    tx: &Tx<'_>,
+    input: ModifyVpnConnectionAttributeInput,
+) -> Result<ModifiedConnection, ApiError> {
+    let region = input.region.as_str();
+    let c: VpnConnection = owned(ctx, tx, region, &input.connection_id)?;
+    let mut gw: VpnGateway = owned(ctx, tx, region, &c.gateway_id)?;
+    let cgw = if c.customer_gateway_id.is_empty() {
+        None
+    } else {
+        tx.resource::<CustomerGateway>(ResourceKind::CustomerGateway, &c.customer_gateway_id)?
+            .map(|r| r.doc)
+    };
+    let mut next = c.clone();
+    if let Some(l) = &input.local_subnet {
+        next.local_subnet = subnet_text(l);
+    }
+    if let Some(r) = &input.remote_subnet {
+        next.remote_subnet = subnet_text(r);
+    }
+    if let Some(n) = input.name {
+        next.name = n;
+    }
+    let cfg = configs(input.configs, Some(&c), &gw.internet_ip, cgw.as_ref())?;
+    next.ike_config = cfg.ike;
+    next.ipsec_config = cfg.ipsec;
+    next.health_check = cfg.health;
+    next.bgp_config = cfg.bgp;
+    if !input.tunnels.is_empty() {
+        if c.tunnels.is_empty() {
+            return Err(ApiError::invalid_parameter("TunnelOptionsSpecification"));
+        }
+        next.tunnels = modified_tunnels(ctx, tx, region, &gw, &c.tunnels, &input.tunnels)?;
+    }
+    next.effect_immediately = input.effect_immediately.unwrap_or(c.effect_immediately);
+    next.enable_dpd = input.enable_dpd.unwrap_or(c.enable_dpd);
+    next.enable_nat_traversal = input.enable_nat_traversal.unwrap_or(c.enable_nat_traversal);
+    next.enable_tunnels_bgp = input.enable_tunnels_bgp.unwrap_or(c.enable_tunnels_bgp);
+    if let Some(r) = input.remote_ca_certificate {
+        next.remote_ca_certificate = r;
+    }
+    let in_force = changes_in_force(&c, &next);
+    if in_force {
+        gw.business_status.check_change()?;
+        crate::tasks::check_busy(ctx, &gw, ApiError::GATEWAY_CONFIGURING)?;
+    }
+    check_dry_run(&input.dry_run)?;
+    if next != c {
+        tx.update_resource(ResourceKind::VpnConnection, &next.id, &next)?;
+    }
+    if in_force {
+        crate::tasks::schedule(ctx, tx, &mut gw)?;
+    }
+    Ok(ModifiedConnection {
+        connection: next,
+        gateway_ip: gw.internet_ip,
+    })
+}
+
+operation!(
+    /// ModifyVpnConnectionAttribute: a change of what is in force is a gateway task.
+    ModifyVpnConnectionAttribute: Write, ModifyVpnConnectionAttributeInput => ModifiedConnection,
+    resources(|input, account| vec![arn(&input.region, account, "vpnconnection", &input.connection_id)]),
+    handle(|ctx, tx, input| modify_vpn_connection_attribute(ctx, tx, input)),
 );

@@ -1,11 +1,12 @@
 //! Customer gateways as typed operations: CreateCustomerGateway, DescribeCustomerGateway(s),
-//! DeleteCustomerGateway.
+//! ModifyCustomerGatewayAttribute, DeleteCustomerGateway.
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use vpnroute_domain::ids::{new_id, CustomerGatewayId};
 use vpnroute_domain::model::CustomerGateway;
 use vpnroute_domain::params::Paging;
+use vpnroute_domain::tags::{self, TagParam};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ReadTx, ResourceKind, Tx, WriteTxExt};
@@ -36,6 +37,14 @@ fn parse_asn(text: &str) -> Result<i64, ApiError> {
     Ok(v)
 }
 
+/// A BGP authentication key: at most 64 ASCII characters, no space or `?`.
+fn auth_key(text: &str) -> Result<String, ApiError> {
+    if text.len() > 64 || text.contains([' ', '?']) || !text.is_ascii() {
+        return Err(ApiError::invalid_parameter("AuthKey"));
+    }
+    Ok(text.to_string())
+}
+
 /// CreateCustomerGateway's input.
 #[derive(Debug, Clone)]
 pub struct CreateCustomerGatewayInput {
@@ -59,11 +68,8 @@ impl FromRpc for CreateCustomerGatewayInput {
         let name = opt_text(ctx, "Name", validate::name)?;
         let description = opt_text(ctx, "Description", validate::description)?;
         let asn = p.opt_str("Asn").map(parse_asn).transpose()?;
-        let auth_key = p.opt_str("AuthKey").unwrap_or("").to_string();
-        if auth_key.len() > 64 || auth_key.contains([' ', '?']) || !auth_key.is_ascii() {
-            return Err(ApiError::invalid_parameter("AuthKey"));
-        }
-        let tags = p.tags("Tags")?;
+        let auth_key = auth_key(p.opt_str("AuthKey").unwrap_or(""))?;
+        let tags = tags::tags_to_set(ctx.params, "Tags")?;
         Ok(CreateCustomerGatewayInput {
             region,
             ip_address,
@@ -144,17 +150,22 @@ operation!(
 );
 
 fn cgw_json(c: &CustomerGateway) -> Value {
-    json!({
+    let mut v = json!({
         "CustomerGatewayId": c.id,
         "IpAddress": c.ip_address,
         "Name": c.name,
         "Description": c.description,
-        "Asn": c.asn.unwrap_or(0),
         "AuthKey": c.auth_key,
         "CreateTime": c.create_time,
         "ResourceGroupId": c.resource_group_id,
         "Tags": tags_json(&c.tags),
-    })
+    });
+    // Without an ASN the key is absent: Terraform reads `0` as a configured "0" and replaces
+    // the resource on every plan.
+    if let Some(asn) = c.asn {
+        v["Asn"] = json!(asn);
+    }
+    v
 }
 
 /// DescribeCustomerGateway's and DeleteCustomerGateway's input.
@@ -200,7 +211,7 @@ operation!(
 pub struct DescribeCustomerGatewaysInput {
     pub region: String,
     pub paging: Paging,
-    pub tags: Vec<(String, String)>,
+    pub tags: Vec<TagParam>,
     pub customer_gateway_id: Option<CustomerGatewayId>,
     pub resource_group_id: Option<String>,
 }
@@ -210,7 +221,7 @@ impl FromRpc for DescribeCustomerGatewaysInput {
         let region = rpc::region(ctx)?;
         let p = params(ctx);
         let paging = p.paging()?;
-        let tags = p.tags("Tag")?;
+        let tags = tags::tag_params(ctx.params, "Tag")?;
         Ok(DescribeCustomerGatewaysInput {
             region,
             paging,
@@ -253,7 +264,7 @@ fn describe_customer_gateways(
                 .as_deref()
                 .is_none_or(|v| v == c.resource_group_id)
         })
-        .filter(|c| input.tags.iter().all(|t| c.tags.contains(t)))
+        .filter(|c| tags::matches(&input.tags, &c.tags))
         .collect();
     let (items, total) = page_of(all, input.paging);
     Ok(CustomerGatewaysPage {
@@ -274,7 +285,10 @@ fn delete_customer_gateway(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: CustomerGatewayR
     let region = input.region.as_str();
     let c: CustomerGateway = owned(ctx, tx, region, &input.customer_gateway_id)?;
     let conns = all_in_region::<vpnroute_domain::model::VpnConnection>(ctx, tx, region, None)?;
-    if conns.iter().any(|v| v.customer_gateway_id == c.id) {
+    let uses = |v: &vpnroute_domain::model::VpnConnection| {
+        v.customer_gateway_id == c.id || v.tunnels.iter().any(|t| t.customer_gateway_id == c.id)
+    };
+    if conns.iter().any(uses) {
         return Err(ApiError::DEPENDENCY_VPN_CONNECTION);
     }
     check_dry_run(&input.dry_run)?;
@@ -287,6 +301,89 @@ operation!(
     DeleteCustomerGateway: Write, CustomerGatewayRef => Done,
     resources(|input, account| vec![arn(&input.region, account, "customergateway", &input.customer_gateway_id)]),
     handle(|ctx, tx, input| delete_customer_gateway(ctx, tx, input)),
+);
+
+/// ModifyCustomerGatewayAttribute's input: what to change (`None`: unchanged).
+#[derive(Debug, Clone)]
+pub struct ModifyCustomerGatewayAttributeInput {
+    pub region: String,
+    pub customer_gateway_id: CustomerGatewayId,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub auth_key: Option<String>,
+}
+
+/// This action's own codes (Alibaba's ModifyCustomerGatewayAttribute page).
+pub const INVALID_NAME: ApiError = ApiError::new_static("InvalidName", "The name is not valid", 400);
+pub const INVALID_DESCRIPTION: ApiError =
+    ApiError::new_static("InvalidDescription", "The description is not valid", 400);
+
+impl FromRpc for ModifyCustomerGatewayAttributeInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let customer_gateway_id = p.str("CustomerGatewayId")?.into();
+        let checked = |name: &str, check: fn(&str) -> Result<(), ApiError>, err: ApiError| {
+            p.opt_str(name)
+                .map(|v| check(v).map(|_| v.to_string()).map_err(|_| err))
+                .transpose()
+        };
+        Ok(ModifyCustomerGatewayAttributeInput {
+            region,
+            customer_gateway_id,
+            name: checked("Name", validate::name, INVALID_NAME)?,
+            description: checked("Description", validate::description, INVALID_DESCRIPTION)?,
+            auth_key: p.opt_str("AuthKey").map(auth_key).transpose()?,
+        })
+    }
+}
+
+/// ModifyCustomerGatewayAttribute's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ModifiedCustomerGateway {
+    pub customer_gateway_id: String,
+    pub ip_address: String,
+    pub name: String,
+    pub description: String,
+    pub create_time: i64,
+    pub resource_group_id: String,
+}
+
+fn modify_customer_gateway_attribute(
+    ctx: &OpCtx<'_>,
+    tx: &Tx<'_>,
+    input: ModifyCustomerGatewayAttributeInput,
+) -> Result<ModifiedCustomerGateway, ApiError> {
+    let mut c: CustomerGateway = owned(ctx, tx, &input.region, &input.customer_gateway_id)?;
+    let before = c.clone();
+    if let Some(n) = input.name {
+        c.name = n;
+    }
+    if let Some(d) = input.description {
+        c.description = d;
+    }
+    if let Some(k) = input.auth_key {
+        c.auth_key = k;
+    }
+    if c != before {
+        tx.update_resource(ResourceKind::CustomerGateway, &c.id, &c)?;
+    }
+    Ok(ModifiedCustomerGateway {
+        customer_gateway_id: c.id,
+        ip_address: c.ip_address,
+        name: c.name,
+        description: c.description,
+        create_time: c.create_time,
+        resource_group_id: c.resource_group_id,
+    })
+}
+
+operation!(
+    /// ModifyCustomerGatewayAttribute: name, description, BGP key; at once.
+    ModifyCustomerGatewayAttribute: Write, ModifyCustomerGatewayAttributeInput => ModifiedCustomerGateway,
+    resources(|input, account| vec![arn(&input.region, account, "customergateway", &input.customer_gateway_id)]),
+    handle(|ctx, tx, input| modify_customer_gateway_attribute(ctx, tx, input)),
 );
 
 #[cfg(test)]

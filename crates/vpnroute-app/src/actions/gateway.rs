@@ -3,8 +3,9 @@
 
 use rand::Rng;
 use vpnroute_domain::ids::{new_id, GatewayId, VpcId};
-use vpnroute_domain::model::{Vpc, VpnGateway};
+use vpnroute_domain::model::{CustomerGateway, SslVpnServer, VSwitch, Vpc, VpnConnection, VpnGateway};
 use vpnroute_domain::status::{BusinessStatus, GatewayStatus, VpcStatus};
+use vpnroute_domain::tags::{self, TagParam};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
@@ -44,6 +45,8 @@ pub struct CreateVpnGatewayInput {
     /// `Normal` or `NationalStandard`.
     pub vpn_type: String,
     pub vswitch_id: Option<String>,
+    /// A second vswitch (another zone of the VPC): the gateway is dual-tunnel.
+    pub disaster_recovery_vswitch_id: Option<String>,
     pub resource_group_id: Option<String>,
     pub dry_run: Deferred<bool>,
 }
@@ -86,6 +89,10 @@ impl FromRpc for CreateVpnGatewayInput {
         }
         p.opt_bool("AutoPay")?;
         p.opt_int_in("Period", 1, 36)?;
+        let disaster_recovery_vswitch_id = p.opt_str("DisasterRecoveryVSwitchId").map(str::to_string);
+        if disaster_recovery_vswitch_id.is_some() && p.opt_str("VSwitchId").is_none() {
+            return Err(ApiError::missing_parameter("VSwitchId"));
+        }
         Ok(CreateVpnGatewayInput {
             region,
             vpc_id: vpc_id.into(),
@@ -98,6 +105,7 @@ impl FromRpc for CreateVpnGatewayInput {
             network_type: network_type.into(),
             vpn_type: vpn_type.into(),
             vswitch_id: p.opt_str("VSwitchId").map(str::to_string),
+            disaster_recovery_vswitch_id,
             resource_group_id: p.opt_str("ResourceGroupId").map(str::to_string),
             dry_run: rpc::dry_run(ctx),
         })
@@ -113,11 +121,42 @@ pub struct CreatedGateway {
     pub order_id: i64,
 }
 
+/// A vswitch of `vpc` the caller owns, else `InvalidVSwitchId.NotFound`.
+fn vswitch_of(ctx: &OpCtx<'_>, tx: &Tx<'_>, vpc: &Vpc, id: &str) -> Result<VSwitch, ApiError> {
+    let vsw: VSwitch = owned(ctx, tx, &vpc.region_id, id)?;
+    if vsw.vpc_id != vpc.id {
+        return Err(ApiError::VSWITCH_NOT_FOUND);
+    }
+    Ok(vsw)
+}
+
+/// A made-up public address for a gateway (`47.x.y.z`).
+fn public_ip(rng: &mut impl Rng) -> String {
+    format!(
+        "47.{}.{}.{}",
+        rng.random_range(0..=255),
+        rng.random_range(0..=255),
+        rng.random_range(1..=254)
+    )
+}
+
 fn create_vpn_gateway(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: CreateVpnGatewayInput) -> Result<CreatedGateway, ApiError> {
     let region = input.region.as_str();
     let vpc: Vpc = owned(ctx, tx, region, &input.vpc_id)?;
     if vpc.status != VpcStatus::Available {
         return Err(ApiError::INCORRECT_VPC_STATUS);
+    }
+    let vswitch = input
+        .vswitch_id
+        .as_deref()
+        .map(|id| vswitch_of(ctx, tx, &vpc, id))
+        .transpose()?;
+    if let (Some(dr_id), Some(vsw)) = (input.disaster_recovery_vswitch_id.as_deref(), &vswitch) {
+        let dr = vswitch_of(ctx, tx, &vpc, dr_id)?;
+        if dr.zone_id == vsw.zone_id {
+            // The two tunnels must sit in two zones.
+            return Err(ApiError::invalid_parameter("DisasterRecoveryVSwitchId"));
+        }
     }
     if tx.count_resources(ResourceKind::VpnGateway, &ctx.account_id, region)?
         >= ctx.app.config.quotas.gateways_per_region
@@ -127,13 +166,17 @@ fn create_vpn_gateway(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: CreateVpnGatewayInput
     check_dry_run(&input.dry_run)?;
     let id = new_id("vpn");
     let mut rng = rand::rng();
-    let internet_ip = if input.network_type == "public" {
-        format!(
-            "47.{}.{}.{}",
-            rng.random_range(0..=255),
-            rng.random_range(0..=255),
-            rng.random_range(1..=254)
-        )
+    let public = input.network_type == "public";
+    let dual = input.disaster_recovery_vswitch_id.is_some();
+    let internet_ip = if public { public_ip(&mut rng) } else { String::new() };
+    let disaster_recovery_internet_ip = if public && dual {
+        public_ip(&mut rng)
+    } else {
+        String::new()
+    };
+    // A dual-tunnel gateway's IPsec addresses cannot serve SSL-VPN: it gets a third one.
+    let ssl_vpn_internet_ip = if public && dual && input.enable_ssl {
+        public_ip(&mut rng)
     } else {
         String::new()
     };
@@ -164,6 +207,9 @@ fn create_vpn_gateway(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: CreateVpnGatewayInput
         auto_propagate: false,
         enable_bgp: false,
         task_duration: None,
+        disaster_recovery_vswitch_id: input.disaster_recovery_vswitch_id.unwrap_or_default(),
+        disaster_recovery_internet_ip,
+        ssl_vpn_internet_ip,
     };
     tx.insert_resource(ResourceKind::VpnGateway, &gw.id, &ctx.account_id, region, &vpc.id, &gw)?;
     crate::tasks::schedule(ctx, tx, &mut gw)?;
@@ -192,6 +238,35 @@ fn system_tag(gw: &VpnGateway) -> &'static str {
     }
 }
 
+/// The SSL-VPN address: the gateway's own on a single-tunnel gateway, a third one on a
+/// dual-tunnel gateway; `""` without SSL-VPN.
+pub fn ssl_vpn_ip(gw: &VpnGateway) -> &str {
+    match (gw.enable_ssl, gw.ssl_vpn_internet_ip.is_empty()) {
+        (false, _) => "",
+        (true, true) => &gw.internet_ip,
+        (true, false) => &gw.ssl_vpn_internet_ip,
+    }
+}
+
+/// The fields DescribeVpnGateway(s) and ModifyVpnGatewayAttribute share.
+fn identity_fields<S: SerializeStruct>(m: &mut S, gw: &VpnGateway) -> Result<(), S::Error> {
+    m.serialize_field("VpnGatewayId", &gw.id)?;
+    m.serialize_field("VpcId", &gw.vpc_id)?;
+    m.serialize_field("VSwitchId", &gw.vswitch_id)?;
+    m.serialize_field("InternetIp", &gw.internet_ip)?;
+    m.serialize_field("DisasterRecoveryInternetIp", &gw.disaster_recovery_internet_ip)?;
+    m.serialize_field("DisasterRecoveryVSwitchId", &gw.disaster_recovery_vswitch_id)?;
+    m.serialize_field("SslVpnInternetIp", ssl_vpn_ip(gw))?;
+    m.serialize_field("CreateTime", &gw.create_time)?;
+    m.serialize_field("EndTime", &gw.end_time)?;
+    m.serialize_field("Spec", &format_args!("{}M", gw.bandwidth))?;
+    m.serialize_field("Name", &gw.name)?;
+    m.serialize_field("Description", &gw.description)?;
+    m.serialize_field("Status", &gw.status)?;
+    m.serialize_field("BusinessStatus", &gw.business_status)?;
+    Ok(())
+}
+
 /// A gateway as DescribeVpnGateway(s) shows it.
 struct GatewayFields<'a> {
     gw: &'a VpnGateway,
@@ -203,23 +278,7 @@ impl Serialize for GatewayFields<'_> {
         let gw = self.gw;
         let onoff = |on: bool| if on { "enable" } else { "disable" };
         let mut m = s.serialize_struct("VpnGateway", 29)?;
-        m.serialize_field("VpnGatewayId", &gw.id)?;
-        m.serialize_field("VpcId", &gw.vpc_id)?;
-        m.serialize_field("VSwitchId", &gw.vswitch_id)?;
-        m.serialize_field("InternetIp", &gw.internet_ip)?;
-        m.serialize_field("DisasterRecoveryInternetIp", "")?;
-        m.serialize_field("DisasterRecoveryVSwitchId", "")?;
-        m.serialize_field(
-            "SslVpnInternetIp",
-            if gw.enable_ssl { gw.internet_ip.as_str() } else { "" },
-        )?;
-        m.serialize_field("CreateTime", &gw.create_time)?;
-        m.serialize_field("EndTime", &gw.end_time)?;
-        m.serialize_field("Spec", &format_args!("{}M", gw.bandwidth))?;
-        m.serialize_field("Name", &gw.name)?;
-        m.serialize_field("Description", &gw.description)?;
-        m.serialize_field("Status", &gw.status)?;
-        m.serialize_field("BusinessStatus", &gw.business_status)?;
+        identity_fields(&mut m, gw)?;
         m.serialize_field("ChargeType", &gw.charge_type)?;
         m.serialize_field("IpsecVpn", onoff(gw.enable_ipsec))?;
         m.serialize_field("SslVpn", onoff(gw.enable_ssl))?;
@@ -363,8 +422,8 @@ pub struct GatewayFilter {
     /// Only `Traditional` gateways exist.
     pub gateway_type: Option<String>,
     pub resource_group_id: Option<String>,
-    /// Every tag must be on the gateway.
-    pub tags: Vec<(String, String)>,
+    /// Every tag must be on the gateway (a key without value: any value).
+    pub tags: Vec<TagParam>,
 }
 
 impl GatewayFilter {
@@ -389,7 +448,7 @@ impl GatewayFilter {
             && is(&self.business_status, g.business_status.as_str())
             && is(&self.gateway_type, "Traditional")
             && is(&self.resource_group_id, &g.resource_group_id)
-            && self.tags.iter().all(|t| g.tags.contains(t))
+            && tags::matches(&self.tags, &g.tags)
     }
 }
 
@@ -408,7 +467,7 @@ impl FromRpc for DescribeVpnGatewaysInput {
         let p = params(ctx);
         let paging = p.paging()?;
         let include_reservation = p.bool_or("IncludeReservationData", false)?;
-        let tags = p.tags("Tag")?;
+        let tags = tags::tag_params(ctx.params, "Tag")?;
         let text = |name: &str| p.opt_str(name).map(str::to_string);
         Ok(DescribeVpnGatewaysInput {
             region,
@@ -528,6 +587,174 @@ operation!(
     handle(|ctx, tx, input| delete_vpn_gateway(ctx, tx, input)),
 );
 
+/// ModifyVpnGatewayAttribute's input: what to change (`None`: unchanged).
+#[derive(Debug, Clone)]
+pub struct ModifyVpnGatewayAttributeInput {
+    pub region: String,
+    pub gateway_id: GatewayId,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub auto_propagate: Option<bool>,
+}
+
+impl FromRpc for ModifyVpnGatewayAttributeInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let gateway_id = p.str("VpnGatewayId")?.into();
+        let name = p
+            .opt_str("Name")
+            .map(|n| validate::name(n).map(|_| n.to_string()))
+            .transpose()?;
+        let description = p
+            .opt_str("Description")
+            .map(|d| validate::description(d).map(|_| d.to_string()))
+            .transpose()?;
+        let auto_propagate = p.opt_bool("AutoPropagate")?;
+        Ok(ModifyVpnGatewayAttributeInput {
+            region,
+            gateway_id,
+            name,
+            description,
+            auto_propagate,
+        })
+    }
+}
+
+/// ModifyVpnGatewayAttribute's answer: the gateway after the change, with exactly the fields
+/// of Alibaba's answer model.
+#[derive(Debug, Clone)]
+pub struct ModifiedGateway(pub VpnGateway);
+
+impl Serialize for ModifiedGateway {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let gw = &self.0;
+        let mut m = s.serialize_struct("ModifyVpnGatewayAttribute", 19)?;
+        identity_fields(&mut m, gw)?;
+        m.serialize_field("IntranetIp", "")?;
+        m.serialize_field("EnableBgp", &gw.enable_bgp)?;
+        m.serialize_field("AutoPropagate", &gw.auto_propagate)?;
+        m.serialize_field("ResourceGroupId", &gw.resource_group_id)?;
+        m.end()
+    }
+}
+
+/// Name, Description and AutoPropagate change nothing in force: applied at once, also on a
+/// busy gateway (Terraform retries this call only on throttling and 5xx).
+fn modify_vpn_gateway_attribute(
+    ctx: &OpCtx<'_>,
+    tx: &Tx<'_>,
+    input: ModifyVpnGatewayAttributeInput,
+) -> Result<ModifiedGateway, ApiError> {
+    let mut gw: VpnGateway = owned(ctx, tx, &input.region, &input.gateway_id)?;
+    let before = gw.clone();
+    if let Some(n) = input.name {
+        gw.name = n;
+    }
+    if let Some(d) = input.description {
+        gw.description = d;
+    }
+    if let Some(a) = input.auto_propagate {
+        gw.auto_propagate = a;
+    }
+    if gw != before {
+        tx.update_resource(ResourceKind::VpnGateway, &gw.id, &gw)?;
+    }
+    Ok(ModifiedGateway(gw))
+}
+
+operation!(
+    /// ModifyVpnGatewayAttribute.
+    ModifyVpnGatewayAttribute: Write, ModifyVpnGatewayAttributeInput => ModifiedGateway,
+    resources(|input, account| vec![arn(&input.region, account, "vpngateway", &input.gateway_id)]),
+    handle(|ctx, tx, input| modify_vpn_gateway_attribute(ctx, tx, input)),
+);
+
+/// The resources MoveVpnResourceGroup moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VpnResourceType {
+    VpnGateway,
+    CustomerGateway,
+}
+
+/// MoveVpnResourceGroup's input.
+#[derive(Debug, Clone)]
+pub struct MoveVpnResourceGroupInput {
+    pub region: String,
+    pub instance_id: String,
+    pub resource_type: VpnResourceType,
+    pub new_resource_group_id: String,
+}
+
+/// A resource group id: `rg-` and letters or digits, at most 64 characters.
+fn resource_group_id(text: &str) -> Result<String, ApiError> {
+    match text.strip_prefix("rg-") {
+        Some(rest) if !rest.is_empty() && text.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            Ok(text.to_string())
+        }
+        _ => Err(ApiError::invalid_parameter("NewResourceGroupId")),
+    }
+}
+
+impl FromRpc for MoveVpnResourceGroupInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let instance_id = p.str("InstanceId")?.to_string();
+        let new_resource_group_id = resource_group_id(p.str("NewResourceGroupId")?)?;
+        let resource_type = match p.str("ResourceType")?.to_ascii_lowercase().as_str() {
+            "vpngateway" => VpnResourceType::VpnGateway,
+            "customergateway" => VpnResourceType::CustomerGateway,
+            _ => return Err(ApiError::invalid_parameter("ResourceType")),
+        };
+        Ok(MoveVpnResourceGroupInput {
+            region,
+            instance_id,
+            resource_type,
+            new_resource_group_id,
+        })
+    }
+}
+
+/// A gateway moves with its IPsec connections and SSL-VPN server (Alibaba's SDK doc).
+fn move_vpn_resource_group(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: MoveVpnResourceGroupInput) -> Result<Done, ApiError> {
+    let rg = input.new_resource_group_id;
+    match input.resource_type {
+        VpnResourceType::CustomerGateway => {
+            let mut c: CustomerGateway = owned(ctx, tx, &input.region, &input.instance_id)?;
+            c.resource_group_id = rg;
+            tx.update_resource(ResourceKind::CustomerGateway, &c.id, &c)?;
+        }
+        VpnResourceType::VpnGateway => {
+            let mut gw: VpnGateway = owned(ctx, tx, &input.region, &input.instance_id)?;
+            for mut c in tx.children::<VpnConnection>(ResourceKind::VpnConnection, &gw.id)? {
+                c.resource_group_id = rg.clone();
+                tx.update_resource(ResourceKind::VpnConnection, &c.id, &c)?;
+            }
+            for mut s in tx.children::<SslVpnServer>(ResourceKind::SslVpnServer, &gw.id)? {
+                s.resource_group_id = rg.clone();
+                tx.update_resource(ResourceKind::SslVpnServer, &s.id, &s)?;
+            }
+            gw.resource_group_id = rg;
+            tx.update_resource(ResourceKind::VpnGateway, &gw.id, &gw)?;
+        }
+    }
+    Ok(Done {})
+}
+
+operation!(
+    /// MoveVpnResourceGroup.
+    MoveVpnResourceGroup: Write, MoveVpnResourceGroupInput => Done,
+    resources(|input, account| {
+        let kind = match input.resource_type {
+            VpnResourceType::VpnGateway => "vpngateway",
+            VpnResourceType::CustomerGateway => "customergateway",
+        };
+        vec![arn(&input.region, account, kind, &input.instance_id)]
+    }),
+    handle(|ctx, tx, input| move_vpn_resource_group(ctx, tx, input)),
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,6 +786,9 @@ mod tests {
             auto_propagate: false,
             enable_bgp: false,
             task_duration: None,
+            disaster_recovery_vswitch_id: String::new(),
+            disaster_recovery_internet_ip: String::new(),
+            ssl_vpn_internet_ip: String::new(),
         }
     }
 

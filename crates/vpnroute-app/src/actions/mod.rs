@@ -12,11 +12,13 @@ pub mod gateway;
 pub mod regions;
 pub mod routes;
 pub mod ssl;
+pub mod tags;
 pub mod vpc;
+pub mod vswitch;
 
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use vpnroute_domain::model::{CustomerGateway, SslVpnServer, Vpc, VpnConnection, VpnGateway};
+use vpnroute_domain::model::{CustomerGateway, SslVpnServer, VSwitch, Vpc, VpnConnection, VpnGateway};
 use vpnroute_domain::params::{Paging, Params};
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind};
@@ -56,6 +58,7 @@ macro_rules! regional {
 }
 
 regional!(Vpc, ResourceKind::Vpc, ApiError::VPC_NOT_FOUND);
+regional!(VSwitch, ResourceKind::VSwitch, ApiError::VSWITCH_NOT_FOUND);
 regional!(VpnGateway, ResourceKind::VpnGateway, ApiError::GATEWAY_NOT_FOUND);
 regional!(
     CustomerGateway,

@@ -12,6 +12,7 @@ use vpnroute_domain::ids::{new_id, VpcId};
 use vpnroute_domain::model::{Vpc, VpcRouteEntry, VpnGateway};
 use vpnroute_domain::params::Paging;
 use vpnroute_domain::status::VpcStatus;
+use vpnroute_domain::tags::{self, TagParam, Tags};
 use vpnroute_domain::validate;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ReadTx, ReadTxExt, ResourceKind, Tx, WriteTxExt};
@@ -25,6 +26,30 @@ use crate::util::{iso_minute, iso_time};
 
 pub const PUBLISHED: &str = "Published";
 
+pub const DEPENDENCY_VSWITCH: ApiError = ApiError::new_static(
+    "DependencyViolation.VSwitch",
+    "The specified VPC still has vSwitches.",
+    400,
+);
+
+/// `UserCidr`: up to three comma-separated blocks.
+fn user_cidrs(text: &str) -> Result<Vec<String>, ApiError> {
+    let blocks: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .map(|b| {
+            validate::parse_cidr(b)
+                .filter(|n| n.addr() == n.network())
+                .map(|n| n.to_string())
+                .ok_or_else(|| ApiError::invalid_parameter("UserCidr"))
+        })
+        .collect::<Result<_, _>>()?;
+    if blocks.len() > 3 {
+        return Err(ApiError::invalid_parameter("UserCidr"));
+    }
+    Ok(blocks)
+}
+
 /// CreateVpc's input.
 #[derive(Debug, Clone)]
 pub struct CreateVpcInput {
@@ -34,6 +59,10 @@ pub struct CreateVpcInput {
     pub name: String,
     pub description: String,
     pub resource_group_id: Option<String>,
+    pub tags: Tags,
+    /// `EnableDnsHostname`.
+    pub dns_hostname: bool,
+    pub user_cidrs: Vec<String>,
     pub dry_run: Deferred<bool>,
 }
 
@@ -53,6 +82,9 @@ impl FromRpc for CreateVpcInput {
             name,
             description,
             resource_group_id: p.opt_str("ResourceGroupId").map(str::to_string),
+            tags: tags::tags_to_set(ctx.params, "Tag")?,
+            dns_hostname: p.bool_or("EnableDnsHostname", false)?,
+            user_cidrs: p.opt_str("UserCidr").map(user_cidrs).transpose()?.unwrap_or_default(),
             dry_run: rpc::dry_run(ctx),
         })
     }
@@ -90,6 +122,9 @@ fn create_vpc(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: CreateVpcInput) -> Result<Cre
         resource_group_id: input
             .resource_group_id
             .unwrap_or_else(|| "rg-acfmdefault0001".to_string()),
+        tags: input.tags,
+        dns_hostname: input.dns_hostname,
+        user_cidrs: input.user_cidrs,
     };
     tx.insert_resource(ResourceKind::Vpc, &vpc.id, &ctx.account_id, region, "", &vpc)?;
     tx.insert_vpc_entry(&VpcRouteEntry {
@@ -118,7 +153,7 @@ operation!(
     handle(|ctx, tx, input| create_vpc(ctx, tx, input)),
 );
 
-fn vpc_json(owner_id: i64, v: &Vpc) -> Value {
+fn vpc_json(owner_id: i64, v: &Vpc, vswitch_ids: &[String]) -> Value {
     json!({
         "VpcId": v.id,
         "RegionId": v.region_id,
@@ -136,12 +171,12 @@ fn vpc_json(owner_id: i64, v: &Vpc) -> Value {
         "CenStatus": "",
         "DhcpOptionsSetId": "",
         "DhcpOptionsSetStatus": "",
-        "VSwitchIds": {"VSwitchId": []},
+        "VSwitchIds": {"VSwitchId": vswitch_ids},
         "RouterTableIds": {"RouterTableIds": [v.route_table_id]},
-        "UserCidrs": {"UserCidr": []},
+        "UserCidrs": {"UserCidr": v.user_cidrs},
         "NatGatewayIds": {"NatGatewayIds": []},
         "SecondaryCidrBlocks": {"SecondaryCidrBlock": []},
-        "Tags": {"Tag": []},
+        "Tags": crate::util::tags_json(&v.tags),
     })
 }
 
@@ -152,6 +187,9 @@ pub struct DescribeVpcsInput {
     pub paging: Paging,
     /// Only these VPCs (`VpcId`, comma-separated); `None` = all.
     pub vpc_ids: Option<Vec<String>>,
+    pub resource_group_id: Option<String>,
+    /// Every tag must be on the VPC (a key without value: any value).
+    pub tags: Vec<TagParam>,
 }
 
 impl FromRpc for DescribeVpcsInput {
@@ -166,6 +204,8 @@ impl FromRpc for DescribeVpcsInput {
             region,
             paging,
             vpc_ids,
+            resource_group_id: p.opt_str("ResourceGroupId").map(str::to_string),
+            tags: tags::tag_params(ctx.params, "Tag")?,
         })
     }
 }
@@ -173,7 +213,8 @@ impl FromRpc for DescribeVpcsInput {
 /// DescribeVpcs' answer.
 #[derive(Debug, Clone)]
 pub struct VpcsPage {
-    pub items: Vec<Vpc>,
+    /// Each VPC with the ids of its vswitches.
+    pub items: Vec<(Vpc, Vec<String>)>,
     /// The caller's numeric account id (`OwnerId`).
     pub owner_id: i64,
     pub paging: Paging,
@@ -185,7 +226,7 @@ impl From<VpcsPage> for Reply {
         let items = page
             .items
             .iter()
-            .map(|v| vpc_json(page.owner_id, v))
+            .map(|(v, vsw)| vpc_json(page.owner_id, v, vsw))
             .collect::<Vec<_>>();
         let mut body = json!({"Vpcs": {"Vpc": items}});
         page_fields(&mut body, page.paging, page.total);
@@ -198,22 +239,36 @@ fn describe_vpcs(ctx: &OpCtx<'_>, tx: &dyn ReadTx, input: DescribeVpcsInput) -> 
         region,
         paging,
         vpc_ids,
+        resource_group_id,
+        tags: tag_filters,
     } = input;
-    let (items, total): (Vec<Vpc>, u64) = match vpc_ids {
-        Some(wanted) => {
-            let all = all_in_region::<Vpc>(ctx, tx, &region, None)?;
-            let all: Vec<Vpc> = all.into_iter().filter(|v| wanted.contains(&v.id)).collect();
-            page_of(all, paging)
-        }
-        None => tx.list_resources(
+    let filtered = vpc_ids.is_some() || resource_group_id.is_some() || !tag_filters.is_empty();
+    let (vpcs, total): (Vec<Vpc>, u64) = if filtered {
+        let all = all_in_region::<Vpc>(ctx, tx, &region, None)?;
+        let all: Vec<Vpc> = all
+            .into_iter()
+            .filter(|v| vpc_ids.as_ref().is_none_or(|w| w.contains(&v.id)))
+            .filter(|v| resource_group_id.as_ref().is_none_or(|g| *g == v.resource_group_id))
+            .filter(|v| tags::matches(&tag_filters, &v.tags))
+            .collect();
+        page_of(all, paging)
+    } else {
+        tx.list_resources(
             ResourceKind::Vpc,
             &ctx.account_id,
             &region,
             None,
             paging.offset(),
             paging.size as u64,
-        )?,
+        )?
     };
+    let items = vpcs
+        .into_iter()
+        .map(|v| {
+            let ids = super::vswitch::vswitch_ids(tx, &v.id)?;
+            Ok((v, ids))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(VpcsPage {
         items,
         owner_id: owner_id(ctx),
@@ -253,6 +308,9 @@ fn delete_vpc(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: DeleteVpcInput) -> Result<Don
     let vpc: Vpc = owned(ctx, tx, &input.region, &input.vpc_id)?;
     if tx.count_children(ResourceKind::VpnGateway, &vpc.id)? > 0 {
         return Err(ApiError::DEPENDENCY_VPN_GATEWAY);
+    }
+    if tx.count_children(ResourceKind::VSwitch, &vpc.id)? > 0 {
+        return Err(DEPENDENCY_VSWITCH);
     }
     if tx
         .vpc_entries(&vpc.route_table_id)?
