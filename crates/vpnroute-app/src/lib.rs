@@ -12,6 +12,7 @@
 //! - [`writer`]: group commit of write requests.
 //! - [`state`]: the shared [`state::App`] and the per-request [`state::Ctx`].
 //! - [`throttle`]: the per key and action rate limiter.
+//! - [`ram`]: the RAM and STS APIs and RAM enforcement of the operations (rules in `vpnroute-ram`).
 
 #[macro_use]
 mod macros;
@@ -20,6 +21,7 @@ pub mod actions;
 pub mod dispatch;
 pub mod engines;
 pub mod ops;
+pub mod ram;
 pub mod reconcile;
 pub mod reply;
 pub mod rpc;

@@ -93,6 +93,8 @@ pub struct Config {
     pub on_busy: OnBusy,
     pub quotas: Quotas,
     pub throttle_rps: u32,
+    /// Signs and verifies STS SecurityTokens (the data directory's `sts.key`).
+    pub sts_key: vpnroute_ram::token::TokenKey,
 }
 
 pub struct App {
@@ -182,6 +184,23 @@ pub struct Ctx<'a> {
     pub op: OpCtx<'a>,
     pub action: &'a str,
     pub params: &'a [(String, String)],
+    /// Who is calling (root, RAM user, role session) and the policies in force for it.
+    pub identity: vpnroute_ram::identity::Identity,
+    /// The client's address (policy key `acs:SourceIp`).
+    pub source_ip: Option<std::net::IpAddr>,
+}
+
+impl Ctx<'_> {
+    /// What a policy's `Condition` sees of this call (plain HTTP, no MFA).
+    pub fn request_context(&self) -> vpnroute_ram::RequestContext {
+        let now = time::OffsetDateTime::from_unix_timestamp(self.now_ms.div_euclid(1000))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let ctx = vpnroute_ram::RequestContext::at(now);
+        match self.source_ip {
+            Some(ip) => ctx.with_source_ip(ip),
+            None => ctx,
+        }
+    }
 }
 
 impl<'a> std::ops::Deref for Ctx<'a> {

@@ -41,6 +41,7 @@ fn start(dir: &std::path::Path) -> SharedApp {
         on_busy: OnBusy::Reject,
         quotas: Quotas::default(),
         throttle_rps: 0,
+        sts_key: vpnroute_ram::token::TokenKey::generate(),
     };
     let data_plane = Arc::new(vpnroute_dataplane_sim::SimDataPlane::new());
     App::start(store, nonce_log, config, data_plane, "typed-ops-test".into()).unwrap()

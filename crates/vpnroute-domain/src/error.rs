@@ -6,12 +6,14 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// An error as the API reports it: code, message and HTTP status.
+/// An error as the API reports it: code, message and HTTP status; a RAM denial also carries
+/// its `AccessDeniedDetail` object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub code: Cow<'static, str>,
     pub message: Cow<'static, str>,
     pub status: u16,
+    pub access_denied_detail: Option<Box<serde_json::Value>>,
 }
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -30,6 +32,7 @@ impl ApiError {
             code: Cow::Borrowed(code),
             message: Cow::Borrowed(message),
             status,
+            access_denied_detail: None,
         }
     }
 
@@ -38,7 +41,14 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             status,
+            access_denied_detail: None,
         }
+    }
+
+    /// The same error with an `AccessDeniedDetail` (the 403 of a RAM denial).
+    pub fn with_access_denied_detail(mut self, detail: serde_json::Value) -> Self {
+        self.access_denied_detail = Some(Box::new(detail));
+        self
     }
 
     // ---- gateway-level (protocol and authentication) errors ----

@@ -29,6 +29,8 @@ pub(crate) const MAX_ENTRIES: usize = 16_384;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Query {
     AccessKey(String),
+    /// An account's RAM directory document.
+    RamDirectory(String),
     ResourceOwner(ResourceKind, String),
     /// The document type is part of the key: the same row may be decoded as different types.
     Resource(ResourceKind, String, TypeId),

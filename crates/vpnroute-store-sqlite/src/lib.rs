@@ -491,6 +491,7 @@ mod tests {
             secret: "s".into(),
             status: "Active".into(),
             created_at: 1,
+            ram_user_id: None,
         }
     }
 

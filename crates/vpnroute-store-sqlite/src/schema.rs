@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/005_resource_counts.sql")),
     (6, include_str!("migrations/006_commit_generation.sql")),
     (7, include_str!("migrations/007_reconcile.sql")),
+    (8, include_str!("migrations/008_ram.sql")),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), Error> {

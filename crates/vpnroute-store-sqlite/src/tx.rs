@@ -103,6 +103,7 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKey> {
         secret: r.get(2)?,
         status: r.get(3)?,
         created_at: r.get(4)?,
+        ram_user_id: r.get(5)?,
     })
 }
 
@@ -289,9 +290,17 @@ impl<'c> SqliteTx<'c> {
     pub fn insert_access_key(&self, k: &AccessKey) -> Result<(), Error> {
         self.conn()?
             .prepare_cached(
-                "INSERT INTO access_keys(id, account_id, secret, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO access_keys(id, account_id, secret, status, created_at, ram_user_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![k.id, k.account_id, k.secret, k.status, k.created_at])?;
+            .execute(params![
+                k.id,
+                k.account_id,
+                k.secret,
+                k.status,
+                k.created_at,
+                k.ram_user_id
+            ])?;
         Ok(())
     }
 
@@ -300,7 +309,7 @@ impl<'c> SqliteTx<'c> {
             || Query::AccessKey(id.to_string()),
             || {
                 let mut st = self.conn()?.prepare_cached(
-                    "SELECT id, account_id, secret, status, created_at FROM access_keys WHERE id = ?1",
+                    "SELECT id, account_id, secret, status, created_at, ram_user_id FROM access_keys WHERE id = ?1",
                 )?;
                 Ok(st.query_row(params![id], key_from_row).optional()?)
             },
@@ -309,10 +318,41 @@ impl<'c> SqliteTx<'c> {
 
     pub fn access_keys(&self) -> Result<Vec<AccessKey>, Error> {
         let mut st = self.conn()?.prepare_cached(
-            "SELECT id, account_id, secret, status, created_at FROM access_keys ORDER BY created_at, id",
+            "SELECT id, account_id, secret, status, created_at, ram_user_id FROM access_keys ORDER BY created_at, id",
         )?;
         let rows = st.query_map([], key_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn ram_user_access_keys(&self, account_id: &str, user_id: &str) -> Result<Vec<AccessKey>, Error> {
+        let mut st = self.conn()?.prepare_cached(
+            "SELECT id, account_id, secret, status, created_at, ram_user_id FROM access_keys \
+             WHERE account_id = ?1 AND ram_user_id = ?2 ORDER BY created_at, id",
+        )?;
+        let rows = st.query_map(params![account_id, user_id], key_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn ram_directory(&self, account_id: &str) -> Result<Option<String>, Error> {
+        self.cached_or(
+            || Query::RamDirectory(account_id.to_string()),
+            || {
+                let mut st = self
+                    .conn()?
+                    .prepare_cached("SELECT doc FROM ram_directories WHERE account_id = ?1")?;
+                Ok(st.query_row(params![account_id], |r| r.get(0)).optional()?)
+            },
+        )
+    }
+
+    pub fn put_ram_directory(&self, account_id: &str, doc: &str) -> Result<(), Error> {
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO ram_directories(account_id, doc) VALUES (?1, ?2) \
+                 ON CONFLICT(account_id) DO UPDATE SET doc = excluded.doc",
+            )?
+            .execute(params![account_id, doc])?;
+        Ok(())
     }
 
     /// Returns whether a key with that id existed.
@@ -850,6 +890,8 @@ impl ReadTx for SqliteTx<'_> {
         fn root_account(&self) -> Option<Account>;
         fn access_key(&self, id: &str) -> Option<AccessKey>;
         fn access_keys(&self) -> Vec<AccessKey>;
+        fn ram_user_access_keys(&self, account_id: &str, user_id: &str) -> Vec<AccessKey>;
+        fn ram_directory(&self, account_id: &str) -> Option<String>;
         fn resource_owner(&self, kind: ResourceKind, id: &str) -> Option<(String, String)>;
         fn resource_any(&self, kind: ResourceKind, id: &str, ty: &DocType) -> Option<AnyDoc>;
         fn list_resources_any(
@@ -901,6 +943,7 @@ impl WriteTx for SqliteTx<'_> {
         fn insert_access_key(&self, k: &AccessKey) -> ();
         fn set_access_key_status(&self, id: &str, status: &str) -> bool;
         fn delete_access_key(&self, id: &str) -> bool;
+        fn put_ram_directory(&self, account_id: &str, doc: &str) -> ();
         fn insert_resource_doc(
             &self,
             kind: ResourceKind,

@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
             reconcile_claims_records_and_failures,
             a_restarted_owner_ends_its_previous_claims,
             accounts_and_access_keys,
+            ram_directories_and_user_keys,
             a_failed_transaction_rolls_everything_back,
             group_commit_undoes_only_the_failed_request,
             the_gateway_lock_serialises_check_then_insert,
@@ -549,6 +550,52 @@ pub fn a_restarted_owner_ends_its_previous_claims(h: &dyn Harness) {
     assert!(store.write(|tx| tx.record_applied(&again, 1)).unwrap());
 }
 
+pub fn ram_directories_and_user_keys(h: &dyn Harness) {
+    let store = h.store();
+    let user_key = |id: &str, user: &str, at: i64| AccessKey {
+        id: id.into(),
+        account_id: "a1".into(),
+        secret: format!("secret-{id}"),
+        status: "Active".into(),
+        created_at: at,
+        ram_user_id: Some(user.into()),
+    };
+    write(&*store, |tx| {
+        tx.insert_account(&Account {
+            id: "a1".into(),
+            name: "a1".into(),
+            is_root: true,
+            created_at: 1,
+        })?;
+        tx.insert_access_key(&user_key("k2", "u1", 2))?;
+        tx.insert_access_key(&user_key("k1", "u1", 1))?;
+        tx.insert_access_key(&user_key("k3", "u2", 3))?;
+        tx.put_ram_directory("a1", "{\"users\":{}}")
+    });
+    store
+        .read_fast(|tx| {
+            let ids: Vec<_> = tx.ram_user_access_keys("a1", "u1")?.into_iter().map(|k| k.id).collect();
+            assert_eq!(ids, ["k1", "k2"], "the user's keys, oldest first");
+            assert_eq!(tx.access_key("k3")?.and_then(|k| k.ram_user_id), Some("u2".into()));
+            assert!(tx.ram_user_access_keys("a1", "nobody")?.is_empty());
+            assert_eq!(tx.ram_directory("a1")?.as_deref(), Some("{\"users\":{}}"));
+            assert_eq!(tx.ram_directory("a2")?, None);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    write(&*store, |tx| tx.put_ram_directory("a1", "{}"));
+    store
+        .read_fast(|tx| {
+            assert_eq!(
+                tx.ram_directory("a1")?.as_deref(),
+                Some("{}"),
+                "replaced, and no stale cached copy"
+            );
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
 pub fn accounts_and_access_keys(h: &dyn Harness) {
     let store = h.store();
     let account = |id: &str, root: bool, at: i64| Account {
@@ -563,6 +610,7 @@ pub fn accounts_and_access_keys(h: &dyn Harness) {
         secret: format!("secret-{id}"),
         status: "Active".into(),
         created_at: at,
+        ram_user_id: None,
     };
     write(&*store, |tx| {
         tx.insert_account(&account("a2", false, 2))?;

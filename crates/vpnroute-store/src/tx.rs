@@ -79,6 +79,12 @@ pub trait ReadTx {
     fn root_account(&self) -> Result<Option<Account>, StoreError>;
     fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError>;
     fn access_keys(&self) -> Result<Vec<AccessKey>, StoreError>;
+    /// The access keys of one RAM user of an account, oldest first.
+    fn ram_user_access_keys(&self, account_id: &str, user_id: &str) -> Result<Vec<AccessKey>, StoreError>;
+
+    // ------------------------------------------------------------ RAM
+    /// The account's RAM directory (a `vpnroute-ram` `Directory` as JSON), if it has one.
+    fn ram_directory(&self, account_id: &str) -> Result<Option<String>, StoreError>;
 
     // ------------------------------------------------------------ resources
     /// (account id, region id) of a resource, without decoding its document.
@@ -187,6 +193,8 @@ pub trait WriteTx: ReadTx {
     /// Returns whether a key with that id existed.
     fn set_access_key_status(&self, id: &str, status: &str) -> Result<bool, StoreError>;
     fn delete_access_key(&self, id: &str) -> Result<bool, StoreError>;
+    /// Store (insert or replace) the account's RAM directory document.
+    fn put_ram_directory(&self, account_id: &str, doc: &str) -> Result<(), StoreError>;
 
     // ------------------------------------------------------------ resources
     /// Insert a resource with its JSON document; see [`WriteTxExt::insert_resource`].

@@ -16,6 +16,8 @@ pub struct AccessKey {
     /// `Active` or `Inactive`.
     pub status: String,
     pub created_at: i64,
+    /// The RAM user (its UserId) the key belongs to; `None` for the account's own key.
+    pub ram_user_id: Option<String>,
 }
 
 /// The kinds of JSON-document resources.

@@ -64,6 +64,10 @@ pub struct ErrorBody {
     pub message: String,
     /// Troubleshooting link.
     pub recommend: String,
+    /// RAM's explanation of a 403 denial (`AuthAction`, `NoPermissionType`, …): what the Tea
+    /// SDKs surface as `access_denied_detail` / `accessDeniedDetail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_denied_detail: Option<Value>,
 }
 
 impl ErrorBody {
@@ -84,7 +88,14 @@ impl ErrorBody {
             code,
             message: message.into(),
             recommend,
+            access_denied_detail: None,
         }
+    }
+
+    /// The same body with an `AccessDeniedDetail` member.
+    pub fn with_access_denied_detail(mut self, detail: Option<Value>) -> Self {
+        self.access_denied_detail = detail;
+        self
     }
 
     /// `https://api.aliyun.com/troubleshoot?q=<Code>&product=Vpc&requestId=<RequestId>`.
@@ -207,6 +218,15 @@ pub fn encode_error(err: &ErrorBody, format: Format) -> (&'static str, String) {
                 open(&mut out, name);
                 escape_text(&mut out, value);
                 close(&mut out, name);
+            }
+            if let Some(Value::Object(detail)) = &err.access_denied_detail {
+                open(&mut out, "AccessDeniedDetail");
+                for (name, value) in detail {
+                    open(&mut out, name);
+                    escape_text(&mut out, value.as_str().unwrap_or_default());
+                    close(&mut out, name);
+                }
+                close(&mut out, "AccessDeniedDetail");
             }
             out.push_str("</Error>");
             (CONTENT_TYPE_XML, out)
@@ -408,6 +428,22 @@ mod tests {
              <Code>Code.X</Code><Message>a &lt; b &amp; c</Message>\
              <Recommend>https://api.aliyun.com/troubleshoot?q=Code.X&amp;product=Vpc&amp;requestId=r</Recommend></Error>"
         );
+    }
+
+    #[test]
+    fn access_denied_detail_in_both_formats() {
+        let detail = serde_json::json!({"AuthAction": "vpc:CreateVpnRouteEntry", "NoPermissionType": "ImplicitDeny"});
+        let e = ErrorBody::new("r", "h", "Forbidden", "m").with_access_denied_detail(Some(detail.clone()));
+        let (_, json) = encode_error(&e, Format::Json);
+        let v: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["AccessDeniedDetail"], detail);
+        let (_, xml) = encode_error(&e, Format::Xml);
+        assert!(xml.ends_with(
+            "<AccessDeniedDetail><AuthAction>vpc:CreateVpnRouteEntry</AuthAction>\
+             <NoPermissionType>ImplicitDeny</NoPermissionType></AccessDeniedDetail></Error>"
+        ));
+        let (_, plain) = encode_error(&ErrorBody::new("r", "h", "X", "m"), Format::Json);
+        assert!(!plain.contains("AccessDeniedDetail"));
     }
 
     #[test]

@@ -16,7 +16,9 @@ use vpnroute_domain::ApiError;
 use vpnroute_store::{AccessKey, Account, Durability, ReadTxExt, ResourceKind, Store, WriteTxExt};
 
 use crate::cli::ExplainArgs;
+use vpnroute_app::ram::{self, RamTx};
 use vpnroute_app::state::{now_ms, TaskDuration};
+use vpnroute_ram::ram_api::WireParams;
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
@@ -43,6 +45,75 @@ pub enum AdminCommand {
     /// IPsec connection tunnel state (what the route engine sees as up/down).
     #[command(subcommand)]
     Connection(ConnectionCommand),
+    /// Run a RAM API action (2015-05-01) as the account itself, e.g.
+    /// `ram --account team-a CreateUser UserName=ci`: same parameters, rules and errors as the
+    /// RAM API; prints its answer.
+    Ram {
+        /// Account id or name.
+        #[arg(long)]
+        account: String,
+        /// RAM action: CreateUser, CreateAccessKey, CreatePolicy, AttachPolicyToUser, …
+        action: String,
+        /// Parameters as `Name=Value`.
+        params: Vec<String>,
+    },
+    /// STS sessions.
+    #[command(subcommand)]
+    Sts(StsCommand),
+    /// RAM users (shortcuts over `ram`).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// RAM custom policies (shortcuts over `ram`).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a RAM user, attach policies and optionally make its access key, all or nothing.
+    Create {
+        #[arg(long)]
+        account: String,
+        name: String,
+        /// A system or custom policy to attach (repeatable).
+        #[arg(long)]
+        policy: Vec<String>,
+        /// Also create an access key (its secret is printed once).
+        #[arg(long)]
+        key: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Create a custom policy from a JSON document (`@FILE` reads it from a file).
+    Create {
+        #[arg(long)]
+        account: String,
+        name: String,
+        document: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StsCommand {
+    /// Issue credentials for a session of a role directly (no caller, no trust check, any
+    /// duration): for operators and tests.
+    Assume {
+        /// Account id or name (the role's).
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "admin")]
+        session: String,
+        /// `1h`, `900s`, …
+        #[arg(long, default_value = "1h")]
+        duration: humantime::Duration,
+        /// Inline session policy (JSON).
+        #[arg(long)]
+        policy: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,12 +225,17 @@ pub fn ensure_root_account(store: &dyn Store, announce: bool) -> anyhow::Result<
                         secret: secret.clone(),
                         status: "Active".into(),
                         created_at: now,
+                        ram_user_id: None,
                     })?;
                 }
                 Ok::<_, ApiError>(None)
             }
             _ => {
-                if tx.access_keys()?.iter().any(|k| k.account_id == root.id) {
+                if tx
+                    .access_keys()?
+                    .iter()
+                    .any(|k| k.account_id == root.id && k.ram_user_id.is_none())
+                {
                     return Ok(None);
                 }
                 let k = AccessKey {
@@ -168,6 +244,7 @@ pub fn ensure_root_account(store: &dyn Store, announce: bool) -> anyhow::Result<
                     secret: new_secret(30),
                     status: "Active".into(),
                     created_at: now,
+                    ram_user_id: None,
                 };
                 tx.insert_access_key(&k)?;
                 Ok(Some(k))
@@ -209,6 +286,52 @@ fn with_gateway(
     Ok(gw)
 }
 
+/// `Name=Value` arguments as wire-order parameters.
+fn parse_params(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow!("parameter {a:?} is not Name=Value"))
+        })
+        .collect()
+}
+
+fn account_of(store: &dyn Store, account: &str) -> anyhow::Result<Account> {
+    store
+        .read(|tx| tx.account(account).map_err(ApiError::from))?
+        .ok_or_else(|| anyhow!("no account {account}"))
+}
+
+/// Runs changing RAM calls as the account, in one transaction (all or nothing); the answers
+/// merged into one object.
+fn ram_calls(
+    store: &dyn Store,
+    account_id: &str,
+    calls: &[(&str, Vec<(String, String)>)],
+    now: i64,
+) -> anyhow::Result<Value> {
+    let identity = vpnroute_ram::identity::Identity::root(account_id);
+    let ctx = vpnroute_ram::RequestContext::at(time::OffsetDateTime::now_utc());
+    store
+        .write(|tx| {
+            let mut merged = serde_json::Map::new();
+            for (action, params) in calls {
+                let body = ram::ram_call(RamTx::Write(tx), &identity, action, &WireParams(params), now, &ctx)?;
+                if let Value::Object(fields) = body {
+                    merged.extend(fields);
+                }
+            }
+            Ok::<_, ApiError>(Value::Object(merged))
+        })
+        .map_err(api_failure)
+}
+
+/// An API error as the command's failure.
+fn api_failure(e: ApiError) -> anyhow::Error {
+    anyhow!("{} ({}): {}", e.code, e.status, e.message)
+}
+
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     let store: std::sync::Arc<dyn Store> =
         vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)
@@ -216,6 +339,98 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     ensure_root_account(&*store, true)?;
     let now = now_ms();
     match args.command {
+        AdminCommand::Ram {
+            account,
+            action,
+            params,
+        } => {
+            let acct = account_of(&*store, &account)?;
+            let params = parse_params(&params)?;
+            if !vpnroute_ram::ram_api::is_action(&action) {
+                bail!("unknown RAM action {action}");
+            }
+            let calls = [(action.as_str(), params)];
+            let body = if vpnroute_ram::ram_api::mutates(&action) {
+                ram_calls(&*store, &acct.id, &calls, now)?
+            } else {
+                let identity = vpnroute_ram::identity::Identity::root(&acct.id);
+                let ctx = vpnroute_ram::RequestContext::at(time::OffsetDateTime::now_utc());
+                let params = WireParams(&calls[0].1);
+                store
+                    .read(|tx| ram::ram_call(RamTx::Read(tx), &identity, &action, &params, now, &ctx))
+                    .map_err(api_failure)?
+            };
+            print(body);
+        }
+        AdminCommand::User(UserCommand::Create {
+            account,
+            name,
+            policy,
+            key,
+        }) => {
+            let acct = account_of(&*store, &account)?;
+            let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+                list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            };
+            let mut calls = vec![("CreateUser", pairs(&[("UserName", &name)]))];
+            for p in &policy {
+                let kind = if vpnroute_ram::system::find(p).is_some() {
+                    "System"
+                } else {
+                    "Custom"
+                };
+                let params = pairs(&[("PolicyType", kind), ("PolicyName", p), ("UserName", &name)]);
+                calls.push(("AttachPolicyToUser", params));
+            }
+            if key {
+                calls.push(("CreateAccessKey", pairs(&[("UserName", &name)])));
+            }
+            print(ram_calls(&*store, &acct.id, &calls, now)?);
+        }
+        AdminCommand::Policy(PolicyCommand::Create {
+            account,
+            name,
+            document,
+        }) => {
+            let acct = account_of(&*store, &account)?;
+            let document = match document.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+                None => document,
+            };
+            let params = vec![
+                ("PolicyName".to_string(), name),
+                ("PolicyDocument".to_string(), document),
+            ];
+            print(ram_calls(&*store, &acct.id, &[("CreatePolicy", params)], now)?);
+        }
+        AdminCommand::Sts(StsCommand::Assume {
+            account,
+            role,
+            session,
+            duration,
+            policy,
+        }) => {
+            let acct = account_of(&*store, &account)?;
+            let directory = store.read(|tx| ram::load_directory(tx, &acct.id))?;
+            let role = directory.role(&role).map_err(api_failure)?;
+            if let Some(p) = &policy {
+                vpnroute_ram::PolicyDocument::parse(p).map_err(|e| anyhow!("policy: {e}"))?;
+            }
+            let key = crate::sts_key::sts_key(&args.data_dir)?;
+            let seconds = u32::try_from(duration.as_secs()).unwrap_or(u32::MAX).max(1);
+            print(vpnroute_ram::sts_api::issue_session(
+                &key,
+                vpnroute_ram::token::SessionRequest {
+                    account_id: acct.id.clone(),
+                    role_id: role.id.clone(),
+                    role_name: role.name.clone(),
+                    session_name: session,
+                    session_policy: policy,
+                    duration_seconds: seconds,
+                },
+                time::OffsetDateTime::now_utc(),
+            ));
+        }
         AdminCommand::Account(AccountCommand::Create { name }) => {
             let a = Account {
                 id: new_account_id(),
@@ -244,6 +459,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                 secret: new_secret(30),
                 status: "Active".into(),
                 created_at: now,
+                ram_user_id: None,
             };
             store.write(|tx| tx.insert_access_key(&k).map_err(ApiError::from))?;
             print(json!({"AccessKeyId": k.id, "AccessKeySecret": k.secret, "AccountId": acct.id}));
@@ -253,7 +469,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let keys: Vec<Value> = keys
                 .iter()
                 .filter(|k| account.as_ref().is_none_or(|a| a == &k.account_id))
-                .map(|k| json!({"AccessKeyId": k.id, "AccountId": k.account_id, "Status": k.status}))
+                .map(|k| json!({"AccessKeyId": k.id, "AccountId": k.account_id, "Status": k.status, "RamUserId": k.ram_user_id}))
                 .collect();
             print(json!({"AccessKeys": keys}));
         }

@@ -6,7 +6,6 @@
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use vpnroute_domain::status::KeyStatus;
 use vpnroute_domain::ApiError;
 use vpnroute_wire::{AuthInfo, ParsedRequest, RawRequest};
 
@@ -18,6 +17,8 @@ pub const WINDOW_MS: i64 = 15 * 60 * 1000;
 pub struct Caller {
     pub account_id: String,
     pub access_key_id: String,
+    /// The root account, a RAM user or a role session, with the policies in force for it.
+    pub identity: vpnroute_ram::identity::Identity,
     /// The request's own time (`Timestamp` / `x-acs-date`), epoch ms.
     pub signed_at_ms: i64,
 }
@@ -47,6 +48,7 @@ pub fn authenticate(
     tx: &dyn vpnroute_store::ReadTx,
     raw: &RawRequest<'_>,
     parsed: &ParsedRequest,
+    sts_key: &vpnroute_ram::token::TokenKey,
     now_ms: i64,
 ) -> Result<Caller, ApiError> {
     let auth = parsed.auth.require().map_err(wire_err)?;
@@ -71,11 +73,7 @@ pub fn authenticate(
     if key_id.is_empty() {
         return Err(ApiError::missing_parameter("AccessKeyId"));
     }
-    let key = tx.access_key(key_id)?.ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
-    // Access keys live in the store crate with a text status; the names are `KeyStatus`'s.
-    if key.status != KeyStatus::Active.as_str() {
-        return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
-    }
+    let key = vpnroute_app::ram::key_holder(tx, key_id, auth.security_token(), sts_key, now_ms)?;
     vpnroute_wire::verify(raw, parsed, &key.secret).map_err(|m| {
         let a = m.to_alibaba();
         ApiError::new(a.code, a.message, a.http_status)
@@ -101,20 +99,26 @@ pub fn authenticate(
     }
     Ok(Caller {
         account_id: key.account_id,
-        access_key_id: key.id,
+        access_key_id: key.access_key_id,
+        identity: key.identity,
         signed_at_ms: ts,
     })
 }
 
-/// `Ok` if the caller's key still exists and is Active in `tx` (a write authenticated
-/// before it was queued re-checks this in its own transaction).
-pub fn still_active(tx: &dyn vpnroute_store::ReadTx, caller: &Caller) -> Result<(), ApiError> {
-    let key = tx
-        .access_key(&caller.access_key_id)?
-        .ok_or(ApiError::INVALID_ACCESS_KEY_NOT_FOUND)?;
-    if key.status != KeyStatus::Active.as_str() {
-        return Err(ApiError::INVALID_ACCESS_KEY_INACTIVE);
-    }
+/// `Ok` if the caller's key is still valid in `tx` (a write authenticated before it was
+/// queued re-checks this in its own transaction): the key exists and is Active, or the STS
+/// session's role still exists. The caller's identity is refreshed from `tx`, so a policy
+/// change committed meanwhile decides the write.
+pub fn still_active(
+    tx: &dyn vpnroute_store::ReadTx,
+    caller: &mut Caller,
+    parsed: &ParsedRequest,
+    sts_key: &vpnroute_ram::token::TokenKey,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let token = parsed.auth.require().ok().and_then(|a| a.security_token());
+    let holder = vpnroute_app::ram::key_holder(tx, &caller.access_key_id, token, sts_key, now_ms)?;
+    caller.identity = holder.identity;
     Ok(())
 }
 
@@ -136,6 +140,7 @@ mod tests {
         let caller = |signed_at_ms| Caller {
             account_id: "a".into(),
             access_key_id: "k".into(),
+            identity: vpnroute_ram::identity::Identity::root("a"),
             signed_at_ms,
         };
         let now = 1_000_000_000;

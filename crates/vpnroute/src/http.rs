@@ -29,6 +29,7 @@ use vpnroute_wire::{Format, RawRequest};
 
 use crate::cli::{LogFormat, ServeArgs, SyncMode};
 use vpnroute_app::dispatch::{self, Handler};
+use vpnroute_app::ram;
 use vpnroute_app::reply::Reply;
 use vpnroute_app::state::{default_regions, now_ms, App, Config, Ctx, OpCtx, Region, SharedApp};
 
@@ -78,6 +79,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         on_busy: args.on_busy,
         quotas: args.quotas(),
         throttle_rps: args.throttle_rps,
+        sts_key: crate::sts_key::sts_key(&args.data_dir)?,
     };
     let nonce_log = Arc::new(SqliteStore::open_nonces(
         &args.data_dir,
@@ -116,6 +118,7 @@ pub fn router(app: SharedApp, operator: Operator) -> Router {
     let guard = || axum::middleware::from_fn_with_state(operator.token.clone(), crate::operator::require_token);
     let introspection = Router::new()
         .route("/_vpnroute/health", get(|| async { "ok" }))
+        .route("/_vpnroute/operations", get(introspect_operations))
         .route("/_vpnroute/gateways", get(introspect_gateways))
         .route("/_vpnroute/gateways/{id}", get(introspect_gateway))
         .route("/_vpnroute/gateways/{id}/explain", get(introspect_explain))
@@ -173,9 +176,13 @@ async fn rpc(
     uri: Uri,
     headers: HeaderMap,
     deadline: Option<axum::Extension<crate::limits::RequestDeadline>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<SocketAddr>>>,
     body: axum::body::Body,
 ) -> Response {
     let request_id = vpnroute_domain::ids::new_request_id();
+    // The TCP peer (policy key `acs:SourceIp`); absent when the router is driven without a
+    // listener (in-process tests).
+    let source_ip = peer.map(|axum::Extension(axum::extract::ConnectInfo(addr))| addr.ip());
     let read = axum::body::to_bytes(body, MAX_BODY);
     let read = match deadline {
         Some(axum::Extension(crate::limits::RequestDeadline(at))) => tokio::time::timeout_at(at, read)
@@ -222,16 +229,19 @@ async fn rpc(
         }
     };
     let (action, format) = (parsed.action.clone().unwrap_or_default(), parsed.format);
+    let host = host_id(parsed.version.as_deref());
     let answer = match classify(&raw, &parsed) {
-        Err(e) => finish(&app, Err(e), &action, format, &request_id, started),
+        Err(e) => finish(&app, Err(e), &action, format, host, &request_id, started),
         // Reads run inline on the runtime: a short read transaction on a warm cache.
         Ok(Handler::Read(f)) => {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_read(&app, &raw, &parsed, f)))
-                .unwrap_or_else(|_| {
-                    warn!(request_id, "read handler panicked");
-                    Err(ApiError::INTERNAL_ERROR)
-                });
-            finish(&app, result, &action, format, &request_id, started)
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_read(&app, &raw, &parsed, source_ip, f)
+            }))
+            .unwrap_or_else(|_| {
+                warn!(request_id, "read handler panicked");
+                Err(ApiError::INTERNAL_ERROR)
+            });
+            finish(&app, result, &action, format, host, &request_id, started)
         }
         // Writes go to the group-commit writer, authenticated first: the signature (at a
         // cost bounded by the body and parameter caps), the timestamp and the key are
@@ -240,16 +250,24 @@ async fn rpc(
             let now = now_ms();
             match app
                 .store
-                .read_fast(|tx| crate::auth::authenticate(tx, &raw, &parsed, now))
+                .read_fast(|tx| crate::auth::authenticate(tx, &raw, &parsed, &app.config.sts_key, now))
             {
-                Err(e) => finish(&app, Err(e), &action, format, &request_id, started),
+                Err(e) => finish(&app, Err(e), &action, format, host, &request_id, started),
                 Ok(caller) => {
                     let mut gated = false;
                     let result = vpnroute_app::writer::submit(&app, move |app, tx| {
-                        run_write(app, tx, &parsed, caller.clone(), f, &mut gated)
+                        run_write(app, tx, &parsed, source_ip, caller.clone(), f, &mut gated)
                     })
                     .await;
-                    finish(&app, result.map(Reply::Value), &action, format, &request_id, started)
+                    finish(
+                        &app,
+                        result.map(Reply::Value),
+                        &action,
+                        format,
+                        host,
+                        &request_id,
+                        started,
+                    )
                 }
             }
         }
@@ -293,7 +311,21 @@ fn into_response(answer: Answer, request_id: &str) -> Response {
 }
 
 fn error_answer(e: &ApiError, format: Format, request_id: &str) -> Answer {
-    let body = vpnroute_wire::ErrorBody::new(request_id, HOST_ID, e.code.to_string(), e.message.to_string());
+    error_answer_from(e, format, request_id, HOST_ID)
+}
+
+/// `HostId` of an API's error bodies.
+fn host_id(version: Option<&str>) -> &'static str {
+    match version {
+        Some(ram::RAM_VERSION) => "ram.aliyuncs.com",
+        Some(ram::STS_VERSION) => "sts.aliyuncs.com",
+        _ => HOST_ID,
+    }
+}
+
+fn error_answer_from(e: &ApiError, format: Format, request_id: &str, host: &str) -> Answer {
+    let body = vpnroute_wire::ErrorBody::new(request_id, host, e.code.to_string(), e.message.to_string())
+        .with_access_denied_detail(e.access_denied_detail.as_deref().cloned());
     let (content_type, text) = vpnroute_wire::encode_error(&body, format);
     Answer {
         status: e.status,
@@ -309,6 +341,7 @@ fn finish(
     result: Result<Reply, ApiError>,
     action: &str,
     format: Format,
+    host: &str,
     request_id: &str,
     started: std::time::Instant,
 ) -> Answer {
@@ -327,7 +360,7 @@ fn finish(
         Err(e) => {
             app.metrics.errors.fetch_add(1, Ordering::Relaxed);
             info!(request_id, action, code = %e.code, status = e.status, elapsed_us, "error");
-            error_answer(&e, format, request_id)
+            error_answer_from(&e, format, request_id, host)
         }
     }
 }
@@ -345,10 +378,14 @@ fn classify(raw: &RawRequest<'_>, parsed: &vpnroute_wire::ParsedRequest) -> Resu
     };
     let action = parsed.require_action().map_err(wire_err)?;
     let version = parsed.require_version().map_err(wire_err)?;
-    if version != API_VERSION {
-        return Err(ApiError::INVALID_VERSION);
-    }
-    dispatch::handler(action).ok_or(ApiError::INVALID_ACTION)
+    // One endpoint, three APIs: dispatch on (Version, Action).
+    let handler = match version {
+        API_VERSION => dispatch::handler(action),
+        ram::RAM_VERSION => ram::ram_handler(action),
+        ram::STS_VERSION => ram::sts_handler(action),
+        _ => return Err(ApiError::INVALID_VERSION),
+    };
+    handler.ok_or(ApiError::INVALID_ACTION)
 }
 
 /// Authentication, throttling and the nonce, inside a read's transaction; yields the
@@ -362,15 +399,16 @@ fn admit<'a>(
     tx: &dyn ReadTx,
     raw: &RawRequest<'_>,
     parsed: &'a vpnroute_wire::ParsedRequest,
+    source_ip: Option<std::net::IpAddr>,
     gated: &mut bool,
 ) -> Result<Ctx<'a>, ApiError> {
     let now = now_ms();
-    let caller = crate::auth::authenticate(tx, raw, parsed, now)?;
+    let caller = crate::auth::authenticate(tx, raw, parsed, &app.config.sts_key, now)?;
     if !*gated {
         gate(app, &caller, parsed, now, false)?;
         *gated = true;
     }
-    Ok(context(app, caller, parsed, now))
+    context(app, caller, parsed, source_ip, now)
 }
 
 /// Throttling, then the nonce (`durable`: refuse when the nonce log cannot be written, as
@@ -395,17 +433,27 @@ fn gate(
     Ok(())
 }
 
+/// The call's context, once its caller passed the gate. A VPC operation is authorized here
+/// (RAM), before its handler reveals anything; RAM and STS calls authorize inside their
+/// handlers, on the entities they name.
 fn context<'a>(
     app: &'a App,
     caller: crate::auth::Caller,
     parsed: &'a vpnroute_wire::ParsedRequest,
+    source_ip: Option<std::net::IpAddr>,
     now: i64,
-) -> Ctx<'a> {
-    Ctx {
+) -> Result<Ctx<'a>, ApiError> {
+    let ctx = Ctx {
         op: OpCtx::new(app, caller.account_id.into(), now),
         action: parsed.action.as_deref().unwrap_or_default(),
         params: parsed.params.as_slice(),
+        identity: caller.identity,
+        source_ip,
+    };
+    if parsed.version.as_deref() == Some(API_VERSION) {
+        ram::enforce_vpc(&ctx)?;
     }
+    Ok(ctx)
 }
 
 /// A read: from the read cache when it holds everything the action needs, else on a
@@ -414,11 +462,12 @@ fn run_read(
     app: &App,
     raw: &RawRequest<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
+    source_ip: Option<std::net::IpAddr>,
     f: dispatch::ReadFn,
 ) -> Result<Reply, ApiError> {
     let mut gated = false;
     app.store
-        .read_fast(|tx| f(&admit(app, tx, raw, parsed, &mut gated)?, tx))
+        .read_fast(|tx| f(&admit(app, tx, raw, parsed, source_ip, &mut gated)?, tx))
 }
 
 /// A write on the writer thread, for a caller authenticated before it was queued: the key
@@ -428,18 +477,19 @@ fn run_write(
     app: &App,
     tx: &vpnroute_store::Tx<'_>,
     parsed: &vpnroute_wire::ParsedRequest,
-    caller: crate::auth::Caller,
+    source_ip: Option<std::net::IpAddr>,
+    mut caller: crate::auth::Caller,
     f: dispatch::WriteFn,
     gated: &mut bool,
 ) -> Result<(Value, vpnroute_app::tasks::Effects), ApiError> {
-    crate::auth::still_active(tx, &caller)?;
     let now = now_ms();
+    crate::auth::still_active(tx, &mut caller, parsed, &app.config.sts_key, now)?;
     // A job retried after a retryable store error has passed throttling and the nonce.
     if !*gated {
         gate(app, &caller, parsed, now, true)?;
         *gated = true;
     }
-    let ctx = context(app, caller, parsed, now);
+    let ctx = context(app, caller, parsed, source_ip, now)?;
     let body = dispatch::run_write(&ctx, tx, f)?;
     Ok((body, ctx.effects.take()))
 }
@@ -529,6 +579,22 @@ where
         Ok(Err(e)) => api_error_response(e),
         Err(_) => api_error_response(ApiError::INTERNAL_ERROR),
     }
+}
+
+/// The operations table: every Action with its RAM action and access (for tooling and the
+/// table-driven authorization tests).
+async fn introspect_operations() -> Response {
+    let ops: Vec<Value> = vpnroute_app::ops::OPERATIONS
+        .iter()
+        .map(|o| {
+            let access = match o.access {
+                vpnroute_app::ops::Access::Read => "Read",
+                vpnroute_app::ops::Access::Write => "Write",
+            };
+            json!({"Action": o.name, "RamAction": o.ram_action, "Access": access})
+        })
+        .collect();
+    json_response(StatusCode::OK, json!({ "Operations": ops }))
 }
 
 async fn introspect_gateways(State(app): State<SharedApp>) -> Response {

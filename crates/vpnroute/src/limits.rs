@@ -250,7 +250,7 @@ fn spawn_connection(
         .insert(id, conn.clone());
     let registry = registry.clone();
     tokio::spawn(async move {
-        run_connection(stream, router, limits, &conn).await;
+        run_connection(stream, peer, router, limits, &conn).await;
         registry.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         registry.ended.notify_waiters();
         tracing::trace!(%peer, "connection closed");
@@ -267,7 +267,13 @@ impl Drop for InFlight {
     }
 }
 
-async fn run_connection(stream: tokio::net::TcpStream, router: Router, limits: Limits, conn: &Arc<Conn>) {
+async fn run_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: Limits,
+    conn: &Arc<Conn>,
+) {
     let tracked = conn.clone();
     let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
         tracked.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -276,6 +282,8 @@ async fn run_connection(stream: tokio::net::TcpStream, router: Router, limits: L
         let guard = InFlight(tracked.clone());
         req.extensions_mut()
             .insert(RequestDeadline(tokio::time::Instant::now() + limits.request_timeout));
+        // The client's address, for RAM's `acs:SourceIp` condition key.
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         let mut router = router.clone();
         async move {
             let resp = tower::Service::call(&mut router, req).await;

@@ -17,6 +17,7 @@ mod cli;
 mod http;
 mod limits;
 mod operator;
+mod sts_key;
 
 use clap::Parser;
 

@@ -4,10 +4,12 @@
 //
 // Protocol: one JSON object per line on stdin:
 //   {"id", "variant", "endpoint": "127.0.0.1:PORT", "ak", "sk", "action",
-//    "params": {WireName: value, ...}, "generic": bool, "version": "2016-04-28"}
+//    "params": {WireName: value, ...}, "generic": bool, "version": "2016-04-28",
+//    "product": "vpc" (default) | "ram" | "sts", "token": STS SecurityToken or null}
 // and one JSON line per request on stdout:
 //   {"id", "ok": true,  "body": {...}, "status": <http status or null>}
-//   {"id", "ok": false, "kind": "api", "code", "message", "status", "request_id", "data", "name"}
+//   {"id", "ok": false, "kind": "api", "code", "message", "status", "request_id", "data", "name",
+//    "access_denied_detail"}
 //   {"id", "ok": false, "kind": "client", "name", "message", "stack"}   (SDK/transport failure, not an API error)
 //   {"id", "ok": false, "kind": "harness", "message"}                   (bad test input: unknown action/param)
 // Requests are processed one at a time, in order.
@@ -23,6 +25,12 @@ const path = require('path');
 const readline = require('readline');
 
 const Vpc = require('@alicloud/vpc20160428');
+// The Tea clients by product (VPC, RAM, STS): module and its "<action>WithOptions" index.
+const PRODUCTS = {
+  vpc: Vpc,
+  ram: require('@alicloud/ram20150501'),
+  sts: require('@alicloud/sts20150401'),
+};
 const OpenApi = require('@alicloud/openapi-core');
 const { $OpenApiUtil, OpenApiUtil } = OpenApi;
 const { RuntimeOptions } = require('@darabonba/typescript');
@@ -48,24 +56,26 @@ function stringify(obj) {
 
 class HarnessError extends Error {}
 
-const VpcClient = Vpc.default;
-
 function lowerFirst(s) {
   return s.slice(0, 1).toLowerCase() + s.slice(1);
 }
 
 // Index of "<action>WithOptions" methods by lower-cased name (robust against
 // odd camel-casing like DescribeVSwitches -> describeVSwitchesWithOptions).
-const withOptionsIndex = (() => {
+function methodIndex(ClientClass) {
   const idx = {};
-  let proto = VpcClient.prototype;
+  let proto = ClientClass.prototype;
   for (const name of Object.getOwnPropertyNames(proto)) {
     if (name.endsWith('WithOptions') && typeof proto[name] === 'function') {
       idx[name.toLowerCase()] = name;
     }
   }
   return idx;
-})();
+}
+const withOptionsIndex = {};
+for (const [product, mod] of Object.entries(PRODUCTS)) {
+  withOptionsIndex[product] = methodIndex(mod.default);
+}
 
 function isModelClass(t) {
   return typeof t === 'function' && typeof t.names === 'function' && typeof t.types === 'function';
@@ -111,8 +121,8 @@ function convertValue(type, value, where) {
 const teaClients = new Map();
 const popClients = new Map();
 
-function teaClient(variant, endpoint, ak, sk) {
-  const key = [variant, endpoint, ak, sk].join('\u0000');
+function teaClient(variant, endpoint, ak, sk, product, token) {
+  const key = [variant, endpoint, ak, sk, product, token || ''].join('\u0000');
   let c = teaClients.get(key);
   if (!c) {
     const cfg = new $OpenApiUtil.Config({
@@ -124,10 +134,13 @@ function teaClient(variant, endpoint, ak, sk) {
       readTimeout: 30000,
       connectTimeout: 10000,
     });
+    if (token) {
+      cfg.securityToken = token;
+    }
     if (variant === 'node-tea-v2') {
       cfg.signatureAlgorithm = 'v2';
     }
-    c = new VpcClient(cfg);
+    c = new PRODUCTS[product].default(cfg);
     teaClients.set(key, c);
   }
   return c;
@@ -152,7 +165,11 @@ function popClient(endpoint, ak, sk, version) {
 }
 
 async function callTea(req) {
-  const client = teaClient(req.variant, req.endpoint, req.ak, req.sk);
+  const product = req.product || 'vpc';
+  if (!PRODUCTS[product]) {
+    throw new HarnessError(`unknown product ${product}`);
+  }
+  const client = teaClient(req.variant, req.endpoint, req.ak, req.sk, product, req.token);
   const params = req.params || {};
   const runtime = new RuntimeOptions({});
   if (req.generic || req.version) {
@@ -171,13 +188,20 @@ async function callTea(req) {
     const resp = await client.callApi(p, oreq, runtime);
     return { body: resp.body, status: resp.statusCode };
   }
-  const reqClass = Vpc[req.action + 'Request'];
-  const method = withOptionsIndex[(req.action + 'WithOptions').toLowerCase()];
-  if (!reqClass || !method) {
-    throw new HarnessError(`no typed ${req.action}Request / ${lowerFirst(req.action)}WithOptions in @alicloud/vpc20160428`);
+  const mod = PRODUCTS[product];
+  const reqClass = mod[req.action + 'Request'];
+  const method = withOptionsIndex[product][(req.action + 'WithOptions').toLowerCase()];
+  if (!method) {
+    throw new HarnessError(`no ${lowerFirst(req.action)}WithOptions in the ${product} SDK`);
   }
-  const model = new reqClass(fromWire(reqClass, params, req.action + 'Request'));
-  const resp = await client[method](model, runtime);
+  let resp;
+  if (reqClass) {
+    const model = new reqClass(fromWire(reqClass, params, req.action + 'Request'));
+    resp = await client[method](model, runtime);
+  } else {
+    // Actions without parameters (STS GetCallerIdentity) take only the runtime options.
+    resp = await client[method](runtime);
+  }
   // The SDK has already cast the JSON body to the typed model (and would have thrown
   // on a type mismatch); toMap() gives it back with wire field names.
   return { body: resp.body ? resp.body.toMap() : null, status: resp.statusCode };
@@ -201,6 +225,7 @@ function apiErrorFromTea(e) {
     status: e.statusCode !== undefined ? e.statusCode : null,
     request_id: e.requestId !== undefined ? e.requestId : (data ? (data.RequestId || null) : null),
     data,
+    access_denied_detail: e.accessDeniedDetail !== undefined ? e.accessDeniedDetail : null,
   };
 }
 
@@ -315,6 +340,8 @@ function main() {
   process.stdout.write(stringify({ id: 'ready', ok: true, versions: {
     node: process.versions.node,
     vpc: require('@alicloud/vpc20160428/package.json').version,
+    ram: require('@alicloud/ram20150501/package.json').version,
+    sts: require('@alicloud/sts20150401/package.json').version,
     openapiCore: require('@alicloud/openapi-core/package.json').version,
     popCore: require('@alicloud/pop-core/package.json').version,
   } }) + '\n');
