@@ -96,6 +96,7 @@ pub fn connection(id: &str, remote: &str) -> ConnectionSpec {
         ipsec_config: Value::Null,
         enable_dpd: false,
         enable_nat_traversal: false,
+        tunnels: Vec::new(),
     }
 }
 

@@ -744,6 +744,7 @@ mod tests {
             ipsec_config: Value::Null,
             enable_dpd: false,
             enable_nat_traversal: false,
+            tunnels: Vec::new(),
         };
         let existing: BTreeMap<String, (u32, u32)> = [("b".to_string(), (0, 7))].into();
         let got = allocate(

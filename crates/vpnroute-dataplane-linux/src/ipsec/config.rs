@@ -230,6 +230,7 @@ pub fn unsupported(ike_config: &Value, ipsec_config: &Value) -> Option<Unsupport
         ipsec_config: ipsec_config.clone(),
         enable_dpd: true,
         enable_nat_traversal: true,
+        tunnels: Vec::new(),
     };
     check(&connection, "0.0.0.0").err()
 }
@@ -380,6 +381,7 @@ mod tests {
             ipsec_config: ipsec,
             enable_dpd: true,
             enable_nat_traversal: true,
+            tunnels: Vec::new(),
         }
     }
 
