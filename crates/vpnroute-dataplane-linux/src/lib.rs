@@ -34,6 +34,7 @@
 //! or changed of, the root namespace.
 
 pub mod health;
+pub mod ipsec;
 pub mod kernel;
 pub mod lab;
 pub mod layout;
@@ -171,6 +172,8 @@ struct Inner {
     events: Mutex<VecDeque<DataPlaneEvent>>,
     /// The reconciler's waker ([`DataPlane::subscribe`]), called when an event is queued.
     waker: Mutex<Option<EventWaker>>,
+    /// Gateways with a re-programming after a driver's tunnel change waiting for their lock.
+    driver_repairs: Mutex<std::collections::HashSet<String>>,
     /// Wakes the watcher (`None`: no watcher, no monitors).
     wakeup: Option<Arc<Wakeup>>,
     this: Weak<Inner>,
@@ -242,18 +245,39 @@ impl LinuxDataPlane {
         if config.policy == PolicyMode::Nftables {
             check_tool("nft", "--version", "nftables")?;
         }
+        if config.tunnels == TunnelKind::Ipsec {
+            // charon has no harmless flag to run: its files must be there.
+            for (path, package) in ipsec::REQUIRED_FILES {
+                if !std::path::Path::new(path).exists() {
+                    return Err(StartError::MissingTool {
+                        tool: "charon",
+                        package,
+                        error: format!("{path} not found"),
+                    });
+                }
+            }
+        }
         let inner = Arc::new_cyclic(|this| Inner {
             names: Names::new(&config.prefix),
             policy: config.policy,
             nft_available: nft::available(),
-            driver: tunnel::driver(config.tunnels),
+            driver: tunnel::driver(config.tunnels, &Names::new(&config.prefix)),
             gateways: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
             waker: Mutex::new(None),
+            driver_repairs: Mutex::new(Default::default()),
             wakeup: config.watch_interval.map(|_| Arc::new(Wakeup::default())),
             this: this.clone(),
         });
+        let weak = Arc::downgrade(&inner);
+        inner
+            .driver
+            .listen(Arc::new(move |gateway_id: &str, connection_id: &str| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.driver_changed(gateway_id, connection_id);
+                }
+            }));
         let watcher = config.watch_interval.map(|interval| {
             let weak = Arc::downgrade(&inner);
             std::thread::Builder::new()
@@ -364,7 +388,9 @@ impl Inner {
         spec.connections
             .iter()
             .map(|c| {
-                let state = if !c.admin_up {
+                // Administratively down, or the driver's own verdict (no SA) is down.
+                let down = !c.admin_up || self.driver.state(&spec.gateway_id, &c.id) == Some(TunnelState::Down);
+                let state = if down {
                     TunnelState::Down
                 } else if c.health_check.is_some() {
                     health
@@ -470,6 +496,7 @@ impl Inner {
             // Before links are created: `default` values apply to links created later.
             if round == 0 && (created || diffs.creates_links() || !diffs.sysctls.is_empty()) {
                 set_sysctls(&layout, &mut errors);
+                self.driver.prepare(spec, &layout.tunnels).map_err(transient)?;
             }
             let wants = [&layout.underlay, &layout.vpc, &layout.gateway];
             let carrier_pending = wants.iter().zip(&found.ns).any(|(w, f)| layout::carrier_pending(w, f));
@@ -488,6 +515,7 @@ impl Inner {
                         errors.join("; ")
                     )));
                 }
+                self.driver.realize(spec, &layout.tunnels).map_err(transient)?;
                 return Ok(layout);
             }
             let errors_before = errors.len();
@@ -623,6 +651,47 @@ impl Inner {
         }
     }
 
+    /// The driver's verdict on a tunnel changed (an SA came up or went down): re-program the
+    /// kernel and report the tunnel's state as the data plane now sees it.
+    fn driver_changed(&self, gateway_id: &str, connection_id: &str) {
+        // Changes that arrive while a repair of the gateway waits for its lock are covered
+        // by that repair (it reads the tunnel states after taking the lock): one repair for
+        // a burst (50 tunnels coming up), not one each.
+        let first = lock(&self.driver_repairs).insert(gateway_id.to_string());
+        let runtime = lock(&self.gateways).get(gateway_id).cloned();
+        let Some(runtime) = runtime else { return };
+        let spec = if first {
+            // The kernel follows at once; the convergence below verifies it.
+            let kernel_update = self.switch_quickly(gateway_id);
+            let mut runtime = lock(&runtime);
+            lock(&self.driver_repairs).remove(gateway_id);
+            let spec = runtime.spec.clone();
+            if let Some(spec) = &spec {
+                match self.converge(spec) {
+                    Ok(layout) => runtime.layout = Some(layout),
+                    Err(error) => tracing::warn!(gateway_id, %error, "re-programming after a tunnel change failed"),
+                }
+            }
+            runtime.last_switch = Some(json!({
+                "VpnConnectionId": connection_id,
+                "Source": "driver",
+                "KernelUpdateMs": kernel_update.map(|d| d.as_secs_f64() * 1000.0),
+            }));
+            spec
+        } else {
+            lock(&runtime).spec.clone()
+        };
+        let Some(spec) = spec else { return };
+        if let Some(&state) = self.tunnel_states(&spec).get(connection_id) {
+            tracing::info!(gateway_id, connection_id, ?state, "tunnel state changed (driver)");
+            self.push_event(DataPlaneEvent::Tunnel {
+                gateway_id: gateway_id.to_string(),
+                connection_id: connection_id.to_string(),
+                state,
+            });
+        }
+    }
+
     /// Converges a gateway to its last applied spec (after a tunnel change, or on the
     /// watcher's timer: then a difference found is reported as drift first).
     fn repair(&self, gateway_id: &str, report_drift: bool) {
@@ -639,7 +708,7 @@ impl Inner {
             let drifted = self
                 .read_all(&spec)
                 .and_then(|found| self.plan(&spec, &found))
-                .map(|(_, diffs)| !diffs.is_empty())
+                .map(|(layout, diffs)| !diffs.is_empty() || self.driver.drifted(&spec, &layout.tunnels))
                 .unwrap_or(true);
             if !drifted {
                 return;
@@ -799,6 +868,7 @@ impl Inner {
                             "TxPackets": link.map_or(0, |l| l.tx_packets),
                             "RxPackets": link.map_or(0, |l| l.rx_packets),
                             "TunnelConfig": tunnel.want.details,
+                            "TunnelLive": self.driver.live_details(spec.map_or("", |s| s.gateway_id.as_str()), id),
                         })
                     })
                     .collect()
@@ -998,17 +1068,21 @@ impl DataPlane for LinuxDataPlane {
         let inner = &self.inner;
         let runtime = lock(&inner.gateways).remove(gateway_id);
         // Held until the namespaces are gone: a repair in flight finishes first, one waiting
-        // finds the gateway removed.
+        // (a tunnel change, the watcher) finds the gateway removed and no spec to put back.
         let runtime = runtime.unwrap_or_default();
-        let mut runtime = lock(&runtime);
-        runtime.removed = true;
-        for (_, probe) in runtime.probes.drain() {
+        let mut held = lock(&runtime);
+        held.removed = true;
+        held.spec = None;
+        held.layout = None;
+        for (_, probe) in held.probes.drain() {
             probe.stop();
         }
-        drop(runtime.monitor.take());
+        drop(held.monitor.take());
         lock(&inner.health).retain(|(gateway, _), _| gateway != gateway_id);
+        inner.driver.remove_gateway(gateway_id);
         kernel::delete_netns(&inner.names.gateway_ns(gateway_id)).map_err(transient)?;
         kernel::delete_netns(&inner.names.vpc_ns(gateway_id)).map_err(transient)?;
+        drop(held);
         Ok(())
     }
 

@@ -3,16 +3,21 @@
 //! The rest of the crate only needs, per connection, an interface whose TX counters count
 //! what is routed to the connection, and a route target for that interface. A driver says
 //! how to create it, what it must look like when read back, and what a site needs to know to
-//! terminate it. `plain` (VXLAN, unencrypted) is the one this kernel can run; an `ipsec`
-//! driver plugs in behind the same trait.
+//! terminate it. `plain` is VXLAN, unencrypted; `ipsec` (module `ipsec`) negotiates each
+//! tunnel with strongSwan and keeps, beyond the gateway namespace, what that needs (hooks
+//! [`TunnelDriver::prepare`], [`TunnelDriver::realize`], its own tunnel verdict).
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
+use vpnroute_dataplane::{GatewaySpec, TunnelState};
 
 use crate::kernel::{Link, Neighbour, Target, Vxlan};
-use crate::names::stable_hash;
+use crate::layout::TunnelLayout;
+use crate::names::{stable_hash, Names};
 
 /// UDP port of the plain (VXLAN) tunnels (IANA's VXLAN port).
 pub const VXLAN_PORT: u16 = 4789;
@@ -22,6 +27,8 @@ pub const VXLAN_PORT: u16 = 4789;
 pub enum TunnelKind {
     /// Unencrypted VXLAN towards the connection's remote address.
     Plain,
+    /// IKE/IPsec negotiated by strongSwan's charon (module `ipsec`).
+    Ipsec,
 }
 
 impl std::str::FromStr for TunnelKind {
@@ -29,8 +36,8 @@ impl std::str::FromStr for TunnelKind {
     fn from_str(text: &str) -> Result<Self, String> {
         match text {
             "plain" => Ok(TunnelKind::Plain),
-            "ipsec" => Err("tunnel driver \"ipsec\" is not available yet; use \"plain\"".into()),
-            other => Err(format!("unknown tunnel driver {other:?} (known: plain)")),
+            "ipsec" => Ok(TunnelKind::Ipsec),
+            other => Err(format!("unknown tunnel driver {other:?} (known: plain, ipsec)")),
         }
     }
 }
@@ -75,7 +82,36 @@ pub trait TunnelDriver: Send + Sync {
     /// What the tunnel needs. An existing interface whose kind or tunnel parameters differ
     /// from `link` is recreated.
     fn want(&self, plan: &TunnelPlan) -> TunnelWant;
+    /// Before links are written: what they need to exist (the ipsec driver's namespaces).
+    fn prepare(&self, _spec: &GatewaySpec, _tunnels: &BTreeMap<String, TunnelLayout>) -> Result<(), String> {
+        Ok(())
+    }
+    /// After the gateway's namespaces are in sync: what lives beyond them (charon and its
+    /// namespace), including removing what belongs to connections no longer in the spec.
+    fn realize(&self, _spec: &GatewaySpec, _tunnels: &BTreeMap<String, TunnelLayout>) -> Result<(), String> {
+        Ok(())
+    }
+    /// Whether what the driver keeps beyond the gateway's namespaces differs from what
+    /// [`TunnelDriver::realize`] puts there (the watcher then repairs).
+    fn drifted(&self, _spec: &GatewaySpec, _tunnels: &BTreeMap<String, TunnelLayout>) -> bool {
+        false
+    }
+    /// The driver's own verdict on a tunnel (`None`: none, the interface is enough).
+    fn state(&self, _gateway_id: &str, _connection_id: &str) -> Option<TunnelState> {
+        None
+    }
+    /// Live introspection of a tunnel (SA state, SPIs, counters).
+    fn live_details(&self, _gateway_id: &str, _connection_id: &str) -> Value {
+        Value::Null
+    }
+    /// Removes what the driver keeps for a gateway beyond its namespaces.
+    fn remove_gateway(&self, _gateway_id: &str) {}
+    /// Where the driver reports that its verdict on a tunnel changed.
+    fn listen(&self, _listener: ChangeListener) {}
 }
+
+/// Called with (gateway id, connection id) when a driver's tunnel verdict changes.
+pub type ChangeListener = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// The tunnel's own /31 for a slot: the gateway end (even) and the peer end (odd).
 pub fn tunnel_addresses(slot: u32) -> (Ipv4Addr, Ipv4Addr) {
@@ -162,9 +198,10 @@ impl TunnelDriver for PlainVxlan {
     }
 }
 
-pub fn driver(kind: TunnelKind) -> Box<dyn TunnelDriver> {
+pub fn driver(kind: TunnelKind, names: &Names) -> Box<dyn TunnelDriver> {
     match kind {
         TunnelKind::Plain => Box::new(PlainVxlan),
+        TunnelKind::Ipsec => Box::new(crate::ipsec::IpsecDriver::new(names.clone())),
     }
 }
 
@@ -185,7 +222,8 @@ mod tests {
         assert_eq!(mac(0x72, 0x0004d2), "02:76:72:00:04:d2");
         let key = PlainVxlan.preferred_key("vco-1");
         assert!((1..=0x00ff_ffff).contains(&key));
-        assert!("ipsec".parse::<TunnelKind>().is_err());
+        assert_eq!("ipsec".parse::<TunnelKind>(), Ok(TunnelKind::Ipsec));
+        assert!("gre".parse::<TunnelKind>().is_err());
         assert_eq!("plain".parse::<TunnelKind>(), Ok(TunnelKind::Plain));
     }
 }
