@@ -129,7 +129,8 @@ def prefix():
 
 
 def test_linux_dataplane_end_to_end(prefix, server_factory, make_client):
-    srv = server_factory(["--task-duration", "0s", "--dataplane", "linux", "--netns-prefix", prefix])
+    srv = server_factory(["--task-duration", "0s", "--dataplane", "linux", "--tunnels", "plain",
+                          "--netns-prefix", prefix])
     c = make_client(PY_TEA_V3, srv)
     vpc = c.call("CreateVpc", {"RegionId": REGION, "CidrBlock": VPC_CIDR, "VpcName": "dp"})
     wait_for("VPC Available", lambda: c.call("DescribeVpcs", {"RegionId": REGION, "VpcId": vpc["VpcId"]}),

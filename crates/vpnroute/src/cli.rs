@@ -76,9 +76,10 @@ pub struct ServeArgs {
     /// Prefix of every network namespace (and link) the Linux data plane creates or touches.
     #[arg(long, env = "VPNROUTE_NETNS_PREFIX", default_value = "vr-")]
     pub netns_prefix: String,
-    /// Tunnel driver of the Linux data plane: `plain` (VXLAN, unencrypted).
-    #[arg(long, env = "VPNROUTE_TUNNELS", default_value = "plain", value_parser = parse_tunnels)]
-    pub tunnels: vpnroute_dataplane_linux::TunnelKind,
+    /// Tunnel driver of the Linux data plane: `ipsec` (IKE/IPsec by strongSwan's charon; the
+    /// default) or `plain` (VXLAN, unencrypted, for labs).
+    #[arg(long, env = "VPNROUTE_TUNNELS", value_parser = parse_tunnels)]
+    pub tunnels: Option<vpnroute_dataplane_linux::TunnelKind>,
     /// How the Linux data plane puts policy routes in force: `nftables` or `rules` (`ip rule`).
     #[arg(long, env = "VPNROUTE_POLICY_ROUTES", default_value = "nftables", value_parser = parse_policy_routes)]
     pub policy_routes: vpnroute_dataplane_linux::PolicyMode,

@@ -92,7 +92,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::cli::DataPlaneKind::Linux => {
             let linux = vpnroute_dataplane_linux::LinuxDataPlane::new(vpnroute_dataplane_linux::LinuxConfig {
                 prefix: args.netns_prefix.clone(),
-                tunnels: args.tunnels,
+                tunnels: args.tunnels.unwrap_or(vpnroute_dataplane_linux::TunnelKind::Ipsec),
                 policy: args.policy_routes,
                 ..Default::default()
             })
