@@ -75,8 +75,9 @@ class Tea:
         from alibabacloud_tea_openapi import exceptions as tea_exc
         from darabonba.runtime import RuntimeOptions
 
-        snake = "".join("_" + c.lower() if c.isupper() else c for c in action).lstrip("_")
-        method = getattr(self.client, snake + "_with_options")
+        # The SDK's snake case is irregular (`create_vswitch`): match ignoring underscores.
+        wanted = (action + "withoptions").lower()
+        method = next(getattr(self.client, n) for n in dir(self.client) if n.replace("_", "").lower() == wanted)
         req_cls = getattr(self.models, action + "Request", None)
         try:
             if req_cls is None:
@@ -683,10 +684,30 @@ class TableEnv:
         wait_gateway_active(self.c, gw)
         return body["SslVpnServerId"]
 
+    def zone(self) -> str:
+        body = self.c.call("DescribeZones", {"RegionId": REGION})
+        return body["Zones"]["Zone"][0]["ZoneId"]
+
+    def vswitch_params(self) -> Dict[str, Any]:
+        self.n += 1
+        return {"RegionId": REGION, "VpcId": self.st.vpc_id, "ZoneId": self.zone(),
+                "CidrBlock": f"192.168.{200 + self.n % 50}.0/24"}
+
+    def fresh_vswitch(self) -> str:
+        return self.c.call("CreateVSwitch", self.vswitch_params())["VSwitchId"]
+
+    def tag_target(self) -> Dict[str, Any]:
+        return {"RegionId": REGION, "ResourceType": "VPNGATEWAY", "ResourceId": [self.st.gateway_id]}
+
 
 def _r(kind: str, key: Optional[str] = None):
     """Resources: `kind/<params[key]>`, or `kind/*`."""
     return lambda env, p: [env.arn(kind, p[key] if key else "*")]
+
+
+def _tagged(env, p):
+    """Tag actions: one ARN per `ResourceId.N`, of the `ResourceType`'s kind."""
+    return [env.arn(p["ResourceType"].lower(), rid) for rid in p["ResourceId"]]
 
 
 # Action -> (params built on the env, the ARNs Alibaba's table names for them)
@@ -745,6 +766,30 @@ VPC_ACTIONS: Dict[str, Any] = {
                                        _r("vpngateway", "VpnGatewayId")),
     "ModifyVpnPbrRouteEntryAttribute": (lambda env: dict(env.pbr(), Weight=0, Priority=10, NewWeight=100),
                                         _r("vpngateway", "VpnGatewayId")),
+    # Issue 15 (Terraform surface).
+    "TagResources": (lambda env: dict(env.tag_target(), Tag=[{"Key": "team", "Value": "ram"}]), _tagged),
+    "UnTagResources": (lambda env: dict(env.tag_target(), TagKey=["team"]), _tagged),
+    "ListTagResources": (lambda env: env.tag_target(), _tagged),
+    "DescribeVpcAttribute": (lambda env: {"RegionId": REGION, "VpcId": env.st.vpc_id}, _r("vpc", "VpcId")),
+    "CreateVSwitch": (lambda env: env.vswitch_params(),
+                      lambda env, p: [env.arn("vswitch", "*"), env.arn("vpc", p["VpcId"])]),
+    "DescribeVSwitchAttributes": (lambda env: {"RegionId": REGION, "VSwitchId": env.fresh_vswitch()},
+                                  _r("vswitch", "VSwitchId")),
+    "DescribeVSwitches": (lambda env: {"RegionId": REGION, "VpcId": env.st.vpc_id}, _r("vswitch")),
+    "DeleteVSwitch": (lambda env: {"RegionId": REGION, "VSwitchId": env.fresh_vswitch()}, _r("vswitch", "VSwitchId")),
+    "DescribeZones": (lambda env: {"RegionId": REGION}, lambda env, p: ["*"]),
+    "DescribeVpnGatewayAvailableZones": (lambda env: {"RegionId": REGION, "Spec": "10M"}, lambda env, p: ["*"]),
+    "ModifyVpnGatewayAttribute": (lambda env: dict(env.gw(), Name="ram-table-gw"), _r("vpngateway", "VpnGatewayId")),
+    "MoveVpnResourceGroup": (lambda env: {"RegionId": REGION, "InstanceId": env.fresh_cgw(),
+                                          "ResourceType": "CustomerGateway", "NewResourceGroupId": "rg-ramtable"},
+                             _r("customergateway", "InstanceId")),
+    "ModifyVpnConnectionAttribute": (lambda env: {"RegionId": REGION, "VpnConnectionId": env.st.connection_id,
+                                                  "Name": "ram-table-conn"}, _r("vpnconnection", "VpnConnectionId")),
+    "ModifyCustomerGatewayAttribute": (lambda env: {"RegionId": REGION, "CustomerGatewayId": env.st.cgw_id,
+                                                    "Name": "ram-table-cgw"},
+                                       _r("customergateway", "CustomerGatewayId")),
+    "ModifySslVpnServer": (lambda env: {"RegionId": REGION, "SslVpnServerId": env.ssl_server(), "Name": "ram-table-ssl"},
+                           _r("sslvpnserver", "SslVpnServerId")),
 }
 
 
@@ -785,10 +830,12 @@ def test_every_vpc_action_allowed_and_denied(action, root, table_env):
     custom_policy(root, doc(allow(f"vpc:{action}", arns)), user=only.user_name)
     body = call_retrying(only.api("vpc"), action, params)
     assert body.get("RequestId"), body
-    # Let the gateway's task finish before the next action changes it.
-    changed = action.startswith(("Create", "Delete", "Modify", "Publish")) and action != "DeleteVpnGateway"
-    if changed and "VpnGatewayId" in params:
-        wait_gateway_active(table_env.c, params["VpnGatewayId"])
+    # Let the gateway's task finish before the next action changes it (a connection's or SSL
+    # server's change may keep the shared gateway busy too).
+    if action.startswith(("Create", "Delete", "Modify", "Publish")):
+        if "VpnGatewayId" in params and action != "DeleteVpnGateway":
+            wait_gateway_active(table_env.c, params["VpnGatewayId"])
+        wait_gateway_active(table_env.c, table_env.st.gateway_id)
 
 
 # --------------------------------------------------------------------------- Node SDKs
