@@ -433,3 +433,32 @@ pub fn explained(lab: &Lab, source: &str, dest: &str) -> Option<String> {
     assert_eq!(why["Agree"], true, "kernel and engine disagree: {why:#}");
     why["Kernel"]["VpnConnectionId"].as_str().map(str::to_string)
 }
+
+/// Command line of the data-plane benchmark binaries: `[WHAT] [--name N]…` (WHAT defaults to
+/// `all`).
+pub struct BenchArgs {
+    pub what: String,
+    args: Vec<String>,
+}
+
+impl BenchArgs {
+    pub fn from_env() -> BenchArgs {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let what = args
+            .first()
+            .filter(|a| !a.starts_with("--"))
+            .cloned()
+            .unwrap_or_else(|| "all".into());
+        BenchArgs { what, args }
+    }
+
+    /// The numeric value after `name`, or `default`.
+    pub fn flag(&self, name: &str, default: usize) -> usize {
+        self.args
+            .iter()
+            .position(|a| a == name)
+            .and_then(|i| self.args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+}

@@ -24,19 +24,9 @@ use vpnroute_dataplane_linux::PolicyMode;
 const REPEATS: usize = 3;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let what = args
-        .first()
-        .filter(|a| !a.starts_with("--"))
-        .cloned()
-        .unwrap_or_else(|| "all".into());
-    let flag = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let args = BenchArgs::from_env();
+    let what = args.what.as_str();
+    let flag = |name: &str, default: usize| args.flag(name, default);
     let connections = flag("--connections", 50);
     let seconds = flag("--seconds", 5);
     if !ipsec_ready("vpnroute-ipsec-bench") {
