@@ -270,11 +270,13 @@ impl Reconciler {
     }
 
     /// Reconcile a claim taken elsewhere (in the transaction of the request that made the
-    /// change, so that the request is answered without waiting for a pass), then wake
-    /// [`run`](Self::run) for whatever else has come due meanwhile.
+    /// change, so that the request is answered without waiting for a pass), then, if requests
+    /// still wait (for a version the claim held the gateway against), wake [`run`](Self::run).
     pub fn reconcile_claimed(&self, claim: &Claim, now_ms: i64) -> Outcome {
         let outcome = self.reconcile_claim(claim, now_ms);
-        self.wake();
+        if !self.lock_waiters().is_empty() {
+            self.wake();
+        }
         outcome
     }
 
