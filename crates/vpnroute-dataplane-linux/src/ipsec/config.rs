@@ -25,7 +25,7 @@ use std::path::Path;
 
 use ipnet::Ipv4Net;
 use serde_json::Value;
-use vpnroute_dataplane::ConnectionSpec;
+use vpnroute_dataplane::{ConnectionSpec, TunnelConfigBlock, Unsupported};
 use vpnroute_vici::Message;
 
 /// Seconds of silence before a DPD probe.
@@ -35,24 +35,6 @@ pub const RETRANSMIT_TIMEOUT_S: f64 = 0.4;
 /// … then this many more, each after the same delay (`retransmit_base = 1`): a dead peer is
 /// declared after `RETRANSMIT_TIMEOUT_S * (RETRANSMIT_TRIES + 1)` = 1.2 s of silence.
 pub const RETRANSMIT_TRIES: u32 = 2;
-
-/// A parameter this data plane cannot put in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unsupported {
-    /// `IkeConfig.IkeEncAlg` style path of the parameter.
-    pub parameter: String,
-    pub value: String,
-}
-
-impl std::fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {:?} is not supported by the ipsec tunnel driver",
-            self.parameter, self.value
-        )
-    }
-}
 
 fn text(config: &Value, key: &str) -> Option<String> {
     match &config[key] {
@@ -140,7 +122,12 @@ pub fn check(connection: &ConnectionSpec, local_address: &str) -> Result<TunnelC
         })
     };
     let unsupported = |section: &str, key: &str| Unsupported {
-        parameter: format!("{section}.{key}"),
+        block: if section == "IkeConfig" {
+            TunnelConfigBlock::Ike
+        } else {
+            TunnelConfigBlock::Ipsec
+        },
+        member: key.to_string(),
         value: get(section, key),
     };
     let mapped = |section: &str, key: &str, map: fn(&str) -> Option<&'static str>| {
@@ -208,8 +195,9 @@ pub fn check(connection: &ConnectionSpec, local_address: &str) -> Result<TunnelC
 }
 
 /// The first IkeConfig/IpsecConfig parameter this driver cannot put in force, for the API
-/// to refuse at CreateVpnConnection/ModifyVpnConnectionAttribute (before any tunnel exists).
-/// A missing Psk is not a refusal: the API generates one.
+/// to refuse at CreateVpnConnection/ModifyVpnConnectionAttribute (before any tunnel exists;
+/// [`vpnroute_dataplane::DataPlane::unsupported_tunnel`] of the Linux data plane with this
+/// driver). A missing Psk is not a refusal: the API generates one.
 pub fn unsupported(ike_config: &Value, ipsec_config: &Value) -> Option<Unsupported> {
     let mut ike = ike_config.clone();
     if text(&ike, "Psk").is_none_or(|psk| psk.is_empty()) {
@@ -474,7 +462,7 @@ mod tests {
             (json!({}), json!({}), "IkeConfig.Psk"),
         ] {
             let error = check(&connection(ike, ipsec), "47.0.0.1").unwrap_err();
-            assert_eq!(error.parameter, parameter);
+            assert_eq!(error.parameter(), parameter);
         }
     }
 
@@ -482,7 +470,7 @@ mod tests {
     fn the_api_check_names_the_first_unsupported_parameter() {
         assert_eq!(unsupported(&json!({}), &json!({})), None, "defaults, Psk generated");
         let refused = unsupported(&json!({"IkeEncAlg": "aes"}), &json!({"IpsecAuthAlg": "sm3"})).unwrap();
-        assert_eq!(refused.parameter, "IpsecConfig.IpsecAuthAlg");
+        assert_eq!(refused.parameter(), "IpsecConfig.IpsecAuthAlg");
         assert_eq!(refused.value, "sm3");
         assert!(unsupported(
             &json!({"IkeVersion": "ikev2", "IkePfs": "group14"}),
