@@ -340,6 +340,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unsupported_member_names_its_parameter() {
+        let refused = Unsupported {
+            block: TunnelConfigBlock::Ipsec,
+            member: "IpsecAuthAlg".into(),
+            value: "sm3".into(),
+        };
+        assert_eq!(refused.parameter(), "IpsecConfig.IpsecAuthAlg");
+        assert_eq!(TunnelConfigBlock::Ike.tunnel_name(), "TunnelIkeConfig");
+        assert_eq!(
+            refused.to_string(),
+            "IpsecConfig.IpsecAuthAlg \"sm3\" is not supported by this data plane's tunnels"
+        );
+    }
+
+    #[test]
     fn the_slave_carries_traffic_only_while_the_master_is_down() {
         let pair = [tunnel("tun-s", TunnelRole::Slave), tunnel("tun-m", TunnelRole::Master)];
         let id = |up: &[&str]| tunnel_in_use(&pair, |t| up.contains(&t)).map(|t| t.id.clone());

@@ -25,7 +25,7 @@ use std::path::Path;
 
 use ipnet::Ipv4Net;
 use serde_json::Value;
-use vpnroute_dataplane::{ConnectionSpec, TunnelConfigBlock, Unsupported};
+use vpnroute_dataplane::{ConnectionSpec, TunnelConfigBlock, TunnelRole, Unsupported};
 use vpnroute_vici::Message;
 
 /// Seconds of silence before a DPD probe.
@@ -109,9 +109,20 @@ pub struct TunnelConfig {
     pub force_encap: bool,
 }
 
-/// Checks a connection's parameters and maps them (see the module doc).
+/// Checks a connection's parameters and maps them (see the module doc). A dual-tunnel
+/// connection's tunnel is its master tunnel, with the master's own TunnelIkeConfig /
+/// TunnelIpsecConfig, EnableDpd and EnableNatTraversal (the slave is not built yet).
 pub fn check(connection: &ConnectionSpec, local_address: &str) -> Result<TunnelConfig, Unsupported> {
-    let (ike, ipsec) = (&connection.ike_config, &connection.ipsec_config);
+    let master = connection.tunnels.iter().find(|t| t.role == TunnelRole::Master);
+    let (ike, ipsec, dpd, encap) = match master {
+        Some(t) => (&t.ike_config, &t.ipsec_config, t.enable_dpd, t.enable_nat_traversal),
+        None => (
+            &connection.ike_config,
+            &connection.ipsec_config,
+            connection.enable_dpd,
+            connection.enable_nat_traversal,
+        ),
+    };
     let get = |section: &str, key: &str| -> String {
         let config = if section == "IkeConfig" { ike } else { ipsec };
         text(config, key).unwrap_or_else(|| {
@@ -189,8 +200,8 @@ pub fn check(connection: &ConnectionSpec, local_address: &str) -> Result<TunnelC
         psk,
         local_ts: or_any(&connection.local_subnets),
         remote_ts: or_any(&connection.remote_subnets),
-        dpd: connection.enable_dpd,
-        force_encap: connection.enable_nat_traversal,
+        dpd,
+        force_encap: encap,
     })
 }
 
@@ -477,6 +488,28 @@ mod tests {
             &json!({"IpsecPfs": "disabled"})
         )
         .is_none());
+    }
+
+    #[test]
+    fn a_dual_tunnel_connection_uses_its_master_tunnels_parameters() {
+        let mut c = connection(json!({"Psk": "connection-level"}), json!({}));
+        let tunnel = |role, psk: &str, enc: &str| vpnroute_dataplane::TunnelSpec {
+            id: format!("tun-{psk}"),
+            role,
+            local_ip: "47.0.0.1".parse().unwrap(),
+            remote_ip: "198.51.100.7".parse().unwrap(),
+            admin_up: true,
+            ike_config: json!({"IkeVersion": "ikev2", "IkeEncAlg": enc, "Psk": psk}),
+            ipsec_config: json!({"IpsecAuthAlg": "sha256"}),
+            enable_dpd: false,
+            enable_nat_traversal: true,
+        };
+        c.tunnels = vec![tunnel(TunnelRole::Slave, "slave", "sm4"), tunnel(TunnelRole::Master, "master", "aes256")];
+        let config = check(&c, "47.0.0.1").unwrap();
+        assert_eq!(config.psk, "master");
+        assert_eq!(config.ike_proposal, "aes256-md5-modp1024");
+        assert_eq!(config.esp_proposal, "aes128-sha256-modp1024");
+        assert_eq!((config.version, config.dpd), (2, false));
     }
 
     #[test]
