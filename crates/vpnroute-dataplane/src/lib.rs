@@ -315,7 +315,11 @@ pub trait DataPlane: Send + Sync {
     /// as CreateVpnConnection completes them) this data plane cannot put in force, checked by
     /// the API before any tunnel exists. Default: `None`, everything Alibaba accepts (the
     /// `sim` data plane).
-    fn unsupported_tunnel(&self, ike_config: &serde_json::Value, ipsec_config: &serde_json::Value) -> Option<Unsupported> {
+    fn unsupported_tunnel(
+        &self,
+        ike_config: &serde_json::Value,
+        ipsec_config: &serde_json::Value,
+    ) -> Option<Unsupported> {
         let _ = (ike_config, ipsec_config);
         None
     }

@@ -101,7 +101,11 @@ const OUT_OF_LIST: &[(&str, &str, &str)] = &[
     ("IkeConfig", r#"{"IkeLifetime":-1}"#, "IkeConfig.IkeLifetime"),
     ("IkeConfig", r#"{"IkeLifetime":"soon"}"#, "IkeConfig.IkeLifetime"),
     ("IkeConfig", r#"{"IkeEncAlg":5}"#, "IkeConfig.IkeEncAlg"),
-    ("IpsecConfig", r#"{"IpsecEncAlg":"chacha20"}"#, "IpsecConfig.IpsecEncAlg"),
+    (
+        "IpsecConfig",
+        r#"{"IpsecEncAlg":"chacha20"}"#,
+        "IpsecConfig.IpsecEncAlg",
+    ),
     ("IpsecConfig", r#"{"IpsecAuthAlg":"sha3"}"#, "IpsecConfig.IpsecAuthAlg"),
     ("IpsecConfig", r#"{"IpsecPfs":"group19"}"#, "IpsecConfig.IpsecPfs"),
     ("IpsecConfig", r#"{"IpsecLifetime":90000}"#, "IpsecConfig.IpsecLifetime"),
@@ -119,7 +123,11 @@ fn values_outside_alibabas_lists_are_refused_and_shangmi_is_accepted_by_the_sim(
     assert_eq!(r.status, 200, "{}", r.body);
     let vco = r.json()["VpnConnectionId"].as_str().unwrap().to_string();
     for (param, value, refused) in OUT_OF_LIST {
-        let (ike, ipsec) = if *param == "IkeConfig" { (*value, "{}") } else { ("{}", *value) };
+        let (ike, ipsec) = if *param == "IkeConfig" {
+            (*value, "{}")
+        } else {
+            ("{}", *value)
+        };
         assert_refused(&create(&mut c, &gw, &cgw, ike, ipsec), refused);
         assert_refused(&modify(&mut c, &vco, &[(*param, *value)]), refused);
     }
@@ -221,13 +229,14 @@ fn the_ipsec_data_plane_refuses_shangmi_at_the_api() {
     ] {
         let r = create(&mut c, &gw, &cgw, ike, ipsec);
         assert_refused(&r, refused);
-        assert!(r.body.contains("not supported by this gateway's IPsec tunnels"), "{}", r.body);
+        assert!(
+            r.body.contains("not supported by this gateway's IPsec tunnels"),
+            "{}",
+            r.body
+        );
     }
     let r = c
-        .call(
-            "DescribeVpnConnections",
-            &[("RegionId", REGION), ("VpnGatewayId", &gw)],
-        )
+        .call("DescribeVpnConnections", &[("RegionId", REGION), ("VpnGatewayId", &gw)])
         .unwrap();
     assert_eq!(r.json()["TotalCount"], 0, "a refused connection was stored: {}", r.body);
 
@@ -268,7 +277,12 @@ fn the_ipsec_data_plane_refuses_shangmi_at_the_api() {
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = call_retrying(&mut c, "DeleteVpnGateway", &[("RegionId", REGION), ("VpnGatewayId", &gw)]).unwrap();
+    let r = call_retrying(
+        &mut c,
+        "DeleteVpnGateway",
+        &[("RegionId", REGION), ("VpnGatewayId", &gw)],
+    )
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     // Only the underlay, shared by the prefix's gateways, stays.
     let underlay = format!("{prefix}ul");

@@ -112,7 +112,12 @@ fn configs(
 /// driver has no ShangMi transforms), before any tunnel exists. `tunnel`: the
 /// `TunnelOptionsSpecification.N` the configs came from (`None`: the connection's own).
 /// `InvalidParameter` naming the member, as for a value outside Alibaba's lists.
-fn check_supported(ctx: &OpCtx<'_>, ike: &Value, ipsec_cfg: &Value, tunnel: Option<&TunnelInput>) -> Result<(), ApiError> {
+fn check_supported(
+    ctx: &OpCtx<'_>,
+    ike: &Value,
+    ipsec_cfg: &Value,
+    tunnel: Option<&TunnelInput>,
+) -> Result<(), ApiError> {
     let Some(refused) = ctx.app.data_plane.unsupported_tunnel(ike, ipsec_cfg) else {
         return Ok(());
     };

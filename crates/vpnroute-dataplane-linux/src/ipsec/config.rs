@@ -504,7 +504,10 @@ mod tests {
             enable_dpd: false,
             enable_nat_traversal: true,
         };
-        c.tunnels = vec![tunnel(TunnelRole::Slave, "slave", "sm4"), tunnel(TunnelRole::Master, "master", "aes256")];
+        c.tunnels = vec![
+            tunnel(TunnelRole::Slave, "slave", "sm4"),
+            tunnel(TunnelRole::Master, "master", "aes256"),
+        ];
         let config = check(&c, "47.0.0.1").unwrap();
         assert_eq!(config.psk, "master");
         assert_eq!(config.ike_proposal, "aes256-md5-modp1024");
