@@ -269,6 +269,10 @@ impl DataPlane for SimDataPlane {
         "sim"
     }
 
+    fn applies_inline(&self) -> bool {
+        true
+    }
+
     fn apply(&self, spec: &GatewaySpec) -> Result<(), DataPlaneError> {
         let desired = engine_routes(&spec.gateway_id, &spec.routes)?;
         let mut budget = Budget {
