@@ -305,7 +305,9 @@ impl<'s> PgTx<'s> {
         let pending = self.pending.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;
-        let slot = self.store.slot;
+        // Any slot: the generation is their sum. A random one per commit, so that writers
+        // committing side by side do not queue on one row's lock.
+        let slot = rand::random_range(0..crate::GEN_SLOTS);
         let result = self.store.block(after(client, pending, async {
             // Prepared (once per connection) before any of the three goes out, so that they
             // travel in this order in one round trip.
