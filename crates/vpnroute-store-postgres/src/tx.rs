@@ -598,6 +598,12 @@ impl ReadTx for PgTx<'_> {
         PgTx::ram_directory(self, account_id)
     }
 
+    fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .query_opt("SELECT value FROM settings WHERE name = $1", &[&name])?
+            .map(|r| r.get(0)))
+    }
+
     fn resource_owner(&self, kind: ResourceKind, id: &str) -> Result<Option<(String, String)>, StoreError> {
         self.cached_or(
             || Query::ResourceOwner(kind, id.to_string()),
@@ -897,6 +903,14 @@ impl WriteTx for PgTx<'_> {
 
     fn delete_access_key(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.execute("DELETE FROM access_keys WHERE id = $1", &[&id])? > 0)
+    }
+
+    fn put_setting_if_absent(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO settings(name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &value],
+        )?;
+        Ok(())
     }
 
     fn put_ram_directory(&self, account_id: &str, doc: &str) -> Result<(), StoreError> {
