@@ -182,7 +182,7 @@ impl dyn Store + '_ {
         self.write_queued_as(false, f)
     }
 
-    /// [`write_queued`](Self::write_queued) through [`Store::submit_write_deferred`]: may
+    /// `write_queued` through [`Store::submit_write_deferred`]: may
     /// wait for a request's write to share its commit.
     pub fn write_queued_deferred<T: Send + 'static>(
         &self,
@@ -227,10 +227,10 @@ impl dyn Store + '_ {
     }
 }
 
-/// What [`Store::write_then`](trait.Store.html#method.write_then) calls with the outcome.
+/// What `write_then` (on `dyn Store`) calls with the outcome.
 pub type WriteDone<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
 
-/// The [`WriteJob`] of [`Store::write_then`](trait.Store.html#method.write_then).
+/// The [`WriteJob`] of `write_then` (on `dyn Store`).
 struct QueuedWrite<F, T> {
     f: F,
     result: Option<Result<T, StoreError>>,
