@@ -4,6 +4,8 @@
 //! is built here from the stored documents (gateway, VPC, connections, customer gateways) and
 //! the gateway's routes at that version. Recording a version also ends the gateway's busy
 //! state (`updating`/`provisioning` → `active`) when no task remains, in the same transaction.
+//! The store's [`ChangeFeed`](vpnroute_store::ChangeFeed) is the reconciler's generation (other
+//! replicas' commits move it, so their recorded versions are mirrored).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -315,6 +317,10 @@ impl ReconcileStore for StoreReconcile {
                     .collect())
             })
             .map_err(failure)
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.store.change_feed().current())
     }
 
     fn next_wake(&self, now_ms: i64) -> Result<Option<i64>, StoreFailure> {

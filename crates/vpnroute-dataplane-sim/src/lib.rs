@@ -269,6 +269,11 @@ impl DataPlane for SimDataPlane {
         "sim"
     }
 
+    /// In memory: each process (replica) holds its own copy.
+    fn per_process(&self) -> bool {
+        true
+    }
+
     fn apply(&self, spec: &GatewaySpec) -> Result<(), DataPlaneError> {
         let desired = engine_routes(&spec.gateway_id, &spec.routes)?;
         let mut budget = Budget {
