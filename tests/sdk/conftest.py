@@ -13,6 +13,9 @@
 
 On a test failure the part of each server's log (stderr + stdout) written during the test
 is attached to the report.
+
+``VPNROUTE_SDK_STORE=postgres``: every server runs on a PostgreSQL database of its own (see
+``server.py``); ``@pytest.mark.sqlite_only(reason)`` skips a test there.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from clients import (  # noqa: E402
     make_client as _make_client,
     scrub_proxy_env,
 )
-from server import LIVE_SERVERS, Server  # noqa: E402
+from server import LIVE_SERVERS, SDK_STORE, Server, drop_created_databases, on_postgres  # noqa: E402
 
 # Python SDKs honour proxy variables even for 127.0.0.1 (sdk-wire.md §2, §7.14).
 scrub_proxy_env()
@@ -81,6 +84,27 @@ def pytest_runtest_makereport(item, call):
 
 
 # --------------------------------------------------------------------------- servers
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only(reason): needs the SQLite store (skipped on PostgreSQL)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not on_postgres():
+        return
+    for item in items:
+        m = item.get_closest_marker("sqlite_only")
+        if m is not None:
+            reason = m.args[0] if m.args else m.kwargs.get("reason", "SQLite store only")
+            item.add_marker(pytest.mark.skip(reason=f"SQLite store only: {reason}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_databases():
+    """PostgreSQL run: the databases the servers created are dropped at the end."""
+    yield
+    drop_created_databases()
 
 
 @pytest.fixture(scope="session")
@@ -189,7 +213,8 @@ def pytest_report_header(config):
     from server import vpnroute_bin
 
     return [f"vpnroute binary: {vpnroute_bin()} (exists: {vpnroute_bin().exists()})",
-            f"proxy env scrubbed; NO_PROXY={os.environ.get('NO_PROXY')}"]
+            f"proxy env scrubbed; NO_PROXY={os.environ.get('NO_PROXY')}",
+            f"store: {SDK_STORE} (VPNROUTE_SDK_STORE)"]
 
 
 @pytest.fixture
