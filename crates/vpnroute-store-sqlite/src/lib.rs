@@ -22,7 +22,7 @@
 //! * Durability: `synchronous=NORMAL` in WAL mode loses nothing on a process crash
 //!   (`kill -9`); `--sync full` (`Durability::Full`) also survives power loss.
 
-pub mod cache;
+pub use vpnroute_store::cache;
 mod generation;
 mod nonces;
 mod reconcile;

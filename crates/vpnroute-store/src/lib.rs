@@ -19,6 +19,7 @@
 //! * `Store::read` ([`Store::read_with`]) runs a closure on one consistent committed snapshot;
 //!   `Store::read_fast` ([`Store::read_fast_with`]) may answer from a read cache (and may run the closure twice).
 
+pub mod cache;
 mod local;
 mod tx;
 mod types;

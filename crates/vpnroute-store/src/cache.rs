@@ -1,13 +1,14 @@
-//! The read cache: results of the read queries that every Describe call makes (access keys,
-//! resource documents and owners, resource and route pages, counters), kept in memory and
-//! tagged with the **commit generation** they were read at.
+//! The read cache shared by the backends: results of the read queries that every Describe
+//! call makes (access keys, resource documents and owners, resource and route pages,
+//! counters), kept in memory and tagged with the **commit generation** they were read at.
 //!
-//! Why it is exact, not "eventually" right: every write transaction increments
-//! `store_meta.commit_seq` just before it commits — including those of another process such
-//! as `vpnroute admin`, since they go through the same [`crate::SqliteStore::write`]. A read
-//! transaction reads that value first, which also fixes its WAL snapshot. It takes a cached
-//! result only if that result was read at the same generation, and what it reads from SQLite
-//! belongs to that generation too, so a reader sees exactly its snapshot, cached or not.
+//! Why it is exact, not "eventually" right: every write transaction moves the backend's
+//! commit generation inside the transaction, just before it commits (SQLite:
+//! `store_meta.commit_seq`; PostgreSQL: the sum of the `store_gen` slots) — including those of
+//! another process such as `vpnroute admin` or another replica. A read transaction reads
+//! that value first, in its own snapshot. It takes a cached result only if that result was
+//! read at the same generation, and what it reads from the database belongs to that
+//! generation too, so a reader sees exactly its snapshot, cached or not.
 //!
 //! A newer generation empties the cache. Under load reads outnumber writes by far, and a
 //! whole-cache flush keeps writes free of any per-entry bookkeeping; the cache is also
@@ -19,15 +20,15 @@ use std::sync::{Arc, Mutex};
 
 use vpnroute_domain::model::RouteKind;
 
-use vpnroute_store::ResourceKind;
+use crate::ResourceKind;
 
 /// Entries kept before the cache is emptied (a page of 50 routes is ~10 KiB, so the bound is
 /// in the hundreds of MiB only if every entry were a full page; in practice far less).
-pub(crate) const MAX_ENTRIES: usize = 16_384;
+pub const MAX_ENTRIES: usize = 16_384;
 
 /// One cached query and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Query {
+pub enum Query {
     AccessKey(String),
     /// An account's RAM directory document.
     RamDirectory(String),
@@ -56,13 +57,13 @@ struct Entries {
 
 /// Query results by [`Query`], valid for one commit generation.
 #[derive(Default)]
-pub(crate) struct ReadCache {
+pub struct ReadCache {
     entries: Mutex<Entries>,
 }
 
 impl ReadCache {
     /// The result cached for `query` at exactly `generation`, if any.
-    pub(crate) fn get<V: Clone + 'static>(&self, generation: u64, key: &Query) -> Option<V> {
+    pub fn get<V: Clone + 'static>(&self, generation: u64, key: &Query) -> Option<V> {
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if e.generation != generation {
             if e.generation < generation {
@@ -77,7 +78,7 @@ impl ReadCache {
 
     /// Remember `value` as the result of `key` at `generation` (ignored if the cache has
     /// moved on to a newer generation: a slow reader never overwrites newer results).
-    pub(crate) fn put<V: Send + Sync + 'static>(&self, generation: u64, key: Query, value: V) {
+    pub fn put<V: Send + Sync + 'static>(&self, generation: u64, key: Query, value: V) {
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if e.generation > generation {
             return;
@@ -89,9 +90,13 @@ impl ReadCache {
         e.map.insert(key, Arc::new(value));
     }
 
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.entries.lock().unwrap().map.len()
+    /// Entries held (tests, metrics).
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

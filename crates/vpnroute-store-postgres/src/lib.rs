@@ -1,0 +1,449 @@
+//! # vpnroute-store-postgres
+//!
+//! The PostgreSQL implementation of the `vpnroute-store` traits, for one or several
+//! `vpnroute serve` replicas on one database: [`PgStore`] (transactions, group commit, the
+//! read cache), [`PgNonces`] (signature nonces shared by every replica), [`PgRateLimiter`]
+//! (shared fixed-window counters) and the commit generation ([`PgStore::change_feed`]).
+//! Driver: `tokio-postgres` with a `deadpool-postgres` pool; tokio-postgres is used nowhere
+//! else.
+//!
+//! * **Sync traits over an async driver.** The store traits are synchronous. The store owns a
+//!   small tokio runtime (two worker threads) that runs the connections; each query is
+//!   `block_on`-ed on the calling thread. A call from a tokio worker thread (the server runs
+//!   short reads inline on its runtime) is wrapped in `tokio::task::block_in_place`, and one
+//!   from a current-thread runtime runs on a scoped helper thread, so no caller can make
+//!   `block_on` panic.
+//! * **Isolation.** Write transactions run at READ COMMITTED with explicit row locks:
+//!   [`vpnroute_store::WriteTx::lock_gateway`] is `SELECT … FOR UPDATE` on the gateway's row
+//!   of `gateway_locks`, so check-then-insert logic on a gateway is serialised across
+//!   replicas, and each statement after the lock sees every transaction committed before it
+//!   was granted (under REPEATABLE READ the snapshot would predate the lock and the check
+//!   would miss the other writer's row). Read transactions run at REPEATABLE READ READ ONLY:
+//!   one consistent snapshot, never a serialization failure.
+//! * **Retries.** Serialization failures (40001), deadlocks (40P01), lock timeouts (55P03,
+//!   `lock_timeout` is 5 s), too many connections (53300), an administrator's shutdown and a
+//!   lost connection are [`StoreError::Retryable`]: [`Store::submit_write`] reruns the batch
+//!   up to [`vpnroute_store::WRITE_RETRIES`] times, then the request is answered
+//!   `ServiceUnavailable` (503). Unique and foreign-key violations are
+//!   [`StoreError::Constraint`], a full disk [`StoreError::Unavailable`].
+//! * **Round trips.** Statements are prepared once per connection (deadpool's statement
+//!   cache); transaction control (`BEGIN`, savepoints) is sent in the same round trip as the
+//!   next statement, and the commit (generation bump, `COMMIT`, `NOTIFY`) is one round trip.
+//! * **Group commit.** Write requests ([`Store::submit_write`]) go to one writer thread per
+//!   store, which runs as many as are waiting in one transaction, each in its own savepoint
+//!   (as the SQLite store does; see `writer.rs`).
+//! * **What a read sees** (see [`PgStore::read_fast`]): every read asks PostgreSQL for the
+//!   commit generation first, so it never answers older than any commit acknowledged by any
+//!   replica before the read began; cached results are used only at exactly that generation.
+//! * **Migrations** (`schema.rs`): embedded, versioned (`schema_migrations`), applied at open
+//!   under a session advisory lock: the first replica migrates, the others wait and find
+//!   nothing to do.
+
+mod nonces;
+mod reconcile;
+mod schema;
+mod tx;
+mod writer;
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+use vpnroute_store::cache::ReadCache;
+use vpnroute_store::{ChangeFeed, ReadFnMut, ReadTx, Store, StoreError, WriteFnMut, WriteJob, WriteTx};
+
+pub use nonces::{PgNonces, PgRateLimiter};
+pub use tx::PgTx;
+
+/// Connections for read transactions and for the writer (the pool grows on demand).
+const POOL_SIZE: usize = 12;
+/// Connections for nonces and rate-limit counters (asynchronous commit, see [`PgNonces`]).
+const FAST_POOL_SIZE: usize = 6;
+/// How long a request waits for a free connection before it is answered busy.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+/// The NOTIFY channel carrying the commit generation.
+const CHANNEL: &str = "vpnroute_gen";
+/// Number of `store_gen` slots (migration 001).
+const GEN_SLOTS: i32 = 64;
+
+/// A PostgreSQL database as the store, from a `postgres://user[:password]@host:port/db`
+/// connection string (or a `key=value` one).
+pub struct PgStore {
+    me: Weak<PgStore>,
+    rt: tokio::runtime::Runtime,
+    pool: Pool,
+    fast_pool: Pool,
+    location: String,
+    /// This store's writers add to this slot of `store_gen`.
+    slot: i32,
+    cache: ReadCache,
+    generation: Generation,
+    queue: OnceLock<Mutex<Sender<Box<dyn WriteJob>>>>,
+    /// Keeps the LISTEN connection's task alive with the store.
+    _listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The newest commit generation this process has seen (a commit of its own, a read's
+/// snapshot, or a NOTIFY from another replica).
+#[derive(Default)]
+pub(crate) struct Generation(Arc<AtomicU64>);
+
+impl ChangeFeed for Generation {
+    fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn publish(&self, generation: u64) {
+        self.0.fetch_max(generation, Ordering::AcqRel);
+    }
+}
+
+/// A PostgreSQL error as the store's error class.
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    let text = match e.as_db_error() {
+        Some(db) => format!("postgres: {} ({})", db.message(), db.code().code()),
+        None => format!("postgres: {e}"),
+    };
+    let retryable = |_: &tokio_postgres::Error| StoreError::Retryable(text.clone());
+    match e.code() {
+        None if e.is_closed() => retryable(&e),
+        None => match e.as_db_error() {
+            Some(_) => StoreError::Backend(text),
+            // An I/O error or a connection lost mid-query.
+            None => retryable(&e),
+        },
+        Some(code) => {
+            if [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::LOCK_NOT_AVAILABLE,
+                SqlState::TOO_MANY_CONNECTIONS,
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::QUERY_CANCELED,
+            ]
+            .contains(code)
+            {
+                retryable(&e)
+            } else if code.code().starts_with("23") {
+                StoreError::Constraint(text)
+            } else if *code == SqlState::DISK_FULL || *code == SqlState::OUT_OF_MEMORY {
+                StoreError::Unavailable(text)
+            } else {
+                StoreError::Backend(text)
+            }
+        }
+    }
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_err(e),
+        e => StoreError::Retryable(format!("postgres pool: {e}")),
+    }
+}
+
+/// `postgres://user@host:port/db` of a configuration, never its password.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        config.get_user().unwrap_or(""),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// Run `f` where it may block: inside `block_in_place` on a tokio worker thread.
+pub(crate) fn section<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+impl PgStore {
+    /// Connect to the database of `url`, apply the migrations (under the migration lock) and
+    /// start listening for other replicas' commits. Fails (without panicking) on a bad
+    /// string or an unreachable database.
+    pub fn open(url: &str) -> Result<Arc<PgStore>, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Other(format!("bad PostgreSQL connection string: {e}")))?;
+        if config.get_hosts().is_empty() {
+            config.host("localhost");
+        }
+        config.application_name("vpnroute");
+        config.connect_timeout(Duration::from_secs(10));
+        config.options("-c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000");
+        let location = describe(&config);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Other(format!("postgres runtime: {e}")))?;
+        let make_pool = |config: tokio_postgres::Config, size: usize| {
+            let manager = Manager::from_config(
+                config,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(POOL_WAIT))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| StoreError::Other(format!("postgres pool: {e}")))
+        };
+        let pool = make_pool(config.clone(), POOL_SIZE)?;
+        // Nonces and rate-limit windows: committed without waiting for the WAL flush (see
+        // `PgNonces`); visible to every replica at once all the same.
+        let mut fast = config.clone();
+        fast.options("-c lock_timeout=5000 -c synchronous_commit=off");
+        let fast_pool = make_pool(fast, FAST_POOL_SIZE)?;
+        let generation = Generation::default();
+        let listener = rt.block_on(async {
+            let client = pool
+                .get()
+                .await
+                .map_err(|e| StoreError::Other(format!("{location}: cannot connect: {e}")))?;
+            schema::migrate(&client).await?;
+            let g = current_generation(&client).await?;
+            generation.publish(g);
+            Ok::<_, StoreError>(listen(config.clone(), generation.0.clone()).await)
+        })?;
+        let slot = rand::random_range(0..GEN_SLOTS);
+        Ok(Arc::new_cyclic(|me| PgStore {
+            me: me.clone(),
+            rt,
+            pool,
+            fast_pool,
+            location,
+            slot,
+            cache: ReadCache::default(),
+            generation,
+            queue: OnceLock::new(),
+            _listener: listener,
+        }))
+    }
+
+    /// Run `f` to completion on this store's runtime, from any thread.
+    pub(crate) fn block<F>(&self, f: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        match tokio::runtime::Handle::try_current() {
+            Err(_) => self.rt.block_on(f),
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.rt.block_on(f))
+            }
+            // A current-thread runtime cannot lend its thread: block another one.
+            Ok(_) => std::thread::scope(|s| {
+                s.spawn(|| self.rt.block_on(f))
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            }),
+        }
+    }
+
+    pub(crate) fn connection(&self) -> Result<Object, StoreError> {
+        self.block(async { self.pool.get().await.map_err(pool_err) })
+    }
+
+    pub(crate) fn fast_connection(&self) -> Result<Object, StoreError> {
+        self.block(async { self.fast_pool.get().await.map_err(pool_err) })
+    }
+
+    /// The nonce store of this database (shared by every replica; see [`PgNonces`]).
+    pub fn nonces(self: &Arc<Self>) -> PgNonces {
+        PgNonces::new(self.clone())
+    }
+
+    /// The rate limiter of this database (shared by every replica; see [`PgRateLimiter`]).
+    pub fn rate_limiter(self: &Arc<Self>, rps: u32) -> PgRateLimiter {
+        PgRateLimiter::new(self.clone(), rps)
+    }
+
+    /// Run `f` in one write transaction (READ COMMITTED; commit on `Ok`, roll back on `Err`).
+    pub fn write<T, E>(&self, f: impl FnOnce(&PgTx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        section(|| {
+            let tx = PgTx::begin_write(self, self.connection().map_err(E::from)?);
+            let v = match f(&tx) {
+                Ok(v) => v,
+                Err(e) => {
+                    tx.rollback();
+                    return Err(e);
+                }
+            };
+            tx.commit().map_err(E::from)?;
+            Ok(v)
+        })
+    }
+
+    /// Run `f` on one consistent snapshot (REPEATABLE READ READ ONLY), taking results from
+    /// the read cache where it holds them at the snapshot's generation.
+    pub fn read<T, E>(&self, f: impl FnOnce(&PgTx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        section(|| {
+            let tx = PgTx::begin_read(self, self.connection().map_err(E::from)?).map_err(E::from)?;
+            let result = f(&tx);
+            let _ = tx.end();
+            result
+        })
+    }
+
+    /// Like [`PgStore::read`], but a transaction is begun only if some result is not in the
+    /// cache. The generation is read first, in one autocommit statement (one round trip): if
+    /// every result is cached at that generation the read is answered without a transaction;
+    /// it is exactly the committed state of that generation, which includes every commit
+    /// acknowledged (by any replica) before the read began. If a result must be read and the
+    /// snapshot then begun is at a newer generation than cached results already used, `f`
+    /// runs again with [`PgStore::read`]. Either way `f` sees one consistent committed state.
+    pub fn read_fast<T, E>(&self, mut f: impl FnMut(&PgTx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let torn = section(|| -> Result<Option<T>, E> {
+            let conn = self.connection().map_err(E::from)?;
+            let generation = self.block(current_generation(&conn)).map_err(E::from)?;
+            self.generation.publish(generation);
+            let tx = PgTx::optimistic(self, conn, generation);
+            let result = f(&tx);
+            if tx.is_torn() {
+                let _ = tx.end();
+                return Ok(None);
+            }
+            let ended = tx.end();
+            let v = result?;
+            ended.map_err(E::from)?;
+            Ok(Some(v))
+        })?;
+        match torn {
+            Some(v) => Ok(v),
+            None => self.read(f),
+        }
+    }
+}
+
+/// The commit generation of the state `client` sees now (or of its transaction's snapshot).
+pub(crate) async fn current_generation(client: &Object) -> Result<u64, StoreError> {
+    let st = client
+        .prepare_cached("SELECT sum(n)::BIGINT FROM store_gen")
+        .await
+        .map_err(pg_err)?;
+    let g: i64 = client.query_one(&st, &[]).await.map_err(pg_err)?.get(0);
+    Ok(g as u64)
+}
+
+/// LISTEN for the generations other replicas commit; `None` if the listener could not start
+/// (then only reads and this process's commits move the generation, which is all reads need).
+async fn listen(config: tokio_postgres::Config, generation: Arc<AtomicU64>) -> Option<tokio::task::JoinHandle<()>> {
+    use futures_util::StreamExt;
+    let (client, mut connection) = match config.connect(NoTls).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "postgres: LISTEN connection failed");
+            return None;
+        }
+    };
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let task = tokio::spawn(async move {
+        let listen_sql = format!("LISTEN {CHANNEL}");
+        let listening = client.batch_execute(&listen_sql);
+        tokio::pin!(listening);
+        let mut listening_done = false;
+        loop {
+            tokio::select! {
+                r = &mut listening, if !listening_done => {
+                    listening_done = true;
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "postgres: LISTEN failed");
+                    }
+                }
+                m = messages.next() => match m {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        if let Ok(g) = n.payload().parse::<u64>() {
+                            generation.fetch_max(g, Ordering::AcqRel);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "postgres: LISTEN connection lost");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    });
+    Some(task)
+}
+
+impl Store for PgStore {
+    fn read_with(&self, f: &mut ReadFnMut<'_>) -> Result<(), StoreError> {
+        self.read(|tx| f(tx as &dyn ReadTx))
+    }
+
+    fn read_fast_with(&self, f: &mut ReadFnMut<'_>) -> Result<(), StoreError> {
+        self.read_fast(|tx| f(tx as &dyn ReadTx))
+    }
+
+    fn write_with(&self, f: &mut WriteFnMut<'_>) -> Result<(), StoreError> {
+        self.write(|tx| f(tx as &dyn WriteTx))
+    }
+
+    fn submit_write(&self, job: Box<dyn WriteJob>) {
+        let queue = self.queue.get_or_init(|| Mutex::new(writer::start(self.me.clone())));
+        let sent = queue.lock().unwrap_or_else(|p| p.into_inner()).send(job);
+        if let Err(std::sync::mpsc::SendError(job)) = sent {
+            job.finish(Err(StoreError::Other("the writer thread is gone".into())));
+        }
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn change_feed(&self) -> &dyn ChangeFeed {
+        &self.generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_location_never_shows_the_password() {
+        let c = tokio_postgres::Config::from_str("postgres://alice:s3cret@db.example:6543/vr").unwrap();
+        let shown = describe(&c);
+        assert_eq!(shown, "postgres://alice@db.example:6543/vr");
+        assert!(!shown.contains("s3cret"));
+    }
+
+    #[test]
+    fn a_bad_url_is_an_error_not_a_panic() {
+        let e = PgStore::open("postgres://a@b:notaport/x").err().expect("refused");
+        assert!(e.to_string().contains("connection string"), "{e}");
+    }
+}

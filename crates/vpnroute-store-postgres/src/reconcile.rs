@@ -1,0 +1,274 @@
+//! Reconciliation bookkeeping on PostgreSQL, with the semantics of the SQLite store's
+//! `reconcile.rs`: tasks as `(gateway, version, due time)`, the route before-images that give
+//! a gateway's desired state at any version not yet applied, and per-gateway claims (owner,
+//! fencing token, lease) with the failure record. Claims of due work take the candidate rows
+//! `FOR UPDATE SKIP LOCKED`, so replicas claiming at the same time split the gateways between
+//! them instead of queueing on each other; every record is a compare-and-set on
+//! (claim token, owner), so a replica whose lease ran out records nothing.
+
+use vpnroute_domain::model::VpnRoute;
+use vpnroute_store::{ReconcileClaim, ReconcileFailure, StoreError, Task};
+
+use crate::tx::{route_columns, route_from_row, PgTx};
+
+fn task_from_row(r: &tokio_postgres::Row) -> Task {
+    Task {
+        gateway_id: r.get(0),
+        version: r.get(1),
+        due_at: r.get(2),
+    }
+}
+
+impl PgTx<'_> {
+    /// Keep route `seq`'s state before this transaction's change as its state before the
+    /// next version (the desired version plus one): a copy of its row (`existed`: called
+    /// before an update or delete), or "absent" (called after the insert that created it). A
+    /// second change in the same version keeps the first image. One statement.
+    pub(crate) fn remember_route_before(&self, gateway_id: &str, seq: i64, existed: bool) -> Result<(), StoreError> {
+        if existed {
+            self.execute(
+                "INSERT INTO vpn_route_history \
+                 SELECT gateway_id, COALESCE((SELECT desired FROM gateway_versions WHERE gateway_id = $1), 0) + 1, seq, TRUE, \
+                 kind, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time \
+                 FROM vpn_routes WHERE seq = $2 ON CONFLICT DO NOTHING",
+                &[&gateway_id, &seq],
+            )?;
+        } else {
+            self.execute(
+                "INSERT INTO vpn_route_history VALUES ($1, \
+                 COALESCE((SELECT desired FROM gateway_versions WHERE gateway_id = $1), 0) + 1, \
+                 $2, FALSE, '', '', '', '', 0, 0, FALSE, '', '', 0) ON CONFLICT DO NOTHING",
+                &[&gateway_id, &seq],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Bump the gateway's desired version and record its task (one statement).
+    pub fn enqueue_version(&self, gateway_id: &str, due_at: Option<i64>, now_ms: i64) -> Result<i64, StoreError> {
+        Ok(self
+            .query_one(
+                "WITH v AS (INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES ($1, 1, 0) \
+                   ON CONFLICT (gateway_id) DO UPDATE SET desired = gateway_versions.desired + 1 RETURNING desired) \
+                 INSERT INTO gateway_tasks(gateway_id, version, due_at, created_at) \
+                   SELECT $1, desired, $2, $3 FROM v RETURNING version",
+                &[&gateway_id, &due_at, &now_ms],
+            )?
+            .get(0))
+    }
+
+    pub fn pending_tasks(&self, gateway_id: &str) -> Result<Vec<Task>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT gateway_id, version, due_at FROM gateway_tasks WHERE gateway_id = $1 ORDER BY version",
+                &[&gateway_id],
+            )?
+            .iter()
+            .map(task_from_row)
+            .collect())
+    }
+
+    pub fn all_pending_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT gateway_id, version, due_at FROM gateway_tasks ORDER BY gateway_id, version",
+                &[],
+            )?
+            .iter()
+            .map(task_from_row)
+            .collect())
+    }
+
+    /// The current routes, with each route changed after `version` in its state before the
+    /// earliest such change.
+    pub fn routes_at_version(&self, gateway_id: &str, version: i64) -> Result<Vec<VpnRoute>, StoreError> {
+        Ok(self
+            .query(
+                concat!(
+                    "SELECT ",
+                    route_columns!(),
+                    " FROM vpn_routes r WHERE gateway_id = $1 AND NOT EXISTS \
+                     (SELECT 1 FROM vpn_route_history h WHERE h.gateway_id = $1 AND h.seq = r.seq AND h.version > $2) \
+                     UNION ALL SELECT ",
+                    route_columns!(),
+                    " FROM vpn_route_history h WHERE gateway_id = $1 AND present AND version = \
+                     (SELECT MIN(version) FROM vpn_route_history h2 WHERE h2.gateway_id = $1 AND h2.seq = h.seq AND h2.version > $2) \
+                     ORDER BY seq"
+                ),
+                &[&gateway_id, &version],
+            )?
+            .iter()
+            .map(route_from_row)
+            .collect())
+    }
+
+    /// The routes changed by versions `from + 1 ..= to`, each with its state at `to` (a later
+    /// change's before-image, else the current row; `None`: absent), by seq. One statement.
+    pub fn route_changes(
+        &self,
+        gateway_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, Option<VpnRoute>)>, StoreError> {
+        let rows = self.query(
+            "WITH s AS (SELECT DISTINCT seq FROM vpn_route_history WHERE gateway_id = $1 AND version > $2 AND version <= $3) \
+             SELECT s.seq, COALESCE(h.kind, r.kind), COALESCE(h.gateway_id, r.gateway_id), \
+               COALESCE(h.route_source, r.route_source), COALESCE(h.route_dest, r.route_dest), \
+               COALESCE(h.next_hop, r.next_hop), COALESCE(h.weight, r.weight), COALESCE(h.priority, r.priority), \
+               COALESCE(h.published, r.published), COALESCE(h.description, r.description), \
+               COALESCE(h.overlay_mode, r.overlay_mode), COALESCE(h.create_time, r.create_time), \
+               CASE WHEN h.seq IS NOT NULL THEN h.present ELSE r.seq IS NOT NULL END \
+             FROM s \
+             LEFT JOIN LATERAL (SELECT * FROM vpn_route_history h WHERE h.gateway_id = $1 AND h.seq = s.seq \
+               AND h.version > $3 ORDER BY version LIMIT 1) h ON TRUE \
+             LEFT JOIN vpn_routes r ON h.seq IS NULL AND r.seq = s.seq \
+             ORDER BY s.seq",
+            &[&gateway_id, &from, &to],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let present: bool = r.get(12);
+                (r.get(0), present.then(|| route_from_row(r)))
+            })
+            .collect())
+    }
+
+    /// The highest version whose task and every earlier task is due at `now_ms`; else
+    /// `applied`.
+    fn target_version(&self, gateway_id: &str, applied: i64, now_ms: i64) -> Result<i64, StoreError> {
+        let mut target = applied;
+        for task in self.pending_tasks(gateway_id)? {
+            match task.due_at {
+                Some(due) if due <= now_ms => target = target.max(task.version),
+                _ => break,
+            }
+        }
+        Ok(target)
+    }
+
+    /// Take the claim of a gateway whose lease and retry time allow it.
+    pub(crate) fn take_claim(
+        &self,
+        gateway_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ReconcileClaim>, StoreError> {
+        let lease_until = now_ms.saturating_add(lease_ms);
+        let row = self.query_opt(
+            "UPDATE gateway_versions SET claim_owner = $2, claim_token = claim_token + 1, lease_until = $4 \
+             WHERE gateway_id = $1 AND (lease_until IS NULL OR lease_until <= $3) \
+             AND (next_retry_at IS NULL OR next_retry_at <= $3) \
+             RETURNING claim_token, applied, attempts",
+            &[&gateway_id, &owner, &now_ms, &lease_until],
+        )?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let (token, applied, attempts): (i64, i64, i32) = (row.get(0), row.get(1), row.get(2));
+        Ok(Some(ReconcileClaim {
+            gateway_id: gateway_id.to_string(),
+            owner: owner.to_string(),
+            token,
+            lease_until_ms: lease_until,
+            target_version: self.target_version(gateway_id, applied, now_ms)?,
+            applied_version: applied,
+            attempts: attempts.max(0) as u32,
+        }))
+    }
+
+    /// Claim up to `max` gateways with work due (the first pending task due, or a failure to
+    /// retry), skipping gateways under an unexpired lease, waiting for their retry time, or
+    /// being claimed by another replica right now (`SKIP LOCKED`).
+    pub fn claim_due_gateways(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        max: usize,
+    ) -> Result<Vec<ReconcileClaim>, StoreError> {
+        let max = max.min(i64::MAX as usize) as i64;
+        let candidates: Vec<String> = self
+            .query(
+                "SELECT g.gateway_id FROM gateway_versions g WHERE g.gateway_id IN ( \
+                   SELECT t.gateway_id FROM gateway_tasks t WHERE t.due_at <= $1 \
+                     AND t.version = (SELECT MIN(version) FROM gateway_tasks t2 WHERE t2.gateway_id = t.gateway_id) \
+                   UNION SELECT gateway_id FROM gateway_versions WHERE attempts > 0) \
+                 AND (g.lease_until IS NULL OR g.lease_until <= $1) AND (g.next_retry_at IS NULL OR g.next_retry_at <= $1) \
+                 ORDER BY g.gateway_id LIMIT $2 FOR UPDATE OF g SKIP LOCKED",
+                &[&now_ms, &max],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut claims = Vec::with_capacity(candidates.len());
+        for gateway_id in candidates {
+            claims.extend(self.take_claim(&gateway_id, owner, now_ms, lease_ms)?);
+        }
+        Ok(claims)
+    }
+
+    /// Record `version` in force if `claim` is the latest claim and `version` is not below
+    /// the applied version; completes its tasks, drops their before-images, clears the
+    /// failure record and ends the claim (one statement).
+    pub fn record_applied(&self, claim: &ReconcileClaim, version: i64) -> Result<bool, StoreError> {
+        let row = self.query_one(
+            "WITH g AS (UPDATE gateway_versions SET applied = $4, attempts = 0, last_error = NULL, next_retry_at = NULL, \
+               claim_owner = NULL, lease_until = NULL \
+               WHERE gateway_id = $1 AND claim_token = $2 AND claim_owner = $3 AND applied <= $4 RETURNING gateway_id), \
+             t AS (DELETE FROM gateway_tasks WHERE gateway_id IN (SELECT gateway_id FROM g) AND version <= $4), \
+             h AS (DELETE FROM vpn_route_history WHERE gateway_id IN (SELECT gateway_id FROM g) AND version <= $4) \
+             SELECT COUNT(*) FROM g",
+            &[&claim.gateway_id, &claim.token, &claim.owner, &version],
+        )?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+
+    /// Record a failed attempt and end the claim; `None` when the claim was lost.
+    pub fn record_failure(
+        &self,
+        claim: &ReconcileClaim,
+        error: &str,
+        next_retry_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        Ok(self
+            .query_opt(
+                "UPDATE gateway_versions SET attempts = attempts + 1, last_error = $4, next_retry_at = $5, \
+                 claim_owner = NULL, lease_until = NULL \
+                 WHERE gateway_id = $1 AND claim_token = $2 AND claim_owner = $3 RETURNING attempts",
+                &[&claim.gateway_id, &claim.token, &claim.owner, &error, &next_retry_ms],
+            )?
+            .map(|r| r.get::<_, i32>(0).max(0) as u32))
+    }
+
+    pub fn reconcile_failure(&self, gateway_id: &str) -> Result<Option<ReconcileFailure>, StoreError> {
+        Ok(self
+            .query_opt(
+                "SELECT attempts, COALESCE(last_error, ''), next_retry_at FROM gateway_versions \
+                 WHERE gateway_id = $1 AND attempts > 0",
+                &[&gateway_id],
+            )?
+            .map(|r| ReconcileFailure {
+                attempts: r.get::<_, i32>(0).max(0) as u32,
+                last_error: r.get(1),
+                next_retry_ms: r.get(2),
+            }))
+    }
+
+    /// The earliest time at which a claim may find new work (a first task's due time, a
+    /// retry time, a lease running out).
+    pub fn next_reconcile_wake(&self, now_ms: i64) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .query_one(
+                "SELECT MIN(w) FROM ( \
+                   SELECT GREATEST(t.due_at, COALESCE(g.next_retry_at, 0), COALESCE(g.lease_until, 0)) AS w \
+                   FROM gateway_tasks t JOIN gateway_versions g ON g.gateway_id = t.gateway_id \
+                   WHERE t.due_at IS NOT NULL AND t.version = (SELECT MIN(version) FROM gateway_tasks t2 WHERE t2.gateway_id = t.gateway_id) \
+                   UNION ALL \
+                   SELECT GREATEST($1::BIGINT, COALESCE(next_retry_at, 0), COALESCE(lease_until, 0)) FROM gateway_versions WHERE attempts > 0) s",
+                &[&now_ms],
+            )?
+            .get(0))
+    }
+}

@@ -1,0 +1,1134 @@
+//! [`PgTx`]: a PostgreSQL transaction (read or write) and its statements, implementing
+//! [`ReadTx`] and [`WriteTx`].
+//!
+//! Transaction control is deferred: `BEGIN`, `SAVEPOINT`, `RELEASE` and `ROLLBACK TO` are
+//! queued as text and sent in the same round trip as the next statement (or the commit), so
+//! a request costs one round trip per statement it runs. A statement that fails aborts the
+//! PostgreSQL transaction: the caller rolls it (or its savepoint) back, as every caller of
+//! the store does when a method fails.
+
+use std::cell::{Cell, RefCell};
+
+use deadpool_postgres::Object;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
+use vpnroute_store::cache::{Query, ReadCache};
+use vpnroute_store::{
+    AccessKey, Account, AnyDoc, ChangeFeed, DocType, ReadTx, ReconcileClaim, ReconcileFailure, Resource, ResourceKind,
+    StoreError, Task, WriteTx,
+};
+
+use crate::{current_generation, pg_err, PgStore};
+
+pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Write,
+    Read,
+    /// A read whose transaction begins on the first cache miss.
+    Lazy,
+}
+
+/// A transaction (read or write) on the store. A read transaction also carries the read
+/// cache and the commit generation it reads at (see [`vpnroute_store::cache`]).
+pub struct PgTx<'s> {
+    store: &'s PgStore,
+    conn: RefCell<Option<Object>>,
+    mode: Mode,
+    /// Whether the database transaction is open (for `Lazy`: begun).
+    begun: Cell<bool>,
+    /// Transaction control to send before the next statement.
+    pending: RefCell<String>,
+    cache: Option<&'s ReadCache>,
+    generation: Cell<u64>,
+    used_cache: Cell<bool>,
+    torn: Cell<bool>,
+    /// Set once COMMIT or ROLLBACK was sent; else Drop rolls back.
+    ended: Cell<bool>,
+}
+
+/// The route columns in `route_from_row` order.
+macro_rules! route_columns {
+    () => {
+        "seq, kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time"
+    };
+}
+pub(crate) use route_columns;
+
+pub(crate) fn route_from_row(r: &Row) -> VpnRoute {
+    let kind: &str = r.get(1);
+    VpnRoute {
+        seq: r.get(0),
+        kind: if kind == "pbr" { RouteKind::Pbr } else { RouteKind::Dbr },
+        gateway_id: r.get(2),
+        source: r.get(3),
+        dest: r.get(4),
+        next_hop: r.get(5),
+        weight: r.get(6),
+        priority: r.get(7),
+        published: r.get(8),
+        description: r.get(9),
+        overlay_mode: r.get(10),
+        create_time: r.get(11),
+    }
+}
+
+macro_rules! select_entries {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, route_table_id, dest, next_hop_type, next_hop_id, entry_type, name, description, create_time FROM vpc_route_entries ",
+            $rest
+        )
+    };
+}
+
+fn entry_from_row(r: &Row) -> VpcRouteEntry {
+    VpcRouteEntry {
+        id: r.get(0),
+        route_table_id: r.get(1),
+        dest: r.get(2),
+        next_hop_type: r.get(3),
+        next_hop_id: r.get(4),
+        entry_type: r.get(5),
+        name: r.get(6),
+        description: r.get(7),
+        create_time: r.get(8),
+    }
+}
+
+const KEY_COLUMNS: &str = "SELECT id, account_id, secret, status, created_at, ram_user_id FROM access_keys ";
+
+fn key_from_row(r: &Row) -> AccessKey {
+    AccessKey {
+        id: r.get(0),
+        account_id: r.get(1),
+        secret: r.get(2),
+        status: r.get(3),
+        created_at: r.get(4),
+        ram_user_id: r.get(5),
+    }
+}
+
+fn count(r: Option<Row>) -> u64 {
+    r.map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0) as u64
+}
+
+impl<'s> PgTx<'s> {
+    fn new(store: &'s PgStore, conn: Object, mode: Mode) -> Self {
+        PgTx {
+            store,
+            conn: RefCell::new(Some(conn)),
+            mode,
+            begun: Cell::new(false),
+            pending: RefCell::new(String::new()),
+            cache: None,
+            generation: Cell::new(0),
+            used_cache: Cell::new(false),
+            torn: Cell::new(false),
+            ended: Cell::new(false),
+        }
+    }
+
+    /// A write transaction (`BEGIN` goes out with its first statement).
+    pub(crate) fn begin_write(store: &'s PgStore, conn: Object) -> Self {
+        let tx = PgTx::new(store, conn, Mode::Write);
+        tx.queue("BEGIN");
+        tx.begun.set(true);
+        tx
+    }
+
+    /// A read transaction, its snapshot fixed now (one round trip: `BEGIN` and the
+    /// generation).
+    pub(crate) fn begin_read(store: &'s PgStore, conn: Object) -> Result<Self, StoreError> {
+        let mut tx = PgTx::new(store, conn, Mode::Read);
+        tx.cache = Some(&store.cache);
+        tx.queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        tx.begun.set(true);
+        let g = tx.snapshot_generation()?;
+        tx.generation.set(g);
+        store.generation.publish(g);
+        Ok(tx)
+    }
+
+    /// A read at `generation` that begins a transaction only on a cache miss.
+    pub(crate) fn optimistic(store: &'s PgStore, conn: Object, generation: u64) -> Self {
+        let mut tx = PgTx::new(store, conn, Mode::Lazy);
+        tx.cache = Some(&store.cache);
+        tx.generation.set(generation);
+        tx
+    }
+
+    pub(crate) fn is_torn(&self) -> bool {
+        self.torn.get()
+    }
+
+    fn queue(&self, sql: &str) {
+        let mut p = self.pending.borrow_mut();
+        if !p.is_empty() {
+            p.push_str("; ");
+        }
+        p.push_str(sql);
+    }
+
+    /// The generation in this transaction's snapshot (the first statement of a read).
+    fn snapshot_generation(&self) -> Result<u64, StoreError> {
+        let pending = self.pending.take();
+        let conn = self.conn.borrow();
+        let client = conn.as_ref().ok_or_else(gone)?;
+        self.store.block(after(client, pending, current_generation(client)))
+    }
+
+    /// Begin the lazy read transaction on the first statement that needs the database; its
+    /// snapshot may be newer than the generation this read started at.
+    fn ensure_begun(&self) -> Result<(), StoreError> {
+        if self.mode != Mode::Lazy || self.begun.get() {
+            return Ok(());
+        }
+        self.queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        self.begun.set(true);
+        let snapshot = self.snapshot_generation()?;
+        if snapshot != self.generation.get() {
+            if self.used_cache.get() {
+                // Results already taken belong to an older generation: start again.
+                self.torn.set(true);
+                return Err(StoreError::SnapshotMoved);
+            }
+            self.generation.set(snapshot);
+            self.store.generation.publish(snapshot);
+        }
+        Ok(())
+    }
+
+    /// Run one statement (after the queued transaction control): its rows.
+    pub(crate) fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        self.ensure_begun()?;
+        let pending = self.pending.take();
+        let conn = self.conn.borrow();
+        let client = conn.as_ref().ok_or_else(gone)?;
+        self.store.block(after(client, pending, async {
+            let st = client.prepare_cached(sql).await.map_err(pg_err)?;
+            client.query(&st, params).await.map_err(pg_err)
+        }))
+    }
+
+    pub(crate) fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    pub(crate) fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, StoreError> {
+        self.query_opt(sql, params)?
+            .ok_or_else(|| StoreError::Backend(format!("no row from: {sql}")))
+    }
+
+    /// Run one statement; the number of rows it changed.
+    pub(crate) fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+        self.ensure_begun()?;
+        let pending = self.pending.take();
+        let conn = self.conn.borrow();
+        let client = conn.as_ref().ok_or_else(gone)?;
+        self.store.block(after(client, pending, async {
+            let st = client.prepare_cached(sql).await.map_err(pg_err)?;
+            client.execute(&st, params).await.map_err(pg_err)
+        }))
+    }
+
+    fn routes(&self, sql: &str, params: Params<'_>) -> Result<Vec<VpnRoute>, StoreError> {
+        Ok(self.query(sql, params)?.iter().map(route_from_row).collect())
+    }
+
+    fn entries(&self, sql: &str, params: Params<'_>) -> Result<Vec<VpcRouteEntry>, StoreError> {
+        Ok(self.query(sql, params)?.iter().map(entry_from_row).collect())
+    }
+
+    /// `load()`, or its result cached at this transaction's generation.
+    fn cached_or<V: Clone + Send + Sync + 'static>(
+        &self,
+        key: impl FnOnce() -> Query,
+        load: impl FnOnce() -> Result<V, StoreError>,
+    ) -> Result<V, StoreError> {
+        let Some(cache) = self.cache else {
+            return load();
+        };
+        let key = key();
+        if let Some(v) = cache.get(self.generation.get(), &key) {
+            self.used_cache.set(true);
+            return Ok(v);
+        }
+        // Loading may begin the lazy transaction and move the generation to its snapshot.
+        let v = load()?;
+        cache.put(self.generation.get(), key, v.clone());
+        Ok(v)
+    }
+
+    // ---------------------------------------------------------------- savepoints
+
+    /// Start a nested unit of work (group commit runs each request in one).
+    pub(crate) fn savepoint(&self) {
+        self.queue("SAVEPOINT request");
+    }
+
+    /// Keep the work since [`PgTx::savepoint`].
+    pub(crate) fn release(&self) {
+        if !self.drop_unsent_savepoint() {
+            self.queue("RELEASE request");
+        }
+    }
+
+    /// Undo the work since [`PgTx::savepoint`] (the transaction stays open).
+    pub(crate) fn rollback_to(&self) {
+        if !self.drop_unsent_savepoint() {
+            self.queue("ROLLBACK TO request; RELEASE request");
+        }
+    }
+
+    /// A savepoint with no statement after it needs no round trip at all.
+    fn drop_unsent_savepoint(&self) -> bool {
+        let mut p = self.pending.borrow_mut();
+        for tail in ["; SAVEPOINT request", "SAVEPOINT request"] {
+            if p.ends_with(tail) {
+                let keep = p.len() - tail.len();
+                p.truncate(keep);
+                return true;
+            }
+        }
+        false
+    }
+
+    // ---------------------------------------------------------------- ending
+
+    /// Commit a write transaction: the generation bump, `COMMIT` and the NOTIFY of the new
+    /// generation in one round trip. Publishes the generation committed.
+    pub(crate) fn commit(self) -> Result<(), StoreError> {
+        self.ended.set(true);
+        let pending = self.pending.take();
+        let conn = self.conn.borrow();
+        let client = conn.as_ref().ok_or_else(gone)?;
+        let slot = self.store.slot;
+        let result = self.store.block(after(client, pending, async {
+            // Prepared (once per connection) before any of the three goes out, so that they
+            // travel in this order in one round trip.
+            let bump = client
+                .prepare_cached("UPDATE store_gen SET n = n + 1 WHERE slot = $1")
+                .await
+                .map_err(pg_err)?;
+            let notify = client.prepare_cached(NOTIFY_GENERATION).await.map_err(pg_err)?;
+            let (_, _, row) = futures_util::try_join!(
+                async { client.execute(&bump, &[&slot]).await.map_err(pg_err) },
+                async { client.batch_execute("COMMIT").await.map_err(pg_err) },
+                async { client.query_one(&notify, &[]).await.map_err(pg_err) }
+            )?;
+            Ok::<_, StoreError>(row.get::<_, i64>(0) as u64)
+        }));
+        match result {
+            Ok(g) => {
+                self.store.generation.publish(g);
+                Ok(())
+            }
+            Err(e) => {
+                drop(conn);
+                self.send_rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Roll a write transaction back.
+    pub(crate) fn rollback(self) {
+        self.send_rollback();
+    }
+
+    /// End a read (its result is already taken; a failure to end it only costs the
+    /// connection).
+    pub(crate) fn end(self) -> Result<(), StoreError> {
+        if !self.begun.get() {
+            self.ended.set(true);
+            return Ok(());
+        }
+        self.ended.set(true);
+        self.finish_with("COMMIT")
+    }
+
+    fn send_rollback(&self) {
+        self.ended.set(true);
+        if self.begun.get() {
+            let _ = self.finish_with("ROLLBACK");
+        }
+    }
+
+    /// Send `sql` (COMMIT or ROLLBACK) after whatever is queued; a connection that fails it
+    /// is not given back to the pool (its transaction state is unknown).
+    fn finish_with(&self, sql: &str) -> Result<(), StoreError> {
+        let mut pending = self.pending.take();
+        if sql == "ROLLBACK" {
+            // Savepoint commands of an aborted transaction would fail: not needed.
+            pending.clear();
+        }
+        if !pending.is_empty() {
+            pending.push_str("; ");
+        }
+        pending.push_str(sql);
+        let result = {
+            let conn = self.conn.borrow();
+            let client = conn.as_ref().ok_or_else(gone)?;
+            self.store
+                .block(async move { client.batch_execute(&pending).await.map_err(pg_err) })
+        };
+        if result.is_err() {
+            if let Some(conn) = self.conn.borrow_mut().take() {
+                let _ = Object::take(conn);
+            }
+        }
+        result
+    }
+
+    // ---------------------------------------------------------------- counters
+
+    pub fn next_counter(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .query_one(
+                "INSERT INTO counters(name, value) VALUES ($1, 1) \
+                 ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+                &[&name],
+            )?
+            .get(0))
+    }
+
+    // ---------------------------------------------------------------- accounts & keys
+
+    pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT id, name, is_root, created_at FROM accounts ORDER BY created_at, id",
+                &[],
+            )?
+            .iter()
+            .map(|r| Account {
+                id: r.get(0),
+                name: r.get(1),
+                is_root: r.get(2),
+                created_at: r.get(3),
+            })
+            .collect())
+    }
+
+    pub fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError> {
+        self.cached_or(
+            || Query::AccessKey(id.to_string()),
+            || {
+                Ok(self
+                    .query_opt(
+                        "SELECT id, account_id, secret, status, created_at, ram_user_id FROM access_keys WHERE id = $1",
+                        &[&id],
+                    )?
+                    .as_ref()
+                    .map(key_from_row))
+            },
+        )
+    }
+
+    pub fn ram_directory(&self, account_id: &str) -> Result<Option<String>, StoreError> {
+        self.cached_or(
+            || Query::RamDirectory(account_id.to_string()),
+            || {
+                Ok(self
+                    .query_opt("SELECT doc FROM ram_directories WHERE account_id = $1", &[&account_id])?
+                    .map(|r| r.get(0)))
+            },
+        )
+    }
+
+    // ---------------------------------------------------------------- resources
+
+    fn load_owner(&self, kind: ResourceKind, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .query_opt(
+                "SELECT account_id, region_id FROM resources WHERE id = $1 AND kind = $2",
+                &[&id, &kind.as_str()],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn bump_resource_count(
+        &self,
+        account_id: &str,
+        kind: ResourceKind,
+        region_id: &str,
+        delta: i64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO resource_counts(account_id, kind, region_id, n) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account_id, kind, region_id) DO UPDATE SET n = resource_counts.n + EXCLUDED.n",
+            &[&account_id, &kind.as_str(), &region_id, &delta],
+        )?;
+        Ok(())
+    }
+
+    pub fn count_resources(&self, kind: ResourceKind, account_id: &str, region_id: &str) -> Result<u64, StoreError> {
+        self.cached_or(
+            || Query::ResourceCount(kind, account_id.to_string(), region_id.to_string()),
+            || {
+                Ok(count(self.query_opt(
+                    "SELECT n FROM resource_counts WHERE account_id = $1 AND kind = $2 AND region_id = $3",
+                    &[&account_id, &kind.as_str(), &region_id],
+                )?))
+            },
+        )
+    }
+
+    fn load_resources(
+        &self,
+        kind: ResourceKind,
+        account_id: &str,
+        region_id: &str,
+        parent: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<String>, u64), StoreError> {
+        let total = match parent {
+            // The maintained counter: no row count for unfiltered lists.
+            None => self.count_resources(kind, account_id, region_id)?,
+            Some(p) => count(self.query_opt(
+                "SELECT COUNT(*) FROM resources WHERE account_id = $1 AND kind = $2 AND region_id = $3 AND parent_id = $4",
+                &[&account_id, &kind.as_str(), &region_id, &p],
+            )?),
+        };
+        let parent = parent.unwrap_or("");
+        let (limit, offset) = (limit.min(i64::MAX as u64) as i64, offset.min(i64::MAX as u64) as i64);
+        let docs = self
+            .query(
+                "SELECT doc FROM resources WHERE account_id = $1 AND kind = $2 AND region_id = $3 \
+                 AND ($4 = '' OR parent_id = $4) ORDER BY seq LIMIT $5 OFFSET $6",
+                &[&account_id, &kind.as_str(), &region_id, &parent, &limit, &offset],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok((docs, total))
+    }
+
+    // ---------------------------------------------------------------- VPN routes
+
+    fn bump_route_count(&self, gateway_id: &str, kind: RouteKind, delta: i64) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO gateway_route_counts(gateway_id, kind, n) VALUES ($1, $2, $3) \
+             ON CONFLICT (gateway_id, kind) DO UPDATE SET n = gateway_route_counts.n + EXCLUDED.n",
+            &[&gateway_id, &kind.as_str(), &delta],
+        )?;
+        Ok(())
+    }
+}
+
+/// After COMMIT: the generation now committed, sent to every replica listening.
+const NOTIFY_GENERATION: &str = concat!(
+    "SELECT g, pg_notify('",
+    "vpnroute_gen",
+    "', g::TEXT) FROM (SELECT sum(n)::BIGINT AS g FROM store_gen) s"
+);
+
+/// Run `f` after the queued transaction control `pending`, in the same round trip: the
+/// control text goes out first (so a statement `f` must prepare is parsed after it, e.g.
+/// after a `ROLLBACK TO` that leaves an aborted transaction).
+async fn after<T>(
+    client: &Object,
+    pending: String,
+    f: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    if pending.is_empty() {
+        return f.await;
+    }
+    let (_, v) = futures_util::try_join!(async { client.batch_execute(&pending).await.map_err(pg_err) }, f)?;
+    Ok(v)
+}
+
+fn gone() -> StoreError {
+    StoreError::Retryable("postgres: the connection was lost".into())
+}
+
+impl Drop for PgTx<'_> {
+    /// A transaction left open (its closure panicked) is rolled back before the connection
+    /// goes back to the pool.
+    fn drop(&mut self) {
+        if !self.ended.get() {
+            self.send_rollback();
+        }
+    }
+}
+
+impl ReadTx for PgTx<'_> {
+    fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        PgTx::accounts(self)
+    }
+
+    fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        Ok(PgTx::accounts(self)?.into_iter().find(|a| a.id == id || a.name == id))
+    }
+
+    fn root_account(&self) -> Result<Option<Account>, StoreError> {
+        Ok(PgTx::accounts(self)?.into_iter().find(|a| a.is_root))
+    }
+
+    fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError> {
+        PgTx::access_key(self, id)
+    }
+
+    fn access_keys(&self) -> Result<Vec<AccessKey>, StoreError> {
+        Ok(self
+            .query(&format!("{KEY_COLUMNS}ORDER BY created_at, id"), &[])?
+            .iter()
+            .map(key_from_row)
+            .collect())
+    }
+
+    fn ram_user_access_keys(&self, account_id: &str, user_id: &str) -> Result<Vec<AccessKey>, StoreError> {
+        Ok(self
+            .query(
+                &format!("{KEY_COLUMNS}WHERE account_id = $1 AND ram_user_id = $2 ORDER BY created_at, id"),
+                &[&account_id, &user_id],
+            )?
+            .iter()
+            .map(key_from_row)
+            .collect())
+    }
+
+    fn ram_directory(&self, account_id: &str) -> Result<Option<String>, StoreError> {
+        PgTx::ram_directory(self, account_id)
+    }
+
+    fn resource_owner(&self, kind: ResourceKind, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.cached_or(
+            || Query::ResourceOwner(kind, id.to_string()),
+            || self.load_owner(kind, id),
+        )
+    }
+
+    fn resource_any(&self, kind: ResourceKind, id: &str, ty: &DocType) -> Result<Option<AnyDoc>, StoreError> {
+        self.cached_or(
+            || Query::Resource(kind, id.to_string(), ty.type_id),
+            || {
+                let row = self.query_opt(
+                    "SELECT account_id, doc FROM resources WHERE id = $1 AND kind = $2",
+                    &[&id, &kind.as_str()],
+                )?;
+                match row {
+                    None => Ok(None),
+                    Some(r) => Ok(Some((ty.decode_one)(r.get(0), r.get(1), kind)?)),
+                }
+            },
+        )
+    }
+
+    fn list_resources_any(
+        &self,
+        kind: ResourceKind,
+        account_id: &str,
+        region_id: &str,
+        parent: Option<&str>,
+        offset: u64,
+        limit: u64,
+        ty: &DocType,
+    ) -> Result<AnyDoc, StoreError> {
+        self.cached_or(
+            || Query::ResourcePage {
+                kind,
+                account_id: account_id.to_string(),
+                region_id: region_id.to_string(),
+                parent: parent.map(str::to_string),
+                offset,
+                limit,
+                doc_type: ty.type_id,
+            },
+            || {
+                let (docs, total) = self.load_resources(kind, account_id, region_id, parent, offset, limit)?;
+                (ty.decode_page)(&docs, total, kind)
+            },
+        )
+    }
+
+    fn children_docs(&self, kind: ResourceKind, parent_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT doc FROM resources WHERE parent_id = $1 AND kind = $2 ORDER BY seq",
+                &[&parent_id, &kind.as_str()],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn count_children(&self, kind: ResourceKind, parent_id: &str) -> Result<u64, StoreError> {
+        Ok(count(self.query_opt(
+            "SELECT COUNT(*) FROM resources WHERE parent_id = $1 AND kind = $2",
+            &[&parent_id, &kind.as_str()],
+        )?))
+    }
+
+    fn count_resources(&self, kind: ResourceKind, account_id: &str, region_id: &str) -> Result<u64, StoreError> {
+        PgTx::count_resources(self, kind, account_id, region_id)
+    }
+
+    fn all_resource_docs(&self, kind: ResourceKind) -> Result<Vec<Resource<String>>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT account_id, doc FROM resources WHERE kind = $1 ORDER BY seq",
+                &[&kind.as_str()],
+            )?
+            .iter()
+            .map(|r| Resource {
+                account_id: r.get(0),
+                doc: r.get(1),
+            })
+            .collect())
+    }
+
+    fn routes_with_key(
+        &self,
+        gateway_id: &str,
+        kind: RouteKind,
+        source: &str,
+        dest: &str,
+    ) -> Result<Vec<VpnRoute>, StoreError> {
+        self.routes(
+            concat!(
+                "SELECT ",
+                route_columns!(),
+                " FROM vpn_routes WHERE gateway_id = $1 AND kind = $2 AND route_source = $3 AND route_dest = $4 ORDER BY seq"
+            ),
+            &[&gateway_id, &kind.as_str(), &source, &dest],
+        )
+    }
+
+    fn routes_with_dest(&self, gateway_id: &str, dest: &str) -> Result<Vec<VpnRoute>, StoreError> {
+        self.routes(
+            concat!(
+                "SELECT ",
+                route_columns!(),
+                " FROM vpn_routes WHERE gateway_id = $1 AND route_dest = $2 ORDER BY seq"
+            ),
+            &[&gateway_id, &dest],
+        )
+    }
+
+    fn count_routes(&self, gateway_id: &str, kind: RouteKind) -> Result<u64, StoreError> {
+        self.cached_or(
+            || Query::RouteCount(gateway_id.to_string(), kind),
+            || {
+                Ok(count(self.query_opt(
+                    "SELECT n FROM gateway_route_counts WHERE gateway_id = $1 AND kind = $2",
+                    &[&gateway_id, &kind.as_str()],
+                )?))
+            },
+        )
+    }
+
+    fn list_routes(
+        &self,
+        gateway_id: &str,
+        kind: RouteKind,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<VpnRoute>, StoreError> {
+        self.cached_or(
+            || Query::RoutePage(gateway_id.to_string(), kind, offset, limit),
+            || {
+                let (limit, offset) = (limit.min(i64::MAX as u64) as i64, offset.min(i64::MAX as u64) as i64);
+                self.routes(
+                    concat!(
+                        "SELECT ",
+                        route_columns!(),
+                        " FROM vpn_routes WHERE gateway_id = $1 AND kind = $2 ORDER BY seq LIMIT $3 OFFSET $4"
+                    ),
+                    &[&gateway_id, &kind.as_str(), &limit, &offset],
+                )
+            },
+        )
+    }
+
+    fn gateway_routes(&self, gateway_id: &str) -> Result<Vec<VpnRoute>, StoreError> {
+        self.routes(
+            concat!(
+                "SELECT ",
+                route_columns!(),
+                " FROM vpn_routes WHERE gateway_id = $1 ORDER BY seq"
+            ),
+            &[&gateway_id],
+        )
+    }
+
+    fn count_routes_via(&self, next_hop: &str) -> Result<u64, StoreError> {
+        Ok(count(self.query_opt(
+            "SELECT COUNT(*) FROM vpn_routes WHERE next_hop = $1",
+            &[&next_hop],
+        )?))
+    }
+
+    fn vpc_entries_for_dest(&self, route_table_id: &str, dest: &str) -> Result<Vec<VpcRouteEntry>, StoreError> {
+        self.entries(
+            select_entries!("WHERE route_table_id = $1 AND dest = $2 ORDER BY seq"),
+            &[&route_table_id, &dest],
+        )
+    }
+
+    fn vpc_entries(&self, route_table_id: &str) -> Result<Vec<VpcRouteEntry>, StoreError> {
+        self.entries(
+            select_entries!("WHERE route_table_id = $1 ORDER BY seq"),
+            &[&route_table_id],
+        )
+    }
+
+    fn vpc_entry(&self, id: &str) -> Result<Option<VpcRouteEntry>, StoreError> {
+        Ok(self.entries(select_entries!("WHERE id = $1"), &[&id])?.pop())
+    }
+
+    fn count_vpc_entries_to(&self, route_table_id: &str, next_hop_id: &str) -> Result<u64, StoreError> {
+        Ok(count(self.query_opt(
+            "SELECT COUNT(*) FROM vpc_route_entries WHERE route_table_id = $1 AND next_hop_id = $2",
+            &[&route_table_id, &next_hop_id],
+        )?))
+    }
+
+    fn count_vpc_entries_via(&self, next_hop_id: &str) -> Result<u64, StoreError> {
+        Ok(count(self.query_opt(
+            "SELECT COUNT(*) FROM vpc_route_entries WHERE next_hop_id = $1",
+            &[&next_hop_id],
+        )?))
+    }
+
+    fn client_token(
+        &self,
+        account_id: &str,
+        action: &str,
+        token: &str,
+        not_before_ms: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .query_opt(
+                "SELECT params_hash, response FROM client_tokens \
+                 WHERE account_id = $1 AND action = $2 AND token = $3 AND created_at >= $4",
+                &[&account_id, &action, &token, &not_before_ms],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn pending_tasks(&self, gateway_id: &str) -> Result<Vec<Task>, StoreError> {
+        PgTx::pending_tasks(self, gateway_id)
+    }
+
+    fn all_pending_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        PgTx::all_pending_tasks(self)
+    }
+
+    fn routes_at_version(&self, gateway_id: &str, version: i64) -> Result<Vec<VpnRoute>, StoreError> {
+        PgTx::routes_at_version(self, gateway_id, version)
+    }
+
+    fn route_changes(&self, gateway_id: &str, from: i64, to: i64) -> Result<Vec<(i64, Option<VpnRoute>)>, StoreError> {
+        PgTx::route_changes(self, gateway_id, from, to)
+    }
+
+    fn reconcile_failure(&self, gateway_id: &str) -> Result<Option<ReconcileFailure>, StoreError> {
+        PgTx::reconcile_failure(self, gateway_id)
+    }
+
+    fn next_reconcile_wake(&self, now_ms: i64) -> Result<Option<i64>, StoreError> {
+        PgTx::next_reconcile_wake(self, now_ms)
+    }
+
+    fn gateway_versions(&self, gateway_id: &str) -> Result<(i64, i64), StoreError> {
+        Ok(self
+            .query_opt(
+                "SELECT desired, applied FROM gateway_versions WHERE gateway_id = $1",
+                &[&gateway_id],
+            )?
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap_or((0, 0)))
+    }
+
+    fn all_gateway_versions(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT gateway_id, desired, applied FROM gateway_versions ORDER BY gateway_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+}
+
+impl WriteTx for PgTx<'_> {
+    /// `SELECT … FOR UPDATE` on the gateway's lock row (created on first use), in one round
+    /// trip with the insert that creates it; held until the transaction ends.
+    fn lock_gateway(&self, gateway_id: &str) -> Result<(), StoreError> {
+        self.queue_insert_lock(gateway_id)?;
+        self.query(
+            "SELECT 1 FROM gateway_locks WHERE gateway_id = $1 FOR UPDATE",
+            &[&gateway_id],
+        )?;
+        Ok(())
+    }
+
+    fn next_counter(&self, name: &str) -> Result<i64, StoreError> {
+        PgTx::next_counter(self, name)
+    }
+
+    fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO accounts(id, name, is_root, created_at) VALUES ($1, $2, $3, $4)",
+            &[&a.id, &a.name, &a.is_root, &a.created_at],
+        )?;
+        Ok(())
+    }
+
+    fn insert_access_key(&self, k: &AccessKey) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO access_keys(id, account_id, secret, status, created_at, ram_user_id) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&k.id, &k.account_id, &k.secret, &k.status, &k.created_at, &k.ram_user_id],
+        )?;
+        Ok(())
+    }
+
+    fn set_access_key_status(&self, id: &str, status: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("UPDATE access_keys SET status = $2 WHERE id = $1", &[&id, &status])? > 0)
+    }
+
+    fn delete_access_key(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("DELETE FROM access_keys WHERE id = $1", &[&id])? > 0)
+    }
+
+    fn put_ram_directory(&self, account_id: &str, doc: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO ram_directories(account_id, doc) VALUES ($1, $2) \
+             ON CONFLICT (account_id) DO UPDATE SET doc = EXCLUDED.doc",
+            &[&account_id, &doc],
+        )?;
+        Ok(())
+    }
+
+    fn insert_resource_doc(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        account_id: &str,
+        region_id: &str,
+        parent_id: &str,
+        doc: &str,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO resources(id, kind, account_id, region_id, parent_id, doc) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&id, &kind.as_str(), &account_id, &region_id, &parent_id, &doc],
+        )?;
+        self.bump_resource_count(account_id, kind, region_id, 1)
+    }
+
+    fn update_resource_doc(&self, kind: ResourceKind, id: &str, doc: &str) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE resources SET doc = $3 WHERE id = $1 AND kind = $2",
+            &[&id, &kind.as_str(), &doc],
+        )?;
+        Ok(())
+    }
+
+    fn delete_resource(&self, kind: ResourceKind, id: &str) -> Result<bool, StoreError> {
+        let Some(r) = self.query_opt(
+            "DELETE FROM resources WHERE id = $1 AND kind = $2 RETURNING account_id, region_id",
+            &[&id, &kind.as_str()],
+        )?
+        else {
+            return Ok(false);
+        };
+        let (account_id, region_id): (String, String) = (r.get(0), r.get(1));
+        self.bump_resource_count(&account_id, kind, &region_id, -1)?;
+        Ok(true)
+    }
+
+    fn insert_route(&self, r: &VpnRoute) -> Result<i64, StoreError> {
+        let seq: i64 = self
+            .query_one(
+                "INSERT INTO vpn_routes(kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq",
+                &[
+                    &r.kind.as_str(),
+                    &r.gateway_id,
+                    &r.source,
+                    &r.dest,
+                    &r.next_hop,
+                    &r.weight,
+                    &r.priority,
+                    &r.published,
+                    &r.description,
+                    &r.overlay_mode,
+                    &r.create_time,
+                ],
+            )?
+            .get(0);
+        self.bump_route_count(&r.gateway_id, r.kind, 1)?;
+        self.remember_route_before(&r.gateway_id, seq, false)?;
+        Ok(seq)
+    }
+
+    fn update_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
+        self.remember_route_before(&r.gateway_id, r.seq, true)?;
+        self.execute(
+            "UPDATE vpn_routes SET weight = $2, priority = $3, published = $4, description = $5 WHERE seq = $1",
+            &[&r.seq, &r.weight, &r.priority, &r.published, &r.description],
+        )?;
+        Ok(())
+    }
+
+    fn delete_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
+        self.remember_route_before(&r.gateway_id, r.seq, true)?;
+        let deleted = self.query_opt("DELETE FROM vpn_routes WHERE seq = $1 RETURNING kind", &[&r.seq])?;
+        if let Some(row) = deleted {
+            let kind: &str = row.get(0);
+            let kind = if kind == "pbr" { RouteKind::Pbr } else { RouteKind::Dbr };
+            self.bump_route_count(&r.gateway_id, kind, -1)?;
+        }
+        Ok(())
+    }
+
+    fn insert_vpc_entry(&self, e: &VpcRouteEntry) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO vpc_route_entries(id, route_table_id, dest, next_hop_type, next_hop_id, entry_type, name, description, create_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &e.id,
+                &e.route_table_id,
+                &e.dest,
+                &e.next_hop_type,
+                &e.next_hop_id,
+                &e.entry_type,
+                &e.name,
+                &e.description,
+                &e.create_time,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_vpc_entry(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("DELETE FROM vpc_route_entries WHERE id = $1", &[&id])? > 0)
+    }
+
+    fn delete_vpc_entries_of_table(&self, route_table_id: &str) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM vpc_route_entries WHERE route_table_id = $1",
+            &[&route_table_id],
+        )?;
+        Ok(())
+    }
+
+    fn save_client_token(
+        &self,
+        account_id: &str,
+        action: &str,
+        token: &str,
+        params_hash: &str,
+        response: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO client_tokens(account_id, action, token, params_hash, response, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (account_id, action, token) DO UPDATE SET params_hash = EXCLUDED.params_hash, \
+             response = EXCLUDED.response, created_at = EXCLUDED.created_at",
+            &[&account_id, &action, &token, &params_hash, &response, &now_ms],
+        )?;
+        Ok(())
+    }
+
+    fn prune_client_tokens(&self, older_than_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.execute("DELETE FROM client_tokens WHERE created_at < $1", &[&older_than_ms])? as usize)
+    }
+
+    fn enqueue_version(&self, gateway_id: &str, due_at: Option<i64>, now_ms: i64) -> Result<i64, StoreError> {
+        PgTx::enqueue_version(self, gateway_id, due_at, now_ms)
+    }
+
+    fn claim_due_gateways(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        max: usize,
+    ) -> Result<Vec<ReconcileClaim>, StoreError> {
+        PgTx::claim_due_gateways(self, owner, now_ms, lease_ms, max)
+    }
+
+    fn claim_gateway(
+        &self,
+        gateway_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ReconcileClaim>, StoreError> {
+        self.take_claim(gateway_id, owner, now_ms, lease_ms)
+    }
+
+    fn record_applied(&self, claim: &ReconcileClaim, version: i64) -> Result<bool, StoreError> {
+        PgTx::record_applied(self, claim, version)
+    }
+
+    fn record_failure(
+        &self,
+        claim: &ReconcileClaim,
+        error: &str,
+        next_retry_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        PgTx::record_failure(self, claim, error, next_retry_ms)
+    }
+
+    fn release_claim(&self, claim: &ReconcileClaim) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE gateway_versions SET claim_owner = NULL, lease_until = NULL \
+             WHERE gateway_id = $1 AND claim_token = $2 AND claim_owner = $3",
+            &[&claim.gateway_id, &claim.token, &claim.owner],
+        )?;
+        Ok(())
+    }
+
+    fn release_owner_claims(&self, owner: &str) -> Result<usize, StoreError> {
+        Ok(self.execute(
+            "UPDATE gateway_versions SET claim_owner = NULL, lease_until = NULL WHERE claim_owner = $1",
+            &[&owner],
+        )? as usize)
+    }
+
+    fn reschedule_tasks(&self, gateway_id: &str, due_at: Option<i64>) -> Result<usize, StoreError> {
+        Ok(self.execute(
+            "UPDATE gateway_tasks SET due_at = $2 WHERE gateway_id = $1",
+            &[&gateway_id, &due_at],
+        )? as usize)
+    }
+
+    fn delete_gateway_state(&self, gateway_id: &str) -> Result<(), StoreError> {
+        for sql in [
+            "DELETE FROM gateway_route_counts WHERE gateway_id = $1",
+            "DELETE FROM gateway_tasks WHERE gateway_id = $1",
+            "DELETE FROM vpn_route_history WHERE gateway_id = $1",
+            "DELETE FROM gateway_versions WHERE gateway_id = $1",
+            "DELETE FROM gateway_locks WHERE gateway_id = $1",
+        ] {
+            self.execute(sql, &[&gateway_id])?;
+        }
+        Ok(())
+    }
+}
+
+impl PgTx<'_> {
+    /// Queue the lock row's insert ahead of the `FOR UPDATE` (same round trip). It is its own
+    /// statement so that a concurrent first insert of the same row is waited for (then
+    /// found), never a duplicate-key error. A literal, as queued control text has no
+    /// parameters: quotes doubled (`standard_conforming_strings` is on since 9.1).
+    fn queue_insert_lock(&self, gateway_id: &str) -> Result<(), StoreError> {
+        if gateway_id.contains('\0') {
+            return Err(StoreError::Other("a gateway id with a NUL byte".into()));
+        }
+        self.ensure_begun()?;
+        self.queue(&format!(
+            "INSERT INTO gateway_locks(gateway_id) VALUES ('{}') ON CONFLICT DO NOTHING",
+            gateway_id.replace('\'', "''")
+        ));
+        Ok(())
+    }
+}
