@@ -822,8 +822,11 @@ fn requests_waiting_for_a_pass_are_answered_even_when_it_panics() {
     assert_eq!(applied(&store), 1);
 }
 
+/// A replica: its own data plane and the reconciler putting versions into it.
+type Replica = (Arc<TestPlane>, Arc<Reconciler>);
+
 /// Replicas: one store, each reconciler with a data plane of its own.
-fn replicas(per_process: bool, owners: &[&str]) -> (Arc<MemoryReconcileStore>, Vec<(Arc<TestPlane>, Arc<Reconciler>)>) {
+fn replicas(per_process: bool, owners: &[&str]) -> (Arc<MemoryReconcileStore>, Vec<Replica>) {
     let store = Arc::new(MemoryReconcileStore::new());
     let replicas = owners
         .iter()

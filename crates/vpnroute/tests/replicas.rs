@@ -33,7 +33,18 @@ struct Database {
 
 fn psql(sql: &str) -> Result<(), String> {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", "postgres", "-X", "-q"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-X",
+            "-q",
+        ])
         .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
         .stdin(Stdio::null())
         .output()
@@ -210,9 +221,7 @@ fn listed_routes(c: &mut Client, gw: &str) -> (Vec<Value>, Vec<Value>) {
 
 /// What `explain` answers for a packet (the data plane's decision and the versions).
 fn explain(s: &Server, gw: &str, source: &str, dest: &str) -> Value {
-    let v = s.introspect(&format!(
-        "/_vpnroute/gateways/{gw}/explain?source={source}&dest={dest}"
-    ));
+    let v = s.introspect(&format!("/_vpnroute/gateways/{gw}/explain?source={source}&dest={dest}"));
     serde_json::json!({
         "Explanation": v["Explanation"],
         "ChosenTunnel": v["ChosenTunnel"],
@@ -253,7 +262,11 @@ fn until_settled(replicas: &Replicas, within: Duration) {
             if all.iter().all(|g| g["Status"] == "active" && g["InSync"] == true) {
                 break;
             }
-            assert!(Instant::now() < deadline, "gateways did not settle: {status}{}", replicas.logs());
+            assert!(
+                Instant::now() < deadline,
+                "gateways did not settle: {status}{}",
+                replicas.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -283,7 +296,13 @@ fn replicas_act_as_one_service() {
             ("Weight", "100"),
             ("PublishVpc", "false"),
         ];
-        ok(&call_until(&mut c, "CreateVpnRouteEntry", &params, Instant::now() + Duration::from_secs(10)).unwrap());
+        ok(&call_until(
+            &mut c,
+            "CreateVpnRouteEntry",
+            &params,
+            Instant::now() + Duration::from_secs(10),
+        )
+        .unwrap());
         let probe = [(gw.clone(), "192.168.0.1".to_string(), format!("10.8.{i}.9"))];
         took.push(until_explain_agrees(&replicas, &probe, Duration::from_secs(3)));
         for s in &replicas.servers {
@@ -302,8 +321,13 @@ fn replicas_act_as_one_service() {
         let racers: Vec<_> = [i % 3, (i + 1) % 3]
             .into_iter()
             .map(|r| {
-                let (mut c, barrier, gw, vco, dest) =
-                    (replicas.client(r), barrier.clone(), gw.clone(), vco.clone(), dest.clone());
+                let (mut c, barrier, gw, vco, dest) = (
+                    replicas.client(r),
+                    barrier.clone(),
+                    gw.clone(),
+                    vco.clone(),
+                    dest.clone(),
+                );
                 std::thread::spawn(move || {
                     let params = [
                         ("RegionId", "cn-hangzhou"),
@@ -316,15 +340,25 @@ fn replicas_act_as_one_service() {
                     // Connected before the barrier, so both requests leave together.
                     let _ = c.call("DescribeRegions", &[]);
                     barrier.wait();
-                    call_until(&mut c, "CreateVpnRouteEntry", &params, Instant::now() + Duration::from_secs(10))
-                        .expect("an answer")
+                    call_until(
+                        &mut c,
+                        "CreateVpnRouteEntry",
+                        &params,
+                        Instant::now() + Duration::from_secs(10),
+                    )
+                    .expect("an answer")
                 })
             })
             .collect();
         let answers: Vec<Response> = racers.into_iter().map(|t| t.join().unwrap()).collect();
         let won = answers.iter().filter(|r| r.status == 200).count();
         let lost: Vec<Option<String>> = answers.iter().filter(|r| r.status != 200).map(|r| r.code()).collect();
-        assert_eq!(won, 1, "race {i}: {:?}", answers.iter().map(|r| &r.body).collect::<Vec<_>>());
+        assert_eq!(
+            won,
+            1,
+            "race {i}: {:?}",
+            answers.iter().map(|r| &r.body).collect::<Vec<_>>()
+        );
         assert_eq!(lost, vec![Some("VpnRouteEntry.AlreadyExists".to_string())], "race {i}");
     }
     for i in 0..3 {
@@ -337,21 +371,36 @@ fn replicas_act_as_one_service() {
     }
 
     // A ClientToken replayed on another replica answers the first result; nothing doubles.
-    let vpcs = |c: &mut Client| ok(&c.call("DescribeVpcs", &[("RegionId", "cn-hangzhou")]).unwrap())["TotalCount"].clone();
+    let vpcs =
+        |c: &mut Client| ok(&c.call("DescribeVpcs", &[("RegionId", "cn-hangzhou")]).unwrap())["TotalCount"].clone();
     let before = vpcs(&mut c0);
     let token = format!("tok-{:x}", rand::rng().random::<u64>());
-    let create = [("RegionId", "cn-hangzhou"), ("CidrBlock", "172.16.0.0/12"), ("ClientToken", token.as_str())];
+    let create = [
+        ("RegionId", "cn-hangzhou"),
+        ("CidrBlock", "172.16.0.0/12"),
+        ("ClientToken", token.as_str()),
+    ];
     let first = ok(&c0.call("CreateVpc", &create).unwrap());
     for i in 1..3 {
         let again = ok(&replicas.client(i).call("CreateVpc", &create).unwrap());
         assert_eq!(again["VpcId"], first["VpcId"], "replica {i} replays the token");
     }
-    assert_eq!(vpcs(&mut c0).as_u64(), before.as_u64().map(|n| n + 1), "one VPC for one token");
+    assert_eq!(
+        vpcs(&mut c0).as_u64(),
+        before.as_u64().map(|n| n + 1),
+        "one VPC for one token"
+    );
 
     // A SignatureNonce used on one replica is refused by every other one — a read's and a
     // write's — and still after every replica restarted.
     let host = replicas.servers[0].addr.to_string();
-    let read = build_request(&host, &root(), Scheme::V1, "DescribeVpcs", &[("RegionId", "cn-hangzhou")]);
+    let read = build_request(
+        &host,
+        &root(),
+        Scheme::V1,
+        "DescribeVpcs",
+        &[("RegionId", "cn-hangzhou")],
+    );
     let write = build_request(
         &host,
         &root(),
@@ -403,14 +452,20 @@ fn replicas_act_as_one_service() {
         .collect();
     let admitted: usize = callers.into_iter().map(|t| t.join().unwrap()).sum();
     let burst = burst_start.elapsed();
-    eprintln!("throttling: {admitted} of {} calls admitted in {burst:?} (limit {THROTTLE_RPS}/s)", 3 * THROTTLE_RPS);
+    eprintln!(
+        "throttling: {admitted} of {} calls admitted in {burst:?} (limit {THROTTLE_RPS}/s)",
+        3 * THROTTLE_RPS
+    );
     // Counted per replica, up to 3 × the limit would pass in one window.
     let windows = (burst.as_millis() as usize + 20) / 1000 + 1;
     assert!(
         admitted <= THROTTLE_RPS * windows + THROTTLE_RPS / 2,
         "{admitted} admitted in {burst:?}: throttling is not counted across replicas"
     );
-    assert!(admitted >= THROTTLE_RPS.min(3 * THROTTLE_RPS), "{admitted} admitted: the limit is {THROTTLE_RPS}/s");
+    assert!(
+        admitted >= THROTTLE_RPS.min(3 * THROTTLE_RPS),
+        "{admitted} admitted: the limit is {THROTTLE_RPS}/s"
+    );
     drop(replicas);
     drop(db);
 }
@@ -429,7 +484,14 @@ const DESTS: usize = 8;
 
 /// One route the stream creates and deletes: DBR `10.{g}.{d}.0/24`, or PBR from
 /// `192.168.{d}.0/24` to `10.{g}.{d}.0/24` for odd `d`.
-fn route_params<'a>(gw: &'a str, vco: &'a str, dest: &'a str, source: &'a str, pbr: bool, create: bool) -> Vec<(&'a str, &'a str)> {
+fn route_params<'a>(
+    gw: &'a str,
+    vco: &'a str,
+    dest: &'a str,
+    source: &'a str,
+    pbr: bool,
+    create: bool,
+) -> Vec<(&'a str, &'a str)> {
     let mut p = vec![
         ("RegionId", "cn-hangzhou"),
         ("VpnGatewayId", gw),
@@ -510,7 +572,12 @@ fn acknowledged_history_survives_kill9_of_replicas() {
                 }
                 (_, Some("VpnRouteEntry.AlreadyExists")) => Known::Present,
                 (_, Some("InvalidRouteEntry.NotFound")) => Known::Absent,
-                _ => panic!("unexpected answer to {action}: {} {}{}", answer.status, answer.body, replicas.logs()),
+                _ => panic!(
+                    "unexpected answer to {action}: {} {}{}",
+                    answer.status,
+                    answer.body,
+                    replicas.logs()
+                ),
             };
             model.insert((g, d), now);
         }
@@ -529,8 +596,9 @@ fn acknowledged_history_survives_kill9_of_replicas() {
     until_settled(&replicas, Duration::from_secs(60));
     let mut probes = Vec::new();
     for (g, (gw, vco)) in gateways.iter().enumerate() {
-        let views: Vec<(Vec<Value>, Vec<Value>)> =
-            (0..replicas.servers.len()).map(|i| listed_routes(&mut replicas.client(i), gw)).collect();
+        let views: Vec<(Vec<Value>, Vec<Value>)> = (0..replicas.servers.len())
+            .map(|i| listed_routes(&mut replicas.client(i), gw))
+            .collect();
         for (i, view) in views.iter().enumerate().skip(1) {
             assert_eq!(view, &views[0], "replica {i} lists other routes than replica 0 on {gw}");
         }
