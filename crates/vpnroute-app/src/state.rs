@@ -124,6 +124,20 @@ impl App {
         data_plane: Arc<dyn DataPlane>,
         owner: String,
     ) -> Result<SharedApp, StoreError> {
+        let limiter = Box::new(vpnroute_store::FixedWindowLimiter::new(config.throttle_rps));
+        Self::start_with(store, nonce_log, limiter, config, data_plane, owner)
+    }
+
+    /// Like [`App::start`], with the rate limiter of the store (one shared by every replica
+    /// on a shared database) instead of this process's own counters.
+    pub fn start_with(
+        store: Arc<dyn Store>,
+        nonce_log: Arc<dyn NonceStore>,
+        rate_limiter: Box<dyn vpnroute_store::RateLimiter>,
+        config: Config,
+        data_plane: Arc<dyn DataPlane>,
+        owner: String,
+    ) -> Result<SharedApp, StoreError> {
         let reconciler = Arc::new(Reconciler::new(
             Arc::new(crate::reconcile::StoreReconcile::new(store.clone())),
             data_plane.clone(),
@@ -138,7 +152,7 @@ impl App {
         Ok(Arc::new(App {
             store,
             nonce_log,
-            throttle: crate::throttle::Throttle::new(config.throttle_rps),
+            throttle: crate::throttle::Throttle::with_limiter(rate_limiter),
             config,
             data_plane,
             reconciler,

@@ -1,11 +1,11 @@
 //! The request rate limiter (`Throttling.User`): per access key and action, counted by a
-//! [`RateLimiter`] (in this process's memory today).
+//! [`RateLimiter`] (this process's own counters, or the store's shared ones).
 
 use vpnroute_domain::ApiError;
 use vpnroute_store::{FixedWindowLimiter, RateLimiter};
 
 /// Per (access key, action) rate limits; `Throttling.User` beyond the limit. The counting is
-/// a [`RateLimiter`] (in this process's memory today).
+/// a [`RateLimiter`] (this process's own counters, or the store's shared ones).
 pub struct Throttle {
     limiter: Box<dyn RateLimiter>,
 }
@@ -16,6 +16,11 @@ impl Throttle {
         Throttle {
             limiter: Box::new(FixedWindowLimiter::new(rps)),
         }
+    }
+
+    /// Calls counted by `limiter`.
+    pub fn with_limiter(limiter: Box<dyn RateLimiter>) -> Self {
+        Throttle { limiter }
     }
 
     /// `Ok` if the call is within the limit (always, when throttling is off).

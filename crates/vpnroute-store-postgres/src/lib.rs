@@ -106,10 +106,7 @@ impl ChangeFeed for Generation {
 
 /// A PostgreSQL error as the store's error class.
 pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
-    let text = match e.as_db_error() {
-        Some(db) => format!("postgres: {} ({})", db.message(), db.code().code()),
-        None => format!("postgres: {e}"),
-    };
+    let text = format!("postgres: {}", error_text(&e));
     let retryable = |_: &tokio_postgres::Error| StoreError::Retryable(text.clone());
     match e.code() {
         None if e.is_closed() => retryable(&e),
@@ -143,6 +140,22 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
+/// An error with its causes (tokio-postgres shows only "db error" / "error connecting to
+/// server" at the top).
+fn error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => pg_err(e),
@@ -171,6 +184,13 @@ pub(crate) fn section<R>(f: impl FnOnce() -> R) -> R {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),
     }
+}
+
+/// Whether `url` is a connection string this store can use (without connecting).
+pub fn check_connection_string(url: &str) -> Result<(), String> {
+    tokio_postgres::Config::from_str(url)
+        .map(|_| ())
+        .map_err(|e| format!("bad PostgreSQL connection string: {e}"))
 }
 
 impl PgStore {
@@ -217,10 +237,13 @@ impl PgStore {
         let fast_pool = make_pool(fast, FAST_POOL_SIZE)?;
         let generation = Generation::default();
         let listener = rt.block_on(async {
-            let client = pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Other(format!("{location}: cannot connect: {e}")))?;
+            let client = pool.get().await.map_err(|e| {
+                let why = match e {
+                    deadpool_postgres::PoolError::Backend(e) => error_text(&e),
+                    e => e.to_string(),
+                };
+                StoreError::Other(format!("{location}: cannot connect: {why}"))
+            })?;
             schema::migrate(&client).await?;
             let g = current_generation(&client).await?;
             generation.publish(g);

@@ -13,7 +13,7 @@ use vpnroute_domain::ids::new_secret;
 use vpnroute_domain::model::{Vpc, VpnConnection, VpnGateway};
 use vpnroute_domain::status::{BusinessStatus, VpcStatus};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{AccessKey, Account, Durability, ReadTxExt, ResourceKind, Store, WriteTxExt};
+use vpnroute_store::{AccessKey, Account, ReadTxExt, ResourceKind, Store, WriteTxExt};
 
 use crate::cli::ExplainArgs;
 use vpnroute_app::ram::{self, RamTx};
@@ -24,6 +24,10 @@ use vpnroute_ram::ram_api::WireParams;
 pub struct AdminArgs {
     #[arg(long, env = "VPNROUTE_DATA_DIR", default_value = "./vpnroute-data")]
     pub data_dir: PathBuf,
+    /// The store: `postgres://USER@HOST:PORT/DB` (one database shared by any number of
+    /// replicas), or `sqlite:` / a directory (SQLite); default: SQLite in the data directory.
+    #[arg(long, env = "VPNROUTE_STORE", value_parser = crate::backend::StoreSpec::parse)]
+    pub store: Option<crate::backend::StoreSpec>,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
@@ -333,9 +337,7 @@ fn api_failure(e: ApiError) -> anyhow::Error {
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let store: std::sync::Arc<dyn Store> =
-        vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)
-            .context("opening the data directory")?;
+    let store = crate::backend::open_store(args.store.as_ref(), &args.data_dir)?;
     ensure_root_account(&*store, true)?;
     let now = now_ms();
     match args.command {
@@ -553,8 +555,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 /// `vpnroute explain`: the decision of the gateway's route table as stored (the desired
 /// state; the running server's `/_vpnroute/gateways/{id}/explain` answers for what is in force).
 pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
-    let store: std::sync::Arc<dyn Store> =
-        vpnroute_store_sqlite::SqliteStore::open(&args.data_dir, Durability::Process)?;
+    let store = crate::backend::open_store(args.store.as_ref(), &args.data_dir)?;
     let (spec, conns) = store.read(|tx| {
         let (desired, _) = tx.gateway_versions(&args.gateway)?;
         let spec =

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Directory holding the embedded database.
     #[arg(long, env = "VPNROUTE_DATA_DIR", default_value = "./vpnroute-data")]
     pub data_dir: PathBuf,
+    /// The store: `postgres://USER@HOST:PORT/DB` (one database shared by any number of
+    /// replicas), or `sqlite:` / a directory (SQLite); default: SQLite in the data directory.
+    #[arg(long, env = "VPNROUTE_STORE", value_parser = crate::backend::StoreSpec::parse)]
+    pub store: Option<crate::backend::StoreSpec>,
     /// Regions served (comma-separated). Default: a realistic subset of Alibaba's regions.
     #[arg(long, env = "VPNROUTE_REGIONS", value_delimiter = ',')]
     pub regions: Vec<String>,
@@ -169,6 +173,10 @@ pub enum LogFormat {
 pub struct ExplainArgs {
     #[arg(long, env = "VPNROUTE_DATA_DIR", default_value = "./vpnroute-data")]
     pub data_dir: PathBuf,
+    /// The store: `postgres://USER@HOST:PORT/DB` (one database shared by any number of
+    /// replicas), or `sqlite:` / a directory (SQLite); default: SQLite in the data directory.
+    #[arg(long, env = "VPNROUTE_STORE", value_parser = crate::backend::StoreSpec::parse)]
+    pub store: Option<crate::backend::StoreSpec>,
     /// The VPN gateway id.
     #[arg(long)]
     pub gateway: String,

@@ -23,8 +23,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 use vpnroute_domain::ApiError;
-use vpnroute_store::{Durability, ReadTx, Store};
-use vpnroute_store_sqlite::SqliteStore;
+use vpnroute_store::{Durability, ReadTx};
 use vpnroute_wire::{Format, RawRequest};
 
 use crate::cli::{LogFormat, ServeArgs, SyncMode};
@@ -53,7 +52,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         SyncMode::Process => Durability::Process,
         SyncMode::Full => Durability::Full,
     };
-    let store: Arc<dyn Store> = SqliteStore::open(&args.data_dir, durability)?;
+    let backend = crate::backend::open(
+        args.store.as_ref(),
+        &args.data_dir,
+        durability,
+        crate::auth::WINDOW_MS,
+        now_ms(),
+        args.throttle_rps,
+    )?;
+    let store = backend.store;
     crate::admin::ensure_root_account(&*store, true)?;
     let operator = crate::operator::resolve(args.operator_token.as_deref(), &args.data_dir)?;
     let operator = Operator {
@@ -81,12 +88,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         throttle_rps: args.throttle_rps,
         sts_key: crate::sts_key::sts_key(&args.data_dir)?,
     };
-    let nonce_log = Arc::new(SqliteStore::open_nonces(
-        &args.data_dir,
-        durability,
-        crate::auth::WINDOW_MS,
-        now_ms(),
-    )?);
     let data_plane: Arc<dyn vpnroute_dataplane::DataPlane> = match args.dataplane {
         crate::cli::DataPlaneKind::Sim => Arc::new(vpnroute_dataplane_sim::SimDataPlane::new()),
         crate::cli::DataPlaneKind::Linux => {
@@ -101,7 +102,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(linux)
         }
     };
-    let app = App::start(store, nonce_log, config, data_plane, reconciler_owner(&args.data_dir))?;
+    let owner = reconciler_owner(&args.data_dir);
+    info!(store = %store.location(), reconciler_owner = %owner, "store open");
+    let app = App::start_with(store, backend.nonces, backend.rate_limiter, config, data_plane, owner)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -569,6 +572,8 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
 
 /// The reconciler's claim owner id: the host and the data directory, so that a restarted
 /// server takes over the claims it held when it died (see `ReconcileStore::claim_due`).
+/// Replicas sharing a PostgreSQL store must therefore differ in host or `--data-dir`: two
+/// with the same id would end each other's claims at start.
 fn reconciler_owner(data_dir: &std::path::Path) -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let dir = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf());

@@ -13,6 +13,7 @@
 
 mod admin;
 mod auth;
+mod backend;
 mod cli;
 mod http;
 mod limits;

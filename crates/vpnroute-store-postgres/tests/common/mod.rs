@@ -47,6 +47,11 @@ mod postgres_sync {
         pub fn batch(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
             self.rt.block_on(self.client.batch_execute(sql))
         }
+
+        pub fn int(&self, sql: &str) -> Result<i64, tokio_postgres::Error> {
+            self.rt
+                .block_on(async { Ok(self.client.query_one(sql, &[]).await?.get(0)) })
+        }
     }
 }
 
@@ -90,6 +95,16 @@ fn url_of(c: &tokio_postgres::Config) -> String {
         "postgres://{user}{password}@{host}:{port}/{}",
         c.get_dbname().unwrap_or("")
     )
+}
+
+impl TestDb {
+    /// One BIGINT computed by `sql` on this database.
+    pub fn int(&self, sql: &str) -> i64 {
+        admin_client(&self.url)
+            .expect("connect")
+            .int(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
 }
 
 impl Drop for TestDb {
