@@ -239,14 +239,28 @@ impl ReconcileStore for StoreReconcile {
 
     fn load_spec(&self, gateway_id: &str, version: i64) -> Result<Option<GatewaySpec>, StoreFailure> {
         self.store
-            .read(|tx| gateway_spec(tx, gateway_id, version))
+            .read(|tx| {
+                // The before-images of versions up to the applied one are gone: an older
+                // version cannot be rebuilt (another replica recorded a newer one meanwhile).
+                let applied = tx.gateway_versions(gateway_id)?.1;
+                if version < applied {
+                    return Err(StoreError::Other(format!(
+                        "gateway {gateway_id}: version {version} is below the applied version {applied}"
+                    )));
+                }
+                gateway_spec(tx, gateway_id, version)
+            })
             .map_err(failure)
     }
 
     fn load_changes(&self, gateway_id: &str, from: i64, to: i64) -> Result<Option<SpecChanges>, StoreFailure> {
         self.store
             .read(|tx| {
-                if tx.resource_owner(ResourceKind::VpnGateway, gateway_id)?.is_none() {
+                // The changes are the before-images of the versions after `from`, kept until
+                // they are applied: from below the applied version the store cannot tell.
+                if tx.resource_owner(ResourceKind::VpnGateway, gateway_id)?.is_none()
+                    || from < tx.gateway_versions(gateway_id)?.1
+                {
                     return Ok(None);
                 }
                 let mut upserts = Vec::new();

@@ -132,7 +132,18 @@ impl Replicas {
                 .unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-            out.push_str(&format!("\n--- replica {i} log (tail) ---\n{tail}\n"));
+            let metrics = TcpStream::connect_timeout(&s.addr, Duration::from_secs(1))
+                .ok()
+                .map(|_| s.operator_request("GET", "/metrics", Some(common::OPERATOR_TOKEN)).body)
+                .unwrap_or_default();
+            let reconcile: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("vpnroute_reconcile") || l.starts_with("vpnroute_gateway"))
+                .collect();
+            out.push_str(&format!(
+                "\n--- replica {i}: {} ---\n--- replica {i} log (tail) ---\n{tail}\n",
+                reconcile.join(", ")
+            ));
         }
         out
     }
@@ -359,7 +370,12 @@ fn replicas_act_as_one_service() {
             "race {i}: {:?}",
             answers.iter().map(|r| &r.body).collect::<Vec<_>>()
         );
-        assert_eq!(lost, vec![Some("VpnRouteEntry.AlreadyExists".to_string())], "race {i}");
+        assert_eq!(
+            lost,
+            vec![Some("VpnRouteEntry.AlreadyExists".to_string())],
+            "race {i}{}",
+            replicas.logs()
+        );
     }
     for i in 0..3 {
         let (dbr, _) = listed_routes(&mut replicas.client(i), &gw);
