@@ -15,7 +15,8 @@ On a test failure the part of each server's log (stderr + stdout) written during
 is attached to the report.
 
 ``VPNROUTE_SDK_STORE=postgres``: every server runs on a PostgreSQL database of its own (see
-``server.py``); ``@pytest.mark.sqlite_only(reason)`` skips a test there.
+``server.py``). No test depends on the SQLite files of the data dir, so the whole suite runs
+on both stores.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from clients import (  # noqa: E402
     make_client as _make_client,
     scrub_proxy_env,
 )
-from server import LIVE_SERVERS, SDK_STORE, Server, drop_created_databases, on_postgres  # noqa: E402
+from server import LIVE_SERVERS, SDK_STORE, Server, drop_created_databases  # noqa: E402
 
 # Python SDKs honour proxy variables even for 127.0.0.1 (sdk-wire.md §2, §7.14).
 scrub_proxy_env()
@@ -84,20 +85,6 @@ def pytest_runtest_makereport(item, call):
 
 
 # --------------------------------------------------------------------------- servers
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "sqlite_only(reason): needs the SQLite store (skipped on PostgreSQL)")
-
-
-def pytest_collection_modifyitems(config, items):
-    if not on_postgres():
-        return
-    for item in items:
-        m = item.get_closest_marker("sqlite_only")
-        if m is not None:
-            reason = m.args[0] if m.args else m.kwargs.get("reason", "SQLite store only")
-            item.add_marker(pytest.mark.skip(reason=f"SQLite store only: {reason}"))
 
 
 @pytest.fixture(scope="session", autouse=True)

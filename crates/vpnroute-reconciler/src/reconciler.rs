@@ -432,27 +432,7 @@ impl Reconciler {
                 }
             }
         }
-        match self.data_plane.gateways() {
-            Ok(ids) => {
-                for id in ids.into_iter().filter(|id| !seen.contains_key(id)) {
-                    match self.data_plane.remove(&id) {
-                        Ok(()) => {
-                            tracing::debug!(gateway = %id, "gateway no longer in the store: removed from the data plane");
-                            bump(&self.metrics.removed);
-                            report.outcomes.push((id, Outcome::Removed));
-                        }
-                        Err(e) => {
-                            complete = false;
-                            tracing::warn!(gateway = %id, error = %e, "removing a deleted gateway");
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                complete = false;
-                tracing::warn!(error = %e, "listing the data plane's gateways");
-            }
-        }
+        complete &= self.remove_gone(|id| !seen.contains_key(id), report);
         state.versions = seen;
         let done = match (complete, generation) {
             (true, Some(g)) => g,
@@ -569,26 +549,34 @@ impl Reconciler {
             let outcome = self.reconcile_claim(&claim, now_ms);
             report.outcomes.push((gv.gateway_id.clone(), outcome));
         }
-        let orphans = match self.data_plane.gateways() {
+        self.remove_gone(|id| !known.contains(&id) && (full || named.contains(id)), report);
+    }
+
+    /// Remove from the data plane the gateways it holds that `gone` names (the store no
+    /// longer has them). Returns whether every removal (and the listing) succeeded.
+    fn remove_gone(&self, gone: impl Fn(&str) -> bool, report: &mut PassReport) -> bool {
+        let ids = match self.data_plane.gateways() {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(error = %e, "listing the data plane's gateways");
-                return;
+                return false;
             }
         };
-        for id in orphans {
-            if known.contains(id.as_str()) || !(full || named.contains(&id)) {
-                continue;
-            }
+        let mut all = true;
+        for id in ids.into_iter().filter(|id| gone(id)) {
             match self.data_plane.remove(&id) {
                 Ok(()) => {
                     tracing::info!(gateway = %id, "gateway no longer in the store: removed from the data plane");
                     bump(&self.metrics.removed);
                     report.outcomes.push((id, Outcome::Removed));
                 }
-                Err(e) => tracing::warn!(gateway = %id, error = %e, "removing a deleted gateway"),
+                Err(e) => {
+                    all = false;
+                    tracing::warn!(gateway = %id, error = %e, "removing a deleted gateway");
+                }
             }
         }
+        all
     }
 
     /// Claim one gateway and reconcile it now (a change that must be in force before its
