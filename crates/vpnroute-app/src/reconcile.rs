@@ -1,6 +1,8 @@
 //! The store side of reconciliation for the app: [`StoreReconcile`] implements
 //! [`vpnroute_reconciler::ReconcileStore`] over any [`Store`] — claims, records and retry
-//! times are the store's (one transaction per call; claims and records of one pass batched), and the desired [`GatewaySpec`] at a version
+//! times are the store's (each call's writes go through the store's write queue and share a
+//! commit with the API's writes; the claims and records of one pass are one call), and the
+//! desired [`GatewaySpec`] at a version
 //! is built here from the stored documents (gateway, VPC, connections, customer gateways) and
 //! the gateway's routes at that version. Recording a version also ends the gateway's busy
 //! state (`updating`/`provisioning` → `active`) when no task remains, in the same transaction.
@@ -33,7 +35,7 @@ fn failure(e: StoreError) -> StoreFailure {
     StoreFailure(e.to_string())
 }
 
-fn to_claim(c: ReconcileClaim) -> Claim {
+pub(crate) fn to_claim(c: ReconcileClaim) -> Claim {
     Claim {
         gateway_id: c.gateway_id,
         owner: c.owner,
@@ -214,14 +216,18 @@ impl ReconcileStore for StoreReconcile {
         if due.is_none_or(|t| t > now_ms) {
             return Ok(Vec::new());
         }
+        let owner = owner.to_string();
         self.store
-            .write(|tx| tx.claim_due_gateways(owner, now_ms, lease_ms, max))
+            .write_queued(move |tx| tx.claim_due_gateways(&owner, now_ms, lease_ms, max))
             .map(|claims| claims.into_iter().map(to_claim).collect())
             .map_err(failure)
     }
 
     fn release_owner(&self, owner: &str) -> Result<usize, StoreFailure> {
-        self.store.write(|tx| tx.release_owner_claims(owner)).map_err(failure)
+        let owner = owner.to_string();
+        self.store
+            .write_queued(move |tx| tx.release_owner_claims(&owner))
+            .map_err(failure)
     }
 
     fn claim_gateway(
@@ -231,8 +237,9 @@ impl ReconcileStore for StoreReconcile {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<Claim>, StoreFailure> {
+        let (gateway_id, owner) = (gateway_id.to_string(), owner.to_string());
         self.store
-            .write(|tx| tx.claim_gateway(gateway_id, owner, now_ms, lease_ms))
+            .write_queued(move |tx| tx.claim_gateway(&gateway_id, &owner, now_ms, lease_ms))
             .map(|c| c.map(to_claim))
             .map_err(failure)
     }
@@ -288,8 +295,9 @@ impl ReconcileStore for StoreReconcile {
     }
 
     fn record_applied_many(&self, records: &[(Claim, i64)], _now_ms: i64) -> Result<Vec<bool>, StoreFailure> {
+        let records = records.to_vec();
         self.store
-            .write(|tx| {
+            .write_queued(move |tx| {
                 records
                     .iter()
                     .map(|(claim, version)| record_applied(tx, claim, *version))
@@ -305,14 +313,16 @@ impl ReconcileStore for StoreReconcile {
         next_retry_ms: i64,
         _now_ms: i64,
     ) -> Result<Option<u32>, StoreFailure> {
+        let (claim, error) = (from_claim(claim), error.to_string());
         self.store
-            .write(|tx| tx.record_failure(&from_claim(claim), error, next_retry_ms))
+            .write_queued(move |tx| tx.record_failure(&claim, &error, next_retry_ms))
             .map_err(failure)
     }
 
     fn release(&self, claim: &Claim) -> Result<(), StoreFailure> {
+        let claim = from_claim(claim);
         self.store
-            .write(|tx| tx.release_claim(&from_claim(claim)))
+            .write_queued(move |tx| tx.release_claim(&claim))
             .map_err(failure)
     }
 

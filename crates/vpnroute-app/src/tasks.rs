@@ -8,16 +8,20 @@
 //! with the change, and after a restart the reconciler converges the data plane to the
 //! applied version and then to each task's version as it falls due — nothing is undone.
 //!
-//! With a task duration of zero no gateway ever shows `updating`: the task is due at once and
-//! the request is answered after the reconciler's next pass (shared by every request waiting
-//! for one), so the change is in force when the answer arrives.
+//! With a task duration of zero no gateway ever shows `updating`: the task is due at once, the
+//! request's transaction also claims the gateway for this process's reconciler, and the
+//! request is answered once the reconciler has put the claimed version in force
+//! ([`vpnroute_reconciler::Reconciler::when_in_force`]), before the record of it, which shares a
+//! later commit. So the change is in force when the answer arrives, after one commit. When the
+//! claim is taken (another replica, another request of the same batch), the request waits for
+//! the pass that puts its version in force.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use vpnroute_domain::model::VpnGateway;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ResourceKind, Tx, WriteTxExt};
+use vpnroute_store::{ReconcileClaim, ResourceKind, Tx, WriteTxExt};
 
 use crate::state::{now_ms, App, OpCtx, TaskDuration};
 
@@ -28,6 +32,11 @@ use crate::state::{now_ms, App, OpCtx, TaskDuration};
 #[derive(Debug, Default)]
 pub struct Effects {
     pub due_now: bool,
+    /// (gateway, version) due at once: the request is answered once they are in force.
+    pub in_force: Vec<(String, i64)>,
+    /// Gateways this request's transaction claimed for this process's reconciler (at most one
+    /// per gateway, its target the request's last version there).
+    pub claims: Vec<ReconcileClaim>,
     pub task_enqueued: bool,
     /// Gateways deleted: removed from the data plane once the deletion is committed.
     pub deleted_gateways: Vec<String>,
@@ -89,10 +98,24 @@ pub fn schedule(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway) -> Result<(),
 /// after the reconciler's next pass.
 pub fn bump_version(ctx: &OpCtx<'_>, tx: &Tx<'_>, gateway_id: &str) -> Result<(), ApiError> {
     let due = due_behind_pending(tx, gateway_id, ctx.now_ms)?;
-    tx.enqueue_version(gateway_id, Some(due), ctx.now_ms)?;
+    let version = tx.enqueue_version(gateway_id, Some(due), ctx.now_ms)?;
     let mut effects = ctx.effects.borrow_mut();
     effects.due_now = true;
     effects.task_enqueued = true;
+    if due > ctx.now_ms {
+        // Behind a pending delayed task: answered after the next pass, as it always was.
+        return Ok(());
+    }
+    effects.in_force.push((gateway_id.to_string(), version));
+    if let Some(claim) = effects.claims.iter_mut().find(|c| c.gateway_id == gateway_id) {
+        claim.target_version = version;
+        return Ok(());
+    }
+    let config = ctx.app.reconciler.config();
+    let lease_ms = config.lease.as_millis() as i64;
+    if let Some(claim) = tx.claim_gateway(gateway_id, &config.owner, ctx.now_ms, lease_ms)? {
+        effects.claims.push(claim);
+    }
     Ok(())
 }
 
@@ -117,6 +140,10 @@ pub fn after_commit(app: &App, effects: &Effects) -> bool {
 /// returns.
 pub fn after_commit_here(app: &App, effects: &Effects) {
     if after_commit(app, effects) {
+        for claim in &effects.claims {
+            app.reconciler
+                .reconcile_claimed(&crate::reconcile::to_claim(claim.clone()), now_ms());
+        }
         app.reconciler.run_pass_and_callbacks(now_ms());
     }
 }

@@ -21,7 +21,15 @@ struct RequestJob {
     app: Arc<App>,
     run: Handler,
     outcome: Result<(Value, Effects), ApiError>,
-    reply: tokio::sync::oneshot::Sender<Result<Value, ApiError>>,
+    reply: tokio::sync::oneshot::Sender<Committed>,
+}
+
+/// What the writer hands back to [`submit`]: the request's outcome and, once committed, what
+/// its answer waits for.
+enum Committed {
+    Answer(Result<Value, ApiError>),
+    /// Committed with changes due at once: answered once they are in force.
+    InForce(Value, Effects),
 }
 
 impl WriteJob for RequestJob {
@@ -42,21 +50,21 @@ impl WriteJob for RequestJob {
         let RequestJob {
             app, outcome, reply, ..
         } = *self;
-        match (committed, outcome) {
-            // A change due at once is answered once the reconciler's next pass put it in
-            // force (many requests share that pass, as they share the commit).
+        let committed = match (committed, outcome) {
             (Ok(()), Ok((body, effects))) if crate::tasks::after_commit(&app, &effects) => {
-                app.reconciler.after_next_pass(Box::new(move || {
-                    let _ = reply.send(Ok(body));
-                }));
+                if effects.in_force.is_empty() {
+                    // Behind a delayed task: answered after the reconciler's next pass.
+                    app.reconciler.after_next_pass(Box::new(move || {
+                        let _ = reply.send(Committed::Answer(Ok(body)));
+                    }));
+                    return;
+                }
+                Committed::InForce(body, effects)
             }
-            (Ok(()), outcome) => {
-                let _ = reply.send(outcome.map(|(body, _)| body));
-            }
-            (Err(e), _) => {
-                let _ = reply.send(Err(ApiError::from(e)));
-            }
-        }
+            (Ok(()), outcome) => Committed::Answer(outcome.map(|(body, _)| body)),
+            (Err(e), _) => Committed::Answer(Err(ApiError::from(e))),
+        };
+        let _ = reply.send(committed);
     }
 }
 
@@ -72,5 +80,51 @@ pub async fn submit(
         outcome: Err(ApiError::INTERNAL_ERROR),
         reply,
     }));
-    answer.await.unwrap_or(Err(ApiError::INTERNAL_ERROR))
+    match answer.await {
+        Ok(Committed::Answer(result)) => result,
+        Ok(Committed::InForce(body, effects)) => {
+            in_force(app, effects).await;
+            Ok(body)
+        }
+        Err(_) => Err(ApiError::INTERNAL_ERROR),
+    }
+}
+
+/// Wait until the versions a committed request made due at once are in force here: reconcile
+/// the gateways its transaction claimed, and for the others let a pass do it (on a blocking
+/// thread: data-plane and store calls).
+async fn in_force(app: &Arc<App>, effects: Effects) {
+    let mut waiting = Vec::with_capacity(effects.in_force.len());
+    let mut senders = Vec::with_capacity(effects.in_force.len());
+    for _ in &effects.in_force {
+        let (done, in_force) = tokio::sync::oneshot::channel::<()>();
+        senders.push(done);
+        waiting.push(in_force);
+    }
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || {
+        let reconciler = &app.reconciler;
+        for ((gateway_id, version), done) in effects.in_force.iter().zip(senders) {
+            reconciler.when_in_force(
+                gateway_id,
+                *version,
+                Box::new(move || {
+                    let _ = done.send(());
+                }),
+            );
+        }
+        if effects
+            .in_force
+            .iter()
+            .any(|(g, _)| !effects.claims.iter().any(|c| &c.gateway_id == g))
+        {
+            reconciler.wake();
+        }
+        for claim in effects.claims {
+            reconciler.reconcile_claimed(&crate::reconcile::to_claim(claim), crate::state::now_ms());
+        }
+    });
+    for w in waiting {
+        let _ = w.await;
+    }
 }

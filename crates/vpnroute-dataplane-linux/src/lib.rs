@@ -1151,6 +1151,12 @@ impl DataPlane for LinuxDataPlane {
         self.tunnels_in_memory(gateway_id)
     }
 
+    /// What the tunnel driver cannot put in force (`ipsec`: ShangMi and other values
+    /// strongSwan has no transform for; `plain`: nothing).
+    fn unsupported_tunnel(&self, ike_config: &Value, ipsec_config: &Value) -> Option<vpnroute_dataplane::Unsupported> {
+        self.inner.driver.unsupported(ike_config, ipsec_config)
+    }
+
     /// The routes of the last spec applied by this process (0 before its first apply),
     /// from memory: `observe` reads the kernel back for whether they are in force.
     fn routes_in_force(&self, gateway_id: &str) -> Result<usize, DataPlaneError> {

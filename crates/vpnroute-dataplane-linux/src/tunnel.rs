@@ -108,6 +108,12 @@ pub trait TunnelDriver: Send + Sync {
     fn remove_gateway(&self, _gateway_id: &str) {}
     /// Where the driver reports that its verdict on a tunnel changed.
     fn listen(&self, _listener: ChangeListener) {}
+    /// The first IkeConfig/IpsecConfig member the driver cannot put in force (what
+    /// [`vpnroute_dataplane::DataPlane::unsupported_tunnel`] answers). Default: none (`plain`
+    /// negotiates nothing).
+    fn unsupported(&self, _ike_config: &Value, _ipsec_config: &Value) -> Option<vpnroute_dataplane::Unsupported> {
+        None
+    }
 }
 
 /// Called with (gateway id, connection id) when a driver's tunnel verdict changes.

@@ -10,7 +10,11 @@
 //!   the same spec twice changes nothing), and records the applied version only when apply
 //!   succeeded and the read-back matches;
 //! * [`DataPlaneEvent`]: what a data plane reports on its own (a tunnel went down, a link
-//!   flapped, a drift was seen), so the reconciler looks again.
+//!   flapped, a drift was seen), so the reconciler looks again;
+//! * [`Unsupported`]: an IKE/IPsec parameter a data plane cannot put in force, reported by
+//!   [`DataPlane::unsupported_tunnel`] so that the API refuses it before any tunnel exists
+//!   (the `sim` data plane accepts everything Alibaba accepts; the Linux one's `ipsec` driver
+//!   refuses what strongSwan cannot do).
 //!
 //! Nothing here knows HTTP, SQL or netlink.
 
@@ -182,6 +186,50 @@ pub enum DataPlaneEvent {
     Drift { gateway_id: String },
 }
 
+/// The configuration an [`Unsupported`] member belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TunnelConfigBlock {
+    /// `IkeConfig` (`TunnelIkeConfig` of a dual-tunnel connection's tunnel).
+    Ike,
+    /// `IpsecConfig` (`TunnelIpsecConfig`).
+    Ipsec,
+}
+
+impl TunnelConfigBlock {
+    /// The parameter's name on a single-tunnel connection.
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelConfigBlock::Ike => "IkeConfig",
+            TunnelConfigBlock::Ipsec => "IpsecConfig",
+        }
+    }
+
+    /// The member's name in one `TunnelOptionsSpecification.N` of a dual-tunnel connection.
+    pub fn tunnel_name(self) -> &'static str {
+        match self {
+            TunnelConfigBlock::Ike => "TunnelIkeConfig",
+            TunnelConfigBlock::Ipsec => "TunnelIpsecConfig",
+        }
+    }
+}
+
+/// An IKE/IPsec parameter a data plane cannot put in force: `block`'s member `member`
+/// (`IkeEncAlg`, …) with its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {value:?} is not supported by this data plane's tunnels", self.parameter())]
+pub struct Unsupported {
+    pub block: TunnelConfigBlock,
+    pub member: String,
+    pub value: String,
+}
+
+impl Unsupported {
+    /// `IkeConfig.IkeEncAlg` style path of the parameter.
+    pub fn parameter(&self) -> String {
+        format!("{}.{}", self.block.name(), self.member)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DataPlaneError {
     /// Worth retrying (with backoff): the kernel was busy, a peer not yet there, …
@@ -271,6 +319,18 @@ pub trait DataPlane: Send + Sync {
         let _ = gateway_id;
         Vec::new()
     }
+    /// The first member of a tunnel's IkeConfig / IpsecConfig (in Alibaba's response shape,
+    /// as CreateVpnConnection completes them) this data plane cannot put in force, checked by
+    /// the API before any tunnel exists. Default: `None`, everything Alibaba accepts (the
+    /// `sim` data plane).
+    fn unsupported_tunnel(
+        &self,
+        ike_config: &serde_json::Value,
+        ipsec_config: &serde_json::Value,
+    ) -> Option<Unsupported> {
+        let _ = (ike_config, ipsec_config);
+        None
+    }
 }
 
 #[cfg(test)]
@@ -289,6 +349,21 @@ mod tests {
             enable_dpd: true,
             enable_nat_traversal: true,
         }
+    }
+
+    #[test]
+    fn an_unsupported_member_names_its_parameter() {
+        let refused = Unsupported {
+            block: TunnelConfigBlock::Ipsec,
+            member: "IpsecAuthAlg".into(),
+            value: "sm3".into(),
+        };
+        assert_eq!(refused.parameter(), "IpsecConfig.IpsecAuthAlg");
+        assert_eq!(TunnelConfigBlock::Ike.tunnel_name(), "TunnelIkeConfig");
+        assert_eq!(
+            refused.to_string(),
+            "IpsecConfig.IpsecAuthAlg \"sm3\" is not supported by this data plane's tunnels"
+        );
     }
 
     #[test]

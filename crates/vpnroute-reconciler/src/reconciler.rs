@@ -48,6 +48,11 @@ pub struct ReconcilerConfig {
     /// How often [`Reconciler::run`] reads the store's commit generation (a cheap, local
     /// read) to notice other replicas' commits and mirror them (per-process data planes).
     pub feed_poll: Duration,
+    /// The longest a request waits for its version to be in force here (see
+    /// [`Reconciler::when_in_force`]) before it is answered anyway: the change is committed
+    /// and comes into force with a later pass (another replica holding the gateway's claim,
+    /// say).
+    pub in_force_wait: Duration,
 }
 
 impl ReconcilerConfig {
@@ -61,6 +66,7 @@ impl ReconcilerConfig {
             backoff: Backoff::default(),
             max_claims_per_pass: 1024,
             feed_poll: Duration::from_millis(50),
+            in_force_wait: Duration::from_secs(10),
         }
     }
 }
@@ -156,6 +162,13 @@ pub struct PassReport {
 /// Run once a pass has ended (see [`Reconciler::after_next_pass`]).
 pub type AfterPass = Box<dyn FnOnce() + Send>;
 
+/// A request waiting for a version of a gateway (see [`Reconciler::when_in_force`]).
+struct InForceWaiter {
+    version: i64,
+    since_ms: i64,
+    done: AfterPass,
+}
+
 /// Converges data-plane state to the store's desired versions (see the [crate docs](crate)).
 pub struct Reconciler {
     store: Arc<dyn ReconcileStore>,
@@ -165,6 +178,9 @@ pub struct Reconciler {
     wake: Arc<Notify>,
     /// Callbacks to run once the next pass has ended (see [`Reconciler::after_next_pass`]).
     after_pass: Mutex<Vec<AfterPass>>,
+    /// Requests waiting for a version of a gateway, by gateway (see
+    /// [`Reconciler::when_in_force`]).
+    in_force_waiters: Mutex<HashMap<String, Vec<InForceWaiter>>>,
     /// Set by the first pass (which ends the claims of a previous instance of this owner).
     started: AtomicBool,
     /// When the next periodic check of every gateway is due (0: on the first pass).
@@ -227,6 +243,7 @@ impl Reconciler {
             metrics: ReconcileMetrics::default(),
             wake,
             after_pass: Mutex::new(Vec::new()),
+            in_force_waiters: Mutex::new(HashMap::new()),
             started: AtomicBool::new(false),
             next_full_check_ms: Mutex::new(0),
             mirror: Mutex::new(MirrorState::default()),
@@ -264,6 +281,85 @@ impl Reconciler {
     pub fn after_next_pass(&self, done: AfterPass) {
         self.after_pass.lock().unwrap_or_else(|p| p.into_inner()).push(done);
         self.wake();
+    }
+
+    /// Run `done` once this reconciler has `version` of `gateway_id` in force in its data plane
+    /// (or a later one), once an attempt to put it in force failed (the failure is recorded and
+    /// retried), once the gateway is gone, or after [`ReconcilerConfig::in_force_wait`] at
+    /// the latest. A request whose change is due at once answers from `done`; unlike
+    /// [`after_next_pass`](Self::after_next_pass) it is not answered by a pass that could not
+    /// claim the gateway. Does not wake the reconciler: the caller reconciles its claim
+    /// ([`reconcile_claimed`](Self::reconcile_claimed)) or calls [`wake`](Self::wake).
+    pub fn when_in_force(&self, gateway_id: &str, version: i64, done: AfterPass) {
+        self.lock_waiters()
+            .entry(gateway_id.to_string())
+            .or_default()
+            .push(InForceWaiter {
+                version,
+                since_ms: now_ms(),
+                done,
+            });
+        // It may be in force already (another request's pass, or this replica's repair).
+        if let Ok(Some(o)) = self.data_plane.observe(gateway_id) {
+            if let (true, Some(v)) = (o.in_sync, o.applied_version) {
+                self.settle_waiters(gateway_id, Some(v));
+            }
+        }
+    }
+
+    /// Reconcile a claim taken elsewhere (in the transaction of the request that made the
+    /// change, so that the request is answered without waiting for a pass), then, if requests
+    /// still wait (for a version the claim held the gateway against), wake [`run`](Self::run).
+    pub fn reconcile_claimed(&self, claim: &Claim, now_ms: i64) -> Outcome {
+        let outcome = self.reconcile_claim(claim, now_ms);
+        if !self.lock_waiters().is_empty() {
+            self.wake();
+        }
+        outcome
+    }
+
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<InForceWaiter>>> {
+        self.in_force_waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answer the waiters of a gateway up to `version` (`None`: all of them).
+    fn settle_waiters(&self, gateway_id: &str, version: Option<i64>) {
+        let ready: Vec<InForceWaiter> = {
+            let mut waiters = self.lock_waiters();
+            let Some(list) = waiters.get_mut(gateway_id) else {
+                return;
+            };
+            let (ready, waiting) = std::mem::take(list)
+                .into_iter()
+                .partition(|w| version.is_none_or(|v| w.version <= v));
+            *list = waiting;
+            if list.is_empty() {
+                waiters.remove(gateway_id);
+            }
+            ready
+        };
+        ready.into_iter().for_each(|w| (w.done)());
+    }
+
+    /// Answer the waiters that have waited [`ReconcilerConfig::in_force_wait`].
+    fn settle_overdue_waiters(&self, now_ms: i64) {
+        let bound = self.config.in_force_wait.as_millis() as i64;
+        let overdue: Vec<InForceWaiter> = {
+            let mut waiters = self.lock_waiters();
+            let mut overdue = Vec::new();
+            waiters.retain(|gateway_id, list| {
+                let (late, waiting): (Vec<_>, Vec<_>) =
+                    std::mem::take(list).into_iter().partition(|w| now_ms - w.since_ms >= bound);
+                if !late.is_empty() {
+                    tracing::warn!(gateway = %gateway_id, waiting = late.len(), "version not in force here in time: answered anyway");
+                }
+                overdue.extend(late);
+                *list = waiting;
+                !list.is_empty()
+            });
+            overdue
+        };
+        overdue.into_iter().for_each(|w| (w.done)());
     }
 
     /// [`run_pass`](Self::run_pass), then the callbacks registered before it started (also
@@ -377,6 +473,11 @@ impl Reconciler {
             // The store is in trouble: what it says is due stays due; do not spin on it.
             soonest = soonest.map(|t| t.max(now_ms + self.config.backoff.base.as_millis() as i64));
         }
+        self.settle_overdue_waiters(now_ms);
+        if !self.lock_waiters().is_empty() {
+            let bound = self.config.in_force_wait.as_millis() as i64;
+            soonest = Some(soonest.map_or(now_ms + bound, |t| t.min(now_ms + bound)));
+        }
         report.next_wake_ms = soonest;
         if exhausted {
             report.next_wake_ms = Some(now_ms);
@@ -454,6 +555,8 @@ impl Reconciler {
         }
         bump(&self.metrics.mirrored);
         tracing::debug!(gateway = %gateway_id, version, "recorded version mirrored");
+        // A request on this replica whose change another replica put in force is answered.
+        self.settle_waiters(gateway_id, Some(version));
         Ok(Some(Outcome::Mirrored { version }))
     }
 
@@ -478,6 +581,7 @@ impl Reconciler {
                 self.data_plane.remove(gateway_id)?;
                 bump(&self.metrics.removed);
                 tracing::info!(gateway = %gateway_id, "gateway deleted: removed from the data plane");
+                self.settle_waiters(gateway_id, None);
                 return Ok(false);
             };
             if spec.version != version || spec.gateway_id != gateway_id {
@@ -677,7 +781,12 @@ impl Reconciler {
                 Outcome::StoreError(e.0)
             }
             // A failure record ends the claim.
-            Err(Failure::DataPlane(error)) => self.record_failure(claim, error, now_ms),
+            Err(Failure::DataPlane(error)) => {
+                let outcome = self.record_failure(claim, error, now_ms);
+                // Answered: the failure is recorded and retried.
+                self.settle_waiters(&claim.gateway_id, Some(claim.target_version));
+                outcome
+            }
         }
     }
 
@@ -701,8 +810,12 @@ impl Reconciler {
                 return Ok(Converged::Done(Outcome::Removed));
             }
         } else if claim.applied_version == version && claim.attempts == 0 {
+            self.settle_waiters(gateway_id, Some(version));
             return Ok(Converged::Done(Outcome::InForce { version }));
         }
+        // In force here: its requests are answered now, not after the record (which shares a
+        // later commit; a crash before it loses nothing, the next reconcile records it).
+        self.settle_waiters(gateway_id, Some(version));
         Ok(Converged::Record { version, applied })
     }
 

@@ -1092,3 +1092,109 @@ async fn a_replica_loop_mirrors_another_replicas_record_promptly() {
     assert_eq!(rb_loop.metrics().snapshot().mirrored, 3);
     handle.abort();
 }
+
+/// A waiter that records when it was answered.
+fn waiter(answered: &Arc<AtomicUsize>) -> crate::reconciler::AfterPass {
+    let answered = answered.clone();
+    Box::new(move || {
+        answered.fetch_add(1, Ordering::SeqCst);
+    })
+}
+
+#[test]
+fn a_request_with_its_claim_is_answered_once_its_version_is_in_force() {
+    let (store, plane, r) = setup(TestPlane::default());
+    let lease = r.config().lease.as_millis() as i64;
+    let v1 = store.commit(spec(routes(1)), Some(0));
+    let v2 = store.commit(spec(routes(2)), Some(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    r.when_in_force(GW, v1, waiter(&answered));
+    r.when_in_force(GW, v2, waiter(&answered));
+    r.when_in_force(GW, v2 + 1, waiter(&answered));
+    assert_eq!(answered.load(Ordering::SeqCst), 0, "nothing is in force yet");
+
+    let claim = store.claim_gateway(GW, "r1", 1, lease).unwrap().unwrap();
+    assert_eq!(claim.target_version, v2);
+    assert_eq!(
+        r.reconcile_claimed(&claim, 1),
+        Outcome::Applied {
+            version: v2,
+            applied: true
+        }
+    );
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        2,
+        "both versions up to the target, not the later one"
+    );
+    assert_eq!(plane.sim.route_count(GW), 2);
+    assert_eq!(applied(&store), v2);
+
+    // A waiter for a version already in force is answered at once.
+    r.when_in_force(GW, v1, waiter(&answered));
+    assert_eq!(answered.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_waiter_on_a_gateway_another_owner_holds_is_answered_by_the_pass_after_it_or_by_the_bound() {
+    let store = Arc::new(MemoryReconcileStore::new());
+    let plane = Arc::new(TestPlane::default());
+    let mut cfg = config("a");
+    cfg.in_force_wait = Duration::from_millis(500);
+    let a = Reconciler::new(store.clone(), plane.clone(), cfg);
+    let lease = a.config().lease.as_millis() as i64;
+    let v1 = store.commit(spec(routes(1)), Some(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+
+    // B holds the claim: A's pass cannot put the version in force, and does not answer.
+    let claim_b = store.claim_gateway(GW, "b", crate::now_ms(), lease).unwrap().unwrap();
+    a.when_in_force(GW, v1, waiter(&answered));
+    a.run_pass(crate::now_ms());
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        0,
+        "a pass that could not claim answers nobody"
+    );
+
+    // B gives up; A's next pass applies and answers.
+    store.release(&claim_b).unwrap();
+    a.run_pass(crate::now_ms());
+    assert_eq!(answered.load(Ordering::SeqCst), 1);
+
+    // Held again by B: the bound answers the waiter anyway.
+    let v2 = store.commit(spec(routes(2)), Some(0));
+    let _claim_b = store.claim_gateway(GW, "b", crate::now_ms(), lease).unwrap().unwrap();
+    a.when_in_force(GW, v2, waiter(&answered));
+    let report = a.run_pass(crate::now_ms());
+    assert_eq!(answered.load(Ordering::SeqCst), 1);
+    assert!(
+        report.next_wake_ms.is_some(),
+        "a pass with waiters left wakes again by the bound"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    a.run_pass(crate::now_ms());
+    assert_eq!(answered.load(Ordering::SeqCst), 2, "answered after the bound");
+}
+
+#[test]
+fn a_failed_attempt_answers_its_waiters() {
+    let (store, plane, r) = setup(TestPlane::default());
+    plane.sim.inject_failures(SimFault {
+        after_routes: 0,
+        times: 1,
+    });
+    let v1 = store.commit(spec(routes(1)), Some(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    r.when_in_force(GW, v1, waiter(&answered));
+    let report = r.run_pass(1);
+    assert!(
+        matches!(report.outcomes[0].1, Outcome::Failed { .. }),
+        "{:?}",
+        report.outcomes
+    );
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        1,
+        "answered: the failure is recorded and retried"
+    );
+}

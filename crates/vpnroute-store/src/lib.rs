@@ -164,6 +164,59 @@ impl dyn Store + '_ {
     }
 }
 
+impl dyn Store + '_ {
+    /// Run `f` through [`Store::submit_write`] and wait for the commit: the work shares a
+    /// commit with the requests being written (SQLite's group commit) instead of taking one of
+    /// its own. `f` may run more than once (a retried batch). Blocks the calling thread: never
+    /// call it from a [`WriteJob`] (the writer would wait for itself).
+    pub fn write_queued<T: Send + 'static>(
+        &self,
+        f: impl FnMut(&dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        self.submit_write(Box::new(QueuedWrite { f, result: None, done }));
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::Other("the writer dropped a queued write".into())))
+    }
+}
+
+/// The [`WriteJob`] of [`Store::write_queued`](trait.Store.html#method.write_queued).
+struct QueuedWrite<F, T> {
+    f: F,
+    result: Option<Result<T, StoreError>>,
+    done: std::sync::mpsc::SyncSender<Result<T, StoreError>>,
+}
+
+impl<F, T> WriteJob for QueuedWrite<F, T>
+where
+    F: FnMut(&dyn WriteTx) -> Result<T, StoreError> + Send,
+    T: Send,
+{
+    fn run(&mut self, tx: &dyn WriteTx) -> Result<bool, StoreError> {
+        match (self.f)(tx) {
+            Ok(v) => {
+                self.result = Some(Ok(v));
+                Ok(true)
+            }
+            Err(e) if e.is_retryable() => Err(e),
+            Err(e) => {
+                self.result = Some(Err(e));
+                Ok(false)
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let outcome = match (committed, self.result) {
+            (Ok(()), Some(r)) => r,
+            (Ok(()), None) => Err(StoreError::Other("a queued write did not run".into())),
+            (Err(e), _) => Err(e),
+        };
+        let _ = self.done.send(outcome);
+    }
+}
+
 /// The typed result of a closure run through an object-safe [`Store`] method: the closure's
 /// own error is kept aside (the transaction sees [`StoreError::RolledBack`]) and returned as
 /// is.

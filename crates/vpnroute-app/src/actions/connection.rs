@@ -107,6 +107,30 @@ fn configs(
     })
 }
 
+/// Refuses an IkeConfig / IpsecConfig (as completed) that the data plane cannot put in force
+/// ([`vpnroute_dataplane::DataPlane::unsupported_tunnel`]: the Linux data plane's `ipsec`
+/// driver has no ShangMi transforms), before any tunnel exists. `tunnel`: the
+/// `TunnelOptionsSpecification.N` the configs came from (`None`: the connection's own).
+/// `InvalidParameter` naming the member, as for a value outside Alibaba's lists.
+fn check_supported(
+    ctx: &OpCtx<'_>,
+    ike: &Value,
+    ipsec_cfg: &Value,
+    tunnel: Option<&TunnelInput>,
+) -> Result<(), ApiError> {
+    let Some(refused) = ctx.app.data_plane.unsupported_tunnel(ike, ipsec_cfg) else {
+        return Ok(());
+    };
+    let parameter = match tunnel {
+        None => refused.parameter(),
+        Some(t) => tunnel_param(t, &format!("{}.{}", refused.block.tunnel_name(), refused.member)),
+    };
+    Err(ApiError::invalid_parameter_msg(format!(
+        "The specified parameter \"{parameter}\" is not valid: {:?} is not supported by this gateway's IPsec tunnels.",
+        refused.value
+    )))
+}
+
 /// The zone of one of the gateway's vswitches (`""` for a made-up one).
 fn zone_of_vswitch(tx: &Tx<'_>, id: &str) -> Result<String, ApiError> {
     Ok(tx
@@ -157,6 +181,9 @@ fn tunnel(
         base.map(|b| &b.ipsec_config),
         &tunnel_param(t, "TunnelIpsecConfig"),
     )?;
+    if base.is_none_or(|b| b.ike_config != ike || b.ipsec_config != ipsec_cfg) {
+        check_supported(ctx, &ike, &ipsec_cfg, Some(t))?;
+    }
     let mut bgp = ipsec::tunnel_bgp(&t.bgp, base.map(|b| &b.bgp_config), &tunnel_param(t, "TunnelBgpConfig"))?;
     bgp["PeerAsn"] = cgw.asn.map(|a| json!(a)).unwrap_or_else(|| json!(""));
     Ok(Tunnel {
@@ -354,6 +381,10 @@ fn create_vpn_connection(
         (Some(cgw), vec![])
     };
     let cfg = configs(input.configs, None, &gw.internet_ip, cgw.as_ref())?;
+    if tunnels.is_empty() {
+        // A dual-tunnel connection puts its tunnels' configs in force (checked in `tunnel`).
+        check_supported(ctx, &cfg.ike, &cfg.ipsec, None)?;
+    }
     let effect_immediately = input.effect_immediately?;
     let enable_dpd = input.enable_dpd?;
     let enable_nat = input.enable_nat_traversal?;
@@ -889,6 +920,11 @@ fn modify_vpn_connection_attribute(
         next.name = n;
     }
     let cfg = configs(input.configs, Some(&c), &gw.internet_ip, cgw.as_ref())?;
+    if c.tunnels.is_empty() && (cfg.ike != c.ike_config || cfg.ipsec != c.ipsec_config) {
+        // Only a change is checked: a connection made under another data plane keeps
+        // its name and other attributes editable.
+        check_supported(ctx, &cfg.ike, &cfg.ipsec, None)?;
+    }
     next.ike_config = cfg.ike;
     next.ipsec_config = cfg.ipsec;
     next.health_check = cfg.health;

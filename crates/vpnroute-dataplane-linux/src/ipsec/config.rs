@@ -25,7 +25,7 @@ use std::path::Path;
 
 use ipnet::Ipv4Net;
 use serde_json::Value;
-use vpnroute_dataplane::ConnectionSpec;
+use vpnroute_dataplane::{ConnectionSpec, TunnelConfigBlock, TunnelRole, Unsupported};
 use vpnroute_vici::Message;
 
 /// Seconds of silence before a DPD probe.
@@ -35,24 +35,6 @@ pub const RETRANSMIT_TIMEOUT_S: f64 = 0.4;
 /// … then this many more, each after the same delay (`retransmit_base = 1`): a dead peer is
 /// declared after `RETRANSMIT_TIMEOUT_S * (RETRANSMIT_TRIES + 1)` = 1.2 s of silence.
 pub const RETRANSMIT_TRIES: u32 = 2;
-
-/// A parameter this data plane cannot put in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unsupported {
-    /// `IkeConfig.IkeEncAlg` style path of the parameter.
-    pub parameter: String,
-    pub value: String,
-}
-
-impl std::fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {:?} is not supported by the ipsec tunnel driver",
-            self.parameter, self.value
-        )
-    }
-}
 
 fn text(config: &Value, key: &str) -> Option<String> {
     match &config[key] {
@@ -127,9 +109,20 @@ pub struct TunnelConfig {
     pub force_encap: bool,
 }
 
-/// Checks a connection's parameters and maps them (see the module doc).
+/// Checks a connection's parameters and maps them (see the module doc). A dual-tunnel
+/// connection's tunnel is its master tunnel, with the master's own TunnelIkeConfig /
+/// TunnelIpsecConfig, EnableDpd and EnableNatTraversal (the slave is not built yet).
 pub fn check(connection: &ConnectionSpec, local_address: &str) -> Result<TunnelConfig, Unsupported> {
-    let (ike, ipsec) = (&connection.ike_config, &connection.ipsec_config);
+    let master = connection.tunnels.iter().find(|t| t.role == TunnelRole::Master);
+    let (ike, ipsec, dpd, encap) = match master {
+        Some(t) => (&t.ike_config, &t.ipsec_config, t.enable_dpd, t.enable_nat_traversal),
+        None => (
+            &connection.ike_config,
+            &connection.ipsec_config,
+            connection.enable_dpd,
+            connection.enable_nat_traversal,
+        ),
+    };
     let get = |section: &str, key: &str| -> String {
         let config = if section == "IkeConfig" { ike } else { ipsec };
         text(config, key).unwrap_or_else(|| {
@@ -140,7 +133,12 @@ pub fn check(connection: &ConnectionSpec, local_address: &str) -> Result<TunnelC
         })
     };
     let unsupported = |section: &str, key: &str| Unsupported {
-        parameter: format!("{section}.{key}"),
+        block: if section == "IkeConfig" {
+            TunnelConfigBlock::Ike
+        } else {
+            TunnelConfigBlock::Ipsec
+        },
+        member: key.to_string(),
         value: get(section, key),
     };
     let mapped = |section: &str, key: &str, map: fn(&str) -> Option<&'static str>| {
@@ -202,14 +200,15 @@ pub fn check(connection: &ConnectionSpec, local_address: &str) -> Result<TunnelC
         psk,
         local_ts: or_any(&connection.local_subnets),
         remote_ts: or_any(&connection.remote_subnets),
-        dpd: connection.enable_dpd,
-        force_encap: connection.enable_nat_traversal,
+        dpd,
+        force_encap: encap,
     })
 }
 
 /// The first IkeConfig/IpsecConfig parameter this driver cannot put in force, for the API
-/// to refuse at CreateVpnConnection/ModifyVpnConnectionAttribute (before any tunnel exists).
-/// A missing Psk is not a refusal: the API generates one.
+/// to refuse at CreateVpnConnection/ModifyVpnConnectionAttribute (before any tunnel exists;
+/// [`vpnroute_dataplane::DataPlane::unsupported_tunnel`] of the Linux data plane with this
+/// driver). A missing Psk is not a refusal: the API generates one.
 pub fn unsupported(ike_config: &Value, ipsec_config: &Value) -> Option<Unsupported> {
     let mut ike = ike_config.clone();
     if text(&ike, "Psk").is_none_or(|psk| psk.is_empty()) {
@@ -474,7 +473,7 @@ mod tests {
             (json!({}), json!({}), "IkeConfig.Psk"),
         ] {
             let error = check(&connection(ike, ipsec), "47.0.0.1").unwrap_err();
-            assert_eq!(error.parameter, parameter);
+            assert_eq!(error.parameter(), parameter);
         }
     }
 
@@ -482,13 +481,38 @@ mod tests {
     fn the_api_check_names_the_first_unsupported_parameter() {
         assert_eq!(unsupported(&json!({}), &json!({})), None, "defaults, Psk generated");
         let refused = unsupported(&json!({"IkeEncAlg": "aes"}), &json!({"IpsecAuthAlg": "sm3"})).unwrap();
-        assert_eq!(refused.parameter, "IpsecConfig.IpsecAuthAlg");
+        assert_eq!(refused.parameter(), "IpsecConfig.IpsecAuthAlg");
         assert_eq!(refused.value, "sm3");
         assert!(unsupported(
             &json!({"IkeVersion": "ikev2", "IkePfs": "group14"}),
             &json!({"IpsecPfs": "disabled"})
         )
         .is_none());
+    }
+
+    #[test]
+    fn a_dual_tunnel_connection_uses_its_master_tunnels_parameters() {
+        let mut c = connection(json!({"Psk": "connection-level"}), json!({}));
+        let tunnel = |role, psk: &str, enc: &str| vpnroute_dataplane::TunnelSpec {
+            id: format!("tun-{psk}"),
+            role,
+            local_ip: "47.0.0.1".parse().unwrap(),
+            remote_ip: "198.51.100.7".parse().unwrap(),
+            admin_up: true,
+            ike_config: json!({"IkeVersion": "ikev2", "IkeEncAlg": enc, "Psk": psk}),
+            ipsec_config: json!({"IpsecAuthAlg": "sha256"}),
+            enable_dpd: false,
+            enable_nat_traversal: true,
+        };
+        c.tunnels = vec![
+            tunnel(TunnelRole::Slave, "slave", "sm4"),
+            tunnel(TunnelRole::Master, "master", "aes256"),
+        ];
+        let config = check(&c, "47.0.0.1").unwrap();
+        assert_eq!(config.psk, "master");
+        assert_eq!(config.ike_proposal, "aes256-md5-modp1024");
+        assert_eq!(config.esp_proposal, "aes128-sha256-modp1024");
+        assert_eq!((config.version, config.dpd), (2, false));
     }
 
     #[test]

@@ -47,10 +47,10 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
-use vpnroute_dataplane::{ConnectionSpec, GatewaySpec, TunnelState};
+use vpnroute_dataplane::{ConnectionSpec, GatewaySpec, TunnelState, Unsupported};
 
 use self::charon::{Instance, Meta, SaState, SaStatus};
-use self::config::{TunnelConfig, Unsupported, CHARON_TABLE};
+use self::config::{TunnelConfig, CHARON_TABLE};
 use crate::kernel::{self, Link, Neighbour, Route, Rule, RuleAction, Target, TABLE_LOCAL, TABLE_MAIN};
 use crate::layout::{self, LinkWant, NsWant, TunnelLayout};
 use crate::names::{stable_hash, Names};
@@ -797,6 +797,10 @@ impl TunnelDriver for IpsecDriver {
 
     fn listen(&self, listener: ChangeListener) {
         *lock(&self.shared.listener) = Some(listener);
+    }
+
+    fn unsupported(&self, ike_config: &Value, ipsec_config: &Value) -> Option<Unsupported> {
+        config::unsupported(ike_config, ipsec_config)
     }
 }
 
