@@ -118,7 +118,7 @@ impl Replicas {
     }
 
     fn client(&self, i: usize) -> Client {
-        self.servers[i].client(if i % 2 == 0 { Scheme::V1 } else { Scheme::Acs3 })
+        self.servers[i].client(if i.is_multiple_of(2) { Scheme::V1 } else { Scheme::Acs3 })
     }
 
     /// The tail of every replica's log (for failure messages).
