@@ -632,6 +632,24 @@ impl Reconciler {
             if held {
                 continue;
             }
+            if self.data_plane.per_process() {
+                // This process's own copy fell behind its record: put the recorded version
+                // back without a claim. A data plane ahead of the record (or a local apply
+                // that failed) goes on to a claim, which records it (or the failure).
+                match self.mirror_one(&gv.gateway_id, gv.applied_version) {
+                    Ok(Some(outcome)) => {
+                        bump(&self.metrics.drift_repairs);
+                        tracing::info!(gateway = %gv.gateway_id, applied_version = gv.applied_version, "data plane out of sync: recorded version put back");
+                        report.outcomes.push((gv.gateway_id.clone(), outcome));
+                        continue;
+                    }
+                    Ok(None) | Err(Failure::DataPlane(_)) => {}
+                    Err(Failure::Store(e)) => {
+                        self.store_failed("repairing a gateway", &e);
+                        continue;
+                    }
+                }
+            }
             let claim = match self
                 .store
                 .claim_gateway(&gv.gateway_id, &self.config.owner, now_ms, self.lease_ms())

@@ -1198,3 +1198,27 @@ fn a_failed_attempt_answers_its_waiters() {
         "answered: the failure is recorded and retried"
     );
 }
+
+#[test]
+fn drift_of_a_per_process_data_plane_is_repaired_without_a_claim() {
+    let (store, replicas) = replicas(true, &["a"]);
+    let [(plane, r)] = &replicas[..] else { unreachable!() };
+    store.commit(spec(routes(3)), Some(0));
+    r.run_pass(0);
+    assert!(plane.sim.inject_drift(GW, 2));
+    // Another owner holds the gateway: the repair of this process's own copy needs no claim.
+    store.claim_gateway(GW, "x", 1, 60_000).unwrap().expect("free");
+    let report = r.run_pass(1);
+    assert_eq!(
+        report.outcomes,
+        vec![(GW.to_string(), Outcome::Mirrored { version: 1 })]
+    );
+    assert_eq!(plane.sim.route_count(GW), 3);
+    let m = r.metrics().snapshot();
+    assert_eq!(
+        (m.drift_repairs, m.applied),
+        (1, 1),
+        "repaired, recorded only once (the change)"
+    );
+    assert_eq!(store.status(GW).unwrap().applied_history, vec![1]);
+}
