@@ -17,7 +17,7 @@ use vpnroute_dataplane::{
     ConnectionSpec, GatewaySpec, HealthCheckSpec, RouteClass, RouteSpec, SpecChanges, TunnelRole, TunnelSpec,
 };
 use vpnroute_domain::model::{CustomerGateway, RouteKind, Vpc, VpnConnection, VpnGateway, VpnRoute};
-use vpnroute_reconciler::{Claim, GatewayVersion, ReconcileStore, StoreFailure};
+use vpnroute_reconciler::{Claim, GatewayVersion, ReconcileStore, RecordDone, StoreFailure};
 use vpnroute_store::{ReadTx, ReadTxExt, ReconcileClaim, ResourceKind, Store, StoreError, WriteTx, WriteTxExt};
 
 /// See the [module docs](self).
@@ -57,6 +57,33 @@ fn from_claim(c: &Claim) -> ReconcileClaim {
         applied_version: c.applied_version,
         attempts: c.attempts,
     }
+}
+
+/// What changed in a gateway's spec between versions `from` and `to`, in the state at `to`
+/// (`None`: the gateway no longer exists). Also read inside the transaction that commits `to`,
+/// whose reads see that state (see [`crate::tasks::Effects::claims`]).
+pub fn spec_changes(tx: &dyn ReadTx, gateway_id: &str, from: i64, to: i64) -> Result<Option<SpecChanges>, StoreError> {
+    // The changes are the before-images of the versions after `from`, kept until they are
+    // applied: from below the applied version the store cannot tell.
+    if tx.resource_owner(ResourceKind::VpnGateway, gateway_id)?.is_none() || from < tx.gateway_versions(gateway_id)?.1 {
+        return Ok(None);
+    }
+    let mut upserts = Vec::new();
+    let mut removed = Vec::new();
+    for (seq, state) in tx.route_changes(gateway_id, from, to)? {
+        match state.as_ref().and_then(route_spec) {
+            Some(spec) => upserts.push(spec),
+            None => removed.push(seq as u64),
+        }
+    }
+    Ok(Some(SpecChanges {
+        gateway_id: gateway_id.to_string(),
+        from_version: from,
+        version: to,
+        upserts,
+        removed,
+        connections: connection_specs(tx, gateway_id)?,
+    }))
 }
 
 /// The data plane's form of a stored route (`None` for a route the API would never have
@@ -262,36 +289,28 @@ impl ReconcileStore for StoreReconcile {
 
     fn load_changes(&self, gateway_id: &str, from: i64, to: i64) -> Result<Option<SpecChanges>, StoreFailure> {
         self.store
-            .read(|tx| {
-                // The changes are the before-images of the versions after `from`, kept until
-                // they are applied: from below the applied version the store cannot tell.
-                if tx.resource_owner(ResourceKind::VpnGateway, gateway_id)?.is_none()
-                    || from < tx.gateway_versions(gateway_id)?.1
-                {
-                    return Ok(None);
-                }
-                let mut upserts = Vec::new();
-                let mut removed = Vec::new();
-                for (seq, state) in tx.route_changes(gateway_id, from, to)? {
-                    match state.as_ref().and_then(route_spec) {
-                        Some(spec) => upserts.push(spec),
-                        None => removed.push(seq as u64),
-                    }
-                }
-                Ok(Some(SpecChanges {
-                    gateway_id: gateway_id.to_string(),
-                    from_version: from,
-                    version: to,
-                    upserts,
-                    removed,
-                    connections: connection_specs(tx, gateway_id)?,
-                }))
-            })
+            .read(|tx| spec_changes(tx, gateway_id, from, to))
             .map_err(failure)
     }
 
     fn record_applied(&self, claim: &Claim, version: i64, now_ms: i64) -> Result<bool, StoreFailure> {
         Ok(self.record_applied_many(&[(claim.clone(), version)], now_ms)?[0])
+    }
+
+    fn record_applied_deferred(&self, claim: &Claim, version: i64, _now_ms: i64) -> Result<bool, StoreFailure> {
+        let claim = claim.clone();
+        self.store
+            .write_queued_deferred(move |tx| record_applied(tx, &claim, version))
+            .map_err(failure)
+    }
+
+    fn record_applied_then(&self, claim: &Claim, version: i64, _now_ms: i64, done: RecordDone) {
+        let claim = claim.clone();
+        self.store.write_then(
+            true,
+            move |tx| record_applied(tx, &claim, version),
+            Box::new(move |recorded| done(recorded.map_err(failure))),
+        );
     }
 
     fn record_applied_many(&self, records: &[(Claim, i64)], _now_ms: i64) -> Result<Vec<bool>, StoreFailure> {

@@ -37,6 +37,9 @@ pub struct Effects {
     /// Gateways this request's transaction claimed for this process's reconciler (at most one
     /// per gateway, its target the request's last version there).
     pub claims: Vec<ReconcileClaim>,
+    /// For a data plane that applies inline: each claim's changes, read at the end of the
+    /// request's own transaction (so that putting them in force reads nothing more).
+    pub claimed_changes: Vec<Option<vpnroute_dataplane::SpecChanges>>,
     pub task_enqueued: bool,
     /// Gateways deleted: removed from the data plane once the deletion is committed.
     pub deleted_gateways: Vec<String>,

@@ -37,6 +37,20 @@ impl WriteJob for RequestJob {
         // What a panic in the handler leaves as the outcome.
         self.outcome = Err(ApiError::INTERNAL_ERROR);
         self.outcome = (self.run)(&self.app, tx);
+        if let Ok((_, effects)) = &mut self.outcome {
+            if !effects.claims.is_empty() && self.app.data_plane.applies_inline() {
+                // Last in the request's work: the state these reads see is what commits.
+                effects.claimed_changes = effects
+                    .claims
+                    .iter()
+                    .map(|c| {
+                        crate::reconcile::spec_changes(tx, &c.gateway_id, c.applied_version, c.target_version)
+                            .ok()
+                            .flatten()
+                    })
+                    .collect();
+            }
+        }
         match &self.outcome {
             Ok(_) => Ok(true),
             // The store was busy (mapped from `StoreError::Retryable`): the whole transaction
@@ -58,6 +72,9 @@ impl WriteJob for RequestJob {
                         let _ = reply.send(Committed::Answer(Ok(body)));
                     }));
                     return;
+                }
+                if app.data_plane.applies_inline() {
+                    return answer_when_in_force_inline(&app, body, effects, reply);
                 }
                 Committed::InForce(body, effects)
             }
@@ -87,6 +104,48 @@ pub async fn submit(
             Ok(body)
         }
         Err(_) => Err(ApiError::INTERNAL_ERROR),
+    }
+}
+
+/// [`in_force`] on the writer thread, for a data plane that applies inline: the claimed
+/// gateways are put in force right after the commit and the reply is sent from the last
+/// waiter's callback, with no thread in between.
+fn answer_when_in_force_inline(
+    app: &Arc<App>,
+    body: Value,
+    effects: Effects,
+    reply: tokio::sync::oneshot::Sender<Committed>,
+) {
+    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(effects.in_force.len()));
+    let answer = Arc::new(std::sync::Mutex::new(Some((reply, body))));
+    for (gateway_id, version) in &effects.in_force {
+        let (pending, answer) = (pending.clone(), answer.clone());
+        app.reconciler.when_in_force(
+            gateway_id,
+            *version,
+            Box::new(move || {
+                if pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                    if let Some((reply, body)) = answer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        let _ = reply.send(Committed::Answer(Ok(body)));
+                    }
+                }
+            }),
+        );
+    }
+    if effects
+        .in_force
+        .iter()
+        .any(|(g, _)| !effects.claims.iter().any(|c| &c.gateway_id == g))
+    {
+        app.reconciler.wake();
+    }
+    let mut changes = effects.claimed_changes.into_iter();
+    for claim in effects.claims {
+        app.reconciler.reconcile_claimed_inline(
+            &crate::reconcile::to_claim(claim),
+            changes.next().flatten(),
+            crate::state::now_ms(),
+        );
     }
 }
 

@@ -274,6 +274,10 @@ impl DataPlane for SimDataPlane {
         true
     }
 
+    fn applies_inline(&self) -> bool {
+        true
+    }
+
     fn apply(&self, spec: &GatewaySpec) -> Result<(), DataPlaneError> {
         let desired = engine_routes(&spec.gateway_id, &spec.routes)?;
         let mut budget = Budget {

@@ -298,6 +298,13 @@ pub trait DataPlane: Send + Sync {
             .and_then(|o| o.details["RoutesInForce"].as_u64())
             .unwrap_or(0) as usize)
     }
+    /// Whether [`apply`](Self::apply) and [`apply_changes`](Self::apply_changes) are in-memory
+    /// updates of microseconds that never wait for anything, so that a change can be put in
+    /// force on the thread that committed it (the `sim` data plane). Default: `false` (kernel
+    /// and tunnel programming run on their own threads).
+    fn applies_inline(&self) -> bool {
+        false
+    }
     /// Register the reconciler's waker: call it whenever an event is queued, so the
     /// reconciler drains events at once instead of at its next periodic pass. Default: never
     /// called (the reconciler still drains on every pass).

@@ -34,4 +34,4 @@ mod tests;
 
 pub use backoff::Backoff;
 pub use reconciler::{now_ms, MetricsSnapshot, Outcome, PassReport, ReconcileMetrics, Reconciler, ReconcilerConfig};
-pub use store::{Claim, GatewayVersion, ReconcileStore, StoreFailure};
+pub use store::{Claim, GatewayVersion, ReconcileStore, RecordDone, StoreFailure};

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
-use vpnroute_dataplane::{DataPlane, DataPlaneError, DataPlaneEvent, Observed};
+use vpnroute_dataplane::{DataPlane, DataPlaneError, DataPlaneEvent, Observed, SpecChanges};
 
 use crate::backoff::Backoff;
 use crate::store::{Claim, ReconcileStore, StoreFailure};
@@ -161,6 +161,9 @@ pub struct PassReport {
 
 /// Run once a pass has ended (see [`Reconciler::after_next_pass`]).
 pub type AfterPass = Box<dyn FnOnce() + Send>;
+
+/// Later versions one claim follows at most (see `Reconciler::converge_following`).
+const MAX_FOLLOWS: usize = 16;
 
 /// A request waiting for a version of a gateway (see [`Reconciler::when_in_force`]).
 struct InForceWaiter {
@@ -310,12 +313,70 @@ impl Reconciler {
     /// Reconcile a claim taken elsewhere (in the transaction of the request that made the
     /// change, so that the request is answered without waiting for a pass), then, if requests
     /// still wait (for a version the claim held the gateway against), wake [`run`](Self::run).
+    /// Its record may wait briefly to share a commit with the next write
+    /// ([`ReconcileStore::record_applied_deferred`]): its requests are answered already.
     pub fn reconcile_claimed(&self, claim: &Claim, now_ms: i64) -> Outcome {
-        let outcome = self.reconcile_claim(claim, now_ms);
+        let outcome = self.reconcile_claim_as(claim, now_ms, true);
         if !self.lock_waiters().is_empty() {
             self.wake();
         }
         outcome
+    }
+
+    /// [`reconcile_claimed`](Self::reconcile_claimed) on the thread that committed the change
+    /// (the store's writer), for a data plane that [applies inline](DataPlane::applies_inline):
+    /// nothing here waits for the store's writer. The record is handed to the store without
+    /// waiting; a failure is settled on a thread of its own.
+    ///
+    /// `changes`: the claim's changes from its applied to its target version, if the caller
+    /// read them already (in the transaction that committed the target version).
+    pub fn reconcile_claimed_inline(self: &Arc<Self>, claim: &Claim, changes: Option<SpecChanges>, now_ms: i64) {
+        let mut claim = claim.clone();
+        let converged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.converge_following_from(&mut claim, changes)
+        }))
+        .unwrap_or_else(|_| Err(Failure::DataPlane("the data plane panicked".into())));
+        match converged {
+            Ok(Converged::Record { version, applied }) => {
+                let this = self.clone();
+                let recorded_claim = claim.clone();
+                self.store.record_applied_then(
+                    &claim,
+                    version,
+                    now_ms,
+                    Box::new(move |recorded| {
+                        match recorded {
+                            Ok(recorded) => {
+                                this.recorded(&recorded_claim, version, applied, recorded);
+                            }
+                            // Ending the claim waits for the store: not on its writer thread.
+                            Err(e) => this.off_thread(move |this| {
+                                this.unrecorded(&recorded_claim, e);
+                            }),
+                        }
+                        if !this.lock_waiters().is_empty() {
+                            this.wake();
+                        }
+                    }),
+                );
+            }
+            other => self.off_thread(move |this| {
+                this.settle(&claim, other, now_ms);
+                this.wake();
+            }),
+        }
+    }
+
+    /// Run `f` on a thread of its own (store calls that must not run on the writer thread).
+    fn off_thread(self: &Arc<Self>, f: impl FnOnce(&Reconciler) + Send + 'static) {
+        let this = self.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("reconcile".into())
+            .spawn(move || f(&this))
+        {
+            // The claim's lease runs out and a pass takes the gateway over.
+            tracing::error!(error = %e, "spawning a reconcile thread");
+        }
     }
 
     fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<InForceWaiter>>> {
@@ -550,7 +611,7 @@ impl Reconciler {
         if in_force(&before, version) || held.is_some_and(|h| h > version) || (held.is_none() && version == 0) {
             return Ok(None);
         }
-        if !self.put_in_force(gateway_id, &before, held.unwrap_or(0), version)? {
+        if !self.put_in_force(gateway_id, &before, held.unwrap_or(0), version, None)? {
             return Ok(Some(Outcome::Removed));
         }
         bump(&self.metrics.mirrored);
@@ -562,17 +623,21 @@ impl Reconciler {
 
     /// Apply `version` of a gateway to the data plane and read it back: the difference from
     /// `from` when the data plane holds `from` in sync and the store can tell it, else the
-    /// full spec. `false`: the gateway no longer exists (removed from the data plane).
+    /// full spec (`read_already`: the difference if the caller has read it). `false`: the gateway
+    /// no longer exists (removed from the data plane).
     fn put_in_force(
         &self,
         gateway_id: &str,
         before: &Option<Observed>,
         from: i64,
         version: i64,
+        read_already: Option<SpecChanges>,
     ) -> Result<bool, Failure> {
+        let read_already =
+            read_already.filter(|c| c.from_version == from && c.version == version && c.gateway_id == gateway_id);
         let incremental = from < version
             && in_force(before, from)
-            && match self.store.load_changes(gateway_id, from, version)? {
+            && match read_already.map_or_else(|| self.store.load_changes(gateway_id, from, version), |c| Ok(Some(c)))? {
                 Some(changes) => self.data_plane.apply_changes(&changes)?,
                 None => false,
             };
@@ -721,11 +786,24 @@ impl Reconciler {
     /// Reconcile one claimed gateway to its target version and record the outcome; the
     /// claim ends either way.
     pub fn reconcile_claim(&self, claim: &Claim, now_ms: i64) -> Outcome {
-        match self.converge(claim) {
-            Ok(Converged::Record { version, applied }) => match self.store.record_applied(claim, version, now_ms) {
-                Ok(recorded) => self.recorded(claim, version, applied, recorded),
-                Err(e) => self.unrecorded(claim, e),
-            },
+        self.reconcile_claim_as(claim, now_ms, false)
+    }
+
+    fn reconcile_claim_as(&self, claim: &Claim, now_ms: i64, deferred_record: bool) -> Outcome {
+        let mut claim = claim.clone();
+        let claim = &mut claim;
+        match self.converge_following(claim) {
+            Ok(Converged::Record { version, applied }) => {
+                let recorded = if deferred_record {
+                    self.store.record_applied_deferred(claim, version, now_ms)
+                } else {
+                    self.store.record_applied(claim, version, now_ms)
+                };
+                match recorded {
+                    Ok(recorded) => self.recorded(claim, version, applied, recorded),
+                    Err(e) => self.unrecorded(claim, e),
+                }
+            }
             other => self.settle(claim, other, now_ms),
         }
     }
@@ -734,8 +812,8 @@ impl Reconciler {
     /// recorded in one store call.
     fn reconcile_claims(&self, claims: Vec<Claim>, now_ms: i64, report: &mut PassReport) {
         let mut records = Vec::new();
-        for claim in claims {
-            match self.converge(&claim) {
+        for mut claim in claims {
+            match self.converge_following(&mut claim) {
                 Ok(Converged::Record { version, applied }) => records.push((claim, version, applied)),
                 other => {
                     let outcome = self.settle(&claim, other, now_ms);
@@ -815,8 +893,51 @@ impl Reconciler {
         }
     }
 
+    /// [`converge`](Self::converge), then on to later versions requests are waiting for
+    /// (committed while the claim was held, due at once: every version up to them is due),
+    /// under the same claim, so that a stream of changes to one gateway is put in force
+    /// without a claim and a record for each. The claim's target is the version reached.
+    fn converge_following(&self, claim: &mut Claim) -> Result<Converged, Failure> {
+        self.converge_following_from(claim, None)
+    }
+
+    /// [`converge_following`](Self::converge_following), the first step with `changes` read
+    /// already (if they lead from the claim's applied to its target version).
+    fn converge_following_from(&self, claim: &mut Claim, changes: Option<SpecChanges>) -> Result<Converged, Failure> {
+        let mut converged = self.converge(claim, changes)?;
+        for _ in 0..MAX_FOLLOWS {
+            let Converged::Record { version, applied } = converged else {
+                break;
+            };
+            let Some(wanted) = self.highest_waiting(&claim.gateway_id).filter(|&w| w > version) else {
+                break;
+            };
+            // What is in force now is `version`: the next step applies only the difference.
+            claim.applied_version = version;
+            claim.target_version = wanted;
+            converged = match self.converge(claim, None)? {
+                Converged::Record {
+                    version,
+                    applied: later,
+                } => Converged::Record {
+                    version,
+                    applied: applied || later,
+                },
+                done => done,
+            };
+        }
+        Ok(converged)
+    }
+
+    /// The highest version a request waits for on a gateway.
+    fn highest_waiting(&self, gateway_id: &str) -> Option<i64> {
+        self.lock_waiters()
+            .get(gateway_id)
+            .and_then(|list| list.iter().map(|w| w.version).max())
+    }
+
     /// Bring the data plane to the claim's target version; what is left to record.
-    fn converge(&self, claim: &Claim) -> Result<Converged, Failure> {
+    fn converge(&self, claim: &Claim, changes: Option<SpecChanges>) -> Result<Converged, Failure> {
         let gateway_id = &claim.gateway_id;
         let version = claim.target_version;
         let before = self.data_plane.observe(gateway_id)?;
@@ -824,7 +945,7 @@ impl Reconciler {
         if applied {
             // What is in force is the recorded version: apply only the difference, if the
             // store can tell it and the data plane takes it; else the full spec.
-            if !self.put_in_force(gateway_id, &before, claim.applied_version, version)? {
+            if !self.put_in_force(gateway_id, &before, claim.applied_version, version, changes)? {
                 return Ok(Converged::Done(Outcome::Removed));
             }
         } else if claim.applied_version == version && claim.attempts == 0 {

@@ -9,6 +9,9 @@ use vpnroute_dataplane::{GatewaySpec, SpecChanges};
 #[error("reconcile store: {0}")]
 pub struct StoreFailure(pub String);
 
+/// What [`ReconcileStore::record_applied_then`] calls with its answer.
+pub type RecordDone = Box<dyn FnOnce(Result<bool, StoreFailure>) + Send>;
+
 /// One gateway claimed by one reconciler until `lease_until_ms`.
 ///
 /// While the lease runs no other owner can claim the gateway; after it ran out another may,
@@ -100,6 +103,20 @@ pub trait ReconcileStore: Send + Sync {
     /// failure record, ends the claim, and — when no task remains — ends the gateway's busy
     /// state. Returns whether it recorded.
     fn record_applied(&self, claim: &Claim, version: i64, now_ms: i64) -> Result<bool, StoreFailure>;
+
+    /// [`record_applied`](Self::record_applied) when nobody waits to see the record (the
+    /// requests were answered when the version came into force): a store may hold it back
+    /// briefly to share a commit with the next write. Default: `record_applied`.
+    fn record_applied_deferred(&self, claim: &Claim, version: i64, now_ms: i64) -> Result<bool, StoreFailure> {
+        self.record_applied(claim, version, now_ms)
+    }
+
+    /// [`record_applied_deferred`](Self::record_applied_deferred) without waiting: `done` gets
+    /// the answer later, possibly on the store's writer thread (it must not wait for the
+    /// store). Default: `record_applied` at once.
+    fn record_applied_then(&self, claim: &Claim, version: i64, now_ms: i64, done: RecordDone) {
+        done(self.record_applied(claim, version, now_ms))
+    }
 
     /// [`record_applied`](Self::record_applied) for several claims (a store may do it in one
     /// transaction); one answer per record, in order. Default: one by one.

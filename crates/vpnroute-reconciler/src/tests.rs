@@ -1110,7 +1110,6 @@ fn a_request_with_its_claim_is_answered_once_its_version_is_in_force() {
     let answered = Arc::new(AtomicUsize::new(0));
     r.when_in_force(GW, v1, waiter(&answered));
     r.when_in_force(GW, v2, waiter(&answered));
-    r.when_in_force(GW, v2 + 1, waiter(&answered));
     assert_eq!(answered.load(Ordering::SeqCst), 0, "nothing is in force yet");
 
     let claim = store.claim_gateway(GW, "r1", 1, lease).unwrap().unwrap();
@@ -1122,17 +1121,22 @@ fn a_request_with_its_claim_is_answered_once_its_version_is_in_force() {
             applied: true
         }
     );
-    assert_eq!(
-        answered.load(Ordering::SeqCst),
-        2,
-        "both versions up to the target, not the later one"
-    );
+    assert_eq!(answered.load(Ordering::SeqCst), 2, "both versions up to the target");
     assert_eq!(plane.sim.route_count(GW), 2);
     assert_eq!(applied(&store), v2);
+    let v3 = store.commit(spec(routes(3)), Some(0));
+    r.when_in_force(GW, v3, waiter(&answered));
+    assert_eq!(answered.load(Ordering::SeqCst), 2, "not a later version");
 
     // A waiter for a version already in force is answered at once.
     r.when_in_force(GW, v1, waiter(&answered));
     assert_eq!(answered.load(Ordering::SeqCst), 3);
+    let report = r.run_pass(2);
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        4,
+        "the later version by the next pass: {report:?}"
+    );
 }
 
 #[test]
@@ -1221,4 +1225,40 @@ fn drift_of_a_per_process_data_plane_is_repaired_without_a_claim() {
         "repaired, recorded only once (the change)"
     );
     assert_eq!(store.status(GW).unwrap().applied_history, vec![1]);
+}
+
+#[test]
+fn a_claim_follows_the_versions_requests_wait_for_and_records_once() {
+    let (store, plane, r) = setup(TestPlane::default());
+    let lease = r.config().lease.as_millis() as i64;
+    let v1 = store.commit(spec(routes(1)), Some(0));
+    let claim = store.claim_gateway(GW, "r1", 1, lease).unwrap().unwrap();
+    assert_eq!(claim.target_version, v1);
+    // Two more changes committed while the claim is held; their requests wait.
+    let v2 = store.commit(spec(routes(2)), Some(0));
+    let v3 = store.commit(spec(routes(3)), Some(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    for v in [v1, v2, v3] {
+        r.when_in_force(GW, v, waiter(&answered));
+    }
+    assert_eq!(
+        r.reconcile_claimed(&claim, 1),
+        Outcome::Applied {
+            version: v3,
+            applied: true
+        }
+    );
+    assert_eq!(answered.load(Ordering::SeqCst), 3);
+    assert_eq!(plane.sim.route_count(GW), 3);
+    assert_eq!(applied(&store), v3);
+    assert_eq!(
+        store.status(GW).unwrap().applied_history,
+        vec![v3],
+        "one record for the three versions"
+    );
+    assert_eq!(
+        *plane.applied_changes.lock().unwrap(),
+        vec![v3],
+        "the follow-up applies only the difference"
+    );
 }

@@ -62,7 +62,7 @@ pub use nonces::{PgNonces, PgRateLimiter};
 pub use tx::PgTx;
 
 /// Connections for read transactions and for the writer (the pool grows on demand).
-const POOL_SIZE: usize = 12;
+const POOL_SIZE: usize = 12 + writer::WRITERS;
 /// Connections for nonces and rate-limit counters (asynchronous commit, see [`PgNonces`]).
 const FAST_POOL_SIZE: usize = 6;
 /// How long a request waits for a free connection before it is answered busy.
@@ -80,8 +80,6 @@ pub struct PgStore {
     pool: Pool,
     fast_pool: Pool,
     location: String,
-    /// This store's writers add to this slot of `store_gen`.
-    slot: i32,
     cache: ReadCache,
     generation: Generation,
     queue: OnceLock<Mutex<Sender<Box<dyn WriteJob>>>>,
@@ -249,14 +247,12 @@ impl PgStore {
             generation.publish(g);
             Ok::<_, StoreError>(listen(config.clone(), generation.0.clone()).await)
         })?;
-        let slot = rand::random_range(0..GEN_SLOTS);
         Ok(Arc::new_cyclic(|me| PgStore {
             me: me.clone(),
             rt,
             pool,
             fast_pool,
             location,
-            slot,
             cache: ReadCache::default(),
             generation,
             queue: OnceLock::new(),

@@ -11,7 +11,10 @@ use vpnroute_store::StoreError;
 use crate::pg_err;
 
 /// (version, SQL), in order.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/001_init.sql")),
+    (2, include_str!("migrations/002_settings.sql")),
+];
 
 /// The advisory lock key of migrations ("vpnroute" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7670_6e72_6f75_7465;

@@ -305,7 +305,9 @@ impl<'s> PgTx<'s> {
         let pending = self.pending.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;
-        let slot = self.store.slot;
+        // Any slot: the generation is their sum. A random one per commit, so that writers
+        // committing side by side do not queue on one row's lock.
+        let slot = rand::random_range(0..crate::GEN_SLOTS);
         let result = self.store.block(after(client, pending, async {
             // Prepared (once per connection) before any of the three goes out, so that they
             // travel in this order in one round trip.
@@ -594,6 +596,12 @@ impl ReadTx for PgTx<'_> {
 
     fn ram_directory(&self, account_id: &str) -> Result<Option<String>, StoreError> {
         PgTx::ram_directory(self, account_id)
+    }
+
+    fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .query_opt("SELECT value FROM settings WHERE name = $1", &[&name])?
+            .map(|r| r.get(0)))
     }
 
     fn resource_owner(&self, kind: ResourceKind, id: &str) -> Result<Option<(String, String)>, StoreError> {
@@ -895,6 +903,14 @@ impl WriteTx for PgTx<'_> {
 
     fn delete_access_key(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.execute("DELETE FROM access_keys WHERE id = $1", &[&id])? > 0)
+    }
+
+    fn put_setting_if_absent(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO settings(name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &value],
+        )?;
+        Ok(())
     }
 
     fn put_ram_directory(&self, account_id: &str, doc: &str) -> Result<(), StoreError> {

@@ -103,7 +103,7 @@ pub struct SqliteStore {
     /// This store, for the writer thread (which must not keep it alive).
     me: Weak<SqliteStore>,
     /// The group-commit queue, started on the first [`Store::submit_write`].
-    queue: OnceLock<Mutex<Sender<Box<dyn WriteJob>>>>,
+    queue: OnceLock<Mutex<Sender<writer::Queued>>>,
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
@@ -161,6 +161,16 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn queue_write(&self, queued: writer::Queued) {
+        let queue = self.queue.get_or_init(|| Mutex::new(writer::start(self.me.clone())));
+        let sent = queue.lock().unwrap_or_else(|p| p.into_inner()).send(queued);
+        if let Err(std::sync::mpsc::SendError(queued)) = sent {
+            queued
+                .into_job()
+                .finish(Err(StoreError::Other("the writer thread is gone".into())));
+        }
     }
 
     /// Open the nonce log next to the database (see [`NonceLog`]).
@@ -267,11 +277,11 @@ impl Store for SqliteStore {
     }
 
     fn submit_write(&self, job: Box<dyn WriteJob>) {
-        let queue = self.queue.get_or_init(|| Mutex::new(writer::start(self.me.clone())));
-        let sent = queue.lock().unwrap_or_else(|p| p.into_inner()).send(job);
-        if let Err(std::sync::mpsc::SendError(job)) = sent {
-            job.finish(Err(StoreError::Other("the writer thread is gone".into())));
-        }
+        self.queue_write(writer::Queued::Now(job));
+    }
+
+    fn submit_write_deferred(&self, job: Box<dyn WriteJob>) {
+        self.queue_write(writer::Queued::WithNext(job));
     }
 
     fn location(&self) -> String {
@@ -412,6 +422,49 @@ mod tests {
             overlay_mode: "Ipsec".into(),
             create_time: 1,
         }
+    }
+
+    #[test]
+    fn a_deferred_write_shares_the_next_commit_or_commits_alone_after_its_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        let generation = || store.change_feed().current();
+        let count = |store: &Arc<dyn Store>| store.read(|tx| tx.count_routes("vpn-1", RouteKind::Dbr)).unwrap();
+
+        // Alone: committed within the wait (and not at once).
+        let (done, answer) = std::sync::mpsc::channel();
+        let started = std::time::Instant::now();
+        store.write_then(
+            true,
+            |tx| tx.insert_route(&route("10.0.1.0/24", "vco-a")),
+            Box::new(move |r| done.send((r.is_ok(), std::time::Instant::now())).unwrap()),
+        );
+        let (ok, at) = answer.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        assert!(ok);
+        assert!(
+            at - started >= writer::DEFERRED_WAIT / 2,
+            "held back for a request to share its commit"
+        );
+        assert_eq!(count(&store), 1);
+
+        // With a request: one commit for both.
+        let before = generation();
+        let (done, deferred) = std::sync::mpsc::channel();
+        store.write_then(
+            true,
+            |tx| tx.insert_route(&route("10.0.2.0/24", "vco-a")),
+            Box::new(move |r| done.send(r.is_ok()).unwrap()),
+        );
+        store
+            .write_queued(|tx| tx.insert_route(&route("10.0.3.0/24", "vco-a")))
+            .unwrap();
+        assert!(deferred.recv_timeout(std::time::Duration::from_secs(5)).unwrap());
+        assert_eq!(count(&store), 3);
+        assert_eq!(
+            generation(),
+            before + 1,
+            "one commit for the deferred write and the request"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/006_commit_generation.sql")),
     (7, include_str!("migrations/007_reconcile.sql")),
     (8, include_str!("migrations/008_ram.sql")),
+    (9, include_str!("migrations/009_settings.sql")),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), Error> {

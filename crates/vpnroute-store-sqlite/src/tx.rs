@@ -345,6 +345,20 @@ impl<'c> SqliteTx<'c> {
         )
     }
 
+    pub fn setting(&self, name: &str) -> Result<Option<String>, Error> {
+        let mut st = self
+            .conn()?
+            .prepare_cached("SELECT value FROM settings WHERE name = ?1")?;
+        Ok(st.query_row(params![name], |r| r.get(0)).optional()?)
+    }
+
+    pub fn put_setting_if_absent(&self, name: &str, value: &str) -> Result<(), Error> {
+        self.conn()?
+            .prepare_cached("INSERT INTO settings(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING")?
+            .execute(params![name, value])?;
+        Ok(())
+    }
+
     pub fn put_ram_directory(&self, account_id: &str, doc: &str) -> Result<(), Error> {
         self.conn()?
             .prepare_cached(
@@ -892,6 +906,7 @@ impl ReadTx for SqliteTx<'_> {
         fn access_keys(&self) -> Vec<AccessKey>;
         fn ram_user_access_keys(&self, account_id: &str, user_id: &str) -> Vec<AccessKey>;
         fn ram_directory(&self, account_id: &str) -> Option<String>;
+        fn setting(&self, name: &str) -> Option<String>;
         fn resource_owner(&self, kind: ResourceKind, id: &str) -> Option<(String, String)>;
         fn resource_any(&self, kind: ResourceKind, id: &str, ty: &DocType) -> Option<AnyDoc>;
         fn list_resources_any(
@@ -944,6 +959,7 @@ impl WriteTx for SqliteTx<'_> {
         fn set_access_key_status(&self, id: &str, status: &str) -> bool;
         fn delete_access_key(&self, id: &str) -> bool;
         fn put_ram_directory(&self, account_id: &str, doc: &str) -> ();
+        fn put_setting_if_absent(&self, name: &str, value: &str) -> ();
         fn insert_resource_doc(
             &self,
             kind: ResourceKind,

@@ -6,9 +6,14 @@
 //! serialisation guarantees are those of a single writer (checks and writes of a request see
 //! every earlier request of the batch). A batch whose transaction fails with a retryable
 //! error runs again, up to [`WRITE_RETRIES`] times.
+//!
+//! A deferred job ([`Queued::WithNext`]: bookkeeping nobody waits to see) waits for the next
+//! request to share its commit, for [`DEFERRED_WAIT`] at most, so that it costs no commit of
+//! its own.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Weak;
+use std::time::{Duration, Instant};
 
 use vpnroute_store::{StoreError, WriteJob, WRITE_RETRIES};
 
@@ -17,8 +22,27 @@ use crate::SqliteStore;
 /// Most requests sharing one commit.
 const MAX_BATCH: usize = 128;
 
+/// The longest a deferred job waits for a request to share its commit.
+pub(crate) const DEFERRED_WAIT: Duration = Duration::from_millis(20);
+
+/// A job for the writer thread.
+pub(crate) enum Queued {
+    /// Committed with whatever else is waiting, at once.
+    Now(Box<dyn WriteJob>),
+    /// Committed with the next [`Queued::Now`] job, or after [`DEFERRED_WAIT`].
+    WithNext(Box<dyn WriteJob>),
+}
+
+impl Queued {
+    pub(crate) fn into_job(self) -> Box<dyn WriteJob> {
+        match self {
+            Queued::Now(job) | Queued::WithNext(job) => job,
+        }
+    }
+}
+
 /// Start the writer thread of `store`; it ends when the returned sender is dropped.
-pub(crate) fn start(store: Weak<SqliteStore>) -> Sender<Box<dyn WriteJob>> {
+pub(crate) fn start(store: Weak<SqliteStore>) -> Sender<Queued> {
     let (tx, rx) = channel();
     std::thread::Builder::new()
         .name("writer".into())
@@ -27,19 +51,45 @@ pub(crate) fn start(store: Weak<SqliteStore>) -> Sender<Box<dyn WriteJob>> {
     tx
 }
 
-fn run(store: Weak<SqliteStore>, rx: Receiver<Box<dyn WriteJob>>) {
-    while let Ok(first) = rx.recv() {
-        let Some(store) = store.upgrade() else {
-            first.finish(Err(StoreError::Other("the store is closed".into())));
-            continue;
+fn run(store: Weak<SqliteStore>, rx: Receiver<Queued>) {
+    // Deferred jobs waiting, and when the first of them must be committed at the latest.
+    let mut deferred: Vec<Box<dyn WriteJob>> = Vec::new();
+    let mut deadline = Instant::now();
+    loop {
+        let next = if deferred.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
         };
-        let mut batch = vec![first];
+        let mut batch = match next {
+            Ok(Queued::WithNext(job)) => {
+                if deferred.is_empty() {
+                    deadline = Instant::now() + DEFERRED_WAIT;
+                }
+                deferred.push(job);
+                continue;
+            }
+            Ok(Queued::Now(job)) => {
+                let mut batch = std::mem::take(&mut deferred);
+                batch.push(job);
+                batch
+            }
+            Err(RecvTimeoutError::Timeout) => std::mem::take(&mut deferred),
+            Err(RecvTimeoutError::Disconnected) if deferred.is_empty() => return,
+            Err(RecvTimeoutError::Disconnected) => std::mem::take(&mut deferred),
+        };
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(queued) => batch.push(queued.into_job()),
                 Err(_) => break,
             }
         }
+        let Some(store) = store.upgrade() else {
+            for job in batch {
+                job.finish(Err(StoreError::Other("the store is closed".into())));
+            }
+            continue;
+        };
         commit_batch(&store, batch);
     }
 }

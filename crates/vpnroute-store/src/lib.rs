@@ -126,6 +126,12 @@ pub trait Store: Send + Sync {
     fn write_with(&self, f: &mut WriteFnMut<'_>) -> Result<(), StoreError>;
     /// Run a write request (see [`WriteJob`]); returns at once, the job is finished later.
     fn submit_write(&self, job: Box<dyn WriteJob>);
+    /// Like [`Store::submit_write`] for bookkeeping nobody is waiting to see (the record of a
+    /// version already in force): a batching backend may hold it back, for a short bounded
+    /// time, until a request's write comes to share its commit. Default: at once.
+    fn submit_write_deferred(&self, job: Box<dyn WriteJob>) {
+        self.submit_write(job)
+    }
     /// Where the data is, for messages (a path or a connection string without secrets).
     fn location(&self) -> String;
     /// The commit generation readers are invalidated by.
@@ -173,19 +179,62 @@ impl dyn Store + '_ {
         &self,
         f: impl FnMut(&dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_queued_as(false, f)
+    }
+
+    /// [`write_queued`](Self::write_queued) through [`Store::submit_write_deferred`]: may
+    /// wait for a request's write to share its commit.
+    pub fn write_queued_deferred<T: Send + 'static>(
+        &self,
+        f: impl FnMut(&dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_queued_as(true, f)
+    }
+
+    /// Run `f` through [`Store::submit_write`] (`deferred`: [`Store::submit_write_deferred`])
+    /// without waiting: `done` gets the outcome once the commit has succeeded or failed, on
+    /// the store's writer thread (it must not wait for the store).
+    pub fn write_then<T: Send + 'static>(
+        &self,
+        deferred: bool,
+        f: impl FnMut(&dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
+        done: WriteDone<T>,
+    ) {
+        let job = Box::new(QueuedWrite { f, result: None, done });
+        if deferred {
+            self.submit_write_deferred(job);
+        } else {
+            self.submit_write(job);
+        }
+    }
+
+    fn write_queued_as<T: Send + 'static>(
+        &self,
+        deferred: bool,
+        f: impl FnMut(&dyn WriteTx) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (done, answer) = std::sync::mpsc::sync_channel(1);
-        self.submit_write(Box::new(QueuedWrite { f, result: None, done }));
+        self.write_then(
+            deferred,
+            f,
+            Box::new(move |result| {
+                let _ = done.send(result);
+            }),
+        );
         answer
             .recv()
             .unwrap_or_else(|_| Err(StoreError::Other("the writer dropped a queued write".into())))
     }
 }
 
-/// The [`WriteJob`] of [`Store::write_queued`](trait.Store.html#method.write_queued).
+/// What [`Store::write_then`](trait.Store.html#method.write_then) calls with the outcome.
+pub type WriteDone<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
+
+/// The [`WriteJob`] of [`Store::write_then`](trait.Store.html#method.write_then).
 struct QueuedWrite<F, T> {
     f: F,
     result: Option<Result<T, StoreError>>,
-    done: std::sync::mpsc::SyncSender<Result<T, StoreError>>,
+    done: WriteDone<T>,
 }
 
 impl<F, T> WriteJob for QueuedWrite<F, T>
@@ -213,7 +262,7 @@ where
             (Ok(()), None) => Err(StoreError::Other("a queued write did not run".into())),
             (Err(e), _) => Err(e),
         };
-        let _ = self.done.send(outcome);
+        (self.done)(outcome);
     }
 }
 

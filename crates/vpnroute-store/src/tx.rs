@@ -86,6 +86,10 @@ pub trait ReadTx {
     /// The account's RAM directory (a `vpnroute-ram` `Directory` as JSON), if it has one.
     fn ram_directory(&self, account_id: &str) -> Result<Option<String>, StoreError>;
 
+    // ------------------------------------------------------------ service settings
+    /// A setting every process of the service shares (the STS token key), if set.
+    fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+
     // ------------------------------------------------------------ resources
     /// (account id, region id) of a resource, without decoding its document.
     fn resource_owner(&self, kind: ResourceKind, id: &str) -> Result<Option<(String, String)>, StoreError>;
@@ -195,6 +199,9 @@ pub trait WriteTx: ReadTx {
     fn delete_access_key(&self, id: &str) -> Result<bool, StoreError>;
     /// Store (insert or replace) the account's RAM directory document.
     fn put_ram_directory(&self, account_id: &str, doc: &str) -> Result<(), StoreError>;
+    /// Set a shared setting unless it is set already (the first writer wins: replicas
+    /// starting together agree on one value).
+    fn put_setting_if_absent(&self, name: &str, value: &str) -> Result<(), StoreError>;
 
     // ------------------------------------------------------------ resources
     /// Insert a resource with its JSON document; see [`WriteTxExt::insert_resource`].

@@ -418,7 +418,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             if let Some(p) = &policy {
                 vpnroute_ram::PolicyDocument::parse(p).map_err(|e| anyhow!("policy: {e}"))?;
             }
-            let key = crate::sts_key::sts_key(&args.data_dir)?;
+            let key = crate::sts_key::sts_key(&*store, &args.data_dir)?;
             let seconds = u32::try_from(duration.as_secs()).unwrap_or(u32::MAX).max(1);
             print(vpnroute_ram::sts_api::issue_session(
                 &key,

@@ -86,7 +86,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         on_busy: args.on_busy,
         quotas: args.quotas(),
         throttle_rps: args.throttle_rps,
-        sts_key: crate::sts_key::sts_key(&args.data_dir)?,
+        sts_key: crate::sts_key::sts_key(&*store, &args.data_dir)?,
     };
     let data_plane: Arc<dyn vpnroute_dataplane::DataPlane> = match args.dataplane {
         crate::cli::DataPlaneKind::Sim => Arc::new(vpnroute_dataplane_sim::SimDataPlane::new()),
