@@ -13,6 +13,10 @@
 
 On a test failure the part of each server's log (stderr + stdout) written during the test
 is attached to the report.
+
+``VPNROUTE_SDK_STORE=postgres``: every server runs on a PostgreSQL database of its own (see
+``server.py``). No test depends on the SQLite files of the data dir, so the whole suite runs
+on both stores.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from clients import (  # noqa: E402
     make_client as _make_client,
     scrub_proxy_env,
 )
-from server import LIVE_SERVERS, Server  # noqa: E402
+from server import LIVE_SERVERS, SDK_STORE, Server, drop_created_databases  # noqa: E402
 
 # Python SDKs honour proxy variables even for 127.0.0.1 (sdk-wire.md §2, §7.14).
 scrub_proxy_env()
@@ -81,6 +85,13 @@ def pytest_runtest_makereport(item, call):
 
 
 # --------------------------------------------------------------------------- servers
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_databases():
+    """PostgreSQL run: the databases the servers created are dropped at the end."""
+    yield
+    drop_created_databases()
 
 
 @pytest.fixture(scope="session")
@@ -189,7 +200,8 @@ def pytest_report_header(config):
     from server import vpnroute_bin
 
     return [f"vpnroute binary: {vpnroute_bin()} (exists: {vpnroute_bin().exists()})",
-            f"proxy env scrubbed; NO_PROXY={os.environ.get('NO_PROXY')}"]
+            f"proxy env scrubbed; NO_PROXY={os.environ.get('NO_PROXY')}",
+            f"store: {SDK_STORE} (VPNROUTE_SDK_STORE)"]
 
 
 @pytest.fixture

@@ -1,7 +1,14 @@
-"""Start/stop the real ``vpnroute`` binary for the SDK tests."""
+"""Start/stop the real ``vpnroute`` binary for the SDK tests.
+
+``VPNROUTE_SDK_STORE=postgres`` runs every server on PostgreSQL (127.0.0.1:5432, user
+postgres, trust auth) instead of the SQLite file in its data dir: each :class:`Server`
+creates a database of its own (``vpnroute_sdk_<pid>_<random>``), keeps it across restarts
+and drops it when the test process exits. Default: ``sqlite``.
+"""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -9,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 import weakref
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
@@ -46,6 +54,59 @@ class ServerError(RuntimeError):
     pass
 
 
+# --------------------------------------------------------------------------- store backend
+
+SDK_STORE = os.environ.get("VPNROUTE_SDK_STORE", "sqlite").strip().lower() or "sqlite"
+if SDK_STORE not in ("sqlite", "postgres"):
+    raise ServerError(f"VPNROUTE_SDK_STORE={SDK_STORE!r}: expected sqlite or postgres")
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+# Databases this process created (dropped at exit; never any other).
+_CREATED_DATABASES: List[str] = []
+_DB_LOCK = threading.Lock()
+
+
+def on_postgres() -> bool:
+    """Whether this run's servers use PostgreSQL."""
+    return SDK_STORE == "postgres"
+
+
+def _psql(sql: str) -> None:
+    cmd = ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", "postgres", "-X", "-q",
+           "-v", "ON_ERROR_STOP=1", "-c", sql]
+    r = subprocess.run(cmd, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                       env=scrub_proxy_env(dict(os.environ)))
+    if r.returncode != 0:
+        raise ServerError(f"psql {sql!r} exited {r.returncode}: {r.stderr.decode('utf-8', 'replace').strip()}")
+
+
+def create_database() -> str:
+    """A fresh PostgreSQL database for one server; returns its name."""
+    name = f"vpnroute_sdk_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    _psql(f'CREATE DATABASE "{name}"')
+    with _DB_LOCK:
+        _CREATED_DATABASES.append(name)
+    return name
+
+
+def store_url(database: str) -> str:
+    return f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+
+
+def drop_created_databases() -> None:
+    """Drop every database this process created (idempotent; errors are reported, not raised)."""
+    with _DB_LOCK:
+        names = list(_CREATED_DATABASES)
+        _CREATED_DATABASES.clear()
+    for name in names:
+        try:
+            _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception as e:  # noqa: BLE001 - best effort at exit
+            print(f"warning: could not drop test database {name}: {e}")
+
+
+atexit.register(drop_created_databases)
+
+
 class AdminError(RuntimeError):
     def __init__(self, args: Sequence[str], returncode: int, stdout: str, stderr: str):
         self.args_ = list(args)
@@ -71,7 +132,14 @@ class Server:
         self.root_ak = ROOT_ACCESS_KEY_ID
         self.root_sk = ROOT_ACCESS_KEY_SECRET
         self._log_lock = threading.Lock()
+        # PostgreSQL run: a database of its own, the same across restarts.
+        self.database: Optional[str] = create_database() if on_postgres() else None
         LIVE_SERVERS.add(self)
+
+    @property
+    def store_args(self) -> List[str]:
+        """``--store …`` when this server runs on PostgreSQL (serve and admin take it)."""
+        return ["--store", store_url(self.database)] if self.database else []
 
     # ------------------------------------------------------------------ env / log
     def env(self) -> dict:
@@ -80,6 +148,9 @@ class Server:
         env["VPNROUTE_ROOT_ACCESS_KEY_ID"] = self.root_ak
         env["VPNROUTE_ROOT_ACCESS_KEY_SECRET"] = self.root_sk
         env["VPNROUTE_OPERATOR_TOKEN"] = OPERATOR_TOKEN
+        if self.database:
+            # Every command of the binary (serve, admin, explain) opens the same store.
+            env["VPNROUTE_STORE"] = store_url(self.database)
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
         return env
@@ -130,7 +201,7 @@ class Server:
                               f"(set VPNROUTE_BIN or run `cargo build --workspace --bins`)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [str(self.binary), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
-               *self.extra_args]
+               *self.store_args, *self.extra_args]
         self.starts += 1
         self._log_write(f"\n===== start #{self.starts}: {' '.join(cmd)} =====\n")
         log_f = open(self.log_path, "ab")
@@ -224,7 +295,7 @@ class Server:
 
     # ------------------------------------------------------------------ admin
     def admin(self, *args: str, check: bool = True) -> Any:
-        cmd = [str(self.binary), "admin", "--data-dir", str(self.data_dir), *map(str, args)]
+        cmd = [str(self.binary), "admin", "--data-dir", str(self.data_dir), *self.store_args, *map(str, args)]
         r = subprocess.run(cmd, capture_output=True, env=self.env(), timeout=60, stdin=subprocess.DEVNULL)
         out = r.stdout.decode("utf-8", errors="replace")
         err = r.stderr.decode("utf-8", errors="replace")

@@ -6,6 +6,8 @@
 //! is built here from the stored documents (gateway, VPC, connections, customer gateways) and
 //! the gateway's routes at that version. Recording a version also ends the gateway's busy
 //! state (`updating`/`provisioning` → `active`) when no task remains, in the same transaction.
+//! The store's [`ChangeFeed`](vpnroute_store::ChangeFeed) is the reconciler's generation (other
+//! replicas' commits move it, so their recorded versions are mirrored).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -61,7 +63,9 @@ fn from_claim(c: &Claim) -> ReconcileClaim {
 /// (`None`: the gateway no longer exists). Also read inside the transaction that commits `to`,
 /// whose reads see that state (see [`crate::tasks::Effects::claims`]).
 pub fn spec_changes(tx: &dyn ReadTx, gateway_id: &str, from: i64, to: i64) -> Result<Option<SpecChanges>, StoreError> {
-    if tx.resource_owner(ResourceKind::VpnGateway, gateway_id)?.is_none() {
+    // The changes are the before-images of the versions after `from`, kept until they are
+    // applied: from below the applied version the store cannot tell.
+    if tx.resource_owner(ResourceKind::VpnGateway, gateway_id)?.is_none() || from < tx.gateway_versions(gateway_id)?.1 {
         return Ok(None);
     }
     let mut upserts = Vec::new();
@@ -269,7 +273,17 @@ impl ReconcileStore for StoreReconcile {
 
     fn load_spec(&self, gateway_id: &str, version: i64) -> Result<Option<GatewaySpec>, StoreFailure> {
         self.store
-            .read(|tx| gateway_spec(tx, gateway_id, version))
+            .read(|tx| {
+                // The before-images of versions up to the applied one are gone: an older
+                // version cannot be rebuilt (another replica recorded a newer one meanwhile).
+                let applied = tx.gateway_versions(gateway_id)?.1;
+                if version < applied {
+                    return Err(StoreError::Other(format!(
+                        "gateway {gateway_id}: version {version} is below the applied version {applied}"
+                    )));
+                }
+                gateway_spec(tx, gateway_id, version)
+            })
             .map_err(failure)
     }
 
@@ -346,6 +360,10 @@ impl ReconcileStore for StoreReconcile {
                     .collect())
             })
             .map_err(failure)
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.store.change_feed().current())
     }
 
     fn next_wake(&self, now_ms: i64) -> Result<Option<i64>, StoreFailure> {

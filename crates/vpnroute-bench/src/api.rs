@@ -9,6 +9,8 @@
 //! * `describe` — DescribeVpnRouteEntries and DescribeVpnGateway, alternating.
 //! * `create-delete` — CreateVpnRouteEntry + DeleteVpnRouteEntry pairs spread over the
 //!   gateways (run the server with `--task-duration 0s`).
+//!
+//! `--also-target` spreads the connections over several replicas of one service.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,9 +24,13 @@ use vpnroute_client::{AsyncClient, Client, Credentials, Scheme};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Server address.
+    /// Server address (setup calls go here).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub target: SocketAddr,
+    /// More replicas of the same service (comma-separated): the load's connections are spread
+    /// over `--target` and these, round-robin.
+    #[arg(long, value_delimiter = ',')]
+    pub also_target: Vec<SocketAddr>,
     #[arg(long, env = "VPNROUTE_ROOT_ACCESS_KEY_ID")]
     pub access_key_id: String,
     #[arg(long, env = "VPNROUTE_ROOT_ACCESS_KEY_SECRET")]
@@ -58,6 +64,17 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+impl BenchArgs {
+    /// The replica connection `worker` goes to.
+    pub fn target_for(&self, worker: usize) -> SocketAddr {
+        let n = 1 + self.also_target.len();
+        match worker % n {
+            0 => self.target,
+            i => self.also_target[i - 1],
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,7 +299,7 @@ async fn api_worker(
     stop: Arc<AtomicBool>,
 ) -> Stats {
     let mut stats = Stats::default();
-    let mut client = AsyncClient::new(args.target, creds(&args), scheme_for(args.scheme, worker));
+    let mut client = AsyncClient::new(args.target_for(worker), creds(&args), scheme_for(args.scheme, worker));
     let mut i: usize = 0;
     let record = |stats: &mut Stats, r: std::io::Result<vpnroute_client::Response>, t: Instant, create: bool| {
         let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
@@ -399,7 +416,7 @@ fn measure(args: &BenchArgs, scenario: Scenario, gateways: Arc<Vec<(String, Stri
             let stop = stop.clone();
             if scenario == Scenario::Health {
                 handles.push(tokio::spawn(health_worker(
-                    args.target,
+                    args.target_for(w),
                     args.operator_token.clone(),
                     stop,
                 )));
@@ -443,6 +460,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         out["ratio_to_baseline"] = json!(report.throughput() / b.throughput().max(1e-9));
     }
     out["concurrency"] = json!(args.concurrency);
+    out["replicas"] = json!(1 + args.also_target.len());
     out["gateways"] = json!(args.gateways);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);

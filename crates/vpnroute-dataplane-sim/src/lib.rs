@@ -269,6 +269,11 @@ impl DataPlane for SimDataPlane {
         "sim"
     }
 
+    /// In memory: each process (replica) holds its own copy.
+    fn per_process(&self) -> bool {
+        true
+    }
+
     fn applies_inline(&self) -> bool {
         true
     }

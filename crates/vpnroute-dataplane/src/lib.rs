@@ -311,6 +311,14 @@ pub trait DataPlane: Send + Sync {
     fn subscribe(&self, wake: EventWaker) {
         let _ = wake;
     }
+    /// Whether what this data plane holds belongs to this process alone (`sim`: every
+    /// replica keeps its own copy in memory) rather than being shared with other processes
+    /// (`linux`: the host's kernel). A reconciler puts the versions other replicas recorded
+    /// into a per-process data plane itself, without a claim and without recording anything
+    /// (mirroring); a shared data plane is only ever changed under a claim. Default: `false`.
+    fn per_process(&self) -> bool {
+        false
+    }
     /// Tunnel state per connection of a gateway as the data plane itself finds it (health
     /// checks, DPD), cheap enough for every DescribeVpnConnection. Default: empty (the data
     /// plane does not probe tunnels; callers show the operator's state).

@@ -14,8 +14,10 @@
 //!   when the read-back is in sync; failures are retried with exponential [`Backoff`] and
 //!   jitter, and are visible (counters in [`ReconcileMetrics`], the store's last error,
 //!   `tracing` logs). Each pass also observes the gateways the data plane reported events for,
-//!   and periodically every gateway, and repairs drift. [`Reconciler::run`] loops passes,
-//!   woken by [`Reconciler::wake`], data-plane events and a timer;
+//!   and periodically every gateway, and repairs drift. A per-process data plane (the sim)
+//!   also gets, without a claim, every version another replica recorded once the store's
+//!   commit generation moves (mirroring; see the `reconciler` module). [`Reconciler::run`]
+//!   loops passes, woken by [`Reconciler::wake`], data-plane events, the generation and a timer;
 //! * [`memory::MemoryReconcileStore`]: the in-memory reference store.
 //!
 //! Nothing is undone at a restart: the data plane either still holds what it held (kernel)

@@ -3,6 +3,7 @@
 //! desired version's spec (a change is committed with [`MemoryReconcileStore::commit`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use vpnroute_dataplane::{GatewaySpec, SpecChanges};
@@ -103,6 +104,8 @@ pub struct MemoryGatewayStatus {
 #[derive(Debug, Default)]
 pub struct MemoryReconcileStore {
     gateways: Mutex<HashMap<String, GatewayRow>>,
+    /// Moves with every change (see [`ReconcileStore::generation`]).
+    generation: AtomicU64,
 }
 
 impl MemoryReconcileStore {
@@ -112,6 +115,12 @@ impl MemoryReconcileStore {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, GatewayRow>> {
         self.gateways.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A change is committed (called with the lock held, so a reader of the generation
+    /// finds the change once it sees the new value).
+    fn moved(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Commit a change: the gateway's next desired version is `spec` (its `version` field is
@@ -124,6 +133,7 @@ impl MemoryReconcileStore {
         spec.version = version;
         row.specs.insert(version, spec);
         row.tasks.insert(version, due_ms);
+        self.moved();
         version
     }
 
@@ -141,12 +151,15 @@ impl MemoryReconcileStore {
             return 0;
         };
         row.tasks.values_mut().for_each(|due| *due = Some(now_ms));
+        self.moved();
         row.tasks.len()
     }
 
     /// Delete a gateway with everything of it.
     pub fn delete(&self, gateway_id: &str) {
-        self.lock().remove(gateway_id);
+        let mut gateways = self.lock();
+        gateways.remove(gateway_id);
+        self.moved();
     }
 
     pub fn status(&self, gateway_id: &str) -> Option<MemoryGatewayStatus> {
@@ -257,6 +270,7 @@ impl ReconcileStore for MemoryReconcileStore {
         row.last_error = None;
         row.next_retry_ms = None;
         row.claim = None;
+        self.moved();
         Ok(true)
     }
 
@@ -297,6 +311,10 @@ impl ReconcileStore for MemoryReconcileStore {
             .collect();
         out.sort_by(|a, b| a.gateway_id.cmp(&b.gateway_id));
         Ok(out)
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(Ordering::SeqCst))
     }
 
     fn next_wake(&self, now_ms: i64) -> Result<Option<i64>, StoreFailure> {

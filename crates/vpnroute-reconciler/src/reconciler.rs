@@ -1,6 +1,16 @@
 //! [`Reconciler`]: one pass claims every gateway with work due, converges its data plane to
 //! the target version and records the outcome; [`Reconciler::run`] repeats passes when woken
-//! (a commit, a data-plane event) and periodically (drift repair).
+//! (a commit, a data-plane event, the store's commit generation moving) and periodically
+//! (drift repair).
+//!
+//! Mirroring: several replicas share one store, each with its own data plane. The replica
+//! holding a gateway's claim applies a change to its data plane and records it; when the data
+//! plane is per-process ([`DataPlane::per_process`], the `sim`), every other replica sees the
+//! store's generation move ([`ReconcileStore::generation`], polled every
+//! [`ReconcilerConfig::feed_poll`]) and puts the recorded version into its own data plane —
+//! without a claim and without recording anything, since the version is recorded already
+//! and its data plane is no one else's. A shared data plane (`linux`: the host's kernel) is
+//! never mirrored: it changes only under a claim, so one replica programs it at a time.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +45,9 @@ pub struct ReconcilerConfig {
     pub backoff: Backoff,
     /// Claims one pass works through at most (the next pass follows at once).
     pub max_claims_per_pass: usize,
+    /// How often [`Reconciler::run`] reads the store's commit generation (a cheap, local
+    /// read) to notice other replicas' commits and mirror them (per-process data planes).
+    pub feed_poll: Duration,
     /// The longest a request waits for its version to be in force here (see
     /// [`Reconciler::when_in_force`]) before it is answered anyway: the change is committed
     /// and comes into force with a later pass (another replica holding the gateway's claim,
@@ -52,6 +65,7 @@ impl ReconcilerConfig {
             poll_interval: Duration::from_secs(1),
             backoff: Backoff::default(),
             max_claims_per_pass: 1024,
+            feed_poll: Duration::from_millis(50),
             in_force_wait: Duration::from_secs(10),
         }
     }
@@ -71,6 +85,9 @@ pub struct ReconcileMetrics {
     pub drift_repairs: AtomicU64,
     /// Gateways removed from the data plane (deleted from the store).
     pub removed: AtomicU64,
+    /// Recorded versions put into this (per-process) data plane without a claim: another
+    /// replica's work mirrored, or this process's data plane refilled after a start.
+    pub mirrored: AtomicU64,
     /// Store calls that failed.
     pub store_errors: AtomicU64,
 }
@@ -84,6 +101,7 @@ pub struct MetricsSnapshot {
     pub lost_claims: u64,
     pub drift_repairs: u64,
     pub removed: u64,
+    pub mirrored: u64,
     pub store_errors: u64,
 }
 
@@ -97,6 +115,7 @@ impl ReconcileMetrics {
             lost_claims: get(&self.lost_claims),
             drift_repairs: get(&self.drift_repairs),
             removed: get(&self.removed),
+            mirrored: get(&self.mirrored),
             store_errors: get(&self.store_errors),
         }
     }
@@ -124,6 +143,9 @@ pub enum Outcome {
     Lost,
     /// The gateway no longer exists: removed from the data plane.
     Removed,
+    /// A per-process data plane was brought to the recorded `version` without a claim
+    /// (nothing recorded: the version was recorded already).
+    Mirrored { version: i64 },
     /// A store call failed: nothing recorded, the next pass tries again.
     StoreError(String),
 }
@@ -166,6 +188,19 @@ pub struct Reconciler {
     started: AtomicBool,
     /// When the next periodic check of every gateway is due (0: on the first pass).
     next_full_check_ms: Mutex<i64>,
+    /// What the last mirroring saw (see the [module docs](self)).
+    mirror: Mutex<MirrorState>,
+    /// The generation the last complete mirroring started at (`u64::MAX`: none yet), read
+    /// by [`Reconciler::run`]'s poll without taking `mirror`.
+    mirrored_generation: AtomicU64,
+    /// Passes run one at a time (the loop, and callers running one themselves).
+    pass: Mutex<()>,
+}
+
+/// The recorded versions the last mirroring put in force (or found in force).
+#[derive(Default)]
+struct MirrorState {
+    versions: HashMap<String, i64>,
 }
 
 /// Where converging one claimed gateway ended.
@@ -214,6 +249,9 @@ impl Reconciler {
             in_force_waiters: Mutex::new(HashMap::new()),
             started: AtomicBool::new(false),
             next_full_check_ms: Mutex::new(0),
+            mirror: Mutex::new(MirrorState::default()),
+            mirrored_generation: AtomicU64::new(u64::MAX),
+            pass: Mutex::new(()),
         }
     }
 
@@ -413,6 +451,23 @@ impl Reconciler {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
+                _ = self.generation_moved() => {}
+            }
+        }
+    }
+
+    /// Resolves once the store's generation differs from the one last mirrored (never for a
+    /// shared data plane, which is not mirrored).
+    async fn generation_moved(&self) {
+        if !self.data_plane.per_process() {
+            return std::future::pending().await;
+        }
+        let poll = self.config.feed_poll.max(Duration::from_millis(1));
+        loop {
+            tokio::time::sleep(poll).await;
+            let mirrored = self.mirrored_generation.load(Ordering::Acquire);
+            if self.store.generation().is_none_or(|g| g != mirrored) {
+                return;
             }
         }
     }
@@ -421,6 +476,7 @@ impl Reconciler {
     /// the gateways events named (and every gateway when the drift interval has passed) and
     /// repair those out of sync. Blocking (store and data-plane calls).
     pub fn run_pass(&self, now_ms: i64) -> PassReport {
+        let _one_at_a_time = self.pass.lock().unwrap_or_else(|p| p.into_inner());
         bump(&self.metrics.passes);
         let store_errors_before = self.metrics.store_errors.load(Ordering::Relaxed);
         let mut report = PassReport::default();
@@ -455,6 +511,7 @@ impl Reconciler {
         let exhausted = claims.len() >= max;
         let reconciled: HashSet<String> = claims.iter().map(|c| c.gateway_id.clone()).collect();
         self.reconcile_claims(claims, now_ms, &mut report);
+        self.mirror(&reconciled, &mut report);
         let full_check = {
             let mut next = self.next_full_check_ms.lock().unwrap_or_else(|p| p.into_inner());
             let due = now_ms >= *next;
@@ -489,6 +546,127 @@ impl Reconciler {
         report
     }
 
+    /// Per-process data plane: once the store's generation has moved since the last time, put
+    /// into the data plane every recorded version it does not hold (another replica applied
+    /// and recorded it, or this process has just started) and remove the gateways the store
+    /// no longer has. No claim, no record: the versions are recorded already, and only this
+    /// process sees its data plane. A gateway whose data plane is ahead of the record (an
+    /// apply of this process not recorded yet) is left to the claims; `skip`: gateways this
+    /// pass has just reconciled under a claim.
+    fn mirror(&self, skip: &HashSet<String>, report: &mut PassReport) {
+        if !self.data_plane.per_process() {
+            return;
+        }
+        let generation = self.store.generation();
+        if generation.is_some_and(|g| g == self.mirrored_generation.load(Ordering::Acquire)) {
+            return;
+        }
+        let mut state = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
+        // Read after the generation: every commit up to it is in what this lists.
+        let versions = match self.store.gateway_versions() {
+            Ok(v) => v,
+            Err(e) => return self.store_failed("listing gateways to mirror", &e),
+        };
+        let mut complete = true;
+        let mut seen = HashMap::with_capacity(versions.len());
+        for gv in versions {
+            let (id, version) = (gv.gateway_id, gv.applied_version);
+            if skip.contains(&id) || state.versions.get(&id) == Some(&version) {
+                seen.insert(id, version);
+                continue;
+            }
+            match self.mirror_one(&id, version) {
+                Ok(outcome) => {
+                    seen.insert(id.clone(), version);
+                    if let Some(outcome) = outcome {
+                        report.outcomes.push((id, outcome));
+                    }
+                }
+                Err(Failure::Store(e)) => {
+                    complete = false;
+                    self.store_failed("mirroring a gateway", &e);
+                }
+                Err(Failure::DataPlane(error)) => {
+                    // Tried again when the generation next moves, and by the drift check.
+                    complete = false;
+                    bump(&self.metrics.failures);
+                    tracing::warn!(gateway = %id, version, error = %error, "mirroring a recorded version failed");
+                }
+            }
+        }
+        complete &= self.remove_gone(|id| !seen.contains_key(id), report);
+        state.versions = seen;
+        let done = match (complete, generation) {
+            (true, Some(g)) => g,
+            _ => u64::MAX,
+        };
+        self.mirrored_generation.store(done, Ordering::Release);
+    }
+
+    /// Bring a per-process data plane to the recorded `version` of one gateway, if it holds
+    /// an older one (or none); `None`: nothing to do.
+    fn mirror_one(&self, gateway_id: &str, version: i64) -> Result<Option<Outcome>, Failure> {
+        let before = self.data_plane.observe(gateway_id)?;
+        let held = before.as_ref().and_then(|o| o.applied_version);
+        if in_force(&before, version) || held.is_some_and(|h| h > version) || (held.is_none() && version == 0) {
+            return Ok(None);
+        }
+        if !self.put_in_force(gateway_id, &before, held.unwrap_or(0), version, None)? {
+            return Ok(Some(Outcome::Removed));
+        }
+        bump(&self.metrics.mirrored);
+        tracing::debug!(gateway = %gateway_id, version, "recorded version mirrored");
+        // A request on this replica whose change another replica put in force is answered.
+        self.settle_waiters(gateway_id, Some(version));
+        Ok(Some(Outcome::Mirrored { version }))
+    }
+
+    /// Apply `version` of a gateway to the data plane and read it back: the difference from
+    /// `from` when the data plane holds `from` in sync and the store can tell it, else the
+    /// full spec (`read_already`: the difference if the caller has read it). `false`: the gateway
+    /// no longer exists (removed from the data plane).
+    fn put_in_force(
+        &self,
+        gateway_id: &str,
+        before: &Option<Observed>,
+        from: i64,
+        version: i64,
+        read_already: Option<SpecChanges>,
+    ) -> Result<bool, Failure> {
+        let read_already =
+            read_already.filter(|c| c.from_version == from && c.version == version && c.gateway_id == gateway_id);
+        let incremental = from < version
+            && in_force(before, from)
+            && match read_already.map_or_else(|| self.store.load_changes(gateway_id, from, version), |c| Ok(Some(c)))? {
+                Some(changes) => self.data_plane.apply_changes(&changes)?,
+                None => false,
+            };
+        if !incremental {
+            let Some(spec) = self.store.load_spec(gateway_id, version)? else {
+                self.data_plane.remove(gateway_id)?;
+                bump(&self.metrics.removed);
+                tracing::info!(gateway = %gateway_id, "gateway deleted: removed from the data plane");
+                self.settle_waiters(gateway_id, None);
+                return Ok(false);
+            };
+            if spec.version != version || spec.gateway_id != gateway_id {
+                return Err(Failure::Store(StoreFailure(format!(
+                    "asked for {gateway_id} at version {version}, got {} at version {}",
+                    spec.gateway_id, spec.version
+                ))));
+            }
+            self.data_plane.apply(&spec)?;
+        }
+        let after = self.data_plane.observe(gateway_id)?;
+        if !in_force(&after, version) {
+            let seen = after.map(|o| (o.applied_version, o.in_sync));
+            return Err(Failure::DataPlane(format!(
+                "read-back after applying version {version} does not match: (applied version, in sync) = {seen:?}"
+            )));
+        }
+        Ok(true)
+    }
+
     /// Observe gateways (all of them, or those named) and reconcile those whose data plane
     /// does not hold their applied version in sync; remove gateways the store no longer has.
     fn check(
@@ -519,6 +697,24 @@ impl Reconciler {
             if held {
                 continue;
             }
+            if self.data_plane.per_process() {
+                // This process's own copy fell behind its record: put the recorded version
+                // back without a claim. A data plane ahead of the record (or a local apply
+                // that failed) goes on to a claim, which records it (or the failure).
+                match self.mirror_one(&gv.gateway_id, gv.applied_version) {
+                    Ok(Some(outcome)) => {
+                        bump(&self.metrics.drift_repairs);
+                        tracing::info!(gateway = %gv.gateway_id, applied_version = gv.applied_version, "data plane out of sync: recorded version put back");
+                        report.outcomes.push((gv.gateway_id.clone(), outcome));
+                        continue;
+                    }
+                    Ok(None) | Err(Failure::DataPlane(_)) => {}
+                    Err(Failure::Store(e)) => {
+                        self.store_failed("repairing a gateway", &e);
+                        continue;
+                    }
+                }
+            }
             let claim = match self
                 .store
                 .claim_gateway(&gv.gateway_id, &self.config.owner, now_ms, self.lease_ms())
@@ -540,26 +736,34 @@ impl Reconciler {
             let outcome = self.reconcile_claim(&claim, now_ms);
             report.outcomes.push((gv.gateway_id.clone(), outcome));
         }
-        let orphans = match self.data_plane.gateways() {
+        self.remove_gone(|id| !known.contains(&id) && (full || named.contains(id)), report);
+    }
+
+    /// Remove from the data plane the gateways it holds that `gone` names (the store no
+    /// longer has them). Returns whether every removal (and the listing) succeeded.
+    fn remove_gone(&self, gone: impl Fn(&str) -> bool, report: &mut PassReport) -> bool {
+        let ids = match self.data_plane.gateways() {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(error = %e, "listing the data plane's gateways");
-                return;
+                return false;
             }
         };
-        for id in orphans {
-            if known.contains(id.as_str()) || !(full || named.contains(&id)) {
-                continue;
-            }
+        let mut all = true;
+        for id in ids.into_iter().filter(|id| gone(id)) {
             match self.data_plane.remove(&id) {
                 Ok(()) => {
                     tracing::info!(gateway = %id, "gateway no longer in the store: removed from the data plane");
                     bump(&self.metrics.removed);
                     report.outcomes.push((id, Outcome::Removed));
                 }
-                Err(e) => tracing::warn!(gateway = %id, error = %e, "removing a deleted gateway"),
+                Err(e) => {
+                    all = false;
+                    tracing::warn!(gateway = %id, error = %e, "removing a deleted gateway");
+                }
             }
         }
+        all
     }
 
     /// Claim one gateway and reconcile it now (a change that must be in force before its
@@ -741,39 +945,8 @@ impl Reconciler {
         if applied {
             // What is in force is the recorded version: apply only the difference, if the
             // store can tell it and the data plane takes it; else the full spec.
-            let from = claim.applied_version;
-            let read_already =
-                changes.filter(|c| c.from_version == from && c.version == version && &c.gateway_id == gateway_id);
-            let incremental = from < version
-                && in_force(&before, from)
-                && match read_already
-                    .map_or_else(|| self.store.load_changes(gateway_id, from, version), |c| Ok(Some(c)))?
-                {
-                    Some(changes) => self.data_plane.apply_changes(&changes)?,
-                    None => false,
-                };
-            if !incremental {
-                let Some(spec) = self.store.load_spec(gateway_id, version)? else {
-                    self.data_plane.remove(gateway_id)?;
-                    bump(&self.metrics.removed);
-                    tracing::info!(gateway = %gateway_id, "gateway deleted: removed from the data plane");
-                    self.settle_waiters(gateway_id, None);
-                    return Ok(Converged::Done(Outcome::Removed));
-                };
-                if spec.version != version || &spec.gateway_id != gateway_id {
-                    return Err(Failure::Store(StoreFailure(format!(
-                        "asked for {gateway_id} at version {version}, got {} at version {}",
-                        spec.gateway_id, spec.version
-                    ))));
-                }
-                self.data_plane.apply(&spec)?;
-            }
-            let after = self.data_plane.observe(gateway_id)?;
-            if !in_force(&after, version) {
-                let seen = after.map(|o| (o.applied_version, o.in_sync));
-                return Err(Failure::DataPlane(format!(
-                    "read-back after applying version {version} does not match: (applied version, in sync) = {seen:?}"
-                )));
+            if !self.put_in_force(gateway_id, &before, claim.applied_version, version, changes)? {
+                return Ok(Converged::Done(Outcome::Removed));
             }
         } else if claim.applied_version == version && claim.attempts == 0 {
             self.settle_waiters(gateway_id, Some(version));

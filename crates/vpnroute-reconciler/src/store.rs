@@ -146,6 +146,15 @@ pub trait ReconcileStore: Send + Sync {
     /// Every gateway with its applied version.
     fn gateway_versions(&self) -> Result<Vec<GatewayVersion>, StoreFailure>;
 
+    /// The store's commit generation: a number that moves forward with every commit of any
+    /// process sharing the store (another replica's included), cheap to read (no round trip:
+    /// an atomic, a mapped counter, a value fed by notifications). A reconciler whose data
+    /// plane is per-process mirrors the recorded versions when it moves. `None`: the store
+    /// cannot tell, and the reconciler mirrors on every pass. Default: `None`.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
+
     /// The earliest time after `now_ms` at which [`claim_due`](Self::claim_due) may find
     /// something new (a task's due time, a retry time, a lease running out); `None`: nothing
     /// scheduled.

@@ -32,6 +32,8 @@ struct TestPlane {
     mute_events: bool,
     report_out_of_sync: AtomicBool,
     panic_on_apply: AtomicBool,
+    /// Answer [`DataPlane::per_process`] with this (the sim's own answer is `true`).
+    per_process: bool,
 }
 
 impl TestPlane {
@@ -51,6 +53,9 @@ impl TestPlane {
 impl DataPlane for TestPlane {
     fn name(&self) -> &'static str {
         "test"
+    }
+    fn per_process(&self) -> bool {
+        self.per_process
     }
     fn apply(&self, spec: &GatewaySpec) -> Result<(), DataPlaneError> {
         if self.applying.swap(true, Ordering::SeqCst) {
@@ -817,6 +822,277 @@ fn requests_waiting_for_a_pass_are_answered_even_when_it_panics() {
     assert_eq!(applied(&store), 1);
 }
 
+/// A replica: its own data plane and the reconciler putting versions into it.
+type Replica = (Arc<TestPlane>, Arc<Reconciler>);
+
+/// Replicas: one store, each reconciler with a data plane of its own.
+fn replicas(per_process: bool, owners: &[&str]) -> (Arc<MemoryReconcileStore>, Vec<Replica>) {
+    let store = Arc::new(MemoryReconcileStore::new());
+    let replicas = owners
+        .iter()
+        .map(|owner| {
+            let plane = Arc::new(TestPlane {
+                per_process,
+                ..TestPlane::default()
+            });
+            let r = Arc::new(Reconciler::new(store.clone(), plane.clone(), config(owner)));
+            (plane, r)
+        })
+        .collect();
+    (store, replicas)
+}
+
+fn held(plane: &TestPlane) -> Option<(Option<i64>, bool)> {
+    plane.observe(GW).unwrap().map(|o| (o.applied_version, o.in_sync))
+}
+
+#[test]
+fn a_replica_mirrors_recorded_versions_without_claiming_or_recording() {
+    let (store, replicas) = replicas(true, &["a", "b"]);
+    let [(pa, ra), (pb, rb)] = &replicas[..] else {
+        unreachable!()
+    };
+    // Both start with nothing (the first pass's full check at 0).
+    ra.run_pass(0);
+    rb.run_pass(0);
+    store.commit(spec(routes(3)), Some(0));
+    let report = ra.run_pass(1);
+    assert_eq!(
+        report.outcomes,
+        vec![(
+            GW.to_string(),
+            Outcome::Applied {
+                version: 1,
+                applied: true
+            }
+        )]
+    );
+    assert_eq!(held(pb), None, "b has not run a pass yet");
+    // b's next pass sees the generation move: v1 is put into its own data plane. Another
+    // owner holds a claim meanwhile: mirroring needs none.
+    let foreign = store.claim_gateway(GW, "x", 2, 60_000).unwrap().expect("free");
+    let report = rb.run_pass(2);
+    assert_eq!(
+        report.outcomes,
+        vec![(GW.to_string(), Outcome::Mirrored { version: 1 })]
+    );
+    assert_eq!(held(pb), Some((Some(1), true)));
+    assert_eq!(pb.chosen("10.0.2.9"), pa.chosen("10.0.2.9"));
+    assert_eq!(pb.sim.route_count(GW), 3);
+    let status = store.status(GW).unwrap();
+    assert_eq!(status.applied_history, vec![1], "nothing recorded by the mirror");
+    assert_eq!(
+        status.claimed_by.as_deref(),
+        Some("x"),
+        "the foreign claim is untouched"
+    );
+    assert_eq!(
+        (rb.metrics().snapshot().applied, rb.metrics().snapshot().mirrored),
+        (0, 1)
+    );
+    store.release(&foreign).unwrap();
+    // Nothing moved: nothing to do, not even at the periodic check.
+    let interval = rb.config().drift_interval.as_millis() as i64;
+    assert!(rb.run_pass(3).outcomes.is_empty());
+    assert!(
+        rb.run_pass(interval + 3).outcomes.is_empty(),
+        "in force: no claim taken"
+    );
+    assert_eq!(pb.applies(), 1);
+
+    // The next version comes across as changes.
+    store.commit(spec(routes(5)), Some(10));
+    ra.run_pass(11);
+    assert_eq!(
+        rb.run_pass(12).outcomes,
+        vec![(GW.to_string(), Outcome::Mirrored { version: 2 })]
+    );
+    assert_eq!(*pb.applied_changes.lock().unwrap(), vec![2]);
+    assert_eq!(pb.chosen("10.0.5.1"), Some("vco-a".into()));
+    // A version due but not recorded yet is not mirrored: only what the claim holder put in
+    // force and recorded.
+    store.commit(spec(routes(6)), Some(20));
+    assert!(rb.run_pass(13).outcomes.is_empty(), "not due yet for b either");
+    assert_eq!(held(pb), Some((Some(2), true)));
+    // A deleted gateway leaves every replica's data plane.
+    store.delete(GW);
+    assert_eq!(rb.run_pass(14).outcomes, vec![(GW.to_string(), Outcome::Removed)]);
+    assert!(pb.gateways().unwrap().is_empty());
+    assert_eq!(store.status(GW), None);
+}
+
+#[test]
+fn a_replica_ahead_of_the_record_is_left_to_the_claims() {
+    let (store, replicas) = replicas(true, &["a", "b"]);
+    let [(_, ra), (pb, rb)] = &replicas[..] else {
+        unreachable!()
+    };
+    store.commit(spec(routes(2)), Some(0));
+    ra.run_pass(1);
+    rb.run_pass(1);
+    assert_eq!(held(pb), Some((Some(1), true)));
+    // b applies version 2 under a claim and has not recorded it (its lease runs out at 4):
+    // its data plane is ahead of the record. The mirror leaves it (never back to version 1);
+    // a claim brings the record up.
+    store.commit(spec(routes(4)), Some(2));
+    let claim = store.claim_due("b", 3, 1).unwrap().expect("due");
+    pb.apply(&store.load_spec(GW, 2).unwrap().unwrap()).unwrap();
+    assert!(
+        rb.run_pass(3).outcomes.is_empty(),
+        "claimed by b's stalled attempt: nothing to do"
+    );
+    assert_eq!(
+        held(pb),
+        Some((Some(2), true)),
+        "not rolled back to the recorded version"
+    );
+    let report = ra.run_pass(10);
+    assert_eq!(
+        report.outcomes,
+        vec![(
+            GW.to_string(),
+            Outcome::Applied {
+                version: 2,
+                applied: true
+            }
+        )]
+    );
+    assert!(
+        !store.record_applied(&claim, 2, 11).unwrap(),
+        "the stalled claim is fenced off"
+    );
+    assert_eq!(store.status(GW).unwrap().applied_history, vec![1, 2]);
+    assert!(rb.run_pass(12).outcomes.is_empty(), "b holds the recorded version");
+    assert_eq!(rb.metrics().snapshot().mirrored, 1);
+}
+
+#[test]
+fn a_shared_data_plane_changes_only_under_a_claim() {
+    let (store, replicas) = replicas(false, &["a", "b"]);
+    let [(_, ra), (pb, rb)] = &replicas[..] else {
+        unreachable!()
+    };
+    ra.run_pass(0);
+    rb.run_pass(0);
+    store.commit(spec(routes(2)), Some(0));
+    ra.run_pass(1);
+    // b's data plane is shared with other processes (a kernel): b does not touch it because
+    // another replica recorded a version; only a claim (due work, drift repair) does.
+    assert!(rb.run_pass(2).outcomes.is_empty());
+    assert_eq!(held(pb), None);
+    assert_eq!(rb.metrics().snapshot().mirrored, 0);
+    let interval = rb.config().drift_interval.as_millis() as i64;
+    let report = rb.run_pass(interval);
+    assert_eq!(
+        report.outcomes,
+        vec![(
+            GW.to_string(),
+            Outcome::Applied {
+                version: 1,
+                applied: true
+            }
+        )],
+        "the periodic check repairs under a claim"
+    );
+}
+
+#[test]
+fn replicas_racing_each_end_with_every_recorded_version_in_force() {
+    let (store, replicas) = replicas(true, &["a", "b", "c"]);
+    const CHANGES: u64 = 40;
+    let done = Arc::new(AtomicBool::new(false));
+    let committer = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            for n in 1..=CHANGES {
+                store.commit(spec(routes(n)), Some(crate::now_ms()));
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let workers: Vec<_> = replicas
+        .iter()
+        .map(|(plane, r)| {
+            let (plane, r, store, done) = (plane.clone(), r.clone(), store.clone(), done.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    r.run_pass(crate::now_ms());
+                    let recorded = store.status(GW).map(|s| s.applied_version);
+                    if done.load(Ordering::SeqCst)
+                        && recorded == Some(CHANGES as i64)
+                        && held(&plane) == Some((Some(CHANGES as i64), true))
+                    {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "did not converge");
+                    std::thread::yield_now();
+                }
+            })
+        })
+        .collect();
+    committer.join().unwrap();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let status = store.status(GW).unwrap();
+    assert!(
+        status.applied_history.windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        status.applied_history
+    );
+    let metrics: Vec<_> = replicas.iter().map(|(_, r)| r.metrics().snapshot()).collect();
+    assert_eq!(
+        metrics.iter().map(|m| m.applied).sum::<u64>(),
+        status.applied_history.len() as u64,
+        "only claims record"
+    );
+    assert!(metrics.iter().map(|m| m.mirrored).sum::<u64>() > 0, "{metrics:?}");
+    for (plane, _) in &replicas {
+        assert_eq!(plane.sim.route_count(GW), CHANGES as usize);
+        assert_eq!(plane.overlaps.load(Ordering::SeqCst), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_loop_mirrors_another_replicas_record_promptly() {
+    let (store, replicas) = replicas(true, &["a", "b"]);
+    let [(_, ra), (pb, _)] = &replicas[..] else {
+        unreachable!()
+    };
+    // Nothing wakes b but the generation: its other timers are far away.
+    let mut cfg = config("b-loop");
+    cfg.drift_interval = Duration::from_secs(3600);
+    cfg.poll_interval = Duration::from_secs(3600);
+    cfg.feed_poll = Duration::from_millis(20);
+    let rb_loop = Arc::new(Reconciler::new(store.clone(), pb.clone(), cfg));
+    let handle = tokio::spawn(rb_loop.clone().run());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rb_loop.metrics().snapshot().passes == 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for n in 1..=3u64 {
+        store.commit(spec(routes(n)), Some(crate::now_ms()));
+        let ra = ra.clone();
+        tokio::task::spawn_blocking(move || ra.run_pass(crate::now_ms()))
+            .await
+            .unwrap();
+        let recorded = Instant::now();
+        while held(pb) != Some((Some(n as i64), true)) {
+            assert!(
+                recorded.elapsed() < Duration::from_secs(2),
+                "version {n} not mirrored within 2 s"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    assert_eq!(rb_loop.metrics().snapshot().applied, 0, "b recorded nothing");
+    assert_eq!(rb_loop.metrics().snapshot().mirrored, 3);
+    handle.abort();
+}
+
 /// A waiter that records when it was answered.
 fn waiter(answered: &Arc<AtomicUsize>) -> crate::reconciler::AfterPass {
     let answered = answered.clone();
@@ -925,6 +1201,30 @@ fn a_failed_attempt_answers_its_waiters() {
         1,
         "answered: the failure is recorded and retried"
     );
+}
+
+#[test]
+fn drift_of_a_per_process_data_plane_is_repaired_without_a_claim() {
+    let (store, replicas) = replicas(true, &["a"]);
+    let [(plane, r)] = &replicas[..] else { unreachable!() };
+    store.commit(spec(routes(3)), Some(0));
+    r.run_pass(0);
+    assert!(plane.sim.inject_drift(GW, 2));
+    // Another owner holds the gateway: the repair of this process's own copy needs no claim.
+    store.claim_gateway(GW, "x", 1, 60_000).unwrap().expect("free");
+    let report = r.run_pass(1);
+    assert_eq!(
+        report.outcomes,
+        vec![(GW.to_string(), Outcome::Mirrored { version: 1 })]
+    );
+    assert_eq!(plane.sim.route_count(GW), 3);
+    let m = r.metrics().snapshot();
+    assert_eq!(
+        (m.drift_repairs, m.applied),
+        (1, 1),
+        "repaired, recorded only once (the change)"
+    );
+    assert_eq!(store.status(GW).unwrap().applied_history, vec![1]);
 }
 
 #[test]

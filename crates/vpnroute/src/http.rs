@@ -550,6 +550,8 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
         "vpnroute_reconcile_lost_claims_total {}\n",
         reconcile.lost_claims
     ));
+    out.push_str("# HELP vpnroute_reconcile_mirrored_total Recorded versions put into this replica's own data plane without a claim (another replica's work, or a refill after a start).\n# TYPE vpnroute_reconcile_mirrored_total counter\n");
+    out.push_str(&format!("vpnroute_reconcile_mirrored_total {}\n", reconcile.mirrored));
     out.push_str("# HELP vpnroute_reconcile_store_errors_total Store calls of the reconciler that failed.\n# TYPE vpnroute_reconcile_store_errors_total counter\n");
     out.push_str(&format!(
         "vpnroute_reconcile_store_errors_total {}\n",

@@ -359,6 +359,9 @@ fn create_vpn_connection(
     input: CreateVpnConnectionInput,
 ) -> Result<CreatedConnection, ApiError> {
     let region = input.region.as_str();
+    owned::<VpnGateway>(ctx, tx, region, &input.gateway_id)?;
+    // The connection quota and the busy check hold against writers on other replicas too.
+    tx.lock_gateway(&input.gateway_id)?;
     let mut gw: VpnGateway = owned(ctx, tx, region, &input.gateway_id)?;
     let (cgw, tunnels) = if gw.is_dual_tunnel() {
         if input.customer_gateway_id.is_some() {

@@ -40,14 +40,22 @@ fn busy_code(kind: RouteKind) -> ApiError {
 }
 
 /// The gateway a change applies to, after the gateway-level checks: exists for the caller
-/// (404), not financially locked, its VPC available, not busy.
+/// (404), not financially locked, its VPC available, not busy. The transaction holds the
+/// gateway's lock from here on ([`vpnroute_store::WriteTx::lock_gateway`]): another writer of the gateway — a
+/// request on another replica of a shared store — waits until it ends, so the route checks
+/// that follow see every change committed before (two racing creates of one route: exactly
+/// one wins, the other is told the route exists).
 fn gateway_for_change(
     ctx: &OpCtx<'_>,
-    tx: &dyn ReadTx,
+    tx: &Tx<'_>,
     region: &str,
     id: &str,
     busy: ApiError,
 ) -> Result<VpnGateway, ApiError> {
+    // Known to the caller before it is locked (no lock rows for ids that do not exist), then
+    // read again under the lock.
+    owned::<VpnGateway>(ctx, tx, region, id)?;
+    tx.lock_gateway(id)?;
     let gw: VpnGateway = owned(ctx, tx, region, id)?;
     gw.business_status.check_change()?;
     match tx.resource::<Vpc>(ResourceKind::Vpc, &gw.vpc_id)? {
@@ -357,7 +365,7 @@ struct Target {
     route: VpnRoute,
 }
 
-fn find_target(ctx: &OpCtx<'_>, tx: &dyn ReadTx, kind: RouteKind, t: &RouteTarget) -> Result<Target, ApiError> {
+fn find_target(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, t: &RouteTarget) -> Result<Target, ApiError> {
     let gw = gateway_for_change(ctx, tx, &t.region, &t.gateway_id, busy_code(kind))?;
     // Stored blocks are canonical; accept the caller's spelling of the same block.
     let (source, dest) = if kind == RouteKind::Pbr {
