@@ -82,7 +82,7 @@ pub struct PgStore {
     location: String,
     cache: ReadCache,
     generation: Generation,
-    queue: OnceLock<Mutex<Sender<Box<dyn WriteJob>>>>,
+    queue: OnceLock<Mutex<Sender<writer::Queued>>>,
     /// Keeps the LISTEN connection's task alive with the store.
     _listener: Option<tokio::task::JoinHandle<()>>,
 }
@@ -299,6 +299,16 @@ impl PgStore {
     }
 
     /// Run `f` in one write transaction (READ COMMITTED; commit on `Ok`, roll back on `Err`).
+    fn queue_write(&self, queued: writer::Queued) {
+        let queue = self.queue.get_or_init(|| Mutex::new(writer::start(self.me.clone())));
+        let sent = queue.lock().unwrap_or_else(|p| p.into_inner()).send(queued);
+        if let Err(std::sync::mpsc::SendError(queued)) = sent {
+            queued
+                .job
+                .finish(Err(StoreError::Other("the writer thread is gone".into())));
+        }
+    }
+
     pub fn write<T, E>(&self, f: impl FnOnce(&PgTx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
@@ -432,11 +442,14 @@ impl Store for PgStore {
     }
 
     fn submit_write(&self, job: Box<dyn WriteJob>) {
-        let queue = self.queue.get_or_init(|| Mutex::new(writer::start(self.me.clone())));
-        let sent = queue.lock().unwrap_or_else(|p| p.into_inner()).send(job);
-        if let Err(std::sync::mpsc::SendError(job)) = sent {
-            job.finish(Err(StoreError::Other("the writer thread is gone".into())));
-        }
+        self.queue_write(writer::Queued { job, deferred: false });
+    }
+
+    /// Bookkeeping nobody waits for (a reconcile record): committed without waiting for the
+    /// WAL flush (`synchronous_commit = off`). A crash of PostgreSQL may lose the last such
+    /// commits; the next reconcile records them again.
+    fn submit_write_deferred(&self, job: Box<dyn WriteJob>) {
+        self.queue_write(writer::Queued { job, deferred: true });
     }
 
     fn location(&self) -> String {

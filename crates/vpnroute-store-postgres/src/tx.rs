@@ -265,6 +265,12 @@ impl<'s> PgTx<'s> {
     // ---------------------------------------------------------------- savepoints
 
     /// Start a nested unit of work (group commit runs each request in one).
+    /// Commit this transaction without waiting for its WAL flush (bookkeeping a crash may
+    /// lose: see [`vpnroute_store::Store::submit_write_deferred`]).
+    pub(crate) fn relax_durability(&self) {
+        self.queue("SET LOCAL synchronous_commit TO OFF");
+    }
+
     pub(crate) fn savepoint(&self) {
         self.queue("SAVEPOINT request");
     }

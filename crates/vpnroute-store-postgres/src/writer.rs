@@ -20,11 +20,19 @@ use crate::PgStore;
 /// Most requests sharing one transaction (see the module docs).
 const MAX_BATCH: usize = 1;
 
+/// A job for the writer threads.
+pub(crate) struct Queued {
+    pub(crate) job: Box<dyn WriteJob>,
+    /// Bookkeeping nobody waits for ([`vpnroute_store::Store::submit_write_deferred`]): a
+    /// batch of only such jobs commits without waiting for the WAL flush.
+    pub(crate) deferred: bool,
+}
+
 /// Writer threads (each with one connection while it commits a batch).
 pub(crate) const WRITERS: usize = 8;
 
 /// Start the writer threads of `store`; they end when the returned sender is dropped.
-pub(crate) fn start(store: Weak<PgStore>) -> Sender<Box<dyn WriteJob>> {
+pub(crate) fn start(store: Weak<PgStore>) -> Sender<Queued> {
     let (tx, rx) = channel();
     let rx = Arc::new(Mutex::new(rx));
     for i in 0..WRITERS {
@@ -38,7 +46,7 @@ pub(crate) fn start(store: Weak<PgStore>) -> Sender<Box<dyn WriteJob>> {
 }
 
 /// The next batch: the first job waiting (blocking) and whatever else is queued.
-fn next_batch(rx: &Mutex<Receiver<Box<dyn WriteJob>>>) -> Option<Vec<Box<dyn WriteJob>>> {
+fn next_batch(rx: &Mutex<Receiver<Queued>>) -> Option<Vec<Queued>> {
     let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
     let mut batch = vec![rx.recv().ok()?];
     while batch.len() < MAX_BATCH {
@@ -50,15 +58,16 @@ fn next_batch(rx: &Mutex<Receiver<Box<dyn WriteJob>>>) -> Option<Vec<Box<dyn Wri
     Some(batch)
 }
 
-fn run(store: Weak<PgStore>, rx: &Mutex<Receiver<Box<dyn WriteJob>>>) {
+fn run(store: Weak<PgStore>, rx: &Mutex<Receiver<Queued>>) {
     while let Some(batch) = next_batch(rx) {
         let Some(store) = store.upgrade() else {
-            for job in batch {
-                job.finish(Err(StoreError::Other("the store is closed".into())));
+            for queued in batch {
+                queued.job.finish(Err(StoreError::Other("the store is closed".into())));
             }
             continue;
         };
-        commit_batch(&store, batch);
+        let relaxed = batch.iter().all(|q| q.deferred);
+        commit_batch(&store, batch.into_iter().map(|q| q.job).collect(), relaxed);
     }
 }
 
@@ -71,10 +80,13 @@ fn for_each_request(e: &StoreError) -> StoreError {
     }
 }
 
-fn commit_batch(store: &PgStore, mut batch: Vec<Box<dyn WriteJob>>) {
+fn commit_batch(store: &PgStore, mut batch: Vec<Box<dyn WriteJob>>, relaxed: bool) {
     let mut attempts = 0;
     let committed = loop {
         let result = store.write(|tx| {
+            if relaxed {
+                tx.relax_durability();
+            }
             for job in batch.iter_mut() {
                 tx.savepoint();
                 let outcome =

@@ -126,9 +126,11 @@ pub trait Store: Send + Sync {
     fn write_with(&self, f: &mut WriteFnMut<'_>) -> Result<(), StoreError>;
     /// Run a write request (see [`WriteJob`]); returns at once, the job is finished later.
     fn submit_write(&self, job: Box<dyn WriteJob>);
-    /// Like [`Store::submit_write`] for bookkeeping nobody is waiting to see (the record of a
-    /// version already in force): a batching backend may hold it back, for a short bounded
-    /// time, until a request's write comes to share its commit. Default: at once.
+    /// Like [`Store::submit_write`] for bookkeeping nobody is waiting to see and that is
+    /// redone if lost (the record of a version already in force): a batching backend may hold
+    /// it back, for a short bounded time, until a request's write comes to share its commit
+    /// (SQLite), or commit it without waiting for the flush to disk (PostgreSQL). Default: as
+    /// `submit_write`.
     fn submit_write_deferred(&self, job: Box<dyn WriteJob>) {
         self.submit_write(job)
     }
