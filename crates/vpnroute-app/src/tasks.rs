@@ -25,9 +25,9 @@ use vpnroute_store::{ReconcileClaim, ResourceKind, Tx, WriteTxExt};
 
 use crate::state::{now_ms, App, OpCtx, TaskDuration};
 
-/// What a committed write leaves to do: whether a change is due at once (its request is
-/// answered after the reconciler's next pass), whether a delayed task was enqueued (the
-/// reconciler must look), and engines of deleted gateways to drop. Nothing here happens unless
+/// What a committed write leaves to do: the versions due at once (its request is answered
+/// once they are in force) and the gateways it claimed for them, whether a delayed task was
+/// enqueued (the reconciler must look), and engines of deleted gateways to drop. Nothing here happens unless
 /// the transaction commits.
 #[derive(Debug, Default)]
 pub struct Effects {
@@ -36,13 +36,19 @@ pub struct Effects {
     pub in_force: Vec<(String, i64)>,
     /// Gateways this request's transaction claimed for this process's reconciler (at most one
     /// per gateway, its target the request's last version there).
-    pub claims: Vec<ReconcileClaim>,
-    /// For a data plane that applies inline: each claim's changes, read at the end of the
-    /// request's own transaction (so that putting them in force reads nothing more).
-    pub claimed_changes: Vec<Option<vpnroute_dataplane::SpecChanges>>,
+    pub claims: Vec<ClaimedGateway>,
     pub task_enqueued: bool,
     /// Gateways deleted: removed from the data plane once the deletion is committed.
     pub deleted_gateways: Vec<String>,
+}
+
+/// A gateway a request's transaction claimed (see [`Effects::claims`]).
+#[derive(Debug)]
+pub struct ClaimedGateway {
+    pub claim: ReconcileClaim,
+    /// For a data plane that applies inline: the claim's changes, read at the end of the
+    /// request's own transaction (so that putting them in force reads nothing more).
+    pub changes: Option<vpnroute_dataplane::SpecChanges>,
 }
 
 /// The task duration that applies to a gateway (its override, else the server's).
@@ -110,14 +116,14 @@ pub fn bump_version(ctx: &OpCtx<'_>, tx: &Tx<'_>, gateway_id: &str) -> Result<()
         return Ok(());
     }
     effects.in_force.push((gateway_id.to_string(), version));
-    if let Some(claim) = effects.claims.iter_mut().find(|c| c.gateway_id == gateway_id) {
-        claim.target_version = version;
+    if let Some(claimed) = effects.claims.iter_mut().find(|c| c.claim.gateway_id == gateway_id) {
+        claimed.claim.target_version = version;
         return Ok(());
     }
     let config = ctx.app.reconciler.config();
     let lease_ms = config.lease.as_millis() as i64;
     if let Some(claim) = tx.claim_gateway(gateway_id, &config.owner, ctx.now_ms, lease_ms)? {
-        effects.claims.push(claim);
+        effects.claims.push(ClaimedGateway { claim, changes: None });
     }
     Ok(())
 }
@@ -143,9 +149,9 @@ pub fn after_commit(app: &App, effects: &Effects) -> bool {
 /// returns.
 pub fn after_commit_here(app: &App, effects: &Effects) {
     if after_commit(app, effects) {
-        for claim in &effects.claims {
+        for claimed in &effects.claims {
             app.reconciler
-                .reconcile_claimed(&crate::reconcile::to_claim(claim.clone()), now_ms());
+                .reconcile_claimed(&crate::reconcile::to_claim(claimed.claim.clone()), now_ms());
         }
         app.reconciler.run_pass_and_callbacks(now_ms());
     }

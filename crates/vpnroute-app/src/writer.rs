@@ -1,15 +1,19 @@
 //! Write requests as [`WriteJob`]s for the store's write path ([`Store::submit_write`]): the
 //! store runs the job in a transaction (SQLite: in a savepoint of a group commit) and
-//! finishes it after the commit, when the reply is sent and the route-engine effects are
-//! applied. A job may run more than once if the store retries a transaction that failed
+//! finishes it after the commit. A change due at once is answered once its version is in force
+//! here: the gateways the request claimed are reconciled right away (on the writer thread for a
+//! data plane that applies inline, else on a blocking thread), the others by a pass. A job may
+//! run more than once if the store retries a transaction that failed
 //! with a retryable error; the handler closure is therefore `FnMut`.
 //!
 //! [`Store::submit_write`]: vpnroute_store::Store::submit_write
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use vpnroute_domain::ApiError;
+use vpnroute_reconciler::AfterPass;
 use vpnroute_store::{StoreError, Tx, WriteJob, WriteTx};
 
 use crate::state::App;
@@ -38,17 +42,15 @@ impl WriteJob for RequestJob {
         self.outcome = Err(ApiError::INTERNAL_ERROR);
         self.outcome = (self.run)(&self.app, tx);
         if let Ok((_, effects)) = &mut self.outcome {
-            if !effects.claims.is_empty() && self.app.data_plane.applies_inline() {
+            if self.app.data_plane.applies_inline() {
                 // Last in the request's work: the state these reads see is what commits.
-                effects.claimed_changes = effects
-                    .claims
-                    .iter()
-                    .map(|c| {
+                for claimed in &mut effects.claims {
+                    let c = &claimed.claim;
+                    claimed.changes =
                         crate::reconcile::spec_changes(tx, &c.gateway_id, c.applied_version, c.target_version)
                             .ok()
-                            .flatten()
-                    })
-                    .collect();
+                            .flatten();
+                }
             }
         }
         match &self.outcome {
@@ -74,7 +76,16 @@ impl WriteJob for RequestJob {
                     return;
                 }
                 if app.data_plane.applies_inline() {
-                    return answer_when_in_force_inline(&app, body, effects, reply);
+                    // On the writer thread: the reply is sent from the last waiter's callback,
+                    // with no thread in between.
+                    return put_in_force(
+                        &app,
+                        effects,
+                        true,
+                        Box::new(move || {
+                            let _ = reply.send(Committed::Answer(Ok(body)));
+                        }),
+                    );
                 }
                 Committed::InForce(body, effects)
             }
@@ -100,90 +111,60 @@ pub async fn submit(
     match answer.await {
         Ok(Committed::Answer(result)) => result,
         Ok(Committed::InForce(body, effects)) => {
-            in_force(app, effects).await;
+            // Data-plane and store calls: off the async threads.
+            let (done, in_force) = tokio::sync::oneshot::channel::<()>();
+            let app = app.clone();
+            tokio::task::spawn_blocking(move || {
+                put_in_force(
+                    &app,
+                    effects,
+                    false,
+                    Box::new(move || {
+                        let _ = done.send(());
+                    }),
+                )
+            });
+            let _ = in_force.await;
             Ok(body)
         }
         Err(_) => Err(ApiError::INTERNAL_ERROR),
     }
 }
 
-/// [`in_force`] on the writer thread, for a data plane that applies inline: the claimed
-/// gateways are put in force right after the commit and the reply is sent from the last
-/// waiter's callback, with no thread in between.
-fn answer_when_in_force_inline(
-    app: &Arc<App>,
-    body: Value,
-    effects: Effects,
-    reply: tokio::sync::oneshot::Sender<Committed>,
-) {
-    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(effects.in_force.len()));
-    let answer = Arc::new(std::sync::Mutex::new(Some((reply, body))));
+/// Put the versions a committed request made due at once in force here and call `done` once
+/// they all are: reconcile the gateways its transaction claimed (`inline`: on this thread,
+/// the store's writer, for a data plane that applies inline), and for the others wake the
+/// reconciler, whose pass does it.
+fn put_in_force(app: &Arc<App>, effects: Effects, inline: bool, done: AfterPass) {
+    let reconciler = &app.reconciler;
+    let pending = Arc::new(AtomicUsize::new(effects.in_force.len()));
+    let done = Arc::new(Mutex::new(Some(done)));
+    let mut unclaimed = false;
     for (gateway_id, version) in &effects.in_force {
-        let (pending, answer) = (pending.clone(), answer.clone());
-        app.reconciler.when_in_force(
-            gateway_id,
-            *version,
-            Box::new(move || {
-                if pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-                    if let Some((reply, body)) = answer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                        let _ = reply.send(Committed::Answer(Ok(body)));
-                    }
+        let (pending, done) = (pending.clone(), done.clone());
+        let answer: AfterPass = Box::new(move || {
+            if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                if let Some(done) = done.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    done();
                 }
-            }),
-        );
-    }
-    if effects
-        .in_force
-        .iter()
-        .any(|(g, _)| !effects.claims.iter().any(|c| &c.gateway_id == g))
-    {
-        app.reconciler.wake();
-    }
-    let mut changes = effects.claimed_changes.into_iter();
-    for claim in effects.claims {
-        app.reconciler.reconcile_claimed_inline(
-            &crate::reconcile::to_claim(claim),
-            changes.next().flatten(),
-            crate::state::now_ms(),
-        );
-    }
-}
-
-/// Wait until the versions a committed request made due at once are in force here: reconcile
-/// the gateways its transaction claimed, and for the others let a pass do it (on a blocking
-/// thread: data-plane and store calls).
-async fn in_force(app: &Arc<App>, effects: Effects) {
-    let mut waiting = Vec::with_capacity(effects.in_force.len());
-    let mut senders = Vec::with_capacity(effects.in_force.len());
-    for _ in &effects.in_force {
-        let (done, in_force) = tokio::sync::oneshot::channel::<()>();
-        senders.push(done);
-        waiting.push(in_force);
-    }
-    let app = app.clone();
-    tokio::task::spawn_blocking(move || {
-        let reconciler = &app.reconciler;
-        for ((gateway_id, version), done) in effects.in_force.iter().zip(senders) {
-            reconciler.when_in_force(
-                gateway_id,
-                *version,
-                Box::new(move || {
-                    let _ = done.send(());
-                }),
-            );
+            }
+        });
+        if effects.claims.iter().any(|c| &c.claim.gateway_id == gateway_id) {
+            reconciler.when_claimed_in_force(gateway_id, *version, answer);
+        } else {
+            unclaimed = true;
+            reconciler.when_in_force(gateway_id, *version, answer);
         }
-        if effects
-            .in_force
-            .iter()
-            .any(|(g, _)| !effects.claims.iter().any(|c| &c.gateway_id == g))
-        {
-            reconciler.wake();
+    }
+    if unclaimed {
+        reconciler.wake();
+    }
+    for claimed in effects.claims {
+        let claim = crate::reconcile::to_claim(claimed.claim);
+        if inline {
+            reconciler.reconcile_claimed_inline(&claim, claimed.changes, crate::state::now_ms());
+        } else {
+            reconciler.reconcile_claimed(&claim, crate::state::now_ms());
         }
-        for claim in effects.claims {
-            reconciler.reconcile_claimed(&crate::reconcile::to_claim(claim), crate::state::now_ms());
-        }
-    });
-    for w in waiting {
-        let _ = w.await;
     }
 }

@@ -33,5 +33,7 @@ mod store;
 mod tests;
 
 pub use backoff::Backoff;
-pub use reconciler::{now_ms, MetricsSnapshot, Outcome, PassReport, ReconcileMetrics, Reconciler, ReconcilerConfig};
+pub use reconciler::{
+    now_ms, AfterPass, MetricsSnapshot, Outcome, PassReport, ReconcileMetrics, Reconciler, ReconcilerConfig,
+};
 pub use store::{Claim, GatewayVersion, ReconcileStore, RecordDone, StoreFailure};

@@ -294,6 +294,19 @@ impl Reconciler {
     /// claim the gateway. Does not wake the reconciler: the caller reconciles its claim
     /// ([`reconcile_claimed`](Self::reconcile_claimed)) or calls [`wake`](Self::wake).
     pub fn when_in_force(&self, gateway_id: &str, version: i64, done: AfterPass) {
+        self.when_claimed_in_force(gateway_id, version, done);
+        // It may be in force already (another request's pass, or this replica's repair).
+        if let Ok(Some(o)) = self.data_plane.observe(gateway_id) {
+            if let (true, Some(v)) = (o.in_sync, o.applied_version) {
+                self.settle_waiters(gateway_id, Some(v));
+            }
+        }
+    }
+
+    /// [`when_in_force`](Self::when_in_force) for a gateway whose claim the caller holds and
+    /// reconciles next ([`reconcile_claimed`](Self::reconcile_claimed)): that reconcile answers,
+    /// so the data plane is not read now.
+    pub fn when_claimed_in_force(&self, gateway_id: &str, version: i64, done: AfterPass) {
         self.lock_waiters()
             .entry(gateway_id.to_string())
             .or_default()
@@ -302,12 +315,6 @@ impl Reconciler {
                 since_ms: now_ms(),
                 done,
             });
-        // It may be in force already (another request's pass, or this replica's repair).
-        if let Ok(Some(o)) = self.data_plane.observe(gateway_id) {
-            if let (true, Some(v)) = (o.in_sync, o.applied_version) {
-                self.settle_waiters(gateway_id, Some(v));
-            }
-        }
     }
 
     /// Reconcile a claim taken elsewhere (in the transaction of the request that made the

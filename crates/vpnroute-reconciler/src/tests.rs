@@ -1094,7 +1094,7 @@ async fn a_replica_loop_mirrors_another_replicas_record_promptly() {
 }
 
 /// A waiter that records when it was answered.
-fn waiter(answered: &Arc<AtomicUsize>) -> crate::reconciler::AfterPass {
+fn waiter(answered: &Arc<AtomicUsize>) -> crate::AfterPass {
     let answered = answered.clone();
     Box::new(move || {
         answered.fetch_add(1, Ordering::SeqCst);
