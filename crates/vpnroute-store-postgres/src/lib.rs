@@ -89,8 +89,9 @@ pub struct PgStore {
     location: String,
     cache: ReadCache,
     generation: Generation,
-    /// Coalesces the generation queries of concurrent reads (see [`PgStore::read_fast`]).
-    generations: batch::Batcher<(), u64>,
+    /// The generation queries of concurrent reads (see [`PgStore::read_fast`]) and reads'
+    /// nonces, one statement per batch.
+    fast_lane: batch::Batcher<nonces::Fast, nonces::FastAnswer>,
     queue: OnceLock<Mutex<Sender<writer::Queued>>>,
     /// Keeps the LISTEN connection's task alive with the store.
     _listener: Option<tokio::task::JoinHandle<()>>,
@@ -256,23 +257,7 @@ impl PgStore {
             generation.publish(g);
             Ok::<_, StoreError>(listen(config.clone(), generation.0.clone()).await)
         })?;
-        let generations = {
-            let fast_pool = fast_pool.clone();
-            batch::Batcher::start(rt.handle(), move |waiting: Vec<()>| {
-                let fast_pool = fast_pool.clone();
-                async move {
-                    let g = async {
-                        let conn = fast_pool.get().await.map_err(pool_err)?;
-                        current_generation(&conn).await
-                    }
-                    .await;
-                    waiting
-                        .iter()
-                        .map(|_| g.as_ref().copied().map_err(batch::copy_err))
-                        .collect()
-                }
-            })
-        };
+        let fast_lane = nonces::start_fast_lane(rt.handle(), fast_pool.clone());
         Ok(Arc::new_cyclic(|me| PgStore {
             me: me.clone(),
             rt,
@@ -281,7 +266,7 @@ impl PgStore {
             location,
             cache: ReadCache::default(),
             generation,
-            generations,
+            fast_lane,
             queue: OnceLock::new(),
             _listener: listener,
         }))
@@ -383,7 +368,12 @@ impl PgStore {
     {
         let torn = section(|| -> Result<Option<T>, E> {
             // The answer of a query sent after this call began (concurrent reads share it).
-            let generation = self.block(self.generations.ask(())).map_err(E::from)?;
+            let generation = match self.block(self.fast_lane.ask(nonces::Fast::Generation)).map_err(E::from)? {
+                nonces::FastAnswer::Generation(g) => g,
+                nonces::FastAnswer::Fresh(_) => {
+                    return Err(E::from(StoreError::Backend("postgres: a generation answered as a nonce".into())))
+                }
+            };
             self.generation.publish(generation);
             let conn = self.connection().map_err(E::from)?;
             let tx = PgTx::optimistic(self, conn, generation);

@@ -33,9 +33,8 @@ const PRUNE_EVERY_MS: i64 = 10_000;
 pub struct PgNonces {
     store: Arc<PgStore>,
     last_prune: AtomicI64,
-    /// Reads' nonces: the fast pool (asynchronous commit).
-    fast: Batcher<NonceRecord, bool>,
-    /// Writes' nonces: the ordinary pool (each batch waits for its WAL flush).
+    /// Writes' nonces: the ordinary pool (each batch waits for its WAL flush). Reads' nonces
+    /// go to the store's fast lane (with the generation queries of reads).
     durable: Batcher<NonceRecord, bool>,
 }
 
@@ -43,8 +42,7 @@ impl PgNonces {
     pub(crate) fn new(store: Arc<PgStore>) -> Self {
         let rt = store.rt.handle();
         PgNonces {
-            fast: start_batcher(rt, store.fast_pool.clone()),
-            durable: start_batcher(rt, store.pool.clone()),
+            durable: start_durable(rt, store.pool.clone()),
             store,
             last_prune: AtomicI64::new(0),
         }
@@ -85,30 +83,101 @@ pub(crate) struct NonceRecord {
 
 /// Records every nonce of a batch in one statement. Each row's own `now` decides whether
 /// an existing row has expired (the input is joined back in the `WHERE` of the update).
-const RECORD_BATCH: &str = "WITH input AS (SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::int8[], $4::int8[]) AS t(k, n, keep, now)) \
-     INSERT INTO nonces AS s(access_key_id, nonce, keep_until) SELECT k, n, keep FROM input \
-     ON CONFLICT (access_key_id, nonce) DO UPDATE SET keep_until = EXCLUDED.keep_until \
-     WHERE s.keep_until < (SELECT i.now FROM input i WHERE i.k = EXCLUDED.access_key_id AND i.n = EXCLUDED.nonce) \
-     RETURNING access_key_id, nonce";
+macro_rules! record_nonces {
+    () => {
+        "WITH input AS (SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::int8[], $4::int8[]) AS t(k, n, keep, now)), \
+         ins AS (INSERT INTO nonces AS s(access_key_id, nonce, keep_until) SELECT k, n, keep FROM input \
+         ON CONFLICT (access_key_id, nonce) DO UPDATE SET keep_until = EXCLUDED.keep_until \
+         WHERE s.keep_until < (SELECT i.now FROM input i WHERE i.k = EXCLUDED.access_key_id AND i.n = EXCLUDED.nonce) \
+         RETURNING access_key_id, nonce) "
+    };
+}
+const RECORD: &str = concat!(record_nonces!(), "SELECT access_key_id, nonce, NULL::int8 FROM ins");
+/// The same, and the commit generation in the statement's snapshot (a row of NULL nonces).
+/// Every sub-statement of a `WITH` runs on the statement's one snapshot, taken when
+/// PostgreSQL received the statement.
+const RECORD_AND_GENERATION: &str = concat!(
+    record_nonces!(),
+    "SELECT access_key_id, nonce, NULL::int8 FROM ins UNION ALL SELECT NULL, NULL, sum(n)::int8 FROM store_gen"
+);
+const GENERATION: &str = "SELECT NULL::bytea, NULL::bytea, sum(n)::int8 FROM store_gen";
 
 /// How many times a batch PostgreSQL aborted as a deadlock is sent again (rows are sent in
 /// one order, so two batches should never deadlock; this bounds the odd case).
 const DEADLOCK_RETRIES: usize = 3;
 
-/// The batching loop of nonce records on `pool` (the fast pool: asynchronous commit; the
-/// ordinary pool: each batch waits for its WAL flush).
-fn start_batcher(rt: &tokio::runtime::Handle, pool: Pool) -> Batcher<NonceRecord, bool> {
-    Batcher::start(rt, move |batch: Vec<NonceRecord>| {
+/// A request to the fast lane: the commit generation now (for a read), or a read's nonce.
+pub(crate) enum Fast {
+    Generation,
+    Nonce(NonceRecord),
+}
+
+/// The answer: the generation, or whether the nonce was fresh.
+pub(crate) enum FastAnswer {
+    Generation(u64),
+    Fresh(bool),
+}
+
+/// The fast lane of a store, on the fast pool (asynchronous commit): the generation queries
+/// of concurrent reads and the nonces of concurrent reads, all in one statement per batch.
+pub(crate) fn start_fast_lane(rt: &tokio::runtime::Handle, pool: Pool) -> Batcher<Fast, FastAnswer> {
+    Batcher::start(rt, move |batch: Vec<Fast>| {
         let pool = pool.clone();
-        async move { record_batch(&pool, batch).await }
+        async move {
+            let generation = batch.iter().any(|f| matches!(f, Fast::Generation));
+            let mut records = Vec::new();
+            let kinds: Vec<bool> = batch
+                .into_iter()
+                .map(|f| match f {
+                    Fast::Generation => true,
+                    Fast::Nonce(r) => {
+                        records.push(r);
+                        false
+                    }
+                })
+                .collect();
+            let (g, fresh) = record_batch(&pool, &records, generation).await;
+            let mut fresh = fresh.into_iter();
+            kinds
+                .into_iter()
+                .map(|is_generation| {
+                    if is_generation {
+                        match &g {
+                            Ok(Some(g)) => Ok(FastAnswer::Generation(*g)),
+                            Ok(None) => Err(StoreError::Backend("postgres: no generation in the answer".into())),
+                            Err(e) => Err(copy_err(e)),
+                        }
+                    } else {
+                        fresh
+                            .next()
+                            .unwrap_or_else(|| Err(StoreError::Backend("postgres: a nonce went unanswered".into())))
+                            .map(FastAnswer::Fresh)
+                    }
+                })
+                .collect()
+        }
     })
 }
 
-/// One statement for the batch; `true` for each nonce recorded now. The second and later
-/// copies of one (key, nonce) in a batch are refused here (ON CONFLICT DO UPDATE may not meet
-/// one row twice in a statement): whatever the statement answers for the first copy, the
-/// nonce is in force once it has run.
-async fn record_batch(pool: &Pool, batch: Vec<NonceRecord>) -> Vec<Result<bool, StoreError>> {
+/// The batching loop of durable nonce records (writes' nonces), on the ordinary pool: each
+/// batch waits for its WAL flush before any caller is answered.
+fn start_durable(rt: &tokio::runtime::Handle, pool: Pool) -> Batcher<NonceRecord, bool> {
+    Batcher::start(rt, move |batch: Vec<NonceRecord>| {
+        let pool = pool.clone();
+        async move { record_batch(&pool, &batch, false).await.1 }
+    })
+}
+
+/// One statement for the batch (and, if `generation`, the commit generation in its
+/// snapshot); `true` for each nonce recorded now. The second and later copies of one (key,
+/// nonce) in a batch are refused here (ON CONFLICT DO UPDATE may not meet one row twice in a
+/// statement): whatever the statement answers for the first copy, the nonce is in force once
+/// it has run.
+pub(crate) async fn record_batch(
+    pool: &Pool,
+    batch: &[NonceRecord],
+    generation: bool,
+) -> (Result<Option<u64>, StoreError>, Vec<Result<bool, StoreError>>) {
     let mut first: HashMap<(&[u8], &[u8]), usize> = HashMap::with_capacity(batch.len());
     let mut unique: Vec<usize> = Vec::with_capacity(batch.len());
     for (i, r) in batch.iter().enumerate() {
@@ -124,22 +193,38 @@ async fn record_batch(pool: &Pool, batch: Vec<NonceRecord>) -> Vec<Result<bool, 
     let nonces: Vec<&[u8]> = unique.iter().map(|&i| &batch[i].nonce[..]).collect();
     let keeps: Vec<i64> = unique.iter().map(|&i| batch[i].keep_until_ms).collect();
     let nows: Vec<i64> = unique.iter().map(|&i| batch[i].now_ms).collect();
+    let sql = match (batch.is_empty(), generation) {
+        (true, false) => return (Ok(None), Vec::new()),
+        (true, true) => GENERATION,
+        (false, false) => RECORD,
+        (false, true) => RECORD_AND_GENERATION,
+    };
     let mut attempt = 0;
-    let fresh = loop {
+    let answer = loop {
         // (whether PostgreSQL aborted the statement as a deadlock, the error)
         let sent = async {
             let conn = pool.get().await.map_err(|e| (false, pool_err(e)))?;
-            let st = conn.prepare_cached(RECORD_BATCH).await.map_err(|e| (false, pg_err(e)))?;
-            conn.query(&st, &[&keys, &nonces, &keeps, &nows])
-                .await
-                .map_err(|e| (e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED), pg_err(e)))
+            let st = conn.prepare_cached(sql).await.map_err(|e| (false, pg_err(e)))?;
+            if batch.is_empty() {
+                conn.query(&st, &[]).await
+            } else {
+                conn.query(&st, &[&keys, &nonces, &keeps, &nows]).await
+            }
+            .map_err(|e| (e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED), pg_err(e)))
         };
         match sent.await {
             Ok(rows) => {
-                break Ok(rows
-                    .iter()
-                    .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-                    .collect::<HashSet<_>>())
+                let mut g = None;
+                let mut fresh = HashSet::with_capacity(rows.len());
+                for r in &rows {
+                    match r.get::<_, Option<i64>>(2) {
+                        Some(n) => g = Some(n as u64),
+                        None => {
+                            fresh.insert((r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)));
+                        }
+                    }
+                }
+                break Ok((g, fresh));
             }
             Err((true, e)) if attempt < DEADLOCK_RETRIES => {
                 attempt += 1;
@@ -148,15 +233,23 @@ async fn record_batch(pool: &Pool, batch: Vec<NonceRecord>) -> Vec<Result<bool, 
             Err((_, e)) => break Err(e),
         }
     };
-    batch
+    let fresh = batch
         .iter()
         .enumerate()
-        .map(|(i, r)| match &fresh {
+        .map(|(i, r)| match &answer {
             Err(e) => Err(copy_err(e)),
             Ok(_) if first[&(&r.key[..], &r.nonce[..])] != i => Ok(false),
-            Ok(set) => Ok(set.contains(&(r.key.clone(), r.nonce.clone()))),
+            Ok((_, set)) => Ok(set.contains(&(r.key.clone(), r.nonce.clone()))),
         })
-        .collect()
+        .collect();
+    let generation = match answer {
+        Ok((g, _)) if generation => g
+            .map(Some)
+            .ok_or_else(|| StoreError::Backend("postgres: no generation in the answer".into())),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e),
+    };
+    (generation, fresh)
 }
 
 impl NonceStore for PgNonces {
@@ -176,8 +269,13 @@ impl NonceStore for PgNonces {
                 now_ms,
                 keep_until_ms,
             };
-            let batcher = if durable { &self.durable } else { &self.fast };
-            self.store.block(batcher.ask(record))
+            if durable {
+                return self.store.block(self.durable.ask(record));
+            }
+            match self.store.block(self.store.fast_lane.ask(Fast::Nonce(record)))? {
+                FastAnswer::Fresh(fresh) => Ok(fresh),
+                FastAnswer::Generation(_) => Err(StoreError::Backend("postgres: a nonce answered as a generation".into())),
+            }
         })
     }
 
@@ -255,6 +353,7 @@ impl RateLimiter for PgRateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::current_generation;
     use crate::testdb::TestDb;
 
     fn rec(key: &str, nonce: &str, now_ms: i64, keep_until_ms: i64) -> NonceRecord {
@@ -268,7 +367,8 @@ mod tests {
 
     fn answers(store: &PgStore, pool: &Pool, batch: Vec<NonceRecord>) -> Vec<bool> {
         store
-            .block(record_batch(pool, batch))
+            .block(record_batch(pool, &batch, false))
+            .1
             .into_iter()
             .map(|a| a.unwrap())
             .collect()
@@ -293,5 +393,24 @@ mod tests {
             assert_eq!(got, [true, false, true, false]);
         }
         assert_eq!(store.nonces().remembered(), 8);
+    }
+
+    #[test]
+    fn a_batch_may_carry_the_generation_and_answers_it_with_or_without_nonces() {
+        let Some(db) = TestDb::create() else { return };
+        let store = PgStore::open(&db.url()).unwrap();
+        let now = || store.block(async { current_generation(&store.pool.get().await.unwrap()).await.unwrap() });
+        let g0 = now();
+        let (g, fresh) = store.block(record_batch(&store.fast_pool, &[], true));
+        assert_eq!((g.unwrap(), fresh.len()), (Some(g0), 0));
+        store.write(|tx| tx.next_counter("c").map(|_| ())).unwrap();
+        let g1 = now();
+        assert!(g1 > g0);
+        let batch = [rec("k", "x", 1, 10), rec("k", "x", 1, 10), rec("k", "y", 1, 10)];
+        let (g, fresh) = store.block(record_batch(&store.fast_pool, &batch, true));
+        assert_eq!(g.unwrap(), Some(g1));
+        assert_eq!(fresh.into_iter().map(|f| f.unwrap()).collect::<Vec<_>>(), [true, false, true]);
+        let (g, fresh) = store.block(record_batch(&store.fast_pool, &batch[..1], false));
+        assert_eq!((g.unwrap(), fresh.into_iter().map(|f| f.unwrap()).collect::<Vec<_>>()), (None, vec![false]));
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
 use vpnroute_domain::model::{RouteKind, VpnRoute};
-use vpnroute_store::{NonceStore, Store, WriteTx};
+use vpnroute_store::{NonceStore, Store};
 use vpnroute_store_postgres::PgStore;
 
 fn route(dest: &str) -> VpnRoute {
