@@ -36,9 +36,10 @@
 //!   generation from a query PostgreSQL received after the read began (concurrent reads share
 //!   one such query), so it never answers older than any commit acknowledged by any replica
 //!   before the read began; cached results are used only at exactly that generation.
-//! * **Batching** (`batch.rs`): the generation queries of concurrent reads, and the nonce
-//!   records of concurrent requests, each go to PostgreSQL as one statement per batch (a
-//!   loop takes the first waiting request and everything queued behind it; no delay).
+//! * **Batching** (`batch.rs`): the generation queries of concurrent reads and the nonces of
+//!   concurrent reads go to PostgreSQL as one statement per batch (the *fast lane*: a loop
+//!   takes the first waiting request and everything queued behind it, no delay; see
+//!   [`PgNonces`]); writes' nonces are batched the same way among themselves.
 //! * **Migrations** (`schema.rs`): embedded, versioned (`schema_migrations`), applied at open
 //!   under a session advisory lock: the first replica migrates, the others wait and find
 //!   nothing to do.
@@ -368,12 +369,7 @@ impl PgStore {
     {
         let torn = section(|| -> Result<Option<T>, E> {
             // The answer of a query sent after this call began (concurrent reads share it).
-            let generation = match self.block(self.fast_lane.ask(nonces::Fast::Generation)).map_err(E::from)? {
-                nonces::FastAnswer::Generation(g) => g,
-                nonces::FastAnswer::Fresh(_) => {
-                    return Err(E::from(StoreError::Backend("postgres: a generation answered as a nonce".into())))
-                }
-            };
+            let generation = self.generation_now().map_err(E::from)?;
             self.generation.publish(generation);
             let conn = self.connection().map_err(E::from)?;
             let tx = PgTx::optimistic(self, conn, generation);

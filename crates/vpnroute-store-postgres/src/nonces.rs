@@ -2,7 +2,9 @@
 //! and the request rate limiter's windows ([`PgRateLimiter`]), in the database's `nonces` and
 //! `rate_windows` tables. Nonce records of concurrent requests go to PostgreSQL as one
 //! statement per batch (`crate::batch`): one `INSERT … SELECT FROM unnest(…) ON CONFLICT …
-//! RETURNING` whose answer tells each request whether its nonce was fresh; the rate limiter
+//! RETURNING` whose answer tells each request whether its nonce was fresh. Reads' nonces
+//! share the store's fast lane with the generation queries of reads (the same statement also
+//! returns the generation in its snapshot when a read is waiting for one). The rate limiter
 //! is one statement per call.
 //!
 //! Both use a pool whose sessions commit asynchronously (`synchronous_commit=off`): a
@@ -159,6 +161,21 @@ pub(crate) fn start_fast_lane(rt: &tokio::runtime::Handle, pool: Pool) -> Batche
     })
 }
 
+fn mixed_up() -> StoreError {
+    StoreError::Backend("postgres: the fast lane answered another request's kind".into())
+}
+
+impl PgStore {
+    /// The commit generation, from a statement sent after this call began (through the fast
+    /// lane, shared with the reads and nonces waiting when it is sent).
+    pub(crate) fn generation_now(&self) -> Result<u64, StoreError> {
+        match self.block(self.fast_lane.ask(Fast::Generation))? {
+            FastAnswer::Generation(g) => Ok(g),
+            FastAnswer::Fresh(_) => Err(mixed_up()),
+        }
+    }
+}
+
 /// The batching loop of durable nonce records (writes' nonces), on the ordinary pool: each
 /// batch waits for its WAL flush before any caller is answered.
 fn start_durable(rt: &tokio::runtime::Handle, pool: Pool) -> Batcher<NonceRecord, bool> {
@@ -274,7 +291,7 @@ impl NonceStore for PgNonces {
             }
             match self.store.block(self.store.fast_lane.ask(Fast::Nonce(record)))? {
                 FastAnswer::Fresh(fresh) => Ok(fresh),
-                FastAnswer::Generation(_) => Err(StoreError::Backend("postgres: a nonce answered as a generation".into())),
+                FastAnswer::Generation(_) => Err(mixed_up()),
             }
         })
     }
