@@ -402,11 +402,26 @@ mod tests {
             let got = answers(
                 &store,
                 pool,
-                vec![rec("k", &b, 10, 100), rec("k", &a, 10, 100), rec("k", &b, 11, 100), rec("j", &a, 10, 100), rec("k", &a, 12, 100)],
+                vec![
+                    rec("k", &b, 10, 100),
+                    rec("k", &a, 10, 100),
+                    rec("k", &b, 11, 100),
+                    rec("j", &a, 10, 100),
+                    rec("k", &a, 12, 100),
+                ],
             );
             assert_eq!(got, [true, true, false, true, false]);
             // `a` expired by the first record's clock (101 > 100), not by the second's.
-            let got = answers(&store, pool, vec![rec("k", &a, 101, 200), rec("k", &b, 100, 200), rec("k", &c, 50, 60), rec("k", &c, 50, 60)]);
+            let got = answers(
+                &store,
+                pool,
+                vec![
+                    rec("k", &a, 101, 200),
+                    rec("k", &b, 100, 200),
+                    rec("k", &c, 50, 60),
+                    rec("k", &c, 50, 60),
+                ],
+            );
             assert_eq!(got, [true, false, true, false]);
         }
         assert_eq!(store.nonces().remembered(), 8);
@@ -426,8 +441,14 @@ mod tests {
         let batch = [rec("k", "x", 1, 10), rec("k", "x", 1, 10), rec("k", "y", 1, 10)];
         let (g, fresh) = store.block(record_batch(&store.fast_pool, &batch, true));
         assert_eq!(g.unwrap(), Some(g1));
-        assert_eq!(fresh.into_iter().map(|f| f.unwrap()).collect::<Vec<_>>(), [true, false, true]);
+        assert_eq!(
+            fresh.into_iter().map(|f| f.unwrap()).collect::<Vec<_>>(),
+            [true, false, true]
+        );
         let (g, fresh) = store.block(record_batch(&store.fast_pool, &batch[..1], false));
-        assert_eq!((g.unwrap(), fresh.into_iter().map(|f| f.unwrap()).collect::<Vec<_>>()), (None, vec![false]));
+        assert_eq!(
+            (g.unwrap(), fresh.into_iter().map(|f| f.unwrap()).collect::<Vec<_>>()),
+            (None, vec![false])
+        );
     }
 }

@@ -54,7 +54,10 @@ impl TestDb {
             self.name
         );
         if let Some(p) = c.get_password() {
-            url.push_str(&format!(" password='{}'", String::from_utf8_lossy(p).replace('\'', "\\'")));
+            url.push_str(&format!(
+                " password='{}'",
+                String::from_utf8_lossy(p).replace('\'', "\\'")
+            ));
         }
         url
     }
@@ -62,7 +65,10 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Err(e) = run(&self.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
+        if let Err(e) = run(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        ) {
             eprintln!("DROP DATABASE {}: {e}", self.name);
         }
     }

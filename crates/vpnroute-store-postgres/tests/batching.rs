@@ -78,15 +78,25 @@ fn concurrent_distinct_nonces_are_each_accepted_and_expiry_is_per_record() {
             let (nonces, go) = (nonces.clone(), go.clone());
             std::thread::spawn(move || {
                 go.wait();
-                (0..20).all(|i| nonces.record(&format!("k{t}"), &format!("n{i}"), 1_000, 2_000, false).unwrap())
+                (0..20).all(|i| {
+                    nonces
+                        .record(&format!("k{t}"), &format!("n{i}"), 1_000, 2_000, false)
+                        .unwrap()
+                })
             })
         })
         .collect();
     for t in threads {
         assert!(t.join().unwrap(), "every distinct nonce is fresh");
     }
-    assert!(!nonces.record("k0", "n0", 2_000, 3_000, false).unwrap(), "in force until its keep-until");
-    assert!(nonces.record("k0", "n0", 2_001, 3_001, false).unwrap(), "then accepted again");
+    assert!(
+        !nonces.record("k0", "n0", 2_000, 3_000, false).unwrap(),
+        "in force until its keep-until"
+    );
+    assert!(
+        nonces.record("k0", "n0", 2_001, 3_001, false).unwrap(),
+        "then accepted again"
+    );
 }
 
 /// A read that begins after a commit was acknowledged (on another replica) sees it, while
