@@ -891,7 +891,11 @@ mod tests {
         let ends = tunnel_ends(&spec);
         let keys: Vec<&str> = ends.iter().map(|e| e.key).collect();
         assert_eq!(keys, ["tun-m", "tun-s"]);
-        assert_eq!(ends[0].local_ip.to_string(), "47.0.0.1", "no address of its own: the InternetIp");
+        assert_eq!(
+            ends[0].local_ip.to_string(),
+            "47.0.0.1",
+            "no address of its own: the InternetIp"
+        );
         assert_eq!(probe_key(&spec.connections[0]), "tun-m");
         let names = Names::new("vr-");
         let allocation = allocate(&BTreeMap::new(), &keys, &PlainVxlan).unwrap();

@@ -470,8 +470,7 @@ impl Inner {
     fn plan(&self, spec: &GatewaySpec, found: &Found) -> Result<(Layout, Diffs), DataPlaneError> {
         let existing = self.existing_tunnels(&found.ns[2]);
         let keys: Vec<&str> = layout::tunnel_ends(spec).iter().map(|end| end.key).collect();
-        let allocation =
-            layout::allocate(&existing, &keys, self.driver.as_ref()).map_err(DataPlaneError::Permanent)?;
+        let allocation = layout::allocate(&existing, &keys, self.driver.as_ref()).map_err(DataPlaneError::Permanent)?;
         let states = self.tunnel_states(spec);
         let layout = layout::layout(
             &self.names,
@@ -1164,7 +1163,7 @@ impl DataPlane for LinuxDataPlane {
             "Kernel": kernel,
             "Agree": agree,
             // Every tunnel of the chosen connection (two for a dual-tunnel one), with its SA.
-            "Tunnels": engine_hop.as_deref().map(|hop| {
+            "NextHopTunnels": engine_hop.as_deref().map(|hop| {
                 layout
                     .tunnels
                     .values()

@@ -170,7 +170,10 @@ mod tests {
             Some("vco-x")
         );
         assert_eq!(Names::parse_tunnel_key(&Names::tunnel_alias("tun-x")), Some("tun-x"));
-        assert_eq!(Names::parse_tunnel_key(&Names::connection_alias("vco-x")), Some("vco-x"));
+        assert_eq!(
+            Names::parse_tunnel_key(&Names::connection_alias("vco-x")),
+            Some("vco-x")
+        );
         assert_eq!(Names::parse_tunnel_key("vpnroute.tunnel="), None);
     }
 

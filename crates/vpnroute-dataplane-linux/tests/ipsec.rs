@@ -92,9 +92,15 @@ fn dual_tunnel_master_carries_traffic_and_the_slave_takes_over() {
         );
     }
     let (m, s) = (lab.tunnel_details(master), lab.tunnel_details(slave));
-    assert_eq!((m["Role"].as_str(), s["Role"].as_str()), (Some("master"), Some("slave")));
+    assert_eq!(
+        (m["Role"].as_str(), s["Role"].as_str()),
+        (Some("master"), Some("slave"))
+    );
     assert_ne!(m["Interface"], s["Interface"], "one interface per tunnel");
-    assert_ne!(m["TunnelConfig"]["Namespace"], s["TunnelConfig"]["Namespace"], "one charon per tunnel");
+    assert_ne!(
+        m["TunnelConfig"]["Namespace"], s["TunnelConfig"]["Namespace"],
+        "one charon per tunnel"
+    );
     // Each SA towards its own customer gateway, with its own parameters.
     assert_eq!(m["TunnelLive"]["Sa"]["Ike"]["RemoteHost"], "203.0.113.1");
     assert_eq!(s["TunnelLive"]["Sa"]["Ike"]["RemoteHost"], "203.0.113.2");
@@ -102,13 +108,22 @@ fn dual_tunnel_master_carries_traffic_and_the_slave_takes_over() {
     assert_eq!(s["TunnelLive"]["Sa"]["Ike"]["EncrKeysize"], "256");
     // The slave's customer sees the DisasterRecoveryInternetIp as its peer.
     let site_sas = lab.sites[1].charon.client().unwrap().list_sas(None).unwrap();
-    let (_, site_ike) = site_sas.iter().flat_map(|m| m.sections()).next().expect("the slave site's IKE SA");
+    let (_, site_ike) = site_sas
+        .iter()
+        .flat_map(|m| m.sections())
+        .next()
+        .expect("the slave site's IKE SA");
     assert_eq!(site_ike.str("remote-host").as_deref(), Some(DR_INTERNET_IP));
     assert!(m["InUse"] == true && s["InUse"] == false, "{m:#} {s:#}");
-    assert!(wait_for(Duration::from_secs(5), || settled_on_tunnel(&lab.lab, "vco-d", master)));
+    assert!(wait_for(Duration::from_secs(5), || settled_on_tunnel(
+        &lab.lab, "vco-d", master
+    )));
     let states = lab.dp().tunnel_states(GATEWAY);
     for key in ["vco-d", master, slave] {
-        assert!(states.contains(&(key.to_string(), TunnelState::Up)), "{key}: {states:?}");
+        assert!(
+            states.contains(&(key.to_string(), TunnelState::Up)),
+            "{key}: {states:?}"
+        );
     }
 
     // Encrypted ping through the master: ESP with the master's SPIs, nothing on the slave.
@@ -119,13 +134,23 @@ fn dual_tunnel_master_carries_traffic_and_the_slave_takes_over() {
     assert!(rx_packets(&site_m, "ipsec0") >= master_before + 5);
     assert_eq!(rx_packets(&site_s, "ipsec0"), slave_before, "the slave carried traffic");
     let esp: Vec<u32> = packets.iter().filter_map(|p| p.esp_spi).collect();
-    assert_eq!(packets.iter().filter(|p| p.protocol == 1).count(), 0, "inner ICMP on the underlay");
+    assert_eq!(
+        packets.iter().filter(|p| p.protocol == 1).count(),
+        0,
+        "inner ICMP on the underlay"
+    );
     let master_child = &lab.tunnel_details(master)["TunnelLive"]["Sa"]["Children"][0];
     let spi_out = u32::from_str_radix(master_child["SpiOut"].as_str().unwrap(), 16).unwrap();
-    assert!(esp.contains(&spi_out), "master SPI {spi_out:08x} not on the wire: {esp:08x?}");
+    assert!(
+        esp.contains(&spi_out),
+        "master SPI {spi_out:08x} not on the wire: {esp:08x?}"
+    );
 
     // The master's peer stopped: DPD declares it dead, traffic moves to the slave.
-    let pid = lab.sites[0].charon.running_pid().expect("the master site's charon runs");
+    let pid = lab.sites[0]
+        .charon
+        .running_pid()
+        .expect("the master site's charon runs");
     let stopped = Instant::now();
     sh("kill", &["-KILL", &pid.to_string()]);
     let limit = Duration::from_secs(10);
@@ -139,8 +164,13 @@ fn dual_tunnel_master_carries_traffic_and_the_slave_takes_over() {
     let outage = outage.expect("traffic never reached the slave tunnel after the master's peer stopped");
     eprintln!("dual-tunnel failover: traffic on the slave {outage:?} after the master's peer stopped");
     assert!(outage <= Duration::from_millis(3500), "failover took {outage:?}");
-    assert!(rx_packets(&site_s, "ipsec0") > slave_before, "the ping did not cross the slave");
-    assert!(wait_for(Duration::from_secs(5), || settled_on_tunnel(&lab.lab, "vco-d", slave)));
+    assert!(
+        rx_packets(&site_s, "ipsec0") > slave_before,
+        "the ping did not cross the slave"
+    );
+    assert!(wait_for(Duration::from_secs(5), || settled_on_tunnel(
+        &lab.lab, "vco-d", slave
+    )));
     assert_eq!(lab.tunnel_status(master), "ike_sa_not_established");
     assert_eq!(lab.tunnel_status(slave), "ipsec_sa_established");
     let states = lab.dp().tunnel_states(GATEWAY);
@@ -149,7 +179,7 @@ fn dual_tunnel_master_carries_traffic_and_the_slave_takes_over() {
     assert!(states.contains(&("vco-d".to_string(), TunnelState::Up)), "{states:?}");
     // explain shows both tunnels' SA state.
     let why = lab.dp().explain(GATEWAY, addr(VPC_HOST), addr(SITE_HOST)).unwrap();
-    let tunnels = why["Tunnels"].as_array().unwrap();
+    let tunnels = why["NextHopTunnels"].as_array().unwrap();
     assert_eq!(tunnels.len(), 2, "{why:#}");
     let live = |id: &str| tunnels.iter().find(|t| t["TunnelId"] == id).unwrap()["Live"]["Status"].clone();
     assert_eq!(live(master), "ike_sa_not_established");
@@ -164,7 +194,9 @@ fn dual_tunnel_master_carries_traffic_and_the_slave_takes_over() {
         "{:#}",
         lab.tunnel_details(master)
     );
-    assert!(wait_for(Duration::from_secs(5), || settled_on_tunnel(&lab.lab, "vco-d", master)));
+    assert!(wait_for(Duration::from_secs(5), || settled_on_tunnel(
+        &lab.lab, "vco-d", master
+    )));
     let before = rx_packets(&site_m, "ipsec0");
     assert!(ping(&host, SITE_HOST, 3));
     assert!(rx_packets(&site_m, "ipsec0") >= before + 3);

@@ -536,7 +536,10 @@ mod tests {
         let slave = check_tunnel(&c, Some(TunnelRole::Slave), "47.0.0.2").unwrap();
         assert_eq!(slave.psk, "slave");
         assert_eq!(slave.ike_proposal, "aes192-md5-modp1024");
-        assert_eq!((slave.local_id.as_str(), slave.remote_id.as_str()), ("47.0.0.2", "198.51.100.8"));
+        assert_eq!(
+            (slave.local_id.as_str(), slave.remote_id.as_str()),
+            ("47.0.0.2", "198.51.100.8")
+        );
         assert!(slave.dpd);
         assert_eq!(slave.remote_ts, config.remote_ts, "one connection: the same selectors");
     }

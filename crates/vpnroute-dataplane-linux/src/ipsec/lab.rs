@@ -204,65 +204,26 @@ impl IpsecLab {
 
     /// A site whose charon answers one tunnel of a dual-tunnel connection, holding
     /// `SITE_HOST` (each tunnel's customer gateway is a site of its own).
-    pub fn attach_tunnel_site(&mut self, name: &str, connection: &ConnectionSpec, role: TunnelRole, psk: &str) -> String {
+    pub fn attach_tunnel_site(
+        &mut self,
+        name: &str,
+        connection: &ConnectionSpec,
+        role: TunnelRole,
+        psk: &str,
+    ) -> String {
         self.attach_site_ends(name, &[SiteEnd::of_tunnel(connection, role, psk)], &[SITE_HOST])
     }
 
     /// A site with one charon answering `ends`, `hosts` answered on its loopback.
     pub fn attach_site_ends(&mut self, name: &str, ends: &[SiteEnd], hosts: &[&str]) -> String {
-        let details = self.lab.details();
-        let underlay_ns = details["Underlay"]["Namespace"].as_str().unwrap().to_string();
-        let bridge = details["Underlay"]["Bridge"].as_str().unwrap().to_string();
-        let prefix = &self.lab.prefix;
-        let (ns, port) = (format!("{prefix}{name}"), format!("{prefix}{name}"));
-        ip(&["netns", "add", &ns]);
-        ip(&[
-            "-n",
-            &ns,
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            &underlay_ns,
-        ]);
-        ip(&["-n", &underlay_ns, "link", "set", &port, "master", &bridge, "up"]);
-        let mut site_ips: Vec<Ipv4Addr> = ends.iter().map(|e| e.site_ip).collect();
-        site_ips.dedup();
-        for site_ip in site_ips {
-            ip(&["-n", &ns, "addr", "add", &format!("{site_ip}/32"), "dev", "eth0"]);
-        }
-        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        let mut gateway_ips: Vec<Ipv4Addr> = ends.iter().map(|e| e.gateway_ip).collect();
-        gateway_ips.sort();
-        gateway_ips.dedup();
-        for gateway_ip in gateway_ips {
-            ip(&[
-                "-n",
-                &ns,
-                "route",
-                "add",
-                &format!("{gateway_ip}/32"),
-                "dev",
-                "eth0",
-                "scope",
-                "link",
-            ]);
-        }
-        for host in hosts {
-            ip(&["-n", &ns, "addr", "add", &format!("{host}/32"), "dev", "lo"]);
-        }
-        wait_carrier(&ns, "eth0");
-        let charon = Instance::new(&self.dir.join("sites"), &ns);
-        charon.ensure_running().expect("site charon starts");
-        let conf = charon.dir.join("swanctl.conf");
-        std::fs::write(&conf, customer_swanctl_conf_for(ends)).unwrap();
-        load_swanctl(&charon);
+        let (ns, charon) = attach_site_to(
+            &self.lab.details(),
+            &self.lab.prefix,
+            &self.dir.join("sites"),
+            name,
+            ends,
+            hosts,
+        );
         self.sites.push(Site { charon });
         ns
     }
@@ -436,4 +397,71 @@ pub fn fast_ping(ns: &str, dest: &str) -> bool {
         .args(["netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-W", "0.2", dest])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// A customer site `{prefix}{name}` on the underlay bridge of the gateway whose data-plane
+/// details are `details`: one underlay address per customer gateway of `ends`, a route to
+/// each gateway address, `hosts` on its loopback, and its own charon (its directory under
+/// `sites_dir`; the caller stops it) loaded with the `swanctl.conf` a customer writes for
+/// `ends`.
+pub fn attach_site_to(
+    details: &Value,
+    prefix: &str,
+    sites_dir: &std::path::Path,
+    name: &str,
+    ends: &[SiteEnd],
+    hosts: &[&str],
+) -> (String, Instance) {
+    let underlay_ns = details["Underlay"]["Namespace"].as_str().unwrap().to_string();
+    let bridge = details["Underlay"]["Bridge"].as_str().unwrap().to_string();
+    let (ns, port) = (format!("{prefix}{name}"), format!("{prefix}{name}"));
+    ip(&["netns", "add", &ns]);
+    ip(&[
+        "-n",
+        &ns,
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &port,
+        "netns",
+        &underlay_ns,
+    ]);
+    ip(&["-n", &underlay_ns, "link", "set", &port, "master", &bridge, "up"]);
+    let mut site_ips: Vec<Ipv4Addr> = ends.iter().map(|e| e.site_ip).collect();
+    site_ips.dedup();
+    for site_ip in site_ips {
+        ip(&["-n", &ns, "addr", "add", &format!("{site_ip}/32"), "dev", "eth0"]);
+    }
+    ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    let mut gateway_ips: Vec<Ipv4Addr> = ends.iter().map(|e| e.gateway_ip).collect();
+    gateway_ips.sort();
+    gateway_ips.dedup();
+    for gateway_ip in gateway_ips {
+        ip(&[
+            "-n",
+            &ns,
+            "route",
+            "add",
+            &format!("{gateway_ip}/32"),
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ]);
+    }
+    for host in hosts {
+        ip(&["-n", &ns, "addr", "add", &format!("{host}/32"), "dev", "lo"]);
+    }
+    wait_carrier(&ns, "eth0");
+    let charon = Instance::new(sites_dir, &ns);
+    charon.ensure_running().expect("site charon starts");
+    let conf = charon.dir.join("swanctl.conf");
+    std::fs::write(&conf, customer_swanctl_conf_for(ends)).unwrap();
+    load_swanctl(&charon);
+    (ns, charon)
 }

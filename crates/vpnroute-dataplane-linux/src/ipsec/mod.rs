@@ -347,19 +347,11 @@ impl IpsecDriver {
         let hash = stable_hash(&format!("{config:?}|{}", plan.remote_ip));
         let previous = instance.meta();
         let mut client = instance.client()?;
-        let loaded = client
-            .get_conns()
-            .map_err(|e| e.to_string())?
-            .contains(&plan.id);
+        let loaded = client.get_conns().map_err(|e| e.to_string())?.contains(&plan.id);
         let changed = previous.as_ref().is_some_and(|m| m.config_hash != hash);
         if started || !loaded || changed || previous.is_none() {
             client
-                .load_shared(
-                    &format!("psk-{}", plan.id),
-                    "IKE",
-                    &config.psk,
-                    &config.secret_owners(),
-                )
+                .load_shared(&format!("psk-{}", plan.id), "IKE", &config.psk, &config.secret_owners())
                 .map_err(|e| e.to_string())?;
             client
                 .load_conn(&plan.id, config.conn_message(&plan.remote_ip.to_string()))
