@@ -97,12 +97,49 @@ pub enum KernelMode {
     Libipsec,
 }
 
+/// What the start-up probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelProbe {
+    /// `ip xfrm state add … proto esp` accepted.
+    pub esp: bool,
+    /// `ip link add … type xfrm` accepted.
+    pub xfrm_interfaces: bool,
+}
+
+impl KernelProbe {
+    pub fn mode(self) -> KernelMode {
+        if self.esp && self.xfrm_interfaces {
+            KernelMode::Xfrm
+        } else {
+            KernelMode::Libipsec
+        }
+    }
+
+    /// The start-up log line: what was found, which mode runs and why.
+    pub fn message(self) -> String {
+        let found = |present: bool| if present { "present" } else { "missing" };
+        let why = match self.mode() {
+            KernelMode::Xfrm => "xfrm mode (route-based xfrm interfaces with if_id) would apply but is not implemented",
+            KernelMode::Libipsec => "xfrm mode needs both",
+        };
+        format!(
+            "ipsec tunnels: kernel ESP {}, XFRM interfaces {}; {why}: running kernel-libipsec mode \
+             (userspace ESP, one charon per tunnel)",
+            found(self.esp),
+            found(self.xfrm_interfaces)
+        )
+    }
+}
+
 /// Probes ESP (`ip xfrm state add … proto esp`) and XFRM interfaces (`type xfrm`) in a
-/// throw-away namespace `{prefix}xprobe`.
-pub fn detect_kernel(names: &Names) -> KernelMode {
+/// throw-away namespace `{prefix}xprobe` (neither, when the namespace cannot be made).
+pub fn detect_kernel(names: &Names) -> KernelProbe {
     let ns = format!("{}xprobe", names.prefix());
     if kernel::ensure_netns(&ns).is_err() {
-        return KernelMode::Libipsec;
+        return KernelProbe {
+            esp: false,
+            xfrm_interfaces: false,
+        };
     }
     let xfrm_if = kernel::ip(&["-n", &ns, "link", "add", "xprobe0", "type", "xfrm", "if_id", "1"]).is_ok();
     let key16 = format!("0x{}", "00".repeat(16));
@@ -132,10 +169,9 @@ pub fn detect_kernel(names: &Names) -> KernelMode {
     ])
     .is_ok();
     let _ = kernel::delete_netns(&ns);
-    if xfrm_if && esp {
-        KernelMode::Xfrm
-    } else {
-        KernelMode::Libipsec
+    KernelProbe {
+        esp,
+        xfrm_interfaces: xfrm_if,
     }
 }
 
@@ -184,16 +220,11 @@ impl IpsecDriver {
         let base =
             std::env::var_os("VPNROUTE_IPSEC_DIR").map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from);
         let state_dir = base.join(names.prefix());
-        let mode = detect_kernel(&names);
+        let probe = detect_kernel(&names);
+        let mode = probe.mode();
         match mode {
-            KernelMode::Xfrm => tracing::warn!(
-                "ipsec tunnels: the kernel has ESP and XFRM interfaces, but xfrm mode is not implemented; \
-                 running kernel-libipsec mode (userspace ESP, one charon per connection)"
-            ),
-            KernelMode::Libipsec => tracing::info!(
-                "ipsec tunnels: kernel without ESP/XFRM interfaces; running kernel-libipsec mode \
-                 (userspace ESP, one charon per connection)"
-            ),
+            KernelMode::Xfrm => tracing::warn!("{}", probe.message()),
+            KernelMode::Libipsec => tracing::info!("{}", probe.message()),
         }
         IpsecDriver {
             names,
@@ -914,5 +945,23 @@ mod tests {
         assert!(driver.connection_ns("vco-1").len() <= 15);
         assert_eq!(selector_address("10.0.0.0/24".parse().unwrap()).to_string(), "10.0.0.1");
         assert_eq!(selector_address("10.0.0.7/32".parse().unwrap()).to_string(), "10.0.0.7");
+    }
+
+    #[test]
+    fn the_start_up_log_says_what_was_found_and_what_runs() {
+        let probe = |esp, xfrm_interfaces| KernelProbe { esp, xfrm_interfaces };
+        let here = probe(false, false);
+        assert_eq!(here.mode(), KernelMode::Libipsec);
+        assert!(
+            here.message().contains("ESP missing, XFRM interfaces missing"),
+            "{}",
+            here.message()
+        );
+        assert!(probe(true, false)
+            .message()
+            .contains("ESP present, XFRM interfaces missing"));
+        let full = probe(true, true);
+        assert_eq!(full.mode(), KernelMode::Xfrm);
+        assert!(full.message().contains("not implemented: running kernel-libipsec mode"));
     }
 }
