@@ -8,7 +8,9 @@
 //!   bridge of a VPC namespace `{prefix}v-<hash>` (where VPC hosts attach with a veth), an
 //!   underlay veth (`{prefix}ul`, the gateway's InternetIp) on the bridge of the one shared
 //!   underlay namespace `{prefix}ul` (where customer sites attach), and one tunnel interface
-//!   per connection (`{prefix}t<slot>`, a [`tunnel::TunnelDriver`]: VXLAN for `plain`);
+//!   per tunnel (`{prefix}t<slot>`, a [`tunnel::TunnelDriver`]: VXLAN for `plain`; a
+//!   single-tunnel connection has one, a dual-tunnel connection two, its routes following the
+//!   tunnel in use);
 //! * the **routes and rules** computed from the [`GatewaySpec`] and the tunnels' health with
 //!   the engine's rules (see `layout` for the table and preference layout), policy routes
 //!   either as nftables maps marking packets (module `nft`, [`PolicyMode::Nftables`], the
