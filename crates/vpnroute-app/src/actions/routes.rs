@@ -52,9 +52,9 @@ fn gateway_for_change(
     id: &str,
     busy: ApiError,
 ) -> Result<VpnGateway, ApiError> {
-    // Known to the caller before it is locked (no lock rows for ids that do not exist), then
-    // read again under the lock.
-    owned::<VpnGateway>(ctx, tx, region, id)?;
+    // Known to the caller before it is locked (no lock rows for ids that do not exist; the
+    // owner columns only, no document decoded), then read under the lock.
+    check_owned::<VpnGateway>(ctx, tx, region, id)?;
     tx.lock_gateway(id)?;
     let gw: VpnGateway = owned(ctx, tx, region, id)?;
     gw.business_status.check_change()?;
