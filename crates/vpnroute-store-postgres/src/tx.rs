@@ -90,13 +90,24 @@ pub(crate) struct Memo {
     route_counts: HashMap<String, Vec<(String, u64)>>,
     /// Gateway → (desired, applied).
     pub(crate) versions: HashMap<String, (i64, i64)>,
+    /// Gateway → (from, to, its route changes from version `from` to `to`).
+    pub(crate) changes: HashMap<String, RouteChanges>,
 }
+
+/// `(from, to, changes)` of [`ReadTx::route_changes`].
+pub(crate) type RouteChanges = (i64, i64, Vec<(i64, Option<VpnRoute>)>);
 
 impl Memo {
     /// Forget every resource row and child list (after a write to `resources`).
     fn forget_resources(&mut self) {
         self.rows.clear();
         self.children.clear();
+    }
+
+    /// Forget what a write of a gateway's routes changes: its counts and route changes.
+    fn forget_routes(&mut self, gateway_id: &str) {
+        self.route_counts.remove(gateway_id);
+        self.changes.remove(gateway_id);
     }
 }
 
@@ -1013,12 +1024,25 @@ impl WriteTx for PgTx<'_> {
                 "SELECT kind, n FROM gateway_route_counts WHERE gateway_id = $1",
                 &[&gateway_id],
             ),
+            // The resources the gateway and its children name (its VPC, the customer
+            // gateways of its connections, ...): every quoted string of their documents that
+            // looks like a resource id, without knowing the documents' fields.
+            (
+                "WITH d AS ((SELECT doc FROM resources WHERE id = $1 AND kind = $2) \
+                   UNION ALL (SELECT doc FROM resources WHERE parent_id = $1 ORDER BY seq LIMIT $3)) \
+                 SELECT id, kind, account_id, region_id, doc FROM resources WHERE id IN ( \
+                   SELECT m[1] FROM d, LATERAL regexp_matches(d.doc, '\"([A-Za-z0-9]+-[A-Za-z0-9-]+)\"', 'g') AS m) \
+                 AND id <> $1 AND parent_id <> $1 LIMIT $3",
+                &[&gateway_id, &gateway_kind, &children_max],
+            ),
         ])?;
+        let named = answers.pop().unwrap_or_default();
         let counts = answers.pop().unwrap_or_default();
         let tasks = answers.pop().unwrap_or_default();
         let children = answers.pop().unwrap_or_default();
         let own = answers.pop().unwrap_or_default();
         self.remember_locked(gateway_id, &own, &children, &tasks, &counts);
+        self.remember_rows(&named);
         Ok(())
     }
 
@@ -1110,7 +1134,7 @@ impl WriteTx for PgTx<'_> {
     /// The route, its gateway's route count and its "absent" before-image (see
     /// [`remember_existing`]) in one statement.
     fn insert_route(&self, r: &VpnRoute) -> Result<i64, StoreError> {
-        self.memo.borrow_mut().route_counts.remove(&r.gateway_id);
+        self.memo.borrow_mut().forget_routes(&r.gateway_id);
         let seq: i64 = self
             .query_one(
                 "WITH r AS (INSERT INTO vpn_routes(kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time) \
@@ -1142,6 +1166,7 @@ impl WriteTx for PgTx<'_> {
     /// The route's before-image (see the before-images in `reconcile.rs`) and the update in one
     /// statement (both read the row as it was before it).
     fn update_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
+        self.memo.borrow_mut().forget_routes(&r.gateway_id);
         self.execute(
             concat!(
                 "WITH h AS (",
@@ -1155,7 +1180,7 @@ impl WriteTx for PgTx<'_> {
 
     /// The route's before-image, the delete and the route count in one statement.
     fn delete_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
-        self.memo.borrow_mut().route_counts.remove(&r.gateway_id);
+        self.memo.borrow_mut().forget_routes(&r.gateway_id);
         self.execute(
             concat!(
                 "WITH h AS (",
@@ -1243,7 +1268,7 @@ impl WriteTx for PgTx<'_> {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<ReconcileClaim>, StoreError> {
-        self.take_claim(gateway_id, owner, now_ms, lease_ms)
+        self.take_claim(gateway_id, owner, now_ms, lease_ms, true)
     }
 
     fn record_applied(&self, claim: &ReconcileClaim, version: i64) -> Result<bool, StoreError> {
@@ -1380,6 +1405,19 @@ impl PgTx<'_> {
             .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
             .collect();
         memo.route_counts.insert(gateway_id.to_string(), counts);
+    }
+
+    /// Keep rows of `SELECT id, kind, account_id, region_id, doc` read with a write.
+    fn remember_rows(&self, rows: &[Row]) {
+        if self.mode != Mode::Write {
+            return;
+        }
+        let mut memo = self.memo.borrow_mut();
+        for (id, kind, row) in rows.iter().map(resource_row) {
+            if let Some(kind) = kind_named(&kind) {
+                memo.rows.insert((kind, id), Some(row));
+            }
+        }
     }
 
     /// Keep a resource row read with a write (`None`: absent).
