@@ -25,6 +25,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
@@ -427,14 +428,42 @@ impl<'s> PgTx<'s> {
     }
 
     /// End a read (its result is already taken; a failure to end it only costs the
-    /// connection).
+    /// connection). The `COMMIT` of a read-only transaction is sent without waiting for
+    /// its answer: the connection's next user's statements follow it on the wire, so
+    /// PostgreSQL ends this transaction first, and nothing a read-only `COMMIT` could answer
+    /// changes what was read. One round trip less per read.
     pub(crate) fn end(self) -> Result<(), StoreError> {
+        self.ended.set(true);
         if !self.begun.get() {
-            self.ended.set(true);
             return Ok(());
         }
-        self.ended.set(true);
-        self.finish_with("COMMIT")
+        if self.mode == Mode::Write {
+            return self.finish_with("COMMIT");
+        }
+        let mut pending = self.pending.take();
+        if !pending.is_empty() {
+            pending.push_str("; ");
+        }
+        pending.push_str("COMMIT");
+        let sent = {
+            let conn = self.conn.borrow();
+            let client = conn.as_ref().ok_or_else(gone)?;
+            // tokio-postgres writes a request when its future is first polled; the answer,
+            // with nobody waiting for it, is read and dropped by the connection.
+            let commit = client.batch_execute(&pending);
+            let mut commit = std::pin::pin!(commit);
+            let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+            match commit.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(Err(e)) => Err(pg_err(e)),
+                _ => Ok(()),
+            }
+        };
+        if sent.is_err() {
+            if let Some(conn) = self.conn.borrow_mut().take() {
+                let _ = Object::take(conn);
+            }
+        }
+        sent
     }
 
     fn send_rollback(&self) {
