@@ -391,9 +391,10 @@ impl<'s> PgTx<'s> {
         let pending = self.pending.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;
-        // Any slot: the generation is their sum. A random one per commit, so that writers
-        // committing side by side do not queue on one row's lock.
-        let slot = rand::random_range(0..crate::GEN_SLOTS);
+        // Any slot: the generation is their sum. One per committing thread (see
+        // `generation_slot`), so that writers committing side by side do not queue on one
+        // row's lock.
+        let slot = generation_slot();
         let result = self.store.block(after(client, pending, async {
             // Prepared (once per connection) before any of the three goes out, so that they
             // travel in this order in one round trip.
@@ -1054,13 +1055,13 @@ impl WriteTx for PgTx<'_> {
                 &[&gateway_id],
             ),
             // The resources the gateway and its children name (its VPC, the customer
-            // gateways of its connections, ...): every quoted string of their documents that
-            // looks like a resource id, without knowing the documents' fields.
+            // gateways of its connections, ...): the values of their documents' `…_id`
+            // fields, whatever the fields are.
             (
                 "WITH d AS ((SELECT doc FROM resources WHERE id = $1 AND kind = $2) \
                    UNION ALL (SELECT doc FROM resources WHERE parent_id = $1 ORDER BY seq LIMIT $3)) \
                  SELECT id, kind, account_id, region_id, doc FROM resources WHERE id IN ( \
-                   SELECT m[1] FROM d, LATERAL regexp_matches(d.doc, '\"([A-Za-z0-9]+-[A-Za-z0-9-]+)\"', 'g') AS m) \
+                   SELECT m[1] FROM d, LATERAL regexp_matches(d.doc, '_id\":\"([^\"]+)\"', 'g') AS m) \
                  AND id <> $1 AND parent_id <> $1 LIMIT $3",
                 &[&gateway_id, &gateway_kind, &children_max],
             ),
@@ -1352,6 +1353,25 @@ impl WriteTx for PgTx<'_> {
         }
         Ok(())
     }
+}
+
+/// This thread's `store_gen` slot: the writer threads of one process take consecutive slots
+/// from a random start, so they never wait for each other's bump (a random slot per commit
+/// collides with one of eight concurrent committers one time in eight, and then waits for
+/// that commit's WAL flush); another replica's threads collide with one only by chance.
+fn generation_slot() -> i32 {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    static NEXT: std::sync::OnceLock<AtomicI32> = std::sync::OnceLock::new();
+    thread_local!(static SLOT: Cell<Option<i32>> = const { Cell::new(None) });
+    SLOT.with(|slot| {
+        if let Some(s) = slot.get() {
+            return s;
+        }
+        let next = NEXT.get_or_init(|| AtomicI32::new(rand::random_range(0..crate::GEN_SLOTS)));
+        let s = next.fetch_add(1, Ordering::Relaxed).rem_euclid(crate::GEN_SLOTS);
+        slot.set(Some(s));
+        s
+    })
 }
 
 /// Most children of a gateway the lock's round trip reads (a gateway with more is read by
