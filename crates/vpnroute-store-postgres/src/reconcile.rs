@@ -210,7 +210,8 @@ impl PgTx<'_> {
             let list = rows.iter().filter_map(change_from_row).collect();
             self.memo().changes.insert(gateway_id.to_string(), (f, t, list));
         }
-        let (token, applied, attempts, desired): (i64, i64, i32, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (token, applied, attempts, desired): (i64, i64, i32, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
         let target_version = Self::target_version(&tasks, applied, now_ms);
         {
             // The claim holds the version row's lock until this transaction ends.
@@ -300,10 +301,9 @@ impl PgTx<'_> {
         if recorded {
             // Read after this statement's changes (a statement of its own sees them); the
             // version row stays locked by this transaction, so no task is added meanwhile.
-            self.memo().tasks.insert(
-                claim.gateway_id.clone(),
-                tasks.iter().map(task_from_row).collect(),
-            );
+            self.memo()
+                .tasks
+                .insert(claim.gateway_id.clone(), tasks.iter().map(task_from_row).collect());
             let own = own.first().map(|r| ResourceRow {
                 account_id: r.get(0),
                 region_id: r.get(1),

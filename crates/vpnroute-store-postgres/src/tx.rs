@@ -626,7 +626,6 @@ impl<'s> PgTx<'s> {
     }
 
     // ---------------------------------------------------------------- VPN routes
-
 }
 
 /// After COMMIT: the generation now committed, sent to every replica listening.
@@ -1203,7 +1202,14 @@ impl WriteTx for PgTx<'_> {
                 remember_existing!(),
                 ") UPDATE vpn_routes SET weight = $3, priority = $4, published = $5, description = $6 WHERE seq = $2"
             ),
-            &[&r.gateway_id, &r.seq, &r.weight, &r.priority, &r.published, &r.description],
+            &[
+                &r.gateway_id,
+                &r.seq,
+                &r.weight,
+                &r.priority,
+                &r.published,
+                &r.description,
+            ],
         )?;
         Ok(())
     }

@@ -132,7 +132,9 @@ fn commit_batch(store: &PgStore, mut batch: Vec<Box<dyn WriteJob>>, relaxed: boo
                 // A short random pause first: after a deadlock, the transaction that won goes
                 // on; a retry racing it for the same first rows (a lock row both created)
                 // would deadlock again.
-                std::thread::sleep(std::time::Duration::from_millis(rand::random_range(2..=10) * attempts as u64));
+                std::thread::sleep(std::time::Duration::from_millis(
+                    rand::random_range(2..=10) * attempts as u64,
+                ));
             }
             // The request's outcome is its own failure: it is answered as if committed.
             Err(Undo::Request) => break Ok(()),
