@@ -42,10 +42,20 @@ pub fn explain(app: &App, gateway_id: &str, src: Ipv4Addr, dst: Ipv4Addr) -> Res
             tracing::error!(error = %e, gateway = %gw.id, "explain");
             ApiError::INTERNAL_ERROR
         })?;
-    let chosen = v["Explanation"]["chosen"]["next_hop"].as_str().map(str::to_string);
+    // The sim answers `Explanation.chosen`, the Linux data plane `EngineNextHop`.
+    let chosen = v["Explanation"]["chosen"]["next_hop"]
+        .as_str()
+        .or(v["EngineNextHop"].as_str())
+        .map(str::to_string);
+    // A data plane that negotiates tunnels (Linux, `ipsec`) names the one the kernel uses;
+    // otherwise the operator's tunnel states decide.
+    let in_kernel = v["Kernel"]["TunnelId"].as_str().map(str::to_string);
     if let Some(t) = chosen
         .and_then(|hop| connections.iter().find(|c| c.id == hop))
-        .and_then(chosen_tunnel)
+        .and_then(|c| match &in_kernel {
+            Some(id) => c.tunnels.iter().find(|t| &t.id == id),
+            None => chosen_tunnel(c),
+        })
     {
         v["ChosenTunnel"] = json!({"TunnelId": t.id, "Role": t.role});
     }

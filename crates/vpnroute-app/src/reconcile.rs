@@ -6,8 +6,8 @@
 //! is built here from the stored documents (gateway, VPC, connections, customer gateways) and
 //! the gateway's routes at that version. Recording a version also ends the gateway's busy
 //! state (`updating`/`provisioning` → `active`) when no task remains, in the same transaction.
-//! The store's [`ChangeFeed`](vpnroute_store::ChangeFeed) is the reconciler's generation (other
-//! replicas' commits move it, so their recorded versions are mirrored).
+//! The store's [`Store::others_generation`] is the reconciler's generation (other replicas'
+//! commits move it, so their recorded versions are mirrored).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -68,6 +68,15 @@ pub fn spec_changes(tx: &dyn ReadTx, gateway_id: &str, from: i64, to: i64) -> Re
     if tx.resource_owner(ResourceKind::VpnGateway, gateway_id)?.is_none() || from < tx.gateway_versions(gateway_id)?.1 {
         return Ok(None);
     }
+    let mut changes = route_changes(tx, gateway_id, from, to)?;
+    changes.connections = Some(connection_specs(tx, gateway_id)?);
+    Ok(Some(changes))
+}
+
+/// The route changes of a gateway between versions `from` and `to`, for versions that changed
+/// nothing else (`connections: None`), read where the gateway exists and `from` is its
+/// applied version (in the transaction that commits `to`).
+pub fn route_changes(tx: &dyn ReadTx, gateway_id: &str, from: i64, to: i64) -> Result<SpecChanges, StoreError> {
     let mut upserts = Vec::new();
     let mut removed = Vec::new();
     for (seq, state) in tx.route_changes(gateway_id, from, to)? {
@@ -76,14 +85,14 @@ pub fn spec_changes(tx: &dyn ReadTx, gateway_id: &str, from: i64, to: i64) -> Re
             None => removed.push(seq as u64),
         }
     }
-    Ok(Some(SpecChanges {
+    Ok(SpecChanges {
         gateway_id: gateway_id.to_string(),
         from_version: from,
         version: to,
         upserts,
         removed,
-        connections: connection_specs(tx, gateway_id)?,
-    }))
+        connections: None,
+    })
 }
 
 /// The data plane's form of a stored route (`None` for a route the API would never have
@@ -363,7 +372,7 @@ impl ReconcileStore for StoreReconcile {
     }
 
     fn generation(&self) -> Option<u64> {
-        Some(self.store.change_feed().current())
+        Some(self.store.others_generation())
     }
 
     fn next_wake(&self, now_ms: i64) -> Result<Option<i64>, StoreFailure> {

@@ -46,6 +46,12 @@ pub struct Effects {
 #[derive(Debug)]
 pub struct ClaimedGateway {
     pub claim: ReconcileClaim,
+    /// The request's first version on the gateway: when it follows the claim's applied
+    /// version directly, every version the claim covers is the request's own.
+    pub first_version: i64,
+    /// Whether the request changed only the gateway's routes (so its connections are those of
+    /// the applied version when [`ClaimedGateway::first_version`] follows it).
+    pub routes_only: bool,
     /// For a data plane that applies inline: the claim's changes, read at the end of the
     /// request's own transaction (so that putting them in force reads nothing more).
     pub changes: Option<vpnroute_dataplane::SpecChanges>,
@@ -76,12 +82,29 @@ pub(crate) fn due_behind_pending(tx: &Tx<'_>, gateway_id: &str, now_ms: i64) -> 
         .max(now_ms))
 }
 
-/// Bump `gw`'s desired version with a task (inside the action's transaction, after its route
+/// What a change touches, for the data plane: a change of routes only needs no connection read
+/// to put it in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touches {
+    Routes,
+    Anything,
+}
+
+/// Bump `gw`'s desired version with a task (inside the action's transaction, after its
 /// writes). Updates the gateway document's status when the task is not due at once.
 pub fn schedule(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway) -> Result<(), ApiError> {
+    schedule_change(ctx, tx, gw, Touches::Anything)
+}
+
+/// [`schedule`] for a change of the gateway's routes only.
+pub fn schedule_routes(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway) -> Result<(), ApiError> {
+    schedule_change(ctx, tx, gw, Touches::Routes)
+}
+
+fn schedule_change(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, touches: Touches) -> Result<(), ApiError> {
     let duration = effective_duration(ctx.app, gw);
     if duration == TaskDuration::After(Duration::ZERO) {
-        bump_version(ctx, tx, &gw.id)?;
+        bump_version_of(ctx, tx, &gw.id, touches)?;
         // Not busy, unless earlier tasks still are pending.
         let status = gw.status.after_applied_at_once();
         if gw.status != status && tx.pending_tasks(&gw.id)?.len() == 1 {
@@ -106,6 +129,10 @@ pub fn schedule(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway) -> Result<(),
 /// ends, subnets, IKE/IPsec settings) but which is no route task. The request is answered
 /// after the reconciler's next pass.
 pub fn bump_version(ctx: &OpCtx<'_>, tx: &Tx<'_>, gateway_id: &str) -> Result<(), ApiError> {
+    bump_version_of(ctx, tx, gateway_id, Touches::Anything)
+}
+
+fn bump_version_of(ctx: &OpCtx<'_>, tx: &Tx<'_>, gateway_id: &str, touches: Touches) -> Result<(), ApiError> {
     let due = due_behind_pending(tx, gateway_id, ctx.now_ms)?;
     let version = tx.enqueue_version(gateway_id, Some(due), ctx.now_ms)?;
     let mut effects = ctx.effects.borrow_mut();
@@ -118,12 +145,18 @@ pub fn bump_version(ctx: &OpCtx<'_>, tx: &Tx<'_>, gateway_id: &str) -> Result<()
     effects.in_force.push((gateway_id.to_string(), version));
     if let Some(claimed) = effects.claims.iter_mut().find(|c| c.claim.gateway_id == gateway_id) {
         claimed.claim.target_version = version;
+        claimed.routes_only &= touches == Touches::Routes;
         return Ok(());
     }
     let config = ctx.app.reconciler.config();
     let lease_ms = config.lease.as_millis() as i64;
     if let Some(claim) = tx.claim_gateway(gateway_id, &config.owner, ctx.now_ms, lease_ms)? {
-        effects.claims.push(ClaimedGateway { claim, changes: None });
+        effects.claims.push(ClaimedGateway {
+            claim,
+            first_version: version,
+            routes_only: touches == Touches::Routes,
+            changes: None,
+        });
     }
     Ok(())
 }

@@ -46,10 +46,15 @@ impl WriteJob for RequestJob {
                 // Last in the request's work: the state these reads see is what commits.
                 for claimed in &mut effects.claims {
                     let c = &claimed.claim;
-                    claimed.changes =
-                        crate::reconcile::spec_changes(tx, &c.gateway_id, c.applied_version, c.target_version)
+                    let (from, to) = (c.applied_version, c.target_version);
+                    claimed.changes = if claimed.routes_only && claimed.first_version == from + 1 {
+                        // Only this request's route changes lie between: no connection to read.
+                        crate::reconcile::route_changes(tx, &c.gateway_id, from, to).ok()
+                    } else {
+                        crate::reconcile::spec_changes(tx, &c.gateway_id, from, to)
                             .ok()
-                            .flatten();
+                            .flatten()
+                    };
                 }
             }
         }

@@ -218,25 +218,7 @@ impl Lab {
 
     /// A VPC host namespace on the VPC bridge, default route via the gateway.
     pub fn attach_host(&self, name: &str, address: &str) -> String {
-        let details = self.details();
-        let vpc_ns = details["VpcAttach"]["Namespace"].as_str().unwrap().to_string();
-        let bridge = details["VpcAttach"]["Bridge"].as_str().unwrap().to_string();
-        let gateway = details["VpcGateway"].as_str().unwrap().to_string();
-        let ns = format!("{}{name}", self.prefix);
-        let port = format!("{}{name}", self.prefix);
-        ip(&["netns", "add", &ns]);
-        ip(&[
-            "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &vpc_ns,
-        ]);
-        ip(&["-n", &vpc_ns, "link", "set", &port, "master", &bridge, "up"]);
-        ip(&["-n", &ns, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
-        // Room for the tunnels' VXLAN header: no fragmentation, no PMTU discovery.
-        ip(&["-n", &ns, "link", "set", "eth0", "mtu", "1450", "up"]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ip(&["-n", &ns, "route", "add", "default", "via", &gateway]);
-        wait_carrier(&ns, "eth0");
-        wait_carrier(&vpc_ns, &port);
-        ns
+        attach_host_to(&self.details(), &self.prefix, name, address)
     }
 
     /// A customer site: underlay address `remote` on the underlay bridge, the other end of
@@ -461,4 +443,28 @@ impl BenchArgs {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     }
+}
+
+/// A VPC host namespace `{prefix}{name}` on the VPC bridge of the gateway whose data-plane
+/// details (`observe().details`, the introspection's `dataplane`) are `details`, with
+/// `address`/24 and its default route via the gateway.
+pub fn attach_host_to(details: &Value, prefix: &str, name: &str, address: &str) -> String {
+    let vpc_ns = details["VpcAttach"]["Namespace"].as_str().unwrap().to_string();
+    let bridge = details["VpcAttach"]["Bridge"].as_str().unwrap().to_string();
+    let gateway = details["VpcGateway"].as_str().unwrap().to_string();
+    let ns = format!("{prefix}{name}");
+    let port = format!("{prefix}{name}");
+    ip(&["netns", "add", &ns]);
+    ip(&[
+        "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &vpc_ns,
+    ]);
+    ip(&["-n", &vpc_ns, "link", "set", &port, "master", &bridge, "up"]);
+    ip(&["-n", &ns, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
+    // Room for the tunnels' VXLAN header: no fragmentation, no PMTU discovery.
+    ip(&["-n", &ns, "link", "set", "eth0", "mtu", "1450", "up"]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    ip(&["-n", &ns, "route", "add", "default", "via", &gateway]);
+    wait_carrier(&ns, "eth0");
+    wait_carrier(&vpc_ns, &port);
+    ns
 }

@@ -24,6 +24,12 @@
 //! In policy mode `nftables` (the default) there are no per-group rules: module `nft` marks
 //! policy-routed packets with their connection's probe mark, and the probe rules route them.
 //!
+//! Tunnels: one per single-tunnel connection, two per dual-tunnel connection (master and
+//! slave, each with its own slot: interface, table, probe mark). Routes to a dual-tunnel
+//! connection point at the tunnel in use ([`vpnroute_dataplane::tunnel_in_use`]: the master
+//! while it is up, else the slave while it is up, else the master); the connection is up while
+//! either is.
+//!
 //! Tables: 99 `unreachable default` (routes to a connection without a tunnel: "no route to
 //! host", where a lookup without a match says "network is unreachable"), 100 the
 //! destination-based routes, `1000 + slot` one `default via PEER dev TUNNEL onlink` per
@@ -34,7 +40,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use serde_json::Value;
-use vpnroute_dataplane::{ConnectionSpec, GatewaySpec, RouteClass, RouteSpec, TunnelState};
+use vpnroute_dataplane::{tunnel_in_use, ConnectionSpec, GatewaySpec, RouteClass, RouteSpec, TunnelRole, TunnelState};
 
 use crate::kernel::{Link, Neighbour, NsState, Route, Rule, RuleAction, Target, TABLE_LOCAL, TABLE_MAIN};
 use crate::names::Names;
@@ -119,7 +125,64 @@ impl NsWant {
     }
 }
 
-/// One connection's tunnel as laid out.
+/// One tunnel of a gateway's spec: a single-tunnel connection's, or one of the two of a
+/// dual-tunnel connection.
+#[derive(Debug, Clone, Copy)]
+pub struct TunnelEnd<'s> {
+    /// Connection id (single tunnel) or tunnel id (dual tunnel).
+    pub key: &'s str,
+    pub connection: &'s ConnectionSpec,
+    pub role: Option<TunnelRole>,
+    pub remote_ip: Ipv4Addr,
+    /// The gateway's address for the tunnel (the InternetIp unless the tunnel has its own).
+    pub local_ip: Ipv4Addr,
+}
+
+/// Every tunnel of a spec, in connection order (master before slave).
+pub fn tunnel_ends(spec: &GatewaySpec) -> Vec<TunnelEnd<'_>> {
+    let mut ends = Vec::new();
+    for connection in &spec.connections {
+        if connection.tunnels.is_empty() {
+            ends.push(TunnelEnd {
+                key: &connection.id,
+                connection,
+                role: None,
+                remote_ip: connection.remote_ip,
+                local_ip: spec.internet_ip,
+            });
+            continue;
+        }
+        let mut tunnels: Vec<_> = connection.tunnels.iter().collect();
+        tunnels.sort_by_key(|t| t.role != TunnelRole::Master);
+        for t in tunnels {
+            ends.push(TunnelEnd {
+                key: &t.id,
+                connection,
+                role: Some(t.role),
+                remote_ip: t.remote_ip,
+                local_ip: if t.local_ip.is_unspecified() {
+                    spec.internet_ip
+                } else {
+                    t.local_ip
+                },
+            });
+        }
+    }
+    ends
+}
+
+/// The tunnel a connection's health check probes through: its own, or a dual-tunnel
+/// connection's master (probing the tunnel in use would flap: a failed probe moves traffic to
+/// the slave, where the next probe succeeds).
+pub fn probe_key(connection: &ConnectionSpec) -> &str {
+    connection
+        .tunnels
+        .iter()
+        .find(|t| t.role == TunnelRole::Master)
+        .map_or(connection.id.as_str(), |t| t.id.as_str())
+}
+
+/// One tunnel as laid out.
 #[derive(Debug, Clone)]
 pub struct TunnelLayout {
     pub plan: TunnelPlan,
@@ -135,7 +198,12 @@ pub struct Layout {
     pub underlay: NsWant,
     pub vpc_gateway: Ipv4Addr,
     pub vpc_router: Ipv4Addr,
+    /// By tunnel key ([`TunnelEnd::key`]).
     pub tunnels: BTreeMap<String, TunnelLayout>,
+    /// Connection id → the key of the tunnel its routes point at (absent: no tunnel).
+    pub in_use: BTreeMap<String, String>,
+    /// Connection id → its state (the state of the tunnel in use; down without a tunnel).
+    pub connection_states: BTreeMap<String, TunnelState>,
     /// The nftables table (policy mode `nftables`); `None`: there must be none.
     pub nft: Option<NftWant>,
 }
@@ -160,39 +228,40 @@ impl std::str::FromStr for PolicyMode {
     }
 }
 
-/// Slot and key per connection: existing tunnels keep theirs (adoption), new ones get the
-/// smallest free slot and their preferred key (probing on collision).
+/// Slot and key per tunnel key ([`TunnelEnd::key`]): existing tunnels keep theirs
+/// (adoption), new ones get the smallest free slot and their preferred key (probing on
+/// collision).
 pub fn allocate(
     existing: &BTreeMap<String, (u32, u32)>,
-    connections: &[ConnectionSpec],
+    tunnel_keys: &[&str],
     driver: &dyn TunnelDriver,
 ) -> Result<BTreeMap<String, (u32, u32)>, String> {
     let mut allocation: BTreeMap<String, (u32, u32)> = BTreeMap::new();
-    for connection in connections {
-        if let Some(found) = existing.get(&connection.id) {
-            allocation.insert(connection.id.clone(), *found);
+    for key in tunnel_keys {
+        if let Some(found) = existing.get(*key) {
+            allocation.insert(key.to_string(), *found);
         }
     }
     let mut slots: BTreeSet<u32> = allocation.values().map(|(slot, _)| *slot).collect();
     let mut keys: BTreeSet<u32> = allocation.values().map(|(_, key)| *key).collect();
     let mut next_slot = 0;
-    for connection in connections {
-        if allocation.contains_key(&connection.id) {
+    for key in tunnel_keys {
+        if allocation.contains_key(*key) {
             continue;
         }
         while slots.contains(&next_slot) {
             next_slot += 1;
         }
         if next_slot >= MAX_SLOTS {
-            return Err(format!("more than {MAX_SLOTS} connections on one gateway"));
+            return Err(format!("more than {MAX_SLOTS} tunnels on one gateway"));
         }
-        let mut key = driver.preferred_key(&connection.id);
-        while keys.contains(&key) {
-            key = key % 0x00ff_ffff + 1;
+        let mut driver_key = driver.preferred_key(key);
+        while keys.contains(&driver_key) {
+            driver_key = driver_key % 0x00ff_ffff + 1;
         }
         slots.insert(next_slot);
-        keys.insert(key);
-        allocation.insert(connection.id.clone(), (next_slot, key));
+        keys.insert(driver_key);
+        allocation.insert(key.to_string(), (next_slot, driver_key));
     }
     Ok(allocation)
 }
@@ -250,27 +319,56 @@ pub fn layout(
     let vpc_len = spec.vpc_cidr.prefix_len();
 
     let mut tunnels = BTreeMap::new();
-    // A connection without a remote address (its customer gateway is gone) gets no tunnel:
-    // routes to it are unreachable, as for any connection without one.
-    for connection in spec.connections.iter().filter(|c| !c.remote_ip.is_unspecified()) {
-        let Some(&(slot, key)) = allocation.get(&connection.id) else {
+    // A tunnel without a remote address (its customer gateway is gone) is not laid out: routes
+    // to a connection without a tunnel are unreachable.
+    for end in tunnel_ends(spec).into_iter().filter(|e| !e.remote_ip.is_unspecified()) {
+        let Some(&(slot, key)) = allocation.get(end.key) else {
             continue;
         };
         let plan = TunnelPlan {
-            connection_id: connection.id.clone(),
-            remote_ip: connection.remote_ip,
+            id: end.key.to_string(),
+            connection_id: end.connection.id.clone(),
+            role: end.role,
+            remote_ip: end.remote_ip,
             slot,
             key,
             ifname: names.tunnel_if(slot),
-            alias: Names::connection_alias(&connection.id),
+            alias: match end.role {
+                None => Names::connection_alias(end.key),
+                Some(_) => Names::tunnel_alias(end.key),
+            },
             underlay_if: underlay_if.clone(),
-            local_ip: spec.internet_ip,
+            local_ip: end.local_ip,
         };
         let want = driver.want(&plan);
-        let state = states.get(&connection.id).copied().unwrap_or(TunnelState::Down);
-        tunnels.insert(connection.id.clone(), TunnelLayout { plan, want, state });
+        let state = states.get(end.key).copied().unwrap_or(TunnelState::Down);
+        tunnels.insert(end.key.to_string(), TunnelLayout { plan, want, state });
     }
-    let is_up = |id: &str| tunnels.get(id).is_some_and(|t| t.state == TunnelState::Up);
+    let mut in_use = BTreeMap::new();
+    let mut connection_states = BTreeMap::new();
+    for connection in &spec.connections {
+        let key = if connection.tunnels.is_empty() {
+            tunnels.contains_key(&connection.id).then(|| connection.id.clone())
+        } else {
+            let laid: Vec<_> = connection
+                .tunnels
+                .iter()
+                .filter(|t| tunnels.contains_key(&t.id))
+                .cloned()
+                .collect();
+            tunnel_in_use(&laid, |id| tunnels.get(id).is_some_and(|t| t.state == TunnelState::Up)).map(|t| t.id.clone())
+        };
+        let state = key
+            .as_ref()
+            .and_then(|k| tunnels.get(k))
+            .map_or(TunnelState::Down, |t| t.state);
+        connection_states.insert(connection.id.clone(), state);
+        if let Some(key) = key {
+            in_use.insert(connection.id.clone(), key);
+        }
+    }
+    let is_up = |id: &str| connection_states.get(id) == Some(&TunnelState::Up);
+    let tunnel_of = |connection_id: &str| in_use.get(connection_id).and_then(|key| tunnels.get(key));
 
     // Gateway namespace: links.
     let mut links = BTreeMap::new();
@@ -325,7 +423,11 @@ pub fn layout(
             link: Link {
                 kind: Some("veth".into()),
                 up: true,
-                addrs: [Ipv4Net::new(spec.internet_ip, 32).expect("valid")].into(),
+                // A tunnel's own local address (a slave's DisasterRecoveryInternetIp) too.
+                addrs: std::iter::once(spec.internet_ip)
+                    .chain(tunnels.values().map(|t| t.plan.local_ip))
+                    .map(|ip| Ipv4Net::new(ip, 32).expect("valid"))
+                    .collect(),
                 ..Link::default()
             },
             own_addresses: true,
@@ -385,7 +487,7 @@ pub fn layout(
         let Some(member) = select_member(&group, is_up) else {
             continue;
         };
-        let tunnel = tunnels.get(&member.next_hop);
+        let tunnel = tunnel_of(&member.next_hop);
         // A group ranks as its best member (smallest priority, then oldest), whichever member
         // carries the traffic.
         let group_priority = group.iter().map(|r| r.priority).min().unwrap_or(member.priority);
@@ -494,6 +596,8 @@ pub fn layout(
         vpc_gateway,
         vpc_router,
         tunnels,
+        in_use,
+        connection_states,
         nft: nft_want,
     })
 }
@@ -731,9 +835,8 @@ mod tests {
         assert_eq!(select_member(&[&b, &c], |_| false).unwrap().id, 2);
     }
 
-    #[test]
-    fn allocation_keeps_existing_and_fills_gaps() {
-        let connection = |id: &str| ConnectionSpec {
+    fn connection(id: &str) -> ConnectionSpec {
+        ConnectionSpec {
             id: id.into(),
             remote_ip: "203.0.113.1".parse().unwrap(),
             local_subnets: vec![],
@@ -745,17 +848,91 @@ mod tests {
             enable_dpd: false,
             enable_nat_traversal: false,
             tunnels: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn allocation_keeps_existing_and_fills_gaps() {
         let existing: BTreeMap<String, (u32, u32)> = [("b".to_string(), (0, 7))].into();
-        let got = allocate(
-            &existing,
-            &[connection("a"), connection("b"), connection("c")],
-            &PlainVxlan,
-        )
-        .unwrap();
+        let got = allocate(&existing, &["a", "b", "c"], &PlainVxlan).unwrap();
         assert_eq!(got["b"], (0, 7));
         assert_eq!(got["a"].0, 1);
         assert_eq!(got["c"].0, 2);
         assert_ne!(got["a"].1, got["c"].1);
+    }
+
+    #[test]
+    fn a_dual_tunnel_connection_routes_through_the_master_then_the_slave() {
+        let tunnel = |id: &str, role, remote: &str, local: &str| vpnroute_dataplane::TunnelSpec {
+            id: id.into(),
+            role,
+            local_ip: local.parse().unwrap(),
+            remote_ip: remote.parse().unwrap(),
+            admin_up: true,
+            ike_config: Value::Null,
+            ipsec_config: Value::Null,
+            enable_dpd: true,
+            enable_nat_traversal: true,
+        };
+        let mut dual = connection("vco-d");
+        // Slave listed first: the order of the spec does not decide the roles.
+        dual.tunnels = vec![
+            tunnel("tun-s", TunnelRole::Slave, "203.0.113.2", "47.0.0.2"),
+            tunnel("tun-m", TunnelRole::Master, "203.0.113.1", "0.0.0.0"),
+        ];
+        let spec = GatewaySpec {
+            gateway_id: "vpn-1".into(),
+            version: 1,
+            internet_ip: "47.0.0.1".parse().unwrap(),
+            vpc_cidr: "10.0.0.0/24".parse().unwrap(),
+            connections: vec![dual],
+            routes: vec![route(1, RouteClass::Destination, None, "10.1.0.0/24", "vco-d", 100, 0)],
+        };
+        let ends = tunnel_ends(&spec);
+        let keys: Vec<&str> = ends.iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["tun-m", "tun-s"]);
+        assert_eq!(
+            ends[0].local_ip.to_string(),
+            "47.0.0.1",
+            "no address of its own: the InternetIp"
+        );
+        assert_eq!(probe_key(&spec.connections[0]), "tun-m");
+        let names = Names::new("vr-");
+        let allocation = allocate(&BTreeMap::new(), &keys, &PlainVxlan).unwrap();
+        let plan = |states: &[(&str, TunnelState)]| {
+            let states = states.iter().map(|(k, s)| (k.to_string(), *s)).collect();
+            layout(&names, PolicyMode::Rules, &spec, &allocation, &states, &PlainVxlan).unwrap()
+        };
+        let target_dev = |l: &Layout| {
+            let route = l
+                .gateway
+                .routes
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|r| r.table == TABLE_DESTINATION && r.dst.to_string() == "10.1.0.0/24")
+                .cloned()
+                .unwrap();
+            match route.target {
+                Target::Via { dev, .. } => dev,
+                other => panic!("{other:?}"),
+            }
+        };
+        let up = TunnelState::Up;
+        let down = TunnelState::Down;
+        let both = plan(&[("tun-m", up), ("tun-s", up)]);
+        assert_eq!(both.in_use["vco-d"], "tun-m");
+        assert_eq!(target_dev(&both), names.tunnel_if(allocation["tun-m"].0));
+        assert_eq!(both.tunnels["tun-s"].plan.alias, "vpnroute.tunnel=tun-s");
+        assert_eq!(both.tunnels["tun-s"].plan.local_ip.to_string(), "47.0.0.2");
+        let underlay = &both.gateway.links[&names.underlay_if()].link.addrs;
+        assert!(underlay.contains(&"47.0.0.2/32".parse().unwrap()), "{underlay:?}");
+        let slave = plan(&[("tun-m", down), ("tun-s", up)]);
+        assert_eq!(slave.in_use["vco-d"], "tun-s");
+        assert_eq!(slave.connection_states["vco-d"], up);
+        assert_eq!(target_dev(&slave), names.tunnel_if(allocation["tun-s"].0));
+        let none = plan(&[]);
+        assert_eq!(none.in_use["vco-d"], "tun-m", "both down: the master");
+        assert_eq!(none.connection_states["vco-d"], down);
     }
 }

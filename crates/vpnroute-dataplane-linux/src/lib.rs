@@ -8,7 +8,9 @@
 //!   bridge of a VPC namespace `{prefix}v-<hash>` (where VPC hosts attach with a veth), an
 //!   underlay veth (`{prefix}ul`, the gateway's InternetIp) on the bridge of the one shared
 //!   underlay namespace `{prefix}ul` (where customer sites attach), and one tunnel interface
-//!   per connection (`{prefix}t<slot>`, a [`tunnel::TunnelDriver`]: VXLAN for `plain`);
+//!   per tunnel (`{prefix}t<slot>`, a [`tunnel::TunnelDriver`]: VXLAN for `plain`; a
+//!   single-tunnel connection has one, a dual-tunnel connection two, its routes following the
+//!   tunnel in use);
 //! * the **routes and rules** computed from the [`GatewaySpec`] and the tunnels' health with
 //!   the engine's rules (see `layout` for the table and preference layout), policy routes
 //!   either as nftables maps marking packets (module `nft`, [`PolicyMode::Nftables`], the
@@ -294,8 +296,9 @@ impl LinuxDataPlane {
     }
 
     /// Tunnel state per connection of an applied gateway, from memory (no read-back): what
-    /// the health checks and the operator override say; a connection without a tunnel is
-    /// down. Empty for a gateway not applied by this process.
+    /// the health checks, the driver and the operator override say; a connection without a
+    /// tunnel is down. A dual-tunnel connection's two tunnels follow it, by tunnel id. Empty
+    /// for a gateway not applied by this process.
     fn tunnels_in_memory(&self, gateway_id: &str) -> Vec<(String, TunnelState)> {
         let inner = &self.inner;
         let Some(runtime) = lock(&inner.gateways).get(gateway_id).cloned() else {
@@ -304,18 +307,20 @@ impl LinuxDataPlane {
         let runtime = lock(&runtime);
         let Some(spec) = &runtime.spec else { return Vec::new() };
         let states = inner.tunnel_states(spec);
-        spec.connections
-            .iter()
-            .map(|c| {
-                let has_tunnel = !c.remote_ip.is_unspecified();
-                let state = states
-                    .get(&c.id)
-                    .copied()
-                    .filter(|_| has_tunnel)
-                    .unwrap_or(TunnelState::Down);
-                (c.id.clone(), state)
-            })
-            .collect()
+        let mut out = Vec::new();
+        for c in &spec.connections {
+            let has_tunnel = !c.remote_ip.is_unspecified() || c.tunnels.iter().any(|t| !t.remote_ip.is_unspecified());
+            let state = states
+                .get(&c.id)
+                .copied()
+                .filter(|_| has_tunnel)
+                .unwrap_or(TunnelState::Down);
+            out.push((c.id.clone(), state));
+            for t in &c.tunnels {
+                out.push((t.id.clone(), states.get(&t.id).copied().unwrap_or(TunnelState::Down)));
+            }
+        }
+        out
     }
 }
 
@@ -381,30 +386,49 @@ impl Inner {
         }
     }
 
-    /// Tunnel state per connection: administratively down wins, then the probe's verdict,
-    /// else up.
+    /// Tunnel state per tunnel key (a single-tunnel connection's id, each tunnel id of a
+    /// dual-tunnel connection) and per connection: administratively down wins (the
+    /// connection's switch, then the tunnel's), then the driver's verdict (no SA), then the
+    /// probe's (it runs through a single tunnel or a dual-tunnel connection's master), else up.
+    /// A dual-tunnel connection is up while either tunnel is.
     fn tunnel_states(&self, spec: &GatewaySpec) -> BTreeMap<String, TunnelState> {
         let health = lock(&self.health);
-        spec.connections
-            .iter()
-            .map(|c| {
-                // Administratively down, or the driver's own verdict (no SA) is down.
-                let down = !c.admin_up || self.driver.state(&spec.gateway_id, &c.id) == Some(TunnelState::Down);
-                let state = if down {
+        let mut states = BTreeMap::new();
+        for c in &spec.connections {
+            let probed = |key: &str| {
+                let driver_down = self.driver.state(&spec.gateway_id, key) == Some(TunnelState::Down);
+                if driver_down {
                     TunnelState::Down
-                } else if c.health_check.is_some() {
+                } else if c.health_check.is_some() && key == layout::probe_key(c) {
                     health
                         .get(&(spec.gateway_id.clone(), c.id.clone()))
                         .map_or(TunnelState::Up, |h| h.state)
                 } else {
                     TunnelState::Up
+                }
+            };
+            if c.tunnels.is_empty() {
+                let state = if c.admin_up { probed(&c.id) } else { TunnelState::Down };
+                states.insert(c.id.clone(), state);
+                continue;
+            }
+            let mut any_up = false;
+            for t in &c.tunnels {
+                let state = if c.admin_up && t.admin_up && !t.remote_ip.is_unspecified() {
+                    probed(&t.id)
+                } else {
+                    TunnelState::Down
                 };
-                (c.id.clone(), state)
-            })
-            .collect()
+                any_up |= state == TunnelState::Up;
+                states.insert(t.id.clone(), state);
+            }
+            let state = if any_up { TunnelState::Up } else { TunnelState::Down };
+            states.insert(c.id.clone(), state);
+        }
+        states
     }
 
-    /// Tunnels found in a gateway namespace: connection id → (slot, key), lowest slot first.
+    /// Tunnels found in a gateway namespace: tunnel key → (slot, key), lowest slot first.
     fn existing_tunnels(&self, found: &NsState) -> BTreeMap<String, (u32, u32)> {
         let mut tunnels = BTreeMap::new();
         let mut by_slot: Vec<_> = found
@@ -412,7 +436,7 @@ impl Inner {
             .iter()
             .filter_map(|(name, link)| {
                 let slot = self.names.tunnel_slot(name)?;
-                let connection = Names::parse_connection_alias(link.alias.as_deref()?)?;
+                let connection = Names::parse_tunnel_key(link.alias.as_deref()?)?;
                 Some((slot, connection.to_string(), self.driver.key_of(link)?))
             })
             .collect();
@@ -447,8 +471,8 @@ impl Inner {
 
     fn plan(&self, spec: &GatewaySpec, found: &Found) -> Result<(Layout, Diffs), DataPlaneError> {
         let existing = self.existing_tunnels(&found.ns[2]);
-        let allocation =
-            layout::allocate(&existing, &spec.connections, self.driver.as_ref()).map_err(DataPlaneError::Permanent)?;
+        let keys: Vec<&str> = layout::tunnel_ends(spec).iter().map(|end| end.key).collect();
+        let allocation = layout::allocate(&existing, &keys, self.driver.as_ref()).map_err(DataPlaneError::Permanent)?;
         let states = self.tunnel_states(spec);
         let layout = layout::layout(
             &self.names,
@@ -575,7 +599,8 @@ impl Inner {
     fn reconcile_probes(&self, runtime: &mut GatewayRuntime, spec: &GatewaySpec, layout: &Layout) {
         let mut wanted: HashMap<String, (ProbeConfig, u32)> = HashMap::new();
         for connection in spec.connections.iter().filter(|c| c.admin_up) {
-            let (Some(check), Some(tunnel)) = (&connection.health_check, layout.tunnels.get(&connection.id)) else {
+            let probed = layout.tunnels.get(layout::probe_key(connection));
+            let (Some(check), Some(tunnel)) = (&connection.health_check, probed) else {
                 continue;
             };
             if check.dip.is_unspecified() {
@@ -652,8 +677,8 @@ impl Inner {
     }
 
     /// The driver's verdict on a tunnel changed (an SA came up or went down): re-program the
-    /// kernel and report the tunnel's state as the data plane now sees it.
-    fn driver_changed(&self, gateway_id: &str, connection_id: &str) {
+    /// kernel and report the state of the tunnel's connection as the data plane now sees it.
+    fn driver_changed(&self, gateway_id: &str, tunnel_key: &str) {
         // Changes that arrive while a repair of the gateway waits for its lock are covered
         // by that repair (it reads the tunnel states after taking the lock): one repair for
         // a burst (50 tunnels coming up), not one each.
@@ -673,7 +698,7 @@ impl Inner {
                 }
             }
             runtime.last_switch = Some(json!({
-                "VpnConnectionId": connection_id,
+                "Tunnel": tunnel_key,
                 "Source": "driver",
                 "KernelUpdateMs": kernel_update.map(|d| d.as_secs_f64() * 1000.0),
             }));
@@ -682,6 +707,14 @@ impl Inner {
             lock(&runtime).spec.clone()
         };
         let Some(spec) = spec else { return };
+        let Some(connection) = spec
+            .connections
+            .iter()
+            .find(|c| c.id == tunnel_key || c.tunnels.iter().any(|t| t.id == tunnel_key))
+        else {
+            return;
+        };
+        let connection_id = connection.id.as_str();
         if let Some(&state) = self.tunnel_states(&spec).get(connection_id) {
             tracing::info!(gateway_id, connection_id, ?state, "tunnel state changed (driver)");
             self.push_event(DataPlaneEvent::Tunnel {
@@ -831,13 +864,10 @@ impl Inner {
             Err(e) if e.contains("Network is unreachable") => ("unreachable", None),
             Err(_) => ("error", None),
         };
-        let connection = interface.as_ref().and_then(|dev| {
-            layout
-                .tunnels
-                .iter()
-                .find(|(_, t)| &t.plan.ifname == dev)
-                .map(|(id, _)| id.clone())
-        });
+        let tunnel = interface
+            .as_ref()
+            .and_then(|dev| layout.tunnels.values().find(|t| &t.plan.ifname == dev));
+        let connection = tunnel.map(|t| t.plan.connection_id.clone());
         json!({
             "Namespace": ns,
             "Command": format!("ip -n {ns} {}", args[3..].join(" ")),
@@ -847,6 +877,8 @@ impl Inner {
             "Error": answer.as_ref().err(),
             "Interface": interface,
             "VpnConnectionId": connection,
+            "TunnelId": tunnel.and_then(|t| t.plan.role.map(|_| t.plan.id.clone())),
+            "Role": tunnel.and_then(|t| t.plan.role).map(role_text),
         })
     }
 
@@ -859,8 +891,13 @@ impl Inner {
                     .iter()
                     .map(|(id, tunnel)| {
                         let link = found.ns[2].links.get(&tunnel.plan.ifname);
+                        let connection = &tunnel.plan.connection_id;
                         json!({
-                            "VpnConnectionId": id,
+                            "VpnConnectionId": connection,
+                            "TunnelId": tunnel.plan.role.map(|_| id),
+                            "Role": tunnel.plan.role.map(role_text),
+                            "InUse": l.in_use.get(connection) == Some(id),
+                            "ConnectionTunnel": l.connection_states.get(connection).copied().map(tunnel_text),
                             "Interface": tunnel.plan.ifname,
                             "NextHop": tunnel.want.next_hop,
                             "Tunnel": tunnel_text(tunnel.state),
@@ -919,6 +956,13 @@ fn nft_json(state: &NftState) -> Value {
         "Chains": state.chains.iter().map(|(name, (_, rules))| (name.clone(), json!(rules.len()))).collect::<serde_json::Map<_, _>>(),
         "Maps": maps,
     })
+}
+
+fn role_text(role: vpnroute_dataplane::TunnelRole) -> &'static str {
+    match role {
+        vpnroute_dataplane::TunnelRole::Master => "master",
+        vpnroute_dataplane::TunnelRole::Slave => "slave",
+    }
 }
 
 fn tunnel_text(state: TunnelState) -> &'static str {
@@ -1048,7 +1092,11 @@ impl DataPlane for LinuxDataPlane {
             .map(|c| {
                 (
                     c.id.clone(),
-                    layout.tunnels.get(&c.id).map_or(TunnelState::Down, |t| t.state),
+                    layout
+                        .connection_states
+                        .get(&c.id)
+                        .copied()
+                        .unwrap_or(TunnelState::Down),
                 )
             })
             .collect();
@@ -1097,16 +1145,14 @@ impl DataPlane for LinuxDataPlane {
         };
         let found = inner.read_all(&spec)?;
         let (layout, _) = inner.plan(&spec, &found)?;
-        let states: BTreeMap<String, TunnelState> =
-            layout.tunnels.iter().map(|(id, t)| (id.clone(), t.state)).collect();
-        let (table, links, refused) = engine_for(&spec, &states);
+        let (table, links, refused) = engine_for(&spec, &layout.connection_states);
         let engine = table.explain(source, dest, &links);
         let engine_hop = engine.chosen.as_ref().map(|c| c.next_hop.clone());
 
         let kernel = inner.kernel_decision(&layout, &found, source, dest);
         let agree = match (&engine_hop, kernel["Verdict"].as_str()) {
             (Some(hop), Some("forward")) => kernel["VpnConnectionId"].as_str() == Some(hop.as_str()),
-            (Some(hop), Some("no-tunnel")) => !layout.tunnels.contains_key(hop),
+            (Some(hop), Some("no-tunnel")) => !layout.in_use.contains_key(hop),
             (None, Some("unreachable")) => true,
             _ => false,
         };
@@ -1118,6 +1164,22 @@ impl DataPlane for LinuxDataPlane {
             "EngineRefusedRoutes": refused,
             "Kernel": kernel,
             "Agree": agree,
+            // Every tunnel of the chosen connection (two for a dual-tunnel one), with its SA.
+            "NextHopTunnels": engine_hop.as_deref().map(|hop| {
+                layout
+                    .tunnels
+                    .values()
+                    .filter(|t| t.plan.connection_id == hop)
+                    .map(|t| json!({
+                        "TunnelId": t.plan.role.map(|_| t.plan.id.clone()),
+                        "Role": t.plan.role.map(role_text),
+                        "Interface": t.plan.ifname,
+                        "Tunnel": tunnel_text(t.state),
+                        "InUse": layout.in_use.get(hop) == Some(&t.plan.id),
+                        "Live": inner.driver.live_details(&spec.gateway_id, &t.plan.id),
+                    }))
+                    .collect::<Vec<_>>()
+            }),
         }))
     }
 

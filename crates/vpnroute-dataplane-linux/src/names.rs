@@ -2,7 +2,8 @@
 //!
 //! Interface names are limited to 15 bytes (IFNAMSIZ - 1), so gateway ids are shortened to
 //! an 8-hex-digit hash; the full ids are kept in the kernel itself as interface aliases
-//! (`vpnroute.gateway=…` on the VPC-side interface, `vpnroute.connection=…` on each tunnel),
+//! (`vpnroute.gateway=…` on the VPC-side interface, `vpnroute.connection=…` on the tunnel of
+//! a single-tunnel connection, `vpnroute.tunnel=…` on each of a dual-tunnel connection's two),
 //! which is the name map a restarted process reads back.
 
 /// Longest prefix accepted: `{prefix}g{8 hex}` must fit in 15 bytes.
@@ -10,6 +11,7 @@ pub const PREFIX_MAX_LEN: usize = 6;
 
 const GATEWAY_ALIAS: &str = "vpnroute.gateway=";
 const CONNECTION_ALIAS: &str = "vpnroute.connection=";
+const TUNNEL_ALIAS: &str = "vpnroute.tunnel=";
 
 /// FNV-1a, 64 bit: stable across processes and releases (unlike `DefaultHasher`).
 pub fn stable_hash(text: &str) -> u64 {
@@ -131,6 +133,16 @@ impl Names {
     pub fn parse_connection_alias(alias: &str) -> Option<&str> {
         alias.strip_prefix(CONNECTION_ALIAS).filter(|id| !id.is_empty())
     }
+
+    /// The alias of one tunnel of a dual-tunnel connection (its tunnel id).
+    pub fn tunnel_alias(tunnel_id: &str) -> String {
+        format!("{TUNNEL_ALIAS}{tunnel_id}")
+    }
+
+    /// The tunnel key an interface's alias names: a connection id or a tunnel id.
+    pub fn parse_tunnel_key(alias: &str) -> Option<&str> {
+        Self::parse_connection_alias(alias).or_else(|| alias.strip_prefix(TUNNEL_ALIAS).filter(|id| !id.is_empty()))
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +169,12 @@ mod tests {
             Names::parse_connection_alias(&Names::connection_alias("vco-x")),
             Some("vco-x")
         );
+        assert_eq!(Names::parse_tunnel_key(&Names::tunnel_alias("tun-x")), Some("tun-x"));
+        assert_eq!(
+            Names::parse_tunnel_key(&Names::connection_alias("vco-x")),
+            Some("vco-x")
+        );
+        assert_eq!(Names::parse_tunnel_key("vpnroute.tunnel="), None);
     }
 
     #[test]

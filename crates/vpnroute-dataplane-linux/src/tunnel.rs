@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
-use vpnroute_dataplane::{GatewaySpec, TunnelState};
+use vpnroute_dataplane::{GatewaySpec, TunnelRole, TunnelState};
 
 use crate::kernel::{Link, Neighbour, Target, Vxlan};
 use crate::layout::TunnelLayout;
@@ -42,10 +42,17 @@ impl std::str::FromStr for TunnelKind {
     }
 }
 
-/// Everything a driver is told about one connection's tunnel.
+/// Everything a driver is told about one tunnel: a single-tunnel connection's, or one of
+/// the two of a dual-tunnel connection (each its own interface, slot and, for `ipsec`, charon).
 #[derive(Debug, Clone)]
 pub struct TunnelPlan {
+    /// The tunnel's own key: the connection id of a single-tunnel connection, the tunnel id
+    /// (`TunnelOptions[].TunnelId`) of one tunnel of a dual-tunnel connection.
+    pub id: String,
+    /// The connection the tunnel belongs to.
     pub connection_id: String,
+    /// `None` for a single-tunnel connection.
+    pub role: Option<TunnelRole>,
     pub remote_ip: Ipv4Addr,
     /// Dense per-gateway number: interface name, routing table, probe mark.
     pub slot: u32,
@@ -54,6 +61,8 @@ pub struct TunnelPlan {
     pub ifname: String,
     pub alias: String,
     pub underlay_if: String,
+    /// The gateway's address for this tunnel (a dual-tunnel connection's slave: the
+    /// gateway's DisasterRecoveryInternetIp when it has one).
     pub local_ip: Ipv4Addr,
 }
 
@@ -96,12 +105,13 @@ pub trait TunnelDriver: Send + Sync {
     fn drifted(&self, _spec: &GatewaySpec, _tunnels: &BTreeMap<String, TunnelLayout>) -> bool {
         false
     }
-    /// The driver's own verdict on a tunnel (`None`: none, the interface is enough).
-    fn state(&self, _gateway_id: &str, _connection_id: &str) -> Option<TunnelState> {
+    /// The driver's own verdict on a tunnel, by its key ([`TunnelPlan::id`]; `None`: none,
+    /// the interface is enough).
+    fn state(&self, _gateway_id: &str, _tunnel_id: &str) -> Option<TunnelState> {
         None
     }
-    /// Live introspection of a tunnel (SA state, SPIs, counters).
-    fn live_details(&self, _gateway_id: &str, _connection_id: &str) -> Value {
+    /// Live introspection of a tunnel, by its key (SA state, SPIs, counters).
+    fn live_details(&self, _gateway_id: &str, _tunnel_id: &str) -> Value {
         Value::Null
     }
     /// Removes what the driver keeps for a gateway beyond its namespaces.
@@ -116,7 +126,8 @@ pub trait TunnelDriver: Send + Sync {
     }
 }
 
-/// Called with (gateway id, connection id) when a driver's tunnel verdict changes.
+/// Called with (gateway id, tunnel key — [`TunnelPlan::id`]) when a driver's tunnel verdict
+/// changes.
 pub type ChangeListener = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// The tunnel's own /31 for a slot: the gateway end (even) and the peer end (odd).

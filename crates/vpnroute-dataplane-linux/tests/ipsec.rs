@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use vpnroute_dataplane::{DataPlane, GatewaySpec};
+use vpnroute_dataplane::{DataPlane, GatewaySpec, TunnelRole, TunnelState};
 use vpnroute_dataplane_linux::ipsec::charon::Instance;
 use vpnroute_dataplane_linux::ipsec::lab::*;
 
@@ -19,6 +19,187 @@ use vpnroute_dataplane_linux::ipsec::lab::*;
 fn settled_on(lab: &Lab, connection: &str) -> bool {
     let why = lab.dp().explain(GATEWAY, addr(VPC_HOST), addr(SITE_HOST)).unwrap();
     why["Agree"] == true && why["Kernel"]["VpnConnectionId"] == connection
+}
+
+/// Runs `during` while tcpdump captures the gateway's port on the underlay bridge; the
+/// packets it saw.
+fn capture_underlay<T>(lab: &IpsecLab, name: &str, during: impl FnOnce() -> T) -> (T, Vec<Captured>) {
+    let underlay_ns = lab.dp().names().underlay_ns();
+    // Under /tmp itself: tcpdump's AppArmor profile does not let it read deeper paths.
+    let pcap = std::env::temp_dir().join(format!("{}-{name}.pcap", lab.lab.prefix));
+    // nsenter execs tcpdump itself: the pid we signal is the one that writes the file.
+    let mut capture = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{underlay_ns}"))
+        .args([
+            "tcpdump",
+            "-n",
+            "-Z",
+            "root",
+            "-i",
+            &lab.dp().names().underlay_port(GATEWAY),
+            "-U",
+            "-w",
+        ])
+        .arg(&pcap)
+        .arg("ip")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(capture.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("listening"), "tcpdump: {line}");
+    let result = during();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill").args(["-INT", &capture.id().to_string()]).status();
+    let _ = capture.wait();
+    let packets = read_pcap(&pcap);
+    let _ = std::fs::remove_file(&pcap);
+    (result, packets)
+}
+
+/// Whether kernel and engine agree that VPC host → site goes to `connection` through its
+/// tunnel `tunnel_id`.
+fn settled_on_tunnel(lab: &Lab, connection: &str, tunnel_id: &str) -> bool {
+    let why = lab.dp().explain(GATEWAY, addr(VPC_HOST), addr(SITE_HOST)).unwrap();
+    why["Agree"] == true && why["Kernel"]["VpnConnectionId"] == connection && why["Kernel"]["TunnelId"] == tunnel_id
+}
+
+/// A dual-tunnel connection: master and slave each negotiate their own SA, with their own
+/// parameters, towards their own customer gateway from their own gateway address; an
+/// encrypted ping goes through the master (ESP with the master's SPIs on the underlay);
+/// the master's peer stopped → the ping goes through the slave within the bound; the data
+/// plane reports both tunnels' states.
+#[test]
+fn dual_tunnel_master_carries_traffic_and_the_slave_takes_over() {
+    if !ipsec_ready("dual_tunnel_master_carries_traffic_and_the_slave_takes_over") {
+        return;
+    }
+    let mut lab = IpsecLab::new(false);
+    let d = dual_connection("vco-d", "203.0.113.1", "203.0.113.2", ["psk-master-1", "psk-slave-2"]);
+    let (master, slave) = ("tun-vco-d-m", "tun-vco-d-s");
+    lab.dp()
+        .apply(&gateway_spec(vec![d.clone()], vec![dbr(1, SITE_NET, "vco-d", 100)]))
+        .unwrap();
+    let host = lab.lab.attach_host("h", VPC_HOST);
+    let site_m = lab.attach_tunnel_site("sm", &d, TunnelRole::Master, "psk-master-1");
+    let site_s = lab.attach_tunnel_site("ss", &d, TunnelRole::Slave, "psk-slave-2");
+    for tunnel in [master, slave] {
+        assert!(
+            lab.wait_tunnel_status(tunnel, "ipsec_sa_established", Duration::from_secs(20)),
+            "{tunnel} not established: {:#}",
+            lab.tunnel_details(tunnel)
+        );
+    }
+    let (m, s) = (lab.tunnel_details(master), lab.tunnel_details(slave));
+    assert_eq!(
+        (m["Role"].as_str(), s["Role"].as_str()),
+        (Some("master"), Some("slave"))
+    );
+    assert_ne!(m["Interface"], s["Interface"], "one interface per tunnel");
+    assert_ne!(
+        m["TunnelConfig"]["Namespace"], s["TunnelConfig"]["Namespace"],
+        "one charon per tunnel"
+    );
+    // Each SA towards its own customer gateway, with its own parameters.
+    assert_eq!(m["TunnelLive"]["Sa"]["Ike"]["RemoteHost"], "203.0.113.1");
+    assert_eq!(s["TunnelLive"]["Sa"]["Ike"]["RemoteHost"], "203.0.113.2");
+    assert_eq!(m["TunnelLive"]["Sa"]["Ike"]["EncrKeysize"], "128");
+    assert_eq!(s["TunnelLive"]["Sa"]["Ike"]["EncrKeysize"], "256");
+    // The slave's customer sees the DisasterRecoveryInternetIp as its peer.
+    let site_sas = lab.sites[1].charon.client().unwrap().list_sas(None).unwrap();
+    let (_, site_ike) = site_sas
+        .iter()
+        .flat_map(|m| m.sections())
+        .next()
+        .expect("the slave site's IKE SA");
+    assert_eq!(site_ike.str("remote-host").as_deref(), Some(DR_INTERNET_IP));
+    assert!(m["InUse"] == true && s["InUse"] == false, "{m:#} {s:#}");
+    assert!(wait_for(Duration::from_secs(5), || settled_on_tunnel(
+        &lab.lab, "vco-d", master
+    )));
+    let states = lab.dp().tunnel_states(GATEWAY);
+    for key in ["vco-d", master, slave] {
+        assert!(
+            states.contains(&(key.to_string(), TunnelState::Up)),
+            "{key}: {states:?}"
+        );
+    }
+
+    // Encrypted ping through the master: ESP with the master's SPIs, nothing on the slave.
+    let slave_before = rx_packets(&site_s, "ipsec0");
+    let master_before = rx_packets(&site_m, "ipsec0");
+    let (pinged, packets) = capture_underlay(&lab, "dual", || ping(&host, SITE_HOST, 5));
+    assert!(pinged, "encrypted ping through the master tunnel failed");
+    assert!(rx_packets(&site_m, "ipsec0") >= master_before + 5);
+    assert_eq!(rx_packets(&site_s, "ipsec0"), slave_before, "the slave carried traffic");
+    let esp: Vec<u32> = packets.iter().filter_map(|p| p.esp_spi).collect();
+    assert_eq!(
+        packets.iter().filter(|p| p.protocol == 1).count(),
+        0,
+        "inner ICMP on the underlay"
+    );
+    let master_child = &lab.tunnel_details(master)["TunnelLive"]["Sa"]["Children"][0];
+    let spi_out = u32::from_str_radix(master_child["SpiOut"].as_str().unwrap(), 16).unwrap();
+    assert!(
+        esp.contains(&spi_out),
+        "master SPI {spi_out:08x} not on the wire: {esp:08x?}"
+    );
+
+    // The master's peer stopped: DPD declares it dead, traffic moves to the slave.
+    let pid = lab.sites[0]
+        .charon
+        .running_pid()
+        .expect("the master site's charon runs");
+    let stopped = Instant::now();
+    sh("kill", &["-KILL", &pid.to_string()]);
+    let limit = Duration::from_secs(10);
+    let mut outage = None;
+    while stopped.elapsed() < limit {
+        if fast_ping(&host, SITE_HOST) {
+            outage = Some(stopped.elapsed());
+            break;
+        }
+    }
+    let outage = outage.expect("traffic never reached the slave tunnel after the master's peer stopped");
+    eprintln!("dual-tunnel failover: traffic on the slave {outage:?} after the master's peer stopped");
+    assert!(outage <= Duration::from_millis(3500), "failover took {outage:?}");
+    assert!(
+        rx_packets(&site_s, "ipsec0") > slave_before,
+        "the ping did not cross the slave"
+    );
+    assert!(wait_for(Duration::from_secs(5), || settled_on_tunnel(
+        &lab.lab, "vco-d", slave
+    )));
+    assert_eq!(lab.tunnel_status(master), "ike_sa_not_established");
+    assert_eq!(lab.tunnel_status(slave), "ipsec_sa_established");
+    let states = lab.dp().tunnel_states(GATEWAY);
+    assert!(states.contains(&(master.to_string(), TunnelState::Down)), "{states:?}");
+    assert!(states.contains(&(slave.to_string(), TunnelState::Up)), "{states:?}");
+    assert!(states.contains(&("vco-d".to_string(), TunnelState::Up)), "{states:?}");
+    // explain shows both tunnels' SA state.
+    let why = lab.dp().explain(GATEWAY, addr(VPC_HOST), addr(SITE_HOST)).unwrap();
+    let tunnels = why["NextHopTunnels"].as_array().unwrap();
+    assert_eq!(tunnels.len(), 2, "{why:#}");
+    let live = |id: &str| tunnels.iter().find(|t| t["TunnelId"] == id).unwrap()["Live"]["Status"].clone();
+    assert_eq!(live(master), "ike_sa_not_established");
+    assert_eq!(live(slave), "ipsec_sa_established");
+
+    // The master's peer back: the master takes the traffic again.
+    let master_site = &lab.sites[0].charon;
+    master_site.ensure_running().unwrap();
+    load_swanctl(master_site);
+    assert!(
+        lab.wait_tunnel_status(master, "ipsec_sa_established", Duration::from_secs(20)),
+        "{:#}",
+        lab.tunnel_details(master)
+    );
+    assert!(wait_for(Duration::from_secs(5), || settled_on_tunnel(
+        &lab.lab, "vco-d", master
+    )));
+    let before = rx_packets(&site_m, "ipsec0");
+    assert!(ping(&host, SITE_HOST, 3));
+    assert!(rx_packets(&site_m, "ipsec0") >= before + 3);
 }
 
 /// Encrypted ping VPC host → site: the underlay capture shows UDP-encapsulated ESP and never

@@ -311,7 +311,9 @@ impl DataPlane for SimDataPlane {
             left: self.take_fault(),
             gateway_id: &changes.gateway_id,
         };
-        gw.tunnels = tunnel_states(&changes.connections);
+        if let Some(connections) = &changes.connections {
+            gw.tunnels = tunnel_states(connections);
+        }
         // A changed route is removed and inserted again (the engine has no in-place update).
         let remove: Vec<u64> = changes
             .removed
@@ -555,8 +557,26 @@ mod tests {
             version,
             upserts,
             removed,
-            connections: vec![conn("vco-a", true), conn("vco-b", false)],
+            connections: Some(vec![conn("vco-a", true), conn("vco-b", false)]),
         }
+    }
+
+    #[test]
+    fn route_only_changes_keep_the_tunnels_in_force() {
+        let dp = SimDataPlane::new();
+        let mut v1 = spec(1, vec![dbr(1, "10.0.0.0/24", "vco-a", 100)]);
+        v1.connections[0].admin_up = false;
+        dp.apply(&v1).unwrap();
+        let mut change = changes(1, 2, vec![dbr(2, "10.0.1.0/24", "vco-b", 100)], vec![]);
+        change.connections = None;
+        assert!(dp.apply_changes(&change).unwrap());
+        let o = dp.observe("vpn-1").unwrap().unwrap();
+        assert_eq!((o.applied_version, o.in_sync), (Some(2), true));
+        assert_eq!(o.tunnels[0], ("vco-a".into(), TunnelState::Down), "kept from version 1");
+        // With connections, they replace the held ones.
+        assert!(dp.apply_changes(&changes(2, 3, vec![], vec![])).unwrap());
+        let o = dp.observe("vpn-1").unwrap().unwrap();
+        assert_eq!(o.tunnels[0], ("vco-a".into(), TunnelState::Up));
     }
 
     #[test]

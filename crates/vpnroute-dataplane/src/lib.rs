@@ -149,8 +149,10 @@ pub struct SpecChanges {
     pub upserts: Vec<RouteSpec>,
     /// Ids of routes removed between the two versions.
     pub removed: Vec<u64>,
-    /// Every connection at `version` (a gateway has few).
-    pub connections: Vec<ConnectionSpec>,
+    /// Every connection at `version` (a gateway has few); `None` when they are those of
+    /// `from_version` (the versions between changed routes only), so that a route change
+    /// reads no connection.
+    pub connections: Option<Vec<ConnectionSpec>>,
 }
 
 /// Tunnel state of a connection as the data plane sees it.

@@ -249,7 +249,7 @@ impl ReconcileStore for MemoryReconcileStore {
                 .cloned()
                 .collect(),
             removed,
-            connections: new.connections.clone(),
+            connections: Some(new.connections.clone()),
         }))
     }
 

@@ -146,11 +146,11 @@ pub trait ReconcileStore: Send + Sync {
     /// Every gateway with its applied version.
     fn gateway_versions(&self) -> Result<Vec<GatewayVersion>, StoreFailure>;
 
-    /// The store's commit generation: a number that moves forward with every commit of any
-    /// process sharing the store (another replica's included), cheap to read (no round trip:
-    /// an atomic, a mapped counter, a value fed by notifications). A reconciler whose data
-    /// plane is per-process mirrors the recorded versions when it moves. `None`: the store
-    /// cannot tell, and the reconciler mirrors on every pass. Default: `None`.
+    /// A number that moves with every commit of another process sharing the store (another
+    /// replica's; it may also move with this process's own commits), cheap to read (no round
+    /// trip: an atomic, a mapped counter, a value fed by notifications). A reconciler whose
+    /// data plane is per-process mirrors the recorded versions when it moves. `None`: the
+    /// store cannot tell, and the reconciler mirrors on every pass. Default: `None`.
     fn generation(&self) -> Option<u64> {
         None
     }

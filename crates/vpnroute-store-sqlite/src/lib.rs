@@ -15,7 +15,9 @@
 //!   [`cache`] where the same query was answered at the same commit generation.
 //!   [`SqliteStore::read_fast`] goes further: it reads the published generation from shared
 //!   memory and begins a SQLite transaction only when a result is not in the cache, so a
-//!   warm Describe call does not touch SQLite at all.
+//!   warm Describe call does not touch SQLite at all. Access keys and RAM directories are
+//!   kept apart (`auth_cache.rs`), across this process's commits that do not change them, so
+//!   a request after a write is authenticated without SQLite too.
 //! * Write requests ([`Store::submit_write`]) are queued to one writer thread, which runs as
 //!   many as are waiting in a single transaction, each inside its own savepoint (see
 //!   `writer.rs`).
@@ -23,6 +25,7 @@
 //!   (`kill -9`); `--sync full` (`Durability::Full`) also survives power loss.
 
 pub use vpnroute_store::cache;
+mod auth_cache;
 mod generation;
 mod nonces;
 mod reconcile;
@@ -36,6 +39,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
+use crate::auth_cache::AuthCache;
 use rusqlite::Connection;
 use vpnroute_domain::ApiError;
 use vpnroute_store::{ChangeFeed, Durability, ReadFnMut, ReadTx, Store, StoreError, WriteFnMut, WriteJob, WriteTx};
@@ -109,6 +113,8 @@ pub struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     cache: ReadCache,
+    /// Access keys and RAM directories, kept across commits that do not change them.
+    auth_cache: AuthCache,
     generation: SharedGeneration,
 }
 
@@ -155,6 +161,7 @@ impl SqliteStore {
             readers,
             next_reader: AtomicUsize::new(0),
             cache: ReadCache::default(),
+            auth_cache: AuthCache::default(),
             generation,
         }))
     }
@@ -197,10 +204,11 @@ impl SqliteStore {
                 .prepare_cached("UPDATE store_meta SET commit_seq = commit_seq + 1 RETURNING commit_seq")
                 .and_then(|mut st| st.query_row([], |r| r.get(0)))
                 .map_err(|e| store_err::<E>(Error::from(e)))?;
-            committed = Some(seq as u64);
+            committed = Some((seq as u64, tx.wrote_auth()));
             Ok(v)
         });
-        if let (Ok(_), Some(seq)) = (&result, committed) {
+        if let (Ok(_), Some((seq, wrote_auth))) = (&result, committed) {
+            self.auth_cache.committed(seq, wrote_auth);
             self.generation.publish(seq);
         }
         result
@@ -233,7 +241,7 @@ impl SqliteStore {
             conn: OnceCell::new(),
         };
         let (result, torn) = {
-            let tx = SqliteTx::optimistic(&lazy, &self.cache, self.generation.load());
+            let tx = SqliteTx::optimistic(&lazy, &self.cache, &self.auth_cache, self.generation.load());
             let result = f(&tx);
             (result, tx.is_torn())
         };
@@ -258,7 +266,7 @@ impl SqliteStore {
             // later fast read answers an older state than this one.
             let generation = tx.commit_generation().map_err(store_err::<E>)? as u64;
             self.generation.publish(generation);
-            f(&SqliteTx::cached(&conn, &self.cache, generation))
+            f(&SqliteTx::cached(&conn, &self.cache, &self.auth_cache, generation))
         })
     }
 }
@@ -290,6 +298,10 @@ impl Store for SqliteStore {
 
     fn change_feed(&self) -> &dyn ChangeFeed {
         &self.generation
+    }
+
+    fn others_generation(&self) -> u64 {
+        self.auth_cache.others_generation(self.generation.load())
     }
 }
 
@@ -552,6 +564,13 @@ mod tests {
         store.write(|tx| f(tx).map_err(ApiError::from)).unwrap();
     }
 
+    /// The status of access key `k1`, by a fast read.
+    fn lookup(s: &SqliteStore) -> Option<String> {
+        s.read_fast(|tx| tx.access_key("k1").map_err(ApiError::from))
+            .unwrap()
+            .map(|k| k.status)
+    }
+
     fn with_account(store: &SqliteStore) {
         write_ok(store, |tx| {
             tx.insert_account(&Account {
@@ -569,11 +588,6 @@ mod tests {
         let server = SqliteStore::open(dir.path(), Durability::Process).unwrap();
         with_account(&server);
         write_ok(&server, |tx| tx.insert_access_key(&key("k1")));
-        let lookup = |s: &SqliteStore| {
-            s.read_fast(|tx| tx.access_key("k1").map_err(ApiError::from))
-                .unwrap()
-                .map(|k| k.status)
-        };
         assert_eq!(lookup(&server).as_deref(), Some("Active"));
         assert_eq!(lookup(&server).as_deref(), Some("Active"), "now from the cache");
         // Another process (here: another Store on the same directory, as `vpnroute admin`).
@@ -587,6 +601,48 @@ mod tests {
     }
 
     #[test]
+    fn access_keys_stay_cached_across_commits_that_do_not_change_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        with_account(&server);
+        write_ok(&server, |tx| tx.insert_access_key(&key("k1")));
+        assert_eq!(lookup(&server).as_deref(), Some("Active"));
+        // Behind the store's back (no new generation), so only a read of SQLite would see it.
+        let raw = open_conn(&dir.path().join("vpnroute.db"), Durability::Process).unwrap();
+        raw.execute("UPDATE access_keys SET status = 'Hidden' WHERE id = 'k1'", [])
+            .unwrap();
+        // This process's commits of other data keep the entry: it is not read again.
+        write_ok(&server, |tx| {
+            tx.insert_route(&route("10.0.0.0/24", "vco-1")).map(|_| ())
+        });
+        write_ok(&server, |tx| {
+            tx.insert_route(&route("10.0.1.0/24", "vco-1")).map(|_| ())
+        });
+        assert_eq!(
+            lookup(&server).as_deref(),
+            Some("Active"),
+            "from the authentication cache"
+        );
+        // A commit that writes authentication data (any key) ends it.
+        write_ok(&server, |tx| tx.insert_access_key(&key("k2")));
+        assert_eq!(lookup(&server).as_deref(), Some("Hidden"));
+        raw.execute("UPDATE access_keys SET status = 'Active' WHERE id = 'k1'", [])
+            .unwrap();
+        // So does a commit of another process, even one that changes no key.
+        let admin = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        write_ok(&admin, |tx| tx.insert_route(&route("10.0.2.0/24", "vco-1")).map(|_| ()));
+        assert_eq!(lookup(&server).as_deref(), Some("Active"));
+        // … and the server's next commit does not vouch for the one it did not make.
+        raw.execute("UPDATE access_keys SET status = 'Hidden2' WHERE id = 'k1'", [])
+            .unwrap();
+        write_ok(&admin, |tx| tx.insert_route(&route("10.0.3.0/24", "vco-1")).map(|_| ()));
+        write_ok(&server, |tx| {
+            tx.insert_route(&route("10.0.4.0/24", "vco-1")).map(|_| ())
+        });
+        assert_eq!(lookup(&server).as_deref(), Some("Hidden2"));
+    }
+
+    #[test]
     fn a_fast_read_never_mixes_generations() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
@@ -596,29 +652,45 @@ mod tests {
             tx.insert_route(&route("10.0.0.0/24", "vco-a")).map(|_| ())
         });
         let published = store.generation.load();
-        // Warm the cache with the key only.
+        // Warm the cache with the route count only.
+        store
+            .read_fast(|tx| tx.count_routes("vpn-1", RouteKind::Dbr).map_err(ApiError::from))
+            .unwrap();
+        // A writer commits (a route added) but has not published yet.
+        write_ok(&store, |tx| tx.insert_route(&route("10.0.1.0/24", "vco-a")).map(|_| ()));
+        store.generation.force(published);
+        // The count comes from the cache (old generation), the page needs SQLite, whose
+        // snapshot is newer: the first run is discarded and the read runs again.
+        let mut runs = 0;
+        let (counted, listed) = store
+            .read_fast(|tx| {
+                runs += 1;
+                let n = tx.count_routes("vpn-1", RouteKind::Dbr)?;
+                let page = tx.list_routes("vpn-1", RouteKind::Dbr, 0, 10)?;
+                Ok::<_, ApiError>((n, page.len()))
+            })
+            .unwrap();
+        assert_eq!(runs, 2);
+        assert_eq!((counted, listed), (2, 2), "one consistent state: the newest");
+        // The same with an access key, which the authentication cache keeps across commits:
+        // one that deletes it is seen even before it is published.
         store
             .read_fast(|tx| tx.access_key("k1").map_err(ApiError::from))
             .unwrap();
-        // A writer commits (key gone, a route added) but has not published yet.
+        let published = store.generation.load();
         write_ok(&store, |tx| {
             tx.delete_access_key("k1")?;
-            tx.insert_route(&route("10.0.1.0/24", "vco-a")).map(|_| ())
+            tx.insert_route(&route("10.0.2.0/24", "vco-a")).map(|_| ())
         });
         store.generation.force(published);
-        // The key comes from the cache (old generation), the route count needs SQLite, whose
-        // snapshot is newer: the first run is discarded and the read runs again.
-        let mut runs = 0;
         let (key_found, routes) = store
             .read_fast(|tx| {
-                runs += 1;
                 let k = tx.access_key("k1")?;
                 let n = tx.count_routes("vpn-1", RouteKind::Dbr)?;
                 Ok::<_, ApiError>((k.is_some(), n))
             })
             .unwrap();
-        assert_eq!(runs, 2);
-        assert_eq!((key_found, routes), (false, 2), "one consistent state: the newest");
+        assert_eq!((key_found, routes), (false, 3), "one consistent state: the newest");
         // A read that needed SQLite first simply adopts the newer snapshot and publishes it.
         store.generation.force(published);
         let mut runs = 0;
@@ -628,7 +700,7 @@ mod tests {
                 tx.count_routes("vpn-1", RouteKind::Dbr).map_err(ApiError::from)
             })
             .unwrap();
-        assert_eq!((runs, n), (1, 2));
+        assert_eq!((runs, n), (1, 3));
         assert!(store.generation.load() > published);
     }
 

@@ -20,38 +20,44 @@ macro_rules! history_routes {
     };
 }
 
-impl SqliteTx<'_> {
-    /// The version this transaction's changes of a gateway belong to: the desired version
-    /// plus one (the change bumps it with [`SqliteTx::enqueue_version`] before committing).
-    fn next_version(&self, gateway_id: &str) -> Result<i64, Error> {
-        let desired: Option<i64> = self
-            .conn()?
-            .prepare_cached("SELECT desired FROM gateway_versions WHERE gateway_id = ?1")?
-            .query_row(params![gateway_id], |r| r.get(0))
-            .optional()?;
-        Ok(desired.unwrap_or(0) + 1)
-    }
+/// SQL for the version this transaction's changes of gateway `$gw` (a parameter) belong to:
+/// the desired version plus one (the change bumps it with [`SqliteTx::enqueue_version`]
+/// before committing).
+macro_rules! next_version {
+    ($gw:literal) => {
+        concat!(
+            "(SELECT COALESCE((SELECT desired FROM gateway_versions WHERE gateway_id = ",
+            $gw,
+            "), 0) + 1)"
+        )
+    };
+}
 
+impl SqliteTx<'_> {
     /// Keep route `seq`'s state before this transaction's change as its state before the
     /// next version: a copy of its row (`existed`: called before an update or delete), or
     /// "absent" (called after the insert that created it). A second change in the same
     /// version keeps the first image.
     pub(crate) fn remember_route_before(&self, gateway_id: &str, seq: i64, existed: bool) -> Result<(), Error> {
-        let version = self.next_version(gateway_id)?;
+        // The version is `NEXT_VERSION`, computed in the statement (one statement per image).
         if existed {
             self.conn()?
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "INSERT OR IGNORE INTO vpn_route_history \
-                     SELECT gateway_id, ?2, seq, 1, kind, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time \
-                     FROM vpn_routes WHERE seq = ?1",
-                )?
-                .execute(params![seq, version])?;
+                     SELECT gateway_id, ",
+                    next_version!("?2"),
+                    ", seq, 1, kind, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time \
+                     FROM vpn_routes WHERE seq = ?1"
+                ))?
+                .execute(params![seq, gateway_id])?;
         } else {
             self.conn()?
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO vpn_route_history VALUES (?1, ?2, ?3, 0, '', '', '', '', 0, 0, 0, '', '', 0)",
-                )?
-                .execute(params![gateway_id, version, seq])?;
+                .prepare_cached(concat!(
+                    "INSERT OR IGNORE INTO vpn_route_history VALUES (?1, ",
+                    next_version!("?1"),
+                    ", ?2, 0, '', '', '', '', 0, 0, 0, '', '', 0)"
+                ))?
+                .execute(params![gateway_id, seq])?;
         }
         Ok(())
     }
@@ -59,15 +65,12 @@ impl SqliteTx<'_> {
     /// Bump the gateway's desired version and record its task, due at `due_at` (`None`:
     /// manual). Returns the new version.
     pub fn enqueue_version(&self, gateway_id: &str, due_at: Option<i64>, now_ms: i64) -> Result<i64, Error> {
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 0) \
-                 ON CONFLICT(gateway_id) DO UPDATE SET desired = desired + 1",
-            )?
-            .execute(params![gateway_id])?;
         let version: i64 = self
             .conn()?
-            .prepare_cached("SELECT desired FROM gateway_versions WHERE gateway_id = ?1")?
+            .prepare_cached(
+                "INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES (?1, 1, 0) \
+                 ON CONFLICT(gateway_id) DO UPDATE SET desired = desired + 1 RETURNING desired",
+            )?
             .query_row(params![gateway_id], |r| r.get(0))?;
         self.conn()?
             .prepare_cached(

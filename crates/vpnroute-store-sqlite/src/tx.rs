@@ -6,6 +6,7 @@ use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
 
 use std::cell::Cell;
 
+use crate::auth_cache::AuthCache;
 use crate::cache::{Query, ReadCache};
 use crate::Error;
 use vpnroute_store::{
@@ -22,11 +23,38 @@ pub(crate) trait LazyConnection {
     fn publish(&self, generation: u64);
 }
 
+/// A cache of query results by commit generation (the read cache, the [`AuthCache`]).
+pub(crate) trait GenerationCache {
+    fn get<V: Clone + 'static>(&self, generation: u64, key: &Query) -> Option<V>;
+    fn put<V: Send + Sync + 'static>(&self, generation: u64, key: Query, value: V);
+}
+
+impl GenerationCache for ReadCache {
+    fn get<V: Clone + 'static>(&self, generation: u64, key: &Query) -> Option<V> {
+        ReadCache::get(self, generation, key)
+    }
+    fn put<V: Send + Sync + 'static>(&self, generation: u64, key: Query, value: V) {
+        ReadCache::put(self, generation, key, value)
+    }
+}
+
+impl GenerationCache for AuthCache {
+    fn get<V: Clone + 'static>(&self, generation: u64, key: &Query) -> Option<V> {
+        AuthCache::get(self, generation, key)
+    }
+    fn put<V: Send + Sync + 'static>(&self, generation: u64, key: Query, value: V) {
+        AuthCache::put(self, generation, key, value)
+    }
+}
+
 /// A transaction (read or write) on the store. A read transaction also carries the read
 /// cache and the commit generation it reads at (see [`crate::cache`]).
 pub struct SqliteTx<'c> {
     conn: Conn<'c>,
     cache: Option<&'c ReadCache>,
+    auth_cache: Option<&'c AuthCache>,
+    /// Whether this (write) transaction wrote access keys, accounts or RAM directories.
+    wrote_auth: Cell<bool>,
     /// The commit generation this transaction reads at.
     generation: Cell<u64>,
     /// Whether a result came from the cache (then the generation can no longer change).
@@ -113,6 +141,8 @@ impl<'c> SqliteTx<'c> {
         SqliteTx {
             conn: Conn::Open(conn),
             cache: None,
+            auth_cache: None,
+            wrote_auth: Cell::new(false),
             generation: Cell::new(0),
             used_cache: Cell::new(false),
             torn: Cell::new(false),
@@ -120,9 +150,15 @@ impl<'c> SqliteTx<'c> {
     }
 
     /// A read transaction whose snapshot is at commit `generation`.
-    pub(crate) fn cached(conn: &'c Connection, cache: &'c ReadCache, generation: u64) -> Self {
+    pub(crate) fn cached(
+        conn: &'c Connection,
+        cache: &'c ReadCache,
+        auth_cache: &'c AuthCache,
+        generation: u64,
+    ) -> Self {
         SqliteTx {
             cache: Some(cache),
+            auth_cache: Some(auth_cache),
             generation: Cell::new(generation),
             ..SqliteTx::new(conn)
         }
@@ -130,14 +166,26 @@ impl<'c> SqliteTx<'c> {
 
     /// A read at the published `generation` that begins a SQLite transaction only on a cache
     /// miss (see [`crate::SqliteStore::read_fast`]).
-    pub(crate) fn optimistic(lazy: &'c dyn LazyConnection, cache: &'c ReadCache, generation: u64) -> Self {
+    pub(crate) fn optimistic(
+        lazy: &'c dyn LazyConnection,
+        cache: &'c ReadCache,
+        auth_cache: &'c AuthCache,
+        generation: u64,
+    ) -> Self {
         SqliteTx {
             conn: Conn::Lazy(lazy),
             cache: Some(cache),
+            auth_cache: Some(auth_cache),
+            wrote_auth: Cell::new(false),
             generation: Cell::new(generation),
             used_cache: Cell::new(false),
             torn: Cell::new(false),
         }
+    }
+
+    /// Whether this transaction wrote authentication data (see [`AuthCache`]).
+    pub(crate) fn wrote_auth(&self) -> bool {
+        self.wrote_auth.get()
     }
 
     pub(crate) fn is_torn(&self) -> bool {
@@ -192,7 +240,25 @@ impl<'c> SqliteTx<'c> {
         key: impl FnOnce() -> Query,
         load: impl FnOnce() -> Result<V, Error>,
     ) -> Result<V, Error> {
-        let Some(cache) = self.cache else {
+        self.cached_in(self.cache, key, load)
+    }
+
+    /// [`SqliteTx::cached_or`] for authentication data, through the [`AuthCache`].
+    fn auth_cached_or<V: Clone + Send + Sync + 'static>(
+        &self,
+        key: impl FnOnce() -> Query,
+        load: impl FnOnce() -> Result<V, Error>,
+    ) -> Result<V, Error> {
+        self.cached_in(self.auth_cache, key, load)
+    }
+
+    fn cached_in<C: GenerationCache, V: Clone + Send + Sync + 'static>(
+        &self,
+        cache: Option<&C>,
+        key: impl FnOnce() -> Query,
+        load: impl FnOnce() -> Result<V, Error>,
+    ) -> Result<V, Error> {
+        let Some(cache) = cache else {
             return load();
         };
         let key = key();
@@ -258,6 +324,7 @@ impl<'c> SqliteTx<'c> {
     // ---------------------------------------------------------------- accounts & keys
 
     pub fn insert_account(&self, a: &Account) -> Result<(), Error> {
+        self.wrote_auth.set(true);
         self.conn()?
             .prepare_cached("INSERT INTO accounts(id, name, is_root, created_at) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![a.id, a.name, a.is_root as i64, a.created_at])?;
@@ -288,6 +355,7 @@ impl<'c> SqliteTx<'c> {
     }
 
     pub fn insert_access_key(&self, k: &AccessKey) -> Result<(), Error> {
+        self.wrote_auth.set(true);
         self.conn()?
             .prepare_cached(
                 "INSERT INTO access_keys(id, account_id, secret, status, created_at, ram_user_id) \
@@ -305,7 +373,7 @@ impl<'c> SqliteTx<'c> {
     }
 
     pub fn access_key(&self, id: &str) -> Result<Option<AccessKey>, Error> {
-        self.cached_or(
+        self.auth_cached_or(
             || Query::AccessKey(id.to_string()),
             || {
                 let mut st = self.conn()?.prepare_cached(
@@ -334,7 +402,7 @@ impl<'c> SqliteTx<'c> {
     }
 
     pub fn ram_directory(&self, account_id: &str) -> Result<Option<String>, Error> {
-        self.cached_or(
+        self.auth_cached_or(
             || Query::RamDirectory(account_id.to_string()),
             || {
                 let mut st = self
@@ -360,6 +428,7 @@ impl<'c> SqliteTx<'c> {
     }
 
     pub fn put_ram_directory(&self, account_id: &str, doc: &str) -> Result<(), Error> {
+        self.wrote_auth.set(true);
         self.conn()?
             .prepare_cached(
                 "INSERT INTO ram_directories(account_id, doc) VALUES (?1, ?2) \
@@ -371,6 +440,7 @@ impl<'c> SqliteTx<'c> {
 
     /// Returns whether a key with that id existed.
     pub fn set_access_key_status(&self, id: &str, status: &str) -> Result<bool, Error> {
+        self.wrote_auth.set(true);
         Ok(self
             .conn()?
             .prepare_cached("UPDATE access_keys SET status = ?2 WHERE id = ?1")?
@@ -379,6 +449,7 @@ impl<'c> SqliteTx<'c> {
     }
 
     pub fn delete_access_key(&self, id: &str) -> Result<bool, Error> {
+        self.wrote_auth.set(true);
         Ok(self
             .conn()?
             .prepare_cached("DELETE FROM access_keys WHERE id = ?1")?

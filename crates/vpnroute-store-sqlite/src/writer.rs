@@ -9,7 +9,7 @@
 //!
 //! A deferred job ([`Queued::WithNext`]: bookkeeping nobody waits to see) waits for the next
 //! request to share its commit, for [`DEFERRED_WAIT`] at most, so that it costs no commit of
-//! its own.
+//! its own; in a batch, deferred jobs run before the requests.
 
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Weak;
@@ -78,9 +78,17 @@ fn run(store: Weak<SqliteStore>, rx: Receiver<Queued>) {
             Err(RecvTimeoutError::Disconnected) if deferred.is_empty() => return,
             Err(RecvTimeoutError::Disconnected) => std::mem::take(&mut deferred),
         };
+        // Deferred jobs run first, also those queued behind a request: they are records of
+        // versions in force already, and a request of the same gateway after them finds its
+        // claim free and takes it in its own transaction (instead of waiting for a pass).
+        let mut first = 0;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(queued) => batch.push(queued.into_job()),
+                Ok(Queued::WithNext(job)) => {
+                    batch.insert(first, job);
+                    first += 1;
+                }
+                Ok(Queued::Now(job)) => batch.push(job),
                 Err(_) => break,
             }
         }

@@ -12,7 +12,9 @@
 //!
 //! A newer generation empties the cache. Under load reads outnumber writes by far, and a
 //! whole-cache flush keeps writes free of any per-entry bookkeeping; the cache is also
-//! emptied when it holds `MAX_ENTRIES`, which bounds its memory.
+//! emptied when it holds `MAX_ENTRIES`, which bounds its memory. (A backend may keep
+//! authentication data apart, across commits it knows did not change it: the SQLite store
+//! does.)
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;

@@ -138,6 +138,12 @@ pub trait Store: Send + Sync {
     fn location(&self) -> String;
     /// The commit generation readers are invalidated by.
     fn change_feed(&self) -> &dyn ChangeFeed;
+    /// A generation that moves whenever another process (another replica, `vpnroute admin`)
+    /// commits; it may also move with this process's own commits. What mirroring replicas
+    /// watch. Default: the commit generation.
+    fn others_generation(&self) -> u64 {
+        self.change_feed().current()
+    }
 }
 
 impl dyn Store + '_ {

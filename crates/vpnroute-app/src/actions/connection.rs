@@ -464,8 +464,10 @@ fn tunnel_status(up: bool) -> &'static str {
     }
 }
 
-/// One tunnel as DescribeVpnConnection(s) shows it: every config member a string.
-fn tunnel_json(index: usize, t: &Tunnel) -> Value {
+/// One tunnel as DescribeVpnConnection(s) shows it: every config member a string. `found`:
+/// the data plane's own finding on the tunnel (its SA), if it has one; the tunnel's Status is
+/// up when the operator's switch and that finding both say so.
+fn tunnel_json(index: usize, t: &Tunnel, found: Option<bool>) -> Value {
     let mut bgp = ipsec::as_strings(&t.bgp_config);
     bgp["PeerBgpIp"] = json!("");
     bgp["BgpStatus"] = json!("");
@@ -474,7 +476,7 @@ fn tunnel_json(index: usize, t: &Tunnel) -> Value {
         "TunnelIndex": index + 1,
         "Role": t.role,
         "State": "active",
-        "Status": tunnel_status(t.up),
+        "Status": tunnel_status(t.up && found.unwrap_or(true)),
         "InternetIp": t.internet_ip,
         "ZoneNo": t.zone_no,
         "CustomerGatewayId": t.customer_gateway_id,
@@ -513,8 +515,16 @@ fn modified_tunnel_json(t: &Tunnel) -> Value {
 }
 
 /// `tunnel`: the data plane's own finding (its health check), if it has one; the connection
-/// is up when the operator's switch and that finding both say so.
-fn connection_json(c: &VpnConnection, gw_ip: &str, tunnel: Option<bool>, list_item: bool) -> Value {
+/// is up when the operator's switch and that finding both say so. `tunnels`: its findings on a
+/// dual-tunnel connection's tunnels, by tunnel id.
+fn connection_json(
+    c: &VpnConnection,
+    gw_ip: &str,
+    tunnel: Option<bool>,
+    tunnels: &[(String, bool)],
+    list_item: bool,
+) -> Value {
+    let found = |id: &str| tunnels.iter().find(|(t, _)| t == id).map(|(_, up)| *up);
     let up = c.tunnel_up && tunnel.unwrap_or(true);
     let mut health_check = c.health_check.clone();
     if health_check["Enable"] == "true" && tunnel.is_some() {
@@ -551,7 +561,7 @@ fn connection_json(c: &VpnConnection, gw_ip: &str, tunnel: Option<bool>, list_it
         "VcoHealthCheck": health_check,
         "VpnBgpConfig": c.bgp_config,
         "TunnelOptionsSpecification": {
-            "TunnelOptions": c.tunnels.iter().enumerate().map(|(i, t)| tunnel_json(i, t)).collect::<Vec<_>>(),
+            "TunnelOptions": c.tunnels.iter().enumerate().map(|(i, t)| tunnel_json(i, t, found(&t.id))).collect::<Vec<_>>(),
         },
     });
     // Alibaba's quirk: list items carry user tags under `Tag`, the single Describe under `Tags`.
@@ -597,29 +607,44 @@ pub struct ConnectionView {
     pub gateway_ip: String,
     /// The data plane's tunnel finding (`None`: it has none for this connection).
     pub tunnel: Option<bool>,
+    /// Its findings on the connection's tunnels (dual tunnel), by tunnel id.
+    pub tunnels: Vec<(String, bool)>,
 }
 
 impl ConnectionView {
     fn of(ctx: &OpCtx<'_>, tx: &dyn ReadTx, connection: VpnConnection) -> Result<ConnectionView, ApiError> {
         let gateway_ip = gateway_ip(tx, &connection.gateway_id)?;
-        let tunnel = ctx
-            .app
-            .data_plane
-            .tunnel_states(&connection.gateway_id)
-            .into_iter()
-            .find(|(id, _)| *id == connection.id)
-            .map(|(_, state)| state == vpnroute_dataplane::TunnelState::Up);
+        let states = ctx.app.data_plane.tunnel_states(&connection.gateway_id);
+        let up = |id: &str| {
+            states
+                .iter()
+                .find(|(key, _)| key == id)
+                .map(|(_, state)| *state == vpnroute_dataplane::TunnelState::Up)
+        };
+        let tunnel = up(&connection.id);
+        let tunnels = connection
+            .tunnels
+            .iter()
+            .filter_map(|t| Some((t.id.clone(), up(&t.id)?)))
+            .collect();
         Ok(ConnectionView {
             connection,
             gateway_ip,
             tunnel,
+            tunnels,
         })
     }
 }
 
 impl From<ConnectionView> for Reply {
     fn from(v: ConnectionView) -> Reply {
-        Reply::Value(connection_json(&v.connection, &v.gateway_ip, v.tunnel, false))
+        Reply::Value(connection_json(
+            &v.connection,
+            &v.gateway_ip,
+            v.tunnel,
+            &v.tunnels,
+            false,
+        ))
     }
 }
 
@@ -676,7 +701,7 @@ impl From<ConnectionsPage> for Reply {
         let items: Vec<Value> = page
             .items
             .iter()
-            .map(|v| connection_json(&v.connection, &v.gateway_ip, v.tunnel, true))
+            .map(|v| connection_json(&v.connection, &v.gateway_ip, v.tunnel, &v.tunnels, true))
             .collect();
         let mut body = json!({"VpnConnections": {"VpnConnection": items}});
         page_fields(&mut body, page.paging, page.total);
@@ -870,7 +895,7 @@ const MODIFIED_BGP_FIELDS: &[&str] = &[
 impl Serialize for ModifiedConnection {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let c = &self.connection;
-        let mut v = connection_json(c, &self.gateway_ip, None, false);
+        let mut v = connection_json(c, &self.gateway_ip, None, &[], false);
         v["Description"] = json!("");
         v["TunnelOptionsSpecification"] =
             json!({"TunnelOptions": c.tunnels.iter().map(modified_tunnel_json).collect::<Vec<_>>()});

@@ -296,7 +296,7 @@ fn create(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, input: NewRoute) -> Res
     if plan == Some(PublishPlan::AddEntry) {
         add_published_entry(ctx, tx, &gw, &route.dest)?;
     }
-    tasks::schedule(ctx, tx, &mut gw)?;
+    tasks::schedule_routes(ctx, tx, &mut gw)?;
     Ok(RouteEntry::of(&route))
 }
 
@@ -422,7 +422,7 @@ fn delete(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, input: DeleteRoute) -> 
     if route.published {
         withdraw_if_unused(tx, &gw, &route.dest)?;
     }
-    tasks::schedule(ctx, tx, &mut gw)?;
+    tasks::schedule_routes(ctx, tx, &mut gw)?;
     Ok(Done {})
 }
 
@@ -506,7 +506,7 @@ fn modify(ctx: &OpCtx<'_>, tx: &Tx<'_>, kind: RouteKind, input: ModifyRoute) -> 
     }
     if route != before {
         tx.update_route(&route)?;
-        tasks::schedule(ctx, tx, &mut gw)?;
+        tasks::schedule_routes(ctx, tx, &mut gw)?;
     }
     Ok(Done {})
 }
@@ -591,7 +591,7 @@ fn publish(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: PublishRoute) -> Result<Done, Ap
         withdraw_if_unused(tx, &gw, &dest)?;
     }
     if changed {
-        tasks::schedule(ctx, tx, &mut gw)?;
+        tasks::schedule_routes(ctx, tx, &mut gw)?;
     }
     Ok(Done {})
 }

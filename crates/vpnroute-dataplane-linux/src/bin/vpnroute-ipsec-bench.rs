@@ -7,9 +7,12 @@
 //! * `throughput`: iperf3 TCP from a VPC host to a site through one ESP tunnel
 //!   (kernel-libipsec) against the unencrypted `plain` (VXLAN) driver;
 //! * `failover`: active/standby connections, the active peer's charon killed while a VPC
-//!   host pings: time until the standby carries the traffic (DPD settings of the driver).
+//!   host pings: time until the standby carries the traffic (DPD settings of the driver);
+//! * `dual-failover`: one dual-tunnel connection, the master's peer killed while a VPC host
+//!   pings: time until the slave carries the traffic, against `failover` (two connections,
+//!   active/standby routes) in the same run, samples interleaved.
 //!
-//! `vpnroute-ipsec-bench [setup|throughput|failover|all] [--connections N] [--seconds S]`
+//! `vpnroute-ipsec-bench [setup|throughput|failover|dual-failover|all] [--connections N] [--seconds S]`
 //! prints one JSON object per scenario.
 
 use std::process::{Command, Stdio};
@@ -41,6 +44,9 @@ fn main() {
     }
     if what == "all" || what == "failover" {
         println!("{}", failover());
+    }
+    if what == "all" || what == "dual-failover" {
+        println!("{}", dual_failover());
     }
 }
 
@@ -194,6 +200,52 @@ fn failover() -> Value {
         "max_ms": samples.iter().cloned().fold(0.0, f64::max),
         "settings": "dpd_delay 1 s, retransmit_timeout 0.4 s x 3 (base 1.0); target <= 3000 ms",
     })
+}
+
+fn dual_failover() -> Value {
+    let mut dual = Vec::new();
+    let mut pair = Vec::new();
+    for _ in 0..REPEATS {
+        dual.push(dual_failover_once());
+        pair.push(failover_once());
+    }
+    let (dual_median, pair_median) = (median(dual.clone()), median(pair.clone()));
+    json!({
+        "scenario": "dual-failover",
+        "dual_samples_ms": dual,
+        "dual_median_ms": dual_median,
+        "dual_max_ms": dual.iter().cloned().fold(0.0, f64::max),
+        "pair_samples_ms": pair,
+        "pair_median_ms": pair_median,
+        "dual_over_pair": dual_median / pair_median,
+        "settings": "dpd_delay 1 s, retransmit_timeout 0.4 s x 3 (base 1.0) on both tunnels; target <= 3000 ms",
+    })
+}
+
+/// Master and slave of one connection, each towards its own site charon; the master's
+/// killed: time until a ping crosses the slave.
+fn dual_failover_once() -> f64 {
+    let mut lab = IpsecLab::new(false);
+    let d = dual_connection("vco-d", "203.0.113.1", "203.0.113.2", ["psk-m", "psk-s"]);
+    lab.dp()
+        .apply(&gateway_spec(vec![d.clone()], vec![dbr(1, SITE_NET, "vco-d", 100)]))
+        .expect("apply");
+    let host = lab.lab.attach_host("h", VPC_HOST);
+    lab.attach_tunnel_site("sm", &d, vpnroute_dataplane::TunnelRole::Master, "psk-m");
+    lab.attach_tunnel_site("ss", &d, vpnroute_dataplane::TunnelRole::Slave, "psk-s");
+    for tunnel in ["tun-vco-d-m", "tun-vco-d-s"] {
+        assert!(lab.wait_tunnel_status(tunnel, "ipsec_sa_established", Duration::from_secs(20)));
+    }
+    assert!(wait_for(Duration::from_secs(5), || ping(&host, SITE_HOST, 1)));
+    let pid = lab.sites[0].charon.running_pid().expect("the master site's charon");
+    let stopped = Instant::now();
+    sh("kill", &["-KILL", &pid.to_string()]);
+    while stopped.elapsed() < Duration::from_secs(15) {
+        if fast_ping(&host, SITE_HOST) {
+            return stopped.elapsed().as_secs_f64() * 1e3;
+        }
+    }
+    panic!("traffic never reached the slave tunnel");
 }
 
 fn failover_once() -> f64 {

@@ -1,6 +1,6 @@
-//! One charon per connection: its directory, start (inside the connection namespace with a
-//! private `/run`), adoption after a restart of vpnroute, stop — always by pid — and its SA
-//! state read over VICI.
+//! One charon per tunnel (a connection's, or one of a dual-tunnel connection's two): its
+//! directory, start (inside the tunnel's namespace with a private `/run`), adoption after a
+//! restart of vpnroute, stop — always by pid — and its SA state read over VICI.
 //!
 //! The directory (`<state dir>/<connection namespace>/`) holds `strongswan.conf`, the VICI
 //! socket, charon's log, `charon.pid` (written by us: the pid we started) and `meta.json`
@@ -32,6 +32,7 @@ pub const VICI_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     pub gateway_id: String,
+    /// The tunnel key: the connection id, or a dual-tunnel connection's tunnel id.
     pub connection_id: String,
     /// Hash of the configuration last loaded (to re-key in place when it changes).
     pub config_hash: u64,

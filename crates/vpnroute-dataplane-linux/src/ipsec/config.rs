@@ -109,12 +109,26 @@ pub struct TunnelConfig {
     pub force_encap: bool,
 }
 
-/// Checks a connection's parameters and maps them (see the module doc). A dual-tunnel
-/// connection's tunnel is its master tunnel, with the master's own TunnelIkeConfig /
-/// TunnelIpsecConfig, EnableDpd and EnableNatTraversal (the slave is not built yet).
+/// Checks a connection's parameters and maps them (see the module doc); for a dual-tunnel
+/// connection, its master tunnel's ([`check_tunnel`]).
 pub fn check(connection: &ConnectionSpec, local_address: &str) -> Result<TunnelConfig, Unsupported> {
-    let master = connection.tunnels.iter().find(|t| t.role == TunnelRole::Master);
-    let (ike, ipsec, dpd, encap) = match master {
+    let role = (!connection.tunnels.is_empty()).then_some(TunnelRole::Master);
+    check_tunnel(connection, role, local_address)
+}
+
+/// Checks the parameters of one tunnel and maps them: a single-tunnel connection's own
+/// (`role` `None`), or one tunnel of a dual-tunnel connection with that tunnel's
+/// TunnelIkeConfig / TunnelIpsecConfig, EnableDpd and EnableNatTraversal, towards its own
+/// customer gateway (the RemoteId default). The connection's subnets are both tunnels'
+/// selectors. `local_address`: the gateway's address for the tunnel (the LocalId default).
+pub fn check_tunnel(
+    connection: &ConnectionSpec,
+    role: Option<TunnelRole>,
+    local_address: &str,
+) -> Result<TunnelConfig, Unsupported> {
+    let tunnel = role.and_then(|role| connection.tunnels.iter().find(|t| t.role == role));
+    let remote_ip = tunnel.map_or(connection.remote_ip, |t| t.remote_ip);
+    let (ike, ipsec, dpd, encap) = match tunnel {
         Some(t) => (&t.ike_config, &t.ipsec_config, t.enable_dpd, t.enable_nat_traversal),
         None => (
             &connection.ike_config,
@@ -196,7 +210,7 @@ pub fn check(connection: &ConnectionSpec, local_address: &str) -> Result<TunnelC
         ike_lifetime_s: lifetime("IkeConfig", "IkeLifetime")?,
         ipsec_lifetime_s: lifetime("IpsecConfig", "IpsecLifetime")?,
         local_id: id_or("LocalId", local_address.to_string()),
-        remote_id: id_or("RemoteId", connection.remote_ip.to_string()),
+        remote_id: id_or("RemoteId", remote_ip.to_string()),
         psk,
         local_ts: or_any(&connection.local_subnets),
         remote_ts: or_any(&connection.remote_subnets),
@@ -513,6 +527,21 @@ mod tests {
         assert_eq!(config.ike_proposal, "aes256-md5-modp1024");
         assert_eq!(config.esp_proposal, "aes128-sha256-modp1024");
         assert_eq!((config.version, config.dpd), (2, false));
+        // The slave: its own parameters, customer gateway and local address.
+        let refused = check_tunnel(&c, Some(TunnelRole::Slave), "47.0.0.2").unwrap_err();
+        assert_eq!(refused.parameter(), "IkeConfig.IkeEncAlg");
+        c.tunnels[0].ike_config["IkeEncAlg"] = serde_json::json!("aes192");
+        c.tunnels[0].remote_ip = "198.51.100.8".parse().unwrap();
+        c.tunnels[0].enable_dpd = true;
+        let slave = check_tunnel(&c, Some(TunnelRole::Slave), "47.0.0.2").unwrap();
+        assert_eq!(slave.psk, "slave");
+        assert_eq!(slave.ike_proposal, "aes192-md5-modp1024");
+        assert_eq!(
+            (slave.local_id.as_str(), slave.remote_id.as_str()),
+            ("47.0.0.2", "198.51.100.8")
+        );
+        assert!(slave.dpd);
+        assert_eq!(slave.remote_ts, config.remote_ts, "one connection: the same selectors");
     }
 
     #[test]

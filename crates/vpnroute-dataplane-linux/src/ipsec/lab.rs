@@ -7,16 +7,21 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use std::net::Ipv4Addr;
+
 use serde_json::{json, Value};
-use vpnroute_dataplane::{ConnectionSpec, DataPlane, GatewaySpec};
+use vpnroute_dataplane::{ConnectionSpec, DataPlane, GatewaySpec, TunnelRole, TunnelSpec};
 
 use super::charon::Instance;
+use super::config::TunnelConfig;
 use crate::lab::*;
 use crate::{LinuxConfig, LinuxDataPlane, PolicyMode, TunnelKind};
 
 pub const TEST_BASE: &str = "/tmp/vpnroute-ipsec-tests";
 pub const SITE_NET: &str = "10.1.0.0/24";
 pub const SITE_HOST: &str = "10.1.0.1";
+/// The lab gateway's DisasterRecoveryInternetIp: a dual-tunnel connection's slave end.
+pub const DR_INTERNET_IP: &str = "47.0.0.2";
 pub const PACKAGES: [&str; 6] = [
     "strongswan-charon",
     "strongswan-swanctl",
@@ -68,6 +73,74 @@ pub fn ipsec_connection(id: &str, remote: &str, psk: &str) -> ConnectionSpec {
     c.enable_dpd = true;
     c.enable_nat_traversal = true;
     c
+}
+
+/// A dual-tunnel connection as a client creates it on a gateway with a disaster-recovery
+/// vswitch: the master towards `master_remote` (the gateway's InternetIp), the slave towards
+/// `slave_remote` (its DisasterRecoveryInternetIp), each with its own PSK and the parameters
+/// of [`ipsec_connection`] except the slave's IKE encryption (`aes256`: its own parameters).
+pub fn dual_connection(id: &str, master_remote: &str, slave_remote: &str, psks: [&str; 2]) -> ConnectionSpec {
+    let mut c = ipsec_connection(id, master_remote, psks[0]);
+    let tunnel = |role, remote: &str, local: &str, psk: &str| {
+        let mut ike = c.ike_config.clone();
+        ike["LocalId"] = json!(local);
+        ike["RemoteId"] = json!(remote);
+        ike["Psk"] = json!(psk);
+        if role == TunnelRole::Slave {
+            ike["IkeEncAlg"] = json!("aes256");
+        }
+        TunnelSpec {
+            id: format!("tun-{id}-{}", if role == TunnelRole::Master { "m" } else { "s" }),
+            role,
+            local_ip: addr(local),
+            remote_ip: addr(remote),
+            admin_up: true,
+            ike_config: ike,
+            ipsec_config: c.ipsec_config.clone(),
+            enable_dpd: true,
+            enable_nat_traversal: true,
+        }
+    };
+    let tunnels = vec![
+        tunnel(TunnelRole::Master, master_remote, INTERNET_IP, psks[0]),
+        tunnel(TunnelRole::Slave, slave_remote, DR_INTERNET_IP, psks[1]),
+    ];
+    c.tunnels = tunnels;
+    c
+}
+
+/// What a customer site's charon needs to answer one tunnel: its parameters, the site's and
+/// the gateway's addresses, the PSK the customer typed.
+#[derive(Debug, Clone)]
+pub struct SiteEnd {
+    pub config: TunnelConfig,
+    pub site_ip: Ipv4Addr,
+    pub gateway_ip: Ipv4Addr,
+    pub psk: String,
+}
+
+impl SiteEnd {
+    /// The end of a single-tunnel connection (towards the InternetIp).
+    pub fn of_connection(connection: &ConnectionSpec, psk: &str) -> SiteEnd {
+        SiteEnd {
+            config: super::config::check(connection, INTERNET_IP).expect("supported parameters"),
+            site_ip: connection.remote_ip,
+            gateway_ip: addr(INTERNET_IP),
+            psk: psk.to_string(),
+        }
+    }
+
+    /// The end of one tunnel of a dual-tunnel connection (towards that tunnel's address).
+    pub fn of_tunnel(connection: &ConnectionSpec, role: TunnelRole, psk: &str) -> SiteEnd {
+        let tunnel = connection.tunnels.iter().find(|t| t.role == role).expect("the tunnel");
+        let local = tunnel.local_ip.to_string();
+        SiteEnd {
+            config: super::config::check_tunnel(connection, Some(role), &local).expect("supported parameters"),
+            site_ip: tunnel.remote_ip,
+            gateway_ip: tunnel.local_ip,
+            psk: psk.to_string(),
+        }
+    }
 }
 
 pub fn ipsec_dp(prefix: &str, watch: bool) -> LinuxDataPlane {
@@ -122,66 +195,63 @@ impl IpsecLab {
     /// A site with one charon answering several connections (one underlay address each,
     /// as separate customer gateways would have), `hosts` answered on its loopback.
     pub fn attach_site_for(&mut self, name: &str, connections: &[(ConnectionSpec, String)], hosts: &[&str]) -> String {
-        let details = self.lab.details();
-        let underlay_ns = details["Underlay"]["Namespace"].as_str().unwrap().to_string();
-        let bridge = details["Underlay"]["Bridge"].as_str().unwrap().to_string();
-        let prefix = &self.lab.prefix;
-        let (ns, port) = (format!("{prefix}{name}"), format!("{prefix}{name}"));
-        ip(&["netns", "add", &ns]);
-        ip(&[
-            "-n",
-            &ns,
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            &underlay_ns,
-        ]);
-        ip(&["-n", &underlay_ns, "link", "set", &port, "master", &bridge, "up"]);
-        for (connection, _) in connections {
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{}/32", connection.remote_ip),
-                "dev",
-                "eth0",
-            ]);
-        }
-        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ip(&[
-            "-n",
-            &ns,
-            "route",
-            "add",
-            &format!("{INTERNET_IP}/32"),
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ]);
-        for host in hosts {
-            ip(&["-n", &ns, "addr", "add", &format!("{host}/32"), "dev", "lo"]);
-        }
-        wait_carrier(&ns, "eth0");
-        let charon = Instance::new(&self.dir.join("sites"), &ns);
-        charon.ensure_running().expect("site charon starts");
-        let conf = charon.dir.join("swanctl.conf");
-        std::fs::write(&conf, customer_swanctl_conf(connections)).unwrap();
-        load_swanctl(&charon);
+        let ends: Vec<SiteEnd> = connections
+            .iter()
+            .map(|(connection, psk)| SiteEnd::of_connection(connection, psk))
+            .collect();
+        self.attach_site_ends(name, &ends, hosts)
+    }
+
+    /// A site whose charon answers one tunnel of a dual-tunnel connection, holding
+    /// `SITE_HOST` (each tunnel's customer gateway is a site of its own).
+    pub fn attach_tunnel_site(
+        &mut self,
+        name: &str,
+        connection: &ConnectionSpec,
+        role: TunnelRole,
+        psk: &str,
+    ) -> String {
+        self.attach_site_ends(name, &[SiteEnd::of_tunnel(connection, role, psk)], &[SITE_HOST])
+    }
+
+    /// A site with one charon answering `ends`, `hosts` answered on its loopback.
+    pub fn attach_site_ends(&mut self, name: &str, ends: &[SiteEnd], hosts: &[&str]) -> String {
+        let (ns, charon) = attach_site_to(
+            &self.lab.details(),
+            &self.lab.prefix,
+            &self.dir.join("sites"),
+            name,
+            ends,
+            hosts,
+        );
         self.sites.push(Site { charon });
         ns
     }
 
     pub fn live(&self, connection: &str) -> Value {
         self.lab.connection_details(connection)["TunnelLive"].clone()
+    }
+
+    /// One tunnel of a dual-tunnel connection in the data plane's details.
+    pub fn tunnel_details(&self, tunnel_id: &str) -> Value {
+        self.lab.details()["Connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["TunnelId"] == tunnel_id)
+            .unwrap_or_else(|| panic!("tunnel {tunnel_id} in details"))
+            .clone()
+    }
+
+    pub fn tunnel_status(&self, tunnel_id: &str) -> String {
+        self.tunnel_details(tunnel_id)["TunnelLive"]["Status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn wait_tunnel_status(&self, tunnel_id: &str, status: &str, limit: Duration) -> bool {
+        wait_for(limit, || self.tunnel_status(tunnel_id) == status)
     }
 
     pub fn status(&self, connection: &str) -> String {
@@ -227,18 +297,29 @@ pub fn load_swanctl(charon: &Instance) {
 /// (the same mapping as the driver's: aes/sha256/group14 → aes128-sha256-modp2048), with
 /// the connection's subnets mirrored as their traffic selectors.
 pub fn customer_swanctl_conf(connections: &[(ConnectionSpec, String)]) -> String {
+    let ends: Vec<SiteEnd> = connections
+        .iter()
+        .map(|(connection, psk)| SiteEnd::of_connection(connection, psk))
+        .collect();
+    customer_swanctl_conf_for(&ends)
+}
+
+/// [`customer_swanctl_conf`] for any tunnel ends (one tunnel of a dual-tunnel connection
+/// towards its own gateway address).
+pub fn customer_swanctl_conf_for(ends: &[SiteEnd]) -> String {
     let mut conns = String::new();
     let mut secrets = String::new();
-    for (i, (connection, psk)) in connections.iter().enumerate() {
-        let config = super::config::check(connection, INTERNET_IP).expect("supported parameters");
-        let remote = connection.remote_ip;
+    for (i, end) in ends.iter().enumerate() {
+        let (config, psk) = (&end.config, &end.psk);
+        let remote = end.site_ip;
+        let gateway = end.gateway_ip;
         let list = |nets: &[ipnet::Ipv4Net]| nets.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
         conns.push_str(&format!(
             "  alibaba{i} {{
     version = {version}
     aggressive = {aggressive}
     local_addrs = {remote}
-    remote_addrs = {INTERNET_IP}
+    remote_addrs = {gateway}
     proposals = {ike}
     dpd_delay = 1s
     local {{
@@ -316,4 +397,71 @@ pub fn fast_ping(ns: &str, dest: &str) -> bool {
         .args(["netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-W", "0.2", dest])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// A customer site `{prefix}{name}` on the underlay bridge of the gateway whose data-plane
+/// details are `details`: one underlay address per customer gateway of `ends`, a route to
+/// each gateway address, `hosts` on its loopback, and its own charon (its directory under
+/// `sites_dir`; the caller stops it) loaded with the `swanctl.conf` a customer writes for
+/// `ends`.
+pub fn attach_site_to(
+    details: &Value,
+    prefix: &str,
+    sites_dir: &std::path::Path,
+    name: &str,
+    ends: &[SiteEnd],
+    hosts: &[&str],
+) -> (String, Instance) {
+    let underlay_ns = details["Underlay"]["Namespace"].as_str().unwrap().to_string();
+    let bridge = details["Underlay"]["Bridge"].as_str().unwrap().to_string();
+    let (ns, port) = (format!("{prefix}{name}"), format!("{prefix}{name}"));
+    ip(&["netns", "add", &ns]);
+    ip(&[
+        "-n",
+        &ns,
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &port,
+        "netns",
+        &underlay_ns,
+    ]);
+    ip(&["-n", &underlay_ns, "link", "set", &port, "master", &bridge, "up"]);
+    let mut site_ips: Vec<Ipv4Addr> = ends.iter().map(|e| e.site_ip).collect();
+    site_ips.dedup();
+    for site_ip in site_ips {
+        ip(&["-n", &ns, "addr", "add", &format!("{site_ip}/32"), "dev", "eth0"]);
+    }
+    ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    let mut gateway_ips: Vec<Ipv4Addr> = ends.iter().map(|e| e.gateway_ip).collect();
+    gateway_ips.sort();
+    gateway_ips.dedup();
+    for gateway_ip in gateway_ips {
+        ip(&[
+            "-n",
+            &ns,
+            "route",
+            "add",
+            &format!("{gateway_ip}/32"),
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ]);
+    }
+    for host in hosts {
+        ip(&["-n", &ns, "addr", "add", &format!("{host}/32"), "dev", "lo"]);
+    }
+    wait_carrier(&ns, "eth0");
+    let charon = Instance::new(sites_dir, &ns);
+    charon.ensure_running().expect("site charon starts");
+    let conf = charon.dir.join("swanctl.conf");
+    std::fs::write(&conf, customer_swanctl_conf_for(ends)).unwrap();
+    load_swanctl(&charon);
+    (ns, charon)
 }

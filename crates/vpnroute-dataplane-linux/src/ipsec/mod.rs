@@ -6,10 +6,14 @@
 //! would apply; without them (these machines) `libipsec` mode runs. Only `libipsec` mode is
 //! implemented: on a kernel with ESP it is what runs too, and the log says so.
 //!
-//! **libipsec mode, per connection** (names with the data plane's prefix):
-//! * a namespace `{prefix}c-<hash of the connection id>` holding one charon with the
+//! **libipsec mode, per tunnel** — a single-tunnel connection has one, a dual-tunnel
+//! connection two (master and slave, keyed by their tunnel ids, each with its own
+//! parameters, customer gateway and gateway address; names with the data plane's prefix):
+//! * a namespace `{prefix}c-<hash of the tunnel key>` holding one charon with the
 //!   kernel-libipsec plugin (userspace ESP over its TUN `ipsec0`: one TUN per charon, so one
-//!   charon per connection gives every connection an interface of its own);
+//!   charon per tunnel gives every tunnel an interface of its own — the two tunnels of a
+//!   dual-tunnel connection have the same traffic selectors, which one charon could not tell
+//!   apart);
 //! * the connection's interface in the gateway namespace (`{prefix}t<slot>`, where the
 //!   gateway's routes point) is a veth whose peer `{prefix}tun` sits in that namespace, over
 //!   the tunnel's /31 with static neighbours (nothing waits on ARP);
@@ -20,10 +24,12 @@
 //!   them, so decrypted packets are forwarded even to the address charon needs inside the
 //!   local traffic selector (kernel-libipsec refuses a CHILD SA without one);
 //! * in the gateway namespace, table `ip vpnroute_ipsec` source-NATs charon's packets to the
-//!   gateway's InternetIp on the underlay and destination-NATs IKE/NAT-T from the customer
-//!   gateway to the connection's charon: the customer sees one peer, the InternetIp.
+//!   tunnel's gateway address on the underlay (the InternetIp; a slave's
+//!   DisasterRecoveryInternetIp when it has one) and destination-NATs IKE/NAT-T from the
+//!   customer gateway to that address to the tunnel's charon: the customer sees one peer per
+//!   tunnel.
 //!
-//! **State.** A monitor thread per connection listens to `ike-updown`/`child-updown` and
+//! **State.** A monitor thread per tunnel listens to `ike-updown`/`child-updown` and
 //! reads `list-sas` (at least every second) into Alibaba's status
 //! ([`charon::SaStatus`]); the tunnel is up only with every CHILD SA installed. A change
 //! calls the data plane back, which re-programs the gateway's routes (failover) and reports
@@ -91,12 +97,49 @@ pub enum KernelMode {
     Libipsec,
 }
 
+/// What the start-up probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelProbe {
+    /// `ip xfrm state add … proto esp` accepted.
+    pub esp: bool,
+    /// `ip link add … type xfrm` accepted.
+    pub xfrm_interfaces: bool,
+}
+
+impl KernelProbe {
+    pub fn mode(self) -> KernelMode {
+        if self.esp && self.xfrm_interfaces {
+            KernelMode::Xfrm
+        } else {
+            KernelMode::Libipsec
+        }
+    }
+
+    /// The start-up log line: what was found, which mode runs and why.
+    pub fn message(self) -> String {
+        let found = |present: bool| if present { "present" } else { "missing" };
+        let why = match self.mode() {
+            KernelMode::Xfrm => "xfrm mode (route-based xfrm interfaces with if_id) would apply but is not implemented",
+            KernelMode::Libipsec => "xfrm mode needs both",
+        };
+        format!(
+            "ipsec tunnels: kernel ESP {}, XFRM interfaces {}; {why}: running kernel-libipsec mode \
+             (userspace ESP, one charon per tunnel)",
+            found(self.esp),
+            found(self.xfrm_interfaces)
+        )
+    }
+}
+
 /// Probes ESP (`ip xfrm state add … proto esp`) and XFRM interfaces (`type xfrm`) in a
-/// throw-away namespace `{prefix}xprobe`.
-pub fn detect_kernel(names: &Names) -> KernelMode {
+/// throw-away namespace `{prefix}xprobe` (neither, when the namespace cannot be made).
+pub fn detect_kernel(names: &Names) -> KernelProbe {
     let ns = format!("{}xprobe", names.prefix());
     if kernel::ensure_netns(&ns).is_err() {
-        return KernelMode::Libipsec;
+        return KernelProbe {
+            esp: false,
+            xfrm_interfaces: false,
+        };
     }
     let xfrm_if = kernel::ip(&["-n", &ns, "link", "add", "xprobe0", "type", "xfrm", "if_id", "1"]).is_ok();
     let key16 = format!("0x{}", "00".repeat(16));
@@ -126,10 +169,9 @@ pub fn detect_kernel(names: &Names) -> KernelMode {
     ])
     .is_ok();
     let _ = kernel::delete_netns(&ns);
-    if xfrm_if && esp {
-        KernelMode::Xfrm
-    } else {
-        KernelMode::Libipsec
+    KernelProbe {
+        esp,
+        xfrm_interfaces: xfrm_if,
     }
 }
 
@@ -178,16 +220,11 @@ impl IpsecDriver {
         let base =
             std::env::var_os("VPNROUTE_IPSEC_DIR").map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from);
         let state_dir = base.join(names.prefix());
-        let mode = detect_kernel(&names);
+        let probe = detect_kernel(&names);
+        let mode = probe.mode();
         match mode {
-            KernelMode::Xfrm => tracing::warn!(
-                "ipsec tunnels: the kernel has ESP and XFRM interfaces, but xfrm mode is not implemented; \
-                 running kernel-libipsec mode (userspace ESP, one charon per connection)"
-            ),
-            KernelMode::Libipsec => tracing::info!(
-                "ipsec tunnels: kernel without ESP/XFRM interfaces; running kernel-libipsec mode \
-                 (userspace ESP, one charon per connection)"
-            ),
+            KernelMode::Xfrm => tracing::warn!("{}", probe.message()),
+            KernelMode::Libipsec => tracing::info!("{}", probe.message()),
         }
         IpsecDriver {
             names,
@@ -281,7 +318,7 @@ impl IpsecDriver {
             Route::new(TABLE_MAIN, Ipv4Net::default(), to_gateway),
         ];
         let want = NsWant {
-            ns: self.connection_ns(&plan.connection_id),
+            ns: self.connection_ns(&plan.id),
             links,
             stale_link: None,
             routes: None,
@@ -341,34 +378,26 @@ impl IpsecDriver {
         let hash = stable_hash(&format!("{config:?}|{}", plan.remote_ip));
         let previous = instance.meta();
         let mut client = instance.client()?;
-        let loaded = client
-            .get_conns()
-            .map_err(|e| e.to_string())?
-            .contains(&plan.connection_id);
+        let loaded = client.get_conns().map_err(|e| e.to_string())?.contains(&plan.id);
         let changed = previous.as_ref().is_some_and(|m| m.config_hash != hash);
         if started || !loaded || changed || previous.is_none() {
             client
-                .load_shared(
-                    &format!("psk-{}", plan.connection_id),
-                    "IKE",
-                    &config.psk,
-                    &config.secret_owners(),
-                )
+                .load_shared(&format!("psk-{}", plan.id), "IKE", &config.psk, &config.secret_owners())
                 .map_err(|e| e.to_string())?;
             client
-                .load_conn(&plan.connection_id, config.conn_message(&plan.remote_ip.to_string()))
+                .load_conn(&plan.id, config.conn_message(&plan.remote_ip.to_string()))
                 .map_err(|e| e.to_string())?;
             if changed && loaded {
                 // Re-key in place: the new parameters apply from a fresh IKE SA.
-                tracing::info!(connection_id = %plan.connection_id, "ipsec parameters changed; re-establishing");
-                let _ = client.terminate_ike(&plan.connection_id, 2000);
+                tracing::info!(connection_id = %plan.id, "ipsec parameters changed; re-establishing");
+                let _ = client.terminate_ike(&plan.id, 2000);
             }
             instance.write_meta(&Meta {
                 gateway_id: gateway_id.to_string(),
-                connection_id: plan.connection_id.clone(),
+                connection_id: plan.id.clone(),
                 config_hash: hash,
             })?;
-            initiate(&mut client, &plan.connection_id, config);
+            initiate(&mut client, &plan.id, config);
         }
         Ok(())
     }
@@ -445,34 +474,55 @@ impl IpsecDriver {
             return Ok(());
         };
         let underlay = &any.plan.underlay_if;
-        let mut wanted = vec![format!(
+        // A tunnel with an address of its own (a slave's DisasterRecoveryInternetIp) first:
+        // the first matching NAT statement wins.
+        let mut snat: Vec<String> = tunnels
+            .values()
+            .filter(|t| t.plan.local_ip != spec.internet_ip)
+            .map(|t| {
+                let (_, charon_end) = tunnel_addresses(t.plan.slot);
+                format!(
+                    "oifname \"{underlay}\" ip saddr {charon_end} snat to {}",
+                    t.plan.local_ip
+                )
+            })
+            .collect();
+        snat.push(format!(
             "oifname \"{underlay}\" ip saddr 169.254.0.0/16 snat to {}",
             spec.internet_ip
-        )];
+        ));
+        let mut dnat = Vec::new();
         let mut seen = BTreeSet::new();
         for tunnel in tunnels.values() {
-            // One customer gateway address, one charon (the first connection's).
-            if seen.insert(tunnel.plan.remote_ip) {
+            // One (customer gateway, gateway address) pair, one charon (the first tunnel's):
+            // the master and slave of one customer gateway differ by the gateway's address.
+            if seen.insert((tunnel.plan.remote_ip, tunnel.plan.local_ip)) {
                 let (_, charon_end) = tunnel_addresses(tunnel.plan.slot);
-                wanted.push(format!(
-                    "iifname \"{underlay}\" ip saddr {} udp dport {{ 500, 4500 }} dnat to {charon_end}",
-                    tunnel.plan.remote_ip
+                dnat.push(format!(
+                    "iifname \"{underlay}\" ip saddr {} ip daddr {} udp dport {{ 500, 4500 }} dnat to {charon_end}",
+                    tunnel.plan.remote_ip, tunnel.plan.local_ip
                 ));
             }
         }
-        wanted.sort();
+        dnat.sort();
         let listed = kernel::netns_exec(&ns, "nft", &["list", "table", "ip", NAT_TABLE]).unwrap_or_default();
-        let mut found: Vec<String> = listed
-            .lines()
-            .map(str::trim)
-            .filter(|l| l.contains(" snat to ") || l.contains(" dnat to "))
-            .map(str::to_string)
-            .collect();
-        found.sort();
-        if found == wanted && listed.contains("hook postrouting") && listed.contains("hook prerouting") {
+        let lines = |pattern: &str| -> Vec<String> {
+            listed
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.contains(pattern))
+                .map(str::to_string)
+                .collect()
+        };
+        let mut found_dnat = lines(" dnat to ");
+        found_dnat.sort();
+        if lines(" snat to ") == snat
+            && found_dnat == dnat
+            && listed.contains("hook postrouting")
+            && listed.contains("hook prerouting")
+        {
             return Ok(());
         }
-        let (snat, dnat): (Vec<&String>, Vec<&String>) = wanted.iter().partition(|l| l.contains(" snat to "));
         let mut script = format!("table ip {NAT_TABLE} {{}}\ndelete table ip {NAT_TABLE}\ntable ip {NAT_TABLE} {{\n");
         script.push_str(" chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n");
         for line in snat {
@@ -657,7 +707,7 @@ impl TunnelDriver for IpsecDriver {
     fn want(&self, plan: &TunnelPlan) -> TunnelWant {
         let (gateway_end, charon_end) = tunnel_addresses(plan.slot);
         let (own_mac, charon_mac) = (mac(MAC_GATEWAY, plan.key), mac(MAC_CHARON, plan.key));
-        let conn_ns = self.connection_ns(&plan.connection_id);
+        let conn_ns = self.connection_ns(&plan.id);
         let link = Link {
             kind: Some("veth".into()),
             up: true,
@@ -687,12 +737,13 @@ impl TunnelDriver for IpsecDriver {
             details: json!({
                 "Driver": "ipsec",
                 "Mode": "libipsec",
+                "Tunnel": plan.id,
                 "Namespace": conn_ns,
                 "Remote": plan.remote_ip,
                 "Local": plan.local_ip,
                 "TunnelAddress": format!("{gateway_end}/31"),
                 "CharonAddress": format!("{charon_end}/31"),
-                "Vici": self.instance(&plan.connection_id).socket(),
+                "Vici": self.instance(&plan.id).socket(),
             }),
         }
     }
@@ -709,7 +760,7 @@ impl TunnelDriver for IpsecDriver {
         for (ns, meta) in self.instances() {
             let Some(meta) = meta else { continue };
             if meta.gateway_id == spec.gateway_id && !tunnels.contains_key(&meta.connection_id) {
-                tracing::info!(connection_id = %meta.connection_id, %ns, "removing the tunnel of a deleted connection");
+                tracing::info!(tunnel = %meta.connection_id, %ns, "removing the tunnel of a deleted connection or tunnel");
                 self.remove_connection(&meta.gateway_id, &meta.connection_id);
             }
         }
@@ -718,15 +769,18 @@ impl TunnelDriver for IpsecDriver {
         }
         // Starting a charon waits for its socket (~0.1-0.3 s): several at a time.
         let work: Vec<(&ConnectionSpec, &TunnelPlan)> = tunnels
-            .iter()
-            .filter_map(|(id, t)| spec.connections.iter().find(|c| &c.id == id).map(|c| (c, &t.plan)))
+            .values()
+            .filter_map(|t| {
+                let connection = spec.connections.iter().find(|c| c.id == t.plan.connection_id)?;
+                Some((connection, &t.plan))
+            })
             .collect();
         for batch in work.chunks(PARALLEL_STARTS) {
             let results: Vec<(String, Result<(), String>)> = std::thread::scope(|scope| {
                 let handles: Vec<_> = batch
                     .iter()
                     .map(|(connection, plan)| {
-                        let id = connection.id.clone();
+                        let id = plan.id.clone();
                         (id, scope.spawn(move || self.realize_one(spec, connection, plan)))
                     })
                     .collect();
@@ -737,7 +791,7 @@ impl TunnelDriver for IpsecDriver {
             });
             for (id, result) in results {
                 if let Err(e) = result {
-                    tracing::warn!(connection_id = %id, error = %e, "ipsec tunnel");
+                    tracing::warn!(tunnel = %id, error = %e, "ipsec tunnel");
                     errors.push(format!("{id}: {e}"));
                 }
             }
@@ -751,10 +805,11 @@ impl TunnelDriver for IpsecDriver {
 
     fn drifted(&self, spec: &GatewaySpec, tunnels: &BTreeMap<String, TunnelLayout>) -> bool {
         tunnels.iter().any(|(id, tunnel)| {
-            let Some(connection) = spec.connections.iter().find(|c| &c.id == id) else {
+            let plan = &tunnel.plan;
+            let Some(connection) = spec.connections.iter().find(|c| c.id == plan.connection_id) else {
                 return false;
             };
-            let Ok(config) = config::check(connection, &spec.internet_ip.to_string()) else {
+            let Ok(config) = config::check_tunnel(connection, plan.role, &plan.local_ip.to_string()) else {
                 return false;
             };
             if self.instance(id).running_pid().is_none() {
@@ -806,8 +861,8 @@ impl TunnelDriver for IpsecDriver {
 
 impl IpsecDriver {
     fn realize_one(&self, spec: &GatewaySpec, connection: &ConnectionSpec, plan: &TunnelPlan) -> Result<(), String> {
-        let key = (spec.gateway_id.clone(), connection.id.clone());
-        let config = match config::check(connection, &spec.internet_ip.to_string()) {
+        let key = (spec.gateway_id.clone(), plan.id.clone());
+        let config = match config::check_tunnel(connection, plan.role, &plan.local_ip.to_string()) {
             Ok(config) => config,
             Err(unsupported) => {
                 self.record_error(&key, &unsupported);
@@ -815,20 +870,20 @@ impl IpsecDriver {
             }
         };
         // charon first: its `ipsec0` must exist for the rules that name it to read back.
-        let instance = self.instance(&plan.connection_id);
+        let instance = self.instance(&plan.id);
         let started = instance.ensure_running()?;
         if instance.meta().is_none() {
             // Named at once: a gateway removed after a failed load still finds its charon.
             instance.write_meta(&Meta {
                 gateway_id: spec.gateway_id.clone(),
-                connection_id: connection.id.clone(),
+                connection_id: plan.id.clone(),
                 config_hash: 0,
             })?;
         }
         self.converge_conn_ns(plan, &config)?;
         self.converge_charon(&spec.gateway_id, plan, &config, &instance, started)?;
         let children = config.children().into_iter().map(|c| c.0).collect();
-        self.ensure_monitor(&spec.gateway_id, &connection.id, children);
+        self.ensure_monitor(&spec.gateway_id, &plan.id, children);
         Ok(())
     }
 
@@ -890,5 +945,23 @@ mod tests {
         assert!(driver.connection_ns("vco-1").len() <= 15);
         assert_eq!(selector_address("10.0.0.0/24".parse().unwrap()).to_string(), "10.0.0.1");
         assert_eq!(selector_address("10.0.0.7/32".parse().unwrap()).to_string(), "10.0.0.7");
+    }
+
+    #[test]
+    fn the_start_up_log_says_what_was_found_and_what_runs() {
+        let probe = |esp, xfrm_interfaces| KernelProbe { esp, xfrm_interfaces };
+        let here = probe(false, false);
+        assert_eq!(here.mode(), KernelMode::Libipsec);
+        assert!(
+            here.message().contains("ESP missing, XFRM interfaces missing"),
+            "{}",
+            here.message()
+        );
+        assert!(probe(true, false)
+            .message()
+            .contains("ESP present, XFRM interfaces missing"));
+        let full = probe(true, true);
+        assert_eq!(full.mode(), KernelMode::Xfrm);
+        assert!(full.message().contains("not implemented: running kernel-libipsec mode"));
     }
 }
