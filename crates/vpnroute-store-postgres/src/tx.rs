@@ -1019,7 +1019,7 @@ impl WriteTx for PgTx<'_> {
     /// `SELECT … FOR UPDATE` on the gateway's lock row (created on first use), in one round
     /// trip with the insert that creates it; held until the transaction ends. The same round
     /// trip reads, once the lock is granted, what a writer of the gateway reads next (see
-    /// [`PgTx::remember_locked`]).
+    /// `remember_locked`).
     fn lock_gateway(&self, gateway_id: &str) -> Result<(), StoreError> {
         if gateway_id.contains('\0') {
             return Err(StoreError::Other("a gateway id with a NUL byte".into()));
@@ -1161,7 +1161,7 @@ impl WriteTx for PgTx<'_> {
     }
 
     /// The route, its gateway's route count and its "absent" before-image (see
-    /// [`remember_existing`]) in one statement.
+    /// `remember_existing`) in one statement.
     fn insert_route(&self, r: &VpnRoute) -> Result<i64, StoreError> {
         self.memo.borrow_mut().forget_routes(&r.gateway_id);
         let seq: i64 = self
