@@ -32,16 +32,24 @@
 //! * **Group commit.** Write requests ([`Store::submit_write`]) go to one writer thread per
 //!   store, which runs as many as are waiting in one transaction, each in its own savepoint
 //!   (as the SQLite store does; see `writer.rs`).
-//! * **What a read sees** (see [`PgStore::read_fast`]): every read asks PostgreSQL for the
-//!   commit generation first, so it never answers older than any commit acknowledged by any
-//!   replica before the read began; cached results are used only at exactly that generation.
+//! * **What a read sees** (see [`PgStore::read_fast`]): every read takes the commit
+//!   generation from a query PostgreSQL received after the read began (concurrent reads share
+//!   one such query), so it never answers older than any commit acknowledged by any replica
+//!   before the read began; cached results are used only at exactly that generation.
+//! * **Batching** (`batch.rs`): the generation queries of concurrent reads and the nonces of
+//!   concurrent reads go to PostgreSQL as one statement per batch (the *fast lane*: a loop
+//!   takes the first waiting request and everything queued behind it, no delay; see
+//!   [`PgNonces`]); writes' nonces are batched the same way among themselves.
 //! * **Migrations** (`schema.rs`): embedded, versioned (`schema_migrations`), applied at open
 //!   under a session advisory lock: the first replica migrates, the others wait and find
 //!   nothing to do.
 
+mod batch;
 mod nonces;
 mod reconcile;
 mod schema;
+#[cfg(test)]
+mod testdb;
 mod tx;
 mod writer;
 
@@ -82,6 +90,9 @@ pub struct PgStore {
     location: String,
     cache: ReadCache,
     generation: Generation,
+    /// The generation queries of concurrent reads (see [`PgStore::read_fast`]) and reads'
+    /// nonces, one statement per batch.
+    fast_lane: batch::Batcher<nonces::Fast, nonces::FastAnswer>,
     queue: OnceLock<Mutex<Sender<writer::Queued>>>,
     /// Keeps the LISTEN connection's task alive with the store.
     _listener: Option<tokio::task::JoinHandle<()>>,
@@ -247,6 +258,7 @@ impl PgStore {
             generation.publish(g);
             Ok::<_, StoreError>(listen(config.clone(), generation.0.clone()).await)
         })?;
+        let fast_lane = nonces::start_fast_lane(rt.handle(), fast_pool.clone());
         Ok(Arc::new_cyclic(|me| PgStore {
             me: me.clone(),
             rt,
@@ -255,6 +267,7 @@ impl PgStore {
             location,
             cache: ReadCache::default(),
             generation,
+            fast_lane,
             queue: OnceLock::new(),
             _listener: listener,
         }))
@@ -342,9 +355,11 @@ impl PgStore {
     }
 
     /// Like [`PgStore::read`], but a transaction is begun only if some result is not in the
-    /// cache. The generation is read first, in one autocommit statement (one round trip): if
-    /// every result is cached at that generation the read is answered without a transaction;
-    /// it is exactly the committed state of that generation, which includes every commit
+    /// cache. The generation is read first, in one autocommit statement shared by the reads
+    /// waiting at the time it is sent: a read uses only the answer of a statement sent after
+    /// the read began (a read arriving while one is in flight waits for the next). If every
+    /// result is cached at that generation the read is answered without a transaction; it is
+    /// exactly the committed state of that generation, which includes every commit
     /// acknowledged (by any replica) before the read began. If a result must be read and the
     /// snapshot then begun is at a newer generation than cached results already used, `f`
     /// runs again with [`PgStore::read`]. Either way `f` sees one consistent committed state.
@@ -353,9 +368,10 @@ impl PgStore {
         E: From<StoreError>,
     {
         let torn = section(|| -> Result<Option<T>, E> {
-            let conn = self.connection().map_err(E::from)?;
-            let generation = self.block(current_generation(&conn)).map_err(E::from)?;
+            // The answer of a query sent after this call began (concurrent reads share it).
+            let generation = self.generation_now().map_err(E::from)?;
             self.generation.publish(generation);
+            let conn = self.connection().map_err(E::from)?;
             let tx = PgTx::optimistic(self, conn, generation);
             let result = f(&tx);
             if tx.is_torn() {
