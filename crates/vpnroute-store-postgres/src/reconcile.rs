@@ -9,43 +9,58 @@
 use vpnroute_domain::model::VpnRoute;
 use vpnroute_store::{ReconcileClaim, ReconcileFailure, StoreError, Task};
 
-use crate::tx::{route_columns, route_from_row, PgTx};
+use crate::tx::{route_columns, route_from_row, task_from_row, PgTx, ResourceRow};
+use vpnroute_store::ResourceKind;
 
-fn task_from_row(r: &tokio_postgres::Row) -> Task {
-    Task {
-        gateway_id: r.get(0),
-        version: r.get(1),
-        due_at: r.get(2),
-    }
+/// The select list of a route-changes query: each changed route's state at version `$to`
+/// (columns 0..=11 as `route_from_row` reads them, then whether it is present).
+macro_rules! route_changes_select {
+    ($to:literal) => {
+        "SELECT s.seq, COALESCE(h.kind, r.kind), COALESCE(h.gateway_id, r.gateway_id), \
+           COALESCE(h.route_source, r.route_source), COALESCE(h.route_dest, r.route_dest), \
+           COALESCE(h.next_hop, r.next_hop), COALESCE(h.weight, r.weight), COALESCE(h.priority, r.priority), \
+           COALESCE(h.published, r.published), COALESCE(h.description, r.description), \
+           COALESCE(h.overlay_mode, r.overlay_mode), COALESCE(h.create_time, r.create_time), \
+           CASE WHEN h.seq IS NOT NULL THEN h.present ELSE r.seq IS NOT NULL END"
+    };
+}
+
+/// The joins of a route-changes query: a later change's before-image (after `$to`), else
+/// the current row.
+macro_rules! route_changes_joins {
+    ($to:literal) => {
+        concat!(
+            " LEFT JOIN LATERAL (SELECT * FROM vpn_route_history h WHERE h.gateway_id = $1 AND h.seq = s.seq \
+               AND h.version > ",
+            $to,
+            " ORDER BY version LIMIT 1) h ON TRUE \
+             LEFT JOIN vpn_routes r ON h.seq IS NULL AND r.seq = s.seq \
+             ORDER BY s.seq"
+        )
+    };
+}
+
+/// One row of a route-changes query (`None`: the row of no change, see `take_claim`).
+fn change_from_row(r: &tokio_postgres::Row) -> Option<(i64, Option<VpnRoute>)> {
+    let seq: Option<i64> = r.get(0);
+    let present: bool = r.get(12);
+    Some((seq?, present.then(|| route_from_row(r))))
 }
 
 impl PgTx<'_> {
-    /// Keep route `seq`'s state before this transaction's change as its state before the
-    /// next version (the desired version plus one): a copy of its row (`existed`: called
-    /// before an update or delete), or "absent" (called after the insert that created it). A
-    /// second change in the same version keeps the first image. One statement.
-    pub(crate) fn remember_route_before(&self, gateway_id: &str, seq: i64, existed: bool) -> Result<(), StoreError> {
-        if existed {
-            self.execute(
-                "INSERT INTO vpn_route_history \
-                 SELECT gateway_id, COALESCE((SELECT desired FROM gateway_versions WHERE gateway_id = $1), 0) + 1, seq, TRUE, \
-                 kind, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time \
-                 FROM vpn_routes WHERE seq = $2 ON CONFLICT DO NOTHING",
-                &[&gateway_id, &seq],
-            )?;
-        } else {
-            self.execute(
-                "INSERT INTO vpn_route_history VALUES ($1, \
-                 COALESCE((SELECT desired FROM gateway_versions WHERE gateway_id = $1), 0) + 1, \
-                 $2, FALSE, '', '', '', '', 0, 0, FALSE, '', '', 0) ON CONFLICT DO NOTHING",
-                &[&gateway_id, &seq],
-            )?;
-        }
-        Ok(())
-    }
+    // Before-images: an insert of a route records it as "absent" before the next version
+    // (the desired version plus one), an update or delete copies its row first; a second
+    // change in the same version keeps the first image. Both are folded into the route's own
+    // statement (see `insert_route`, `update_route`, `delete_route` in `tx.rs`).
 
     /// Bump the gateway's desired version and record its task (one statement).
     pub fn enqueue_version(&self, gateway_id: &str, due_at: Option<i64>, now_ms: i64) -> Result<i64, StoreError> {
+        {
+            let mut memo = self.memo();
+            memo.tasks.remove(gateway_id);
+            memo.versions.remove(gateway_id);
+            memo.changes.remove(gateway_id);
+        }
         Ok(self
             .query_one(
                 "WITH v AS (INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES ($1, 1, 0) \
@@ -58,6 +73,9 @@ impl PgTx<'_> {
     }
 
     pub fn pending_tasks(&self, gateway_id: &str) -> Result<Vec<Task>, StoreError> {
+        if let Some(tasks) = self.memo().tasks.get(gateway_id) {
+            return Ok(tasks.clone());
+        }
         Ok(self
             .query(
                 "SELECT gateway_id, version, due_at FROM gateway_tasks WHERE gateway_id = $1 ORDER BY version",
@@ -110,69 +128,103 @@ impl PgTx<'_> {
         from: i64,
         to: i64,
     ) -> Result<Vec<(i64, Option<VpnRoute>)>, StoreError> {
+        if let Some((f, t, changes)) = self.memo().changes.get(gateway_id) {
+            if (*f, *t) == (from, to) {
+                return Ok(changes.clone());
+            }
+        }
         let rows = self.query(
-            "WITH s AS (SELECT DISTINCT seq FROM vpn_route_history WHERE gateway_id = $1 AND version > $2 AND version <= $3) \
-             SELECT s.seq, COALESCE(h.kind, r.kind), COALESCE(h.gateway_id, r.gateway_id), \
-               COALESCE(h.route_source, r.route_source), COALESCE(h.route_dest, r.route_dest), \
-               COALESCE(h.next_hop, r.next_hop), COALESCE(h.weight, r.weight), COALESCE(h.priority, r.priority), \
-               COALESCE(h.published, r.published), COALESCE(h.description, r.description), \
-               COALESCE(h.overlay_mode, r.overlay_mode), COALESCE(h.create_time, r.create_time), \
-               CASE WHEN h.seq IS NOT NULL THEN h.present ELSE r.seq IS NOT NULL END \
-             FROM s \
-             LEFT JOIN LATERAL (SELECT * FROM vpn_route_history h WHERE h.gateway_id = $1 AND h.seq = s.seq \
-               AND h.version > $3 ORDER BY version LIMIT 1) h ON TRUE \
-             LEFT JOIN vpn_routes r ON h.seq IS NULL AND r.seq = s.seq \
-             ORDER BY s.seq",
+            concat!(
+                "WITH s AS (SELECT DISTINCT seq FROM vpn_route_history WHERE gateway_id = $1 AND version > $2 AND version <= $3) ",
+                route_changes_select!("$3"),
+                " FROM s",
+                route_changes_joins!("$3")
+            ),
             &[&gateway_id, &from, &to],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let present: bool = r.get(12);
-                (r.get(0), present.then(|| route_from_row(r)))
-            })
-            .collect())
+        Ok(rows.iter().filter_map(change_from_row).collect())
     }
 
     /// The highest version whose task and every earlier task is due at `now_ms`; else
     /// `applied`.
-    fn target_version(&self, gateway_id: &str, applied: i64, now_ms: i64) -> Result<i64, StoreError> {
+    fn target_version(tasks: &[Task], applied: i64, now_ms: i64) -> i64 {
         let mut target = applied;
-        for task in self.pending_tasks(gateway_id)? {
+        for task in tasks {
             match task.due_at {
                 Some(due) if due <= now_ms => target = target.max(task.version),
                 _ => break,
             }
         }
-        Ok(target)
+        target
     }
 
-    /// Take the claim of a gateway whose lease and retry time allow it.
+    /// Take the claim of a gateway whose lease and retry time allow it. One round trip: the
+    /// gateway's tasks (for the target version) are read by a statement of their own sent
+    /// with the claim, so that they are read after the claim's row lock was granted.
+    ///
+    /// `changes`: also send [`PgTx::route_changes`] from the applied to the desired version,
+    /// computed after the claim (the changes a claim at a request's commit applies; the memo
+    /// answers the read when it asks for exactly these versions).
     pub(crate) fn take_claim(
         &self,
         gateway_id: &str,
         owner: &str,
         now_ms: i64,
         lease_ms: i64,
+        changes: bool,
     ) -> Result<Option<ReconcileClaim>, StoreError> {
         let lease_until = now_ms.saturating_add(lease_ms);
-        let row = self.query_opt(
-            "UPDATE gateway_versions SET claim_owner = $2, claim_token = claim_token + 1, lease_until = $4 \
-             WHERE gateway_id = $1 AND (lease_until IS NULL OR lease_until <= $3) \
-             AND (next_retry_at IS NULL OR next_retry_at <= $3) \
-             RETURNING claim_token, applied, attempts",
-            &[&gateway_id, &owner, &now_ms, &lease_until],
-        )?;
-        let Some(row) = row else {
+        let changes_sql = concat!(
+            "WITH b AS (SELECT applied AS f, desired AS t FROM gateway_versions WHERE gateway_id = $1), \
+             s AS (SELECT DISTINCT seq FROM vpn_route_history, b WHERE gateway_id = $1 AND version > b.f AND version <= b.t) ",
+            route_changes_select!("b.t"),
+            ", b.f, b.t FROM b LEFT JOIN s ON TRUE",
+            route_changes_joins!("b.t")
+        );
+        let claim_params: crate::tx::Params<'_> = &[&gateway_id, &owner, &now_ms, &lease_until];
+        let gateway_param: crate::tx::Params<'_> = &[&gateway_id];
+        let mut statements: Vec<(&str, crate::tx::Params<'_>)> = vec![
+            (
+                "UPDATE gateway_versions SET claim_owner = $2, claim_token = claim_token + 1, lease_until = $4 \
+                 WHERE gateway_id = $1 AND (lease_until IS NULL OR lease_until <= $3) \
+                 AND (next_retry_at IS NULL OR next_retry_at <= $3) \
+                 RETURNING claim_token, applied, attempts, desired",
+                claim_params,
+            ),
+            (
+                "SELECT gateway_id, version, due_at FROM gateway_tasks WHERE gateway_id = $1 ORDER BY version",
+                gateway_param,
+            ),
+        ];
+        if changes {
+            statements.push((changes_sql, gateway_param));
+        }
+        let mut answers = self.pipeline(&statements)?;
+        let changed = if changes { answers.pop() } else { None };
+        let tasks: Vec<Task> = answers.pop().unwrap_or_default().iter().map(task_from_row).collect();
+        let Some(row) = answers.pop().and_then(|rows| rows.into_iter().next()) else {
             return Ok(None);
         };
-        let (token, applied, attempts): (i64, i64, i32) = (row.get(0), row.get(1), row.get(2));
+        if let Some(rows) = changed.filter(|rows| !rows.is_empty()) {
+            let (f, t): (i64, i64) = (rows[0].get(13), rows[0].get(14));
+            let list = rows.iter().filter_map(change_from_row).collect();
+            self.memo().changes.insert(gateway_id.to_string(), (f, t, list));
+        }
+        let (token, applied, attempts, desired): (i64, i64, i32, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let target_version = Self::target_version(&tasks, applied, now_ms);
+        {
+            // The claim holds the version row's lock until this transaction ends.
+            let mut memo = self.memo();
+            memo.versions.insert(gateway_id.to_string(), (desired, applied));
+            memo.tasks.insert(gateway_id.to_string(), tasks);
+        }
         Ok(Some(ReconcileClaim {
             gateway_id: gateway_id.to_string(),
             owner: owner.to_string(),
             token,
             lease_until_ms: lease_until,
-            target_version: self.target_version(gateway_id, applied, now_ms)?,
+            target_version,
             applied_version: applied,
             attempts: attempts.max(0) as u32,
         }))
@@ -204,25 +256,62 @@ impl PgTx<'_> {
             .collect();
         let mut claims = Vec::with_capacity(candidates.len());
         for gateway_id in candidates {
-            claims.extend(self.take_claim(&gateway_id, owner, now_ms, lease_ms)?);
+            claims.extend(self.take_claim(&gateway_id, owner, now_ms, lease_ms, false)?);
         }
         Ok(claims)
     }
 
     /// Record `version` in force if `claim` is the latest claim and `version` is not below
     /// the applied version; completes its tasks, drops their before-images, clears the
-    /// failure record and ends the claim (one statement).
+    /// failure record and ends the claim (one statement). Sent with it, in the same round
+    /// trip, the reads a record is followed by: the tasks left and the gateway's row.
     pub fn record_applied(&self, claim: &ReconcileClaim, version: i64) -> Result<bool, StoreError> {
-        let row = self.query_one(
-            "WITH g AS (UPDATE gateway_versions SET applied = $4, attempts = 0, last_error = NULL, next_retry_at = NULL, \
-               claim_owner = NULL, lease_until = NULL \
-               WHERE gateway_id = $1 AND claim_token = $2 AND claim_owner = $3 AND applied <= $4 RETURNING gateway_id), \
-             t AS (DELETE FROM gateway_tasks WHERE gateway_id IN (SELECT gateway_id FROM g) AND version <= $4), \
-             h AS (DELETE FROM vpn_route_history WHERE gateway_id IN (SELECT gateway_id FROM g) AND version <= $4) \
-             SELECT COUNT(*) FROM g",
-            &[&claim.gateway_id, &claim.token, &claim.owner, &version],
-        )?;
-        Ok(row.get::<_, i64>(0) > 0)
+        let gateway_kind = ResourceKind::VpnGateway.as_str();
+        {
+            let mut memo = self.memo();
+            memo.versions.remove(&claim.gateway_id);
+            memo.changes.remove(&claim.gateway_id);
+        }
+        let mut answers = self.pipeline(&[
+            (
+                "WITH g AS (UPDATE gateway_versions SET applied = $4, attempts = 0, last_error = NULL, next_retry_at = NULL, \
+                   claim_owner = NULL, lease_until = NULL \
+                   WHERE gateway_id = $1 AND claim_token = $2 AND claim_owner = $3 AND applied <= $4 RETURNING gateway_id), \
+                 t AS (DELETE FROM gateway_tasks WHERE gateway_id IN (SELECT gateway_id FROM g) AND version <= $4), \
+                 h AS (DELETE FROM vpn_route_history WHERE gateway_id IN (SELECT gateway_id FROM g) AND version <= $4) \
+                 SELECT COUNT(*) FROM g",
+                &[&claim.gateway_id, &claim.token, &claim.owner, &version],
+            ),
+            (
+                "SELECT gateway_id, version, due_at FROM gateway_tasks WHERE gateway_id = $1 ORDER BY version",
+                &[&claim.gateway_id],
+            ),
+            (
+                "SELECT account_id, region_id, doc FROM resources WHERE id = $1 AND kind = $2",
+                &[&claim.gateway_id, &gateway_kind],
+            ),
+        ])?;
+        let own = answers.pop().unwrap_or_default();
+        let tasks = answers.pop().unwrap_or_default();
+        let recorded = answers
+            .pop()
+            .and_then(|rows| rows.into_iter().next())
+            .map(|r| r.get::<_, i64>(0) > 0)
+            .ok_or_else(|| StoreError::Backend("no row from the record of an applied version".into()))?;
+        if recorded {
+            // Read after this statement's changes (a statement of its own sees them); the
+            // version row stays locked by this transaction, so no task is added meanwhile.
+            self.memo()
+                .tasks
+                .insert(claim.gateway_id.clone(), tasks.iter().map(task_from_row).collect());
+            let own = own.first().map(|r| ResourceRow {
+                account_id: r.get(0),
+                region_id: r.get(1),
+                doc: r.get(2),
+            });
+            self.remember_row(ResourceKind::VpnGateway, &claim.gateway_id, own);
+        }
+        Ok(recorded)
     }
 
     /// Record a failed attempt and end the claim; `None` when the claim was lost.
@@ -232,6 +321,7 @@ impl PgTx<'_> {
         error: &str,
         next_retry_ms: i64,
     ) -> Result<Option<u32>, StoreError> {
+        self.memo().versions.remove(&claim.gateway_id);
         Ok(self
             .query_opt(
                 "UPDATE gateway_versions SET attempts = attempts + 1, last_error = $4, next_retry_at = $5, \

@@ -3,15 +3,33 @@
 //!
 //! Transaction control is deferred: `BEGIN`, `SAVEPOINT`, `RELEASE` and `ROLLBACK TO` are
 //! queued as text and sent in the same round trip as the next statement (or the commit), so
-//! a request costs one round trip per statement it runs. A statement that fails aborts the
+//! a request costs at most one round trip per store call. A statement that fails aborts the
 //! PostgreSQL transaction: the caller rolls it (or its savepoint) back, as every caller of
 //! the store does when a method fails.
+//!
+//! Fewer round trips in write transactions:
+//! * a write that needs no answer of an earlier statement is folded into it (route insert,
+//!   update and delete: the row, its before-image and the gateway's route count in one
+//!   statement);
+//! * statements a call needs together go out in one round trip (tokio-postgres pipelines the
+//!   queries polled together): [`WriteTx::lock_gateway`] sends, after the `FOR UPDATE`, the
+//!   reads a writer of the gateway makes next (the gateway's row and its children, its
+//!   pending tasks and route counts); a claim sends the gateway's tasks with it, a record of
+//!   the applied version the tasks left and the gateway's row;
+//! * those answers are kept in the transaction's memo ([`Memo`]) and answer the matching
+//!   reads until this transaction writes what they read (each write forgets its part; a
+//!   savepoint forgets everything). Each is a statement run after the gateway lock was
+//!   granted, so under READ COMMITTED a later read would have seen the same rows, or rows
+//!   committed by writers that do not hold the gateway lock, which a statement-level
+//!   snapshot may or may not see anyway.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
 
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
 use vpnroute_store::cache::{Query, ReadCache};
 use vpnroute_store::{
@@ -47,6 +65,51 @@ pub struct PgTx<'s> {
     torn: Cell<bool>,
     /// Set once COMMIT or ROLLBACK was sent; else Drop rolls back.
     ended: Cell<bool>,
+    /// Answers read together with a write's statements (write transactions only).
+    memo: RefCell<Memo>,
+}
+
+/// A resource row: (account id, region id, JSON document).
+#[derive(Clone)]
+pub(crate) struct ResourceRow {
+    pub(crate) account_id: String,
+    pub(crate) region_id: String,
+    pub(crate) doc: String,
+}
+
+/// What a write transaction read in the round trip of one of its writes (see the module
+/// docs), until it writes what these rows come from.
+#[derive(Default)]
+pub(crate) struct Memo {
+    /// (kind, id) → the row (`None`: known absent; only the locked gateway's own row).
+    rows: HashMap<(&'static str, String), Option<ResourceRow>>,
+    /// Parent id → every child as (kind, document), in creation order.
+    children: HashMap<String, Vec<(String, String)>>,
+    /// Gateway → its pending tasks, by version.
+    pub(crate) tasks: HashMap<String, Vec<Task>>,
+    /// Gateway → (kind, count) of each route kind it has a count row of.
+    route_counts: HashMap<String, Vec<(String, u64)>>,
+    /// Gateway → (desired, applied).
+    pub(crate) versions: HashMap<String, (i64, i64)>,
+    /// Gateway → (from, to, its route changes from version `from` to `to`).
+    pub(crate) changes: HashMap<String, RouteChanges>,
+}
+
+/// `(from, to, changes)` of [`ReadTx::route_changes`].
+pub(crate) type RouteChanges = (i64, i64, Vec<(i64, Option<VpnRoute>)>);
+
+impl Memo {
+    /// Forget every resource row and child list (after a write to `resources`).
+    fn forget_resources(&mut self) {
+        self.rows.clear();
+        self.children.clear();
+    }
+
+    /// Forget what a write of a gateway's routes changes: its counts and route changes.
+    fn forget_routes(&mut self, gateway_id: &str) {
+        self.route_counts.remove(gateway_id);
+        self.changes.remove(gateway_id);
+    }
 }
 
 /// The route columns in `route_from_row` order.
@@ -128,7 +191,12 @@ impl<'s> PgTx<'s> {
             used_cache: Cell::new(false),
             torn: Cell::new(false),
             ended: Cell::new(false),
+            memo: RefCell::new(Memo::default()),
         }
+    }
+
+    pub(crate) fn memo(&self) -> std::cell::RefMut<'_, Memo> {
+        self.memo.borrow_mut()
     }
 
     /// A write transaction (`BEGIN` goes out with its first statement).
@@ -203,13 +271,23 @@ impl<'s> PgTx<'s> {
 
     /// Run one statement (after the queued transaction control): its rows.
     pub(crate) fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        Ok(self.pipeline(&[(sql, params)])?.pop().unwrap_or_default())
+    }
+
+    /// Run `statements` in order, in one round trip (after the queued transaction control):
+    /// the rows of each. The first that fails fails the call (and the transaction).
+    pub(crate) fn pipeline(&self, statements: &[(&str, Params<'_>)]) -> Result<Vec<Vec<Row>>, StoreError> {
         self.ensure_begun()?;
         let pending = self.pending.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;
-        self.store.block(after(client, pending, async {
-            let st = client.prepare_cached(sql).await.map_err(pg_err)?;
-            client.query(&st, params).await.map_err(pg_err)
+        let sqls: Vec<&str> = statements.iter().map(|(sql, _)| *sql).collect();
+        self.store.block(send(client, pending, &sqls, |prepared| async move {
+            let queries = prepared
+                .iter()
+                .zip(statements)
+                .map(|(st, (_, params))| async move { client.query(st, params).await.map_err(pg_err) });
+            futures_util::future::try_join_all(queries).await
         }))
     }
 
@@ -228,9 +306,8 @@ impl<'s> PgTx<'s> {
         let pending = self.pending.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;
-        self.store.block(after(client, pending, async {
-            let st = client.prepare_cached(sql).await.map_err(pg_err)?;
-            client.execute(&st, params).await.map_err(pg_err)
+        self.store.block(send(client, pending, &[sql], |prepared| async move {
+            client.execute(&prepared[0], params).await.map_err(pg_err)
         }))
     }
 
@@ -272,6 +349,8 @@ impl<'s> PgTx<'s> {
     }
 
     pub(crate) fn savepoint(&self) {
+        // What the memo holds may be undone by a `ROLLBACK TO`.
+        *self.memo.borrow_mut() = Memo::default();
         self.queue("SAVEPOINT request");
     }
 
@@ -284,6 +363,7 @@ impl<'s> PgTx<'s> {
 
     /// Undo the work since [`PgTx::savepoint`] (the transaction stays open).
     pub(crate) fn rollback_to(&self) {
+        *self.memo.borrow_mut() = Memo::default();
         if !self.drop_unsent_savepoint() {
             self.queue("ROLLBACK TO request; RELEASE request");
         }
@@ -311,9 +391,10 @@ impl<'s> PgTx<'s> {
         let pending = self.pending.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;
-        // Any slot: the generation is their sum. A random one per commit, so that writers
-        // committing side by side do not queue on one row's lock.
-        let slot = rand::random_range(0..crate::GEN_SLOTS);
+        // Any slot: the generation is their sum. One per committing thread (see
+        // `generation_slot`), so that writers committing side by side do not queue on one
+        // row's lock.
+        let slot = generation_slot();
         let result = self.store.block(after(client, pending, async {
             // Prepared (once per connection) before any of the three goes out, so that they
             // travel in this order in one round trip.
@@ -348,14 +429,42 @@ impl<'s> PgTx<'s> {
     }
 
     /// End a read (its result is already taken; a failure to end it only costs the
-    /// connection).
+    /// connection). The `COMMIT` of a read-only transaction is sent without waiting for
+    /// its answer: the connection's next user's statements follow it on the wire, so
+    /// PostgreSQL ends this transaction first, and nothing a read-only `COMMIT` could answer
+    /// changes what was read. One round trip less per read.
     pub(crate) fn end(self) -> Result<(), StoreError> {
+        self.ended.set(true);
         if !self.begun.get() {
-            self.ended.set(true);
             return Ok(());
         }
-        self.ended.set(true);
-        self.finish_with("COMMIT")
+        if self.mode == Mode::Write {
+            return self.finish_with("COMMIT");
+        }
+        let mut pending = self.pending.take();
+        if !pending.is_empty() {
+            pending.push_str("; ");
+        }
+        pending.push_str("COMMIT");
+        let sent = {
+            let conn = self.conn.borrow();
+            let client = conn.as_ref().ok_or_else(gone)?;
+            // tokio-postgres writes a request when its future is first polled; the answer,
+            // with nobody waiting for it, is read and dropped by the connection.
+            let commit = client.batch_execute(&pending);
+            let mut commit = std::pin::pin!(commit);
+            let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+            match commit.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(Err(e)) => Err(pg_err(e)),
+                _ => Ok(()),
+            }
+        };
+        if sent.is_err() {
+            if let Some(conn) = self.conn.borrow_mut().take() {
+                let _ = Object::take(conn);
+            }
+        }
+        sent
     }
 
     fn send_rollback(&self) {
@@ -517,15 +626,6 @@ impl<'s> PgTx<'s> {
     }
 
     // ---------------------------------------------------------------- VPN routes
-
-    fn bump_route_count(&self, gateway_id: &str, kind: RouteKind, delta: i64) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO gateway_route_counts(gateway_id, kind, n) VALUES ($1, $2, $3) \
-             ON CONFLICT (gateway_id, kind) DO UPDATE SET n = gateway_route_counts.n + EXCLUDED.n",
-            &[&gateway_id, &kind.as_str(), &delta],
-        )?;
-        Ok(())
-    }
 }
 
 /// After COMMIT: the generation now committed, sent to every replica listening.
@@ -548,6 +648,31 @@ async fn after<T>(
     }
     let (_, v) = futures_util::try_join!(async { client.batch_execute(&pending).await.map_err(pg_err) }, f)?;
     Ok(v)
+}
+
+/// Prepare `sqls` (no round trip for statements this connection has prepared before), then
+/// send the queued transaction control `pending` and the statements `run` sends with the
+/// prepared statements in one round trip, in this order. `run` must send every statement on
+/// its first poll (tokio-postgres does: a query is written when its future is first polled),
+/// so they travel together. A `ROLLBACK TO` in `pending` goes out first on its own: after a
+/// failed statement the transaction is aborted until then, and a prepare would fail.
+async fn send<'a, T, Fut>(
+    client: &'a Object,
+    mut pending: String,
+    sqls: &[&str],
+    run: impl FnOnce(Vec<Statement>) -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>> + 'a,
+{
+    if pending.contains("ROLLBACK TO") {
+        client.batch_execute(&pending).await.map_err(pg_err)?;
+        pending.clear();
+    }
+    let prepared = futures_util::future::try_join_all(sqls.iter().map(|sql| client.prepare_cached(sql)))
+        .await
+        .map_err(pg_err)?;
+    after(client, pending, run(prepared)).await
 }
 
 fn gone() -> StoreError {
@@ -611,6 +736,9 @@ impl ReadTx for PgTx<'_> {
     }
 
     fn resource_owner(&self, kind: ResourceKind, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        if let Some(row) = self.memo_row(kind, id) {
+            return Ok(row.map(|r| (r.account_id, r.region_id)));
+        }
         self.cached_or(
             || Query::ResourceOwner(kind, id.to_string()),
             || self.load_owner(kind, id),
@@ -618,6 +746,9 @@ impl ReadTx for PgTx<'_> {
     }
 
     fn resource_any(&self, kind: ResourceKind, id: &str, ty: &DocType) -> Result<Option<AnyDoc>, StoreError> {
+        if let Some(row) = self.memo_row(kind, id) {
+            return row.map(|r| (ty.decode_one)(r.account_id, &r.doc, kind)).transpose();
+        }
         self.cached_or(
             || Query::Resource(kind, id.to_string(), ty.type_id),
             || {
@@ -661,6 +792,9 @@ impl ReadTx for PgTx<'_> {
     }
 
     fn children_docs(&self, kind: ResourceKind, parent_id: &str) -> Result<Vec<String>, StoreError> {
+        if let Some(children) = self.memo_children(kind, parent_id) {
+            return Ok(children);
+        }
         Ok(self
             .query(
                 "SELECT doc FROM resources WHERE parent_id = $1 AND kind = $2 ORDER BY seq",
@@ -672,6 +806,9 @@ impl ReadTx for PgTx<'_> {
     }
 
     fn count_children(&self, kind: ResourceKind, parent_id: &str) -> Result<u64, StoreError> {
+        if let Some(children) = self.memo_children(kind, parent_id) {
+            return Ok(children.len() as u64);
+        }
         Ok(count(self.query_opt(
             "SELECT COUNT(*) FROM resources WHERE parent_id = $1 AND kind = $2",
             &[&parent_id, &kind.as_str()],
@@ -725,6 +862,10 @@ impl ReadTx for PgTx<'_> {
     }
 
     fn count_routes(&self, gateway_id: &str, kind: RouteKind) -> Result<u64, StoreError> {
+        if let Some(counts) = self.memo.borrow().route_counts.get(gateway_id) {
+            let n = counts.iter().find(|(k, _)| k == kind.as_str()).map(|(_, n)| *n);
+            return Ok(n.unwrap_or(0));
+        }
         self.cached_or(
             || Query::RouteCount(gateway_id.to_string(), kind),
             || {
@@ -850,6 +991,9 @@ impl ReadTx for PgTx<'_> {
     }
 
     fn gateway_versions(&self, gateway_id: &str) -> Result<(i64, i64), StoreError> {
+        if let Some(v) = self.memo.borrow().versions.get(gateway_id) {
+            return Ok(*v);
+        }
         Ok(self
             .query_opt(
                 "SELECT desired, applied FROM gateway_versions WHERE gateway_id = $1",
@@ -873,13 +1017,61 @@ impl ReadTx for PgTx<'_> {
 
 impl WriteTx for PgTx<'_> {
     /// `SELECT … FOR UPDATE` on the gateway's lock row (created on first use), in one round
-    /// trip with the insert that creates it; held until the transaction ends.
+    /// trip with the insert that creates it; held until the transaction ends. The same round
+    /// trip reads, once the lock is granted, what a writer of the gateway reads next (see
+    /// `remember_locked`).
     fn lock_gateway(&self, gateway_id: &str) -> Result<(), StoreError> {
-        self.queue_insert_lock(gateway_id)?;
-        self.query(
-            "SELECT 1 FROM gateway_locks WHERE gateway_id = $1 FOR UPDATE",
-            &[&gateway_id],
-        )?;
+        if gateway_id.contains('\0') {
+            return Err(StoreError::Other("a gateway id with a NUL byte".into()));
+        }
+        let gateway_kind = ResourceKind::VpnGateway.as_str();
+        let children_max = MEMO_CHILDREN as i64 + 1;
+        let mut answers = self.pipeline(&[
+            // Its own statement, so that a concurrent first insert of the same row is waited
+            // for (then found), never a duplicate-key error.
+            (
+                "INSERT INTO gateway_locks(gateway_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&gateway_id],
+            ),
+            (
+                "SELECT 1 FROM gateway_locks WHERE gateway_id = $1 FOR UPDATE",
+                &[&gateway_id],
+            ),
+            (
+                "SELECT id, kind, account_id, region_id, doc FROM resources WHERE id = $1 AND kind = $2",
+                &[&gateway_id, &gateway_kind],
+            ),
+            (
+                "SELECT id, kind, account_id, region_id, doc FROM resources WHERE parent_id = $1 ORDER BY seq LIMIT $2",
+                &[&gateway_id, &children_max],
+            ),
+            (
+                "SELECT gateway_id, version, due_at FROM gateway_tasks WHERE gateway_id = $1 ORDER BY version",
+                &[&gateway_id],
+            ),
+            (
+                "SELECT kind, n FROM gateway_route_counts WHERE gateway_id = $1",
+                &[&gateway_id],
+            ),
+            // The resources the gateway and its children name (its VPC, the customer
+            // gateways of its connections, ...): the values of their documents' `…_id`
+            // fields, whatever the fields are.
+            (
+                "WITH d AS ((SELECT doc FROM resources WHERE id = $1 AND kind = $2) \
+                   UNION ALL (SELECT doc FROM resources WHERE parent_id = $1 ORDER BY seq LIMIT $3)) \
+                 SELECT id, kind, account_id, region_id, doc FROM resources WHERE id IN ( \
+                   SELECT m[1] FROM d, LATERAL regexp_matches(d.doc, '_id\":\"([^\"]+)\"', 'g') AS m) \
+                 AND id <> $1 AND parent_id <> $1 LIMIT $3",
+                &[&gateway_id, &gateway_kind, &children_max],
+            ),
+        ])?;
+        let named = answers.pop().unwrap_or_default();
+        let counts = answers.pop().unwrap_or_default();
+        let tasks = answers.pop().unwrap_or_default();
+        let children = answers.pop().unwrap_or_default();
+        let own = answers.pop().unwrap_or_default();
+        self.remember_locked(gateway_id, &own, &children, &tasks, &counts);
+        self.remember_rows(&named);
         Ok(())
     }
 
@@ -937,6 +1129,7 @@ impl WriteTx for PgTx<'_> {
         parent_id: &str,
         doc: &str,
     ) -> Result<(), StoreError> {
+        self.memo.borrow_mut().forget_resources();
         self.execute(
             "INSERT INTO resources(id, kind, account_id, region_id, parent_id, doc) VALUES ($1, $2, $3, $4, $5, $6)",
             &[&id, &kind.as_str(), &account_id, &region_id, &parent_id, &doc],
@@ -945,6 +1138,7 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn update_resource_doc(&self, kind: ResourceKind, id: &str, doc: &str) -> Result<(), StoreError> {
+        self.memo.borrow_mut().forget_resources();
         self.execute(
             "UPDATE resources SET doc = $3 WHERE id = $1 AND kind = $2",
             &[&id, &kind.as_str(), &doc],
@@ -953,6 +1147,7 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn delete_resource(&self, kind: ResourceKind, id: &str) -> Result<bool, StoreError> {
+        self.memo.borrow_mut().forget_resources();
         let Some(r) = self.query_opt(
             "DELETE FROM resources WHERE id = $1 AND kind = $2 RETURNING account_id, region_id",
             &[&id, &kind.as_str()],
@@ -965,11 +1160,20 @@ impl WriteTx for PgTx<'_> {
         Ok(true)
     }
 
+    /// The route, its gateway's route count and its "absent" before-image (see
+    /// `remember_existing`) in one statement.
     fn insert_route(&self, r: &VpnRoute) -> Result<i64, StoreError> {
+        self.memo.borrow_mut().forget_routes(&r.gateway_id);
         let seq: i64 = self
             .query_one(
-                "INSERT INTO vpn_routes(kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq",
+                "WITH r AS (INSERT INTO vpn_routes(kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq), \
+                 c AS (INSERT INTO gateway_route_counts(gateway_id, kind, n) SELECT $2, $1, 1 FROM r \
+                   ON CONFLICT (gateway_id, kind) DO UPDATE SET n = gateway_route_counts.n + EXCLUDED.n), \
+                 h AS (INSERT INTO vpn_route_history SELECT $2, \
+                   COALESCE((SELECT desired FROM gateway_versions WHERE gateway_id = $2), 0) + 1, \
+                   seq, FALSE, '', '', '', '', 0, 0, FALSE, '', '', 0 FROM r ON CONFLICT DO NOTHING) \
+                 SELECT seq FROM r",
                 &[
                     &r.kind.as_str(),
                     &r.gateway_id,
@@ -985,28 +1189,44 @@ impl WriteTx for PgTx<'_> {
                 ],
             )?
             .get(0);
-        self.bump_route_count(&r.gateway_id, r.kind, 1)?;
-        self.remember_route_before(&r.gateway_id, seq, false)?;
         Ok(seq)
     }
 
+    /// The route's before-image (see the before-images in `reconcile.rs`) and the update in one
+    /// statement (both read the row as it was before it).
     fn update_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
-        self.remember_route_before(&r.gateway_id, r.seq, true)?;
+        self.memo.borrow_mut().forget_routes(&r.gateway_id);
         self.execute(
-            "UPDATE vpn_routes SET weight = $2, priority = $3, published = $4, description = $5 WHERE seq = $1",
-            &[&r.seq, &r.weight, &r.priority, &r.published, &r.description],
+            concat!(
+                "WITH h AS (",
+                remember_existing!(),
+                ") UPDATE vpn_routes SET weight = $3, priority = $4, published = $5, description = $6 WHERE seq = $2"
+            ),
+            &[
+                &r.gateway_id,
+                &r.seq,
+                &r.weight,
+                &r.priority,
+                &r.published,
+                &r.description,
+            ],
         )?;
         Ok(())
     }
 
+    /// The route's before-image, the delete and the route count in one statement.
     fn delete_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
-        self.remember_route_before(&r.gateway_id, r.seq, true)?;
-        let deleted = self.query_opt("DELETE FROM vpn_routes WHERE seq = $1 RETURNING kind", &[&r.seq])?;
-        if let Some(row) = deleted {
-            let kind: &str = row.get(0);
-            let kind = if kind == "pbr" { RouteKind::Pbr } else { RouteKind::Dbr };
-            self.bump_route_count(&r.gateway_id, kind, -1)?;
-        }
+        self.memo.borrow_mut().forget_routes(&r.gateway_id);
+        self.execute(
+            concat!(
+                "WITH h AS (",
+                remember_existing!(),
+                "), d AS (DELETE FROM vpn_routes WHERE seq = $2 RETURNING kind) \
+                 INSERT INTO gateway_route_counts(gateway_id, kind, n) SELECT $1, kind, -1 FROM d \
+                 ON CONFLICT (gateway_id, kind) DO UPDATE SET n = gateway_route_counts.n + EXCLUDED.n"
+            ),
+            &[&r.gateway_id, &r.seq],
+        )?;
         Ok(())
     }
 
@@ -1084,7 +1304,7 @@ impl WriteTx for PgTx<'_> {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<ReconcileClaim>, StoreError> {
-        self.take_claim(gateway_id, owner, now_ms, lease_ms)
+        self.take_claim(gateway_id, owner, now_ms, lease_ms, true)
     }
 
     fn record_applied(&self, claim: &ReconcileClaim, version: i64) -> Result<bool, StoreError> {
@@ -1101,6 +1321,7 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn release_claim(&self, claim: &ReconcileClaim) -> Result<(), StoreError> {
+        self.memo.borrow_mut().versions.remove(&claim.gateway_id);
         self.execute(
             "UPDATE gateway_versions SET claim_owner = NULL, lease_until = NULL \
              WHERE gateway_id = $1 AND claim_token = $2 AND claim_owner = $3",
@@ -1110,6 +1331,7 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn release_owner_claims(&self, owner: &str) -> Result<usize, StoreError> {
+        self.memo.borrow_mut().versions.clear();
         Ok(self.execute(
             "UPDATE gateway_versions SET claim_owner = NULL, lease_until = NULL WHERE claim_owner = $1",
             &[&owner],
@@ -1117,6 +1339,7 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn reschedule_tasks(&self, gateway_id: &str, due_at: Option<i64>) -> Result<usize, StoreError> {
+        self.memo.borrow_mut().tasks.remove(gateway_id);
         Ok(self.execute(
             "UPDATE gateway_tasks SET due_at = $2 WHERE gateway_id = $1",
             &[&gateway_id, &due_at],
@@ -1124,6 +1347,7 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn delete_gateway_state(&self, gateway_id: &str) -> Result<(), StoreError> {
+        *self.memo.borrow_mut() = Memo::default();
         for sql in [
             "DELETE FROM gateway_route_counts WHERE gateway_id = $1",
             "DELETE FROM gateway_tasks WHERE gateway_id = $1",
@@ -1137,20 +1361,144 @@ impl WriteTx for PgTx<'_> {
     }
 }
 
-impl PgTx<'_> {
-    /// Queue the lock row's insert ahead of the `FOR UPDATE` (same round trip). It is its own
-    /// statement so that a concurrent first insert of the same row is waited for (then
-    /// found), never a duplicate-key error. A literal, as queued control text has no
-    /// parameters: quotes doubled (`standard_conforming_strings` is on since 9.1).
-    fn queue_insert_lock(&self, gateway_id: &str) -> Result<(), StoreError> {
-        if gateway_id.contains('\0') {
-            return Err(StoreError::Other("a gateway id with a NUL byte".into()));
+/// This thread's `store_gen` slot: the writer threads of one process take consecutive slots
+/// from a random start, so they never wait for each other's bump (a random slot per commit
+/// collides with one of eight concurrent committers one time in eight, and then waits for
+/// that commit's WAL flush); another replica's threads collide with one only by chance.
+fn generation_slot() -> i32 {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    static NEXT: std::sync::OnceLock<AtomicI32> = std::sync::OnceLock::new();
+    thread_local!(static SLOT: Cell<Option<i32>> = const { Cell::new(None) });
+    SLOT.with(|slot| {
+        if let Some(s) = slot.get() {
+            return s;
         }
-        self.ensure_begun()?;
-        self.queue(&format!(
-            "INSERT INTO gateway_locks(gateway_id) VALUES ('{}') ON CONFLICT DO NOTHING",
-            gateway_id.replace('\'', "''")
-        ));
-        Ok(())
+        let next = NEXT.get_or_init(|| AtomicI32::new(rand::random_range(0..crate::GEN_SLOTS)));
+        let s = next.fetch_add(1, Ordering::Relaxed).rem_euclid(crate::GEN_SLOTS);
+        slot.set(Some(s));
+        s
+    })
+}
+
+/// Most children of a gateway the lock's round trip reads (a gateway with more is read by
+/// statements of its own).
+const MEMO_CHILDREN: usize = 64;
+
+/// Before an update or delete of route `$2` of gateway `$1`: its row as its before-image
+/// (see the before-images in `reconcile.rs`), as a CTE body.
+macro_rules! remember_existing {
+    () => {
+        "INSERT INTO vpn_route_history \
+         SELECT gateway_id, COALESCE((SELECT desired FROM gateway_versions WHERE gateway_id = $1), 0) + 1, seq, TRUE, \
+         kind, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time \
+         FROM vpn_routes WHERE seq = $2 ON CONFLICT DO NOTHING"
+    };
+}
+use remember_existing;
+
+pub(crate) fn task_from_row(r: &Row) -> Task {
+    Task {
+        gateway_id: r.get(0),
+        version: r.get(1),
+        due_at: r.get(2),
+    }
+}
+
+/// `(kind, row)` of a `SELECT id, kind, account_id, region_id, doc` row.
+fn resource_row(r: &Row) -> (String, String, ResourceRow) {
+    (
+        r.get(0),
+        r.get(1),
+        ResourceRow {
+            account_id: r.get(2),
+            region_id: r.get(3),
+            doc: r.get(4),
+        },
+    )
+}
+
+/// The `&'static` name of a stored kind (memo keys).
+fn kind_named(kind: &str) -> Option<&'static str> {
+    [
+        ResourceKind::Vpc,
+        ResourceKind::VpnGateway,
+        ResourceKind::CustomerGateway,
+        ResourceKind::VpnConnection,
+        ResourceKind::SslVpnServer,
+        ResourceKind::VSwitch,
+    ]
+    .into_iter()
+    .map(ResourceKind::as_str)
+    .find(|k| *k == kind)
+}
+
+impl PgTx<'_> {
+    /// Keep what `lock_gateway` read after the lock: the gateway's row (or its absence), its
+    /// children (the list only if complete), pending tasks and route counts.
+    fn remember_locked(&self, gateway_id: &str, own: &[Row], children: &[Row], tasks: &[Row], counts: &[Row]) {
+        if self.mode != Mode::Write {
+            return;
+        }
+        let mut memo = self.memo.borrow_mut();
+        let gateway_kind = ResourceKind::VpnGateway.as_str();
+        let own = own.first().map(resource_row).map(|(_, _, row)| row);
+        memo.rows.insert((gateway_kind, gateway_id.to_string()), own);
+        let mut list = Vec::with_capacity(children.len());
+        for (id, kind, row) in children.iter().map(resource_row) {
+            if let Some(kind) = kind_named(&kind) {
+                list.push((kind.to_string(), row.doc.clone()));
+                memo.rows.insert((kind, id), Some(row));
+            }
+        }
+        if children.len() <= MEMO_CHILDREN && list.len() == children.len() {
+            memo.children.insert(gateway_id.to_string(), list);
+        }
+        memo.tasks
+            .insert(gateway_id.to_string(), tasks.iter().map(task_from_row).collect());
+        let counts = counts
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
+            .collect();
+        memo.route_counts.insert(gateway_id.to_string(), counts);
+    }
+
+    /// Keep rows of `SELECT id, kind, account_id, region_id, doc` read with a write.
+    fn remember_rows(&self, rows: &[Row]) {
+        if self.mode != Mode::Write {
+            return;
+        }
+        let mut memo = self.memo.borrow_mut();
+        for (id, kind, row) in rows.iter().map(resource_row) {
+            if let Some(kind) = kind_named(&kind) {
+                memo.rows.insert((kind, id), Some(row));
+            }
+        }
+    }
+
+    /// Keep a resource row read with a write (`None`: absent).
+    pub(crate) fn remember_row(&self, kind: ResourceKind, id: &str, row: Option<ResourceRow>) {
+        if self.mode == Mode::Write {
+            self.memo.borrow_mut().rows.insert((kind.as_str(), id.to_string()), row);
+        }
+    }
+
+    /// The memo's answer for a resource: `Some(None)` known absent, `None` not known.
+    fn memo_row(&self, kind: ResourceKind, id: &str) -> Option<Option<ResourceRow>> {
+        let memo = self.memo.borrow();
+        if memo.rows.is_empty() {
+            return None;
+        }
+        memo.rows.get(&(kind.as_str(), id.to_string())).cloned()
+    }
+
+    fn memo_children(&self, kind: ResourceKind, parent_id: &str) -> Option<Vec<String>> {
+        let memo = self.memo.borrow();
+        let list = memo.children.get(parent_id)?;
+        Some(
+            list.iter()
+                .filter(|(k, _)| k == kind.as_str())
+                .map(|(_, doc)| doc.clone())
+                .collect(),
+        )
     }
 }

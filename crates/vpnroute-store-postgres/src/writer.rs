@@ -5,8 +5,9 @@
 //! WAL flushes itself. PostgreSQL's row locks and `lock_gateway` order the conflicting ones.
 //! (Batches of several requests per transaction, measured with 6 writers and batches of up
 //! to 32, deadlocked on each other's gateway locks: every deadlock costs PostgreSQL's
-//! `deadlock_timeout`, 1 s, before the retry.) Savepoint commands travel with the next
-//! statement (no round trip of their own). A transaction that fails with a retryable error
+//! `deadlock_timeout`, 1 s, before the retry.) A batch of one request runs without a
+//! savepoint (its failure rolls the transaction back); in a larger batch each request has
+//! one, whose commands travel with the next statement (no round trip of their own). A transaction that fails with a retryable error
 //! (a serialization failure, a deadlock with another replica, a lost connection) runs again,
 //! up to [`WRITE_RETRIES`] times; then its request fails retryably (`ServiceUnavailable`).
 
@@ -80,35 +81,65 @@ fn for_each_request(e: &StoreError) -> StoreError {
     }
 }
 
+/// Why a batch's transaction ends without a commit.
+enum Undo {
+    /// The store failed (retried if retryable).
+    Store(StoreError),
+    /// The only request of the batch failed on its own: nothing to commit.
+    Request,
+}
+
+impl From<StoreError> for Undo {
+    fn from(e: StoreError) -> Undo {
+        Undo::Store(e)
+    }
+}
+
 fn commit_batch(store: &PgStore, mut batch: Vec<Box<dyn WriteJob>>, relaxed: bool) {
     let mut attempts = 0;
+    // A batch of one needs no savepoint: its failure rolls the transaction back (no commit,
+    // no subtransaction for PostgreSQL to keep).
+    let alone = batch.len() == 1;
     let committed = loop {
         let result = store.write(|tx| {
             if relaxed {
                 tx.relax_durability();
             }
             for job in batch.iter_mut() {
-                tx.savepoint();
+                if !alone {
+                    tx.savepoint();
+                }
                 let outcome =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(tx))).unwrap_or_else(|_| {
                         tracing::warn!("write handler panicked");
                         Ok(false)
                     });
                 match outcome {
+                    Ok(true) if alone => {}
                     Ok(true) => tx.release(),
-                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) if e.is_retryable() => return Err(Undo::Store(e)),
+                    Ok(false) | Err(_) if alone => return Err(Undo::Request),
                     // A request's own failure (also a non-retryable store error): undo it only.
                     Ok(false) | Err(_) => tx.rollback_to(),
                 }
             }
-            Ok::<_, StoreError>(())
+            Ok::<_, Undo>(())
         });
         match result {
-            Err(e) if e.is_retryable() && attempts < WRITE_RETRIES => {
+            Err(Undo::Store(e)) if e.is_retryable() && attempts < WRITE_RETRIES => {
                 attempts += 1;
                 tracing::debug!(attempts, error = %e, "write batch retried");
+                // A short random pause first: after a deadlock, the transaction that won goes
+                // on; a retry racing it for the same first rows (a lock row both created)
+                // would deadlock again.
+                std::thread::sleep(std::time::Duration::from_millis(
+                    rand::random_range(2..=10) * attempts as u64,
+                ));
             }
-            other => break other,
+            // The request's outcome is its own failure: it is answered as if committed.
+            Err(Undo::Request) => break Ok(()),
+            Err(Undo::Store(e)) => break Err(e),
+            Ok(()) => break Ok(()),
         }
     };
     match committed {
