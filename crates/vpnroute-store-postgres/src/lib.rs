@@ -29,9 +29,11 @@
 //! * **Round trips.** Statements are prepared once per connection (deadpool's statement
 //!   cache); transaction control (`BEGIN`, savepoints) is sent in the same round trip as the
 //!   next statement, and the commit (generation bump, `COMMIT`, `NOTIFY`) is one round trip.
-//! * **Group commit.** Write requests ([`Store::submit_write`]) go to one writer thread per
-//!   store, which runs as many as are waiting in one transaction, each in its own savepoint
-//!   (as the SQLite store does; see `writer.rs`).
+//! * **Writers.** Write requests ([`Store::submit_write`]) go to a few writer threads, each
+//!   request in a transaction of its own (PostgreSQL groups the WAL flushes of concurrent
+//!   commits itself; batches of requests deadlocked on each other's gateway locks, see
+//!   `writer.rs`). Reads a request needs after its gateway's lock, its claim or its record are
+//!   sent in the same round trip and answer the request's later reads (`tx.rs`).
 //! * **What a read sees** (see [`PgStore::read_fast`]): every read takes the commit
 //!   generation from a query PostgreSQL received after the read began (concurrent reads share
 //!   one such query), so it never answers older than any commit acknowledged by any replica
