@@ -13,8 +13,12 @@
 //! on one replica is refused by every other from that moment on, and across restarts of
 //! vpnroute; only a crash of PostgreSQL itself can forget the last fraction of a second of
 //! nonces, which is what `NonceStore::record(…, durable: false)` allows. A durable record
-//! (the nonce of a write request) is batched only with other durable ones, on the ordinary
-//! pool, and each batch waits for its flush before any of its callers is answered.
+//! (the nonce of a write request) is batched only with other durable ones, also without
+//! waiting for its flush: the write it admits commits afterwards with a flush, and PostgreSQL's
+//! WAL is flushed in order, so once a write is acknowledged its nonce is on disk too (one
+//! flush per write, not two). Only the nonce of a write that committed nothing (a refused
+//! request) can be lost, by a crash of PostgreSQL within that fraction of a second; replayed,
+//! such a request meets the state it met before.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,8 +39,8 @@ const PRUNE_EVERY_MS: i64 = 10_000;
 pub struct PgNonces {
     store: Arc<PgStore>,
     last_prune: AtomicI64,
-    /// Writes' nonces: the ordinary pool (each batch waits for its WAL flush). Reads' nonces
-    /// go to the store's fast lane (with the generation queries of reads).
+    /// Writes' nonces (made durable by the write's own commit, see the module docs). Reads'
+    /// nonces go to the store's fast lane (with the generation queries of reads).
     durable: Batcher<NonceRecord, bool>,
 }
 
@@ -44,7 +48,7 @@ impl PgNonces {
     pub(crate) fn new(store: Arc<PgStore>) -> Self {
         let rt = store.rt.handle();
         PgNonces {
-            durable: start_durable(rt, store.pool.clone()),
+            durable: start_durable(rt, store.fast_pool.clone()),
             store,
             last_prune: AtomicI64::new(0),
         }
@@ -176,8 +180,8 @@ impl PgStore {
     }
 }
 
-/// The batching loop of durable nonce records (writes' nonces), on the ordinary pool: each
-/// batch waits for its WAL flush before any caller is answered.
+/// The batching loop of durable nonce records (writes' nonces), on the asynchronously
+/// committing pool: the write each admits flushes them with its own commit (module docs).
 fn start_durable(rt: &tokio::runtime::Handle, pool: Pool) -> Batcher<NonceRecord, bool> {
     Batcher::start(rt, move |batch: Vec<NonceRecord>| {
         let pool = pool.clone();
