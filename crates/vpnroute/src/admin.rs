@@ -274,20 +274,19 @@ fn with_gateway(
     id: &str,
     f: impl FnOnce(&mut VpnGateway) -> anyhow::Result<()>,
 ) -> anyhow::Result<VpnGateway> {
-    let mut gw = store
-        .read(|tx| {
-            tx.resource::<VpnGateway>(ResourceKind::VpnGateway, id)
-                .map_err(ApiError::from)
-        })?
-        .ok_or_else(|| anyhow!("no VPN gateway {id}"))?
-        .doc;
-    f(&mut gw)?;
-    let doc = gw.clone();
-    store.write(|tx| {
-        tx.update_resource(ResourceKind::VpnGateway, id, &doc)
-            .map_err(ApiError::from)
-    })?;
-    Ok(gw)
+    // Read, change and write back in one transaction under the gateway's lock: a change the
+    // server commits meanwhile (a reconcile setting the gateway `active`) is not overwritten
+    // with an older copy of the document.
+    store.write(|tx| -> anyhow::Result<VpnGateway> {
+        tx.lock_gateway(id)?;
+        let mut gw = tx
+            .resource::<VpnGateway>(ResourceKind::VpnGateway, id)?
+            .ok_or_else(|| anyhow!("no VPN gateway {id}"))?
+            .doc;
+        f(&mut gw)?;
+        tx.update_resource(ResourceKind::VpnGateway, id, &gw)?;
+        Ok(gw)
+    })
 }
 
 /// `Name=Value` arguments as wire-order parameters.
