@@ -224,11 +224,10 @@ pub fn gateway_spec(tx: &dyn ReadTx, gateway_id: &str, version: i64) -> Result<O
 }
 
 /// Record `version` in force for `claim`; the gateway is no longer busy once no task remains.
-/// Under the gateway's lock, taken first (as every writer of the gateway takes it first): the
-/// status is a read-modify-write of the gateway's document, which a concurrent change of the
-/// gateway (on another replica, or `vpnroute admin`) must not overwrite with an older copy.
+/// The store's record takes the gateway's lock first, so the status is a read-modify-write of
+/// the gateway's document that a concurrent change of the gateway (on another replica, or
+/// `vpnroute admin`) does not overwrite with an older copy.
 fn record_applied(tx: &dyn WriteTx, claim: &Claim, version: i64) -> Result<bool, StoreError> {
-    tx.lock_gateway(&claim.gateway_id)?;
     if !tx.record_applied(&from_claim(claim), version)? {
         return Ok(false);
     }

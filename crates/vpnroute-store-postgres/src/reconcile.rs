@@ -9,7 +9,7 @@
 use vpnroute_domain::model::VpnRoute;
 use vpnroute_store::{ReconcileClaim, ReconcileFailure, StoreError, Task};
 
-use crate::tx::{route_columns, route_from_row, task_from_row, PgTx, ResourceRow};
+use crate::tx::{route_columns, route_from_row, task_from_row, PgTx, ResourceRow, CREATE_LOCK_ROW, LOCK_ROW};
 use vpnroute_store::ResourceKind;
 
 /// The select list of a route-changes query: each changed route's state at version `$to`
@@ -272,7 +272,11 @@ impl PgTx<'_> {
             memo.versions.remove(&claim.gateway_id);
             memo.changes.remove(&claim.gateway_id);
         }
+        // The gateway's lock first (a plain one: none of `lock_gateway`'s reads ahead), in the
+        // same round trip; the statements after it see every commit made before it was granted.
         let mut answers = self.pipeline(&[
+            (CREATE_LOCK_ROW, &[&claim.gateway_id]),
+            (LOCK_ROW, &[&claim.gateway_id]),
             (
                 "WITH g AS (UPDATE gateway_versions SET applied = $4, attempts = 0, last_error = NULL, next_retry_at = NULL, \
                    claim_owner = NULL, lease_until = NULL \

@@ -1015,6 +1015,11 @@ impl ReadTx for PgTx<'_> {
     }
 }
 
+/// The statement creating a gateway's lock row if it is missing (`$1`: the gateway).
+pub(crate) const CREATE_LOCK_ROW: &str = "INSERT INTO gateway_locks(gateway_id) VALUES ($1) ON CONFLICT DO NOTHING";
+/// The statement locking a gateway's lock row until the transaction ends (`$1`).
+pub(crate) const LOCK_ROW: &str = "SELECT 1 FROM gateway_locks WHERE gateway_id = $1 FOR UPDATE";
+
 impl WriteTx for PgTx<'_> {
     /// `SELECT … FOR UPDATE` on the gateway's lock row (created on first use), in one round
     /// trip with the insert that creates it; held until the transaction ends. The same round
@@ -1029,14 +1034,8 @@ impl WriteTx for PgTx<'_> {
         let mut answers = self.pipeline(&[
             // Its own statement, so that a concurrent first insert of the same row is waited
             // for (then found), never a duplicate-key error.
-            (
-                "INSERT INTO gateway_locks(gateway_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                &[&gateway_id],
-            ),
-            (
-                "SELECT 1 FROM gateway_locks WHERE gateway_id = $1 FOR UPDATE",
-                &[&gateway_id],
-            ),
+            (CREATE_LOCK_ROW, &[&gateway_id]),
+            (LOCK_ROW, &[&gateway_id]),
             (
                 "SELECT id, kind, account_id, region_id, doc FROM resources WHERE id = $1 AND kind = $2",
                 &[&gateway_id, &gateway_kind],

@@ -271,6 +271,9 @@ pub trait WriteTx: ReadTx {
     /// Record `version` in force if `claim` is the gateway's latest claim and `version` is not
     /// below the applied version: completes the tasks up to it, forgets their routes'
     /// earlier states, clears the failure record and ends the claim. Returns whether it did.
+    /// Takes the gateway's lock first ([`WriteTx::lock_gateway`]), as every writer of the
+    /// gateway does: the caller may then rewrite the gateway's document (its status) without
+    /// overwriting a concurrent change of it with an older copy.
     fn record_applied(&self, claim: &ReconcileClaim, version: i64) -> Result<bool, StoreError>;
     /// Record a failed attempt (attempts + 1, the error, no claim before `next_retry_ms`) and
     /// end the claim, if it is the latest; returns the attempts so far.
