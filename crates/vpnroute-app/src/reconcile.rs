@@ -95,6 +95,31 @@ pub fn route_changes(tx: &dyn ReadTx, gateway_id: &str, from: i64, to: i64) -> R
     })
 }
 
+/// The changes of a version recorded at once ([`crate::tasks::change_at_once`]), from the
+/// version before it: each route's last state in the version.
+pub fn changes_at_once(change: vpnroute_store::ChangeAtOnce) -> SpecChanges {
+    let mut last: std::collections::BTreeMap<i64, Option<VpnRoute>> = std::collections::BTreeMap::new();
+    for (seq, state) in change.routes {
+        last.insert(seq, state);
+    }
+    let mut upserts = Vec::new();
+    let mut removed = Vec::new();
+    for (seq, state) in last {
+        match state.as_ref().and_then(route_spec) {
+            Some(spec) => upserts.push(spec),
+            None => removed.push(seq as u64),
+        }
+    }
+    SpecChanges {
+        gateway_id: change.gateway_id,
+        from_version: change.version - 1,
+        version: change.version,
+        upserts,
+        removed,
+        connections: None,
+    }
+}
+
 /// The data plane's form of a stored route (`None` for a route the API would never have
 /// accepted: it is logged and left out).
 pub fn route_spec(r: &VpnRoute) -> Option<RouteSpec> {

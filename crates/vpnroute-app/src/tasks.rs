@@ -14,14 +14,17 @@
 //! ([`vpnroute_reconciler::Reconciler::when_in_force`]), before the record of it, which shares a
 //! later commit. So the change is in force when the answer arrives, after one commit. When the
 //! claim is taken (another replica, another request of the same batch), the request waits for
-//! the pass that puts its version in force.
+//! the pass that puts its version in force. On a data plane held in this process's memory
+//! and applied inline (the `sim`), a route change on a gateway with nothing pending skips all
+//! of that: its transaction records the version as applied ([`change_at_once`]) and the
+//! writer puts the request's route writes in force right after the commit.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use vpnroute_domain::model::VpnGateway;
 use vpnroute_domain::ApiError;
-use vpnroute_store::{ReconcileClaim, ResourceKind, Tx, WriteTxExt};
+use vpnroute_store::{ChangeAtOnce, ReconcileClaim, ResourceKind, Tx, WriteTxExt};
 
 use crate::state::{now_ms, App, OpCtx, TaskDuration};
 
@@ -40,6 +43,12 @@ pub struct Effects {
     pub task_enqueued: bool,
     /// Gateways deleted: removed from the data plane once the deletion is committed.
     pub deleted_gateways: Vec<String>,
+    /// Gateways whose change this transaction recorded as applied at once
+    /// ([`change_at_once`]), with the version.
+    pub recorded_at_once: Vec<(String, i64)>,
+    /// Those versions' changes, taken from the transaction at the end of the request
+    /// ([`vpnroute_store::WriteTx::take_changes_at_once`]): put in force right after the commit.
+    pub at_once: Vec<ChangeAtOnce>,
 }
 
 /// A gateway a request's transaction claimed (see [`Effects::claims`]).
@@ -101,7 +110,39 @@ pub fn schedule_routes(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway) -> Res
     schedule_change(ctx, tx, gw, Touches::Routes)
 }
 
+/// Record the coming change of `gw`'s routes as applied in this transaction, when its data
+/// plane allows it and nothing is pending for the gateway ([`vpnroute_store::WriteTx::change_at_once`]):
+/// a change due at once on a data plane held in this process's memory and applied inline
+/// (the `sim`) needs no task, no claim and no later record — the version is put in force
+/// from the request's own route writes right after the commit. Call it under the gateway's
+/// lock, before the route writes; [`schedule_routes`] then adds nothing.
+pub fn change_at_once(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &VpnGateway) -> Result<(), ApiError> {
+    let data_plane = &ctx.app.data_plane;
+    if !(data_plane.per_process() && data_plane.applies_inline())
+        || effective_duration(ctx.app, gw) != TaskDuration::After(Duration::ZERO)
+    {
+        return Ok(());
+    }
+    if let Some(version) = tx.change_at_once(&gw.id, ctx.now_ms)? {
+        ctx.effects.borrow_mut().recorded_at_once.push((gw.id.clone(), version));
+    }
+    Ok(())
+}
+
 fn schedule_change(ctx: &OpCtx<'_>, tx: &Tx<'_>, gw: &mut VpnGateway, touches: Touches) -> Result<(), ApiError> {
+    let at_once = touches == Touches::Routes && {
+        let effects = ctx.effects.borrow();
+        effects.recorded_at_once.iter().any(|(id, _)| *id == gw.id)
+    };
+    if at_once {
+        ctx.effects.borrow_mut().due_now = true;
+        let status = gw.status.after_applied_at_once();
+        if gw.status != status {
+            gw.status = status;
+            tx.update_resource(ResourceKind::VpnGateway, &gw.id, gw)?;
+        }
+        return Ok(());
+    }
     let duration = effective_duration(ctx.app, gw);
     if duration == TaskDuration::After(Duration::ZERO) {
         bump_version_of(ctx, tx, &gw.id, touches)?;
@@ -181,6 +222,11 @@ pub fn after_commit(app: &App, effects: &Effects) -> bool {
 /// test): a change due at once is put in force by a reconciler pass run here, before this
 /// returns.
 pub fn after_commit_here(app: &App, effects: &Effects) {
+    if !effects.recorded_at_once.is_empty() {
+        // Their changes stayed in the transaction: the drift check of the pass below puts
+        // the recorded versions in force.
+        app.reconciler.check_all_on_next_pass();
+    }
     if after_commit(app, effects) {
         for claimed in &effects.claims {
             app.reconciler

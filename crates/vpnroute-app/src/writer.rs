@@ -2,7 +2,9 @@
 //! store runs the job in a transaction (SQLite: in a savepoint of a group commit) and
 //! finishes it after the commit. A change due at once is answered once its version is in force
 //! here: the gateways the request claimed are reconciled right away (on the writer thread for a
-//! data plane that applies inline, else on a blocking thread), the others by a pass. A job may
+//! data plane that applies inline, else on a blocking thread), the others by a pass; a change
+//! its own transaction recorded as applied ([`crate::tasks::change_at_once`]) is put in force
+//! from its route writes on the writer thread. A job may
 //! run more than once if the store retries a transaction that failed
 //! with a retryable error; the handler closure is therefore `FnMut`.
 //!
@@ -41,7 +43,10 @@ impl WriteJob for RequestJob {
         // What a panic in the handler leaves as the outcome.
         self.outcome = Err(ApiError::INTERNAL_ERROR);
         self.outcome = (self.run)(&self.app, tx);
+        // Taken whatever the outcome: a failed request's are undone with its savepoint.
+        let at_once = tx.take_changes_at_once();
         if let Ok((_, effects)) = &mut self.outcome {
+            effects.at_once = at_once;
             if self.app.data_plane.applies_inline() {
                 // Last in the request's work: the state these reads see is what commits.
                 for claimed in &mut effects.claims {
@@ -73,7 +78,7 @@ impl WriteJob for RequestJob {
         } = *self;
         let committed = match (committed, outcome) {
             (Ok(()), Ok((body, effects))) if crate::tasks::after_commit(&app, &effects) => {
-                if effects.in_force.is_empty() {
+                if effects.in_force.is_empty() && effects.at_once.is_empty() {
                     // Behind a delayed task: answered after the reconciler's next pass.
                     app.reconciler.after_next_pass(Box::new(move || {
                         let _ = reply.send(Committed::Answer(Ok(body)));
@@ -143,20 +148,27 @@ pub async fn submit(
 /// they all are: reconcile the gateways its transaction claimed (`inline`: on this thread,
 /// the store's writer, for a data plane that applies inline), and for the others wake the
 /// reconciler, whose pass does it.
-fn put_in_force(app: &Arc<App>, effects: Effects, inline: bool, done: AfterPass) {
+fn put_in_force(app: &Arc<App>, mut effects: Effects, inline: bool, done: AfterPass) {
     let reconciler = &app.reconciler;
-    let pending = Arc::new(AtomicUsize::new(effects.in_force.len()));
+    let pending = Arc::new(AtomicUsize::new(effects.in_force.len() + effects.at_once.len()));
     let done = Arc::new(Mutex::new(Some(done)));
-    let mut unclaimed = false;
-    for (gateway_id, version) in &effects.in_force {
+    let answer = || -> AfterPass {
         let (pending, done) = (pending.clone(), done.clone());
-        let answer: AfterPass = Box::new(move || {
+        Box::new(move || {
             if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
                 if let Some(done) = done.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     done();
                 }
             }
-        });
+        })
+    };
+    // Recorded already: put in force from the request's own route writes.
+    for change in std::mem::take(&mut effects.at_once) {
+        reconciler.put_recorded_in_force_inline(crate::reconcile::changes_at_once(change), answer());
+    }
+    let mut unclaimed = false;
+    for (gateway_id, version) in &effects.in_force {
+        let answer = answer();
         if effects.claims.iter().any(|c| &c.claim.gateway_id == gateway_id) {
             reconciler.when_claimed_in_force(gateway_id, *version, answer);
         } else {

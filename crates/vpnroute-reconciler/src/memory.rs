@@ -137,6 +137,21 @@ impl MemoryReconcileStore {
         version
     }
 
+    /// Commit a change recorded as applied by its own transaction (the store's
+    /// `WriteTx::change_at_once`): desired and applied both become the new version, with no
+    /// task. Returns the new version.
+    pub fn commit_recorded(&self, mut spec: GatewaySpec) -> i64 {
+        let mut gateways = self.lock();
+        let row = gateways.entry(spec.gateway_id.clone()).or_default();
+        let version = row.desired() + 1;
+        spec.version = version;
+        row.specs.insert(version, spec);
+        row.applied = version;
+        row.applied_history.push(version);
+        self.moved();
+        version
+    }
+
     /// The latest desired spec of a gateway.
     pub fn desired_spec(&self, gateway_id: &str) -> Option<GatewaySpec> {
         self.lock()

@@ -374,6 +374,40 @@ impl Reconciler {
         }
     }
 
+    /// Put in force here a version that the transaction which made it also recorded as
+    /// applied (a change due at once on a per-process data plane: the store's
+    /// `WriteTx::change_at_once`), on the thread that committed it: `changes` lead from the
+    /// version before it. When the data plane does not hold that version in sync (another
+    /// apply got there first, a mirror lags, an apply failed), the recorded version is put in
+    /// force as a mirror would, on a thread of its own. `done` runs once it is in force, or
+    /// once that attempt failed (logged and counted; the drift check repairs it later).
+    pub fn put_recorded_in_force_inline(self: &Arc<Self>, changes: SpecChanges, done: AfterPass) {
+        let (gateway_id, version) = (changes.gateway_id.clone(), changes.version);
+        let applied =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.data_plane.apply_changes(&changes)));
+        if let Ok(Ok(true)) = applied {
+            bump(&self.metrics.applied);
+            self.settle_waiters(&gateway_id, Some(version));
+            return done();
+        }
+        self.off_thread(move |this| {
+            match this.mirror_one(&gateway_id, version) {
+                Ok(_) => {}
+                Err(e) => {
+                    bump(&this.metrics.failures);
+                    let error = match e {
+                        Failure::Store(e) => e.0,
+                        Failure::DataPlane(e) => e,
+                    };
+                    tracing::warn!(gateway = %gateway_id, version, error = %error, "putting a version recorded at once in force failed");
+                    this.check_all_on_next_pass();
+                    this.wake();
+                }
+            }
+            done();
+        });
+    }
+
     /// Run `f` on a thread of its own (store calls that must not run on the writer thread).
     fn off_thread(self: &Arc<Self>, f: impl FnOnce(&Reconciler) + Send + 'static) {
         let this = self.clone();

@@ -1262,3 +1262,81 @@ fn a_claim_follows_the_versions_requests_wait_for_and_records_once() {
         "the follow-up applies only the difference"
     );
 }
+
+/// A version its own transaction recorded as applied is put in force from its changes when the
+/// data plane holds the version before; otherwise (a failed apply, a data plane that lags) as a
+/// mirror would, off the calling thread; `done` runs either way.
+#[test]
+fn a_version_recorded_at_once_is_put_in_force_from_its_changes_or_as_a_mirror() {
+    let (store, plane, r) = setup(TestPlane {
+        per_process: true,
+        ..TestPlane::default()
+    });
+    let r = Arc::new(r);
+    store.commit(spec(routes(2)), Some(0));
+    r.run_pass(0);
+    assert_eq!(applied(&store), 1);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let changes = |from: i64, id: u64| SpecChanges {
+        gateway_id: GW.into(),
+        from_version: from,
+        version: from + 1,
+        upserts: vec![route(id, &format!("10.0.{id}.0/24"), "vco-b")],
+        removed: vec![1],
+        connections: None,
+    };
+    // In sync at the version before: applied from the changes, on this thread.
+    let v2 = store.commit_recorded(spec(vec![
+        route(2, "10.0.2.0/24", "vco-a"),
+        route(3, "10.0.3.0/24", "vco-b"),
+    ]));
+    r.put_recorded_in_force_inline(changes(1, 3), waiter(&answered));
+    assert_eq!(answered.load(Ordering::SeqCst), 1);
+    assert_eq!(held(&plane), Some((Some(v2), true)));
+    assert_eq!(plane.chosen("10.0.3.9").as_deref(), Some("vco-b"));
+    assert_eq!(plane.chosen("10.0.1.9"), None);
+    assert_eq!(*plane.applied_changes.lock().unwrap(), vec![v2]);
+
+    // The apply fails part-way: the recorded version is put in force in full, off this thread.
+    let v3 = store.commit_recorded(spec(vec![
+        route(2, "10.0.2.0/24", "vco-a"),
+        route(4, "10.0.4.0/24", "vco-b"),
+    ]));
+    plane.sim.inject_failures(SimFault {
+        after_routes: 0,
+        times: 1,
+    });
+    r.put_recorded_in_force_inline(changes(2, 4), waiter(&answered));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answered.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "not answered");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(held(&plane), Some((Some(v3), true)));
+    assert_eq!(plane.chosen("10.0.4.9").as_deref(), Some("vco-b"));
+    assert_eq!(plane.chosen("10.0.3.9"), None);
+    assert_eq!(
+        *plane.applied_versions.lock().unwrap().last().unwrap(),
+        v3,
+        "a full apply of the recorded version"
+    );
+
+    // Changes from a version the data plane does not hold (it lags): the same full put.
+    let v4 = store.commit_recorded(spec(vec![route(5, "10.0.5.0/24", "vco-a")]));
+    let v5 = store.commit_recorded(spec(vec![route(6, "10.0.6.0/24", "vco-a")]));
+    assert_eq!(v5, v4 + 1);
+    r.put_recorded_in_force_inline(changes(v4, 6), waiter(&answered));
+    while answered.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "not answered");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(held(&plane), Some((Some(v5), true)));
+    assert_eq!(plane.chosen("10.0.6.9").as_deref(), Some("vco-a"));
+    assert_eq!(plane.chosen("10.0.5.9"), None);
+    let status = store.status(GW).unwrap();
+    assert_eq!(
+        (status.desired_version, status.applied_version, status.pending_tasks),
+        (v5, v5, 0)
+    );
+    assert_eq!(status.claimed_by, None, "no claim taken");
+}

@@ -7,7 +7,7 @@
 //! (claim token, owner), so a replica whose lease ran out records nothing.
 
 use vpnroute_domain::model::VpnRoute;
-use vpnroute_store::{ReconcileClaim, ReconcileFailure, StoreError, Task};
+use vpnroute_store::{ChangeAtOnce, ReconcileClaim, ReconcileFailure, StoreError, Task};
 
 use crate::tx::{route_columns, route_from_row, task_from_row, PgTx, ResourceRow, CREATE_LOCK_ROW, LOCK_ROW};
 use vpnroute_store::ResourceKind;
@@ -70,6 +70,38 @@ impl PgTx<'_> {
                 &[&gateway_id, &due_at, &now_ms],
             )?
             .get(0))
+    }
+
+    /// See [`WriteTx::change_at_once`](vpnroute_store::WriteTx::change_at_once) (one statement).
+    pub fn change_at_once(&self, gateway_id: &str, now_ms: i64) -> Result<Option<i64>, StoreError> {
+        {
+            let mut memo = self.memo();
+            memo.tasks.remove(gateway_id);
+            memo.versions.remove(gateway_id);
+            memo.changes.remove(gateway_id);
+        }
+        let version: Option<i64> = self
+            .query_opt(
+                "UPDATE gateway_versions SET desired = desired + 1, applied = applied + 1 \
+                 WHERE gateway_id = $1 AND desired = applied AND (lease_until IS NULL OR lease_until <= $2) \
+                 RETURNING desired",
+                &[&gateway_id, &now_ms],
+            )?
+            .map(|r| r.get(0));
+        if let Some(version) = version {
+            self.at_once.borrow_mut().push(ChangeAtOnce::new(gateway_id, version));
+        }
+        Ok(version)
+    }
+
+    /// Whether [`PgTx::change_at_once`] took a version of the gateway in this transaction.
+    pub(crate) fn is_at_once(&self, gateway_id: &str) -> bool {
+        self.at_once.borrow().iter().any(|c| c.gateway_id == gateway_id)
+    }
+
+    /// Collect a route write of a gateway whose version this transaction recorded at once.
+    pub(crate) fn collect_at_once(&self, gateway_id: &str, seq: i64, state: Option<VpnRoute>) {
+        ChangeAtOnce::collect(&mut self.at_once.borrow_mut(), gateway_id, seq, || state);
     }
 
     pub fn pending_tasks(&self, gateway_id: &str) -> Result<Vec<Task>, StoreError> {

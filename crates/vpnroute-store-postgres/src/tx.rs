@@ -33,8 +33,8 @@ use tokio_postgres::{Row, Statement};
 use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
 use vpnroute_store::cache::{Query, ReadCache};
 use vpnroute_store::{
-    AccessKey, Account, AnyDoc, ChangeFeed, DocType, ReadTx, ReconcileClaim, ReconcileFailure, Resource, ResourceKind,
-    StoreError, Task, WriteTx,
+    AccessKey, Account, AnyDoc, ChangeAtOnce, ChangeFeed, DocType, ReadTx, ReconcileClaim, ReconcileFailure, Resource,
+    ResourceKind, StoreError, Task, WriteTx,
 };
 
 use crate::{current_generation, pg_err, PgStore};
@@ -67,6 +67,9 @@ pub struct PgTx<'s> {
     ended: Cell<bool>,
     /// Answers read together with a write's statements (write transactions only).
     memo: RefCell<Memo>,
+    /// Versions recorded as applied by this transaction ([`WriteTx::change_at_once`]) and
+    /// not taken yet, with their route writes.
+    pub(crate) at_once: RefCell<Vec<ChangeAtOnce>>,
 }
 
 /// A resource row: (account id, region id, JSON document).
@@ -192,6 +195,7 @@ impl<'s> PgTx<'s> {
             torn: Cell::new(false),
             ended: Cell::new(false),
             memo: RefCell::new(Memo::default()),
+            at_once: RefCell::new(Vec::new()),
         }
     }
 
@@ -364,6 +368,8 @@ impl<'s> PgTx<'s> {
     /// Undo the work since [`PgTx::savepoint`] (the transaction stays open).
     pub(crate) fn rollback_to(&self) {
         *self.memo.borrow_mut() = Memo::default();
+        // The versions it took are undone with it.
+        self.at_once.borrow_mut().clear();
         if !self.drop_unsent_savepoint() {
             self.queue("ROLLBACK TO request; RELEASE request");
         }
@@ -1160,19 +1166,34 @@ impl WriteTx for PgTx<'_> {
     }
 
     /// The route, its gateway's route count and its "absent" before-image (see
-    /// `remember_existing`) in one statement.
+    /// `remember_existing`; none for a version recorded at once) in one statement.
     fn insert_route(&self, r: &VpnRoute) -> Result<i64, StoreError> {
+        macro_rules! insert_route {
+            ($history:literal) => {
+                concat!(
+                    "WITH r AS (INSERT INTO vpn_routes(kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time) \
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq), \
+                     c AS (INSERT INTO gateway_route_counts(gateway_id, kind, n) SELECT $2, $1, 1 FROM r \
+                       ON CONFLICT (gateway_id, kind) DO UPDATE SET n = gateway_route_counts.n + EXCLUDED.n)",
+                    $history,
+                    " SELECT seq FROM r"
+                )
+            };
+        }
         self.memo.borrow_mut().forget_routes(&r.gateway_id);
+        let at_once = self.is_at_once(&r.gateway_id);
+        let sql = if at_once {
+            insert_route!("")
+        } else {
+            insert_route!(
+                ", h AS (INSERT INTO vpn_route_history SELECT $2, \
+                   COALESCE((SELECT desired FROM gateway_versions WHERE gateway_id = $2), 0) + 1, \
+                   seq, FALSE, '', '', '', '', 0, 0, FALSE, '', '', 0 FROM r ON CONFLICT DO NOTHING)"
+            )
+        };
         let seq: i64 = self
             .query_one(
-                "WITH r AS (INSERT INTO vpn_routes(kind, gateway_id, route_source, route_dest, next_hop, weight, priority, published, description, overlay_mode, create_time) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq), \
-                 c AS (INSERT INTO gateway_route_counts(gateway_id, kind, n) SELECT $2, $1, 1 FROM r \
-                   ON CONFLICT (gateway_id, kind) DO UPDATE SET n = gateway_route_counts.n + EXCLUDED.n), \
-                 h AS (INSERT INTO vpn_route_history SELECT $2, \
-                   COALESCE((SELECT desired FROM gateway_versions WHERE gateway_id = $2), 0) + 1, \
-                   seq, FALSE, '', '', '', '', 0, 0, FALSE, '', '', 0 FROM r ON CONFLICT DO NOTHING) \
-                 SELECT seq FROM r",
+                sql,
                 &[
                     &r.kind.as_str(),
                     &r.gateway_id,
@@ -1188,6 +1209,9 @@ impl WriteTx for PgTx<'_> {
                 ],
             )?
             .get(0);
+        if at_once {
+            self.collect_at_once(&r.gateway_id, seq, Some(VpnRoute { seq, ..r.clone() }));
+        }
         Ok(seq)
     }
 
@@ -1195,6 +1219,14 @@ impl WriteTx for PgTx<'_> {
     /// statement (both read the row as it was before it).
     fn update_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
         self.memo.borrow_mut().forget_routes(&r.gateway_id);
+        if self.is_at_once(&r.gateway_id) {
+            self.execute(
+                "UPDATE vpn_routes SET weight = $2, priority = $3, published = $4, description = $5 WHERE seq = $1",
+                &[&r.seq, &r.weight, &r.priority, &r.published, &r.description],
+            )?;
+            self.collect_at_once(&r.gateway_id, r.seq, Some(r.clone()));
+            return Ok(());
+        }
         self.execute(
             concat!(
                 "WITH h AS (",
@@ -1216,6 +1248,16 @@ impl WriteTx for PgTx<'_> {
     /// The route's before-image, the delete and the route count in one statement.
     fn delete_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
         self.memo.borrow_mut().forget_routes(&r.gateway_id);
+        if self.is_at_once(&r.gateway_id) {
+            self.execute(
+                "WITH d AS (DELETE FROM vpn_routes WHERE seq = $2 RETURNING kind) \
+                 INSERT INTO gateway_route_counts(gateway_id, kind, n) SELECT $1, kind, -1 FROM d \
+                 ON CONFLICT (gateway_id, kind) DO UPDATE SET n = gateway_route_counts.n + EXCLUDED.n",
+                &[&r.gateway_id, &r.seq],
+            )?;
+            self.collect_at_once(&r.gateway_id, r.seq, None);
+            return Ok(());
+        }
         self.execute(
             concat!(
                 "WITH h AS (",
@@ -1284,6 +1326,14 @@ impl WriteTx for PgTx<'_> {
 
     fn enqueue_version(&self, gateway_id: &str, due_at: Option<i64>, now_ms: i64) -> Result<i64, StoreError> {
         PgTx::enqueue_version(self, gateway_id, due_at, now_ms)
+    }
+
+    fn change_at_once(&self, gateway_id: &str, now_ms: i64) -> Result<Option<i64>, StoreError> {
+        PgTx::change_at_once(self, gateway_id, now_ms)
+    }
+
+    fn take_changes_at_once(&self) -> Vec<ChangeAtOnce> {
+        std::mem::take(&mut *self.at_once.borrow_mut())
     }
 
     fn claim_due_gateways(

@@ -4,14 +4,14 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use crate::auth_cache::AuthCache;
 use crate::cache::{Query, ReadCache};
 use crate::Error;
 use vpnroute_store::{
-    AccessKey, Account, AnyDoc, DocType, ReadTx, ReconcileClaim, ReconcileFailure, Resource, ResourceKind, StoreError,
-    Task, WriteTx,
+    AccessKey, Account, AnyDoc, ChangeAtOnce, DocType, ReadTx, ReconcileClaim, ReconcileFailure, Resource,
+    ResourceKind, StoreError, Task, WriteTx,
 };
 
 /// A connection whose read transaction begins on first use ([`crate::SqliteStore::read_fast`]).
@@ -62,6 +62,9 @@ pub struct SqliteTx<'c> {
     /// Set when SQLite's snapshot turned out newer than results already taken from the
     /// cache: the closure's result is discarded and it runs again on a snapshot.
     torn: Cell<bool>,
+    /// Versions recorded as applied by this transaction ([`WriteTx::change_at_once`]) and
+    /// not taken yet, with their route writes.
+    at_once: RefCell<Vec<ChangeAtOnce>>,
 }
 
 enum Conn<'c> {
@@ -146,6 +149,7 @@ impl<'c> SqliteTx<'c> {
             generation: Cell::new(0),
             used_cache: Cell::new(false),
             torn: Cell::new(false),
+            at_once: RefCell::new(Vec::new()),
         }
     }
 
@@ -180,6 +184,7 @@ impl<'c> SqliteTx<'c> {
             generation: Cell::new(generation),
             used_cache: Cell::new(false),
             torn: Cell::new(false),
+            at_once: RefCell::new(Vec::new()),
         }
     }
 
@@ -302,6 +307,8 @@ impl<'c> SqliteTx<'c> {
     pub fn rollback_to(&self) -> Result<(), Error> {
         self.conn()?.prepare_cached("ROLLBACK TO request")?.execute([])?;
         self.conn()?.prepare_cached("RELEASE request")?.execute([])?;
+        // The versions it took are undone with it.
+        self.at_once.borrow_mut().clear();
         Ok(())
     }
 
@@ -692,8 +699,38 @@ impl<'c> SqliteTx<'c> {
         ])?;
         let seq = self.conn()?.last_insert_rowid();
         self.bump_route_count(&r.gateway_id, r.kind, 1)?;
-        self.remember_route_before(&r.gateway_id, seq, false)?;
+        if !self.collect_at_once(&r.gateway_id, seq, || Some(VpnRoute { seq, ..r.clone() })) {
+            self.remember_route_before(&r.gateway_id, seq, false)?;
+        }
         Ok(seq)
+    }
+
+    /// For a gateway whose version this transaction recorded at once: collect a route write
+    /// (its state after) instead of keeping the route's earlier state. Returns whether it did.
+    fn collect_at_once(&self, gateway_id: &str, seq: i64, state: impl FnOnce() -> Option<VpnRoute>) -> bool {
+        ChangeAtOnce::collect(&mut self.at_once.borrow_mut(), gateway_id, seq, state)
+    }
+
+    /// See [`WriteTx::change_at_once`].
+    pub fn change_at_once(&self, gateway_id: &str, now_ms: i64) -> Result<Option<i64>, Error> {
+        let version: Option<i64> = self
+            .conn()?
+            .prepare_cached(
+                "UPDATE gateway_versions SET desired = desired + 1, applied = applied + 1 \
+                 WHERE gateway_id = ?1 AND desired = applied AND (lease_until IS NULL OR lease_until <= ?2) \
+                 RETURNING desired",
+            )?
+            .query_row(params![gateway_id, now_ms], |r| r.get(0))
+            .optional()?;
+        if let Some(version) = version {
+            self.at_once.borrow_mut().push(ChangeAtOnce::new(gateway_id, version));
+        }
+        Ok(version)
+    }
+
+    /// See [`WriteTx::take_changes_at_once`].
+    pub fn take_changes_at_once(&self) -> Vec<ChangeAtOnce> {
+        std::mem::take(&mut *self.at_once.borrow_mut())
     }
 
     fn bump_route_count(&self, gateway_id: &str, kind: RouteKind, delta: i64) -> Result<(), Error> {
@@ -707,7 +744,9 @@ impl<'c> SqliteTx<'c> {
     }
 
     pub fn update_route(&self, r: &VpnRoute) -> Result<(), Error> {
-        self.remember_route_before(&r.gateway_id, r.seq, true)?;
+        if !self.collect_at_once(&r.gateway_id, r.seq, || Some(r.clone())) {
+            self.remember_route_before(&r.gateway_id, r.seq, true)?;
+        }
         let mut st = self.conn()?.prepare_cached(
             "UPDATE vpn_routes SET weight = ?2, priority = ?3, published = ?4, description = ?5 WHERE seq = ?1",
         )?;
@@ -716,7 +755,9 @@ impl<'c> SqliteTx<'c> {
     }
 
     pub fn delete_route(&self, r: &VpnRoute) -> Result<(), Error> {
-        self.remember_route_before(&r.gateway_id, r.seq, true)?;
+        if !self.collect_at_once(&r.gateway_id, r.seq, || None) {
+            self.remember_route_before(&r.gateway_id, r.seq, true)?;
+        }
         if self
             .conn()?
             .prepare_cached("DELETE FROM vpn_routes WHERE seq = ?1")?
@@ -1023,6 +1064,10 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn take_changes_at_once(&self) -> Vec<ChangeAtOnce> {
+        SqliteTx::take_changes_at_once(self)
+    }
+
     forward! {
         fn next_counter(&self, name: &str) -> i64;
         fn insert_account(&self, a: &Account) -> ();
@@ -1059,6 +1104,7 @@ impl WriteTx for SqliteTx<'_> {
         ) -> ();
         fn prune_client_tokens(&self, older_than_ms: i64) -> usize;
         fn enqueue_version(&self, gateway_id: &str, due_at: Option<i64>, now_ms: i64) -> i64;
+        fn change_at_once(&self, gateway_id: &str, now_ms: i64) -> Option<i64>;
         fn claim_due_gateways(&self, owner: &str, now_ms: i64, lease_ms: i64, max: usize) -> Vec<ReconcileClaim>;
         fn claim_gateway(&self, gateway_id: &str, owner: &str, now_ms: i64, lease_ms: i64) -> Option<ReconcileClaim>;
         fn record_applied(&self, claim: &ReconcileClaim, version: i64) -> bool;

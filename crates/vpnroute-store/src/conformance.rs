@@ -48,6 +48,7 @@ macro_rules! conformance_tests {
             vpc_entries,
             client_tokens_save_lookup_and_expire,
             tasks_and_versions,
+            a_change_at_once_is_recorded_with_its_route_writes,
             routes_at_a_version_and_changes_between_versions,
             reconcile_claims_records_and_failures,
             a_restarted_owner_ends_its_previous_claims,
@@ -361,6 +362,116 @@ pub fn tasks_and_versions(h: &dyn Harness) {
             Ok::<_, StoreError>(())
         })
         .unwrap();
+}
+
+/// [`WriteTx::change_at_once`]: desired and applied move together only when nothing is
+/// pending and the gateway is unclaimed; its route writes keep no earlier state and are
+/// handed back in order; a rolled-back request's are dropped.
+pub fn a_change_at_once_is_recorded_with_its_route_writes(h: &dyn Harness) {
+    let store = h.store();
+    // A gateway with a version applied and nothing pending.
+    write(&*store, |tx| {
+        tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", "vco"))?;
+        tx.enqueue_version("gw", Some(1), 1)?;
+        Ok(())
+    });
+    let claim = store.write(|tx| tx.claim_gateway("gw", "a", 2, 1000)).unwrap().unwrap();
+    // Claimed: not at once.
+    assert_eq!(store.write(|tx| tx.change_at_once("gw", 3)).unwrap(), None);
+    assert!(store.write(|tx| tx.record_applied(&claim, 1)).unwrap());
+    let (version, changes, seq) = store
+        .write(|tx| {
+            let v = tx.change_at_once("gw", 4)?;
+            let seq = tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.1.0/24", "vco"))?;
+            let mut first = tx
+                .gateway_routes("gw")?
+                .into_iter()
+                .find(|r| r.dest == "10.0.0.0/24")
+                .unwrap();
+            first.weight = 0;
+            tx.update_route(&first)?;
+            tx.delete_route(&first)?;
+            Ok::<_, StoreError>((v, tx.take_changes_at_once(), (seq, first.seq)))
+        })
+        .unwrap();
+    assert_eq!(version, Some(2));
+    assert_eq!(changes.len(), 1);
+    let c = &changes[0];
+    assert_eq!((c.gateway_id.as_str(), c.version), ("gw", 2));
+    let writes: Vec<(i64, Option<(String, i64)>)> = c
+        .routes
+        .iter()
+        .map(|(s, r)| (*s, r.as_ref().map(|r| (r.dest.clone(), r.weight))))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            (seq.0, Some(("10.0.1.0/24".to_string(), 100))),
+            (seq.1, Some(("10.0.0.0/24".to_string(), 0))),
+            (seq.1, None)
+        ]
+    );
+    store
+        .read(|tx| {
+            assert_eq!(tx.gateway_versions("gw")?, (2, 2));
+            assert!(tx.pending_tasks("gw")?.is_empty());
+            // No earlier state kept: the routes at the applied version are the current ones.
+            assert!(tx.route_changes("gw", 1, 2)?.is_empty());
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    // Pending work (a version not applied yet): not at once, and its route writes are versioned.
+    write(&*store, |tx| {
+        tx.enqueue_version("gw", None, 5)?;
+        Ok(())
+    });
+    write(&*store, |tx| {
+        assert_eq!(tx.change_at_once("gw", 6)?, None);
+        // Versioned as usual: its before-image belongs to the next version.
+        tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.2.0/24", "vco"))?;
+        tx.enqueue_version("gw", None, 6)?;
+        assert!(tx.take_changes_at_once().is_empty());
+        Ok(())
+    });
+    assert_eq!(store.read(|tx| tx.route_changes("gw", 2, 4)).unwrap().len(), 1);
+    // A rolled-back request's version and writes are gone with it.
+    assert_eq!(
+        store.write(|tx| tx.change_at_once("gw2", 7)).unwrap(),
+        None,
+        "a gateway without versions"
+    );
+    write(&*store, |tx| {
+        tx.insert_route(&route("gw3", RouteKind::Dbr, "", "10.0.0.0/24", "vco"))?;
+        tx.enqueue_version("gw3", Some(1), 1)?;
+        Ok(())
+    });
+    let claim = store
+        .write(|tx| tx.claim_gateway("gw3", "a", 2, 1000))
+        .unwrap()
+        .unwrap();
+    assert!(store.write(|tx| tx.record_applied(&claim, 1)).unwrap());
+    let (taken, seen) = mpsc::channel();
+    let failed = submit(&*store, {
+        let taken = taken.clone();
+        move |tx| {
+            let _ = taken.send(("failed", tx.change_at_once("gw3", 8)?.unwrap_or(-1)));
+            tx.insert_route(&route("gw3", RouteKind::Dbr, "", "10.0.9.0/24", "vco"))?;
+            Ok(false)
+        }
+    });
+    let next = submit(&*store, move |tx| {
+        let _ = taken.send(("next", tx.take_changes_at_once().len() as i64));
+        Ok(true)
+    });
+    finished(&failed).unwrap();
+    finished(&next).unwrap();
+    let seen: Vec<(&str, i64)> = seen.try_iter().collect();
+    assert!(seen.contains(&("failed", 2)), "{seen:?}");
+    assert!(
+        seen.contains(&("next", 0)),
+        "the failed request's version was dropped: {seen:?}"
+    );
+    assert_eq!(store.read(|tx| tx.gateway_versions("gw3")).unwrap(), (1, 1));
 }
 
 /// The routes of a gateway at any version not yet applied: each change is versioned with the

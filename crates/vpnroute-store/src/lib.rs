@@ -31,7 +31,9 @@ use vpnroute_domain::ApiError;
 
 pub use local::FixedWindowLimiter;
 pub use tx::{from_json, to_json, AnyDoc, DocType, ReadTx, ReadTxExt, WriteTx, WriteTxExt};
-pub use types::{AccessKey, Account, Durability, ReconcileClaim, ReconcileFailure, Resource, ResourceKind, Task};
+pub use types::{
+    AccessKey, Account, ChangeAtOnce, Durability, ReconcileClaim, ReconcileFailure, Resource, ResourceKind, Task,
+};
 
 /// A write transaction as handlers name it (kept from when it was a concrete type).
 pub type Tx<'a> = dyn WriteTx + 'a;

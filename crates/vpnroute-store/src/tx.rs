@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
 
-use crate::{AccessKey, Account, ReconcileClaim, ReconcileFailure, Resource, ResourceKind, StoreError, Task};
+use crate::{
+    AccessKey, Account, ChangeAtOnce, ReconcileClaim, ReconcileFailure, Resource, ResourceKind, StoreError, Task,
+};
 
 /// A decoded value of some Rust type, shared with a read cache.
 pub type AnyDoc = Arc<dyn Any + Send + Sync>;
@@ -250,6 +252,22 @@ pub trait WriteTx: ReadTx {
     /// Route writes of the same transaction belong to that version (the store keeps each
     /// route's state before them until the version is applied). Returns the new version.
     fn enqueue_version(&self, gateway_id: &str, due_at: Option<i64>, now_ms: i64) -> Result<i64, StoreError>;
+    /// A change due at once that this transaction puts on record as applied, for a data plane
+    /// whose state is this process's memory and is put in force right after the commit (the
+    /// `sim`: `DataPlane::per_process` and `DataPlane::applies_inline`): bump the gateway's desired *and*
+    /// applied version by one when nothing is pending for it (desired = applied, no live
+    /// claim). Later route writes of this gateway in this transaction keep no earlier state
+    /// (nothing is left to reconcile): they are collected for [`WriteTx::take_changes_at_once`]
+    /// instead, to be put in force from memory. `None`: something is pending; the caller
+    /// versions the change with [`WriteTx::enqueue_version`] as usual. Why this is safe: such a
+    /// data plane holds nothing that survives the process, every replica (and this one after
+    /// a restart) converges its own copy to the recorded version anyway (mirroring), and a
+    /// failed or skipped apply is repaired the same way.
+    fn change_at_once(&self, gateway_id: &str, now_ms: i64) -> Result<Option<i64>, StoreError>;
+    /// The versions [`WriteTx::change_at_once`] took in this transaction since the last call,
+    /// with their route writes in order, and forget them. A rolled-back request's are
+    /// dropped by the store.
+    fn take_changes_at_once(&self) -> Vec<ChangeAtOnce>;
     /// Claim up to `max` gateways with work due at `now_ms` (a first task due, or a failure
     /// whose retry time has come) for `owner` until `now_ms + lease_ms`; gateways under an
     /// unexpired claim or waiting for a retry are skipped.

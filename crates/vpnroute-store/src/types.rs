@@ -1,5 +1,7 @@
 //! The records the store keeps, shared by every backend.
 
+use vpnroute_domain::model::VpnRoute;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub id: String,
@@ -59,6 +61,45 @@ pub struct Task {
     pub version: i64,
     /// Epoch ms at which it may be applied; `None` in manual mode.
     pub due_at: Option<i64>,
+}
+
+/// A version recorded as applied by the transaction that made it
+/// ([`WriteTx::change_at_once`](crate::WriteTx::change_at_once)), with what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeAtOnce {
+    pub gateway_id: String,
+    /// The version recorded; the one before it is what the data plane must hold.
+    pub version: i64,
+    /// Route writes in order: `seq` and the route's state after the write (`None`: deleted).
+    pub routes: Vec<(i64, Option<VpnRoute>)>,
+}
+
+impl ChangeAtOnce {
+    /// A version just taken, with no route write yet.
+    pub fn new(gateway_id: &str, version: i64) -> Self {
+        ChangeAtOnce {
+            gateway_id: gateway_id.to_string(),
+            version,
+            routes: Vec::new(),
+        }
+    }
+
+    /// For a backend: add a route write to the gateway's version in `taken`, if this
+    /// transaction took one; `false` when it did not (the write is versioned as usual).
+    pub fn collect(
+        taken: &mut [ChangeAtOnce],
+        gateway_id: &str,
+        seq: i64,
+        state: impl FnOnce() -> Option<VpnRoute>,
+    ) -> bool {
+        match taken.iter_mut().rev().find(|c| c.gateway_id == gateway_id) {
+            Some(change) => {
+                change.routes.push((seq, state()));
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A gateway claimed for reconciliation by one owner until `lease_until_ms`.

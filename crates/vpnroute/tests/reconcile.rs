@@ -175,3 +175,74 @@ fn connection_changes_reach_the_data_plane() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn delete_route(c: &mut vpnroute_client::Client, gw: &str, dest: &str, hop: &str) {
+    let r = c
+        .call(
+            "DeleteVpnRouteEntry",
+            &[
+                ("RegionId", "cn-hangzhou"),
+                ("VpnGatewayId", gw),
+                ("RouteDest", dest),
+                ("NextHop", hop),
+                ("Weight", "100"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// A route change due at once on the `sim` is recorded as applied by its own transaction
+/// (docs/compatibility.md §4.6, "route change recorded at once"): every answer finds its change
+/// in force, no task or record is left behind, the versions move together, and after kill -9
+/// the restarted server has exactly the recorded routes in force.
+#[test]
+fn route_changes_due_at_once_are_in_force_when_answered_and_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--task-duration", "0s"]);
+    let mut c = server.client(Scheme::Acs3);
+    let (gw, vco) = setup_gateway(&mut c, 0);
+    let before = server.introspect(&format!("/_vpnroute/gateways/{gw}"));
+    let v0 = before["DesiredVersion"].as_i64().unwrap();
+    for i in 0..20 {
+        let dest = format!("10.0.{i}.0/24");
+        create_route(&mut c, &gw, &dest, &vco);
+        assert_eq!(
+            chosen_hop(&server, &gw, &format!("10.0.{i}.7")).as_deref(),
+            Some(vco.as_str()),
+            "route {i} in force when its create was answered"
+        );
+        if i % 2 == 1 {
+            delete_route(&mut c, &gw, &dest, &vco);
+            assert_eq!(
+                chosen_hop(&server, &gw, &format!("10.0.{i}.7")),
+                None,
+                "route {i} gone when answered"
+            );
+        }
+    }
+    let status = server.introspect(&format!("/_vpnroute/gateways/{gw}"));
+    assert_eq!(status["Status"], "active", "{status}");
+    assert_eq!(status["PendingTasks"], 0, "{status}");
+    assert_eq!(status["InSync"], true, "{status}");
+    assert_eq!(status["RoutesInForce"], 10, "{status}");
+    assert_eq!(status["DesiredVersion"], status["AppliedVersion"], "{status}");
+    assert_eq!(
+        status["AppliedVersion"].as_i64().unwrap(),
+        v0 + 30,
+        "one version per change: {status}"
+    );
+
+    server.kill9_and_restart();
+    let status = server.introspect(&format!("/_vpnroute/gateways/{gw}"));
+    assert_eq!(status["RoutesInForce"], 10, "{status}");
+    assert_eq!(status["AppliedVersion"].as_i64().unwrap(), v0 + 30, "{status}");
+    for i in 0..20 {
+        let want = (i % 2 == 0).then(|| vco.clone());
+        assert_eq!(
+            chosen_hop(&server, &gw, &format!("10.0.{i}.7")),
+            want,
+            "route {i} after restart"
+        );
+    }
+}

@@ -63,6 +63,7 @@ fn gateway_for_change(
         _ => return Err(ApiError::INCORRECT_VPC_STATUS),
     }
     tasks::check_busy(ctx, &gw, busy)?;
+    tasks::change_at_once(ctx, tx, &gw)?;
     Ok(gw)
 }
 
