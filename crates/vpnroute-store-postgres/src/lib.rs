@@ -41,7 +41,10 @@
 //! * **Batching** (`batch.rs`): the generation queries of concurrent reads and the nonces of
 //!   concurrent reads go to PostgreSQL as one statement per batch (the *fast lane*: a loop
 //!   takes the first waiting request and everything queued behind it, no delay; see
-//!   [`PgNonces`]); writes' nonces are batched the same way among themselves.
+//!   [`PgNonces`]); writes' nonces are batched the same way among themselves. An API read
+//!   authenticated on this replica's cache brings its nonce with its own generation query
+//!   and awaits the one answer ([`vpnroute_store::NonceReads`], implemented by [`PgNonces`]);
+//!   a read fully answered from the cache then takes no connection at all.
 //! * **Migrations** (`schema.rs`): embedded, versioned (`schema_migrations`), applied at open
 //!   under a session advisory lock: the first replica migrates, the others wait and find
 //!   nothing to do.
@@ -356,15 +359,16 @@ impl PgStore {
         })
     }
 
-    /// Like [`PgStore::read`], but a transaction is begun only if some result is not in the
-    /// cache. The generation is read first, in one autocommit statement shared by the reads
-    /// waiting at the time it is sent: a read uses only the answer of a statement sent after
-    /// the read began (a read arriving while one is in flight waits for the next). If every
-    /// result is cached at that generation the read is answered without a transaction; it is
-    /// exactly the committed state of that generation, which includes every commit
-    /// acknowledged (by any replica) before the read began. If a result must be read and the
-    /// snapshot then begun is at a newer generation than cached results already used, `f`
-    /// runs again with [`PgStore::read`]. Either way `f` sees one consistent committed state.
+    /// Like [`PgStore::read`], but a transaction is begun (and a connection taken) only if
+    /// some result is not in the cache. The generation is read first, in one autocommit
+    /// statement shared by the reads waiting at the time it is sent: a read uses only the
+    /// answer of a statement sent after the read began (a read arriving while one is in
+    /// flight waits for the next). If every result is cached at that generation the read is
+    /// answered without a transaction; it is exactly the committed state of that generation,
+    /// which includes every commit acknowledged (by any replica) before the read began. If a
+    /// result must be read and the snapshot then begun is at a newer generation than cached
+    /// results already used, `f` runs again with [`PgStore::read`]. Either way `f` sees one
+    /// consistent committed state.
     pub fn read_fast<T, E>(&self, mut f: impl FnMut(&PgTx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
@@ -373,8 +377,7 @@ impl PgStore {
             // The answer of a query sent after this call began (concurrent reads share it).
             let generation = self.generation_now().map_err(E::from)?;
             self.generation.publish(generation);
-            let conn = self.connection().map_err(E::from)?;
-            let tx = PgTx::optimistic(self, conn, generation);
+            let tx = PgTx::optimistic(self, generation);
             let result = f(&tx);
             if tx.is_torn() {
                 let _ = tx.end();
@@ -389,6 +392,40 @@ impl PgStore {
             Some(v) => Ok(v),
             None => self.read(f),
         }
+    }
+
+    /// A read at `generation`, a generation read by a statement sent after the read began
+    /// (see [`PgStore::read_fast`]): `f` runs on the results cached at exactly that
+    /// generation, without the database and without blocking; if one is not cached, `f`
+    /// runs again with [`PgStore::read`] (a snapshot at that generation or newer, so still
+    /// one that includes every commit acknowledged before the read began).
+    pub(crate) fn read_at<T, E>(&self, generation: u64, mut f: impl FnMut(&PgTx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        self.generation.publish(generation);
+        let tx = PgTx::cache_only(self, generation);
+        let result = f(&tx);
+        let torn = tx.is_torn();
+        let _ = tx.end();
+        if torn {
+            return self.read(f);
+        }
+        result
+    }
+
+    /// Run `f` on the results cached at the newest generation this process knows of
+    /// ([`ChangeFeed::current`]), never the database: `Ok(false)` if `f` needed a result that
+    /// was not cached (see [`vpnroute_store::NonceReads::read_cached_with`]).
+    pub(crate) fn read_cached(&self, f: &mut ReadFnMut<'_>) -> Result<bool, StoreError> {
+        let tx = PgTx::cache_only(self, self.generation.current());
+        let result = f(&tx as &dyn ReadTx);
+        let torn = tx.is_torn();
+        let _ = tx.end();
+        if torn {
+            return Ok(false);
+        }
+        result.map(|()| true)
     }
 }
 

@@ -4,8 +4,9 @@
 //! statement per batch (`crate::batch`): one `INSERT … SELECT FROM unnest(…) ON CONFLICT …
 //! RETURNING` whose answer tells each request whether its nonce was fresh. Reads' nonces
 //! share the store's fast lane with the generation queries of reads (the same statement also
-//! returns the generation in its snapshot when a read is waiting for one). The rate limiter
-//! is one statement per call.
+//! returns the generation in its snapshot when a read is waiting for one); a read that
+//! brings its own nonce ([`NonceReads`]) asks for both in one request to the lane. The rate
+//! limiter is one statement per call.
 //!
 //! Both use a pool whose sessions commit asynchronously (`synchronous_commit=off`): a
 //! committed row is visible to every replica at once, only its WAL flush is deferred
@@ -26,7 +27,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
-use vpnroute_store::{NonceStore, RateLimiter, StoreError};
+use vpnroute_store::{BoxFuture, NonceReads, NonceStore, RateLimiter, ReadFnMut, ReadNonce, ReadTx, StoreError};
 
 use crate::batch::{copy_err, Batcher};
 use crate::{pg_err, pool_err, section, PgStore};
@@ -112,16 +113,19 @@ const GENERATION: &str = "SELECT NULL::bytea, NULL::bytea, sum(n)::int8 FROM sto
 /// one order, so two batches should never deadlock; this bounds the odd case).
 const DEADLOCK_RETRIES: usize = 3;
 
-/// A request to the fast lane: the commit generation now (for a read), or a read's nonce.
+/// A request to the fast lane: the commit generation now (for a read), a read's nonce, or
+/// both (a read that brings its request's nonce).
 pub(crate) enum Fast {
     Generation,
     Nonce(NonceRecord),
+    GenerationAndNonce(NonceRecord),
 }
 
-/// The answer: the generation, or whether the nonce was fresh.
+/// The answer: the generation, whether the nonce was fresh, or both.
 pub(crate) enum FastAnswer {
     Generation(u64),
     Fresh(bool),
+    GenerationAndFresh(u64, bool),
 }
 
 /// The fast lane of a store, on the fast pool (asynchronous commit): the generation queries
@@ -130,15 +134,20 @@ pub(crate) fn start_fast_lane(rt: &tokio::runtime::Handle, pool: Pool) -> Batche
     Batcher::start(rt, move |batch: Vec<Fast>| {
         let pool = pool.clone();
         async move {
-            let generation = batch.iter().any(|f| matches!(f, Fast::Generation));
+            let generation = batch.iter().any(|f| !matches!(f, Fast::Nonce(_)));
             let mut records = Vec::new();
-            let kinds: Vec<bool> = batch
+            // Per request: (wants the generation, brings a nonce).
+            let kinds: Vec<(bool, bool)> = batch
                 .into_iter()
                 .map(|f| match f {
-                    Fast::Generation => true,
+                    Fast::Generation => (true, false),
                     Fast::Nonce(r) => {
                         records.push(r);
-                        false
+                        (false, true)
+                    }
+                    Fast::GenerationAndNonce(r) => {
+                        records.push(r);
+                        (true, true)
                     }
                 })
                 .collect();
@@ -146,18 +155,22 @@ pub(crate) fn start_fast_lane(rt: &tokio::runtime::Handle, pool: Pool) -> Batche
             let mut fresh = fresh.into_iter();
             kinds
                 .into_iter()
-                .map(|is_generation| {
-                    if is_generation {
-                        match &g {
-                            Ok(Some(g)) => Ok(FastAnswer::Generation(*g)),
-                            Ok(None) => Err(StoreError::Backend("postgres: no generation in the answer".into())),
-                            Err(e) => Err(copy_err(e)),
-                        }
-                    } else {
+                .map(|(wants_generation, brings_nonce)| {
+                    let fresh = brings_nonce.then(|| {
                         fresh
                             .next()
                             .unwrap_or_else(|| Err(StoreError::Backend("postgres: a nonce went unanswered".into())))
-                            .map(FastAnswer::Fresh)
+                    });
+                    let g = wants_generation.then(|| match &g {
+                        Ok(Some(g)) => Ok(*g),
+                        Ok(None) => Err(StoreError::Backend("postgres: no generation in the answer".into())),
+                        Err(e) => Err(copy_err(e)),
+                    });
+                    match (g, fresh) {
+                        (Some(g), None) => Ok(FastAnswer::Generation(g?)),
+                        (None, Some(fresh)) => Ok(FastAnswer::Fresh(fresh?)),
+                        (Some(g), Some(fresh)) => Ok(FastAnswer::GenerationAndFresh(g?, fresh?)),
+                        (None, None) => Err(mixed_up()),
                     }
                 })
                 .collect()
@@ -175,7 +188,7 @@ impl PgStore {
     pub(crate) fn generation_now(&self) -> Result<u64, StoreError> {
         match self.block(self.fast_lane.ask(Fast::Generation))? {
             FastAnswer::Generation(g) => Ok(g),
-            FastAnswer::Fresh(_) => Err(mixed_up()),
+            _ => Err(mixed_up()),
         }
     }
 }
@@ -295,9 +308,15 @@ impl NonceStore for PgNonces {
             }
             match self.store.block(self.store.fast_lane.ask(Fast::Nonce(record)))? {
                 FastAnswer::Fresh(fresh) => Ok(fresh),
-                FastAnswer::Generation(_) => Err(mixed_up()),
+                _ => Err(mixed_up()),
             }
         })
+    }
+
+    /// A read's nonce travels with the read's generation query ([`PgNonces`] as
+    /// [`NonceReads`]).
+    fn reads(&self) -> Option<&dyn NonceReads> {
+        Some(self)
     }
 
     fn remembered(&self) -> usize {
@@ -313,6 +332,38 @@ impl NonceStore for PgNonces {
             })
         });
         counted.map(|n| n.max(0) as usize).unwrap_or(0)
+    }
+}
+
+/// A read request on this store waits for PostgreSQL once, without blocking a thread:
+/// authenticated first on the results this replica has cached at the newest generation it
+/// knows of, then its nonce is recorded by the fast lane's statement that also answers the
+/// generation the read then runs at (`PgStore::read_at`).
+impl NonceReads for PgNonces {
+    fn read_cached_with(&self, f: &mut ReadFnMut<'_>) -> Result<bool, StoreError> {
+        self.store.read_cached(f)
+    }
+
+    fn record_for_read(&self, nonce: &ReadNonce<'_>) -> BoxFuture<Result<Option<u64>, StoreError>> {
+        // (At most every 10 s, and blocking where it may: see `PgStore::block`.)
+        self.prune(nonce.now_ms);
+        let record = NonceRecord {
+            key: nonce.access_key_id.as_bytes().to_vec(),
+            nonce: nonce.nonce.as_bytes().to_vec(),
+            now_ms: nonce.now_ms,
+            keep_until_ms: nonce.keep_until_ms,
+        };
+        let answer = self.store.fast_lane.ask(Fast::GenerationAndNonce(record));
+        Box::pin(async move {
+            match answer.await? {
+                FastAnswer::GenerationAndFresh(g, fresh) => Ok(fresh.then_some(g)),
+                _ => Err(mixed_up()),
+            }
+        })
+    }
+
+    fn read_at_with(&self, generation: u64, f: &mut ReadFnMut<'_>) -> Result<(), StoreError> {
+        self.store.read_at(generation, |tx| f(tx as &dyn ReadTx))
     }
 }
 

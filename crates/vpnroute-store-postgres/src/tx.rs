@@ -45,8 +45,11 @@ pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 enum Mode {
     Write,
     Read,
-    /// A read whose transaction begins on the first cache miss.
+    /// A read whose transaction begins (on a connection taken then) on the first cache miss.
     Lazy,
+    /// A read of cached results only: a miss fails with [`StoreError::SnapshotMoved`] and
+    /// marks the read torn (no connection, no database).
+    CacheOnly,
 }
 
 /// A transaction (read or write) on the store. A read transaction also carries the read
@@ -182,10 +185,10 @@ fn count(r: Option<Row>) -> u64 {
 }
 
 impl<'s> PgTx<'s> {
-    fn new(store: &'s PgStore, conn: Object, mode: Mode) -> Self {
+    fn new(store: &'s PgStore, conn: Option<Object>, mode: Mode) -> Self {
         PgTx {
             store,
-            conn: RefCell::new(Some(conn)),
+            conn: RefCell::new(conn),
             mode,
             begun: Cell::new(false),
             pending: RefCell::new(String::new()),
@@ -205,7 +208,7 @@ impl<'s> PgTx<'s> {
 
     /// A write transaction (`BEGIN` goes out with its first statement).
     pub(crate) fn begin_write(store: &'s PgStore, conn: Object) -> Self {
-        let tx = PgTx::new(store, conn, Mode::Write);
+        let tx = PgTx::new(store, Some(conn), Mode::Write);
         tx.queue("BEGIN");
         tx.begun.set(true);
         tx
@@ -214,7 +217,7 @@ impl<'s> PgTx<'s> {
     /// A read transaction, its snapshot fixed now (one round trip: `BEGIN` and the
     /// generation).
     pub(crate) fn begin_read(store: &'s PgStore, conn: Object) -> Result<Self, StoreError> {
-        let mut tx = PgTx::new(store, conn, Mode::Read);
+        let mut tx = PgTx::new(store, Some(conn), Mode::Read);
         tx.cache = Some(&store.cache);
         tx.queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
         tx.begun.set(true);
@@ -224,9 +227,18 @@ impl<'s> PgTx<'s> {
         Ok(tx)
     }
 
-    /// A read at `generation` that begins a transaction only on a cache miss.
-    pub(crate) fn optimistic(store: &'s PgStore, conn: Object, generation: u64) -> Self {
-        let mut tx = PgTx::new(store, conn, Mode::Lazy);
+    /// A read at `generation` that takes a connection and begins a transaction only on a
+    /// cache miss.
+    pub(crate) fn optimistic(store: &'s PgStore, generation: u64) -> Self {
+        let mut tx = PgTx::new(store, None, Mode::Lazy);
+        tx.cache = Some(&store.cache);
+        tx.generation.set(generation);
+        tx
+    }
+
+    /// A read of the results cached at `generation` only (see [`Mode::CacheOnly`]).
+    pub(crate) fn cache_only(store: &'s PgStore, generation: u64) -> Self {
+        let mut tx = PgTx::new(store, None, Mode::CacheOnly);
         tx.cache = Some(&store.cache);
         tx.generation.set(generation);
         tx
@@ -255,8 +267,18 @@ impl<'s> PgTx<'s> {
     /// Begin the lazy read transaction on the first statement that needs the database; its
     /// snapshot may be newer than the generation this read started at.
     fn ensure_begun(&self) -> Result<(), StoreError> {
-        if self.mode != Mode::Lazy || self.begun.get() {
-            return Ok(());
+        match self.mode {
+            Mode::Write | Mode::Read => return Ok(()),
+            Mode::Lazy if self.begun.get() => return Ok(()),
+            Mode::Lazy => {}
+            Mode::CacheOnly => {
+                self.torn.set(true);
+                return Err(StoreError::SnapshotMoved);
+            }
+        }
+        if self.conn.borrow().is_none() {
+            let conn = self.store.connection()?;
+            *self.conn.borrow_mut() = Some(conn);
         }
         self.queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
         self.begun.set(true);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
 use vpnroute_domain::model::{RouteKind, VpnRoute};
-use vpnroute_store::{NonceStore, Store};
+use vpnroute_store::{NonceStore, ReadNonce, ReadTx, Store};
 use vpnroute_store_postgres::PgStore;
 
 fn route(dest: &str) -> VpnRoute {
@@ -134,4 +134,89 @@ fn a_read_coalesced_with_others_after_a_commit_sees_it() {
         t.join().unwrap();
     }
     assert!(reads.load(Ordering::Relaxed) > 40, "the other readers ran alongside");
+}
+
+fn read_nonce(nonce: &str) -> ReadNonce<'_> {
+    ReadNonce {
+        access_key_id: "k",
+        nonce,
+        now_ms: 1_000,
+        keep_until_ms: 10_000_000,
+    }
+}
+
+/// A read that brings its request's nonce (`NonceReads`, one statement for both): it still
+/// sees every commit acknowledged on another replica before it began, while other readers
+/// keep the fast lane busy; its nonce counts once (refused afterwards by the lane and by
+/// the other replica); the cache-only check answers only from results cached at the newest
+/// generation the replica knows of.
+#[test]
+fn a_read_with_its_nonce_sees_earlier_commits_and_records_the_nonce_once() {
+    let Some(db) = common::TestDb::create() else { return };
+    let a = PgStore::open(&db.url).unwrap();
+    let b = PgStore::open(&db.url).unwrap();
+    let (na, nb) = (a.nonces(), b.nonces());
+    let reads = nb.reads().expect("PostgreSQL nonces travel with reads");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let count = |tx: &dyn ReadTx| tx.count_routes("gw", RouteKind::Dbr);
+    assert_eq!(reads.read_cached(|tx| count(tx).ok()), None, "nothing cached yet");
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let (b, stop) = (b.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    b.read_fast(|tx| tx.count_routes("gw", RouteKind::Dbr)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for i in 1..=30u64 {
+        let store: &dyn Store = &*a;
+        store
+            .write(|tx| tx.insert_route(&route(&format!("10.2.{i}.0/24"))).map(|_| ()))
+            .unwrap();
+        let n = format!("n{i}");
+        let g = rt
+            .block_on(reads.record_for_read(&read_nonce(&n)))
+            .unwrap()
+            .expect("a fresh nonce");
+        let mut runs = 0;
+        let seen = reads
+            .read_at(g, |tx| {
+                runs += 1;
+                count(tx)
+            })
+            .unwrap();
+        assert_eq!(seen, i, "the read after commit {i} on the other replica");
+        assert!(runs <= 2);
+        assert_eq!(rt.block_on(reads.record_for_read(&read_nonce(&n))).unwrap(), None);
+        assert!(
+            !na.record("k", &n, 2_000, 10_000_000, false).unwrap(),
+            "refused on the other replica"
+        );
+        assert!(!nb.record("k", &n, 2_000, 10_000_000, true).unwrap(), "and to a write");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in busy {
+        t.join().unwrap();
+    }
+    // Once read at the newest generation, the count is cached there; a commit makes it stale.
+    let known = b.read_fast(|tx| tx.count_routes("gw", RouteKind::Dbr)).unwrap();
+    assert_eq!(reads.read_cached(|tx| count(tx).ok()), Some(Some(known)));
+    let store: &dyn Store = &*b;
+    store
+        .write(|tx| tx.insert_route(&route("10.3.0.0/24")).map(|_| ()))
+        .unwrap();
+    assert_eq!(
+        reads.read_cached(|tx| count(tx).ok()),
+        None,
+        "not cached at the new generation"
+    );
+    // A nonce refused before the read: the read does not run.
+    assert!(na.record("k", "used", 1_000, 10_000_000, false).unwrap());
+    assert_eq!(rt.block_on(reads.record_for_read(&read_nonce("used"))).unwrap(), None);
 }

@@ -336,6 +336,74 @@ pub trait NonceStore: Send + Sync {
     }
     /// Number of nonces remembered (metrics).
     fn remembered(&self) -> usize;
+    /// The reads of this nonce store's own database that record a read request's nonce in
+    /// the statement that reads the read's commit generation ([`NonceReads`]; PostgreSQL).
+    /// `None` (the default): a read records its nonce with [`NonceStore::record_signed`].
+    fn reads(&self) -> Option<&dyn NonceReads> {
+        None
+    }
+}
+
+/// A read request's nonce, recorded by [`NonceReads::record_for_read`] as
+/// [`NonceStore::record`] would with `durable: false`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadNonce<'a> {
+    pub access_key_id: &'a str,
+    pub nonce: &'a str,
+    pub now_ms: i64,
+    pub keep_until_ms: i64,
+}
+
+/// A boxed future a [`NonceReads`] answers with.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// Reads of a store whose nonce store shares its database, so that a read request waits for
+/// the database once, not twice, and without blocking a thread for it: the request is
+/// authenticated first on what this process has cached ([`NonceReads::read_cached_with`], no
+/// database), then its nonce travels in the statement that reads the commit generation the
+/// read runs at ([`NonceReads::record_for_read`], a future), then the read runs at that
+/// generation ([`NonceReads::read_at_with`], from the cache when it holds every result).
+pub trait NonceReads: Send + Sync {
+    /// Run `f` on the results this process has cached at the newest commit generation it
+    /// knows of, without the database: `Ok(true)` if every result `f` asked for was cached
+    /// (what it computed stands), `Ok(false)` if one was not (a store method then failed with
+    /// [`StoreError::SnapshotMoved`]; discard what `f` computed).
+    fn read_cached_with(&self, f: &mut ReadFnMut<'_>) -> Result<bool, StoreError>;
+    /// Record `nonce` and read the commit generation, both in one statement sent after this
+    /// call (queued before it returns): the future answers the generation for
+    /// [`NonceReads::read_at_with`], or `None` if the nonce was still refused. Awaiting it
+    /// blocks no thread.
+    fn record_for_read(&self, nonce: &ReadNonce<'_>) -> BoxFuture<Result<Option<u64>, StoreError>>;
+    /// Like [`Store::read_fast_with`], at `generation` (an answer of
+    /// [`NonceReads::record_for_read`], so the read includes every commit acknowledged before
+    /// that call): `f` may run twice. Blocks (inside `block_in_place` on a tokio worker) only
+    /// when a result is not cached.
+    fn read_at_with(&self, generation: u64, f: &mut ReadFnMut<'_>) -> Result<(), StoreError>;
+}
+
+impl dyn NonceReads + '_ {
+    /// [`NonceReads::read_cached_with`] for a closure with its own result: `None` when some
+    /// result `f` needed was not cached.
+    pub fn read_cached<T>(&self, mut f: impl FnMut(&dyn ReadTx) -> T) -> Option<T> {
+        let mut kept = None;
+        match self.read_cached_with(&mut |tx| {
+            kept = Some(f(tx));
+            Ok(())
+        }) {
+            Ok(true) => kept,
+            _ => None,
+        }
+    }
+
+    /// [`NonceReads::read_at_with`] for a typed closure.
+    pub fn read_at<T, E>(&self, generation: u64, mut f: impl FnMut(&dyn ReadTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut kept = Kept(None);
+        let status = self.read_at_with(generation, &mut |tx| kept.keep(f(tx)));
+        kept.finish(status)
+    }
 }
 
 /// Per (access key, action) request rate limits.

@@ -5,7 +5,8 @@
 //! An RPC request: `rpc` reads the body ([`MAX_BODY`]), parses it with [`vpnroute_wire`],
 //! `classify` checks method, version and Action, then the handler runs in a read
 //! transaction (inline; `admit` authenticates with [`crate::auth`], throttles and records
-//! the nonce) or, authenticated first on a read snapshot, through the group-commit
+//! the nonce; on PostgreSQL `read_in_one_trip` sends the nonce with the read's generation
+//! query) or, authenticated first on a read snapshot, through the group-commit
 //! [`vpnroute_app::writer`] (`run_write` re-checks the key, throttles and records the nonce).
 //! Connections, timeouts and shutdown: [`crate::limits`]; the operator endpoints' token:
 //! [`crate::operator`].
@@ -251,13 +252,14 @@ async fn rpc(
         Err(e) => finish(&app, Err(e), &action, format, host, &request_id, started),
         // Reads run inline on the runtime: a short read transaction on a warm cache.
         Ok(Handler::Read(f)) => {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_read(&app, &raw, &parsed, source_ip, f)
-            }))
-            .unwrap_or_else(|_| {
-                warn!(request_id, "read handler panicked");
-                Err(ApiError::INTERNAL_ERROR)
-            });
+            let one_trip = match app.nonce_log.reads() {
+                Some(reads) => read_in_one_trip(&app, reads, &raw, &parsed, source_ip, f, &request_id).await,
+                None => None,
+            };
+            let result = match one_trip {
+                Some(result) => result,
+                None => guarded(&request_id, || run_read(&app, &raw, &parsed, source_ip, f)),
+            };
             finish(&app, result, &action, format, host, &request_id, started)
         }
         // Writes go to the group-commit writer, authenticated first: the signature (at a
@@ -437,8 +439,7 @@ fn gate(
     now: i64,
     durable: bool,
 ) -> Result<(), ApiError> {
-    let action = parsed.action.as_deref().unwrap_or_default();
-    app.throttle.check(&caller.access_key_id, action, now)?;
+    throttle(app, caller, parsed, now)?;
     let nonce = parsed.auth.nonce().unwrap_or_default();
     let keep_until = caller.nonce_keep_until(now);
     if !app.nonce_log.record_signed(
@@ -452,6 +453,16 @@ fn gate(
         return Err(ApiError::NONCE_USED);
     }
     Ok(())
+}
+
+fn throttle(
+    app: &App,
+    caller: &crate::auth::Caller,
+    parsed: &vpnroute_wire::ParsedRequest,
+    now: i64,
+) -> Result<(), ApiError> {
+    let action = parsed.action.as_deref().unwrap_or_default();
+    app.throttle.check(&caller.access_key_id, action, now)
 }
 
 /// The call's context, once its caller passed the gate. A VPC operation is authorized here
@@ -478,7 +489,7 @@ fn context<'a>(
 }
 
 /// A read: from the read cache when it holds everything the action needs, else on a
-/// SQLite snapshot.
+/// snapshot.
 fn run_read(
     app: &App,
     raw: &RawRequest<'_>,
@@ -489,6 +500,68 @@ fn run_read(
     let mut gated = false;
     app.store
         .read_fast(|tx| f(&admit(app, tx, raw, parsed, source_ip, &mut gated)?, tx))
+}
+
+/// A read on a store whose nonces share its database (PostgreSQL), waiting for the database
+/// once and without blocking a thread for it ([`vpnroute_store::NonceReads`]): the caller is
+/// authenticated first on what this process has cached at the newest generation it knows of
+/// (no database) and throttled; then its nonce goes out in the statement that reads the
+/// commit generation (awaited); then the read runs at that generation, authenticating again
+/// on that state as every read does. `None` (nothing counted, nothing recorded) when the
+/// first authentication did not pass on cached results alone — a result not cached, or an
+/// authentication error: [`run_read`] then decides on the read's own snapshot, so a request
+/// failing authentication records no nonce. Only a key disabled (or a session's role
+/// deleted) by a commit this process had not seen when the request arrived passes the first
+/// check and fails the second: its nonce is recorded (docs/compatibility.md §1.2, step 8).
+async fn read_in_one_trip(
+    app: &App,
+    reads: &dyn vpnroute_store::NonceReads,
+    raw: &RawRequest<'_>,
+    parsed: &vpnroute_wire::ParsedRequest,
+    source_ip: Option<std::net::IpAddr>,
+    f: dispatch::ReadFn,
+    request_id: &str,
+) -> Option<Result<Reply, ApiError>> {
+    let now = now_ms();
+    let sts_key = &app.config.sts_key;
+    let first = guarded(request_id, || {
+        Ok(reads
+            .read_cached(|tx| crate::auth::authenticate(tx, raw, parsed, sts_key, now))
+            .and_then(Result::ok))
+    });
+    let caller = match first {
+        Ok(caller) => caller?,
+        Err(e) => return Some(Err(e)),
+    };
+    // From here on the request is counted: no second path.
+    if let Err(e) = throttle(app, &caller, parsed, now) {
+        return Some(Err(e));
+    }
+    let recorded = reads.record_for_read(&vpnroute_store::ReadNonce {
+        access_key_id: &caller.access_key_id,
+        nonce: parsed.auth.nonce().unwrap_or_default(),
+        now_ms: now,
+        keep_until_ms: caller.nonce_keep_until(now),
+    });
+    let generation = match recorded.await {
+        Ok(Some(g)) => g,
+        Ok(None) => return Some(Err(ApiError::NONCE_USED)),
+        Err(e) => return Some(Err(e.into())),
+    };
+    Some(guarded(request_id, || {
+        reads.read_at(generation, |tx| {
+            let caller = crate::auth::authenticate(tx, raw, parsed, sts_key, now)?;
+            f(&context(app, caller, parsed, source_ip, now)?, tx)
+        })
+    }))
+}
+
+/// `run()`, a panic in it answered `InternalError`.
+fn guarded<T>(request_id: &str, run: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+        warn!(request_id, "read handler panicked");
+        Err(ApiError::INTERNAL_ERROR)
+    })
 }
 
 /// A write on the writer thread, for a caller authenticated before it was queued: the key

@@ -498,6 +498,79 @@ const KILLS: usize = 54;
 const GATEWAYS: usize = 2;
 const DESTS: usize = 8;
 
+/// A v1-signed `DescribeVpcs` with this secret, nonce and timestamp offset (seconds).
+fn describe_signed(secret: &str, nonce: &str, offset_s: i64) -> Vec<u8> {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(offset_s);
+    let ts = t
+        .format(&time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .unwrap();
+    let mut p = vpnroute_wire::Params::new();
+    for (k, v) in [
+        ("RegionId", "cn-hangzhou"),
+        ("Action", "DescribeVpcs"),
+        ("Version", "2016-04-28"),
+        ("Format", "JSON"),
+        ("AccessKeyId", AK),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("SignatureNonce", nonce),
+        ("Timestamp", ts.as_str()),
+    ] {
+        p.push(k, v);
+    }
+    let query = vpnroute_wire::v1_signed_query("POST", &p, secret);
+    format!("POST /?{query} HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// A read's nonce travels with the read's generation query on PostgreSQL (the caller
+/// authenticated first on the replica's cache): a read failing authentication still records
+/// no nonce, whichever replica it reaches, and a replay is refused by every replica.
+#[test]
+fn a_read_failing_authentication_records_no_nonce_on_any_replica() {
+    let Some(db) = Database::create() else { return };
+    let replicas = Replicas::start(&db, 2, &[]);
+    let code = |i: usize, request: &[u8]| {
+        let r = send_raw(replicas.servers[i].addr, request);
+        (r.status, r.code())
+    };
+    // Both replicas have the key cached.
+    for i in 0..2 {
+        assert_eq!(code(i, &describe_signed(SK, &format!("warm-{i}"), 0)).0, 200);
+    }
+    let nonce = format!("n-{:016x}", rand::rng().random::<u64>());
+    let forged = describe_signed("not-the-secret", &nonce, 0);
+    let expired = describe_signed(SK, &nonce, -20 * 60);
+    for i in [1, 0, 1] {
+        assert_eq!(
+            code(i, &forged),
+            (400, Some("SignatureDoesNotMatch".into())),
+            "replica {i}"
+        );
+        assert_eq!(
+            code(i, &expired),
+            (400, Some("InvalidTimeStamp.Expired".into())),
+            "replica {i}"
+        );
+    }
+    let good = describe_signed(SK, &nonce, 0);
+    assert_eq!(code(1, &good).0, 200, "the nonce was never recorded");
+    for i in [0, 1] {
+        assert_eq!(
+            code(i, &good),
+            (400, Some("SignatureNonceUsed".into())),
+            "replayed on replica {i}"
+        );
+        // Authentication still comes first.
+        assert_eq!(
+            code(i, &forged),
+            (400, Some("SignatureDoesNotMatch".into())),
+            "replica {i}"
+        );
+    }
+}
+
 /// One route the stream creates and deletes: DBR `10.{g}.{d}.0/24`, or PBR from
 /// `192.168.{d}.0/24` to `10.{g}.{d}.0/24` for odd `d`.
 fn route_params<'a>(
