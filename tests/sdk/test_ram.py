@@ -6,11 +6,17 @@ policy, read-only, resource-level, wildcard, explicit-deny, group and SourceIp p
 AssumeRole with and without an inline session policy, GetCallerIdentity, expired, forged and
 mismatched tokens; disabled and deleted keys; one allowed and one denied call for every VPC
 action (from the server's operations table); root unaffected; other accounts' resources
-still NotFound.
+still NotFound. NotResource, acs:CurrentTime and acs:MFAPresent conditions, resource ARN case,
+Deny in a trust policy; cross-account AssumeRole; delete conflicts and cheap limits; RAM and STS
+through the generic clients (call_api / callApi, CommonRequest, pop-core).
+
+Scenarios taking ``sdk_root`` run twice: through the Python Tea SDKs and through the Node Tea
+SDKs (@alicloud/vpc20160428, @alicloud/ram20150501, @alicloud/sts20150401 via the driver).
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import time
 import uuid
@@ -18,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
-from clients import NODE_TEA_V2, NODE_TEA_V3, PY_TEA_V2, PY_TEA_V3, ApiError, SdkFailure
+from clients import ALL_VARIANTS, NODE_TEA_V2, NODE_TEA_V3, PY_TEA_V2, PY_TEA_V3, ApiError, SdkFailure
 from helpers import REGION, assert_api_error, build_stack, call_retrying, create_connection, create_customer_gateway, \
     create_gateway, create_vpc, expect_error, Stack, wait_gateway_active
 
@@ -120,6 +126,10 @@ class Identity:
     def signed_v2(self) -> "Identity":
         return Identity(self.server, self.ak, self.sk, self.token, v2=True)
 
+    def derive(self, ak: str, sk: str, token: Optional[str] = None) -> "Identity":
+        """Other credentials through the same kind of SDK (Python or Node, same signature)."""
+        return Identity(self.server, ak, sk, token, self.v2)
+
 
 class NodeTea:
     """The Node Tea clients (@alicloud/vpc20160428, ram20150501, sts20150401) through the
@@ -152,6 +162,12 @@ class NodeIdentity(Identity):
     def api(self, product: str) -> NodeTea:  # type: ignore[override]
         return NodeTea(self.driver, product, self.server.endpoint, self.ak, self.sk, self.token, self.v2)
 
+    def signed_v2(self) -> "NodeIdentity":
+        return NodeIdentity(self.driver, self.server, self.ak, self.sk, self.token, v2=True)
+
+    def derive(self, ak: str, sk: str, token: Optional[str] = None) -> "NodeIdentity":
+        return NodeIdentity(self.driver, self.server, ak, sk, token, self.v2)
+
 
 def vpc_client(identity: Identity):
     """An object with ``call(action, params)`` for the helpers module (VPC via Tea v3)."""
@@ -161,6 +177,16 @@ def vpc_client(identity: Identity):
 @pytest.fixture(scope="module")
 def root(server) -> Identity:
     return Identity(server, server.root_ak, server.root_sk)
+
+
+@pytest.fixture(params=["py", "node"])
+def sdk_root(request, root) -> Identity:
+    """The account's root through the Python Tea SDKs or the Node Tea SDKs (@alicloud/vpc20160428,
+    @alicloud/ram20150501, @alicloud/sts20150401): a scenario taking it runs once per language,
+    and every identity it derives (users, role sessions) uses the same SDKs."""
+    if request.param == "py":
+        return root
+    return NodeIdentity(request.getfixturevalue("node_driver"), root.server, root.ak, root.sk)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +206,7 @@ def new_user(root: Identity, *policies: str, name: Optional[str] = None) -> Iden
     for p in policies:
         root.ram("AttachPolicyToUser", {"PolicyType": "System", "PolicyName": p, "UserName": user})
     key = root.ram("CreateAccessKey", {"UserName": user})["AccessKey"]
-    ident = Identity(root.server, key["AccessKeyId"], key["AccessKeySecret"])
+    ident = root.derive(key["AccessKeyId"], key["AccessKeySecret"])
     ident.user_name = user  # type: ignore[attr-defined]
     return ident
 
@@ -349,7 +375,8 @@ def test_ram_calls_need_ram_permission(root):
 # --------------------------------------------------------------------------- VPC enforcement
 
 
-def test_user_without_policy_is_denied_with_detail(root, root_account, stack):
+def test_user_without_policy_is_denied_with_detail(sdk_root, root_account, stack):
+    root = sdk_root
     user = new_user(root)
     e = denied(lambda: gateways(user, stack))
     assert "User not authorized to operate on the specified resource" in (e.message or "")
@@ -363,7 +390,8 @@ def test_user_without_policy_is_denied_with_detail(root, root_account, stack):
     assert detail["AuthPrincipalDisplayName"] == me["UserId"]
 
 
-def test_read_only_user(root, stack):
+def test_read_only_user(sdk_root, stack):
+    root = sdk_root
     user = new_user(root, "AliyunVPCReadOnlyAccess")
     assert gateways(user, stack)["VpnGateways"]["VpnGateway"]
     assert user.vpc("DescribeVpnRouteEntries", {"RegionId": REGION, "VpnGatewayId": stack.gateway_id})
@@ -373,7 +401,8 @@ def test_read_only_user(root, stack):
     assert e.raw["access_denied_detail"]["AuthAction"] == "vpc:CreateVpnRouteEntry"
 
 
-def test_resource_level_allow_on_one_gateway(root, root_account, stack):
+def test_resource_level_allow_on_one_gateway(sdk_root, root_account, stack):
+    root = sdk_root
     other = Stack(vpc_id=stack.vpc_id)
     create_gateway(vpc_client(root), other)
     arn = f"acs:vpc:{REGION}:{root_account}:vpngateway/{stack.gateway_id}"
@@ -400,7 +429,8 @@ def test_wildcard_and_case_insensitive_actions(root, stack):
     denied(lambda: gateways(user, stack))
 
 
-def test_explicit_deny_beats_allow(root, stack):
+def test_explicit_deny_beats_allow(sdk_root, stack):
+    root = sdk_root
     user = new_user(root, "AdministratorAccess")
     custom_policy(root, doc(deny("vpc:Describe*Gateways")), user=user.user_name)
     e = denied(lambda: gateways(user, stack))
@@ -408,7 +438,8 @@ def test_explicit_deny_beats_allow(root, stack):
     assert user.vpc("DescribeVpnGateway", {"RegionId": REGION, "VpnGatewayId": stack.gateway_id})
 
 
-def test_group_policies_apply_immediately(root, stack):
+def test_group_policies_apply_immediately(sdk_root, stack):
+    root = sdk_root
     user = new_user(root)
     group = uniq("g")
     root.ram("CreateGroup", {"GroupName": group})
@@ -435,7 +466,8 @@ def test_source_ip_condition(root, stack):
     denied(lambda: gateways(plain_http, stack))
 
 
-def test_disabled_and_deleted_keys(root, stack):
+def test_disabled_and_deleted_keys(sdk_root, stack):
+    root = sdk_root
     user = new_user(root, "AliyunVPCReadOnlyAccess")
     assert gateways(user, stack)
     root.ram("UpdateAccessKey", {"UserName": user.user_name, "UserAccessKeyId": user.ak, "Status": "Inactive"})
@@ -456,9 +488,10 @@ def test_resources_created_by_a_ram_user_belong_to_its_account(root):
     call_retrying(root.api("vpc"), "DeleteVpc", {"RegionId": REGION, "VpcId": st.vpc_id})
 
 
-def test_other_accounts_resources_are_not_found_whatever_the_policy(server, root, stack):
+def test_other_accounts_resources_are_not_found_whatever_the_policy(server, sdk_root, stack):
+    root = sdk_root
     other = server.create_account(uniq("acct"))
-    other_root = Identity(server, other["AccessKeyId"], other["AccessKeySecret"])
+    other_root = root.derive(other["AccessKeyId"], other["AccessKeySecret"])
     admin = new_user(other_root, "AdministratorAccess")
     e = expect_error(lambda: admin.vpc("DescribeVpnGateway", {"RegionId": REGION, "VpnGatewayId": stack.gateway_id}))
     assert e.http_status == 404 and e.code.endswith("NotFound"), e
@@ -484,13 +517,14 @@ def assume(user: Identity, role_arn: str, **extra) -> Identity:
     c = creds["Credentials"]
     assert c["AccessKeyId"].startswith("STS.")
     assert c["Expiration"].endswith("Z")
-    ident = Identity(user.server, c["AccessKeyId"], c["AccessKeySecret"], c["SecurityToken"])
+    ident = user.derive(c["AccessKeyId"], c["AccessKeySecret"], c["SecurityToken"])
     ident.assumed = creds  # type: ignore[attr-defined]
     return ident
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["acs3", "v1"])
-def test_assume_role_without_inline_policy(root, root_account, stack, ops_role, v2):
+def test_assume_role_without_inline_policy(sdk_root, root_account, stack, ops_role, v2):
+    root = sdk_root
     user = new_user(root, "AliyunSTSAssumeRoleAccess")
     session = assume(user, ops_role["arn"], session="deploy", DurationSeconds=3600)
     assumed = session.assumed
@@ -505,7 +539,8 @@ def test_assume_role_without_inline_policy(root, root_account, stack, ops_role, 
     assert_api_error(expect_error(lambda: session.ram("ListUsers")), 403, "NoPermission")
 
 
-def test_assume_role_with_inline_policy_narrows(root, stack, ops_role):
+def test_assume_role_with_inline_policy_narrows(sdk_root, stack, ops_role):
+    root = sdk_root
     user = new_user(root, "AliyunSTSAssumeRoleAccess")
     session = assume(user, ops_role["arn"], Policy=doc(allow("vpc:DescribeVpnGateways")))
     assert gateways(session, stack)["VpnGateways"]["VpnGateway"]
@@ -545,27 +580,30 @@ def test_assume_role_refusals(root, root_account, ops_role):
                      "NoPermission")
 
 
-def test_expired_forged_and_mismatched_tokens(server, root, root_account, stack, ops_role):
+def test_expired_forged_and_mismatched_tokens(server, sdk_root, root_account, stack, ops_role):
+    root = sdk_root
     issued = server.admin("sts", "assume", "--account", root_account, "--role", ops_role["name"],
-                          "--session", "short", "--duration", "1s")
+                          "--session", "short", "--duration", "2s")
     c = issued["Credentials"]
-    short = Identity(server, c["AccessKeyId"], c["AccessKeySecret"], c["SecurityToken"])
+    short = root.derive(c["AccessKeyId"], c["AccessKeySecret"], c["SecurityToken"])
     assert gateways(short, stack)
-    time.sleep(2.2)
+    # Expiration has whole seconds (the token's issue time is truncated): wait until past it.
+    expires = calendar.timegm(time.strptime(c["Expiration"], "%Y-%m-%dT%H:%M:%SZ"))
+    time.sleep(max(0.0, expires - time.time()) + 1.2)
     assert_api_error(expect_error(lambda: gateways(short, stack)), 400, "InvalidSecurityToken.Expired")
 
     user = new_user(root, "AliyunSTSAssumeRoleAccess")
     good = assume(user, ops_role["arn"])
     t = good.token
     forged = t[:-3] + ("AAA" if not t.endswith("AAA") else "BBB")
-    bad = Identity(server, good.ak, good.sk, forged)
+    bad = root.derive(good.ak, good.sk, forged)
     assert_api_error(expect_error(lambda: gateways(bad, stack)), 400, "InvalidSecurityToken.Malformed")
     other = assume(user, ops_role["arn"], session="other")
-    mismatched = Identity(server, good.ak, good.sk, other.token)
+    mismatched = root.derive(good.ak, good.sk, other.token)
     assert_api_error(expect_error(lambda: gateways(mismatched, stack)), 400, "InvalidSecurityToken.MismatchWithAccessKey")
-    missing = Identity(server, good.ak, good.sk, None)
+    missing = root.derive(good.ak, good.sk, None)
     assert_api_error(expect_error(lambda: gateways(missing, stack)), 400, "MissingSecurityToken")
-    wrong_secret = Identity(server, good.ak, "x" * 30, good.token)
+    wrong_secret = root.derive(good.ak, "x" * 30, good.token)
     e = expect_error(lambda: gateways(wrong_secret, stack))
     assert e.code in ("SignatureDoesNotMatch", "IncompleteSignature"), e
     # Deleting the role voids its sessions.
@@ -915,3 +953,273 @@ def test_trust_policy_external_id(root, root_account, stack):
     assert_api_error(expect_error(lambda: assume(user, arn, ExternalId="wrong-id")), 403, "NoPermission")
     session = assume(user, arn, ExternalId="abcd-1234")
     assert gateways(session, stack)["VpnGateways"]["VpnGateway"]
+
+
+# --------------------------------------------------------------------------- policy language edges
+
+
+def test_root_unaffected_by_what_denies_a_user(sdk_root, stack):
+    root = sdk_root
+    user = new_user(root, "AdministratorAccess")
+    custom_policy(root, doc(deny("*")), user=user.user_name)
+    e = denied(lambda: gateways(user, stack))
+    assert e.raw["access_denied_detail"]["NoPermissionType"] == "ExplicitDeny"
+    assert_api_error(expect_error(lambda: user.ram("ListUsers")), 403, "NoPermission")
+    # The same calls, same test, as the account: allowed.
+    assert gateways(root, stack)["VpnGateways"]["VpnGateway"]
+    assert user.user_name in [u["UserName"] for u in root.ram("ListUsers", {"MaxItems": 1000})["Users"]["User"]]
+
+
+def test_not_resource(root, root_account, stack):
+    gw_arn = f"acs:vpc:{REGION}:{root_account}:vpngateway/{stack.gateway_id}"
+    one = {"RegionId": REGION, "VpnGatewayId": stack.gateway_id}
+    # Allow everything but one gateway: that gateway is denied, the lists ("all resources") are not.
+    user = new_user(root)
+    custom_policy(root, doc({"Effect": "Allow", "Action": "vpc:*", "NotResource": gw_arn}), user=user.user_name)
+    e = denied(lambda: user.vpc("DescribeVpnGateway", one))
+    assert e.raw["access_denied_detail"]["NoPermissionType"] == "ImplicitDeny"
+    assert gateways(user, stack)["VpnGateways"]["VpnGateway"]
+    assert user.vpc("DescribeVpcs", {"RegionId": REGION, "VpcId": stack.vpc_id})["Vpcs"]["Vpc"]
+    # Deny everything but VPCs: an explicit deny for the gateway, VPCs still allowed.
+    only_vpcs = new_user(root, "AliyunVPCFullAccess")
+    custom_policy(root, doc({"Effect": "Deny", "Action": "vpc:*", "NotResource": "acs:vpc:*:*:vpc/*"}),
+                  user=only_vpcs.user_name)
+    e = denied(lambda: only_vpcs.vpc("DescribeVpnGateway", one))
+    assert e.raw["access_denied_detail"]["NoPermissionType"] == "ExplicitDeny"
+    assert only_vpcs.vpc("DescribeVpcs", {"RegionId": REGION, "VpcId": stack.vpc_id})["Vpcs"]["Vpc"]
+
+
+def test_resource_arns_are_case_sensitive_but_the_service_prefix(root, root_account, stack):
+    one = {"RegionId": REGION, "VpnGatewayId": stack.gateway_id}
+    arn = f"acs:vpc:{REGION}:{root_account}:vpngateway/{stack.gateway_id}"
+
+    def user_with(resource: str) -> Identity:
+        u = new_user(root)
+        custom_policy(root, doc(allow("vpc:DescribeVpnGateway", resource)), user=u.user_name)
+        return u
+
+    assert user_with(arn).vpc("DescribeVpnGateway", one)["VpnGatewayId"] == stack.gateway_id
+    upper_prefix = "ACS:VPC" + arn[len("acs:vpc"):]
+    assert user_with(upper_prefix).vpc("DescribeVpnGateway", one)["VpnGatewayId"] == stack.gateway_id
+    for wrong in (arn.replace(stack.gateway_id, stack.gateway_id.upper()),
+                  arn.replace(":vpngateway/", ":VpnGateway/"),
+                  arn.replace(f":{REGION}:", f":{REGION.upper()}:")):
+        assert wrong != arn
+        u = user_with(wrong)
+        denied(lambda: u.vpc("DescribeVpnGateway", one))
+
+
+def test_current_time_conditions(root, stack):
+    def user_with(*statements) -> Identity:
+        u = new_user(root)
+        custom_policy(root, doc(*statements), user=u.user_name)
+        return u
+
+    future, past = "2999-01-01T00:00:00Z", "2000-01-01T00:00:00+08:00"
+    assert gateways(user_with(allow("vpc:*", Condition={"DateLessThan": {"acs:CurrentTime": future}})), stack)
+    assert gateways(user_with(allow("vpc:*", Condition={"DateGreaterThan": {"acs:CurrentTime": past}})), stack)
+    # A window: after `past` and before `future`, both in one condition block.
+    window = {"DateGreaterThanEquals": {"acs:CurrentTime": past}, "DateLessThanEquals": {"acs:CurrentTime": future}}
+    assert gateways(user_with(allow("vpc:*", Condition=window)), stack)
+    expired = user_with(allow("vpc:*", Condition={"DateLessThan": {"acs:CurrentTime": past}}))
+    assert denied(lambda: gateways(expired, stack)).raw["access_denied_detail"]["NoPermissionType"] == "ImplicitDeny"
+    not_yet = user_with(allow("vpc:*", Condition={"DateGreaterThan": {"acs:CurrentTime": future}}))
+    denied(lambda: gateways(not_yet, stack))
+    # A time-conditioned Deny beats an unconditional Allow.
+    frozen = user_with(allow("vpc:*"), deny("vpc:*", Condition={"DateGreaterThan": {"acs:CurrentTime": past}}))
+    assert denied(lambda: gateways(frozen, stack)).raw["access_denied_detail"]["NoPermissionType"] == "ExplicitDeny"
+    assert_api_error(expect_error(lambda: custom_policy(root, doc(allow("vpc:*", Condition={
+        "DateLessThan": {"acs:CurrentTime": "next tuesday"}})))), 400, "MalformedPolicyDocument")
+
+
+def test_mfa_present_is_false_for_access_key_callers(root, stack, ops_role):
+    needs_mfa = new_user(root, "AliyunSTSAssumeRoleAccess")
+    custom_policy(root, doc(allow("vpc:*", Condition={"Bool": {"acs:MFAPresent": "true"}})), user=needs_mfa.user_name)
+    denied(lambda: gateways(needs_mfa, stack))
+    no_mfa = new_user(root)
+    custom_policy(root, doc(allow("vpc:*", Condition={"Bool": {"acs:MFAPresent": "false"}})), user=no_mfa.user_name)
+    assert gateways(no_mfa, stack)["VpnGateways"]["VpnGateway"]
+    json_bool = new_user(root)  # a JSON boolean reads as its text
+    custom_policy(root, doc(allow("vpc:*", Condition={"Bool": {"acs:MFAPresent": False}})), user=json_bool.user_name)
+    assert gateways(json_bool, stack)["VpnGateways"]["VpnGateway"]
+    # The usual "deny without MFA" guard denies access-key callers, role sessions included.
+    guarded = new_user(root, "AliyunVPCFullAccess")
+    custom_policy(root, doc(deny("vpc:*", Condition={"Bool": {"acs:MFAPresent": "false"}})), user=guarded.user_name)
+    assert denied(lambda: gateways(guarded, stack)).raw["access_denied_detail"]["NoPermissionType"] == "ExplicitDeny"
+    session = assume(needs_mfa, ops_role["arn"], Policy=doc(allow("vpc:*", Condition={
+        "Bool": {"acs:MFAPresent": "true"}})))
+    denied(lambda: gateways(session, stack), code="Forbidden")
+
+
+def test_deny_statement_in_a_trust_policy(sdk_root, root_account, stack):
+    root = sdk_root
+    blocked = new_user(root, "AliyunSTSAssumeRoleAccess")
+    welcome = new_user(root, "AliyunSTSAssumeRoleAccess")
+    role = uniq("Guarded")
+    arn = root.ram("CreateRole", {"RoleName": role, "AssumeRolePolicyDocument": json.dumps({
+        "Version": "1", "Statement": [
+            {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"RAM": [f"acs:ram::{root_account}:root"]}},
+            {"Action": "sts:AssumeRole", "Effect": "Deny",
+             "Principal": {"RAM": [f"acs:ram::{root_account}:user/{blocked.user_name}"]}}]})})["Role"]["Arn"]
+    root.ram("AttachPolicyToRole", {"PolicyType": "System", "PolicyName": "AliyunVPCReadOnlyAccess", "RoleName": role})
+    assert_api_error(expect_error(lambda: assume(blocked, arn)), 403, "NoPermission")
+    assert gateways(assume(welcome, arn), stack)["VpnGateways"]["VpnGateway"]
+    # A Deny with a condition denies only when it holds.
+    cond_role = uniq("NoExt")
+    cond_arn = root.ram("CreateRole", {"RoleName": cond_role, "AssumeRolePolicyDocument": json.dumps({
+        "Version": "1", "Statement": [
+            {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"RAM": [f"acs:ram::{root_account}:root"]}},
+            {"Action": "sts:AssumeRole", "Effect": "Deny", "Principal": {"RAM": [f"acs:ram::{root_account}:root"]},
+             "Condition": {"StringEquals": {"sts:ExternalId": "revoked"}}}]})})["Role"]["Arn"]
+    assert_api_error(expect_error(lambda: assume(welcome, cond_arn, ExternalId="revoked")), 403, "NoPermission")
+    assert assume(welcome, cond_arn, ExternalId="current").assumed["Credentials"]["SecurityToken"]
+
+
+# --------------------------------------------------------------------------- generic OpenAPI client
+
+
+@pytest.mark.parametrize("client", ALL_VARIANTS, indirect=True)
+def test_generic_client_calls_ram_and_sts(client, make_client, root, root_account, ops_role):
+    """Tea call_api / callApi (and legacy CommonRequest, pop-core) with Version 2015-05-01 / 2015-04-01."""
+    user = new_user(root, "AliyunSTSAssumeRoleAccess")
+    got = client.call("GetUser", {"UserName": user.user_name}, version=RAM_VERSION)
+    assert got["User"]["UserName"] == user.user_name
+    me = client.call("GetCallerIdentity", {}, version=STS_VERSION)
+    assert (me["IdentityType"], me["AccountId"]) == ("Account", root_account)
+    as_user = make_client(client.variant, ak=user.ak, sk=user.sk)
+    me = as_user.call("GetCallerIdentity", {}, version=STS_VERSION)
+    assert me["IdentityType"] == "RAMUser" and me["Arn"].endswith(f":user/{user.user_name}")
+    assert_api_error(expect_error(lambda: as_user.call("ListUsers", {}, version=RAM_VERSION)), 403, "NoPermission")
+    creds = as_user.call("AssumeRole", {"RoleArn": ops_role["arn"], "RoleSessionName": "generic"},
+                         version=STS_VERSION)["Credentials"]
+    assert creds["AccessKeyId"].startswith("STS.") and creds["SecurityToken"]
+
+
+# --------------------------------------------------------------------------- role sessions, cross-account
+
+
+def test_role_session_denied_on_a_vpc_action(sdk_root, root_account, stack):
+    root = sdk_root
+    role = uniq("Reader")
+    root.ram("CreateRole", {"RoleName": role, "AssumeRolePolicyDocument": TRUST_ACCOUNT.format(acct=root_account)})
+    arn = f"acs:ram::{root_account}:role/{role.lower()}"
+    root.ram("AttachPolicyToRole", {"PolicyType": "System", "PolicyName": "AliyunVPCReadOnlyAccess", "RoleName": role})
+    user = new_user(root, "AliyunSTSAssumeRoleAccess")
+    session = assume(user, arn, session="reader")
+    assert gateways(session, stack)["VpnGateways"]["VpnGateway"]
+    e = denied(lambda: session.vpc("CreateVpnRouteEntry", {"RegionId": REGION, "VpnGatewayId": stack.gateway_id,
+                                                           "RouteDest": "10.79.0.0/24", "NextHop": stack.connection_id,
+                                                           "Weight": 0, "PublishVpc": False}), code="Forbidden")
+    assert "User not authorized to operate on the specified resource" in (e.message or "")
+    detail = e.raw["access_denied_detail"]
+    assert detail["AuthAction"] == "vpc:CreateVpnRouteEntry"
+    assert detail["AuthPrincipalType"] == "AssumedRoleUser"
+    assert detail["AuthPrincipalOwnerId"] == root_account
+    assert detail["AuthPrincipalDisplayName"] == f"{role}:reader"
+    assert detail["NoPermissionType"] == "ImplicitDeny"
+    assert detail["PolicyType"] == "AccountLevelIdentityBasedPolicy"
+    # A Deny attached to the role: ExplicitDeny for its (existing) session at once.
+    custom_policy(root, doc(deny("vpc:DescribeVpnGateways")), role=role)
+    e = denied(lambda: gateways(session, stack), code="Forbidden")
+    assert e.raw["access_denied_detail"]["NoPermissionType"] == "ExplicitDeny"
+
+
+def test_cross_account_assume_role(server, sdk_root, root_account, stack):
+    root = sdk_root
+    b = server.create_account(uniq("acct-b"))
+    b_root = root.derive(b["AccessKeyId"], b["AccessKeySecret"])
+    b_acct = b["AccountId"]
+    b_stack = Stack()
+    create_vpc(vpc_client(b_root), b_stack)
+    # B's role trusts account A; another of B's roles trusts only B.
+    role = uniq("Partner")
+    arn = b_root.ram("CreateRole", {"RoleName": role,
+                                    "AssumeRolePolicyDocument": TRUST_ACCOUNT.format(acct=root_account)})["Role"]["Arn"]
+    assert arn == f"acs:ram::{b_acct}:role/{role.lower()}"
+    b_root.ram("AttachPolicyToRole", {"PolicyType": "System", "PolicyName": "AliyunVPCReadOnlyAccess",
+                                      "RoleName": role})
+    own = uniq("Own")
+    own_arn = b_root.ram("CreateRole", {"RoleName": own,
+                                        "AssumeRolePolicyDocument": TRUST_ACCOUNT.format(acct=b_acct)})["Role"]["Arn"]
+
+    user = new_user(root, "AliyunSTSAssumeRoleAccess")
+    assert_api_error(expect_error(lambda: assume(user, own_arn)), 403, "NoPermission")
+    no_sts = new_user(root)
+    assert_api_error(expect_error(lambda: assume(no_sts, arn)), 403, "NoPermission")
+    session = assume(user, arn, session="partner")
+    assert session.assumed["AssumedRoleUser"]["Arn"] == f"{arn}/partner"
+    me = session.sts("GetCallerIdentity")
+    assert (me["IdentityType"], me["AccountId"]) == ("AssumedRoleUser", b_acct)
+    # The session acts in B: B's VPC is there, A's gateway is not, B's role bounds it.
+    assert [v["VpcId"] for v in session.vpc("DescribeVpcs", {"RegionId": REGION, "VpcId": b_stack.vpc_id})
+            ["Vpcs"]["Vpc"]] == [b_stack.vpc_id]
+    e = expect_error(lambda: session.vpc("DescribeVpnGateway", {"RegionId": REGION, "VpnGatewayId": stack.gateway_id}))
+    assert e.http_status == 404 and e.code.endswith("NotFound"), e
+    assert not session.vpc("DescribeVpcs", {"RegionId": REGION, "VpcId": stack.vpc_id})["Vpcs"]["Vpc"]
+    e = denied(lambda: session.vpc("CreateVpc", {"RegionId": REGION, "CidrBlock": "172.16.0.0/16"}), code="Forbidden")
+    assert e.raw["access_denied_detail"]["AuthPrincipalOwnerId"] == b_acct
+    # The caller's sts:AssumeRole grant names the role's ARN in B, not an ARN of its own account.
+    to_b = new_user(root)
+    custom_policy(root, doc(allow("sts:AssumeRole", f"acs:ram:*:{b_acct}:role/{role.lower()}")), user=to_b.user_name)
+    assert assume(to_b, arn).sts("GetCallerIdentity")["AccountId"] == b_acct
+    own_only = new_user(root)
+    custom_policy(root, doc(allow("sts:AssumeRole", f"acs:ram:*:{root_account}:role/*")), user=own_only.user_name)
+    assert_api_error(expect_error(lambda: assume(own_only, arn)), 403, "NoPermission")
+
+
+# --------------------------------------------------------------------------- delete conflicts, limits
+
+
+def test_delete_conflicts_of_attached_policies(root, root_account):
+    user = uniq("att")
+    root.ram("CreateUser", {"UserName": user})
+    pname = custom_policy(root, doc(allow("vpc:Describe*")), user=user)
+    assert_api_error(expect_error(lambda: root.ram("DeletePolicy", {"PolicyName": pname})), 409,
+                     "DeleteConflict.Policy.User")
+    assert_api_error(expect_error(lambda: root.ram("DeleteUser", {"UserName": user})), 409, "DeleteConflict.User.Policy")
+    root.ram("DetachPolicyFromUser", {"PolicyType": "Custom", "PolicyName": pname, "UserName": user})
+    # A system policy attached blocks the delete too.
+    root.ram("AttachPolicyToUser", {"PolicyType": "System", "PolicyName": "AliyunVPCReadOnlyAccess", "UserName": user})
+    assert_api_error(expect_error(lambda: root.ram("DeleteUser", {"UserName": user})), 409, "DeleteConflict.User.Policy")
+    root.ram("DetachPolicyFromUser", {"PolicyType": "System", "PolicyName": "AliyunVPCReadOnlyAccess", "UserName": user})
+    root.ram("DeleteUser", {"UserName": user})
+    role = uniq("Att")
+    root.ram("CreateRole", {"RoleName": role, "AssumeRolePolicyDocument": TRUST_ACCOUNT.format(acct=root_account)})
+    root.ram("AttachPolicyToRole", {"PolicyType": "Custom", "PolicyName": pname, "RoleName": role})
+    assert_api_error(expect_error(lambda: root.ram("DeletePolicy", {"PolicyName": pname})), 409,
+                     "DeleteConflict.Policy.Role")
+    root.ram("DetachPolicyFromRole", {"PolicyType": "Custom", "PolicyName": pname, "RoleName": role})
+    root.ram("DeletePolicy", {"PolicyName": pname})
+    root.ram("DeleteRole", {"RoleName": role})
+
+
+def test_cheap_limits(root):
+    """LimitExceeded.Policy.Version (5 versions) and LimitExceeded.User.Group (5 groups per user);
+    the account-wide quotas (1000 users, 50 groups, ...) are left to the unit tests."""
+    pname = custom_policy(root, doc(allow("vpc:Describe*")))
+    for _ in range(4):
+        root.ram("CreatePolicyVersion", {"PolicyName": pname, "PolicyDocument": doc(allow("vpc:*"))})
+    e = expect_error(lambda: root.ram("CreatePolicyVersion", {"PolicyName": pname, "PolicyDocument": doc(allow("vpc:*"))}))
+    assert_api_error(e, 409, "LimitExceeded.Policy.Version")
+    v6 = root.ram("CreatePolicyVersion", {"PolicyName": pname, "PolicyDocument": doc(allow("vpc:*")),
+                                          "RotateStrategy": "DeleteOldestNonDefaultVersionWhenLimitExceeded"})
+    assert v6["PolicyVersion"]["VersionId"] == "v6"
+    versions = root.ram("ListPolicyVersions", {"PolicyName": pname, "PolicyType": "Custom"})
+    assert sorted((v["VersionId"] for v in versions["PolicyVersions"]["PolicyVersion"]), key=lambda v: int(v[1:])) == \
+        ["v1", "v3", "v4", "v5", "v6"]
+    root.ram("DeletePolicy", {"PolicyName": pname, "CascadingDelete": True})
+
+    user = uniq("many")
+    root.ram("CreateUser", {"UserName": user})
+    groups = [uniq("lg") for _ in range(6)]
+    for g in groups:
+        root.ram("CreateGroup", {"GroupName": g})
+    for g in groups[:5]:
+        root.ram("AddUserToGroup", {"UserName": user, "GroupName": g})
+    assert_api_error(expect_error(lambda: root.ram("AddUserToGroup", {"UserName": user, "GroupName": groups[5]})), 409,
+                     "LimitExceeded.User.Group")
+    for g in groups[:5]:
+        root.ram("RemoveUserFromGroup", {"UserName": user, "GroupName": g})
+    for g in groups:
+        root.ram("DeleteGroup", {"GroupName": g})
+    root.ram("DeleteUser", {"UserName": user})

@@ -53,6 +53,9 @@ pub use vpnroute_domain::status::BusyPolicy as OnBusy;
 pub struct Metrics {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    /// Jobs handed to the store's write path (one per write request that passed
+    /// authentication; a request refused before the writer never counts).
+    pub write_jobs: AtomicU64,
 }
 
 #[derive(Debug, Clone)]

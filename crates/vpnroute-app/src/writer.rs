@@ -107,6 +107,9 @@ pub async fn submit(
     f: impl FnMut(&App, &Tx<'_>) -> Result<(Value, Effects), ApiError> + Send + 'static,
 ) -> Result<Value, ApiError> {
     let (reply, answer) = tokio::sync::oneshot::channel();
+    app.metrics
+        .write_jobs
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     app.store.submit_write(Box::new(RequestJob {
         app: app.clone(),
         run: Box::new(f),

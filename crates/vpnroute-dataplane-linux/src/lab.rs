@@ -60,8 +60,17 @@ pub fn install_missing(tools: &[(&str, &str)]) {
 }
 
 /// Root and the tools the lab needs (installed with apt when missing); `false` = skip.
+/// Without root the test is skipped loudly — or fails when the environment variable `CI` is
+/// set (CI runs as root: a skip there would hide the data plane's tests).
 pub fn ready(test: &str) -> bool {
-    if !crate::missing_capabilities().is_empty() {
+    let missing = crate::missing_capabilities();
+    if !missing.is_empty() {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "{test} needs root ({}): CI is set, so this fails instead of skipping",
+                missing.join(", ")
+            );
+        }
         eprintln!("SKIPPED {test}: needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)");
         return false;
     }
@@ -225,110 +234,7 @@ impl Lab {
     /// connection `connection`'s tunnel (`vx0`), `networks` answered on its loopback, and the
     /// VPC routed back through the tunnel.
     pub fn attach_site(&self, name: &str, connection: &str, remote: &str, networks: &[&str]) -> String {
-        let details = self.details();
-        let underlay_ns = details["Underlay"]["Namespace"].as_str().unwrap().to_string();
-        let bridge = details["Underlay"]["Bridge"].as_str().unwrap().to_string();
-        let tunnel = self.connection_details(connection)["TunnelConfig"].clone();
-        let ns = format!("{}{name}", self.prefix);
-        let port = format!("{}{name}", self.prefix);
-        ip(&["netns", "add", &ns]);
-        ip(&[
-            "-n",
-            &ns,
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            &underlay_ns,
-        ]);
-        ip(&["-n", &underlay_ns, "link", "set", &port, "master", &bridge, "up"]);
-        ip(&["-n", &ns, "addr", "add", &format!("{remote}/32"), "dev", "eth0"]);
-        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ip(&[
-            "-n",
-            &ns,
-            "route",
-            "add",
-            &format!("{INTERNET_IP}/32"),
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ]);
-        let vni = tunnel["Vni"].to_string();
-        let port_number = tunnel["Port"].to_string();
-        ip(&[
-            "-n",
-            &ns,
-            "link",
-            "add",
-            "vx0",
-            "type",
-            "vxlan",
-            "id",
-            &vni,
-            "remote",
-            INTERNET_IP,
-            "local",
-            remote,
-            "dstport",
-            &port_number,
-            "dev",
-            "eth0",
-            "nolearning",
-        ]);
-        ip(&[
-            "-n",
-            &ns,
-            "link",
-            "set",
-            "vx0",
-            "address",
-            tunnel["PeerMac"].as_str().unwrap(),
-        ]);
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            tunnel["PeerTunnelAddress"].as_str().unwrap(),
-            "dev",
-            "vx0",
-        ]);
-        ip(&["-n", &ns, "link", "set", "vx0", "up"]);
-        let gateway_end = tunnel["TunnelAddress"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string();
-        ip(&[
-            "-n",
-            &ns,
-            "neigh",
-            "replace",
-            &gateway_end,
-            "lladdr",
-            tunnel["TunnelMac"].as_str().unwrap(),
-            "dev",
-            "vx0",
-            "nud",
-            "permanent",
-        ]);
-        ip(&["-n", &ns, "route", "add", VPC_CIDR, "via", &gateway_end, "dev", "vx0"]);
-        for network in networks {
-            ip(&["-n", &ns, "addr", "add", network, "dev", "lo"]);
-        }
-        wait_carrier(&ns, "eth0");
-        wait_carrier(&underlay_ns, &port);
-        ns
+        attach_plain_site_to(&self.details(), &self.prefix, name, connection, remote, networks)
     }
 
     /// Sets a site's underlay port down/up (cuts its path to the gateway).
@@ -358,26 +264,56 @@ pub fn wait_carrier(ns: &str, dev: &str) {
     assert!(up, "{dev} in {ns} has no carrier");
 }
 
-/// `count` pings, 0.2 s apart, each waiting at most 1 s; `true` when all came back.
+/// `count` pings, 0.2 s apart, each waiting at most 1 s; `true` when every one came back
+/// (`ping` itself exits 0 when any reply came back).
 pub fn ping(ns: &str, dest: &str, count: u32) -> bool {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "ping",
-            "-n",
-            "-q",
-            "-c",
-            &count.to_string(),
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            dest,
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    let (sent, received) = ping_counts(ns, dest, count, "0.2");
+    sent == count && received == count
+}
+
+/// `count` pings `interval` seconds apart, each waiting at most 1 s (the run is bounded by
+/// `count × interval + 1` s): (transmitted, received) as `ping` reports them, (0, 0) when it
+/// reported nothing.
+pub fn ping_counts(ns: &str, dest: &str, count: u32, interval: &str) -> (u32, u32) {
+    let out = ping_command(ns, dest, count, interval).output();
+    out.map_or((0, 0), |o| ping_summary(&String::from_utf8_lossy(&o.stdout)))
+}
+
+/// The bounded `ping` of [`ping_counts`], to run in the background (`spawn`, then
+/// [`ping_summary`] of its stdout).
+pub fn ping_command(ns: &str, dest: &str, count: u32, interval: &str) -> Command {
+    let mut command = Command::new("ip");
+    command.args([
+        "netns",
+        "exec",
+        ns,
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        &count.to_string(),
+        "-i",
+        interval,
+        "-W",
+        "1",
+        dest,
+    ]);
+    command
+}
+
+/// (transmitted, received) from `ping`'s summary line (`5 packets transmitted, 4 received, …`).
+pub fn ping_summary(output: &str) -> (u32, u32) {
+    let Some(line) = output.lines().find(|l| l.contains("packets transmitted")) else {
+        return (0, 0);
+    };
+    let number_before = |word: &str| -> u32 {
+        line.split(',')
+            .find(|part| part.contains(word))
+            .and_then(|part| part.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (number_before("transmitted"), number_before("received"))
 }
 
 /// Packets received on a link.
@@ -466,5 +402,130 @@ pub fn attach_host_to(details: &Value, prefix: &str, name: &str, address: &str) 
     ip(&["-n", &ns, "route", "add", "default", "via", &gateway]);
     wait_carrier(&ns, "eth0");
     wait_carrier(&vpc_ns, &port);
+    ns
+}
+
+/// A customer site `{prefix}{name}` of a plain-tunnel gateway whose data-plane details
+/// (`observe().details`, the introspection's `dataplane`) are `details`: underlay address
+/// `remote` on the underlay bridge, the other end of connection `connection`'s tunnel (`vx0`),
+/// `networks` answered on its loopback, and the VPC (10.0.0.0/24) routed back through the
+/// tunnel.
+pub fn attach_plain_site_to(
+    details: &Value,
+    prefix: &str,
+    name: &str,
+    connection: &str,
+    remote: &str,
+    networks: &[&str],
+) -> String {
+    let underlay_ns = details["Underlay"]["Namespace"].as_str().unwrap().to_string();
+    let bridge = details["Underlay"]["Bridge"].as_str().unwrap().to_string();
+    let tunnel = details["Connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["VpnConnectionId"] == connection)
+        .unwrap_or_else(|| panic!("connection {connection} in {details:#}"))["TunnelConfig"]
+        .clone();
+    let internet_ip = details["Underlay"]["InternetIp"].as_str().unwrap().to_string();
+    let ns = format!("{prefix}{name}");
+    let port = format!("{prefix}{name}");
+    ip(&["netns", "add", &ns]);
+    ip(&[
+        "-n",
+        &ns,
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &port,
+        "netns",
+        &underlay_ns,
+    ]);
+    ip(&["-n", &underlay_ns, "link", "set", &port, "master", &bridge, "up"]);
+    ip(&["-n", &ns, "addr", "add", &format!("{remote}/32"), "dev", "eth0"]);
+    ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    ip(&[
+        "-n",
+        &ns,
+        "route",
+        "add",
+        &format!("{internet_ip}/32"),
+        "dev",
+        "eth0",
+        "scope",
+        "link",
+    ]);
+    let vni = tunnel["Vni"].to_string();
+    let port_number = tunnel["Port"].to_string();
+    ip(&[
+        "-n",
+        &ns,
+        "link",
+        "add",
+        "vx0",
+        "type",
+        "vxlan",
+        "id",
+        &vni,
+        "remote",
+        &internet_ip,
+        "local",
+        remote,
+        "dstport",
+        &port_number,
+        "dev",
+        "eth0",
+        "nolearning",
+    ]);
+    ip(&[
+        "-n",
+        &ns,
+        "link",
+        "set",
+        "vx0",
+        "address",
+        tunnel["PeerMac"].as_str().unwrap(),
+    ]);
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        tunnel["PeerTunnelAddress"].as_str().unwrap(),
+        "dev",
+        "vx0",
+    ]);
+    ip(&["-n", &ns, "link", "set", "vx0", "up"]);
+    let gateway_end = tunnel["TunnelAddress"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    ip(&[
+        "-n",
+        &ns,
+        "neigh",
+        "replace",
+        &gateway_end,
+        "lladdr",
+        tunnel["TunnelMac"].as_str().unwrap(),
+        "dev",
+        "vx0",
+        "nud",
+        "permanent",
+    ]);
+    ip(&["-n", &ns, "route", "add", VPC_CIDR, "via", &gateway_end, "dev", "vx0"]);
+    for network in networks {
+        ip(&["-n", &ns, "addr", "add", network, "dev", "lo"]);
+    }
+    wait_carrier(&ns, "eth0");
+    wait_carrier(&underlay_ns, &port);
     ns
 }

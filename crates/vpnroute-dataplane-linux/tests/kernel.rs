@@ -25,9 +25,15 @@ fn pings_arrive_where_explain_says() {
 
 fn pings_arrive_where_explain_says_in(mode: PolicyMode) {
     let lab = Lab::new(mode, false);
-    let connections = vec![connection("vco-a", "203.0.113.1"), connection("vco-b", "203.0.113.2")];
+    // vco-c's site is never attached: its peer never answers.
+    let connections = vec![
+        connection("vco-a", "203.0.113.1"),
+        connection("vco-b", "203.0.113.2"),
+        connection("vco-c", "203.0.113.3"),
+    ];
     let routes = vec![
         dbr(1, "192.168.1.0/24", "vco-a", 100),
+        dbr(9, "192.168.3.0/24", "vco-c", 100),
         dbr(2, "192.168.2.0/24", "vco-b", 100),
         dbr(3, "172.16.0.0/16", "vco-a", 100),
         dbr(4, "172.16.0.0/16", "vco-b", 0),
@@ -69,6 +75,24 @@ fn pings_arrive_where_explain_says_in(mode: PolicyMode) {
     assert_eq!(explained(&lab, VPC_HOST, "8.8.8.8"), None, "no route: unreachable");
     assert!(!ping(&host, "8.8.8.8", 1));
 
+    // A connection's Interface counts (TX) every packet routed to it: with its site
+    // answering, and with no peer answering at all (no next hop left waiting on ARP).
+    let tx = |id: &str| lab.connection_details(id)["TxPackets"].as_u64().unwrap();
+    let before = tx("vco-a");
+    assert!(ping(&host, "192.168.1.1", 3));
+    assert!(tx("vco-a") >= before + 3, "vco-a TX {before} -> {}", tx("vco-a"));
+    assert_eq!(explained(&lab, VPC_HOST, "192.168.3.1").as_deref(), Some("vco-c"));
+    let (before, silent_before) = (tx("vco-c"), sites.map(|s| rx_packets(s, "vx0")));
+    let (sent, received) = ping_counts(&host, "192.168.3.1", 3, "0.2");
+    assert_eq!((sent, received), (3, 0), "nobody answers for vco-c");
+    assert!(tx("vco-c") >= before + 3, "vco-c TX {before} -> {}", tx("vco-c"));
+    assert_eq!(
+        sites.map(|s| rx_packets(s, "vx0")),
+        silent_before,
+        "vco-c's packets reached a site"
+    );
+    introspection_reads_the_kernel_back(&lab, mode);
+
     // The active's tunnel administratively down: the standby takes over.
     gateway.version = 2;
     gateway.connections[0].admin_up = false;
@@ -88,6 +112,97 @@ fn pings_arrive_where_explain_says_in(mode: PolicyMode) {
     let b = lab.connection_details("vco-b");
     assert_eq!(b["Interface"].as_str().unwrap(), format!("{}t1", lab.prefix));
     assert_eq!(b["NextHop"], "169.254.0.3");
+}
+
+/// The introspection's VPC interface, next hops and the kernel state it read back (routes,
+/// rules, nftables) are what is in the gateway's namespace.
+fn introspection_reads_the_kernel_back(lab: &Lab, mode: PolicyMode) {
+    let details = lab.details();
+    let vpc_if = format!("{}vpc", lab.prefix);
+    assert_eq!(details["VpcInterface"], vpc_if.as_str(), "{details:#}");
+    let links = ip(&["-n", &lab.gw_ns(), "-o", "link", "show", "dev", &vpc_if]);
+    assert!(links.contains(&vpc_if), "{links}");
+    let gateway = ip(&["-n", &lab.gw_ns(), "-o", "addr", "show", "dev", &vpc_if]);
+    assert!(
+        gateway.contains("10.0.0.254/"),
+        "VpcGateway on the VPC interface: {gateway}"
+    );
+    let routes = details["Kernel"]["Routes"].as_array().expect("Kernel.Routes");
+    for (id, dest) in [
+        ("vco-a", "192.168.1.0/24"),
+        ("vco-b", "192.168.2.0/24"),
+        ("vco-c", "192.168.3.0/24"),
+    ] {
+        let c = lab.connection_details(id);
+        let interface = c["Interface"].as_str().unwrap();
+        // Plain VXLAN tunnels are not point-to-point: the next hop is the site's tunnel end.
+        let hop: std::net::Ipv4Addr = c["NextHop"]
+            .as_str()
+            .expect("NextHop of a VXLAN tunnel")
+            .parse()
+            .unwrap();
+        let peer = c["TunnelConfig"]["PeerTunnelAddress"].as_str().unwrap();
+        assert_eq!(peer.split('/').next().unwrap(), hop.to_string(), "{c:#}");
+        let found = routes
+            .iter()
+            .find(|r| r["Dest"] == dest)
+            .unwrap_or_else(|| panic!("{dest} in {routes:#?}"));
+        assert_eq!(found["Target"]["Dev"], interface, "{found}");
+        assert_eq!(found["Target"]["Via"], hop.to_string(), "{found}");
+        let table = found["Table"].to_string();
+        let kernel = ip(&["-n", &lab.gw_ns(), "route", "show", "table", &table, dest]);
+        assert!(kernel.contains(&format!("via {hop} dev {interface}")), "{kernel}");
+        let neighbours = ip(&["-n", &lab.gw_ns(), "neigh", "show", "dev", interface]);
+        assert!(
+            neighbours.contains(&format!("{hop} lladdr")) && neighbours.contains("PERMANENT"),
+            "{neighbours}"
+        );
+    }
+    let rules = details["Kernel"]["Rules"].as_array().expect("Kernel.Rules");
+    let pref = policy_pref(10, net("10.0.0.0/24"), net("172.16.2.0/24"));
+    let policy_rule = rules
+        .iter()
+        .filter_map(|r| r.as_str())
+        .find(|r| r.starts_with(&format!("pref {pref} ")));
+    match mode {
+        PolicyMode::Rules => {
+            let rule = policy_rule.unwrap_or_else(|| panic!("rule {pref} in {rules:#?}"));
+            assert!(rule.contains("from 10.0.0.0/24 to 172.16.2.0/24"), "{rule}");
+            assert!(details["Nftables"].is_null(), "{:#}", details["Nftables"]);
+            assert!(ip(&["-n", &lab.gw_ns(), "rule", "show"])
+                .contains(&format!("{pref}:\tfrom 10.0.0.0/24 to 172.16.2.0/24")));
+        }
+        PolicyMode::Nftables => {
+            assert!(
+                policy_rule.is_none(),
+                "policy routes are map elements, not rules: {rules:#?}"
+            );
+            let nft = &details["Nftables"];
+            assert_eq!(nft["Table"], "ip vpnroute", "{nft:#}");
+            let elements: Vec<&str> = nft["Maps"]
+                .as_object()
+                .expect("Nftables.Maps")
+                .values()
+                .flat_map(|m| m.as_array().into_iter().flatten())
+                .filter_map(|e| e.as_str())
+                .collect();
+            // Four policy routes with distinct (source, destination) pairs: four elements.
+            assert_eq!(elements.len(), 4, "{nft:#}");
+            assert!(
+                elements
+                    .iter()
+                    .any(|e| e.starts_with("10.0.0.0/24 . 172.16.2.0/24 : goto ")),
+                "{elements:?}"
+            );
+            let listed = sh(
+                "ip",
+                &["netns", "exec", &lab.gw_ns(), "nft", "list", "table", "ip", "vpnroute"],
+            );
+            for chain in nft["Chains"].as_object().unwrap().keys() {
+                assert!(listed.contains(&format!("chain {chain} ")), "{chain} not in {listed}");
+            }
+        }
+    }
 }
 
 /// A site's underlay cut: the health check declares the tunnel down within Interval × Retry,
@@ -264,19 +379,42 @@ fn drift_is_seen_and_repaired_in(mode: PolicyMode) {
     assert!(ping(&host, "192.168.1.1", 1) && ping(&host, "172.16.1.1", 1));
 }
 
+/// The policy route of the watcher tests, and whether its nftables map element is in the
+/// kernel.
+fn watched_routes() -> Vec<RouteSpec> {
+    vec![
+        dbr(1, "192.168.1.0/24", "vco-a", 100),
+        pbr(2, "10.0.0.0/24", "172.16.1.0/24", "vco-a", 100, 3),
+    ]
+}
+
+fn has_policy_element(ns: &str) -> bool {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "list", "map", "ip", "vpnroute", "m0_24_24"])
+        .output()
+        .unwrap();
+    // One map per (level, source length, destination length): elements are masked addresses.
+    String::from_utf8_lossy(&out.stdout).contains("10.0.0.0 . 172.16.1.0 : goto ")
+}
+
+fn flush_policy_map(ns: &str) {
+    sh(
+        "ip",
+        &["netns", "exec", ns, "nft", "flush", "map", "ip", "vpnroute", "m0_24_24"],
+    );
+    assert!(!has_policy_element(ns));
+}
+
 /// With the watcher on, a route deleted by hand is reported as drift and repaired without
-/// any apply.
+/// any apply; so is an nftables map element deleted by hand, which no netlink event reports
+/// (see `netlink_events_trigger_repair`): the timer alone repairs it.
 #[test]
 fn watcher_repairs_drift_on_its_own() {
     if !ready("watcher_repairs_drift_on_its_own") {
         return;
     }
     let lab = Lab::new(PolicyMode::Nftables, true);
-    let gateway = spec(
-        1,
-        vec![connection("vco-a", "203.0.113.1")],
-        vec![dbr(1, "192.168.1.0/24", "vco-a", 100)],
-    );
+    let gateway = spec(1, vec![connection("vco-a", "203.0.113.1")], watched_routes());
     lab.dp().apply(&gateway).unwrap();
     let ns = lab.gw_ns();
     ip(&["-n", &ns, "route", "del", "192.168.1.0/24", "table", "100"]);
@@ -290,6 +428,19 @@ fn watcher_repairs_drift_on_its_own() {
         events.iter().any(|e| matches!(e, DataPlaneEvent::Drift { .. })),
         "{events:?}"
     );
+
+    assert!(has_policy_element(&ns));
+    let _ = lab.dp().drain_events();
+    flush_policy_map(&ns);
+    assert!(
+        wait_for(Duration::from_secs(3), || has_policy_element(&ns)),
+        "the watcher's timer put the map element back"
+    );
+    assert!(lab
+        .dp()
+        .drain_events()
+        .iter()
+        .any(|e| matches!(e, DataPlaneEvent::Drift { .. })));
 }
 
 /// With a watcher whose timer is far off, a netlink event (a route deleted, a tunnel link
@@ -300,21 +451,26 @@ fn netlink_events_trigger_repair() {
         return;
     }
     let lab = Lab::with_watch(PolicyMode::Nftables, Some(Duration::from_secs(600)));
-    let gateway = spec(
-        1,
-        vec![connection("vco-a", "203.0.113.1")],
-        vec![dbr(1, "192.168.1.0/24", "vco-a", 100)],
-    );
+    let gateway = spec(1, vec![connection("vco-a", "203.0.113.1")], watched_routes());
     lab.dp().apply(&gateway).unwrap();
     let ns = lab.gw_ns();
     let has_route = || ip(&["-n", &ns, "route", "show", "table", "100"]).contains("192.168.1.0/24");
     // The monitor starts with the apply; give it a moment to subscribe.
     std::thread::sleep(Duration::from_millis(300));
+    // An nftables map element deleted by hand raises no netlink event: with the timer far
+    // off, nothing repairs it (`watcher_repairs_drift_on_its_own` shows the timer does)…
+    assert!(has_policy_element(&ns));
+    flush_policy_map(&ns);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!has_policy_element(&ns), "repaired without a timer tick or an event");
+    assert!(!lab.dp().observe(GATEWAY).unwrap().unwrap().in_sync);
+    // … until an event has the gateway read back, which repairs everything.
     ip(&["-n", &ns, "route", "del", "192.168.1.0/24", "table", "100"]);
     assert!(
         wait_for(Duration::from_secs(3), has_route),
         "repaired on the route-delete event"
     );
+    assert!(wait_for(Duration::from_secs(3), || has_policy_element(&ns)));
     let tunnel = format!("{}t0", lab.prefix);
     ip(&["-n", &ns, "link", "set", &tunnel, "down"]);
     ip(&["-n", &ns, "link", "set", &tunnel, "up"]);
@@ -478,6 +634,41 @@ fn refuses_to_start_without_capabilities() {
         .expect("setpriv (util-linux)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+}
+
+/// Without root, a root-only test skips loudly — but fails when `CI` is set (CI runs as
+/// root: a skip there would hide the data plane's tests). Run in child processes whose
+/// capability bounding set lacks CAP_NET_ADMIN/CAP_SYS_ADMIN.
+#[test]
+fn without_root_skips_or_fails_under_ci() {
+    if !ready("without_root_skips_or_fails_under_ci") {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let child = |ci: bool| {
+        let mut command = std::process::Command::new("setpriv");
+        command
+            .args(["--inh-caps=-all", "--bounding-set=-net_admin,-sys_admin", "--"])
+            .arg(&exe)
+            .args(["--exact", "two_gateways_side_by_side", "--nocapture"])
+            .env_remove("CI");
+        if ci {
+            command.env("CI", "true");
+        }
+        command.output().expect("setpriv (util-linux)")
+    };
+    let skipped = child(false);
+    let text = String::from_utf8_lossy(&skipped.stderr);
+    assert!(skipped.status.success(), "{text}");
+    assert!(text.contains("SKIPPED two_gateways_side_by_side: needs root"), "{text}");
+    let failed = child(true);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&failed.stdout),
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    assert!(!failed.status.success(), "{text}");
+    assert!(text.contains("CI is set, so this fails instead of skipping"), "{text}");
 }
 
 fn arbitrary_routes() -> impl Strategy<Value = Vec<RouteSpec>> {

@@ -12,13 +12,27 @@
 //! seen (a request signed up to 15 minutes in the future stays refusable until its
 //! timestamp is too old to be accepted at all).
 //!
-//! Log format (version 2): a header line `# vpnroute nonces v2`, then one
-//! `keep_until_ms\tAccessKeyId\tnonce` line per nonce, where access key and nonce are
-//! escaped (`%`, control characters and DEL as `%XX`), so every nonce is persisted whatever
-//! its bytes. A log without the header is version 1 (`seen_at_ms\t…`, unescaped) and is read
-//! as keep-until = seen + window. A torn last line (crash mid-append) is dropped silently;
-//! any other malformed line is reported (a `warn` log line) and dropped, and the log is
-//! rewritten without it.
+//! Log format (version 2): a header line `# vpnroute nonces v2`, optionally a line
+//! `# untrusted-before\t<ms>` (see below), then one `keep_until_ms\tAccessKeyId\tnonce` line
+//! per nonce, where access key and nonce are escaped (`%`, control characters and DEL as
+//! `%XX`), so every nonce is persisted whatever its bytes. A log whose first line is a
+//! nonce line is version 1 (`seen_at_ms\t…`, unescaped) and is read as keep-until = seen +
+//! window.
+//!
+//! Damage found at open ([`NonceLogDamage`]) is reported in a `warn` log line and the log
+//! is rewritten without it:
+//! - a torn last line (no newline: a crash during an append, whose request was therefore
+//!   never answered) is dropped;
+//! - a damaged header (an empty file, a first line that is neither the header nor a
+//!   version-1 nonce line, e.g. a file cut inside the header) or malformed lines elsewhere
+//!   mean nonces may have been lost, so the log is not trusted: the remaining lines are
+//!   read as version 2, and a write whose request is signed at or before *open time +
+//!   window* — the latest timestamp a request seen before this start can carry — is
+//!   refused ([`StoreError::Unavailable`], `ServiceUnavailable`) without consuming its
+//!   nonce, since it may be a replay of one that was lost. Reads are served (a replayed read
+//!   changes nothing). The bound is kept in the rewritten log (`# untrusted-before`), so a
+//!   restart inside that time does not forget it; once the window has passed, no such
+//!   timestamp is accepted any more and the line is dropped at the next rewrite.
 //!
 //! When an append fails (disk full), the unwritten lines are kept in memory and written
 //! first by the next append that succeeds; the file is cut back to its last complete line.
@@ -44,6 +58,9 @@ const COMPACT_AT_BYTES: u64 = 64 * 1024 * 1024;
 /// First line of a version-2 log.
 const HEADER: &str = "# vpnroute nonces v2";
 
+/// Start of the line that keeps the damaged-log bound across rewrites.
+const UNTRUSTED: &str = "# untrusted-before\t";
+
 /// Most unwritten log bytes kept while the disk is full; beyond, further nonces are kept
 /// in memory only (they are still refused as replays until the process exits).
 const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
@@ -52,6 +69,9 @@ pub struct NonceLog {
     path: PathBuf,
     window_ms: i64,
     durability: Durability,
+    /// Writes signed at or before this time (ms) are refused: the log was damaged and
+    /// their nonces may have been lost (see the module docs).
+    untrusted_before: Option<i64>,
     state: Mutex<State>,
 }
 
@@ -69,10 +89,23 @@ struct State {
 /// What opening a log found besides the live entries.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct NonceLogDamage {
-    /// Malformed lines other than a torn last one (dropped).
+    /// Malformed lines other than a torn last one and the header (dropped).
     pub malformed_lines: usize,
-    /// Whether the last line was torn (no newline and malformed).
+    /// Whether the last line was torn (no newline: dropped).
     pub torn_tail: bool,
+    /// Whether the header was missing or damaged (an empty file, or a first line that is
+    /// neither the header nor a version-1 nonce line).
+    pub damaged_header: bool,
+    /// Writes signed at or before this time (ms) are refused: set when the header or
+    /// other lines were damaged (from this open or kept from an earlier one).
+    pub untrusted_before: Option<i64>,
+}
+
+impl NonceLogDamage {
+    /// Whether nonces may have been lost (more than a torn last line).
+    pub fn loses_nonces(&self) -> bool {
+        self.damaged_header || self.malformed_lines > 0
+    }
 }
 
 fn key_hash(access_key_id: &str, nonce: &str) -> u64 {
@@ -168,22 +201,54 @@ fn log_line(keep_until: i64, key: &str, nonce: &str, out: &mut String) {
 fn live_entries(path: &Path, now_ms: i64, window_ms: i64) -> (Vec<(i64, String, String)>, NonceLogDamage) {
     let mut damage = NonceLogDamage::default();
     let Ok(bytes) = std::fs::read(path) else {
+        // No log: a new data directory.
         return (Vec::new(), damage);
     };
+    if bytes.is_empty() {
+        // Every log this version writes starts with its header: an empty file was cut.
+        damage.damaged_header = true;
+        return (Vec::new(), damage);
+    }
     let ends_with_newline = bytes.last().is_none_or(|b| *b == b'\n');
     let raw_lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     let count = raw_lines.len() - usize::from(ends_with_newline);
-    let v2 = raw_lines.first().is_some_and(|l| *l == HEADER.as_bytes());
+    // The first line, complete (with its newline).
+    let first = raw_lines[0];
+    let complete = count > 1 || ends_with_newline;
+    let v1 = complete && std::str::from_utf8(first).is_ok_and(|l| parse_line(l, false, window_ms).is_some());
+    // Not the header and not a version-1 line (or the header without its newline: cut):
+    // a damaged header; the rest is read as version 2 (the only version with a header).
+    let header = complete && first == HEADER.as_bytes();
+    damage.damaged_header = !(v1 || header);
+    let v2 = !v1;
     let mut out = Vec::new();
     for (i, raw) in raw_lines.into_iter().take(count).enumerate() {
         if v2 && i == 0 {
+            continue;
+        }
+        let last_torn = i + 1 == count && !ends_with_newline;
+        if v2 {
+            if let Some(rest) = raw.strip_prefix(UNTRUSTED.as_bytes()) {
+                match std::str::from_utf8(rest).ok().and_then(|t| t.parse::<i64>().ok()) {
+                    // Written whole by a rewrite, never appended: cut, it is damage (a
+                    // new bound from this start covers the old one).
+                    Some(_) if last_torn => damage.malformed_lines += 1,
+                    Some(ms) => damage.untrusted_before = damage.untrusted_before.max(Some(ms)),
+                    None => damage.malformed_lines += 1,
+                }
+                continue;
+            }
+        }
+        if last_torn {
+            // Every append ends with a newline: a last line without one was cut (even if
+            // what is left parses, its nonce may be a prefix of the real one).
+            damage.torn_tail = true;
             continue;
         }
         let parsed = std::str::from_utf8(raw).ok().and_then(|l| parse_line(l, v2, window_ms));
         match parsed {
             Some(e) if e.0 >= now_ms => out.push(e),
             Some(_) => {}
-            None if i + 1 == count && !ends_with_newline => damage.torn_tail = true,
             None => damage.malformed_lines += 1,
         }
     }
@@ -206,13 +271,38 @@ impl NonceLog {
         now_ms: i64,
     ) -> Result<(NonceLog, NonceLogDamage), StoreError> {
         let path = data_dir.join("nonces.log");
-        let (entries, damage) = live_entries(&path, now_ms, window_ms);
-        if damage.malformed_lines > 0 {
+        let (entries, mut damage) = live_entries(&path, now_ms, window_ms);
+        if damage.torn_tail {
             tracing::warn!(
                 path = %path.display(),
+                torn_lines = 1,
+                kept = entries.len(),
+                "nonce log: torn last line dropped (a crash during an append), log rewritten"
+            );
+        }
+        if damage.loses_nonces() {
+            // Requests seen before this start were signed at most a window after it.
+            let bound = now_ms.saturating_add(window_ms);
+            damage.untrusted_before = damage.untrusted_before.max(Some(bound));
+            tracing::warn!(
+                path = %path.display(),
+                damaged_header = damage.damaged_header,
                 malformed_lines = damage.malformed_lines,
                 kept = entries.len(),
-                "nonce log is corrupt: malformed lines dropped, log rewritten with the valid entries"
+                untrusted_before_ms = bound,
+                "nonce log is corrupt: nonces may have been lost; writes signed up to a window after \
+                 this start are refused with ServiceUnavailable (they may be replays); log rewritten"
+            );
+        }
+        // Once no accepted timestamp can be at or before the bound, it is dropped.
+        let untrusted_before = damage
+            .untrusted_before
+            .filter(|b| b.saturating_add(window_ms) >= now_ms);
+        if let (Some(b), false) = (untrusted_before, damage.loses_nonces()) {
+            tracing::warn!(
+                path = %path.display(),
+                untrusted_before_ms = b,
+                "nonce log was damaged at an earlier start: writes signed up to the bound are still refused"
             );
         }
         let mut seen = HashMap::new();
@@ -223,11 +313,12 @@ impl NonceLog {
             *slot = (*slot).max(*keep_until);
             expiry.push(Reverse((*keep_until, h)));
         }
-        let (file, file_bytes) = write_log(&path, &entries)?;
+        let (file, file_bytes) = write_log(&path, &entries, untrusted_before)?;
         let log = NonceLog {
             path,
             window_ms,
             durability,
+            untrusted_before,
             state: Mutex::new(State {
                 file,
                 file_bytes,
@@ -242,7 +333,10 @@ impl NonceLog {
     /// Rewrite the log with only the live entries.
     fn compact(&self, st: &mut State, now_ms: i64) -> Result<(), StoreError> {
         let (entries, _) = live_entries(&self.path, now_ms, self.window_ms);
-        (st.file, st.file_bytes) = write_log(&self.path, &entries)?;
+        let untrusted = self
+            .untrusted_before
+            .filter(|b| b.saturating_add(self.window_ms) >= now_ms);
+        (st.file, st.file_bytes) = write_log(&self.path, &entries, untrusted)?;
         Ok(())
     }
 
@@ -337,7 +431,8 @@ impl NonceLog {
     }
 
     /// Record one nonce, kept until `keep_until_ms`; `false` when it was already used.
-    /// See [`NonceLog::record_batch`] for `durable`.
+    /// See [`NonceLog::record_batch`] for `durable`. Without the request's timestamp, a
+    /// damaged log's bound is applied to the earliest timestamp the request can carry.
     pub fn record(
         &self,
         access_key_id: &str,
@@ -346,6 +441,35 @@ impl NonceLog {
         keep_until_ms: i64,
         durable: bool,
     ) -> Result<bool, StoreError> {
+        // keep_until = max(now, signed_at) + window: signed_at is known when it is ahead of
+        // now, else it is at least now - window (older is not accepted).
+        let ahead = keep_until_ms.saturating_sub(self.window_ms);
+        let earliest = if ahead > now_ms {
+            ahead
+        } else {
+            now_ms.saturating_sub(self.window_ms)
+        };
+        self.record_signed(access_key_id, nonce, now_ms, earliest, keep_until_ms, durable)
+    }
+
+    /// [`NonceLog::record`] for a request signed at `signed_at_ms`: a write (`durable`)
+    /// signed at or before a damaged log's bound is refused ([`StoreError::Unavailable`])
+    /// and its nonce not recorded.
+    pub fn record_signed(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        now_ms: i64,
+        signed_at_ms: i64,
+        keep_until_ms: i64,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
+        if let Some(bound) = self.untrusted_before.filter(|b| durable && signed_at_ms <= *b) {
+            return Err(StoreError::Unavailable(format!(
+                "nonce log: damaged at start, so writes signed at or before {bound} ms (epoch) are \
+                 refused (they may replay a lost nonce)"
+            )));
+        }
         Ok(self
             .record_batch(std::iter::once((access_key_id, nonce, now_ms, keep_until_ms)), durable)?
             .first()
@@ -361,6 +485,12 @@ impl NonceLog {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Writes signed at or before this time (ms) are refused (a damaged log; see the
+    /// module docs).
+    pub fn untrusted_before(&self) -> Option<i64> {
+        self.untrusted_before
+    }
 }
 
 impl vpnroute_store::NonceStore for NonceLog {
@@ -373,6 +503,18 @@ impl vpnroute_store::NonceStore for NonceLog {
         durable: bool,
     ) -> Result<bool, StoreError> {
         NonceLog::record(self, access_key_id, nonce, now_ms, keep_until_ms, durable)
+    }
+
+    fn record_signed(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        now_ms: i64,
+        signed_at_ms: i64,
+        keep_until_ms: i64,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
+        NonceLog::record_signed(self, access_key_id, nonce, now_ms, signed_at_ms, keep_until_ms, durable)
     }
 
     fn remembered(&self) -> usize {
@@ -393,11 +535,18 @@ fn forget_before(st: &mut State, now_ms: i64) {
     }
 }
 
-/// Replace the log at `path` with a header and `entries` (write, sync, atomic rename);
-/// returns the log opened for appending and its size.
-fn write_log(path: &Path, entries: &[(i64, String, String)]) -> Result<(File, u64), StoreError> {
+/// Replace the log at `path` with a header, the damaged-log bound if any, and `entries`
+/// (write, sync, atomic rename); returns the log opened for appending and its size.
+fn write_log(
+    path: &Path,
+    entries: &[(i64, String, String)],
+    untrusted_before: Option<i64>,
+) -> Result<(File, u64), StoreError> {
     let tmp = path.with_extension("log.tmp");
     let mut text = format!("{HEADER}\n");
+    if let Some(bound) = untrusted_before {
+        text.push_str(&format!("{UNTRUSTED}{bound}\n"));
+    }
     for (keep_until, key, nonce) in entries {
         log_line(*keep_until, key, nonce, &mut text);
     }
@@ -513,7 +662,8 @@ mod tests {
             damage,
             NonceLogDamage {
                 malformed_lines: 0,
-                torn_tail: true
+                torn_tail: true,
+                ..NonceLogDamage::default()
             }
         );
         assert_eq!(batch(&log, &[("k", "n1", 10)]), vec![false]);
@@ -531,8 +681,131 @@ mod tests {
         assert_eq!(damage.malformed_lines, 3);
         assert_eq!(batch(&log, &[("k", "good", 10)]), vec![false]);
         drop(log);
+        // Lost nonces: writes signed up to a window after the start are refused.
+        assert!(matches!(
+            log_write(dir.path(), 10, 10 + WINDOW),
+            Err(StoreError::Unavailable(_))
+        ));
         let (_, damage) = NonceLog::open_reporting(dir.path(), Durability::Process, WINDOW, 11).unwrap();
-        assert_eq!(damage, NonceLogDamage::default(), "rewritten clean");
+        assert_eq!(
+            damage,
+            NonceLogDamage {
+                untrusted_before: Some(10 + WINDOW),
+                ..NonceLogDamage::default()
+            },
+            "rewritten clean, the bound kept"
+        );
+    }
+
+    /// One durable record (a write) signed at `signed_at` on the log in `dir`, opened at 10.
+    fn log_write(dir: &Path, now: i64, signed_at: i64) -> Result<bool, StoreError> {
+        let log = NonceLog::open(dir, Durability::Process, WINDOW, now)?;
+        log.record_signed("k", "w", now, signed_at, signed_at.max(now) + WINDOW, true)
+    }
+
+    /// A version-2 log holding `nonces` (seen at 0), as the server writes it.
+    fn v2_log(dir: &Path, nonces: &[&str]) -> Vec<u8> {
+        let log = NonceLog::open(dir, Durability::Process, WINDOW, 0).unwrap();
+        for n in nonces {
+            assert!(log.record("k", n, 0, WINDOW, true).unwrap());
+        }
+        drop(log);
+        std::fs::read(dir.join("nonces.log")).unwrap()
+    }
+
+    #[test]
+    fn a_torn_last_line_is_reported_and_nothing_else_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = v2_log(dir.path(), &["n1", "n2"]);
+        std::fs::write(dir.path().join("nonces.log"), &text[..text.len() - 3]).unwrap();
+        let (log, damage) = NonceLog::open_reporting(dir.path(), Durability::Process, WINDOW, 1).unwrap();
+        assert_eq!(
+            damage,
+            NonceLogDamage {
+                torn_tail: true,
+                ..NonceLogDamage::default()
+            }
+        );
+        assert!(!damage.loses_nonces());
+        assert_eq!(log.untrusted_before(), None);
+        assert_eq!(batch(&log, &[("k", "n1", 1)]), vec![false]);
+        // The torn line's request never ran: its nonce is free, writes are not refused.
+        assert!(log.record_signed("k", "n2", 1, 1, 1 + WINDOW, true).unwrap());
+    }
+
+    #[test]
+    fn a_log_cut_in_its_header_refuses_writes_signed_within_a_window_of_the_start() {
+        for cut in [0, 1, 5, HEADER.len()] {
+            let dir = tempfile::tempdir().unwrap();
+            let text = v2_log(dir.path(), &["dur\nnl-1"]);
+            std::fs::write(dir.path().join("nonces.log"), &text[..cut]).unwrap();
+            let now = 1_000;
+            let (log, damage) = NonceLog::open_reporting(dir.path(), Durability::Process, WINDOW, now).unwrap();
+            assert!(damage.damaged_header, "cut at {cut}: {damage:?}");
+            assert!(!damage.torn_tail, "cut at {cut}");
+            assert_eq!(log.untrusted_before(), Some(now + WINDOW));
+            // The lost nonce, replayed as a write signed before the start: refused, and
+            // the refusal consumes nothing.
+            for _ in 0..2 {
+                let r = log.record_signed("k", "dur\nnl-1", now, 0, now + WINDOW, true);
+                assert!(matches!(r, Err(StoreError::Unavailable(_))), "cut at {cut}: {r:?}");
+            }
+            // Also a fresh write signed now, or at the last timestamp a request seen before
+            // the start could carry.
+            for signed in [now, now + WINDOW] {
+                let r = log.record_signed("k", "fresh", now, signed, signed + WINDOW, true);
+                assert!(matches!(r, Err(StoreError::Unavailable(_))), "{signed}");
+            }
+            // Through the trait's record (no timestamp): refused as well.
+            let r = log.record("k", "fresh", now, now + WINDOW, true);
+            assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+            // A read is served; a write signed after the bound is accepted.
+            assert!(log.record_signed("k", "read", now, now, now + WINDOW, false).unwrap());
+            let after = now + WINDOW + 1;
+            assert!(log
+                .record_signed("k", "late", now, after, after + WINDOW, true)
+                .unwrap());
+        }
+    }
+
+    #[test]
+    fn a_damaged_header_keeps_escaped_nonces_and_the_bound_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = v2_log(dir.path(), &["dur\nnl-1", "pct%41"]);
+        text[2] = b'X';
+        std::fs::write(dir.path().join("nonces.log"), &text).unwrap();
+        let (log, damage) = NonceLog::open_reporting(dir.path(), Durability::Process, WINDOW, 5).unwrap();
+        assert!(damage.damaged_header && damage.malformed_lines == 0, "{damage:?}");
+        // The entries are still read as version 2: the escaped nonces still match.
+        assert_eq!(
+            batch(&log, &[("k", "dur\nnl-1", 5), ("k", "pct%41", 5), ("k", "pctA", 5)]),
+            vec![false, false, true]
+        );
+        drop(log);
+        // A restart inside the window keeps the bound (from the rewritten log).
+        let (log, damage) = NonceLog::open_reporting(dir.path(), Durability::Process, WINDOW, 6).unwrap();
+        assert!(!damage.loses_nonces(), "{damage:?}");
+        assert_eq!(log.untrusted_before(), Some(5 + WINDOW));
+        assert!(log.record_signed("k", "w", 6, 6, 6 + WINDOW, true).is_err());
+        drop(log);
+        // Once no timestamp at or before the bound is accepted, it is dropped.
+        let later = 5 + 2 * WINDOW + 1;
+        let log = NonceLog::open(dir.path(), Durability::Process, WINDOW, later).unwrap();
+        assert_eq!(log.untrusted_before(), None);
+        assert!(log.record_signed("k", "w", later, later, later + WINDOW, true).unwrap());
+        let text = std::fs::read_to_string(dir.path().join("nonces.log")).unwrap();
+        assert!(!text.contains("untrusted"), "{text}");
+    }
+
+    #[test]
+    fn a_version_1_log_is_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nonces.log"), "5\tk\tn%41\n").unwrap();
+        let (log, damage) = NonceLog::open_reporting(dir.path(), Durability::Process, WINDOW, 10).unwrap();
+        assert_eq!(damage, NonceLogDamage::default());
+        // Version 1 is unescaped: the nonce is the literal text.
+        assert_eq!(batch(&log, &[("k", "n%41", 10), ("k", "nA", 10)]), vec![false, true]);
+        assert!(log.record_signed("k", "w", 10, 10, 10 + WINDOW, true).unwrap());
     }
 
     #[test]

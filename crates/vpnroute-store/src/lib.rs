@@ -58,8 +58,9 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Other(String),
-    /// The data directory cannot take more data now (disk full): nothing was written, and
-    /// the same request can succeed once space returns.
+    /// The data directory cannot take more data now (disk full), or cannot vouch for the
+    /// request now (a damaged nonce log): nothing was written, and the same request can
+    /// succeed later (once space returns; signed after the damaged log's bound).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// A read-cache attempt met a newer snapshot than its cached results; it is retried and
@@ -86,7 +87,7 @@ impl From<StoreError> for ApiError {
                 ApiError::SERVICE_UNAVAILABLE
             }
             StoreError::Unavailable(_) => {
-                tracing::warn!(error = %e, "storage full: write refused with ServiceUnavailable");
+                tracing::warn!(error = %e, "storage unavailable (full, or a damaged nonce log): write refused with ServiceUnavailable");
                 ApiError::SERVICE_UNAVAILABLE
             }
             e => {
@@ -315,6 +316,22 @@ pub trait NonceStore: Send + Sync {
         keep_until_ms: i64,
         durable: bool,
     ) -> Result<bool, StoreError>;
+    /// [`NonceStore::record`] for a request signed at `signed_at_ms`: a store that cannot
+    /// vouch for the nonces of requests signed up to some time (SQLite's nonce log found
+    /// damaged at start) refuses a durable record of such a request with
+    /// [`StoreError::Unavailable`]. By default, `record`.
+    fn record_signed(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        now_ms: i64,
+        signed_at_ms: i64,
+        keep_until_ms: i64,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
+        let _ = signed_at_ms;
+        self.record(access_key_id, nonce, now_ms, keep_until_ms, durable)
+    }
     /// Number of nonces remembered (metrics).
     fn remembered(&self) -> usize;
 }

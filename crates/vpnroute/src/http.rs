@@ -441,10 +441,14 @@ fn gate(
     app.throttle.check(&caller.access_key_id, action, now)?;
     let nonce = parsed.auth.nonce().unwrap_or_default();
     let keep_until = caller.nonce_keep_until(now);
-    if !app
-        .nonce_log
-        .record(&caller.access_key_id, nonce, now, keep_until, durable)?
-    {
+    if !app.nonce_log.record_signed(
+        &caller.access_key_id,
+        nonce,
+        now,
+        caller.signed_at_ms,
+        keep_until,
+        durable,
+    )? {
         return Err(ApiError::NONCE_USED);
     }
     Ok(())
@@ -533,6 +537,11 @@ async fn metrics(State(app): State<SharedApp>) -> Response {
     out.push_str(&format!(
         "vpnroute_errors_total {}\n",
         app.metrics.errors.load(Ordering::Relaxed)
+    ));
+    out.push_str("# HELP vpnroute_write_jobs_total Write requests handed to the store's writer (after authentication).\n# TYPE vpnroute_write_jobs_total counter\n");
+    out.push_str(&format!(
+        "vpnroute_write_jobs_total {}\n",
+        app.metrics.write_jobs.load(Ordering::Relaxed)
     ));
     out.push_str(
         "# HELP vpnroute_tasks_applied_total Gateway versions put in force and recorded.\n# TYPE vpnroute_tasks_applied_total counter\n",

@@ -67,6 +67,19 @@ fn vpc_count(server: &Server) -> u64 {
     r.json()["TotalCount"].as_u64().unwrap()
 }
 
+/// `vpnroute_write_jobs_total` from `/metrics`: write requests handed to the writer.
+fn write_jobs(server: &Server) -> u64 {
+    let r = server.operator_request("GET", "/metrics", Some(OPERATOR_TOKEN));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+        .lines()
+        .find_map(|l| l.strip_prefix("vpnroute_write_jobs_total "))
+        .unwrap_or_else(|| panic!("no vpnroute_write_jobs_total in {}", r.body))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn nonces_with_control_characters_are_refused_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -230,6 +243,7 @@ fn junk_bodies_are_refused_before_the_writer_and_do_not_slow_creates() {
         timestamp(0),
         body.len()
     );
+    let jobs_at_start = write_jobs(&server);
     let r = send(&server, junk.as_bytes());
     assert_eq!(r.status, 400);
     assert_eq!(r.code().as_deref(), Some("InvalidParameter"), "{}", r.body);
@@ -241,7 +255,40 @@ fn junk_bodies_are_refused_before_the_writer_and_do_not_slow_creates() {
     let forged = text.replacen("RegionId=cn-hangzhou", "RegionId=cn-shanghai", 1);
     let r = send(&server, forged.as_bytes());
     assert_eq!(r.code().as_deref(), Some("SignatureDoesNotMatch"), "{}", r.body);
+    // A big body under the parameter cap (980 parameters, ~3.8 MB of values) with a wrong
+    // signature: refused before the writer too.
+    let value = "x".repeat(3_900);
+    let big = (0..980).map(|i| format!("P{i}={value}")).collect::<Vec<_>>().join("&");
+    let big = format!(
+        "POST /?Action=CreateVpc&Version=2016-04-28&RegionId=cn-hangzhou&AccessKeyId={AK}&Signature=bad\
+         &SignatureMethod=HMAC-SHA1&SignatureVersion=1.0&SignatureNonce=j2&Timestamp={} HTTP/1.1\r\nHost: h\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+        timestamp(0),
+        big.len(),
+    );
+    let r = send(&server, big.as_bytes());
+    assert_eq!(r.code().as_deref(), Some("SignatureDoesNotMatch"), "{}", r.body);
+    // An unknown access key and an expired timestamp: the same.
+    let unknown = String::from_utf8(signed_v1(
+        "CreateVpc",
+        &[("RegionId", "cn-hangzhou")],
+        "uk-1",
+        &timestamp(0),
+    ))
+    .unwrap()
+    .replacen(&format!("AccessKeyId={AK}"), "AccessKeyId=NoSuchKey", 1);
+    assert_eq!(send(&server, unknown.as_bytes()).status / 100, 4);
+    let stale = signed_v1("CreateVpc", &[("RegionId", "cn-hangzhou")], "old-1", &timestamp(-3600));
+    assert_eq!(send(&server, &stale).status / 100, 4);
+    // None of these reached the writer: its job counter did not move (it would, were the
+    // signature checked in the write transaction again).
+    assert_eq!(
+        write_jobs(&server),
+        jobs_at_start,
+        "a refused request was queued on the writer"
+    );
     assert_eq!(send(&server, &std::mem::take(&mut req)).status, 200);
+    assert_eq!(write_jobs(&server), jobs_at_start + 1, "the counter counts writes");
     // Junk senders in parallel with ordinary creates: every create still succeeds.
     let junk = std::sync::Arc::new(junk);
     let senders: Vec<_> = (0..4)
@@ -266,6 +313,11 @@ fn junk_bodies_are_refused_before_the_writer_and_do_not_slow_creates() {
         s.join().unwrap();
     }
     assert_eq!(vpc_count(&server), 11);
+    assert_eq!(
+        write_jobs(&server),
+        jobs_at_start + 11,
+        "junk senders queued writer jobs"
+    );
 }
 
 #[test]
@@ -375,4 +427,74 @@ fn a_generated_operator_token_is_stored_private_and_printed_once() {
     }
     let second = start();
     assert!(!second.contains(token), "not printed again: {second}");
+}
+
+#[test]
+fn an_unauthenticated_advance_changes_no_task_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--task-duration", "0s"]);
+    let (gw, vco) = setup_gateway(&mut server.client(Scheme::V1), 0);
+    drop(server);
+    let server = Server::start(dir.path(), &["--task-duration", "manual"]);
+    let r = server
+        .client(Scheme::V1)
+        .call(
+            "CreateVpnRouteEntry",
+            &[
+                ("RegionId", "cn-hangzhou"),
+                ("VpnGatewayId", gw.as_str()),
+                ("RouteDest", "10.0.0.0/24"),
+                ("NextHop", vco.as_str()),
+                ("Weight", "100"),
+                ("PublishVpc", "false"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let status = || server.introspect(&format!("/_vpnroute/gateways/{gw}"));
+    let before = status();
+    assert_eq!(before["Status"], "updating", "{before}");
+    let advance = format!("/_vpnroute/gateways/{gw}/advance");
+    for token in [
+        None,
+        Some("wrong"),
+        Some("e2e-operator-toke"),
+        Some("E2E-OPERATOR-TOKEN"),
+    ] {
+        let r = server.operator_request("POST", &advance, token);
+        assert_eq!(r.status, 401, "{token:?}: {}", r.body);
+    }
+    // Give a (wrongly) started task time to be applied, then compare the whole task state.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = status();
+    for field in ["Status", "DesiredVersion", "AppliedVersion", "PendingTasks", "InSync"] {
+        assert_eq!(after[field], before[field], "{field} changed: {before} → {after}");
+    }
+    // With the token the same call applies the task.
+    let r = server.operator_request("POST", &advance, Some(OPERATOR_TOKEN));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while status()["Status"] != "active" {
+        assert!(std::time::Instant::now() < deadline, "not applied: {}", status());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_operator_token_flag_sets_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    // The flag wins over VPNROUTE_OPERATOR_TOKEN (which every test server also gets).
+    let server = Server::start(dir.path(), &["--operator-token", "token-from-the-flag"]);
+    let r = server.operator_request("GET", "/_vpnroute/gateways", Some("token-from-the-flag"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = server.operator_request("GET", "/metrics", Some("token-from-the-flag"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    for token in [None, Some(OPERATOR_TOKEN)] {
+        let r = server.operator_request("GET", "/_vpnroute/gateways", token);
+        assert_eq!(r.status, 401, "{token:?}: {}", r.body);
+    }
+    assert!(
+        !dir.path().join("operator.token").exists(),
+        "no token generated when one is given"
+    );
 }

@@ -65,8 +65,15 @@ impl Server {
 
     /// SIGKILL the server and start it again on the same data directory.
     pub fn kill9_and_restart(&mut self) {
+        self.kill9_and_restart_after(Duration::ZERO);
+    }
+
+    /// SIGKILL the server, leave it down for `downtime`, then start it again on the same
+    /// data directory.
+    pub fn kill9_and_restart_after(&mut self, downtime: Duration) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        std::thread::sleep(downtime);
         let (child, addr) = spawn(&self.wrapper, &self.data_dir, &self.args, self.stderr.as_deref());
         self.child = child;
         self.addr = addr;
