@@ -828,6 +828,15 @@ VPC_ACTIONS: Dict[str, Any] = {
                                        _r("customergateway", "CustomerGatewayId")),
     "ModifySslVpnServer": (lambda env: {"RegionId": REGION, "SslVpnServerId": env.ssl_server(), "Name": "ram-table-ssl"},
                            _r("sslvpnserver", "SslVpnServerId")),
+    # alicloud_vpc / alicloud_vswitch in-place updates.
+    "ModifyVpcAttribute": (lambda env: {"RegionId": REGION, "VpcId": env.st.vpc_id, "VpcName": "ram-table-vpc"},
+                           _r("vpc", "VpcId")),
+    "ModifyVSwitchAttribute": (lambda env: {"RegionId": REGION, "VSwitchId": env.fresh_vswitch(),
+                                            "VSwitchName": "ram-table-vsw"}, _r("vswitch", "VSwitchId")),
+    "ModifyRouteTableAttributes": (lambda env: {"RegionId": REGION, "RouteTableId": env.st.route_table_id,
+                                                "RouteTableName": "ram-table-rt"}, _r("routetable", "RouteTableId")),
+    "MoveResourceGroup": (lambda env: {"RegionId": REGION, "ResourceId": env.fresh_vpc(), "ResourceType": "VPC",
+                                       "NewResourceGroupId": "rg-ramtable"}, _r("vpc", "ResourceId")),
 }
 
 

@@ -389,3 +389,68 @@ def test_terraform_dual_tunnel_connection_and_policy_routes(tf_server: Server, t
     tf.call("DeleteVpnPbrRouteEntry", body={**pbr, "Weight": 0}, retry=ROUTE_RETRY, token="fresh")
     tf.wait("pbr gone", read_pbr, "State", [])
     delete_connection(tf, vco)
+
+
+def test_terraform_connection_flag_and_config_changes(tf: Provider, schema):
+    """In-place changes of effect_immediately, enable_nat_traversal, ipsec_config and bgp_config: each
+    is one ModifyVpnConnectionAttribute as the provider sends it (subnets always, the changed
+    attribute), DescribeVpnConnection echoes it and a second plan shows no diff; the other
+    attributes stay as they were."""
+    net = network(tf, "172.19")
+    gw = create_gateway(tf, {"vpc_id": net["vpc_id"], "bandwidth": "10", "vswitch_id": net["vsw1"]})
+    cgw = create_cgw(tf, "5.6.7.19", asn="65119")
+    ike = {"ike_auth_alg": "sha1", "ike_enc_alg": "aes", "ike_version": "ikev2", "ike_mode": "main",
+           "ike_lifetime": 86400, "psk": "tf-flags", "ike_pfs": "group2", "ike_remote_id": "5.6.7.19",
+           "ike_local_id": "tf-local"}
+    ipsec = {"ipsec_pfs": "group2", "ipsec_enc_alg": "aes", "ipsec_auth_alg": "sha1", "ipsec_lifetime": 86400}
+    bgp = {"enable": False, "local_asn": "45104", "tunnel_cidr": "", "local_bgp_ip": ""}
+    subnets = {"LocalSubnet": "172.19.0.0/24", "RemoteSubnet": "10.19.0.0/24"}
+    body = {"RegionId": REGION, "VpnGatewayId": gw, "CustomerGatewayId": cgw, "Name": "tf-flags", **subnets,
+            "EffectImmediately": True, "EnableDpd": True, "EnableNatTraversal": True,
+            "IkeConfig": ike_json(ike), "IpsecConfig": ipsec_json(ipsec), "BgpConfig": bgp_json(bgp)}
+    vco = tf.call("CreateVpnConnection", body=body, retry=CREATE_RETRY, token="fresh")["VpnConnectionId"]
+    tf.wait("connection active", lambda: describe_connection(tf, vco), "State", ["active"])
+    config = {"effect_immediately": True, "enable_dpd": True, "enable_nat_traversal": True, "ike_config": ike,
+              "ipsec_config": ipsec, "bgp_config": bgp, "vpn_connection_name": "tf-flags",
+              "local_subnet": ["172.19.0.0/24"], "remote_subnet": ["10.19.0.0/24"]}
+    assert_no_diff(config, connection_state(describe_connection(tf, vco)), "alicloud_vpn_connection")
+
+    def change(what: str, params: Dict[str, Any], **attrs: Any) -> Dict[str, Any]:
+        before = connection_state(describe_connection(tf, vco))
+        out = tf.call("ModifyVpnConnectionAttribute", query={"VpnConnectionId": vco},
+                      body={"RegionId": REGION, **subnets, **params}, retry=MODIFY_RETRY, token="fresh")
+        assert_types(out, schema("ModifyVpnConnectionAttributeResponseBody"))
+        tf.wait("connection active", lambda: describe_connection(tf, vco), "State", ["active"])
+        config.update(attrs)
+        c = describe_connection(tf, vco)
+        assert_types(c, schema("DescribeVpnConnectionResponseBody"))
+        state = connection_state(c)
+        assert_no_diff(config, state, f"alicloud_vpn_connection after {what}")
+        # the second plan: nothing else moved
+        assert_no_diff({k: v for k, v in before.items() if k not in attrs}, state, f"{what}: untouched attributes")
+        return out
+
+    out = change("effect_immediately", {"EffectImmediately": False}, effect_immediately=False)
+    assert out["EffectImmediately"] is False, out
+    out = change("enable_nat_traversal", {"EnableNatTraversal": False}, enable_nat_traversal=False)
+    assert out["EnableNatTraversal"] is False, out
+    ipsec2 = {"ipsec_pfs": "group5", "ipsec_enc_alg": "aes256", "ipsec_auth_alg": "sha256", "ipsec_lifetime": 3600}
+    out = change("ipsec_config", {"IpsecConfig": ipsec_json(ipsec2)}, ipsec_config=ipsec2)
+    assert out["IpsecConfig"]["IpsecEncAlg"] == "aes256" and out["IpsecConfig"]["IpsecLifetime"] == 3600, out
+    bgp2 = {"enable": True, "local_asn": "65010", "tunnel_cidr": "169.254.19.0/30", "local_bgp_ip": "169.254.19.1"}
+    out = change("bgp_config", {"BgpConfig": bgp_json(bgp2)}, bgp_config=bgp2)
+    assert str(out["VpnBgpConfig"]["LocalAsn"]) == "65010", out
+    # back again, all in one call, and the ipsec lifetime unset (0 = the default 86400). BGP off keeps the
+    # tunnel addresses: the provider drops empty members from the JSON and an absent member is unchanged.
+    ipsec3 = dict(ipsec2, ipsec_lifetime=0)
+    bgp3 = dict(bgp2, enable=False, local_asn="45104")
+    change("all four", {"EffectImmediately": True, "EnableNatTraversal": True, "IpsecConfig": ipsec_json(ipsec3),
+                        "BgpConfig": bgp_json(bgp3)},
+           effect_immediately=True, enable_nat_traversal=True, ipsec_config=dict(ipsec2, ipsec_lifetime=86400),
+           bgp_config=bgp3)
+    # the legacy list model (data source) shows the same
+    [item] = unwrap(tf.call("DescribeVpnConnections", body={"RegionId": REGION, "VpnGatewayId": gw}),
+                    "VpnConnections", "VpnConnection")
+    assert (item["EffectImmediately"], item["EnableNatTraversal"], item["IpsecConfig"]["IpsecEncAlg"]) == \
+        (True, True, "aes256"), item
+    delete_connection(tf, vco)

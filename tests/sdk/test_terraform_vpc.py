@@ -192,3 +192,149 @@ def test_vswitch_not_visible_to_other_accounts(tf_server: Server, tf: Provider):
     assert (e.http_status, e.code) == (404, "InvalidResourceId.NotFound"), e
     tf.call("DeleteVSwitch", query={"VSwitchId": vsw}, body={"RegionId": REGION})
     tf.call("DeleteVpc", body={"VpcId": vpc_id, "RegionId": REGION})
+
+
+def route_tables(tf: Provider, vpc_id: str):
+    rt = tf.call("DescribeRouteTableList", body={"VpcId": vpc_id, "RegionId": REGION})
+    [system] = [t for t in unwrap(rt, "RouterTableList", "RouterTableListType")
+                if t["RouteTableType"] == "System" and t["VpcId"] == vpc_id]
+    return system
+
+
+def vpc_state(tf: Provider, vpc_id: str) -> Dict[str, object]:
+    """resourceAliCloudVpcVpcRead: DescribeVpcAttribute, then the System table of DescribeRouteTableList."""
+    v = vpc_attribute(tf, vpc_id)
+    assert v is not None
+    t = route_tables(tf, vpc_id)
+    return {"vpc_name": v["VpcName"], "description": v["Description"], "cidr_block": v["CidrBlock"],
+            "resource_group_id": v["ResourceGroupId"], "enable_dns_hostname": v["DnsHostnameStatus"] == "ENABLED",
+            "tags": tags_of(v), "status": v["Status"], "creation_time": v["CreationTime"],
+            "route_table_id": t["RouteTableId"], "system_route_table_name": t["RouteTableName"],
+            "system_route_table_description": t["Description"],
+            "system_route_table_route_propagation_enable": t["RoutePropagationEnable"]}
+
+
+def vswitch_state(tf: Provider, vsw: str) -> Dict[str, object]:
+    a = vswitch_attribute(tf, vsw)
+    assert a is not None
+    return {"vswitch_name": a["VSwitchName"], "description": a["Description"], "cidr_block": a["CidrBlock"],
+            "zone_id": a["ZoneId"], "status": a["Status"], "tags": tags_of(a), "creation_time": a["CreationTime"],
+            "resource_group_id": a["ResourceGroupId"]}
+
+
+def update_vpc(tf: Provider, vpc_id: str, body: Dict[str, object]) -> None:
+    """resourceAliCloudVpcVpcUpdate's ModifyVpcAttribute: changed attributes only, no ClientToken,
+    retried on the status codes, then a wait for Available."""
+    tf.call("ModifyVpcAttribute", body={"VpcId": vpc_id, "RegionId": REGION, **body},
+            retry=["IncorrectStatus", "IncorrectVpcStatus", "OperationConflict", "OperationFailed.LastTokenProcessing",
+                   "LastTokenProcessing", "OperationFailed.QueryCenIpv6Status", "SystemBusy", "ServiceUnavailable"])
+    tf.wait("vpc Available", lambda: vpc_attribute(tf, vpc_id), "Status", ["Available"])
+
+
+def test_terraform_vpc_and_vswitch_in_place_update(tf: Provider, schema):
+    """A changed vpc_name / description / enable_dns_hostname / resource_group_id / system route table
+    name, description and propagation, and a changed vswitch_name / description: the provider's Update
+    (ModifyVpcAttribute, MoveResourceGroup, ModifyRouteTableAttributes, ModifyVSwitchAttribute), then
+    the Read of a second plan shows no diff and nothing else moved."""
+    vpc_id = create_vpc(tf, "172.18.0.0/16", {"k": "v"})
+    zone = vpn_gateway_zones(tf)[0]
+    vsw = create_vswitch(tf, vpc_id, "172.18.1.0/24", zone)
+    before, vbefore = vpc_state(tf, vpc_id), vswitch_state(tf, vsw)
+    assert before["system_route_table_name"] == "" and before["system_route_table_description"] == ""
+    assert before["system_route_table_route_propagation_enable"] is True
+
+    # --- alicloud_vpc Update: the DescribeRouteTableList it always starts with, then each changed group.
+    route_tables(tf, vpc_id)
+    update_vpc(tf, vpc_id, {"VpcName": "tf-vpc-renamed", "Description": "tf vpc, changed"})
+    update_vpc(tf, vpc_id, {"EnableDnsHostname": True})
+    tf.call("MoveResourceGroup", body={"ResourceId": vpc_id, "RegionId": REGION, "ResourceType": "VPC",
+                                       "NewResourceGroupId": "rg-tfmoved01"})
+    tf.call("ModifyRouteTableAttributes", body={"RouteTableId": before["route_table_id"], "RegionId": REGION,
+                                                "RouteTableName": "tf-system-table",
+                                                "Description": "system table", "RoutePropagationEnable": False})
+    # --- alicloud_vswitch Update
+    tf.call("ModifyVSwitchAttribute", query={"VSwitchId": vsw},
+            body={"RegionId": REGION, "VSwitchName": "tf-vsw-renamed", "Description": "tf vswitch, changed"})
+    tf.wait("vswitch Available", lambda: vswitch_attribute(tf, vsw), "Status", ["Available"])
+
+    # --- the second plan: every changed attribute reads back, the rest is as before
+    config = {"vpc_name": "tf-vpc-renamed", "description": "tf vpc, changed", "enable_dns_hostname": True,
+              "resource_group_id": "rg-tfmoved01", "system_route_table_name": "tf-system-table",
+              "system_route_table_description": "system table", "system_route_table_route_propagation_enable": False}
+    after = vpc_state(tf, vpc_id)
+    assert_no_diff(config, after, "alicloud_vpc")
+    assert_no_diff({k: v for k, v in before.items() if k not in config}, after, "alicloud_vpc (untouched)")
+    vconfig = {"vswitch_name": "tf-vsw-renamed", "description": "tf vswitch, changed",
+               "resource_group_id": "rg-tfmoved01"}  # a vswitch shows its VPC's group
+    vafter = vswitch_state(tf, vsw)
+    assert_no_diff(vconfig, vafter, "alicloud_vswitch")
+    assert_no_diff({k: v for k, v in vbefore.items() if k not in vconfig}, vafter, "alicloud_vswitch (untouched)")
+    assert_types(vpc_attribute(tf, vpc_id), schema("DescribeVpcAttributeResponseBody"))
+    # DescribeVpcs / DescribeVSwitches see the new names and group.
+    [listed] = unwrap(tf.call("DescribeVpcs", body={"RegionId": REGION, "ResourceGroupId": "rg-tfmoved01"}),
+                      "Vpcs", "Vpc")
+    assert (listed["VpcId"], listed["VpcName"]) == (vpc_id, "tf-vpc-renamed"), listed
+    [item] = unwrap(tf.call("DescribeVSwitches", body={"RegionId": REGION, "VSwitchName": "tf-vsw-renamed"}),
+                    "VSwitches", "VSwitch")
+    assert item["VSwitchId"] == vsw and item["ResourceGroupId"] == "rg-tfmoved01", item
+    # Nothing given: nothing changes. The VPC's own CidrBlock is accepted (Terraform sends it on a change
+    # that normalises to the same block); EnableIPv6=false is Terraform's default.
+    update_vpc(tf, vpc_id, {})
+    update_vpc(tf, vpc_id, {"CidrBlock": "172.18.0.0/16", "EnableIPv6": False})
+    tf.call("ModifyVSwitchAttribute", query={"VSwitchId": vsw}, body={"RegionId": REGION, "EnableIPv6": False})
+    assert vpc_state(tf, vpc_id) == after and vswitch_state(tf, vsw) == vafter
+
+    # --- refusals, with Alibaba's codes
+    def err(action, body, query=None):
+        return expect_error(lambda: tf.rpc(action, query=query, body={"RegionId": REGION, **body}))
+
+    e = err("ModifyVpcAttribute", {"VpcId": "vpc-nope000000000000000", "VpcName": "x"})
+    assert (e.http_status, e.code) == (404, "InvalidVpcId.NotFound"), e
+    e = err("ModifyVpcAttribute", {"VpcId": vpc_id, "VpcName": "http://x"})
+    assert (e.http_status, e.code) == (400, "InvalidName.Malformed"), e
+    e = err("ModifyVpcAttribute", {"VpcId": vpc_id, "Description": "d" * 300})
+    assert (e.http_status, e.code) == (400, "InvalidDescription.Malformed"), e
+    e = err("ModifyVpcAttribute", {"VpcId": vpc_id, "CidrBlock": "172.18.0.0/15"})
+    assert (e.http_status, e.code) == (400, "OperationUnsupported.CidrBlock"), e
+    e = err("ModifyVpcAttribute", {"VpcId": vpc_id, "CidrBlock": "172.18.0.1/33"})
+    assert (e.http_status, e.code) == (400, "InvalidCidrBlock.Malformed"), e
+    e = err("ModifyVpcAttribute", {"VpcId": vpc_id, "EnableIPv6": True})
+    assert (e.http_status, e.code) == (400, "InvalidParameter") and "EnableIPv6" in e.message, e
+    e = err("ModifyVpcAttribute", {"VpcName": "x"})
+    assert (e.http_status, e.code) == (400, "MissingParameter"), e
+    e = err("ModifyVSwitchAttribute", {"VSwitchName": "x"}, {"VSwitchId": "vsw-nope0000000000000000"})
+    assert (e.http_status, e.code) == (404, "InvalidVSwitchId.NotFound"), e
+    e = err("ModifyVSwitchAttribute", {"VSwitchName": "https://x"}, {"VSwitchId": vsw})
+    assert (e.http_status, e.code) == (400, "InvalidName.Malformed"), e
+    e = err("ModifyVSwitchAttribute", {"Ipv6CidrBlock": "10"}, {"VSwitchId": vsw})
+    assert (e.http_status, e.code) == (400, "InvalidParameter") and "Ipv6CidrBlock" in e.message, e
+    e = err("MoveResourceGroup", {"ResourceId": vsw, "ResourceType": "VSwitch", "NewResourceGroupId": "rg-x1"})
+    assert (e.http_status, e.code) == (400, "IllegalParam.ResourceType"), e
+    e = err("MoveResourceGroup", {"ResourceId": "vpc-nope000000000000000", "ResourceType": "vpc",
+                                  "NewResourceGroupId": "rg-x1"})
+    assert (e.http_status, e.code) == (400, "InvalidResourceId.NotFound"), e
+    e = err("MoveResourceGroup", {"ResourceId": vpc_id, "ResourceType": "Vpc", "NewResourceGroupId": "group-1"})
+    assert (e.http_status, e.code) == (400, "InvalidParameter"), e
+    e = err("ModifyRouteTableAttributes", {"RouteTableId": "vtb-nope00000000000000", "RouteTableName": "x"})
+    assert (e.http_status, e.code) == (404, "InvalidRouteTableId.NotFound"), e
+    e = err("ModifyRouteTableAttributes", {"RouteTableId": before["route_table_id"], "RouteTableName": "http://x"})
+    assert (e.http_status, e.code) == (400, "InvalidName.Malformed"), e
+    # Another account's VPC, vswitch and table do not exist for the caller.
+    creds = tf.server.create_account("tfupd-" + uuid.uuid4().hex[:6])
+    other = Provider(tf.server, creds["AccessKeyId"], creds["AccessKeySecret"], REGION)
+    e = expect_error(lambda: other.rpc("ModifyVpcAttribute", body={"RegionId": REGION, "VpcId": vpc_id,
+                                                                   "VpcName": "stolen"}))
+    assert (e.http_status, e.code) == (404, "InvalidVpcId.NotFound"), e
+    e = expect_error(lambda: other.rpc("ModifyVSwitchAttribute", query={"VSwitchId": vsw},
+                                       body={"RegionId": REGION, "VSwitchName": "stolen"}))
+    assert (e.http_status, e.code) == (404, "InvalidVSwitchId.NotFound"), e
+    e = expect_error(lambda: other.rpc("MoveResourceGroup", body={"RegionId": REGION, "ResourceId": vpc_id,
+                                                                  "ResourceType": "VPC", "NewResourceGroupId": "rg-x"}))
+    assert (e.http_status, e.code) == (400, "InvalidResourceId.NotFound"), e
+    assert vpc_state(tf, vpc_id) == after and vswitch_state(tf, vsw) == vafter
+
+    # --- delete as usual
+    tf.call("DeleteVSwitch", query={"VSwitchId": vsw}, body={"RegionId": REGION}, retry=["DependencyViolation"])
+    tf.wait("vswitch gone", lambda: vswitch_attribute(tf, vsw), "Status", [])
+    tf.call("DeleteVpc", body={"VpcId": vpc_id, "RegionId": REGION}, token="fresh")
+    tf.wait("vpc gone", lambda: vpc_attribute(tf, vpc_id), "Status", [])

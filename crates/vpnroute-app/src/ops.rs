@@ -1,4 +1,4 @@
-//! The operations table: for each of the 34 Actions its name, whether it reads or writes, its
+//! The operations table: for each of the 53 Actions its name, whether it reads or writes, its
 //! RAM action (`vpc:<Name>`), the resource ARNs a request names (per Alibaba's authorization
 //! tables, `/work/shared/spec/ram.md` §4; `*` where Alibaba says "All Resources") and the
 //! handler the RPC layer runs.
@@ -113,7 +113,7 @@ macro_rules! typed {
 use crate::actions::tags::{ListTagResources, TagResources, UnTagResources};
 use crate::actions::vswitch::{
     CreateVSwitch, DeleteVSwitch, DescribeVSwitchAttributes, DescribeVSwitches, DescribeVpcAttribute,
-    DescribeVpnGatewayAvailableZones, DescribeZones,
+    DescribeVpnGatewayAvailableZones, DescribeZones, ModifyVSwitchAttribute,
 };
 use connection::{
     CreateVpnConnection, DeleteVpnConnection, DescribeVpnConnection, DescribeVpnConnections,
@@ -136,7 +136,7 @@ use routes::{
 use ssl::{CreateSslVpnServer, DeleteSslVpnServer, DescribeSslVpnServers, ModifySslVpnServer};
 use vpc::{
     CreateRouteEntry, CreateVpc, DeleteRouteEntry, DeleteVpc, DescribeRouteEntryList, DescribeRouteTableList,
-    DescribeVpcs,
+    DescribeVpcs, ModifyRouteTableAttributes, ModifyVpcAttribute, MoveResourceGroup,
 };
 
 /// Every operation vpnroute serves.
@@ -190,6 +190,10 @@ pub static OPERATIONS: &[OpEntry] = &[
     typed!(ModifyVpnConnectionAttribute, Write),
     typed!(ModifyCustomerGatewayAttribute, Write),
     typed!(ModifySslVpnServer, Write),
+    typed!(ModifyVpcAttribute, Write),
+    typed!(ModifyVSwitchAttribute, Write),
+    typed!(ModifyRouteTableAttributes, Write),
+    typed!(MoveResourceGroup, Write),
 ];
 
 /// The table row of an Action, `None` for an unknown one (`InvalidAction.NotFound`).
@@ -203,7 +207,7 @@ mod tests {
 
     #[test]
     fn table_rows_are_consistent() {
-        assert_eq!(OPERATIONS.len(), 49);
+        assert_eq!(OPERATIONS.len(), 53);
         for o in OPERATIONS {
             assert_eq!(o.ram_action, format!("vpc:{}", o.name));
             let reads = o.name.starts_with("Describe") || o.name.starts_with("List");

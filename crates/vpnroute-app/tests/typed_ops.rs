@@ -359,3 +359,128 @@ fn tags_and_vswitches_through_typed_inputs() {
         assert_eq!(row.ram_action, format!("vpc:{name}"));
     }
 }
+
+/// The alicloud_vpc / alicloud_vswitch in-place updates through typed inputs: the changes land
+/// in the documents the Describe actions show; an unchanged CidrBlock is accepted, another is not.
+#[test]
+fn vpc_and_vswitch_attribute_changes_through_typed_inputs() {
+    use vpnroute_app::actions::vpc::{
+        ModifyRouteTableAttributes, ModifyRouteTableAttributesInput, ModifyVpcAttribute, ModifyVpcAttributeInput,
+        MoveResourceGroup, MoveResourceGroupInput,
+    };
+    use vpnroute_app::actions::vswitch::{
+        CreateVSwitch, CreateVSwitchInput, DescribeVSwitchAttributes, DescribeVpcAttribute, DescribeVpcAttributeInput,
+        ModifyVSwitchAttribute, ModifyVSwitchAttributeInput, VSwitchRef,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path());
+    let vpc = write::<CreateVpc>(&app, vpc_input("10.30.0.0/16")).unwrap();
+    let vsw = write::<CreateVSwitch>(
+        &app,
+        CreateVSwitchInput {
+            region: REGION.into(),
+            vpc_id: vpc.vpc_id.as_str().into(),
+            zone_id: "cn-hangzhou-h".into(),
+            cidr_block: "10.30.1.0/24".into(),
+            name: "a".into(),
+            description: String::new(),
+            tags: vec![],
+            dry_run: Ok(false),
+        },
+    )
+    .unwrap();
+    let modify = |name: Option<&str>, cidr: Option<&str>| ModifyVpcAttributeInput {
+        region: REGION.into(),
+        vpc_id: vpc.vpc_id.as_str().into(),
+        name: name.map(str::to_string),
+        description: Some("changed".into()),
+        cidr_block: cidr.map(str::to_string),
+        dns_hostname: Some(true),
+    };
+    write::<ModifyVpcAttribute>(&app, modify(Some("renamed"), Some("10.30.0.0/16"))).unwrap();
+    let e = write::<ModifyVpcAttribute>(&app, modify(Some("other"), Some("10.30.0.0/15"))).unwrap_err();
+    assert_eq!(e.code, "OperationUnsupported.CidrBlock");
+    write::<ModifyVSwitchAttribute>(
+        &app,
+        ModifyVSwitchAttributeInput {
+            region: REGION.into(),
+            vswitch_id: vsw.vswitch_id.clone(),
+            name: Some("b".into()),
+            description: None,
+        },
+    )
+    .unwrap();
+    write::<MoveResourceGroup>(
+        &app,
+        MoveResourceGroupInput {
+            region: REGION.into(),
+            resource_id: vpc.vpc_id.clone(),
+            new_resource_group_id: "rg-typed".into(),
+        },
+    )
+    .unwrap();
+    write::<ModifyRouteTableAttributes>(
+        &app,
+        ModifyRouteTableAttributesInput {
+            region: REGION.into(),
+            route_table_id: vpc.route_table_id.clone(),
+            name: Some("rt".into()),
+            description: None,
+            route_propagation: Some(false),
+        },
+    )
+    .unwrap();
+
+    let a = read::<DescribeVpcAttribute>(
+        &app,
+        DescribeVpcAttributeInput {
+            region: REGION.into(),
+            vpc_id: vpc.vpc_id.as_str().into(),
+        },
+    )
+    .unwrap();
+    let v = &a.vpc;
+    assert_eq!(
+        (
+            v.name.as_str(),
+            v.description.as_str(),
+            v.dns_hostname,
+            v.cidr_block.as_str()
+        ),
+        ("renamed", "changed", true, "10.30.0.0/16")
+    );
+    assert_eq!(
+        (
+            v.resource_group_id.as_str(),
+            v.route_table_name.as_str(),
+            v.route_propagation_disabled
+        ),
+        ("rg-typed", "rt", true)
+    );
+    let s = read::<DescribeVSwitchAttributes>(
+        &app,
+        VSwitchRef {
+            region: REGION.into(),
+            vswitch_id: vsw.vswitch_id.clone(),
+            dry_run: Ok(false),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (s.vswitch.name.as_str(), s.vswitch.resource_group_id.as_str()),
+        ("b", "rg-typed")
+    );
+    // The operations table names the resources Alibaba's authorization pages give.
+    let arns = <ModifyRouteTableAttributes as Operation>::resources(
+        &ModifyRouteTableAttributesInput {
+            region: REGION.into(),
+            route_table_id: "vtb-1".into(),
+            name: None,
+            description: None,
+            route_propagation: None,
+        },
+        &AccountId::new(ACCOUNT),
+    );
+    assert_eq!(arns, vec![format!("acs:vpc:{REGION}:{ACCOUNT}:routetable/vtb-1")]);
+}

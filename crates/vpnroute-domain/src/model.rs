@@ -53,6 +53,15 @@ pub struct Vpc {
     /// `UserCidr` blocks given at creation.
     #[serde(default)]
     pub user_cidrs: Vec<String>,
+    /// The system route table's `RouteTableName` (ModifyRouteTableAttributes).
+    #[serde(default)]
+    pub route_table_name: String,
+    /// The system route table's `Description` (ModifyRouteTableAttributes).
+    #[serde(default)]
+    pub route_table_description: String,
+    /// `RoutePropagationEnable=false` given to ModifyRouteTableAttributes: shown, no effect.
+    #[serde(default)]
+    pub route_propagation_disabled: bool,
 }
 
 /// A vswitch: a subnet of a VPC in one zone (`Available` from creation).

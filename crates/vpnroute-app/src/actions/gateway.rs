@@ -687,7 +687,7 @@ pub struct MoveVpnResourceGroupInput {
 }
 
 /// A resource group id: `rg-` and letters or digits, at most 64 characters.
-fn resource_group_id(text: &str) -> Result<String, ApiError> {
+pub(crate) fn resource_group_id(text: &str) -> Result<String, ApiError> {
     match text.strip_prefix("rg-") {
         Some(rest) if !rest.is_empty() && text.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric()) => {
             Ok(text.to_string())

@@ -1,5 +1,7 @@
 //! VPCs and their system route table as typed operations: CreateVpc, DescribeVpcs, DeleteVpc,
-//! DescribeRouteTableList, DescribeRouteEntryList, CreateRouteEntry, DeleteRouteEntry.
+//! DescribeRouteTableList, DescribeRouteEntryList, CreateRouteEntry, DeleteRouteEntry, and the
+//! attribute changes Terraform's alicloud_vpc Update makes: ModifyVpcAttribute,
+//! ModifyRouteTableAttributes, MoveResourceGroup.
 //!
 //! Each VPC gets one system route table holding a `System` entry for `100.64.0.0/10`.
 //! Routes published by VPN gateways appear there with NextHopType `VpnGateway` (stored with
@@ -125,6 +127,9 @@ fn create_vpc(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: CreateVpcInput) -> Result<Cre
         tags: input.tags,
         dns_hostname: input.dns_hostname,
         user_cidrs: input.user_cidrs,
+        route_table_name: String::new(),
+        route_table_description: String::new(),
+        route_propagation_disabled: false,
     };
     tx.insert_resource(ResourceKind::Vpc, &vpc.id, &ctx.account_id, region, "", &vpc)?;
     tx.insert_vpc_entry(&VpcRouteEntry {
@@ -394,18 +399,18 @@ impl From<RouteTablesPage> for Reply {
             .map(|v| {
                 json!({
                     "RouteTableId": v.route_table_id,
-                    "RouteTableName": "",
+                    "RouteTableName": v.route_table_name,
                     "RouteTableType": "System",
                     "RouterId": v.vrouter_id,
                     "RouterType": "VRouter",
                     "VpcId": v.id,
                     "Status": "Available",
-                    "Description": "",
+                    "Description": v.route_table_description,
                     "CreationTime": iso_time(v.create_time),
                     "OwnerId": page.owner_id,
                     "ResourceGroupId": v.resource_group_id,
                     "AssociateType": "VSwitch",
-                    "RoutePropagationEnable": true,
+                    "RoutePropagationEnable": !v.route_propagation_disabled,
                     "VSwitchIds": {"VSwitchId": []},
                     "GatewayIds": {"GatewayIds": []},
                     "Tags": {"Tag": []},
@@ -780,4 +785,219 @@ operation!(
         vec![arn(&input.region, account, "routetable", table)]
     }),
     handle(|ctx, tx, input| delete_route_entry(ctx, tx, input)),
+);
+
+// --------------------------------------------------------------------------- attribute changes
+
+/// An optional text parameter checked by `check`: `None` when absent (unchanged).
+fn changed_text(
+    ctx: &Ctx<'_>,
+    name: &str,
+    check: fn(&str) -> Result<(), ApiError>,
+) -> Result<Option<String>, ApiError> {
+    params(ctx)
+        .opt_str(name)
+        .map(|v| check(v).map(|_| v.to_string()))
+        .transpose()
+}
+
+/// IPv6 is not served: `EnableIPv6=true` or an `Ipv6CidrBlock` → `InvalidParameter` naming it;
+/// `EnableIPv6=false` (Terraform's default) and `Ipv6Isp` alone are accepted and change nothing.
+pub(crate) fn refuse_ipv6(ctx: &Ctx<'_>) -> Result<(), ApiError> {
+    let p = params(ctx);
+    if p.opt_bool("EnableIPv6")? == Some(true) {
+        return Err(ApiError::invalid_parameter_msg(
+            "The specified parameter \"EnableIPv6\" is not valid: vpnroute does not serve IPv6.",
+        ));
+    }
+    if p.opt_str("Ipv6CidrBlock").is_some() {
+        return Err(ApiError::invalid_parameter_msg(
+            "The specified parameter \"Ipv6CidrBlock\" is not valid: vpnroute does not serve IPv6.",
+        ));
+    }
+    Ok(())
+}
+
+/// ModifyVpcAttribute's input: what to change (`None`: unchanged).
+#[derive(Debug, Clone)]
+pub struct ModifyVpcAttributeInput {
+    pub region: String,
+    pub vpc_id: VpcId,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Canonical; only the VPC's current block is accepted.
+    pub cidr_block: Option<String>,
+    pub dns_hostname: Option<bool>,
+}
+
+impl FromRpc for ModifyVpcAttributeInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let vpc_id = p.str("VpcId")?.into();
+        let name = changed_text(ctx, "VpcName", validate::name)?;
+        let description = changed_text(ctx, "Description", validate::description)?;
+        let cidr_block = p
+            .opt_str("CidrBlock")
+            .map(|c| validate::vpc_cidr(c).map(|n| n.to_string()))
+            .transpose()?;
+        let dns_hostname = p.opt_bool("EnableDnsHostname")?;
+        refuse_ipv6(ctx)?;
+        Ok(ModifyVpcAttributeInput {
+            region,
+            vpc_id,
+            name,
+            description,
+            cidr_block,
+            dns_hostname,
+        })
+    }
+}
+
+pub const CIDR_CHANGE_UNSUPPORTED: ApiError = ApiError::new_static(
+    "OperationUnsupported.CidrBlock",
+    "vpnroute does not change the CIDR block of an existing VPC.",
+    400,
+);
+
+fn modify_vpc_attribute(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: ModifyVpcAttributeInput) -> Result<Done, ApiError> {
+    let mut vpc: Vpc = owned(ctx, tx, &input.region, &input.vpc_id)?;
+    if input.cidr_block.as_deref().is_some_and(|c| c != vpc.cidr_block) {
+        return Err(CIDR_CHANGE_UNSUPPORTED);
+    }
+    let before = vpc.clone();
+    if let Some(n) = input.name {
+        vpc.name = n;
+    }
+    if let Some(d) = input.description {
+        vpc.description = d;
+    }
+    if let Some(h) = input.dns_hostname {
+        vpc.dns_hostname = h;
+    }
+    if vpc != before {
+        tx.update_resource(ResourceKind::Vpc, &vpc.id, &vpc)?;
+    }
+    Ok(Done {})
+}
+
+operation!(
+    /// ModifyVpcAttribute: VpcName, Description, EnableDnsHostname at once (Status stays
+    /// `Available`); CidrBlock only unchanged; IPv6 refused.
+    ModifyVpcAttribute: Write, ModifyVpcAttributeInput => Done,
+    resources(|input, account| vec![arn(&input.region, account, "vpc", &input.vpc_id)]),
+    handle(|ctx, tx, input| modify_vpc_attribute(ctx, tx, input)),
+);
+
+/// ModifyRouteTableAttributes' input.
+#[derive(Debug, Clone)]
+pub struct ModifyRouteTableAttributesInput {
+    pub region: String,
+    pub route_table_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub route_propagation: Option<bool>,
+}
+
+impl FromRpc for ModifyRouteTableAttributesInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        Ok(ModifyRouteTableAttributesInput {
+            route_table_id: p.str("RouteTableId")?.to_string(),
+            name: changed_text(ctx, "RouteTableName", validate::name)?,
+            description: changed_text(ctx, "Description", validate::description)?,
+            route_propagation: p.opt_bool("RoutePropagationEnable")?,
+            region,
+        })
+    }
+}
+
+fn modify_route_table_attributes(
+    ctx: &OpCtx<'_>,
+    tx: &Tx<'_>,
+    input: ModifyRouteTableAttributesInput,
+) -> Result<Done, ApiError> {
+    let mut vpc = vpc_of_table(ctx, tx, &input.region, &input.route_table_id)?;
+    let before = vpc.clone();
+    if let Some(n) = input.name {
+        vpc.route_table_name = n;
+    }
+    if let Some(d) = input.description {
+        vpc.route_table_description = d;
+    }
+    if let Some(e) = input.route_propagation {
+        vpc.route_propagation_disabled = !e;
+    }
+    if vpc != before {
+        tx.update_resource(ResourceKind::Vpc, &vpc.id, &vpc)?;
+    }
+    Ok(Done {})
+}
+
+operation!(
+    /// ModifyRouteTableAttributes: name, description and the propagation flag of a VPC's
+    /// system route table (the flag is shown, it changes nothing: published routes stay).
+    ModifyRouteTableAttributes: Write, ModifyRouteTableAttributesInput => Done,
+    resources(|input, account| vec![arn(&input.region, account, "routetable", &input.route_table_id)]),
+    handle(|ctx, tx, input| modify_route_table_attributes(ctx, tx, input)),
+);
+
+/// MoveResourceGroup's input: only `ResourceType` `Vpc` (any case) is served.
+#[derive(Debug, Clone)]
+pub struct MoveResourceGroupInput {
+    pub region: String,
+    pub resource_id: String,
+    pub new_resource_group_id: String,
+}
+
+pub const ILLEGAL_RESOURCE_TYPE: ApiError =
+    ApiError::new_static("IllegalParam.ResourceType", "Invalid Resource Type value.", 400);
+pub const MOVE_RESOURCE_NOT_FOUND: ApiError = ApiError::new_static(
+    "InvalidResourceId.NotFound",
+    "The specified ResourceId does not exist.",
+    400,
+);
+
+impl FromRpc for MoveResourceGroupInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let resource_id = p.str("ResourceId")?.to_string();
+        let resource_type = p.str("ResourceType")?;
+        let new_resource_group_id = super::gateway::resource_group_id(p.str("NewResourceGroupId")?)?;
+        if !resource_type.eq_ignore_ascii_case("vpc") {
+            return Err(ILLEGAL_RESOURCE_TYPE);
+        }
+        Ok(MoveResourceGroupInput {
+            region,
+            resource_id,
+            new_resource_group_id,
+        })
+    }
+}
+
+/// The VPC moves with its vswitches (their ResourceGroupId is the VPC's, §2.4) and its
+/// system route table; its VPN gateways keep theirs (MoveVpnResourceGroup moves them).
+fn move_resource_group(ctx: &OpCtx<'_>, tx: &Tx<'_>, input: MoveResourceGroupInput) -> Result<Done, ApiError> {
+    let mut vpc: Vpc = owned(ctx, tx, &input.region, &input.resource_id).map_err(|_| MOVE_RESOURCE_NOT_FOUND)?;
+    let rg = input.new_resource_group_id;
+    for mut v in tx.children::<vpnroute_domain::model::VSwitch>(ResourceKind::VSwitch, &vpc.id)? {
+        if v.resource_group_id != rg {
+            v.resource_group_id = rg.clone();
+            tx.update_resource(ResourceKind::VSwitch, &v.id, &v)?;
+        }
+    }
+    if vpc.resource_group_id != rg {
+        vpc.resource_group_id = rg;
+        tx.update_resource(ResourceKind::Vpc, &vpc.id, &vpc)?;
+    }
+    Ok(Done {})
+}
+
+operation!(
+    /// MoveResourceGroup (VPC only).
+    MoveResourceGroup: Write, MoveResourceGroupInput => Done,
+    resources(|input, account| vec![arn(&input.region, account, "vpc", &input.resource_id)]),
+    handle(|ctx, tx, input| move_resource_group(ctx, tx, input)),
 );

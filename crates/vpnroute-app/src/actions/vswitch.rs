@@ -1,6 +1,7 @@
 //! The VPC pieces a Terraform configuration creates before its VPN gateway, as typed
 //! operations: DescribeVpcAttribute, CreateVSwitch, DescribeVSwitchAttributes,
-//! DescribeVSwitches, DeleteVSwitch, DescribeZones, DescribeVpnGatewayAvailableZones.
+//! DescribeVSwitches, DeleteVSwitch, ModifyVSwitchAttribute, DescribeZones,
+//! DescribeVpnGatewayAvailableZones.
 //! Zones and the vswitch CIDR rules are [`vpnroute_domain::zones`].
 
 use serde_json::{json, Value};
@@ -491,4 +492,62 @@ operation!(
         let vswitch_ids = vswitch_ids(tx, &vpc.id)?;
         Ok(VpcAttribute { vpc, vswitch_ids, owner_id: owner_id(ctx) })
     }),
+);
+
+// --------------------------------------------------------------------------- ModifyVSwitchAttribute
+
+/// ModifyVSwitchAttribute's input: what to change (`None`: unchanged).
+#[derive(Debug, Clone)]
+pub struct ModifyVSwitchAttributeInput {
+    pub region: String,
+    pub vswitch_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+impl FromRpc for ModifyVSwitchAttributeInput {
+    fn from_rpc(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let region = rpc::region(ctx)?;
+        let p = params(ctx);
+        let vswitch_id = p.str("VSwitchId")?.to_string();
+        let text = |name: &str, check: fn(&str) -> Result<(), ApiError>| {
+            p.opt_str(name).map(|v| check(v).map(|_| v.to_string())).transpose()
+        };
+        let name = text("VSwitchName", validate::name)?;
+        let description = text("Description", validate::description)?;
+        super::vpc::refuse_ipv6(ctx)?;
+        Ok(ModifyVSwitchAttributeInput {
+            region,
+            vswitch_id,
+            name,
+            description,
+        })
+    }
+}
+
+fn modify_vswitch_attribute(
+    ctx: &OpCtx<'_>,
+    tx: &Tx<'_>,
+    input: ModifyVSwitchAttributeInput,
+) -> Result<Done, ApiError> {
+    let mut v: VSwitch = owned(ctx, tx, &input.region, &input.vswitch_id)?;
+    let before = v.clone();
+    if let Some(n) = input.name {
+        v.name = n;
+    }
+    if let Some(d) = input.description {
+        v.description = d;
+    }
+    if v != before {
+        tx.update_resource(ResourceKind::VSwitch, &v.id, &v)?;
+    }
+    Ok(Done {})
+}
+
+operation!(
+    /// ModifyVSwitchAttribute: VSwitchName and Description at once (Alibaba: asynchronous,
+    /// `Pending` for a while; here the vswitch stays `Available`); IPv6 refused.
+    ModifyVSwitchAttribute: Write, ModifyVSwitchAttributeInput => Done,
+    resources(|input, account| vec![arn(&input.region, account, "vswitch", &input.vswitch_id)]),
+    handle(|ctx, tx, input| modify_vswitch_attribute(ctx, tx, input)),
 );
