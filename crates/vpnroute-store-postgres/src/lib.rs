@@ -441,6 +441,8 @@ pub(crate) async fn current_generation(client: &Object) -> Result<u64, StoreErro
 
 /// LISTEN for the generations other replicas commit; `None` if the listener could not start
 /// (then only reads and this process's commits move the generation, which is all reads need).
+/// Returns once the LISTEN is in place (or after 5 s at most), so that every commit made after
+/// the store has opened is heard of.
 async fn listen(config: tokio_postgres::Config, generation: Arc<AtomicU64>) -> Option<tokio::task::JoinHandle<()>> {
     use futures_util::StreamExt;
     let (client, mut connection) = match config.connect(NoTls).await {
@@ -451,6 +453,8 @@ async fn listen(config: tokio_postgres::Config, generation: Arc<AtomicU64>) -> O
         }
     };
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let (listening_tx, listening_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut listening_tx = Some(listening_tx);
     let task = tokio::spawn(async move {
         let listen_sql = format!("LISTEN {CHANNEL}");
         let listening = client.batch_execute(&listen_sql);
@@ -462,6 +466,9 @@ async fn listen(config: tokio_postgres::Config, generation: Arc<AtomicU64>) -> O
                     listening_done = true;
                     if let Err(e) = r {
                         tracing::warn!(error = %e, "postgres: LISTEN failed");
+                    }
+                    if let Some(tx) = listening_tx.take() {
+                        let _ = tx.send(());
                     }
                 }
                 m = messages.next() => match m {
@@ -480,6 +487,14 @@ async fn listen(config: tokio_postgres::Config, generation: Arc<AtomicU64>) -> O
             }
         }
     });
+    if tokio::time::timeout(std::time::Duration::from_secs(5), listening_rx)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "postgres: LISTEN not confirmed within 5 s; other replicas' commits are noticed at reads until it is"
+        );
+    }
     Some(task)
 }
 
