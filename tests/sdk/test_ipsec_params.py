@@ -65,6 +65,7 @@ def test_outside_the_lists_refused_and_shangmi_accepted_by_the_sim(server, make_
                     reason="needs root, iproute2 and strongSwan's charon")
 def test_shangmi_refused_at_the_api_by_the_ipsec_data_plane(server_factory, make_client):
     prefix = f"p{os.getpid() % 0xfffff:05x}"
+    srv = None
     try:
         srv = server_factory(["--task-duration", "0s", "--dataplane", "linux", "--tunnels", "ipsec",
                               "--netns-prefix", prefix])
@@ -76,6 +77,9 @@ def test_shangmi_refused_at_the_api_by_the_ipsec_data_plane(server_factory, make
         listed = c.call("DescribeVpnConnections", {"RegionId": REGION, "VpnGatewayId": gw})
         assert listed["TotalCount"] == 0, listed
     finally:
+        # Stopped first: a running server's repair would put its namespaces back.
+        if srv is not None:
+            srv.stop()
         for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                                  timeout=30).stdout.split():
             if ns.startswith(prefix):
