@@ -410,26 +410,12 @@ pub fn attach_host_to(details: &Value, prefix: &str, name: &str, address: &str) 
 /// `remote` on the underlay bridge, the other end of connection `connection`'s tunnel (`vx0`),
 /// `networks` answered on its loopback, and the VPC (10.0.0.0/24) routed back through the
 /// tunnel.
-pub fn attach_plain_site_to(
-    details: &Value,
-    prefix: &str,
-    name: &str,
-    connection: &str,
-    remote: &str,
-    networks: &[&str],
-) -> String {
-    let underlay_ns = details["Underlay"]["Namespace"].as_str().unwrap().to_string();
-    let bridge = details["Underlay"]["Bridge"].as_str().unwrap().to_string();
-    let tunnel = details["Connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["VpnConnectionId"] == connection)
-        .unwrap_or_else(|| panic!("connection {connection} in {details:#}"))["TunnelConfig"]
-        .clone();
-    let internet_ip = details["Underlay"]["InternetIp"].as_str().unwrap().to_string();
+/// A site's namespace `{prefix}{name}` with its `eth0` joined (by a veth named like the
+/// namespace) to the underlay bridge of a gateway whose data-plane details are `details`.
+pub fn site_on_underlay(details: &Value, prefix: &str, name: &str) -> String {
+    let underlay_ns = details["Underlay"]["Namespace"].as_str().unwrap();
+    let bridge = details["Underlay"]["Bridge"].as_str().unwrap();
     let ns = format!("{prefix}{name}");
-    let port = format!("{prefix}{name}");
     ip(&["netns", "add", &ns]);
     ip(&[
         "-n",
@@ -441,11 +427,31 @@ pub fn attach_plain_site_to(
         "veth",
         "peer",
         "name",
-        &port,
+        &ns,
         "netns",
-        &underlay_ns,
+        underlay_ns,
     ]);
-    ip(&["-n", &underlay_ns, "link", "set", &port, "master", &bridge, "up"]);
+    ip(&["-n", underlay_ns, "link", "set", &ns, "master", bridge, "up"]);
+    ns
+}
+
+pub fn attach_plain_site_to(
+    details: &Value,
+    prefix: &str,
+    name: &str,
+    connection: &str,
+    remote: &str,
+    networks: &[&str],
+) -> String {
+    let tunnel = details["Connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["VpnConnectionId"] == connection)
+        .unwrap_or_else(|| panic!("connection {connection} in {details:#}"))["TunnelConfig"]
+        .clone();
+    let internet_ip = details["Underlay"]["InternetIp"].as_str().unwrap().to_string();
+    let ns = site_on_underlay(details, prefix, name);
     ip(&["-n", &ns, "addr", "add", &format!("{remote}/32"), "dev", "eth0"]);
     ip(&["-n", &ns, "link", "set", "eth0", "up"]);
     ip(&["-n", &ns, "link", "set", "lo", "up"]);
@@ -526,6 +532,7 @@ pub fn attach_plain_site_to(
         ip(&["-n", &ns, "addr", "add", network, "dev", "lo"]);
     }
     wait_carrier(&ns, "eth0");
-    wait_carrier(&underlay_ns, &port);
+    // The bridge's end of the veth is named like the site's namespace.
+    wait_carrier(details["Underlay"]["Namespace"].as_str().unwrap(), &ns);
     ns
 }

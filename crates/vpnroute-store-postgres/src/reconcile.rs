@@ -55,12 +55,7 @@ impl PgTx<'_> {
 
     /// Bump the gateway's desired version and record its task (one statement).
     pub fn enqueue_version(&self, gateway_id: &str, due_at: Option<i64>, now_ms: i64) -> Result<i64, StoreError> {
-        {
-            let mut memo = self.memo();
-            memo.tasks.remove(gateway_id);
-            memo.versions.remove(gateway_id);
-            memo.changes.remove(gateway_id);
-        }
+        self.memo().forget_versions(gateway_id);
         Ok(self
             .query_one(
                 "WITH v AS (INSERT INTO gateway_versions(gateway_id, desired, applied) VALUES ($1, 1, 0) \
@@ -74,12 +69,7 @@ impl PgTx<'_> {
 
     /// See [`WriteTx::change_at_once`](vpnroute_store::WriteTx::change_at_once) (one statement).
     pub fn change_at_once(&self, gateway_id: &str, now_ms: i64) -> Result<Option<i64>, StoreError> {
-        {
-            let mut memo = self.memo();
-            memo.tasks.remove(gateway_id);
-            memo.versions.remove(gateway_id);
-            memo.changes.remove(gateway_id);
-        }
+        self.memo().forget_versions(gateway_id);
         let version: Option<i64> = self
             .query_opt(
                 "UPDATE gateway_versions SET desired = desired + 1, applied = applied + 1 \

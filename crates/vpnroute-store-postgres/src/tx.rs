@@ -111,6 +111,14 @@ impl Memo {
         self.children.clear();
     }
 
+    /// Forget what a change of a gateway's versions changes: its tasks, versions and route
+    /// changes.
+    pub(crate) fn forget_versions(&mut self, gateway_id: &str) {
+        self.tasks.remove(gateway_id);
+        self.versions.remove(gateway_id);
+        self.changes.remove(gateway_id);
+    }
+
     /// Forget what a write of a gateway's routes changes: its counts and route changes.
     fn forget_routes(&mut self, gateway_id: &str) {
         self.route_counts.remove(gateway_id);

@@ -412,25 +412,7 @@ pub fn attach_site_to(
     ends: &[SiteEnd],
     hosts: &[&str],
 ) -> (String, Instance) {
-    let underlay_ns = details["Underlay"]["Namespace"].as_str().unwrap().to_string();
-    let bridge = details["Underlay"]["Bridge"].as_str().unwrap().to_string();
-    let (ns, port) = (format!("{prefix}{name}"), format!("{prefix}{name}"));
-    ip(&["netns", "add", &ns]);
-    ip(&[
-        "-n",
-        &ns,
-        "link",
-        "add",
-        "eth0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &port,
-        "netns",
-        &underlay_ns,
-    ]);
-    ip(&["-n", &underlay_ns, "link", "set", &port, "master", &bridge, "up"]);
+    let ns = site_on_underlay(details, prefix, name);
     let mut site_ips: Vec<Ipv4Addr> = ends.iter().map(|e| e.site_ip).collect();
     site_ips.dedup();
     for site_ip in site_ips {
