@@ -51,6 +51,7 @@
 
 mod batch;
 mod nonces;
+mod recent_auth;
 mod reconcile;
 mod schema;
 #[cfg(test)]
@@ -76,8 +77,9 @@ pub use tx::PgTx;
 
 /// Connections for read transactions and for the writer (the pool grows on demand).
 const POOL_SIZE: usize = 12 + writer::WRITERS;
-/// Connections for nonces and rate-limit counters (asynchronous commit, see [`PgNonces`]).
-const FAST_POOL_SIZE: usize = 6;
+/// Connections for nonces and rate-limit counters (asynchronous commit, see [`PgNonces`]):
+/// one per lane of the fast lane and of the durable nonces, and two for the rest.
+const FAST_POOL_SIZE: usize = 2 * nonces::FAST_LANES + 2;
 /// How long a request waits for a free connection before it is answered busy.
 const POOL_WAIT: Duration = Duration::from_secs(10);
 /// The NOTIFY channel carrying the commit generation.
@@ -94,6 +96,8 @@ pub struct PgStore {
     fast_pool: Pool,
     location: String,
     cache: ReadCache,
+    /// Authentication data read recently, for first checks only (`recent_auth.rs`).
+    pub(crate) recent_auth: recent_auth::RecentAuth,
     generation: Generation,
     /// The generation queries of concurrent reads (see [`PgStore::read_fast`]) and reads'
     /// nonces, one statement per batch.
@@ -101,6 +105,8 @@ pub struct PgStore {
     queue: OnceLock<Mutex<Sender<writer::Queued>>>,
     /// Keeps the LISTEN connection's task alive with the store.
     _listener: Option<tokio::task::JoinHandle<()>>,
+    /// The connection settings (a writer thread opens its own connection with them).
+    config: tokio_postgres::Config,
 }
 
 /// The newest commit generation this process has seen (a commit of its own, a read's
@@ -200,6 +206,25 @@ pub(crate) fn section<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// A pool of at most `size` connections of `config` (each connection's task is spawned on
+/// the runtime that creates it).
+fn make_pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| StoreError::Other(format!("postgres pool: {e}")))
+}
+
 /// Whether `url` is a connection string this store can use (without connecting).
 pub fn check_connection_string(url: &str) -> Result<(), String> {
     tokio_postgres::Config::from_str(url)
@@ -227,22 +252,6 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Other(format!("postgres runtime: {e}")))?;
-        let make_pool = |config: tokio_postgres::Config, size: usize| {
-            let manager = Manager::from_config(
-                config,
-                NoTls,
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Fast,
-                },
-            );
-            Pool::builder(manager)
-                .max_size(size)
-                .runtime(deadpool_postgres::Runtime::Tokio1)
-                .wait_timeout(Some(POOL_WAIT))
-                .create_timeout(Some(Duration::from_secs(10)))
-                .build()
-                .map_err(|e| StoreError::Other(format!("postgres pool: {e}")))
-        };
         let pool = make_pool(config.clone(), POOL_SIZE)?;
         // Nonces and rate-limit windows: committed without waiting for the WAL flush (see
         // `PgNonces`); visible to every replica at once all the same.
@@ -271,19 +280,27 @@ impl PgStore {
             fast_pool,
             location,
             cache: ReadCache::default(),
+            recent_auth: Default::default(),
             generation,
             fast_lane,
             queue: OnceLock::new(),
             _listener: listener,
+            config,
         }))
     }
 
-    /// Run `f` to completion on this store's runtime, from any thread.
+    /// Run `f` to completion on this store's runtime, from any thread; on a writer thread of
+    /// this store, on that thread's own runtime (see `writer.rs`).
     pub(crate) fn block<F>(&self, f: F) -> F::Output
     where
         F: Future + Send,
         F::Output: Send,
     {
+        let mut f = Some(f);
+        if let Some(out) = writer::on_own_runtime(self, &mut f) {
+            return out;
+        }
+        let f = f.expect("not taken");
         match tokio::runtime::Handle::try_current() {
             Err(_) => self.rt.block_on(f),
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -332,7 +349,11 @@ impl PgStore {
         E: From<StoreError>,
     {
         section(|| {
-            let tx = PgTx::begin_write(self, self.connection().map_err(E::from)?);
+            let conn = match writer::own_connection(self) {
+                Some(conn) => conn,
+                None => self.connection(),
+            };
+            let tx = PgTx::begin_write(self, conn.map_err(E::from)?);
             let v = match f(&tx) {
                 Ok(v) => v,
                 Err(e) => {
@@ -417,8 +438,12 @@ impl PgStore {
     /// Run `f` on the results cached at the newest generation this process knows of
     /// ([`ChangeFeed::current`]), never the database: `Ok(false)` if `f` needed a result that
     /// was not cached (see [`vpnroute_store::NonceReads::read_cached_with`]).
+    /// Authentication data may also come from what was read in the last second
+    /// (`recent_auth.rs`): this read is a first check, which the request's own read or write
+    /// repeats on its state.
     pub(crate) fn read_cached(&self, f: &mut ReadFnMut<'_>) -> Result<bool, StoreError> {
-        let tx = PgTx::cache_only(self, self.generation.current());
+        let mut tx = PgTx::cache_only(self, self.generation.current());
+        tx.first_check = true;
         let result = f(&tx as &dyn ReadTx);
         let torn = tx.is_torn();
         let _ = tx.end();

@@ -109,6 +109,10 @@ const RECORD_AND_GENERATION: &str = concat!(
 );
 const GENERATION: &str = "SELECT NULL::bytea, NULL::bytea, sum(n)::int8 FROM store_gen";
 
+/// Statements in flight at once per batching loop (fast lane, durable nonces): see
+/// `crate::batch`. Two batches lock their nonce rows in one order, so they cannot deadlock.
+pub(crate) const FAST_LANES: usize = 3;
+
 /// How many times a batch PostgreSQL aborted as a deadlock is sent again (rows are sent in
 /// one order, so two batches should never deadlock; this bounds the odd case).
 const DEADLOCK_RETRIES: usize = 3;
@@ -131,7 +135,7 @@ pub(crate) enum FastAnswer {
 /// The fast lane of a store, on the fast pool (asynchronous commit): the generation queries
 /// of concurrent reads and the nonces of concurrent reads, all in one statement per batch.
 pub(crate) fn start_fast_lane(rt: &tokio::runtime::Handle, pool: Pool) -> Batcher<Fast, FastAnswer> {
-    Batcher::start(rt, move |batch: Vec<Fast>| {
+    Batcher::start(rt, FAST_LANES, move |batch: Vec<Fast>| {
         let pool = pool.clone();
         async move {
             let generation = batch.iter().any(|f| !matches!(f, Fast::Nonce(_)));
@@ -196,7 +200,7 @@ impl PgStore {
 /// The batching loop of durable nonce records (writes' nonces), on the asynchronously
 /// committing pool: the write each admits flushes them with its own commit (module docs).
 fn start_durable(rt: &tokio::runtime::Handle, pool: Pool) -> Batcher<NonceRecord, bool> {
-    Batcher::start(rt, move |batch: Vec<NonceRecord>| {
+    Batcher::start(rt, FAST_LANES, move |batch: Vec<NonceRecord>| {
         let pool = pool.clone();
         async move { record_batch(&pool, &batch, false).await.1 }
     })

@@ -73,6 +73,9 @@ pub struct PgTx<'s> {
     /// Versions recorded as applied by this transaction ([`WriteTx::change_at_once`]) and
     /// not taken yet, with their route writes.
     pub(crate) at_once: RefCell<Vec<ChangeAtOnce>>,
+    /// A first check of a request (cache only): authentication data may come from
+    /// `PgStore::recent_auth`.
+    pub(crate) first_check: bool,
 }
 
 /// A resource row: (account id, region id, JSON document).
@@ -207,6 +210,7 @@ impl<'s> PgTx<'s> {
             ended: Cell::new(false),
             memo: RefCell::new(Memo::default()),
             at_once: RefCell::new(Vec::new()),
+            first_check: false,
         }
     }
 
@@ -567,7 +571,7 @@ impl<'s> PgTx<'s> {
     }
 
     pub fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError> {
-        self.cached_or(
+        self.auth_or(
             || Query::AccessKey(id.to_string()),
             || {
                 Ok(self
@@ -582,7 +586,7 @@ impl<'s> PgTx<'s> {
     }
 
     pub fn ram_directory(&self, account_id: &str) -> Result<Option<String>, StoreError> {
-        self.cached_or(
+        self.auth_or(
             || Query::RamDirectory(account_id.to_string()),
             || {
                 Ok(self
@@ -590,6 +594,26 @@ impl<'s> PgTx<'s> {
                     .map(|r| r.get(0)))
             },
         )
+    }
+
+    /// Authentication data: [`PgTx::cached_or`], and for a first check, what was read in the
+    /// last second (`recent_auth.rs`). What a read transaction finds is remembered there (only
+    /// what exists; a write transaction's rows may be its own, uncommitted).
+    fn auth_or<V: Clone + Send + Sync + 'static>(
+        &self,
+        key: impl Fn() -> Query,
+        load: impl FnOnce() -> Result<Option<V>, StoreError>,
+    ) -> Result<Option<V>, StoreError> {
+        if self.first_check {
+            if let Some(v) = self.store.recent_auth.get::<V>(&key()) {
+                return Ok(Some(v));
+            }
+        }
+        let v = self.cached_or(&key, load)?;
+        if let (Some(found), true) = (&v, self.cache.is_some()) {
+            self.store.recent_auth.put(key(), found.clone());
+        }
+        Ok(v)
     }
 
     // ---------------------------------------------------------------- resources
@@ -1056,6 +1080,27 @@ pub(crate) const CREATE_LOCK_ROW: &str = "INSERT INTO gateway_locks(gateway_id) 
 /// The statement locking a gateway's lock row until the transaction ends (`$1`).
 pub(crate) const LOCK_ROW: &str = "SELECT 1 FROM gateway_locks WHERE gateway_id = $1 FOR UPDATE";
 
+/// What a writer of a locked gateway reads next, in one statement (one executor run, not
+/// five): `(tag, id, kind, account_id, region_id, doc, n, m)` rows, tag 0 the gateway's own
+/// row, 1 its children (by creation, at most `$3`), 2 its pending tasks (version, due_at in
+/// `n`, `m`, by version), 3 its route counts (kind in `id`, count in `n`), 4 the resources
+/// the gateway and its children name (its VPC, the customer gateways of its connections, …:
+/// the values of their documents' `…_id` fields, whatever the fields are; at most `$3`).
+const LOCKED_READS: &str = "\
+    WITH own AS (SELECT id, kind, account_id, region_id, doc FROM resources WHERE id = $1 AND kind = $2), \
+         children AS (SELECT id, kind, account_id, region_id, doc, seq FROM resources WHERE parent_id = $1 \
+                      ORDER BY seq LIMIT $3) \
+    SELECT * FROM ( \
+      SELECT 0 AS tag, id, kind, account_id, region_id, doc, NULL::int8 AS n, NULL::int8 AS m FROM own \
+      UNION ALL SELECT 1, id, kind, account_id, region_id, doc, seq, NULL FROM children \
+      UNION ALL SELECT 2, NULL, NULL, NULL, NULL, NULL, version, due_at FROM gateway_tasks WHERE gateway_id = $1 \
+      UNION ALL SELECT 3, kind, NULL, NULL, NULL, NULL, n, NULL FROM gateway_route_counts WHERE gateway_id = $1 \
+      UNION ALL (SELECT 4, id, kind, account_id, region_id, doc, NULL, NULL FROM resources WHERE id IN ( \
+          SELECT m[1] FROM (SELECT doc FROM own UNION ALL SELECT doc FROM children) d, \
+                 LATERAL regexp_matches(d.doc, '_id\":\"([^\"]+)\"', 'g') AS m) \
+        AND id <> $1 AND parent_id <> $1 LIMIT $3) \
+    ) r ORDER BY tag, n";
+
 impl WriteTx for PgTx<'_> {
     /// `SELECT … FOR UPDATE` on the gateway's lock row (created on first use), in one round
     /// trip with the insert that creates it; held until the transaction ends. The same round
@@ -1072,41 +1117,37 @@ impl WriteTx for PgTx<'_> {
             // for (then found), never a duplicate-key error.
             (CREATE_LOCK_ROW, &[&gateway_id]),
             (LOCK_ROW, &[&gateway_id]),
-            (
-                "SELECT id, kind, account_id, region_id, doc FROM resources WHERE id = $1 AND kind = $2",
-                &[&gateway_id, &gateway_kind],
-            ),
-            (
-                "SELECT id, kind, account_id, region_id, doc FROM resources WHERE parent_id = $1 ORDER BY seq LIMIT $2",
-                &[&gateway_id, &children_max],
-            ),
-            (
-                "SELECT gateway_id, version, due_at FROM gateway_tasks WHERE gateway_id = $1 ORDER BY version",
-                &[&gateway_id],
-            ),
-            (
-                "SELECT kind, n FROM gateway_route_counts WHERE gateway_id = $1",
-                &[&gateway_id],
-            ),
-            // The resources the gateway and its children name (its VPC, the customer
-            // gateways of its connections, ...): the values of their documents' `…_id`
-            // fields, whatever the fields are.
-            (
-                "WITH d AS ((SELECT doc FROM resources WHERE id = $1 AND kind = $2) \
-                   UNION ALL (SELECT doc FROM resources WHERE parent_id = $1 ORDER BY seq LIMIT $3)) \
-                 SELECT id, kind, account_id, region_id, doc FROM resources WHERE id IN ( \
-                   SELECT m[1] FROM d, LATERAL regexp_matches(d.doc, '_id\":\"([^\"]+)\"', 'g') AS m) \
-                 AND id <> $1 AND parent_id <> $1 LIMIT $3",
-                &[&gateway_id, &gateway_kind, &children_max],
-            ),
+            (LOCKED_READS, &[&gateway_id, &gateway_kind, &children_max]),
         ])?;
-        let named = answers.pop().unwrap_or_default();
-        let counts = answers.pop().unwrap_or_default();
-        let tasks = answers.pop().unwrap_or_default();
-        let children = answers.pop().unwrap_or_default();
-        let own = answers.pop().unwrap_or_default();
-        self.remember_locked(gateway_id, &own, &children, &tasks, &counts);
-        self.remember_rows(&named);
+        let mut own = None;
+        let (mut children, mut tasks, mut counts, mut named) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for r in answers.pop().unwrap_or_default() {
+            let text = |i: usize| r.get::<_, Option<String>>(i).unwrap_or_default();
+            let resource = || {
+                (
+                    text(1),
+                    text(2),
+                    ResourceRow {
+                        account_id: text(3),
+                        region_id: text(4),
+                        doc: text(5),
+                    },
+                )
+            };
+            match r.get::<_, i32>(0) {
+                0 => own = Some(resource().2),
+                1 => children.push(resource()),
+                2 => tasks.push(Task {
+                    gateway_id: gateway_id.to_string(),
+                    version: r.get(6),
+                    due_at: r.get(7),
+                }),
+                3 => counts.push((text(1), r.get::<_, i64>(6).max(0) as u64)),
+                _ => named.push(resource()),
+            }
+        }
+        self.remember_locked(gateway_id, own, children, tasks, counts);
+        self.remember_rows(named);
         Ok(())
     }
 
@@ -1483,19 +1524,6 @@ pub(crate) fn task_from_row(r: &Row) -> Task {
     }
 }
 
-/// `(kind, row)` of a `SELECT id, kind, account_id, region_id, doc` row.
-fn resource_row(r: &Row) -> (String, String, ResourceRow) {
-    (
-        r.get(0),
-        r.get(1),
-        ResourceRow {
-            account_id: r.get(2),
-            region_id: r.get(3),
-            doc: r.get(4),
-        },
-    )
-}
-
 /// The `&'static` name of a stored kind (memo keys).
 fn kind_named(kind: &str) -> Option<&'static str> {
     [
@@ -1514,40 +1542,42 @@ fn kind_named(kind: &str) -> Option<&'static str> {
 impl PgTx<'_> {
     /// Keep what `lock_gateway` read after the lock: the gateway's row (or its absence), its
     /// children (the list only if complete), pending tasks and route counts.
-    fn remember_locked(&self, gateway_id: &str, own: &[Row], children: &[Row], tasks: &[Row], counts: &[Row]) {
+    fn remember_locked(
+        &self,
+        gateway_id: &str,
+        own: Option<ResourceRow>,
+        children: Vec<(String, String, ResourceRow)>,
+        tasks: Vec<Task>,
+        counts: Vec<(String, u64)>,
+    ) {
         if self.mode != Mode::Write {
             return;
         }
         let mut memo = self.memo.borrow_mut();
         let gateway_kind = ResourceKind::VpnGateway.as_str();
-        let own = own.first().map(resource_row).map(|(_, _, row)| row);
         memo.rows.insert((gateway_kind, gateway_id.to_string()), own);
-        let mut list = Vec::with_capacity(children.len());
-        for (id, kind, row) in children.iter().map(resource_row) {
+        let read = children.len();
+        let mut list = Vec::with_capacity(read);
+        for (id, kind, row) in children {
             if let Some(kind) = kind_named(&kind) {
                 list.push((kind.to_string(), row.doc.clone()));
                 memo.rows.insert((kind, id), Some(row));
             }
         }
-        if children.len() <= MEMO_CHILDREN && list.len() == children.len() {
+        if read <= MEMO_CHILDREN && list.len() == read {
             memo.children.insert(gateway_id.to_string(), list);
         }
-        memo.tasks
-            .insert(gateway_id.to_string(), tasks.iter().map(task_from_row).collect());
-        let counts = counts
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
-            .collect();
+        memo.tasks.insert(gateway_id.to_string(), tasks);
         memo.route_counts.insert(gateway_id.to_string(), counts);
     }
 
-    /// Keep rows of `SELECT id, kind, account_id, region_id, doc` read with a write.
-    fn remember_rows(&self, rows: &[Row]) {
+    /// Keep resource rows `(id, kind, row)` read with a write.
+    fn remember_rows(&self, rows: Vec<(String, String, ResourceRow)>) {
         if self.mode != Mode::Write {
             return;
         }
         let mut memo = self.memo.borrow_mut();
-        for (id, kind, row) in rows.iter().map(resource_row) {
+        for (id, kind, row) in rows {
             if let Some(kind) = kind_named(&kind) {
                 memo.rows.insert((kind, id), Some(row));
             }

@@ -267,9 +267,20 @@ async fn rpc(
         // checked here, so junk never takes the writer's time.
         Ok(Handler::Write(f)) => {
             let now = now_ms();
-            match app
-                .store
-                .read_fast(|tx| crate::auth::authenticate(tx, &raw, &parsed, &app.config.sts_key, now))
+            let authenticate = |tx: &dyn vpnroute_store::ReadTx| {
+                crate::auth::authenticate(tx, &raw, &parsed, &app.config.sts_key, now)
+            };
+            // On what this process has cached when that passes (PostgreSQL: no round trip;
+            // the write's transaction checks the key again); else on a read snapshot, so a
+            // refusal is always decided on the committed state.
+            let cached = app
+                .nonce_log
+                .reads()
+                .and_then(|reads| reads.read_cached(authenticate))
+                .and_then(Result::ok);
+            match cached
+                .map(Ok)
+                .unwrap_or_else(|| app.store.read_fast(|tx| authenticate(tx)))
             {
                 Err(e) => finish(&app, Err(e), &action, format, host, &request_id, started),
                 Ok(caller) => {
