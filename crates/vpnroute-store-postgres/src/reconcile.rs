@@ -9,7 +9,7 @@
 use vpnroute_domain::model::VpnRoute;
 use vpnroute_store::{ChangeAtOnce, ReconcileClaim, ReconcileFailure, StoreError, Task};
 
-use crate::tx::{route_columns, route_from_row, task_from_row, PgTx, ResourceRow, CREATE_LOCK_ROW, LOCK_ROW};
+use crate::tx::{route_columns, route_from_row, task_from_row, PgTx, ResourceRow, AT_ONCE_AS_PREDICTED, LOCK_ROW};
 use vpnroute_store::ResourceKind;
 
 /// The select list of a route-changes query: each changed route's state at version `$to`
@@ -69,7 +69,29 @@ impl PgTx<'_> {
 
     /// See [`WriteTx::change_at_once`](vpnroute_store::WriteTx::change_at_once) (one statement).
     pub fn change_at_once(&self, gateway_id: &str, now_ms: i64) -> Result<Option<i64>, StoreError> {
+        let locked = self.memo().locked_versions.get(gateway_id).copied();
         self.memo().forget_versions(gateway_id);
+        if let (Some(locked), true) = (locked, self.may_predict()) {
+            // Predicted from what was read with the gateway's lock; a version taken is
+            // checked (and taken) in the next round trip (see `Deferred`). Declining needs no
+            // check: the claimed path is right whatever the row holds.
+            let version = match locked {
+                Some((desired, applied, lease)) if desired == applied && lease.is_none_or(|l| l <= now_ms) => {
+                    desired + 1
+                }
+                _ => return Ok(None),
+            };
+            self.defer(
+                AT_ONCE_AS_PREDICTED,
+                vec![
+                    Box::new(gateway_id.to_string()),
+                    Box::new(now_ms),
+                    Box::new(version - 1),
+                ],
+            );
+            self.at_once.borrow_mut().push(ChangeAtOnce::new(gateway_id, version));
+            return Ok(Some(version));
+        }
         let version: Option<i64> = self
             .query_opt(
                 "UPDATE gateway_versions SET desired = desired + 1, applied = applied + 1 \
@@ -297,7 +319,6 @@ impl PgTx<'_> {
         // The gateway's lock first (a plain one: none of `lock_gateway`'s reads ahead), in the
         // same round trip; the statements after it see every commit made before it was granted.
         let mut answers = self.pipeline(&[
-            (CREATE_LOCK_ROW, &[&claim.gateway_id]),
             (LOCK_ROW, &[&claim.gateway_id]),
             (
                 "WITH g AS (UPDATE gateway_versions SET applied = $4, attempts = 0, last_error = NULL, next_retry_at = NULL, \

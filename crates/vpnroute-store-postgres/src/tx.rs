@@ -76,7 +76,65 @@ pub struct PgTx<'s> {
     /// A first check of a request (cache only): authentication data may come from
     /// `PgStore::recent_auth`.
     pub(crate) first_check: bool,
+    /// Checks of predictions, sent with the next round trip ([`Deferred`]).
+    deferred: RefCell<Vec<Deferred>>,
+    /// Whether a savepoint was queued (no predictions then: a check sent after it could be
+    /// undone with it).
+    savepoints: Cell<bool>,
 }
+
+/// The check of a prediction: something a write transaction took as known without reading
+/// it (an access key as recently read, a gateway's versions as read with its lock), sent in
+/// the transaction's next round trip. The statement fails (division by zero, SQLSTATE 22012)
+/// unless the prediction holds, so a transaction never commits on a wrong one: it fails
+/// retryably, and its retry on the same writer thread predicts nothing ([`predicting`]).
+/// Under READ COMMITTED the check sees what a read at that point would have seen, so the
+/// outcome is the one the read would have given.
+pub(crate) struct Deferred {
+    sql: &'static str,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+thread_local! {
+    /// Whether write transactions on this thread may predict (writer threads, between a
+    /// missed prediction and the end of that job's retries: not).
+    static PREDICTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Let (or stop) write transactions on this thread predict (see [`Deferred`]).
+pub(crate) fn predicting(on: bool) {
+    PREDICTING.with(|p| p.set(on));
+}
+
+/// Whether write transactions on this thread may predict now.
+pub(crate) fn is_predicting() -> bool {
+    PREDICTING.with(Cell::get)
+}
+
+/// The retryable failure of a transaction whose prediction did not hold.
+fn missed_prediction() -> StoreError {
+    predicting(false);
+    StoreError::Retryable("postgres: a prediction did not hold; retried reading".into())
+}
+
+/// The error of a prediction's check: a prediction that did not hold (22012), or what it is.
+fn check_err(e: tokio_postgres::Error) -> StoreError {
+    if e.code() == Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO) {
+        return missed_prediction();
+    }
+    pg_err(e)
+}
+
+/// Checks of an access key predicted as recently read, of an account's RAM directory, and
+/// of a gateway's version change recorded at once (see [`Deferred`]).
+const KEY_UNCHANGED: &str = "SELECT 1 / (count(*) = 1)::int FROM access_keys WHERE id = $1 AND account_id = $2 \
+    AND secret = $3 AND status = $4 AND created_at = $5 AND ram_user_id IS NOT DISTINCT FROM $6";
+const DIRECTORY_UNCHANGED: &str =
+    "SELECT 1 / (count(*) = 1)::int FROM ram_directories WHERE account_id = $1 AND doc = $2";
+pub(crate) const AT_ONCE_AS_PREDICTED: &str = "WITH u AS (UPDATE gateway_versions \
+    SET desired = desired + 1, applied = applied + 1 \
+    WHERE gateway_id = $1 AND desired = applied AND desired = $3 AND (lease_until IS NULL OR lease_until <= $2) \
+    RETURNING 1) SELECT 1 / (count(*) = 1)::int FROM u";
 
 /// A resource row: (account id, region id, JSON document).
 #[derive(Clone)]
@@ -102,6 +160,9 @@ pub(crate) struct Memo {
     pub(crate) versions: HashMap<String, (i64, i64)>,
     /// Gateway → (from, to, its route changes from version `from` to `to`).
     pub(crate) changes: HashMap<String, RouteChanges>,
+    /// Gateway → its (desired, applied, lease_until) as read with its lock (`None`: no row),
+    /// for a prediction of [`WriteTx::change_at_once`].
+    pub(crate) locked_versions: HashMap<String, Option<(i64, i64, Option<i64>)>>,
 }
 
 /// `(from, to, changes)` of [`ReadTx::route_changes`].
@@ -117,6 +178,7 @@ impl Memo {
     /// Forget what a change of a gateway's versions changes: its tasks, versions and route
     /// changes.
     pub(crate) fn forget_versions(&mut self, gateway_id: &str) {
+        self.locked_versions.remove(gateway_id);
         self.tasks.remove(gateway_id);
         self.versions.remove(gateway_id);
         self.changes.remove(gateway_id);
@@ -211,7 +273,19 @@ impl<'s> PgTx<'s> {
             memo: RefCell::new(Memo::default()),
             at_once: RefCell::new(Vec::new()),
             first_check: false,
+            deferred: RefCell::new(Vec::new()),
+            savepoints: Cell::new(false),
         }
+    }
+
+    /// Whether this transaction may predict (see [`Deferred`]).
+    pub(crate) fn may_predict(&self) -> bool {
+        self.mode == Mode::Write && !self.savepoints.get() && is_predicting()
+    }
+
+    /// Check a prediction in the next round trip (see [`Deferred`]).
+    pub(crate) fn defer(&self, sql: &'static str, params: Vec<Box<dyn ToSql + Sync + Send>>) {
+        self.deferred.borrow_mut().push(Deferred { sql, params });
     }
 
     pub(crate) fn memo(&self) -> std::cell::RefMut<'_, Memo> {
@@ -317,16 +391,25 @@ impl<'s> PgTx<'s> {
     pub(crate) fn pipeline(&self, statements: &[(&str, Params<'_>)]) -> Result<Vec<Vec<Row>>, StoreError> {
         self.ensure_begun()?;
         let pending = self.pending.take();
+        let deferred = self.deferred.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;
-        let sqls: Vec<&str> = statements.iter().map(|(sql, _)| *sql).collect();
-        self.store.block(send(client, pending, &sqls, |prepared| async move {
-            let queries = prepared
-                .iter()
-                .zip(statements)
-                .map(|(st, (_, params))| async move { client.query(st, params).await.map_err(pg_err) });
-            futures_util::future::try_join_all(queries).await
-        }))
+        let sqls = with_checks(&deferred, statements.iter().map(|(sql, _)| *sql));
+        let deferred = &deferred;
+        let answer = self
+            .store
+            .block(send(client, pending, &sqls, |mut prepared| async move {
+                let rest = prepared.split_off(deferred.len());
+                let queries = futures_util::future::try_join_all(
+                    rest.iter()
+                        .zip(statements)
+                        .map(|(st, (_, params))| async move { client.query(st, params).await.map_err(pg_err) }),
+                );
+                // The checks first: after a failed one every later statement fails too.
+                let (_, answer) = futures_util::try_join!(checks(client, &prepared, deferred), queries)?;
+                Ok::<_, StoreError>(answer)
+            }));
+        after_checks(!sqls.is_empty() && sqls.len() > statements.len(), answer)
     }
 
     pub(crate) fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
@@ -342,11 +425,20 @@ impl<'s> PgTx<'s> {
     pub(crate) fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
         self.ensure_begun()?;
         let pending = self.pending.take();
+        let deferred = self.deferred.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;
-        self.store.block(send(client, pending, &[sql], |prepared| async move {
-            client.execute(&prepared[0], params).await.map_err(pg_err)
-        }))
+        let sqls = with_checks(&deferred, [sql]);
+        let deferred = &deferred;
+        let answer = self
+            .store
+            .block(send(client, pending, &sqls, |mut prepared| async move {
+                let rest = prepared.split_off(deferred.len());
+                let changed = async { client.execute(&rest[0], params).await.map_err(pg_err) };
+                let (_, n) = futures_util::try_join!(checks(client, &prepared, deferred), changed)?;
+                Ok::<_, StoreError>(n)
+            }));
+        after_checks(sqls.len() > 1, answer)
     }
 
     fn routes(&self, sql: &str, params: Params<'_>) -> Result<Vec<VpnRoute>, StoreError> {
@@ -389,6 +481,7 @@ impl<'s> PgTx<'s> {
     pub(crate) fn savepoint(&self) {
         // What the memo holds may be undone by a `ROLLBACK TO`.
         *self.memo.borrow_mut() = Memo::default();
+        self.savepoints.set(true);
         self.queue("SAVEPOINT request");
     }
 
@@ -435,21 +528,30 @@ impl<'s> PgTx<'s> {
         // `generation_slot`), so that writers committing side by side do not queue on one
         // row's lock.
         let slot = generation_slot();
+        let deferred = self.deferred.take();
+        let checked = !deferred.is_empty();
+        let deferred = &deferred;
         let result = self.store.block(after(client, pending, async {
-            // Prepared (once per connection) before any of the three goes out, so that they
-            // travel in this order in one round trip.
+            // Prepared (once per connection) before any of them goes out, so that they
+            // travel in this order in one round trip: the checks of predictions first (one
+            // that fails aborts the transaction, and the COMMIT then rolls it back).
+            let checked = futures_util::future::try_join_all(deferred.iter().map(|d| client.prepare_cached(d.sql)))
+                .await
+                .map_err(pg_err)?;
             let bump = client
                 .prepare_cached("UPDATE store_gen SET n = n + 1 WHERE slot = $1")
                 .await
                 .map_err(pg_err)?;
             let notify = client.prepare_cached(NOTIFY_GENERATION).await.map_err(pg_err)?;
-            let (_, _, row) = futures_util::try_join!(
+            let (_, _, _, row) = futures_util::try_join!(
+                checks(client, &checked, deferred),
                 async { client.execute(&bump, &[&slot]).await.map_err(pg_err) },
                 async { client.batch_execute("COMMIT").await.map_err(pg_err) },
                 async { client.query_one(&notify, &[]).await.map_err(pg_err) }
             )?;
             Ok::<_, StoreError>(row.get::<_, i64>(0) as u64)
         }));
+        let result = after_checks(checked, result);
         match result {
             Ok(g) => {
                 self.store.generation.publish(g);
@@ -571,6 +673,27 @@ impl<'s> PgTx<'s> {
     }
 
     pub fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError> {
+        if self.may_predict() {
+            // As recently read, checked in the next round trip (see `Deferred`).
+            if let Some(k) = self
+                .store
+                .recent_auth
+                .get::<AccessKey>(&Query::AccessKey(id.to_string()))
+            {
+                self.defer(
+                    KEY_UNCHANGED,
+                    vec![
+                        Box::new(k.id.clone()),
+                        Box::new(k.account_id.clone()),
+                        Box::new(k.secret.clone()),
+                        Box::new(k.status.clone()),
+                        Box::new(k.created_at),
+                        Box::new(k.ram_user_id.clone()),
+                    ],
+                );
+                return Ok(Some(k));
+            }
+        }
         self.auth_or(
             || Query::AccessKey(id.to_string()),
             || {
@@ -586,6 +709,16 @@ impl<'s> PgTx<'s> {
     }
 
     pub fn ram_directory(&self, account_id: &str) -> Result<Option<String>, StoreError> {
+        if self.may_predict() {
+            let key = Query::RamDirectory(account_id.to_string());
+            if let Some(doc) = self.store.recent_auth.get::<String>(&key) {
+                self.defer(
+                    DIRECTORY_UNCHANGED,
+                    vec![Box::new(account_id.to_string()), Box::new(doc.clone())],
+                );
+                return Ok(Some(doc));
+            }
+        }
         self.auth_or(
             || Query::RamDirectory(account_id.to_string()),
             || {
@@ -733,6 +866,30 @@ where
         .await
         .map_err(pg_err)?;
     after(client, pending, run(prepared)).await
+}
+
+/// The statements of a round trip: the checks of predictions waiting ([`Deferred`]), then
+/// `sqls`.
+fn with_checks<'a>(deferred: &'a [Deferred], sqls: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    deferred.iter().map(|d| d.sql).chain(sqls).collect()
+}
+
+/// Send the checks of predictions (prepared as `prepared`, see [`Deferred`]).
+async fn checks(client: &Object, prepared: &[Statement], deferred: &[Deferred]) -> Result<(), StoreError> {
+    let sent = prepared.iter().zip(deferred).map(|(st, d)| async move {
+        let params: Vec<&(dyn ToSql + Sync)> = d.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        client.query(st, &params).await.map(|_| ()).map_err(check_err)
+    });
+    futures_util::future::try_join_all(sent).await.map(|_| ())
+}
+
+/// The answer of a round trip that carried checks (`checked`): a statement after a failed
+/// check (in the failed transaction) answered first only if the check's own answer was lost.
+fn after_checks<T>(checked: bool, answer: Result<T, StoreError>) -> Result<T, StoreError> {
+    match answer {
+        Err(StoreError::Backend(m)) if checked && m.contains("25P02") => Err(missed_prediction()),
+        other => other,
+    }
 }
 
 fn gone() -> StoreError {
@@ -1075,31 +1232,38 @@ impl ReadTx for PgTx<'_> {
     }
 }
 
-/// The statement creating a gateway's lock row if it is missing (`$1`: the gateway).
-pub(crate) const CREATE_LOCK_ROW: &str = "INSERT INTO gateway_locks(gateway_id) VALUES ($1) ON CONFLICT DO NOTHING";
-/// The statement locking a gateway's lock row until the transaction ends (`$1`).
-pub(crate) const LOCK_ROW: &str = "SELECT 1 FROM gateway_locks WHERE gateway_id = $1 FOR UPDATE";
+/// The statement locking a gateway's lock row until the transaction ends (`$1`: the
+/// gateway), creating it if it is missing: one statement, and a concurrent first insert of
+/// the same row is waited for (then updated), never a duplicate-key error. (The update
+/// changes no indexed value: a HOT update, as cheap as `SELECT … FOR UPDATE`.)
+pub(crate) const LOCK_ROW: &str = "INSERT INTO gateway_locks(gateway_id) VALUES ($1) \
+    ON CONFLICT (gateway_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id";
 
 /// What a writer of a locked gateway reads next, in one statement (one executor run, not
-/// five): `(tag, id, kind, account_id, region_id, doc, n, m)` rows, tag 0 the gateway's own
+/// six): `(tag, id, kind, account_id, region_id, doc, n, m, l)` rows, tag 0 the gateway's own
 /// row, 1 its children (by creation, at most `$3`), 2 its pending tasks (version, due_at in
 /// `n`, `m`, by version), 3 its route counts (kind in `id`, count in `n`), 4 the resources
 /// the gateway and its children name (its VPC, the customer gateways of its connections, …:
-/// the values of their documents' `…_id` fields, whatever the fields are; at most `$3`).
+/// the values of their documents' `…_id` fields, whatever the fields are; at most `$3`), 5
+/// its versions (desired, applied, lease_until in `n`, `m`, `l`; for
+/// [`WriteTx::change_at_once`]). In no order: sorted here by (tag, `n`), which costs
+/// PostgreSQL a sort node's set-up on every run.
 const LOCKED_READS: &str = "\
     WITH own AS (SELECT id, kind, account_id, region_id, doc FROM resources WHERE id = $1 AND kind = $2), \
          children AS (SELECT id, kind, account_id, region_id, doc, seq FROM resources WHERE parent_id = $1 \
                       ORDER BY seq LIMIT $3) \
     SELECT * FROM ( \
-      SELECT 0 AS tag, id, kind, account_id, region_id, doc, NULL::int8 AS n, NULL::int8 AS m FROM own \
-      UNION ALL SELECT 1, id, kind, account_id, region_id, doc, seq, NULL FROM children \
-      UNION ALL SELECT 2, NULL, NULL, NULL, NULL, NULL, version, due_at FROM gateway_tasks WHERE gateway_id = $1 \
-      UNION ALL SELECT 3, kind, NULL, NULL, NULL, NULL, n, NULL FROM gateway_route_counts WHERE gateway_id = $1 \
-      UNION ALL (SELECT 4, id, kind, account_id, region_id, doc, NULL, NULL FROM resources WHERE id IN ( \
+      SELECT 0 AS tag, id, kind, account_id, region_id, doc, NULL::int8 AS n, NULL::int8 AS m, NULL::int8 AS l FROM own \
+      UNION ALL SELECT 1, id, kind, account_id, region_id, doc, seq, NULL, NULL FROM children \
+      UNION ALL SELECT 2, NULL, NULL, NULL, NULL, NULL, version, due_at, NULL FROM gateway_tasks WHERE gateway_id = $1 \
+      UNION ALL SELECT 3, kind, NULL, NULL, NULL, NULL, n, NULL, NULL FROM gateway_route_counts WHERE gateway_id = $1 \
+      UNION ALL (SELECT 4, id, kind, account_id, region_id, doc, NULL, NULL, NULL FROM resources WHERE id IN ( \
           SELECT m[1] FROM (SELECT doc FROM own UNION ALL SELECT doc FROM children) d, \
                  LATERAL regexp_matches(d.doc, '_id\":\"([^\"]+)\"', 'g') AS m) \
         AND id <> $1 AND parent_id <> $1 LIMIT $3) \
-    ) r ORDER BY tag, n";
+      UNION ALL SELECT 5, NULL, NULL, NULL, NULL, NULL, desired, applied, lease_until FROM gateway_versions \
+        WHERE gateway_id = $1 \
+    ) r";
 
 impl WriteTx for PgTx<'_> {
     /// `SELECT … FOR UPDATE` on the gateway's lock row (created on first use), in one round
@@ -1113,15 +1277,14 @@ impl WriteTx for PgTx<'_> {
         let gateway_kind = ResourceKind::VpnGateway.as_str();
         let children_max = MEMO_CHILDREN as i64 + 1;
         let mut answers = self.pipeline(&[
-            // Its own statement, so that a concurrent first insert of the same row is waited
-            // for (then found), never a duplicate-key error.
-            (CREATE_LOCK_ROW, &[&gateway_id]),
             (LOCK_ROW, &[&gateway_id]),
             (LOCKED_READS, &[&gateway_id, &gateway_kind, &children_max]),
         ])?;
-        let mut own = None;
+        let (mut own, mut versions) = (None, None);
         let (mut children, mut tasks, mut counts, mut named) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for r in answers.pop().unwrap_or_default() {
+        let mut rows = answers.pop().unwrap_or_default();
+        rows.sort_by_key(|r| (r.get::<_, i32>(0), r.get::<_, Option<i64>>(6)));
+        for r in rows {
             let text = |i: usize| r.get::<_, Option<String>>(i).unwrap_or_default();
             let resource = || {
                 (
@@ -1143,8 +1306,12 @@ impl WriteTx for PgTx<'_> {
                     due_at: r.get(7),
                 }),
                 3 => counts.push((text(1), r.get::<_, i64>(6).max(0) as u64)),
-                _ => named.push(resource()),
+                4 => named.push(resource()),
+                _ => versions = Some((r.get::<_, i64>(6), r.get::<_, i64>(7), r.get::<_, Option<i64>>(8))),
             }
+        }
+        if self.mode == Mode::Write {
+            self.memo().locked_versions.insert(gateway_id.to_string(), versions);
         }
         self.remember_locked(gateway_id, own, children, tasks, counts);
         self.remember_rows(named);

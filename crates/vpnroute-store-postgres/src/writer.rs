@@ -119,6 +119,7 @@ fn run(store: Weak<PgStore>, rx: &Mutex<Receiver<Queued>>) {
             Err(e) => tracing::warn!(error = %e, "postgres: writer thread without its own connection"),
         }
     }
+    crate::tx::predicting(true);
     while let Some(batch) = next_batch(rx) {
         let Some(store) = store.upgrade() else {
             for queued in batch {
@@ -195,10 +196,12 @@ fn commit_batch(store: &PgStore, mut batch: Vec<Box<dyn WriteJob>>, relaxed: boo
                 tracing::debug!(attempts, error = %e, "write batch retried");
                 // A short random pause first: after a deadlock, the transaction that won goes
                 // on; a retry racing it for the same first rows (a lock row both created)
-                // would deadlock again.
-                std::thread::sleep(std::time::Duration::from_millis(
-                    rand::random_range(2..=10) * attempts as u64,
-                ));
+                // would deadlock again. (None after a missed prediction: nobody to wait for.)
+                if crate::tx::is_predicting() {
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        rand::random_range(2..=10) * attempts as u64,
+                    ));
+                }
             }
             // The request's outcome is its own failure: it is answered as if committed.
             Err(Undo::Request) => break Ok(()),
@@ -206,6 +209,8 @@ fn commit_batch(store: &PgStore, mut batch: Vec<Box<dyn WriteJob>>, relaxed: boo
             Ok(()) => break Ok(()),
         }
     };
+    // A prediction that missed stopped them for this batch's retries only.
+    crate::tx::predicting(true);
     match committed {
         Ok(()) => batch.into_iter().for_each(|job| job.finish(Ok(()))),
         // Nothing of the batch is durable: every request fails.

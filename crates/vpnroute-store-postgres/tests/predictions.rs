@@ -1,0 +1,194 @@
+//! Predictions of write transactions on the writer threads: an access key taken as recently
+//! read, a version change recorded at once taken from the versions read with the gateway's
+//! lock. Each is checked in the transaction's next round trip; a prediction that does not
+//! hold fails the transaction, which is retried reading, so what commits is what reads would
+//! have given. Here another session changes the predicted row between the prediction and its
+//! check.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use vpnroute_domain::model::{RouteKind, VpnRoute};
+use vpnroute_store::{AccessKey, Account, ReadTx, Store, StoreError, WriteTx};
+use vpnroute_store_postgres::PgStore;
+
+fn route(dest: &str) -> VpnRoute {
+    VpnRoute {
+        seq: 0,
+        kind: RouteKind::Dbr,
+        gateway_id: "gw".into(),
+        source: String::new(),
+        dest: dest.into(),
+        next_hop: "vco".into(),
+        weight: 100,
+        priority: 10,
+        published: false,
+        description: String::new(),
+        overlay_mode: "Ipsec".into(),
+        create_time: 1,
+    }
+}
+
+/// Another session on the test database (raw SQL, no store).
+struct Side {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Side {
+    fn connect(url: &str) -> Side {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client
+        });
+        Side { rt, client }
+    }
+
+    fn run(&self, sql: &str) {
+        self.rt.block_on(self.client.batch_execute(sql)).unwrap();
+    }
+}
+
+/// A gateway `gw` with version 1 applied and nothing pending.
+fn applied_gateway(store: &PgStore) {
+    store
+        .write(|tx| {
+            tx.insert_route(&route("10.0.0.0/24"))?;
+            tx.enqueue_version("gw", Some(1), 1)?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    let claim = store.write(|tx| tx.claim_gateway("gw", "a", 2, 1000)).unwrap().unwrap();
+    assert!(store.write(|tx| tx.record_applied(&claim, 1)).unwrap());
+}
+
+#[test]
+fn a_version_taken_at_once_holds_or_the_write_is_retried_reading() {
+    let Some(db) = common::TestDb::create() else { return };
+    let store = PgStore::open(&db.url).unwrap();
+    applied_gateway(&store);
+    let queued: &dyn Store = &*store;
+
+    // Nothing in the way: taken at once, in one run.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let version = queued
+        .write_queued(move |tx| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tx.lock_gateway("gw")?;
+            let v = tx.change_at_once("gw", 10)?;
+            tx.insert_route(&route("10.0.1.0/24"))?;
+            Ok(v)
+        })
+        .unwrap();
+    assert_eq!((version, runs.load(Ordering::SeqCst)), (Some(2), 1));
+    let versions = store.read(|tx| tx.gateway_versions("gw")).unwrap();
+    assert_eq!(versions, (2, 2));
+
+    // A reconciler's lease taken after the lock's reads, before the check: the prediction
+    // (nothing pending) does not hold, the first run is undone and the retry declines.
+    let side = Side::connect(&db.url);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let url = db.url.clone();
+    let version = queued
+        .write_queued(move |tx| {
+            tx.lock_gateway("gw")?;
+            if kept.lock().unwrap().is_empty() {
+                Side::connect(&url).run(
+                    "UPDATE gateway_versions SET claim_owner = 'b', lease_until = 9000000000000 WHERE gateway_id = 'gw'",
+                );
+            }
+            let v = tx.change_at_once("gw", 20)?;
+            kept.lock().unwrap().push(v);
+            tx.insert_route(&route("10.0.2.0/24"))?;
+            Ok(v)
+        })
+        .unwrap();
+    assert_eq!(version, None, "declined once the lease is seen");
+    assert_eq!(*seen.lock().unwrap(), [Some(3), None], "predicted, then read");
+    let (versions, routes) = store
+        .read(|tx| Ok::<_, StoreError>((tx.gateway_versions("gw")?, tx.gateway_routes("gw")?.len())))
+        .unwrap();
+    assert_eq!(versions, (2, 2), "the missed prediction took no version");
+    assert_eq!(routes, 3, "the retried write's route once");
+    side.run("UPDATE gateway_versions SET claim_owner = NULL, lease_until = NULL WHERE gateway_id = 'gw'");
+
+    // Predictions are back for the next job.
+    let version = queued
+        .write_queued(|tx| {
+            tx.lock_gateway("gw")?;
+            tx.change_at_once("gw", 30)
+        })
+        .unwrap();
+    assert_eq!(version, Some(3));
+}
+
+#[test]
+fn a_key_taken_as_recently_read_is_checked_before_the_commit() {
+    let Some(db) = common::TestDb::create() else { return };
+    let store = PgStore::open(&db.url).unwrap();
+    store
+        .write(|tx| {
+            tx.insert_account(&Account {
+                id: "acct".into(),
+                name: "a".into(),
+                is_root: true,
+                created_at: 1,
+            })?;
+            tx.insert_access_key(&AccessKey {
+                id: "k1".into(),
+                account_id: "acct".into(),
+                secret: "s".into(),
+                status: "Active".into(),
+                created_at: 1,
+                ram_user_id: None,
+            })
+        })
+        .unwrap();
+    // Read by a read transaction: remembered for a second.
+    assert!(store.read(|tx| tx.access_key("k1")).unwrap().is_some());
+    let queued: &dyn Store = &*store;
+
+    // Unchanged: the write sees it as read and commits.
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let kept = statuses.clone();
+    queued
+        .write_queued(move |tx| {
+            kept.lock().unwrap().push(tx.access_key("k1")?.map(|k| k.status));
+            tx.insert_route(&route("10.0.0.0/24"))?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(*statuses.lock().unwrap(), [Some("Active".to_string())]);
+
+    // Disabled by another session (another replica) within that second: the check fails,
+    // the write runs again and reads the key as it is.
+    Side::connect(&db.url).run("UPDATE access_keys SET status = 'Inactive' WHERE id = 'k1'");
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let kept = statuses.clone();
+    queued
+        .write_queued(move |tx| {
+            kept.lock().unwrap().push(tx.access_key("k1")?.map(|k| k.status));
+            tx.insert_route(&route("10.0.1.0/24"))?;
+            Ok(())
+        })
+        .unwrap();
+    let statuses = statuses.lock().unwrap().clone();
+    assert_eq!(statuses.last().unwrap().as_deref(), Some("Inactive"), "{statuses:?}");
+    if statuses.len() == 2 {
+        assert_eq!(statuses[0].as_deref(), Some("Active"), "predicted, then read");
+    } else {
+        // The second had passed (a slow machine): read at once.
+        assert_eq!(statuses.len(), 1);
+    }
+    let routes = store.read(|tx| tx.gateway_routes("gw")).unwrap();
+    assert_eq!(routes.len(), 2, "each write's route once");
+}
