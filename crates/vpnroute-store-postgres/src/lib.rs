@@ -289,18 +289,15 @@ impl PgStore {
         }))
     }
 
-    /// Run `f` to completion on this store's runtime, from any thread; on a writer thread of
-    /// this store, on that thread's own runtime (see `writer.rs`).
+    /// Run `f` to completion on this store's runtime, from any thread. (A write transaction
+    /// on a writer thread's own connection runs its statements on that thread's own runtime
+    /// instead, see `writer.rs`; everything else, on any connection of the shared pools, runs
+    /// here: a connection made on a writer's runtime would stall whenever that writer idles.)
     pub(crate) fn block<F>(&self, f: F) -> F::Output
     where
         F: Future + Send,
         F::Output: Send,
     {
-        let mut f = Some(f);
-        if let Some(out) = writer::on_own_runtime(self, &mut f) {
-            return out;
-        }
-        let f = f.expect("not taken");
         match tokio::runtime::Handle::try_current() {
             Err(_) => self.rt.block_on(f),
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -349,11 +346,10 @@ impl PgStore {
         E: From<StoreError>,
     {
         section(|| {
-            let conn = match writer::own_connection(self) {
-                Some(conn) => conn,
-                None => self.connection(),
+            let tx = match writer::own_connection(self) {
+                Some(conn) => PgTx::begin_write(self, conn.map_err(E::from)?, true),
+                None => PgTx::begin_write(self, self.connection().map_err(E::from)?, false),
             };
-            let tx = PgTx::begin_write(self, conn.map_err(E::from)?);
             let v = match f(&tx) {
                 Ok(v) => v,
                 Err(e) => {

@@ -81,6 +81,8 @@ pub struct PgTx<'s> {
     /// Whether a savepoint was queued (no predictions then: a check sent after it could be
     /// undone with it).
     savepoints: Cell<bool>,
+    /// On a writer thread's own connection (see `writer.rs`).
+    own: bool,
 }
 
 /// The check of a prediction: something a write transaction took as known without reading
@@ -275,7 +277,22 @@ impl<'s> PgTx<'s> {
             first_check: false,
             deferred: RefCell::new(Vec::new()),
             savepoints: Cell::new(false),
+            own: false,
         }
+    }
+
+    /// Run `f`, a statement on this transaction's connection, to completion: on the writer
+    /// thread's own runtime for its own connection, else on the store's.
+    fn block<F>(&self, f: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        if self.own {
+            // Made on this thread's runtime: it runs there or nowhere.
+            return crate::writer::on_own_runtime(self.store, f).expect("a writer's own connection off its thread");
+        }
+        self.store.block(f)
     }
 
     /// Whether this transaction may predict (see [`Deferred`]).
@@ -292,9 +309,11 @@ impl<'s> PgTx<'s> {
         self.memo.borrow_mut()
     }
 
-    /// A write transaction (`BEGIN` goes out with its first statement).
-    pub(crate) fn begin_write(store: &'s PgStore, conn: Object) -> Self {
-        let tx = PgTx::new(store, Some(conn), Mode::Write);
+    /// A write transaction (`BEGIN` goes out with its first statement); `own`: on a writer
+    /// thread's own connection, whose statements run on that thread's runtime.
+    pub(crate) fn begin_write(store: &'s PgStore, conn: Object, own: bool) -> Self {
+        let mut tx = PgTx::new(store, Some(conn), Mode::Write);
+        tx.own = own;
         tx.queue("BEGIN");
         tx.begun.set(true);
         tx
@@ -347,7 +366,7 @@ impl<'s> PgTx<'s> {
         let pending = self.pending.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;
-        self.store.block(after(client, pending, current_generation(client)))
+        self.block(after(client, pending, current_generation(client)))
     }
 
     /// Begin the lazy read transaction on the first statement that needs the database; its
@@ -396,19 +415,17 @@ impl<'s> PgTx<'s> {
         let client = conn.as_ref().ok_or_else(gone)?;
         let sqls = with_checks(&deferred, statements.iter().map(|(sql, _)| *sql));
         let deferred = &deferred;
-        let answer = self
-            .store
-            .block(send(client, pending, &sqls, |mut prepared| async move {
-                let rest = prepared.split_off(deferred.len());
-                let queries = futures_util::future::try_join_all(
-                    rest.iter()
-                        .zip(statements)
-                        .map(|(st, (_, params))| async move { client.query(st, params).await.map_err(pg_err) }),
-                );
-                // The checks first: after a failed one every later statement fails too.
-                let (_, answer) = futures_util::try_join!(checks(client, &prepared, deferred), queries)?;
-                Ok::<_, StoreError>(answer)
-            }));
+        let answer = self.block(send(client, pending, &sqls, |mut prepared| async move {
+            let rest = prepared.split_off(deferred.len());
+            let queries = futures_util::future::try_join_all(
+                rest.iter()
+                    .zip(statements)
+                    .map(|(st, (_, params))| async move { client.query(st, params).await.map_err(pg_err) }),
+            );
+            // The checks first: after a failed one every later statement fails too.
+            let (_, answer) = futures_util::try_join!(checks(client, &prepared, deferred), queries)?;
+            Ok::<_, StoreError>(answer)
+        }));
         after_checks(!sqls.is_empty() && sqls.len() > statements.len(), answer)
     }
 
@@ -430,14 +447,12 @@ impl<'s> PgTx<'s> {
         let client = conn.as_ref().ok_or_else(gone)?;
         let sqls = with_checks(&deferred, [sql]);
         let deferred = &deferred;
-        let answer = self
-            .store
-            .block(send(client, pending, &sqls, |mut prepared| async move {
-                let rest = prepared.split_off(deferred.len());
-                let changed = async { client.execute(&rest[0], params).await.map_err(pg_err) };
-                let (_, n) = futures_util::try_join!(checks(client, &prepared, deferred), changed)?;
-                Ok::<_, StoreError>(n)
-            }));
+        let answer = self.block(send(client, pending, &sqls, |mut prepared| async move {
+            let rest = prepared.split_off(deferred.len());
+            let changed = async { client.execute(&rest[0], params).await.map_err(pg_err) };
+            let (_, n) = futures_util::try_join!(checks(client, &prepared, deferred), changed)?;
+            Ok::<_, StoreError>(n)
+        }));
         after_checks(sqls.len() > 1, answer)
     }
 
@@ -531,7 +546,7 @@ impl<'s> PgTx<'s> {
         let deferred = self.deferred.take();
         let checked = !deferred.is_empty();
         let deferred = &deferred;
-        let result = self.store.block(after(client, pending, async {
+        let result = self.block(after(client, pending, async {
             // Prepared (once per connection) before any of them goes out, so that they
             // travel in this order in one round trip: the checks of predictions first (one
             // that fails aborts the transaction, and the COMMIT then rolls it back).
@@ -631,8 +646,7 @@ impl<'s> PgTx<'s> {
         let result = {
             let conn = self.conn.borrow();
             let client = conn.as_ref().ok_or_else(gone)?;
-            self.store
-                .block(async move { client.batch_execute(&pending).await.map_err(pg_err) })
+            self.block(async move { client.batch_execute(&pending).await.map_err(pg_err) })
         };
         if result.is_err() {
             if let Some(conn) = self.conn.borrow_mut().take() {

@@ -75,20 +75,21 @@ thread_local! {
     static OWN: std::cell::RefCell<Option<Own>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Run `*f` (taken) on this thread's own runtime if this is a writer thread of `store` and
-/// no runtime is running on it already; `None` (and `f` left) otherwise.
-pub(crate) fn on_own_runtime<F: std::future::Future>(store: &PgStore, f: &mut Option<F>) -> Option<F::Output> {
+/// Run `f` on this thread's own runtime, if this is a writer thread of `store` (and no
+/// runtime runs on this thread already); `None` otherwise.
+pub(crate) fn on_own_runtime<F: std::future::Future>(store: &PgStore, f: F) -> Option<F::Output> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return None;
     }
     OWN.with(|own| {
         let own = own.try_borrow().ok()?;
         let own = own.as_ref().filter(|o| std::ptr::eq(o.owner, store))?;
-        Some(own.rt.block_on(f.take()?))
+        Some(own.rt.block_on(f))
     })
 }
 
-/// A connection of this writer thread's own pool, if this is a writer thread of `store`.
+/// A connection of this writer thread's own pool (made on its own runtime), if this is a
+/// writer thread of `store`.
 pub(crate) fn own_connection(store: &PgStore) -> Option<Result<deadpool_postgres::Object, StoreError>> {
     let pool = OWN.with(|own| {
         let own = own.try_borrow().ok()?;
@@ -96,8 +97,7 @@ pub(crate) fn own_connection(store: &PgStore) -> Option<Result<deadpool_postgres
             .filter(|o| std::ptr::eq(o.owner, store))
             .map(|o| o.pool.clone())
     })?;
-    // On the own runtime (see `on_own_runtime`): the connection's task is spawned there.
-    Some(store.block(async move { pool.get().await.map_err(crate::pool_err) }))
+    on_own_runtime(store, async move { pool.get().await.map_err(crate::pool_err) })
 }
 
 fn run(store: Weak<PgStore>, rx: &Mutex<Receiver<Queued>>) {
