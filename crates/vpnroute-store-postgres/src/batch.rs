@@ -47,6 +47,11 @@ impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
         Batcher { queue }
     }
 
+    /// Whether the lanes have ended (the runtime they ran on is gone).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
     /// Queue `request` and wait for its answer.
     pub(crate) fn ask(&self, request: Q) -> impl Future<Output = Result<A, StoreError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();

@@ -75,8 +75,9 @@ use vpnroute_store::{ChangeFeed, ReadFnMut, ReadTx, Store, StoreError, WriteFnMu
 pub use nonces::{PgNonces, PgRateLimiter};
 pub use tx::PgTx;
 
-/// Connections for read transactions and for the writer (the pool grows on demand).
-const POOL_SIZE: usize = 12 + writer::WRITERS;
+/// Connections for read transactions and for writes off the writer threads, which have their
+/// own (the pool grows on demand).
+const POOL_SIZE: usize = 12;
 /// Connections for nonces and rate-limit counters (asynchronous commit, see [`PgNonces`]):
 /// one per lane of the fast lane and of the durable nonces, and two for the rest.
 const FAST_POOL_SIZE: usize = 2 * nonces::FAST_LANES + 2;
@@ -101,7 +102,7 @@ pub struct PgStore {
     generation: Generation,
     /// The generation queries of concurrent reads (see [`PgStore::read_fast`]) and reads'
     /// nonces, one statement per batch.
-    fast_lane: batch::Batcher<nonces::Fast, nonces::FastAnswer>,
+    fast_lane: Mutex<Option<Arc<batch::Batcher<nonces::Fast, nonces::FastAnswer>>>>,
     queue: OnceLock<Mutex<Sender<writer::Queued>>>,
     /// Keeps the LISTEN connection's task alive with the store.
     _listener: Option<tokio::task::JoinHandle<()>>,
@@ -272,7 +273,6 @@ impl PgStore {
             generation.publish(g);
             Ok::<_, StoreError>(listen(config.clone(), generation.0.clone()).await)
         })?;
-        let fast_lane = nonces::start_fast_lane(rt.handle(), fast_pool.clone());
         Ok(Arc::new_cyclic(|me| PgStore {
             me: me.clone(),
             rt,
@@ -282,7 +282,7 @@ impl PgStore {
             cache: ReadCache::default(),
             recent_auth: Default::default(),
             generation,
-            fast_lane,
+            fast_lane: Mutex::new(None),
             queue: OnceLock::new(),
             _listener: listener,
             config,
@@ -309,6 +309,26 @@ impl PgStore {
                     .join()
                     .unwrap_or_else(|p| std::panic::resume_unwind(p))
             }),
+        }
+    }
+
+    /// The fast lane (see `nonces.rs`), started on first use: on the runtime of its caller
+    /// when that is a multi-threaded one (the server's: a read's nonce and generation then go
+    /// out and come back without a hop to this store's runtime and back), else on this
+    /// store's. Started again (the same way) if the runtime it ran on has ended.
+    pub(crate) fn fast_lane(&self) -> Arc<batch::Batcher<nonces::Fast, nonces::FastAnswer>> {
+        let mut lane = self.fast_lane.lock().unwrap_or_else(|p| p.into_inner());
+        match &*lane {
+            Some(b) if !b.is_closed() => b.clone(),
+            _ => {
+                let rt = match tokio::runtime::Handle::try_current() {
+                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => h,
+                    _ => self.rt.handle().clone(),
+                };
+                let b = Arc::new(nonces::start_fast_lane(&rt, self.fast_pool.clone()));
+                *lane = Some(b.clone());
+                b
+            }
         }
     }
 

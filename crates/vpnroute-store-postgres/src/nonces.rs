@@ -111,7 +111,7 @@ const GENERATION: &str = "SELECT NULL::bytea, NULL::bytea, sum(n)::int8 FROM sto
 
 /// Statements in flight at once per batching loop (fast lane, durable nonces): see
 /// `crate::batch`. Two batches lock their nonce rows in one order, so they cannot deadlock.
-pub(crate) const FAST_LANES: usize = 3;
+pub(crate) const FAST_LANES: usize = 2;
 
 /// How many times a batch PostgreSQL aborted as a deadlock is sent again (rows are sent in
 /// one order, so two batches should never deadlock; this bounds the odd case).
@@ -190,7 +190,7 @@ impl PgStore {
     /// The commit generation, from a statement sent after this call began (through the fast
     /// lane, shared with the reads and nonces waiting when it is sent).
     pub(crate) fn generation_now(&self) -> Result<u64, StoreError> {
-        match self.block(self.fast_lane.ask(Fast::Generation))? {
+        match self.block(self.fast_lane().ask(Fast::Generation))? {
             FastAnswer::Generation(g) => Ok(g),
             _ => Err(mixed_up()),
         }
@@ -310,7 +310,7 @@ impl NonceStore for PgNonces {
             if durable {
                 return self.store.block(self.durable.ask(record));
             }
-            match self.store.block(self.store.fast_lane.ask(Fast::Nonce(record)))? {
+            match self.store.block(self.store.fast_lane().ask(Fast::Nonce(record)))? {
                 FastAnswer::Fresh(fresh) => Ok(fresh),
                 _ => Err(mixed_up()),
             }
@@ -357,7 +357,7 @@ impl NonceReads for PgNonces {
             now_ms: nonce.now_ms,
             keep_until_ms: nonce.keep_until_ms,
         };
-        let answer = self.store.fast_lane.ask(Fast::GenerationAndNonce(record));
+        let answer = self.store.fast_lane().ask(Fast::GenerationAndNonce(record));
         Box::pin(async move {
             match answer.await? {
                 FastAnswer::GenerationAndFresh(g, fresh) => Ok(fresh.then_some(g)),
@@ -448,6 +448,30 @@ mod tests {
             .into_iter()
             .map(|a| a.unwrap())
             .collect()
+    }
+
+    #[test]
+    fn the_fast_lane_runs_on_its_callers_runtime_and_starts_again_when_that_ends() {
+        let Some(db) = TestDb::create() else { return };
+        let store = PgStore::open(&db.url()).unwrap();
+        let server = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let first = server.block_on(async { store.fast_lane().ask(Fast::Generation).await });
+        assert!(matches!(first, Ok(FastAnswer::Generation(_))));
+        let lane = store.fast_lane();
+        drop(server);
+        // Its lanes ended with that runtime: started again on the store's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !lane.is_closed() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(lane.is_closed());
+        let g = store.generation_now().unwrap();
+        assert!(!store.fast_lane().is_closed());
+        assert_eq!(store.generation_now().unwrap(), g);
     }
 
     #[test]

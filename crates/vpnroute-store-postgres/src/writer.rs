@@ -35,7 +35,7 @@ pub(crate) struct Queued {
 }
 
 /// Writer threads (each with one connection while it commits a batch).
-pub(crate) const WRITERS: usize = 16;
+pub(crate) const WRITERS: usize = 8;
 
 /// Start the writer threads of `store`; they end when the returned sender is dropped.
 pub(crate) fn start(store: Weak<PgStore>) -> Sender<Queued> {
