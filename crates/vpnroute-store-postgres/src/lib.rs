@@ -12,10 +12,11 @@
 //!   `block_on`-ed on the calling thread. A call from a tokio worker thread (the server runs
 //!   short reads inline on its runtime) is wrapped in `tokio::task::block_in_place`, and one
 //!   from a current-thread runtime runs on a scoped helper thread, so no caller can make
-//!   `block_on` panic.
+//!   `block_on` panic. A writer thread runs its own transactions on a runtime and a
+//!   connection of its own (`writer.rs`): no hand-off to the store's threads per statement.
 //! * **Isolation.** Write transactions run at READ COMMITTED with explicit row locks:
-//!   [`vpnroute_store::WriteTx::lock_gateway`] is `SELECT … FOR UPDATE` on the gateway's row
-//!   of `gateway_locks`, so check-then-insert logic on a gateway is serialised across
+//!   [`vpnroute_store::WriteTx::lock_gateway`] locks the gateway's row of `gateway_locks`
+//!   (an upsert), so check-then-insert logic on a gateway is serialised across
 //!   replicas, and each statement after the lock sees every transaction committed before it
 //!   was granted (under REPEATABLE READ the snapshot would predate the lock and the check
 //!   would miss the other writer's row). Read transactions run at REPEATABLE READ READ ONLY:
@@ -32,8 +33,12 @@
 //! * **Writers.** Write requests ([`Store::submit_write`]) go to a few writer threads, each
 //!   request in a transaction of its own (PostgreSQL groups the WAL flushes of concurrent
 //!   commits itself; batches of requests deadlocked on each other's gateway locks, see
-//!   `writer.rs`). Reads a request needs after its gateway's lock, its claim or its record are
-//!   sent in the same round trip and answer the request's later reads (`tx.rs`).
+//!   `writer.rs`). Reads a request needs after its gateway's lock (one statement), its claim
+//!   or its record are sent in the same round trip and answer the request's later reads
+//!   (`tx.rs`). On the writer threads a transaction may also *predict* (an access key as
+//!   recently read, a version change at once from what the lock's reads found): each
+//!   prediction is checked by a statement in the next round trip that fails unless it held,
+//!   and the transaction is then retried reading (`tx.rs`, `Deferred`).
 //! * **What a read sees** (see [`PgStore::read_fast`]): every read takes the commit
 //!   generation from a query PostgreSQL received after the read began (concurrent reads share
 //!   one such query), so it never answers older than any commit acknowledged by any replica
@@ -44,7 +49,9 @@
 //!   [`PgNonces`]); writes' nonces are batched the same way among themselves. An API read
 //!   authenticated on this replica's cache brings its nonce with its own generation query
 //!   and awaits the one answer ([`vpnroute_store::NonceReads`], implemented by [`PgNonces`]);
-//!   a read fully answered from the cache then takes no connection at all.
+//!   a read fully answered from the cache then takes no connection at all. A request's first
+//!   authentication (before its nonce, and for a write before the writer) may use keys read
+//!   in the last second (`recent_auth.rs`); its own read or write authenticates it again.
 //! * **Migrations** (`schema.rs`): embedded, versioned (`schema_migrations`), applied at open
 //!   under a session advisory lock: the first replica migrates, the others wait and find
 //!   nothing to do.

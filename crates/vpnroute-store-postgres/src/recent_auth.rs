@@ -8,10 +8,11 @@
 //!
 //! Why it may be stale: nothing it answers is final. An entry is used for at most [`TTL`]
 //! after it was read from a committed snapshot; only entries for something that exists are
-//! kept (a key created a moment ago is never refused on an old "absent"). A key disabled or
-//! deleted, or a policy changed, within that time passes the first check and is refused by
-//! the second, in the write's (or read's) own transaction: the request then has used its
-//! nonce (docs/compatibility.md §1.2, step 8).
+//! kept (a key created a moment ago is never refused on an old "absent"), and a commit of
+//! this replica that changes keys or RAM directories forgets them all. A key disabled or
+//! deleted, or a policy changed, through another replica within that time passes the first
+//! check and is refused by the second, in the write's (or read's) own transaction: the
+//! request then has used its nonce (docs/compatibility.md §1.2, step 8).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -43,6 +44,11 @@ impl RecentAuth {
         v.downcast_ref::<V>().cloned()
     }
 
+    /// Forget everything (after this replica committed a change of authentication data).
+    pub(crate) fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Remember `value`, read now from a committed snapshot.
     pub(crate) fn put<V: Send + Sync + 'static>(&self, key: Query, value: V) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -71,5 +77,8 @@ mod tests {
         assert_eq!(r.get::<u32>(&Query::AccessKey("other".into())), None);
         r.entries.lock().unwrap().get_mut(&k).unwrap().0 -= TTL;
         assert_eq!(r.get::<u32>(&k), None, "expired");
+        r.put(k.clone(), 8u32);
+        r.clear();
+        assert_eq!(r.get::<u32>(&k), None, "forgotten");
     }
 }

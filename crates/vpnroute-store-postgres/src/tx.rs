@@ -12,10 +12,17 @@
 //!   update and delete: the row, its before-image and the gateway's route count in one
 //!   statement);
 //! * statements a call needs together go out in one round trip (tokio-postgres pipelines the
-//!   queries polled together): [`WriteTx::lock_gateway`] sends, after the `FOR UPDATE`, the
-//!   reads a writer of the gateway makes next (the gateway's row and its children, its
-//!   pending tasks and route counts); a claim sends the gateway's tasks with it, a record of
-//!   the applied version the tasks left and the gateway's row;
+//!   queries polled together): [`WriteTx::lock_gateway`] sends, after the lock, one statement
+//!   with the reads a writer of the gateway makes next (the gateway's row and its children,
+//!   the resources they name, its pending tasks, route counts and versions); a claim sends
+//!   the gateway's tasks with it, a record of the applied version the tasks left and the
+//!   gateway's row;
+//! * on a writer thread, what is known without a read is *predicted* and checked in the next
+//!   round trip ([`Deferred`]): the access key a request was first authenticated with (as
+//!   read in the last second), and a change recorded at once ([`WriteTx::change_at_once`])
+//!   when the lock's reads found nothing pending. The check fails the statement (so the
+//!   transaction can never commit) unless the prediction held; the transaction is then run
+//!   again without predictions;
 //! * those answers are kept in the transaction's memo ([`Memo`]) and answer the matching
 //!   reads until this transaction writes what they read (each write forgets its part; a
 //!   savepoint forgets everything). Each is a statement run after the gateway lock was
@@ -83,6 +90,9 @@ pub struct PgTx<'s> {
     savepoints: Cell<bool>,
     /// On a writer thread's own connection (see `writer.rs`).
     own: bool,
+    /// Whether this transaction changed or removed access keys or RAM directories: once it
+    /// commits, what this replica read of them recently is forgotten (`recent_auth.rs`).
+    wrote_auth: Cell<bool>,
 }
 
 /// The check of a prediction: something a write transaction took as known without reading
@@ -278,6 +288,7 @@ impl<'s> PgTx<'s> {
             deferred: RefCell::new(Vec::new()),
             savepoints: Cell::new(false),
             own: false,
+            wrote_auth: Cell::new(false),
         }
     }
 
@@ -569,6 +580,9 @@ impl<'s> PgTx<'s> {
         let result = after_checks(checked, result);
         match result {
             Ok(g) => {
+                if self.wrote_auth.get() {
+                    self.store.recent_auth.clear();
+                }
                 self.store.generation.publish(g);
                 Ok(())
             }
@@ -1252,6 +1266,10 @@ impl ReadTx for PgTx<'_> {
 /// changes no indexed value: a HOT update, as cheap as `SELECT … FOR UPDATE`.)
 pub(crate) const LOCK_ROW: &str = "INSERT INTO gateway_locks(gateway_id) VALUES ($1) \
     ON CONFLICT (gateway_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id";
+/// [`LOCK_ROW`] only if the gateway (`$1`, of kind `$2`) exists: a row when it was locked.
+const LOCK_ROW_IF_EXISTS: &str = "INSERT INTO gateway_locks(gateway_id) \
+    SELECT $1 WHERE EXISTS (SELECT 1 FROM resources WHERE id = $1 AND kind = $2) \
+    ON CONFLICT (gateway_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id RETURNING 1";
 
 /// What a writer of a locked gateway reads next, in one statement (one executor run, not
 /// six): `(tag, id, kind, account_id, region_id, doc, n, m, l)` rows, tag 0 the gateway's own
@@ -1279,24 +1297,34 @@ const LOCKED_READS: &str = "\
         WHERE gateway_id = $1 \
     ) r";
 
-impl WriteTx for PgTx<'_> {
-    /// `SELECT … FOR UPDATE` on the gateway's lock row (created on first use), in one round
-    /// trip with the insert that creates it; held until the transaction ends. The same round
-    /// trip reads, once the lock is granted, what a writer of the gateway reads next (see
-    /// `remember_locked`).
-    fn lock_gateway(&self, gateway_id: &str) -> Result<(), StoreError> {
+impl PgTx<'_> {
+    /// Lock the gateway's row (`only_if_exists`: only if the gateway exists, creating no lock
+    /// row otherwise) and read, in the same round trip, what a writer of it reads next; the
+    /// reads are kept only if the lock was taken. Whether it was.
+    fn lock_and_read(&self, gateway_id: &str, only_if_exists: bool) -> Result<bool, StoreError> {
         if gateway_id.contains('\0') {
             return Err(StoreError::Other("a gateway id with a NUL byte".into()));
         }
         let gateway_kind = ResourceKind::VpnGateway.as_str();
         let children_max = MEMO_CHILDREN as i64 + 1;
-        let mut answers = self.pipeline(&[
-            (LOCK_ROW, &[&gateway_id]),
-            (LOCKED_READS, &[&gateway_id, &gateway_kind, &children_max]),
-        ])?;
+        let mut answers = if only_if_exists {
+            self.pipeline(&[
+                (LOCK_ROW_IF_EXISTS, &[&gateway_id, &gateway_kind]),
+                (LOCKED_READS, &[&gateway_id, &gateway_kind, &children_max]),
+            ])?
+        } else {
+            self.pipeline(&[
+                (LOCK_ROW, &[&gateway_id]),
+                (LOCKED_READS, &[&gateway_id, &gateway_kind, &children_max]),
+            ])?
+        };
+        let mut rows = answers.pop().unwrap_or_default();
+        if only_if_exists && answers.pop().unwrap_or_default().is_empty() {
+            // No such gateway when the lock was tried: nothing locked, nothing kept.
+            return Ok(false);
+        }
         let (mut own, mut versions) = (None, None);
         let (mut children, mut tasks, mut counts, mut named) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut rows = answers.pop().unwrap_or_default();
         rows.sort_by_key(|r| (r.get::<_, i32>(0), r.get::<_, Option<i64>>(6)));
         for r in rows {
             let text = |i: usize| r.get::<_, Option<String>>(i).unwrap_or_default();
@@ -1329,7 +1357,28 @@ impl WriteTx for PgTx<'_> {
         }
         self.remember_locked(gateway_id, own, children, tasks, counts);
         self.remember_rows(named);
-        Ok(())
+        Ok(true)
+    }
+}
+
+impl WriteTx for PgTx<'_> {
+    /// The gateway's lock row locked (created on first use, [`LOCK_ROW`]); held until the
+    /// transaction ends. The same round trip reads, once the lock is granted, what a writer of
+    /// the gateway reads next (see `remember_locked`).
+    fn lock_gateway(&self, gateway_id: &str) -> Result<(), StoreError> {
+        self.lock_and_read(gateway_id, false).map(|_| ())
+    }
+
+    /// The lock only if the gateway exists, and its owner from the lock's reads: one round
+    /// trip.
+    fn lock_existing_gateway(&self, gateway_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        if !self.lock_and_read(gateway_id, true)? {
+            return Ok(None);
+        }
+        Ok(self
+            .memo_row(ResourceKind::VpnGateway, gateway_id)
+            .flatten()
+            .map(|r| (r.account_id, r.region_id)))
     }
 
     fn next_counter(&self, name: &str) -> Result<i64, StoreError> {
@@ -1353,10 +1402,12 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn set_access_key_status(&self, id: &str, status: &str) -> Result<bool, StoreError> {
+        self.wrote_auth.set(true);
         Ok(self.execute("UPDATE access_keys SET status = $2 WHERE id = $1", &[&id, &status])? > 0)
     }
 
     fn delete_access_key(&self, id: &str) -> Result<bool, StoreError> {
+        self.wrote_auth.set(true);
         Ok(self.execute("DELETE FROM access_keys WHERE id = $1", &[&id])? > 0)
     }
 
@@ -1369,6 +1420,7 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn put_ram_directory(&self, account_id: &str, doc: &str) -> Result<(), StoreError> {
+        self.wrote_auth.set(true);
         self.execute(
             "INSERT INTO ram_directories(account_id, doc) VALUES ($1, $2) \
              ON CONFLICT (account_id) DO UPDATE SET doc = EXCLUDED.doc",

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vpnroute_domain::model::{RouteKind, VpnRoute};
-use vpnroute_store::{AccessKey, Account, ReadTx, Store, StoreError, WriteTx};
+use vpnroute_store::{AccessKey, Account, NonceStore, ReadTx, Store, StoreError, WriteTx};
 use vpnroute_store_postgres::PgStore;
 
 fn route(dest: &str) -> VpnRoute {
@@ -191,4 +191,39 @@ fn a_key_taken_as_recently_read_is_checked_before_the_commit() {
     }
     let routes = store.read(|tx| tx.gateway_routes("gw")).unwrap();
     assert_eq!(routes.len(), 2, "each write's route once");
+
+    // A change through this replica ends what it read recently: a first check no longer
+    // passes on the old state.
+    Side::connect(&db.url).run("UPDATE access_keys SET status = 'Active' WHERE id = 'k1'");
+    assert_eq!(store.read(|tx| tx.access_key("k1")).unwrap().unwrap().status, "Active");
+    let nonces = store.nonces();
+    let reads = nonces.reads().unwrap();
+    let first_check = || reads.read_cached(|tx| tx.access_key("k1").ok().flatten().map(|k| k.status));
+    assert_eq!(first_check(), Some(Some("Active".to_string())), "recently read");
+    store.write(|tx| tx.set_access_key_status("k1", "Inactive")).unwrap();
+    assert_ne!(
+        first_check(),
+        Some(Some("Active".to_string())),
+        "forgotten by the commit"
+    );
+}
+
+#[test]
+fn the_lock_of_a_gateway_that_does_not_exist_leaves_no_row() {
+    let Some(db) = common::TestDb::create() else { return };
+    let store = PgStore::open(&db.url).unwrap();
+    assert_eq!(store.write(|tx| tx.lock_existing_gateway("vpn-junk")).unwrap(), None);
+    store.write(|tx| tx.lock_gateway("vpn-other")).unwrap();
+    let side = Side::connect(&db.url);
+    let rows: Vec<String> = side
+        .rt
+        .block_on(
+            side.client
+                .query("SELECT gateway_id FROM gateway_locks ORDER BY 1", &[]),
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, ["vpn-other"]);
 }

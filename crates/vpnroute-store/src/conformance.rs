@@ -58,6 +58,7 @@ macro_rules! conformance_tests {
             a_failed_transaction_rolls_everything_back,
             group_commit_undoes_only_the_failed_request,
             the_gateway_lock_serialises_check_then_insert,
+            the_lock_of_an_existing_gateway_gives_its_owner_and_serialises,
             a_retryable_failure_reruns_the_request,
             a_request_that_stays_retryable_gives_up_retryably,
             fast_reads_see_every_commit,
@@ -897,6 +898,61 @@ pub fn the_gateway_lock_serialises_check_then_insert(h: &dyn Harness) {
     assert_eq!(store.read(|tx| tx.count_routes("gw", RouteKind::Dbr)).unwrap(), 1);
     // Locking another gateway, or one with no state at all, is fine.
     write(&*store, |tx| tx.lock_gateway("vpn-none"));
+}
+
+pub fn the_lock_of_an_existing_gateway_gives_its_owner_and_serialises(h: &dyn Harness) {
+    let store = h.store();
+    write(&*store, |tx| {
+        tx.insert_resource(
+            ResourceKind::VpnGateway,
+            "gw",
+            "acct",
+            "cn-hangzhou",
+            "vpc",
+            &"gw".to_string(),
+        )?;
+        tx.insert_resource(ResourceKind::Vpc, "vpc", "acct", "cn-hangzhou", "", &"vpc".to_string())
+    });
+    let owner = store.write(|tx| tx.lock_existing_gateway("gw")).unwrap();
+    assert_eq!(owner, Some(("acct".to_string(), "cn-hangzhou".to_string())));
+    assert_eq!(store.write(|tx| tx.lock_existing_gateway("vpn-none")).unwrap(), None);
+    assert_eq!(
+        store.write(|tx| tx.lock_existing_gateway("vpc")).unwrap(),
+        None,
+        "not a gateway"
+    );
+    // The lock it takes serialises check-then-insert as `lock_gateway` does.
+    let start = Arc::new(Barrier::new(2));
+    let writers: Vec<_> = ["vco-a", "vco-b"]
+        .into_iter()
+        .map(|hop| {
+            let (store, start) = (store.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                store
+                    .write(|tx| {
+                        assert!(tx.lock_existing_gateway("gw")?.is_some());
+                        let seen = tx.routes_with_dest("gw", "10.0.0.0/24")?;
+                        if seen.is_empty() {
+                            tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", hop))?;
+                        }
+                        Ok::<_, StoreError>(seen.len())
+                    })
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut seen: Vec<usize> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    seen.sort();
+    assert_eq!(seen, [0, 1], "exactly one writer saw the other's route");
+    // Its reads under the lock are the gateway's (the owner and the document).
+    store
+        .write(|tx| {
+            assert!(tx.lock_existing_gateway("gw")?.is_some());
+            assert_eq!(tx.resource_owner(ResourceKind::VpnGateway, "gw")?.unwrap().0, "acct");
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
 }
 
 pub fn a_retryable_failure_reruns_the_request(h: &dyn Harness) {

@@ -189,6 +189,17 @@ pub trait WriteTx: ReadTx {
     /// (`SELECT … FOR UPDATE` on a shared database; free where there is a single writer).
     /// Check-then-insert logic on a gateway's routes and connections takes it before reading.
     fn lock_gateway(&self, gateway_id: &str) -> Result<(), StoreError>;
+    /// The (account id, region id) of gateway `gateway_id` ([`ReadTx::resource_owner`]) and,
+    /// if it exists, its lock ([`WriteTx::lock_gateway`]); `None`: no such gateway, nothing
+    /// locked (no lock rows for ids that do not exist). One round trip where the store can do
+    /// both together.
+    fn lock_existing_gateway(&self, gateway_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let owner = self.resource_owner(ResourceKind::VpnGateway, gateway_id)?;
+        if owner.is_some() {
+            self.lock_gateway(gateway_id)?;
+        }
+        Ok(owner)
+    }
 
     /// Next value of a named monotonic counter (resource ordering, versions).
     fn next_counter(&self, name: &str) -> Result<i64, StoreError>;

@@ -24,7 +24,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use vpnroute_domain::params::Paging;
 
-use super::{check_owned, opt_text, owned, params};
+use super::{check_owned, opt_text, owned, params, Regional};
 use crate::actions::vpc::PUBLISHED;
 use crate::ops::{arn, check_dry_run, Deferred, Done, Operation};
 use crate::reply::{page_fields, List, Reply};
@@ -52,10 +52,12 @@ fn gateway_for_change(
     id: &str,
     busy: ApiError,
 ) -> Result<VpnGateway, ApiError> {
-    // Known to the caller before it is locked (no lock rows for ids that do not exist; the
+    // The caller's own, found with its lock (no lock rows for ids that do not exist; the
     // owner columns only, no document decoded), then read under the lock.
-    check_owned::<VpnGateway>(ctx, tx, region, id)?;
-    tx.lock_gateway(id)?;
+    match tx.lock_existing_gateway(id)? {
+        Some((account, res_region)) if account == ctx.account_id && res_region == region => {}
+        _ => return Err(<VpnGateway as Regional>::NOT_FOUND),
+    }
     let gw: VpnGateway = owned(ctx, tx, region, id)?;
     gw.business_status.check_change()?;
     match tx.resource::<Vpc>(ResourceKind::Vpc, &gw.vpc_id)? {
