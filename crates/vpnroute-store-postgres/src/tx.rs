@@ -175,6 +175,9 @@ pub(crate) struct Memo {
     /// Gateway → its (desired, applied, lease_until) as read with its lock (`None`: no row),
     /// for a prediction of [`WriteTx::change_at_once`].
     pub(crate) locked_versions: HashMap<String, Option<(i64, i64, Option<i64>)>>,
+    /// Gateway → every route it has, by seq, as read with its lock (only when it has at most
+    /// [`MEMO_ROUTES`]).
+    routes: HashMap<String, Vec<VpnRoute>>,
 }
 
 /// `(from, to, changes)` of [`ReadTx::route_changes`].
@@ -198,6 +201,7 @@ impl Memo {
 
     /// Forget what a write of a gateway's routes changes: its counts and route changes.
     fn forget_routes(&mut self, gateway_id: &str) {
+        self.routes.remove(gateway_id);
         self.route_counts.remove(gateway_id);
         self.changes.remove(gateway_id);
     }
@@ -1085,6 +1089,9 @@ impl ReadTx for PgTx<'_> {
         source: &str,
         dest: &str,
     ) -> Result<Vec<VpnRoute>, StoreError> {
+        if let Some(routes) = self.memo_routes(gateway_id, |r| r.kind == kind && r.source == source && r.dest == dest) {
+            return Ok(routes);
+        }
         self.routes(
             concat!(
                 "SELECT ",
@@ -1096,6 +1103,9 @@ impl ReadTx for PgTx<'_> {
     }
 
     fn routes_with_dest(&self, gateway_id: &str, dest: &str) -> Result<Vec<VpnRoute>, StoreError> {
+        if let Some(routes) = self.memo_routes(gateway_id, |r| r.dest == dest) {
+            return Ok(routes);
+        }
         self.routes(
             concat!(
                 "SELECT ",
@@ -1146,6 +1156,9 @@ impl ReadTx for PgTx<'_> {
     }
 
     fn gateway_routes(&self, gateway_id: &str) -> Result<Vec<VpnRoute>, StoreError> {
+        if let Some(routes) = self.memo_routes(gateway_id, |_| true) {
+            return Ok(routes);
+        }
         self.routes(
             concat!(
                 "SELECT ",
@@ -1278,23 +1291,32 @@ const LOCK_ROW_IF_EXISTS: &str = "INSERT INTO gateway_locks(gateway_id) \
 /// the gateway and its children name (its VPC, the customer gateways of its connections, …:
 /// the values of their documents' `…_id` fields, whatever the fields are; at most `$3`), 5
 /// its versions (desired, applied, lease_until in `n`, `m`, `l`; for
-/// [`WriteTx::change_at_once`]). In no order: sorted here by (tag, `n`), which costs
-/// PostgreSQL a sort node's set-up on every run.
+/// [`WriteTx::change_at_once`]), 6 its routes, at most `$4` (source, kind, dest, next hop,
+/// description in the text columns; seq, weight, priority in `n`, `m`, `l`; overlay mode,
+/// create time, published in `t`, `k`, `b`; no order: the first `$4` the index gives, so a
+/// gateway with many routes costs no more). In no order: sorted here by (tag, `n`), which
+/// would cost PostgreSQL a sort node's set-up on every run.
 const LOCKED_READS: &str = "\
     WITH own AS (SELECT id, kind, account_id, region_id, doc FROM resources WHERE id = $1 AND kind = $2), \
          children AS (SELECT id, kind, account_id, region_id, doc, seq FROM resources WHERE parent_id = $1 \
                       ORDER BY seq LIMIT $3) \
     SELECT * FROM ( \
-      SELECT 0 AS tag, id, kind, account_id, region_id, doc, NULL::int8 AS n, NULL::int8 AS m, NULL::int8 AS l FROM own \
-      UNION ALL SELECT 1, id, kind, account_id, region_id, doc, seq, NULL, NULL FROM children \
-      UNION ALL SELECT 2, NULL, NULL, NULL, NULL, NULL, version, due_at, NULL FROM gateway_tasks WHERE gateway_id = $1 \
-      UNION ALL SELECT 3, kind, NULL, NULL, NULL, NULL, n, NULL, NULL FROM gateway_route_counts WHERE gateway_id = $1 \
-      UNION ALL (SELECT 4, id, kind, account_id, region_id, doc, NULL, NULL, NULL FROM resources WHERE id IN ( \
+      SELECT 0 AS tag, id, kind, account_id, region_id, doc, NULL::int8 AS n, NULL::int8 AS m, NULL::int8 AS l, \
+             NULL::text AS t, NULL::int8 AS k, NULL::bool AS b FROM own \
+      UNION ALL SELECT 1, id, kind, account_id, region_id, doc, seq, NULL, NULL, NULL, NULL, NULL FROM children \
+      UNION ALL SELECT 2, NULL, NULL, NULL, NULL, NULL, version, due_at, NULL, NULL, NULL, NULL \
+        FROM gateway_tasks WHERE gateway_id = $1 \
+      UNION ALL SELECT 3, kind, NULL, NULL, NULL, NULL, n, NULL, NULL, NULL, NULL, NULL \
+        FROM gateway_route_counts WHERE gateway_id = $1 \
+      UNION ALL (SELECT 4, id, kind, account_id, region_id, doc, NULL, NULL, NULL, NULL, NULL, NULL \
+        FROM resources WHERE id IN ( \
           SELECT m[1] FROM (SELECT doc FROM own UNION ALL SELECT doc FROM children) d, \
                  LATERAL regexp_matches(d.doc, '_id\":\"([^\"]+)\"', 'g') AS m) \
         AND id <> $1 AND parent_id <> $1 LIMIT $3) \
-      UNION ALL SELECT 5, NULL, NULL, NULL, NULL, NULL, desired, applied, lease_until FROM gateway_versions \
-        WHERE gateway_id = $1 \
+      UNION ALL SELECT 5, NULL, NULL, NULL, NULL, NULL, desired, applied, lease_until, NULL, NULL, NULL \
+        FROM gateway_versions WHERE gateway_id = $1 \
+      UNION ALL (SELECT 6, route_source, kind, route_dest, next_hop, description, seq, weight, priority, \
+               overlay_mode, create_time, published FROM vpn_routes WHERE gateway_id = $1 LIMIT $4) \
     ) r";
 
 impl PgTx<'_> {
@@ -1306,24 +1328,19 @@ impl PgTx<'_> {
             return Err(StoreError::Other("a gateway id with a NUL byte".into()));
         }
         let gateway_kind = ResourceKind::VpnGateway.as_str();
-        let children_max = MEMO_CHILDREN as i64 + 1;
+        let (children_max, routes_max) = (MEMO_CHILDREN as i64 + 1, MEMO_ROUTES as i64 + 1);
+        let reads: (&str, Params<'_>) = (LOCKED_READS, &[&gateway_id, &gateway_kind, &children_max, &routes_max]);
         let mut answers = if only_if_exists {
-            self.pipeline(&[
-                (LOCK_ROW_IF_EXISTS, &[&gateway_id, &gateway_kind]),
-                (LOCKED_READS, &[&gateway_id, &gateway_kind, &children_max]),
-            ])?
+            self.pipeline(&[(LOCK_ROW_IF_EXISTS, &[&gateway_id, &gateway_kind]), reads])?
         } else {
-            self.pipeline(&[
-                (LOCK_ROW, &[&gateway_id]),
-                (LOCKED_READS, &[&gateway_id, &gateway_kind, &children_max]),
-            ])?
+            self.pipeline(&[(LOCK_ROW, &[&gateway_id]), reads])?
         };
         let mut rows = answers.pop().unwrap_or_default();
         if only_if_exists && answers.pop().unwrap_or_default().is_empty() {
             // No such gateway when the lock was tried: nothing locked, nothing kept.
             return Ok(false);
         }
-        let (mut own, mut versions) = (None, None);
+        let (mut own, mut versions, mut routes) = (None, None, Vec::new());
         let (mut children, mut tasks, mut counts, mut named) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         rows.sort_by_key(|r| (r.get::<_, i32>(0), r.get::<_, Option<i64>>(6)));
         for r in rows {
@@ -1349,11 +1366,33 @@ impl PgTx<'_> {
                 }),
                 3 => counts.push((text(1), r.get::<_, i64>(6).max(0) as u64)),
                 4 => named.push(resource()),
-                _ => versions = Some((r.get::<_, i64>(6), r.get::<_, i64>(7), r.get::<_, Option<i64>>(8))),
+                5 => versions = Some((r.get::<_, i64>(6), r.get::<_, i64>(7), r.get::<_, Option<i64>>(8))),
+                _ => routes.push(VpnRoute {
+                    seq: r.get(6),
+                    kind: if text(2) == "pbr" {
+                        RouteKind::Pbr
+                    } else {
+                        RouteKind::Dbr
+                    },
+                    gateway_id: gateway_id.to_string(),
+                    source: text(1),
+                    dest: text(3),
+                    next_hop: text(4),
+                    weight: r.get(7),
+                    priority: r.get(8),
+                    published: r.get(11),
+                    description: text(5),
+                    overlay_mode: text(9),
+                    create_time: r.get(10),
+                }),
             }
         }
         if self.mode == Mode::Write {
-            self.memo().locked_versions.insert(gateway_id.to_string(), versions);
+            let mut memo = self.memo();
+            memo.locked_versions.insert(gateway_id.to_string(), versions);
+            if routes.len() <= MEMO_ROUTES {
+                memo.routes.insert(gateway_id.to_string(), routes);
+            }
         }
         self.remember_locked(gateway_id, own, children, tasks, counts);
         self.remember_rows(named);
@@ -1736,6 +1775,8 @@ fn generation_slot() -> i32 {
 /// Most children of a gateway the lock's round trip reads (a gateway with more is read by
 /// statements of its own).
 const MEMO_CHILDREN: usize = 64;
+/// Routes of a locked gateway kept in the memo at most (more: none are, see `LOCKED_READS`).
+const MEMO_ROUTES: usize = 64;
 
 /// Before an update or delete of route `$2` of gateway `$1`: its row as its before-image
 /// (see the before-images in `reconcile.rs`), as a CTE body.
@@ -1822,6 +1863,19 @@ impl PgTx<'_> {
         if self.mode == Mode::Write {
             self.memo.borrow_mut().rows.insert((kind.as_str(), id.to_string()), row);
         }
+    }
+
+    /// The routes of `gateway_id` that `keep`, by seq, if the memo holds all its routes.
+    fn memo_routes(&self, gateway_id: &str, keep: impl Fn(&VpnRoute) -> bool) -> Option<Vec<VpnRoute>> {
+        let memo = self.memo.borrow();
+        Some(
+            memo.routes
+                .get(gateway_id)?
+                .iter()
+                .filter(|r| keep(r))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// The memo's answer for a resource: `Some(None)` known absent, `None` not known.

@@ -945,11 +945,20 @@ pub fn the_lock_of_an_existing_gateway_gives_its_owner_and_serialises(h: &dyn Ha
     let mut seen: Vec<usize> = writers.into_iter().map(|w| w.join().unwrap()).collect();
     seen.sort();
     assert_eq!(seen, [0, 1], "exactly one writer saw the other's route");
-    // Its reads under the lock are the gateway's (the owner and the document).
+    // Its reads under the lock are the gateway's (the owner, the document, the routes), and
+    // the transaction's own writes after it are seen by its later reads.
     store
         .write(|tx| {
             assert!(tx.lock_existing_gateway("gw")?.is_some());
             assert_eq!(tx.resource_owner(ResourceKind::VpnGateway, "gw")?.unwrap().0, "acct");
+            assert_eq!(tx.gateway_routes("gw")?.len(), 1);
+            tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.1.0/24", "vco-a"))?;
+            let dests: Vec<String> = tx.gateway_routes("gw")?.into_iter().map(|r| r.dest).collect();
+            assert_eq!(dests, ["10.0.0.0/24", "10.0.1.0/24"]);
+            assert_eq!(tx.routes_with_key("gw", RouteKind::Dbr, "", "10.0.1.0/24")?.len(), 1);
+            let first = tx.routes_with_dest("gw", "10.0.0.0/24")?.pop().unwrap();
+            tx.delete_route(&first)?;
+            assert!(tx.routes_with_dest("gw", "10.0.0.0/24")?.is_empty());
             Ok::<_, StoreError>(())
         })
         .unwrap();

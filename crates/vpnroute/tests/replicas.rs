@@ -27,9 +27,15 @@ use vpnroute_client::{build_request, Client, Credentials, Response, Scheme};
 const PG: &str = "127.0.0.1:5432";
 
 /// A database of this test's own, dropped when the guard goes (even when the test fails).
+/// One test of this file at a time: each runs two or three replicas, up to ~27 connections
+/// each (docs/compatibility.md §7.1 "pools"), and PostgreSQL's default `max_connections` is
+/// 100 (three tests at once ran out of connections while killed replicas' sessions ended).
 struct Database {
     name: String,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn psql(sql: &str) -> Result<(), String> {
     let out = Command::new("psql")
@@ -60,6 +66,7 @@ impl Database {
     /// A fresh database, or `None` (after saying SKIPPED) when PostgreSQL is unreachable
     /// outside CI.
     fn create() -> Option<Database> {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let reachable = PG
             .parse::<SocketAddr>()
             .ok()
@@ -72,7 +79,7 @@ impl Database {
             Err(format!("nothing answers on {PG}"))
         };
         match created {
-            Ok(()) => Some(Database { name }),
+            Ok(()) => Some(Database { name, _turn: turn }),
             Err(e) if std::env::var_os("CI").is_some() => panic!("PostgreSQL unavailable (CI is set): {e}"),
             Err(e) => {
                 eprintln!("SKIPPED: replica tests need PostgreSQL on {PG} (user postgres, trust auth): {e}");
