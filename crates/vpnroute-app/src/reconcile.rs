@@ -225,8 +225,33 @@ fn connection_specs(tx: &dyn ReadTx, gateway_id: &str) -> Result<Vec<ConnectionS
     conns.iter().map(|c| connection_spec(tx, c)).collect()
 }
 
+/// The spec of a gateway whose version this transaction recorded at once
+/// ([`vpnroute_store::WriteTx::change_at_once`]): its current state, under its lock (nothing
+/// newer than `version` exists, so the current routes are those at `version`).
+pub fn spec_recorded_at_once(
+    tx: &dyn ReadTx,
+    gateway_id: &str,
+    version: i64,
+) -> Result<Option<GatewaySpec>, StoreError> {
+    let Some(mut spec) = gateway_spec_with(tx, gateway_id, version, false)? else {
+        return Ok(None);
+    };
+    spec.version = version;
+    Ok(Some(spec))
+}
+
 /// The desired spec of a gateway at `version` (`None`: no such gateway).
 pub fn gateway_spec(tx: &dyn ReadTx, gateway_id: &str, version: i64) -> Result<Option<GatewaySpec>, StoreError> {
+    gateway_spec_with(tx, gateway_id, version, true)
+}
+
+/// [`gateway_spec`]; `at_version`: the routes as at `version` (else the current ones).
+fn gateway_spec_with(
+    tx: &dyn ReadTx,
+    gateway_id: &str,
+    version: i64,
+    at_version: bool,
+) -> Result<Option<GatewaySpec>, StoreError> {
     let Some(gw) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, gateway_id)? else {
         return Ok(None);
     };
@@ -240,11 +265,14 @@ pub fn gateway_spec(tx: &dyn ReadTx, gateway_id: &str, version: i64) -> Result<O
         internet_ip: gw.doc.internet_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
         vpc_cidr,
         connections: connection_specs(tx, gateway_id)?,
-        routes: tx
-            .routes_at_version(gateway_id, version)?
-            .iter()
-            .filter_map(route_spec)
-            .collect(),
+        routes: if at_version {
+            tx.routes_at_version(gateway_id, version)?
+        } else {
+            tx.gateway_routes(gateway_id)?
+        }
+        .iter()
+        .filter_map(route_spec)
+        .collect(),
     }))
 }
 

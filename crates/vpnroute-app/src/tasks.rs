@@ -49,6 +49,10 @@ pub struct Effects {
     /// Those versions' changes, taken from the transaction at the end of the request
     /// ([`vpnroute_store::WriteTx::take_changes_at_once`]): put in force right after the commit.
     pub at_once: Vec<ChangeAtOnce>,
+    /// For those whose gateway this process's data plane did not hold at the version before
+    /// (another replica changed it since): the whole spec at the version, read at the end of
+    /// the request's transaction, put in force instead of the changes.
+    pub at_once_specs: Vec<vpnroute_dataplane::GatewaySpec>,
 }
 
 /// A gateway a request's transaction claimed (see [`Effects::claims`]).

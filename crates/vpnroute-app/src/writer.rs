@@ -46,6 +46,25 @@ impl WriteJob for RequestJob {
         // Taken whatever the outcome: a failed request's are undone with its savepoint.
         let at_once = tx.take_changes_at_once();
         if let Ok((_, effects)) = &mut self.outcome {
+            let data_plane = &self.app.data_plane;
+            for change in &at_once {
+                // Behind (another replica changed the gateway since this data plane last
+                // followed): the whole spec, read here with the gateway still locked, instead of
+                // a read of it after the commit.
+                let held = data_plane
+                    .observe(&change.gateway_id)
+                    .ok()
+                    .flatten()
+                    .filter(|o| o.in_sync)
+                    .and_then(|o| o.applied_version);
+                if held != Some(change.version - 1) {
+                    if let Ok(Some(spec)) =
+                        crate::reconcile::spec_recorded_at_once(tx, &change.gateway_id, change.version)
+                    {
+                        effects.at_once_specs.push(spec);
+                    }
+                }
+            }
             effects.at_once = at_once;
             if self.app.data_plane.applies_inline() {
                 // Last in the request's work: the state these reads see is what commits.
@@ -162,9 +181,17 @@ fn put_in_force(app: &Arc<App>, mut effects: Effects, inline: bool, done: AfterP
             }
         })
     };
-    // Recorded already: put in force from the request's own route writes.
+    // Recorded already: put in force from the request's own route writes (or the whole spec
+    // read with them, for a data plane that was behind).
+    let mut specs = std::mem::take(&mut effects.at_once_specs);
     for change in std::mem::take(&mut effects.at_once) {
-        reconciler.put_recorded_in_force_inline(crate::reconcile::changes_at_once(change), answer());
+        match specs
+            .iter()
+            .position(|s| s.gateway_id == change.gateway_id && s.version == change.version)
+        {
+            Some(i) => reconciler.put_recorded_spec_in_force_inline(specs.swap_remove(i), answer()),
+            None => reconciler.put_recorded_in_force_inline(crate::reconcile::changes_at_once(change), answer()),
+        }
     }
     let mut unclaimed = false;
     for (gateway_id, version) in &effects.in_force {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
-use vpnroute_dataplane::{DataPlane, DataPlaneError, DataPlaneEvent, Observed, SpecChanges};
+use vpnroute_dataplane::{DataPlane, DataPlaneError, DataPlaneEvent, GatewaySpec, Observed, SpecChanges};
 
 use crate::backoff::Backoff;
 use crate::store::{Claim, ReconcileStore, StoreFailure};
@@ -54,6 +54,12 @@ pub struct ReconcilerConfig {
     /// say).
     pub in_force_wait: Duration,
 }
+
+/// Gateways one mirroring pass puts in force from which the next waits [`BUSY_MIRROR_GAP`]
+/// (see `Reconciler::mirror`).
+pub const BUSY_MIRROR: usize = 8;
+/// The least time between two mirroring passes after a busy one.
+pub const BUSY_MIRROR_GAP: Duration = Duration::from_millis(200);
 
 impl ReconcilerConfig {
     /// Defaults with a given owner id.
@@ -193,6 +199,8 @@ pub struct Reconciler {
     /// The generation the last complete mirroring started at (`u64::MAX`: none yet), read
     /// by [`Reconciler::run`]'s poll without taking `mirror`.
     mirrored_generation: AtomicU64,
+    /// No mirroring before this time (ms): set after a pass that mirrored many gateways.
+    mirror_gap_until_ms: std::sync::atomic::AtomicI64,
     /// Passes run one at a time (the loop, and callers running one themselves).
     pass: Mutex<()>,
 }
@@ -251,6 +259,7 @@ impl Reconciler {
             next_full_check_ms: Mutex::new(0),
             mirror: Mutex::new(MirrorState::default()),
             mirrored_generation: AtomicU64::new(u64::MAX),
+            mirror_gap_until_ms: std::sync::atomic::AtomicI64::new(0),
             pass: Mutex::new(()),
         }
     }
@@ -372,6 +381,32 @@ impl Reconciler {
                 this.wake();
             }),
         }
+    }
+
+    /// Like [`Reconciler::put_recorded_in_force_inline`], from the whole `spec` at the
+    /// recorded version (read by the request's transaction because this data plane did not
+    /// hold the version before).
+    pub fn put_recorded_spec_in_force_inline(self: &Arc<Self>, spec: GatewaySpec, done: AfterPass) {
+        let (gateway_id, version) = (spec.gateway_id.clone(), spec.version);
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.data_plane.apply(&spec)));
+        if let Ok(Ok(())) = applied {
+            bump(&self.metrics.applied);
+            self.settle_waiters(&gateway_id, Some(version));
+            return done();
+        }
+        self.off_thread(move |this| {
+            if let Err(e) = this.mirror_one(&gateway_id, version) {
+                bump(&this.metrics.failures);
+                let error = match e {
+                    Failure::Store(e) => e.0,
+                    Failure::DataPlane(e) => e,
+                };
+                tracing::warn!(gateway = %gateway_id, version, error = %error, "putting a version recorded at once in force failed");
+                this.check_all_on_next_pass();
+                this.wake();
+            }
+            done();
+        });
     }
 
     /// Put in force here a version that the transaction which made it also recorded as
@@ -508,6 +543,11 @@ impl Reconciler {
             tokio::time::sleep(poll).await;
             let mirrored = self.mirrored_generation.load(Ordering::Acquire);
             if self.store.generation().is_none_or(|g| g != mirrored) {
+                // After a busy mirroring, not before its gap has passed (see `mirror`).
+                let gap = self.mirror_gap_until_ms.load(Ordering::Acquire) - now_ms();
+                if gap > 0 {
+                    tokio::time::sleep(Duration::from_millis(gap as u64)).await;
+                }
                 return;
             }
         }
@@ -594,6 +634,12 @@ impl Reconciler {
     /// process sees its data plane. A gateway whose data plane is ahead of the record (an
     /// apply of this process not recorded yet) is left to the claims; `skip`: gateways this
     /// pass has just reconciled under a claim.
+    ///
+    /// A pass that mirrored [`BUSY_MIRROR`] gateways or more (other replicas changing many
+    /// gateways at once) leaves [`BUSY_MIRROR_GAP`] before the next one: each mirrored gateway
+    /// costs a read of its whole spec, and under a stream of changes on every replica those
+    /// reads took more of the shared cores than the changes themselves. Versions are then in
+    /// force here within that gap plus one pass, instead of one feed poll plus one pass.
     fn mirror(&self, skip: &HashSet<String>, report: &mut PassReport) {
         if !self.data_plane.per_process() {
             return;
@@ -602,6 +648,11 @@ impl Reconciler {
         if generation.is_some_and(|g| g == self.mirrored_generation.load(Ordering::Acquire)) {
             return;
         }
+        let started_ms = now_ms();
+        if started_ms < self.mirror_gap_until_ms.load(Ordering::Acquire) {
+            return;
+        }
+        let outcomes_before = report.outcomes.len();
         let mut state = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
         // Read after the generation: every commit up to it is in what this lists.
         let versions = match self.store.gateway_versions() {
@@ -637,6 +688,16 @@ impl Reconciler {
         }
         complete &= self.remove_gone(|id| !seen.contains_key(id), report);
         state.versions = seen;
+        let mirrored = report.outcomes[outcomes_before..]
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Mirrored { .. }))
+            .count();
+        let gap_ms = if mirrored >= BUSY_MIRROR {
+            BUSY_MIRROR_GAP.as_millis() as i64
+        } else {
+            0
+        };
+        self.mirror_gap_until_ms.store(started_ms + gap_ms, Ordering::Release);
         let done = match (complete, generation) {
             (true, Some(g)) => g,
             _ => u64::MAX,

@@ -1340,3 +1340,47 @@ fn a_version_recorded_at_once_is_put_in_force_from_its_changes_or_as_a_mirror() 
     );
     assert_eq!(status.claimed_by, None, "no claim taken");
 }
+
+#[test]
+fn a_version_recorded_at_once_with_its_whole_spec_is_put_in_force_on_this_thread() {
+    let (store, plane, r) = setup(TestPlane {
+        per_process: true,
+        ..TestPlane::default()
+    });
+    let r = Arc::new(r);
+    store.commit(spec(routes(2)), Some(0));
+    r.run_pass(0);
+    // Another replica recorded two versions this data plane has not followed; this
+    // replica's request records the third with the whole spec read in its transaction.
+    store.commit_recorded(spec(vec![route(7, "10.0.7.0/24", "vco-a")]));
+    let v = store.commit_recorded(spec(vec![
+        route(7, "10.0.7.0/24", "vco-a"),
+        route(8, "10.0.8.0/24", "vco-b"),
+    ]));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut whole = spec(vec![route(7, "10.0.7.0/24", "vco-a"), route(8, "10.0.8.0/24", "vco-b")]);
+    whole.version = v;
+    r.put_recorded_spec_in_force_inline(whole, waiter(&answered));
+    assert_eq!(answered.load(Ordering::SeqCst), 1, "answered on this thread");
+    assert_eq!(held(&plane), Some((Some(v), true)));
+    assert_eq!(plane.chosen("10.0.8.9").as_deref(), Some("vco-b"));
+    assert_eq!(plane.chosen("10.0.1.9"), None, "the older routes are gone");
+
+    // The apply fails: the recorded version is put in force as a mirror would, off this thread.
+    let v2 = store.commit_recorded(spec(vec![route(9, "10.0.9.0/24", "vco-a")]));
+    plane.sim.inject_failures(SimFault {
+        after_routes: 0,
+        times: 1,
+    });
+    let mut whole = spec(vec![route(9, "10.0.9.0/24", "vco-a")]);
+    whole.version = v2;
+    r.put_recorded_spec_in_force_inline(whole, waiter(&answered));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answered.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "not answered");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(held(&plane), Some((Some(v2), true)));
+    assert_eq!(plane.chosen("10.0.9.9").as_deref(), Some("vco-a"));
+    assert_eq!(plane.chosen("10.0.8.9"), None);
+}
