@@ -29,7 +29,9 @@
 //!   [`StoreError::Constraint`], a full disk [`StoreError::Unavailable`].
 //! * **Round trips.** Statements are prepared once per connection (deadpool's statement
 //!   cache); transaction control (`BEGIN`, savepoints) is sent in the same round trip as the
-//!   next statement, and the commit (generation bump, `COMMIT`, `NOTIFY`) is one round trip.
+//!   next statement, and the commit (checks of predictions, generation bump, `COMMIT`) is one
+//!   round trip; the `NOTIFY` of a burst of commits follows as one statement
+//!   ([`PgStore::notify_commits`]).
 //! * **Writers.** Write requests ([`Store::submit_write`]) go to a few writer threads, each
 //!   request in a transaction of its own (PostgreSQL groups the WAL flushes of concurrent
 //!   commits itself; batches of requests deadlocked on each other's gateway locks, see
@@ -90,6 +92,9 @@ const POOL_SIZE: usize = 12;
 const FAST_POOL_SIZE: usize = 2 * nonces::FAST_LANES + 2;
 /// How long a request waits for a free connection before it is answered busy.
 const POOL_WAIT: Duration = Duration::from_secs(10);
+/// The least time between two NOTIFYs of this process's commits (see
+/// `PgStore::notify_commits`).
+const NOTIFY_GAP: Duration = Duration::from_millis(2);
 /// The NOTIFY channel carrying the commit generation.
 const CHANNEL: &str = "vpnroute_gen";
 /// Number of `store_gen` slots (migration 001).
@@ -115,6 +120,8 @@ pub struct PgStore {
     _listener: Option<tokio::task::JoinHandle<()>>,
     /// The connection settings (a writer thread opens its own connection with them).
     config: tokio_postgres::Config,
+    /// Woken by each commit of this process: see [`PgStore::notify_commits`].
+    pub(crate) commit_notice: Arc<tokio::sync::Notify>,
 }
 
 /// The newest commit generation this process has seen (a commit of its own, a read's
@@ -266,6 +273,8 @@ impl PgStore {
         let mut fast = config.clone();
         fast.options("-c lock_timeout=5000 -c synchronous_commit=off");
         let fast_pool = make_pool(fast, FAST_POOL_SIZE)?;
+        let commit_notice = Arc::new(tokio::sync::Notify::new());
+        rt.spawn(PgStore::notify_commits(fast_pool.clone(), commit_notice.clone()));
         let generation = Generation::default();
         let listener = rt.block_on(async {
             let client = pool.get().await.map_err(|e| {
@@ -293,7 +302,31 @@ impl PgStore {
             queue: OnceLock::new(),
             _listener: listener,
             config,
+            commit_notice,
         }))
+    }
+
+    /// The NOTIFY of the commit generation to every replica (and `vpnroute admin`)
+    /// listening, for the commits of this process: after a commit wakes it, one statement
+    /// sends the generation committed by then (read after those commits), at most one every
+    /// [`NOTIFY_GAP`] — a burst of commits is heard of as one, and the listeners (this
+    /// replica's own among them) wake once for it. What the others learn of this replica's
+    /// commits is at most that gap and one round trip later; reads do not depend on it (they
+    /// read the generation from PostgreSQL). Ends with the store's runtime.
+    async fn notify_commits(pool: Pool, notice: Arc<tokio::sync::Notify>) {
+        loop {
+            notice.notified().await;
+            tokio::time::sleep(NOTIFY_GAP).await;
+            let sent = async {
+                let conn = pool.get().await.map_err(pool_err)?;
+                let st = conn.prepare_cached(tx::NOTIFY_GENERATION).await.map_err(pg_err)?;
+                conn.query_one(&st, &[]).await.map_err(pg_err)
+            };
+            if let Err(e) = sent.await {
+                // Heard of with the next commit; the mirror's drift check covers the rest.
+                tracing::warn!(error = %e, "postgres: the NOTIFY of commits failed");
+            }
+        }
     }
 
     /// Run `f` to completion on this store's runtime, from any thread. (A write transaction

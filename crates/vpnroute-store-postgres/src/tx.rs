@@ -547,8 +547,12 @@ impl<'s> PgTx<'s> {
 
     // ---------------------------------------------------------------- ending
 
-    /// Commit a write transaction: the generation bump, `COMMIT` and the NOTIFY of the new
-    /// generation in one round trip. Publishes the generation committed.
+    /// Commit a write transaction: the checks of predictions, the generation bump and
+    /// `COMMIT` in one round trip. Publishes the generation the bump saw (every commit before
+    /// it and this one; a concurrent commit may make the one committed larger: reads take
+    /// theirs from PostgreSQL, so a lower bound is all this process needs) and asks for the
+    /// NOTIFY of the generation committed, which the store sends for a burst of commits
+    /// together (`PgStore::notify_commits`).
     pub(crate) fn commit(self) -> Result<(), StoreError> {
         self.ended.set(true);
         let pending = self.pending.take();
@@ -568,16 +572,11 @@ impl<'s> PgTx<'s> {
             let checked = futures_util::future::try_join_all(deferred.iter().map(|d| client.prepare_cached(d.sql)))
                 .await
                 .map_err(pg_err)?;
-            let bump = client
-                .prepare_cached("UPDATE store_gen SET n = n + 1 WHERE slot = $1")
-                .await
-                .map_err(pg_err)?;
-            let notify = client.prepare_cached(NOTIFY_GENERATION).await.map_err(pg_err)?;
-            let (_, _, _, row) = futures_util::try_join!(
+            let bump = client.prepare_cached(BUMP_GENERATION).await.map_err(pg_err)?;
+            let (_, row, _) = futures_util::try_join!(
                 checks(client, &checked, deferred),
-                async { client.execute(&bump, &[&slot]).await.map_err(pg_err) },
-                async { client.batch_execute("COMMIT").await.map_err(pg_err) },
-                async { client.query_one(&notify, &[]).await.map_err(pg_err) }
+                async { client.query_one(&bump, &[&slot]).await.map_err(pg_err) },
+                async { client.batch_execute("COMMIT").await.map_err(pg_err) }
             )?;
             Ok::<_, StoreError>(row.get::<_, i64>(0) as u64)
         }));
@@ -588,6 +587,7 @@ impl<'s> PgTx<'s> {
                     self.store.recent_auth.clear();
                 }
                 self.store.generation.publish(g);
+                self.store.commit_notice.notify_one();
                 Ok(())
             }
             Err(e) => {
@@ -853,8 +853,14 @@ impl<'s> PgTx<'s> {
     // ---------------------------------------------------------------- VPN routes
 }
 
-/// After COMMIT: the generation now committed, sent to every replica listening.
-const NOTIFY_GENERATION: &str = concat!(
+/// A write's generation bump (`$1`: its slot), answering the generation it sees: its own
+/// slot after the bump and the others as committed (the statement's snapshot does not see
+/// its own update).
+const BUMP_GENERATION: &str = "WITH u AS (UPDATE store_gen SET n = n + 1 WHERE slot = $1 RETURNING n) \
+    SELECT ((SELECT n FROM u) + (SELECT COALESCE(sum(n), 0) FROM store_gen WHERE slot <> $1))::int8";
+
+/// After commits: the generation now committed, sent to every replica listening.
+pub(crate) const NOTIFY_GENERATION: &str = concat!(
     "SELECT g, pg_notify('",
     "vpnroute_gen",
     "', g::TEXT) FROM (SELECT sum(n)::BIGINT AS g FROM store_gen) s"

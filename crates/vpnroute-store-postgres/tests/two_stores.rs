@@ -84,6 +84,38 @@ fn the_other_replica_hears_of_commits_by_notify() {
     assert!(target > before);
 }
 
+/// Commits in bursts are notified together (at most one NOTIFY per gap): the other replica
+/// still hears of the generation the last of them committed.
+#[test]
+fn the_other_replica_hears_of_the_last_of_a_burst_of_commits() {
+    let Some((_db, a, b)) = two() else { return };
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            let a = a.clone() as Arc<dyn Store>;
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    a.write(|tx| tx.next_counter(&format!("c{t}-{i}")).map(|_| ())).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    // The generation committed, read from PostgreSQL by a snapshot of the writer's replica.
+    (a.clone() as Arc<dyn Store>).read(|_| Ok::<_, StoreError>(())).unwrap();
+    let committed = a.change_feed().current();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.change_feed().current() < committed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the last commit of the burst not heard of: {} < {committed}",
+            b.change_feed().current()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn a_nonce_used_on_one_replica_is_refused_by_the_other_and_after_a_restart() {
     let Some((db, a, b)) = two() else { return };
