@@ -31,7 +31,7 @@
 //!   cache); transaction control (`BEGIN`, savepoints) is sent in the same round trip as the
 //!   next statement, and the commit (checks of predictions, generation bump, `COMMIT`) is one
 //!   round trip; the `NOTIFY` of a burst of commits follows as one statement
-//!   ([`PgStore::notify_commits`]).
+//!   (`PgStore::notify_commits`).
 //! * **Writers.** Write requests ([`Store::submit_write`]) go to a few writer threads, each
 //!   request in a transaction of its own (PostgreSQL groups the WAL flushes of concurrent
 //!   commits itself; batches of requests deadlocked on each other's gateway locks, see

@@ -1407,7 +1407,7 @@ impl PgTx<'_> {
 }
 
 impl WriteTx for PgTx<'_> {
-    /// The gateway's lock row locked (created on first use, [`LOCK_ROW`]); held until the
+    /// The gateway's lock row locked (created on first use, `LOCK_ROW`); held until the
     /// transaction ends. The same round trip reads, once the lock is granted, what a writer of
     /// the gateway reads next (see `remember_locked`).
     fn lock_gateway(&self, gateway_id: &str) -> Result<(), StoreError> {
