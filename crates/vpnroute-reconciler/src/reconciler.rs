@@ -394,19 +394,7 @@ impl Reconciler {
             self.settle_waiters(&gateway_id, Some(version));
             return done();
         }
-        self.off_thread(move |this| {
-            if let Err(e) = this.mirror_one(&gateway_id, version) {
-                bump(&this.metrics.failures);
-                let error = match e {
-                    Failure::Store(e) => e.0,
-                    Failure::DataPlane(e) => e,
-                };
-                tracing::warn!(gateway = %gateway_id, version, error = %error, "putting a version recorded at once in force failed");
-                this.check_all_on_next_pass();
-                this.wake();
-            }
-            done();
-        });
+        self.put_recorded_in_force_off_thread(gateway_id, version, done);
     }
 
     /// Put in force here a version that the transaction which made it also recorded as
@@ -425,19 +413,22 @@ impl Reconciler {
             self.settle_waiters(&gateway_id, Some(version));
             return done();
         }
+        self.put_recorded_in_force_off_thread(gateway_id, version, done);
+    }
+
+    /// The recorded `version` of a gateway put in force as a mirror would, on a thread of its
+    /// own (an inline apply of it did not succeed); then `done`.
+    fn put_recorded_in_force_off_thread(self: &Arc<Self>, gateway_id: String, version: i64, done: AfterPass) {
         self.off_thread(move |this| {
-            match this.mirror_one(&gateway_id, version) {
-                Ok(_) => {}
-                Err(e) => {
-                    bump(&this.metrics.failures);
-                    let error = match e {
-                        Failure::Store(e) => e.0,
-                        Failure::DataPlane(e) => e,
-                    };
-                    tracing::warn!(gateway = %gateway_id, version, error = %error, "putting a version recorded at once in force failed");
-                    this.check_all_on_next_pass();
-                    this.wake();
-                }
+            if let Err(e) = this.mirror_one(&gateway_id, version) {
+                bump(&this.metrics.failures);
+                let error = match e {
+                    Failure::Store(e) => e.0,
+                    Failure::DataPlane(e) => e,
+                };
+                tracing::warn!(gateway = %gateway_id, version, error = %error, "putting a version recorded at once in force failed");
+                this.check_all_on_next_pass();
+                this.wake();
             }
             done();
         });

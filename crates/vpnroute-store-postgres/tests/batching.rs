@@ -11,20 +11,7 @@ use vpnroute_store::{NonceStore, ReadNonce, ReadTx, Store};
 use vpnroute_store_postgres::PgStore;
 
 fn route(dest: &str) -> VpnRoute {
-    VpnRoute {
-        seq: 0,
-        kind: RouteKind::Dbr,
-        gateway_id: "gw".into(),
-        source: String::new(),
-        dest: dest.into(),
-        next_hop: "vco".into(),
-        weight: 100,
-        priority: 10,
-        published: false,
-        description: String::new(),
-        overlay_mode: "Ipsec".into(),
-        create_time: 1,
-    }
+    common::route_via("gw", dest, "vco")
 }
 
 /// Many threads race to record the same nonces, half of them on each of two replicas and

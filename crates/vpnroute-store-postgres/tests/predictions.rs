@@ -10,25 +10,12 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use vpnroute_domain::model::{RouteKind, VpnRoute};
+use vpnroute_domain::model::VpnRoute;
 use vpnroute_store::{AccessKey, Account, NonceStore, ReadTx, Store, StoreError, WriteTx};
 use vpnroute_store_postgres::PgStore;
 
 fn route(dest: &str) -> VpnRoute {
-    VpnRoute {
-        seq: 0,
-        kind: RouteKind::Dbr,
-        gateway_id: "gw".into(),
-        source: String::new(),
-        dest: dest.into(),
-        next_hop: "vco".into(),
-        weight: 100,
-        priority: 10,
-        published: false,
-        description: String::new(),
-        overlay_mode: "Ipsec".into(),
-        create_time: 1,
-    }
+    common::route_via("gw", dest, "vco")
 }
 
 /// Another session on the test database (raw SQL, no store).

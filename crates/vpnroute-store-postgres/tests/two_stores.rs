@@ -12,20 +12,7 @@ use vpnroute_store::{NonceStore, RateLimiter, Store, StoreError, WriteJob, Write
 use vpnroute_store_postgres::PgStore;
 
 fn route(gateway: &str, dest: &str, hop: &str) -> VpnRoute {
-    VpnRoute {
-        seq: 0,
-        kind: RouteKind::Dbr,
-        gateway_id: gateway.into(),
-        source: String::new(),
-        dest: dest.into(),
-        next_hop: hop.into(),
-        weight: 100,
-        priority: 10,
-        published: false,
-        description: String::new(),
-        overlay_mode: "Ipsec".into(),
-        create_time: 1,
-    }
+    common::route_via(gateway, dest, hop)
 }
 
 /// Two stores (replicas) on one fresh database; `None` when skipped.

@@ -868,8 +868,9 @@ pub fn group_commit_undoes_only_the_failed_request(h: &dyn Harness) {
     assert_eq!(store.read(|tx| tx.count_routes("gw", RouteKind::Dbr)).unwrap(), 2);
 }
 
-pub fn the_gateway_lock_serialises_check_then_insert(h: &dyn Harness) {
-    let store = h.store();
+/// Two writers race to add a route to `gw` unless it has one to that destination, each
+/// taking the gateway's lock with `lock` first: exactly one sees the other's route.
+fn race_check_then_insert(store: &Arc<dyn Store>, lock: fn(&dyn WriteTx) -> Result<(), StoreError>) {
     let start = Arc::new(Barrier::new(2));
     let writers: Vec<_> = ["vco-a", "vco-b"]
         .into_iter()
@@ -881,7 +882,7 @@ pub fn the_gateway_lock_serialises_check_then_insert(h: &dyn Harness) {
                 // the check and the insert one step against the other writer.
                 store
                     .write(|tx| {
-                        tx.lock_gateway("gw")?;
+                        lock(tx)?;
                         let seen = tx.routes_with_dest("gw", "10.0.0.0/24")?;
                         if seen.is_empty() {
                             tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", hop))?;
@@ -895,6 +896,11 @@ pub fn the_gateway_lock_serialises_check_then_insert(h: &dyn Harness) {
     let mut seen: Vec<usize> = writers.into_iter().map(|w| w.join().unwrap()).collect();
     seen.sort();
     assert_eq!(seen, [0, 1], "exactly one writer saw the other's route");
+}
+
+pub fn the_gateway_lock_serialises_check_then_insert(h: &dyn Harness) {
+    let store = h.store();
+    race_check_then_insert(&store, |tx| tx.lock_gateway("gw"));
     assert_eq!(store.read(|tx| tx.count_routes("gw", RouteKind::Dbr)).unwrap(), 1);
     // Locking another gateway, or one with no state at all, is fine.
     write(&*store, |tx| tx.lock_gateway("vpn-none"));
@@ -922,29 +928,10 @@ pub fn the_lock_of_an_existing_gateway_gives_its_owner_and_serialises(h: &dyn Ha
         "not a gateway"
     );
     // The lock it takes serialises check-then-insert as `lock_gateway` does.
-    let start = Arc::new(Barrier::new(2));
-    let writers: Vec<_> = ["vco-a", "vco-b"]
-        .into_iter()
-        .map(|hop| {
-            let (store, start) = (store.clone(), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                store
-                    .write(|tx| {
-                        assert!(tx.lock_existing_gateway("gw")?.is_some());
-                        let seen = tx.routes_with_dest("gw", "10.0.0.0/24")?;
-                        if seen.is_empty() {
-                            tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", hop))?;
-                        }
-                        Ok::<_, StoreError>(seen.len())
-                    })
-                    .unwrap()
-            })
-        })
-        .collect();
-    let mut seen: Vec<usize> = writers.into_iter().map(|w| w.join().unwrap()).collect();
-    seen.sort();
-    assert_eq!(seen, [0, 1], "exactly one writer saw the other's route");
+    race_check_then_insert(&store, |tx| match tx.lock_existing_gateway("gw")? {
+        Some(_) => Ok(()),
+        None => Err(StoreError::Other("the gateway was not found".into())),
+    });
     // Its reads under the lock are the gateway's (the owner, the document, the routes), and
     // the transaction's own writes after it are seen by its later reads.
     store

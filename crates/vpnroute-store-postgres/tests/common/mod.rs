@@ -119,3 +119,21 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// A destination-based route of `gateway` to `dest` via `hop` (weight 100, priority 10).
+pub fn route_via(gateway: &str, dest: &str, hop: &str) -> vpnroute_domain::model::VpnRoute {
+    vpnroute_domain::model::VpnRoute {
+        seq: 0,
+        kind: vpnroute_domain::model::RouteKind::Dbr,
+        gateway_id: gateway.into(),
+        source: String::new(),
+        dest: dest.into(),
+        next_hop: hop.into(),
+        weight: 100,
+        priority: 10,
+        published: false,
+        description: String::new(),
+        overlay_mode: "Ipsec".into(),
+        create_time: 1,
+    }
+}
