@@ -233,11 +233,7 @@ pub fn spec_recorded_at_once(
     gateway_id: &str,
     version: i64,
 ) -> Result<Option<GatewaySpec>, StoreError> {
-    let Some(mut spec) = gateway_spec_with(tx, gateway_id, version, false)? else {
-        return Ok(None);
-    };
-    spec.version = version;
-    Ok(Some(spec))
+    gateway_spec_with(tx, gateway_id, version, false)
 }
 
 /// The desired spec of a gateway at `version` (`None`: no such gateway).

@@ -13,7 +13,7 @@
 //! never mirrored: it changes only under a claim, so one replica programs it at a time.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -200,7 +200,7 @@ pub struct Reconciler {
     /// by [`Reconciler::run`]'s poll without taking `mirror`.
     mirrored_generation: AtomicU64,
     /// No mirroring before this time (ms): set after a pass that mirrored many gateways.
-    mirror_gap_until_ms: std::sync::atomic::AtomicI64,
+    mirror_gap_until_ms: AtomicI64,
     /// Passes run one at a time (the loop, and callers running one themselves).
     pass: Mutex<()>,
 }
@@ -259,7 +259,7 @@ impl Reconciler {
             next_full_check_ms: Mutex::new(0),
             mirror: Mutex::new(MirrorState::default()),
             mirrored_generation: AtomicU64::new(u64::MAX),
-            mirror_gap_until_ms: std::sync::atomic::AtomicI64::new(0),
+            mirror_gap_until_ms: AtomicI64::new(0),
             pass: Mutex::new(()),
         }
     }

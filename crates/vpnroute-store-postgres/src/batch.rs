@@ -2,11 +2,10 @@
 //! loop on the store's runtime takes the first waiting request and every request queued
 //! behind it, runs ONE statement for all of them and answers each. There is no artificial
 //! delay: a lone request runs at once, and requests arriving while a statement is in flight
-//! wait for the next one, so under load one round trip serves many requests. A batcher may
-//! run several such loops (*lanes*) on one queue: while one lane's statement is in flight, the
-//! next takes what has queued since and sends it. (Measured on two cores: two lanes for the
-//! fast lane made signed Describe 5–10% slower than one — smaller batches, more statements
-//! for PostgreSQL — and changed nothing for writes' nonces; the store uses one.)
+//! wait for the next one, so under load one round trip serves many requests. (Measured on two
+//! cores: two such loops on one queue, one statement in flight each, made signed Describe
+//! 5–10% slower than one — smaller batches, more statements for PostgreSQL — and changed
+//! nothing for writes' nonces.)
 //!
 //! Every answer comes from a statement sent after its request was queued (the loop takes
 //! only requests already queued, then sends): what [`crate::PgStore::read_fast`] relies on
@@ -23,28 +22,40 @@ pub(crate) const MAX_BATCH: usize = 512;
 
 type Waiter<A> = oneshot::Sender<Result<A, StoreError>>;
 
-/// The queue's receiving end, shared by a batcher's lanes.
-type SharedQueue<Q, A> = std::sync::Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(Q, Waiter<A>)>>>;
-
-/// The queue of a batcher's lanes: requests `Q`, answers `A`.
+/// The queue of one batching loop: requests `Q`, answers `A`.
 pub(crate) struct Batcher<Q, A> {
     queue: mpsc::UnboundedSender<(Q, Waiter<A>)>,
 }
 
 impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
-    /// Start `lanes` loops (at least one) on `rt`, taking batches from one queue. `run` gets
-    /// one batch (in arrival order) and returns one answer per request, in the same order.
-    /// The loops end when the batcher is dropped.
-    pub(crate) fn start<F, Fut>(rt: &tokio::runtime::Handle, lanes: usize, run: F) -> Self
+    /// Start the loop on `rt`. `run` gets one batch (in arrival order) and returns one answer
+    /// per request, in the same order. The loop ends when the batcher is dropped.
+    pub(crate) fn start<F, Fut>(rt: &tokio::runtime::Handle, mut run: F) -> Self
     where
-        F: FnMut(Vec<Q>) -> Fut + Clone + Send + 'static,
-        Fut: Future<Output = Vec<Result<A, StoreError>>> + Send + 'static,
+        F: FnMut(Vec<Q>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<Result<A, StoreError>>> + Send,
     {
-        let (queue, rx) = mpsc::unbounded_channel::<(Q, Waiter<A>)>();
-        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..lanes.max(1) {
-            rt.spawn(lane(rx.clone(), run.clone()));
-        }
+        let (queue, mut rx) = mpsc::unbounded_channel::<(Q, Waiter<A>)>();
+        rt.spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let (requests, waiters): (Vec<Q>, Vec<Waiter<A>>) = batch.drain(..).unzip();
+                let n = requests.len();
+                // A panic in one batch answers its requests with an error, not the loop's end.
+                let answers = std::panic::AssertUnwindSafe(run(requests))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Vec::new());
+                let mut answers = answers.into_iter();
+                for w in waiters {
+                    let a = answers
+                        .next()
+                        .unwrap_or_else(|| Err(StoreError::Other(format!("postgres: a batch of {n} went unanswered"))));
+                    // The caller may be gone (nobody to tell).
+                    let _ = w.send(a);
+                }
+            }
+        });
         Batcher { queue }
     }
 
@@ -58,36 +69,6 @@ impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
             }
             rx.await
                 .unwrap_or_else(|_| Err(StoreError::Other("postgres: the batching loop is gone".into())))
-        }
-    }
-}
-
-/// One lane of a batcher: take what is queued (under the receiver's lock, so that lanes never
-/// split one batch), release the lock, run the statement, answer each request.
-async fn lane<Q, A, F, Fut>(rx: SharedQueue<Q, A>, mut run: F)
-where
-    F: FnMut(Vec<Q>) -> Fut,
-    Fut: Future<Output = Vec<Result<A, StoreError>>>,
-{
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        if rx.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
-        }
-        let (requests, waiters): (Vec<Q>, Vec<Waiter<A>>) = batch.drain(..).unzip();
-        let n = requests.len();
-        // A panic in one batch answers its requests with an error, not the loop's end.
-        let answers = std::panic::AssertUnwindSafe(run(requests))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Vec::new());
-        let mut answers = answers.into_iter();
-        for w in waiters {
-            let a = answers
-                .next()
-                .unwrap_or_else(|| Err(StoreError::Other(format!("postgres: a batch of {n} went unanswered"))));
-            // The caller may be gone (nobody to tell).
-            let _ = w.send(a);
         }
     }
 }
@@ -124,7 +105,7 @@ mod tests {
         let rt = runtime();
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let b = Arc::new(Batcher::start(rt.handle(), 1, move |qs: Vec<u32>| {
+        let b = Arc::new(Batcher::start(rt.handle(), move |qs: Vec<u32>| {
             seen.lock().unwrap().push(qs.len());
             async move {
                 // Long enough for the other callers to queue behind this batch.
@@ -153,7 +134,7 @@ mod tests {
     #[test]
     fn a_short_or_panicking_batch_is_an_error_for_its_callers_and_the_loop_goes_on() {
         let rt = runtime();
-        let b = Batcher::start(rt.handle(), 1, |qs: Vec<u32>| async move {
+        let b = Batcher::start(rt.handle(), |qs: Vec<u32>| async move {
             match qs[0] {
                 0 => panic!("boom"),
                 1 => Vec::new(),
@@ -163,36 +144,5 @@ mod tests {
         assert!(rt.block_on(b.ask(0)).is_err());
         assert!(rt.block_on(b.ask(1)).is_err());
         assert_eq!(rt.block_on(b.ask(7)).unwrap(), 7);
-    }
-
-    #[test]
-    fn a_second_lane_sends_while_the_first_statement_is_in_flight() {
-        let rt = runtime();
-        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (now, top) = (in_flight.clone(), most.clone());
-        let b = Arc::new(Batcher::start(rt.handle(), 2, move |qs: Vec<u32>| {
-            let (now, top) = (now.clone(), top.clone());
-            async move {
-                let n = now.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                top.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
-                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-                now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                qs.into_iter().map(|q| Ok(q + 1)).collect()
-            }
-        }));
-        let first = {
-            let b = b.clone();
-            rt.spawn(async move { b.ask(1).await })
-        };
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        let second = rt.block_on(b.ask(2)).unwrap();
-        assert_eq!(second, 3);
-        assert_eq!(rt.block_on(first).unwrap().unwrap(), 2);
-        assert_eq!(
-            most.load(std::sync::atomic::Ordering::SeqCst),
-            2,
-            "the second request did not wait for the first statement"
-        );
     }
 }

@@ -88,9 +88,8 @@ pub use tx::PgTx;
 /// own (the pool grows on demand).
 const POOL_SIZE: usize = 12;
 /// Connections for nonces, rate-limit counters and the NOTIFY of commits (asynchronous
-/// commit, see [`PgNonces`]): one per lane of the fast lane and of the durable nonces, and
-/// four for the rest.
-const FAST_POOL_SIZE: usize = 2 * nonces::FAST_LANES + 4;
+/// commit, see [`PgNonces`]).
+const FAST_POOL_SIZE: usize = 6;
 /// How long a request waits for a free connection before it is answered busy.
 const POOL_WAIT: Duration = Duration::from_secs(10);
 /// The least time between two NOTIFYs of this process's commits (see
@@ -114,7 +113,9 @@ pub struct PgStore {
     pub(crate) recent_auth: recent_auth::RecentAuth,
     generation: Generation,
     /// The generation queries of concurrent reads (see [`PgStore::read_fast`]) and reads'
-    /// nonces, one statement per batch.
+    /// nonces, one statement per batch, on this store's runtime. (On the server's runtime
+    /// instead, measured: signed Describe 13% slower, the loop competing with the requests
+    /// for those threads.)
     fast_lane: batch::Batcher<nonces::Fast, nonces::FastAnswer>,
     queue: OnceLock<Mutex<Sender<writer::Queued>>>,
     /// Keeps the LISTEN connection's task alive with the store.
@@ -352,13 +353,6 @@ impl PgStore {
                     .unwrap_or_else(|p| std::panic::resume_unwind(p))
             }),
         }
-    }
-
-    /// The fast lane (see `nonces.rs`), on this store's runtime. (Run on the server's own
-    /// runtime instead, measured: signed Describe 13% slower, the lane's task competing with
-    /// the requests for those threads.)
-    pub(crate) fn fast_lane(&self) -> &batch::Batcher<nonces::Fast, nonces::FastAnswer> {
-        &self.fast_lane
     }
 
     pub(crate) fn connection(&self) -> Result<Object, StoreError> {

@@ -109,11 +109,6 @@ const RECORD_AND_GENERATION: &str = concat!(
 );
 const GENERATION: &str = "SELECT NULL::bytea, NULL::bytea, sum(n)::int8 FROM store_gen";
 
-/// Statements in flight at once per batching loop (fast lane, durable nonces): see
-/// `crate::batch` for why one. (Two batches lock their nonce rows in one order, so more
-/// lanes could not deadlock each other.)
-pub(crate) const FAST_LANES: usize = 1;
-
 /// How many times a batch PostgreSQL aborted as a deadlock is sent again (rows are sent in
 /// one order, so two batches should never deadlock; this bounds the odd case).
 const DEADLOCK_RETRIES: usize = 3;
@@ -136,7 +131,7 @@ pub(crate) enum FastAnswer {
 /// The fast lane of a store, on the fast pool (asynchronous commit): the generation queries
 /// of concurrent reads and the nonces of concurrent reads, all in one statement per batch.
 pub(crate) fn start_fast_lane(rt: &tokio::runtime::Handle, pool: Pool) -> Batcher<Fast, FastAnswer> {
-    Batcher::start(rt, FAST_LANES, move |batch: Vec<Fast>| {
+    Batcher::start(rt, move |batch: Vec<Fast>| {
         let pool = pool.clone();
         async move {
             let generation = batch.iter().any(|f| !matches!(f, Fast::Nonce(_)));
@@ -191,7 +186,7 @@ impl PgStore {
     /// The commit generation, from a statement sent after this call began (through the fast
     /// lane, shared with the reads and nonces waiting when it is sent).
     pub(crate) fn generation_now(&self) -> Result<u64, StoreError> {
-        match self.block(self.fast_lane().ask(Fast::Generation))? {
+        match self.block(self.fast_lane.ask(Fast::Generation))? {
             FastAnswer::Generation(g) => Ok(g),
             _ => Err(mixed_up()),
         }
@@ -201,7 +196,7 @@ impl PgStore {
 /// The batching loop of durable nonce records (writes' nonces), on the asynchronously
 /// committing pool: the write each admits flushes them with its own commit (module docs).
 fn start_durable(rt: &tokio::runtime::Handle, pool: Pool) -> Batcher<NonceRecord, bool> {
-    Batcher::start(rt, FAST_LANES, move |batch: Vec<NonceRecord>| {
+    Batcher::start(rt, move |batch: Vec<NonceRecord>| {
         let pool = pool.clone();
         async move { record_batch(&pool, &batch, false).await.1 }
     })
@@ -311,7 +306,7 @@ impl NonceStore for PgNonces {
             if durable {
                 return self.store.block(self.durable.ask(record));
             }
-            match self.store.block(self.store.fast_lane().ask(Fast::Nonce(record)))? {
+            match self.store.block(self.store.fast_lane.ask(Fast::Nonce(record)))? {
                 FastAnswer::Fresh(fresh) => Ok(fresh),
                 _ => Err(mixed_up()),
             }
@@ -358,7 +353,7 @@ impl NonceReads for PgNonces {
             now_ms: nonce.now_ms,
             keep_until_ms: nonce.keep_until_ms,
         };
-        let answer = self.store.fast_lane().ask(Fast::GenerationAndNonce(record));
+        let answer = self.store.fast_lane.ask(Fast::GenerationAndNonce(record));
         Box::pin(async move {
             match answer.await? {
                 FastAnswer::GenerationAndFresh(g, fresh) => Ok(fresh.then_some(g)),

@@ -215,11 +215,19 @@ macro_rules! route_columns {
 }
 pub(crate) use route_columns;
 
+/// A route kind as stored (`dbr`, `pbr`).
+fn route_kind(kind: &str) -> RouteKind {
+    if kind == "pbr" {
+        RouteKind::Pbr
+    } else {
+        RouteKind::Dbr
+    }
+}
+
 pub(crate) fn route_from_row(r: &Row) -> VpnRoute {
-    let kind: &str = r.get(1);
     VpnRoute {
         seq: r.get(0),
-        kind: if kind == "pbr" { RouteKind::Pbr } else { RouteKind::Dbr },
+        kind: route_kind(r.get(1)),
         gateway_id: r.get(2),
         source: r.get(3),
         dest: r.get(4),
@@ -428,6 +436,7 @@ impl<'s> PgTx<'s> {
         let deferred = self.deferred.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;
+        let checked = !deferred.is_empty();
         let sqls = with_checks(&deferred, statements.iter().map(|(sql, _)| *sql));
         let deferred = &deferred;
         let answer = self.block(send(client, pending, &sqls, |mut prepared| async move {
@@ -441,7 +450,7 @@ impl<'s> PgTx<'s> {
             let (_, answer) = futures_util::try_join!(checks(client, &prepared, deferred), queries)?;
             Ok::<_, StoreError>(answer)
         }));
-        after_checks(!sqls.is_empty() && sqls.len() > statements.len(), answer)
+        after_checks(checked, answer)
     }
 
     pub(crate) fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
@@ -460,6 +469,7 @@ impl<'s> PgTx<'s> {
         let deferred = self.deferred.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;
+        let checked = !deferred.is_empty();
         let sqls = with_checks(&deferred, [sql]);
         let deferred = &deferred;
         let answer = self.block(send(client, pending, &sqls, |mut prepared| async move {
@@ -468,7 +478,7 @@ impl<'s> PgTx<'s> {
             let (_, n) = futures_util::try_join!(checks(client, &prepared, deferred), changed)?;
             Ok::<_, StoreError>(n)
         }));
-        after_checks(sqls.len() > 1, answer)
+        after_checks(checked, answer)
     }
 
     fn routes(&self, sql: &str, params: Params<'_>) -> Result<Vec<VpnRoute>, StoreError> {
@@ -1291,7 +1301,7 @@ const LOCK_ROW_IF_EXISTS: &str = "INSERT INTO gateway_locks(gateway_id) \
     ON CONFLICT (gateway_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id RETURNING 1";
 
 /// What a writer of a locked gateway reads next, in one statement (one executor run, not
-/// six): `(tag, id, kind, account_id, region_id, doc, n, m, l)` rows, tag 0 the gateway's own
+/// seven): `(tag, id, kind, account_id, region_id, doc, n, m, l, t, k, b)` rows, tag 0 the gateway's own
 /// row, 1 its children (by creation, at most `$3`), 2 its pending tasks (version, due_at in
 /// `n`, `m`, by version), 3 its route counts (kind in `id`, count in `n`), 4 the resources
 /// the gateway and its children name (its VPC, the customer gateways of its connections, …:
@@ -1375,11 +1385,7 @@ impl PgTx<'_> {
                 5 => versions = Some((r.get::<_, i64>(6), r.get::<_, i64>(7), r.get::<_, Option<i64>>(8))),
                 _ => routes.push(VpnRoute {
                     seq: r.get(6),
-                    kind: if text(2) == "pbr" {
-                        RouteKind::Pbr
-                    } else {
-                        RouteKind::Dbr
-                    },
+                    kind: route_kind(&text(2)),
                     gateway_id: gateway_id.to_string(),
                     source: text(1),
                     dest: text(3),
@@ -1393,14 +1399,17 @@ impl PgTx<'_> {
                 }),
             }
         }
-        if self.mode == Mode::Write {
-            let mut memo = self.memo();
-            memo.locked_versions.insert(gateway_id.to_string(), versions);
-            if routes.len() <= MEMO_ROUTES {
-                memo.routes.insert(gateway_id.to_string(), routes);
-            }
-        }
-        self.remember_locked(gateway_id, own, children, tasks, counts);
+        self.remember_locked(
+            gateway_id,
+            Locked {
+                own,
+                children,
+                tasks,
+                counts,
+                versions,
+                routes,
+            },
+        );
         self.remember_rows(named);
         Ok(true)
     }
@@ -1804,6 +1813,21 @@ pub(crate) fn task_from_row(r: &Row) -> Task {
     }
 }
 
+/// What `lock_gateway` read of a gateway after its lock (see `LOCKED_READS`).
+struct Locked {
+    /// Its own row (`None`: no such gateway).
+    own: Option<ResourceRow>,
+    /// Its children as `(id, kind, row)`, in creation order.
+    children: Vec<(String, String, ResourceRow)>,
+    tasks: Vec<Task>,
+    /// `(kind, count)` per route kind.
+    counts: Vec<(String, u64)>,
+    /// `(desired, applied, lease_until)` (`None`: no versions row).
+    versions: Option<(i64, i64, Option<i64>)>,
+    /// Its routes by seq (more than `MEMO_ROUTES`: some only).
+    routes: Vec<VpnRoute>,
+}
+
 /// The `&'static` name of a stored kind (memo keys).
 fn kind_named(kind: &str) -> Option<&'static str> {
     [
@@ -1821,19 +1845,25 @@ fn kind_named(kind: &str) -> Option<&'static str> {
 
 impl PgTx<'_> {
     /// Keep what `lock_gateway` read after the lock: the gateway's row (or its absence), its
-    /// children (the list only if complete), pending tasks and route counts.
-    fn remember_locked(
-        &self,
-        gateway_id: &str,
-        own: Option<ResourceRow>,
-        children: Vec<(String, String, ResourceRow)>,
-        tasks: Vec<Task>,
-        counts: Vec<(String, u64)>,
-    ) {
+    /// children and routes (each list only if complete), pending tasks, route counts and
+    /// versions.
+    fn remember_locked(&self, gateway_id: &str, locked: Locked) {
         if self.mode != Mode::Write {
             return;
         }
+        let Locked {
+            own,
+            children,
+            tasks,
+            counts,
+            versions,
+            routes,
+        } = locked;
         let mut memo = self.memo.borrow_mut();
+        memo.locked_versions.insert(gateway_id.to_string(), versions);
+        if routes.len() <= MEMO_ROUTES {
+            memo.routes.insert(gateway_id.to_string(), routes);
+        }
         let gateway_kind = ResourceKind::VpnGateway.as_str();
         memo.rows.insert((gateway_kind, gateway_id.to_string()), own);
         let read = children.len();

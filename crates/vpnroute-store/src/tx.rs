@@ -186,7 +186,7 @@ pub trait ReadTx {
 /// all.
 pub trait WriteTx: ReadTx {
     /// Serialise this transaction against every other writer of `gateway_id` until it ends
-    /// (`SELECT … FOR UPDATE` on a shared database; free where there is a single writer).
+    /// (a row lock on a shared database; free where there is a single writer).
     /// Check-then-insert logic on a gateway's routes and connections takes it before reading.
     fn lock_gateway(&self, gateway_id: &str) -> Result<(), StoreError>;
     /// The (account id, region id) of gateway `gateway_id` ([`ReadTx::resource_owner`]) and,

@@ -84,7 +84,17 @@ pub fn owned<T: Regional>(ctx: &OpCtx<'_>, tx: &dyn ReadTx, region: &str, id: &s
 /// Like [`owned`] when only existence matters: checks the owner and region columns without
 /// decoding the document (Describe of a gateway's routes runs this on every call).
 pub fn check_owned<T: Regional>(ctx: &OpCtx<'_>, tx: &dyn ReadTx, region: &str, id: &str) -> Result<(), ApiError> {
-    match tx.resource_owner(T::KIND, id)? {
+    check_owner::<T>(ctx, region, tx.resource_owner(T::KIND, id)?)
+}
+
+/// [`check_owned`] on the resource's (account id, region id) as read (`None`: no such
+/// resource).
+pub fn check_owner<T: Regional>(
+    ctx: &OpCtx<'_>,
+    region: &str,
+    owner: Option<(String, String)>,
+) -> Result<(), ApiError> {
+    match owner {
         Some((account, res_region)) if account == ctx.account_id && res_region == region => Ok(()),
         _ => Err(T::NOT_FOUND),
     }

@@ -24,7 +24,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use vpnroute_domain::params::Paging;
 
-use super::{check_owned, opt_text, owned, params, Regional};
+use super::{check_owned, check_owner, opt_text, owned, params};
 use crate::actions::vpc::PUBLISHED;
 use crate::ops::{arn, check_dry_run, Deferred, Done, Operation};
 use crate::reply::{page_fields, List, Reply};
@@ -54,10 +54,7 @@ fn gateway_for_change(
 ) -> Result<VpnGateway, ApiError> {
     // The caller's own, found with its lock (no lock rows for ids that do not exist; the
     // owner columns only, no document decoded), then read under the lock.
-    match tx.lock_existing_gateway(id)? {
-        Some((account, res_region)) if account == ctx.account_id && res_region == region => {}
-        _ => return Err(<VpnGateway as Regional>::NOT_FOUND),
-    }
+    check_owner::<VpnGateway>(ctx, region, tx.lock_existing_gateway(id)?)?;
     let gw: VpnGateway = owned(ctx, tx, region, id)?;
     gw.business_status.check_change()?;
     match tx.resource::<Vpc>(ResourceKind::Vpc, &gw.vpc_id)? {
