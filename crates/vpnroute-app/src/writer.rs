@@ -25,6 +25,8 @@ type Handler = Box<dyn FnMut(&App, &Tx<'_>) -> Result<(Value, Effects), ApiError
 
 struct RequestJob {
     app: Arc<App>,
+    /// The gateway the request names (its `VpnGatewayId`), if any: see [`WriteJob::affinity`].
+    gateway: Option<String>,
     run: Handler,
     outcome: Result<(Value, Effects), ApiError>,
     reply: tokio::sync::oneshot::Sender<Committed>,
@@ -91,6 +93,10 @@ impl WriteJob for RequestJob {
         }
     }
 
+    fn affinity(&self) -> Option<&str> {
+        self.gateway.as_deref()
+    }
+
     fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
         let RequestJob {
             app, outcome, reply, ..
@@ -125,9 +131,11 @@ impl WriteJob for RequestJob {
     }
 }
 
-/// Run `f` in the store's write path; resolves after the commit.
+/// Run `f` in the store's write path (`gateway`: the gateway it locks, if known; see
+/// [`WriteJob::affinity`]); resolves after the commit.
 pub async fn submit(
     app: &Arc<App>,
+    gateway: Option<String>,
     f: impl FnMut(&App, &Tx<'_>) -> Result<(Value, Effects), ApiError> + Send + 'static,
 ) -> Result<Value, ApiError> {
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -136,6 +144,7 @@ pub async fn submit(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     app.store.submit_write(Box::new(RequestJob {
         app: app.clone(),
+        gateway,
         run: Box::new(f),
         outcome: Err(ApiError::INTERNAL_ERROR),
         reply,

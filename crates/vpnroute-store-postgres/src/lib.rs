@@ -71,8 +71,7 @@ mod writer;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -117,7 +116,7 @@ pub struct PgStore {
     /// instead, measured: signed Describe 13% slower, the loop competing with the requests
     /// for those threads.)
     fast_lane: batch::Batcher<nonces::Fast, nonces::FastAnswer>,
-    queue: OnceLock<Mutex<Sender<writer::Queued>>>,
+    queue: OnceLock<writer::WriteQueue>,
     /// Keeps the LISTEN connection's task alive with the store.
     _listener: Option<tokio::task::JoinHandle<()>>,
     /// The connection settings (a writer thread opens its own connection with them).
@@ -373,15 +372,9 @@ impl PgStore {
         PgRateLimiter::new(self.clone(), rps)
     }
 
-    /// Run `f` in one write transaction (READ COMMITTED; commit on `Ok`, roll back on `Err`).
+    /// Queue a job for the writer threads (started on first use).
     fn queue_write(&self, queued: writer::Queued) {
-        let queue = self.queue.get_or_init(|| Mutex::new(writer::start(self.me.clone())));
-        let sent = queue.lock().unwrap_or_else(|p| p.into_inner()).send(queued);
-        if let Err(std::sync::mpsc::SendError(queued)) = sent {
-            queued
-                .job
-                .finish(Err(StoreError::Other("the writer thread is gone".into())));
-        }
+        self.queue.get_or_init(|| writer::start(self.me.clone())).send(queued);
     }
 
     pub fn write<T, E>(&self, f: impl FnOnce(&PgTx<'_>) -> Result<T, E>) -> Result<T, E>

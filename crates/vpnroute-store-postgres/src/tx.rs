@@ -1305,7 +1305,10 @@ const LOCK_ROW_IF_EXISTS: &str = "INSERT INTO gateway_locks(gateway_id) \
 /// row, 1 its children (by creation, at most `$3`), 2 its pending tasks (version, due_at in
 /// `n`, `m`, by version), 3 its route counts (kind in `id`, count in `n`), 4 the resources
 /// the gateway and its children name (its VPC, the customer gateways of its connections, …:
-/// the values of their documents' `…_id` fields, whatever the fields are; at most `$3`), 5
+/// the values of their documents' `…_id` fields, whatever the fields are, found by splitting
+/// the text at `_id":"` (a text search; `regexp_matches` cost three times as much); each
+/// looked up by primary key, so the cost does not grow with the table (an `IN` let the
+/// planner scan every resource); at most `$3`), 5
 /// its versions (desired, applied, lease_until in `n`, `m`, `l`; for
 /// [`WriteTx::change_at_once`]), 6 its routes, at most `$4` (source, kind, dest, next hop,
 /// description in the text columns; seq, weight, priority in `n`, `m`, `l`; overlay mode,
@@ -1324,11 +1327,13 @@ const LOCKED_READS: &str = "\
         FROM gateway_tasks WHERE gateway_id = $1 \
       UNION ALL SELECT 3, kind, NULL, NULL, NULL, NULL, n, NULL, NULL, NULL, NULL, NULL \
         FROM gateway_route_counts WHERE gateway_id = $1 \
-      UNION ALL (SELECT 4, id, kind, account_id, region_id, doc, NULL, NULL, NULL, NULL, NULL, NULL \
-        FROM resources WHERE id IN ( \
-          SELECT m[1] FROM (SELECT doc FROM own UNION ALL SELECT doc FROM children) d, \
-                 LATERAL regexp_matches(d.doc, '_id\":\"([^\"]+)\"', 'g') AS m) \
-        AND id <> $1 AND parent_id <> $1 LIMIT $3) \
+      UNION ALL (SELECT 4, r.id, r.kind, r.account_id, r.region_id, r.doc, NULL, NULL, NULL, NULL, NULL, NULL \
+        FROM (SELECT DISTINCT split_part(p, '\"', 1) AS named_id \
+              FROM (SELECT doc FROM own UNION ALL SELECT doc FROM children) d, \
+                   LATERAL unnest((string_to_array(d.doc, '_id\":\"'))[2:]) AS p) ids, \
+             LATERAL (SELECT id, kind, account_id, region_id, doc FROM resources \
+                      WHERE id = ids.named_id AND id <> $1 AND parent_id <> $1 OFFSET 0) r \
+        LIMIT $3) \
       UNION ALL SELECT 5, NULL, NULL, NULL, NULL, NULL, desired, applied, lease_until, NULL, NULL, NULL \
         FROM gateway_versions WHERE gateway_id = $1 \
       UNION ALL (SELECT 6, route_source, kind, route_dest, next_hop, description, seq, weight, priority, \

@@ -1,6 +1,6 @@
 //! Write requests ([`vpnroute_store::Store::submit_write`]) run on [`WRITERS`] writer
 //! threads, each request in a READ COMMITTED transaction of its own (the batch machinery of
-//! the SQLite store is kept, with [`MAX_BATCH`] 1): round trips, not the commit, bound a
+//! the SQLite store is kept, in batches of one): round trips, not the commit, bound a
 //! connection's rate, so several transactions run side by side and PostgreSQL groups their
 //! WAL flushes itself. PostgreSQL's row locks and `lock_gateway` order the conflicting ones.
 //! (Batches of several requests per transaction, measured with 6 writers and batches of up
@@ -18,16 +18,18 @@
 //! else the writer does (nonces, reads) still goes through the store's runtime
 //! ([`PgStore::block`]): a shared pool's connection made here would stall while this thread
 //! idles.
+//!
+//! Jobs that name the gateway they lock ([`WriteJob::affinity`]) run one after the other on
+//! the writer already running one of that gateway's jobs ([`WriteQueue`]): a second writer
+//! taking it would only wait on the gateway's lock, holding a thread and a connection the
+//! jobs of other gateways could use. Other jobs go to any writer, in arrival order.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use vpnroute_store::{StoreError, WriteJob, WRITE_RETRIES};
 
 use crate::PgStore;
-
-/// Most requests sharing one transaction (see the module docs).
-const MAX_BATCH: usize = 1;
 
 /// A job for the writer threads.
 pub(crate) struct Queued {
@@ -40,31 +42,97 @@ pub(crate) struct Queued {
 /// Writer threads (each with one connection while it commits a batch).
 pub(crate) const WRITERS: usize = 8;
 
-/// Start the writer threads of `store`; they end when the returned sender is dropped.
-pub(crate) fn start(store: Weak<PgStore>) -> Sender<Queued> {
-    let (tx, rx) = channel();
-    let rx = Arc::new(Mutex::new(rx));
-    for i in 0..WRITERS {
-        let (store, rx) = (store.clone(), rx.clone());
-        std::thread::Builder::new()
-            .name(format!("pg-writer-{i}"))
-            .spawn(move || run(store, &rx))
-            .expect("spawn writer thread");
-    }
-    tx
+/// The queue of the writer threads; they end when it is dropped.
+pub(crate) struct WriteQueue {
+    shared: Arc<Shared>,
 }
 
-/// The next batch: the first job waiting (blocking) and whatever else is queued.
-fn next_batch(rx: &Mutex<Receiver<Queued>>) -> Option<Vec<Queued>> {
-    let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-    let mut batch = vec![rx.recv().ok()?];
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
+struct Shared {
+    state: Mutex<Dispatch>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Dispatch {
+    /// Jobs no writer has taken, in arrival order.
+    queue: VecDeque<Queued>,
+    /// The gateways a writer runs a job of, and their jobs queued behind it (that writer
+    /// runs them next).
+    running: HashMap<String, VecDeque<Queued>>,
+    closed: bool,
+}
+
+impl WriteQueue {
+    pub(crate) fn send(&self, queued: Queued) {
+        self.shared.lock().queue.push_back(queued);
+        self.shared.ready.notify_one();
+    }
+}
+
+impl Drop for WriteQueue {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_all();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Dispatch> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next job of the writer that last ran a job of gateway `mine` (updated to the
+    /// gateway of the job returned): a job of `mine` queued behind it, or the first queued
+    /// job whose gateway no other writer runs (waiting for one). `None` once the queue is
+    /// closed and empty.
+    fn next(&self, mine: &mut Option<String>) -> Option<Queued> {
+        let mut d = self.lock();
+        if let Some(gateway) = mine.take() {
+            match d.running.get_mut(&gateway).and_then(VecDeque::pop_front) {
+                Some(job) => {
+                    *mine = Some(gateway);
+                    return Some(job);
+                }
+                None => {
+                    d.running.remove(&gateway);
+                }
+            }
+        }
+        loop {
+            while let Some(job) = d.queue.pop_front() {
+                let Some(gateway) = job.job.affinity().map(str::to_owned) else {
+                    return Some(job);
+                };
+                if let Some(behind) = d.running.get_mut(&gateway) {
+                    behind.push_back(job);
+                    continue;
+                }
+                d.running.insert(gateway.clone(), VecDeque::new());
+                *mine = Some(gateway);
+                return Some(job);
+            }
+            if d.closed {
+                return None;
+            }
+            d = self.ready.wait(d).unwrap_or_else(|p| p.into_inner());
         }
     }
-    Some(batch)
+}
+
+/// Start the writer threads of `store`.
+pub(crate) fn start(store: Weak<PgStore>) -> WriteQueue {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(Dispatch::default()),
+        ready: Condvar::new(),
+    });
+    for i in 0..WRITERS {
+        let (store, shared) = (store.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name(format!("pg-writer-{i}"))
+            .spawn(move || run(store, &shared))
+            .expect("spawn writer thread");
+    }
+    WriteQueue { shared }
 }
 
 /// A writer thread's own runtime and connection pool (of one), for the store `owner`.
@@ -103,7 +171,7 @@ pub(crate) fn own_connection(store: &PgStore) -> Option<Result<deadpool_postgres
     on_own_runtime(store, async move { pool.get().await.map_err(crate::pool_err) })
 }
 
-fn run(store: Weak<PgStore>, rx: &Mutex<Receiver<Queued>>) {
+fn run(store: Weak<PgStore>, queue: &Shared) {
     if let Some(s) = store.upgrade() {
         let own = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -123,7 +191,8 @@ fn run(store: Weak<PgStore>, rx: &Mutex<Receiver<Queued>>) {
         }
     }
     crate::tx::predicting(true);
-    while let Some(batch) = next_batch(rx) {
+    let mut gateway = None;
+    while let Some(batch) = queue.next(&mut gateway).map(|job| vec![job]) {
         let Some(store) = store.upgrade() else {
             for queued in batch {
                 queued.job.finish(Err(StoreError::Other("the store is closed".into())));
@@ -218,5 +287,95 @@ fn commit_batch(store: &PgStore, mut batch: Vec<Box<dyn WriteJob>>, relaxed: boo
         Ok(()) => batch.into_iter().for_each(|job| job.finish(Ok(()))),
         // Nothing of the batch is durable: every request fails.
         Err(e) => batch.into_iter().for_each(|job| job.finish(Err(for_each_request(&e)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A job naming `gateway`; it does nothing (the dispatch is what is tested).
+    struct Named(Option<&'static str>);
+
+    impl WriteJob for Named {
+        fn run(&mut self, _: &dyn vpnroute_store::WriteTx) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        fn finish(self: Box<Self>, _: Result<(), StoreError>) {}
+        fn affinity(&self) -> Option<&str> {
+            self.0
+        }
+    }
+
+    fn queued(gateway: Option<&'static str>) -> Queued {
+        Queued {
+            job: Box::new(Named(gateway)),
+            deferred: false,
+        }
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            state: Mutex::new(Dispatch::default()),
+            ready: Condvar::new(),
+        })
+    }
+
+    #[test]
+    fn a_gateways_next_job_waits_for_the_writer_running_one_of_its_jobs() {
+        let queue = WriteQueue { shared: shared() };
+        for g in [Some("a"), Some("a"), Some("b"), None] {
+            queue.send(queued(g));
+        }
+        let s = queue.shared.clone();
+        drop(queue); // closed: `next` answers None instead of waiting once all is taken
+        let (mut first, mut second) = (None, None);
+        let gateway = |q: Option<Queued>| q.map(|q| q.job.affinity().map(str::to_owned));
+        assert_eq!(gateway(s.next(&mut first)), Some(Some("a".into())));
+        // The second `a` is not taken by another writer: it waits behind the first.
+        assert_eq!(gateway(s.next(&mut second)), Some(Some("b".into())));
+        assert_eq!(gateway(s.next(&mut second)), Some(None));
+        assert_eq!(gateway(s.next(&mut second)), None);
+        assert_eq!(gateway(s.next(&mut first)), Some(Some("a".into())));
+        assert_eq!(gateway(s.next(&mut first)), None);
+        assert!(s.lock().running.is_empty(), "every gateway released");
+    }
+
+    #[test]
+    fn no_two_writers_run_jobs_of_one_gateway_at_once_and_every_job_runs() {
+        let queue = WriteQueue { shared: shared() };
+        const GATEWAYS: [&str; 3] = ["a", "b", "c"];
+        let running: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+        let (done, overlaps) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let (s, running, done, overlaps) =
+                    (queue.shared.clone(), running.clone(), done.clone(), overlaps.clone());
+                std::thread::spawn(move || {
+                    let mut mine = None;
+                    while let Some(q) = s.next(&mut mine) {
+                        let i = GATEWAYS.iter().position(|g| Some(*g) == q.job.affinity());
+                        if let Some(i) = i {
+                            if running[i].fetch_add(1, Ordering::SeqCst) > 0 {
+                                overlaps.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        std::thread::sleep(std::time::Duration::from_micros(50));
+                        if let Some(i) = i {
+                            running[i].fetch_sub(1, Ordering::SeqCst);
+                        }
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for n in 0..300 {
+            queue.send(queued(if n % 7 == 0 { None } else { Some(GATEWAYS[n % 3]) }));
+        }
+        drop(queue);
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        assert_eq!(done.load(Ordering::SeqCst), 300);
+        assert_eq!(overlaps.load(Ordering::SeqCst), 0);
     }
 }

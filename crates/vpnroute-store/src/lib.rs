@@ -109,6 +109,13 @@ pub trait WriteJob: Send {
     /// Called once at the end: `Ok` when the transaction holding the job's work committed
     /// (the job's outcome stands), `Err` when it did not (nothing of it is durable).
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+    /// The gateway whose lock the job takes, when it is known before it runs: a store with
+    /// several writers runs the jobs of one gateway one after the other on one writer
+    /// rather than letting a second writer wait on the lock. `None` (the default): any
+    /// writer.
+    fn affinity(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A closure over a read transaction, as the object-safe [`Store`] methods take it.

@@ -285,7 +285,14 @@ async fn rpc(
                 Err(e) => finish(&app, Err(e), &action, format, host, &request_id, started),
                 Ok(caller) => {
                     let mut gated = false;
-                    let result = vpnroute_app::writer::submit(&app, move |app, tx| {
+                    // Jobs of one gateway on one writer (a hint: a wrong id only loses it).
+                    let gateway = parsed
+                        .query_params()
+                        .iter()
+                        .chain(parsed.body_params())
+                        .find(|(k, _)| k == "VpnGatewayId")
+                        .map(|(_, v)| v.clone());
+                    let result = vpnroute_app::writer::submit(&app, gateway, move |app, tx| {
                         run_write(app, tx, &parsed, source_ip, caller.clone(), f, &mut gated)
                     })
                     .await;
