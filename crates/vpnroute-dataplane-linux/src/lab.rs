@@ -40,7 +40,11 @@ fn have(tool: &str) -> bool {
 }
 
 /// Installs (with apt) the packages of tools that are missing: `(tool, package)` pairs.
+/// One call at a time in a process: two tests installing at once would race for dpkg's lock,
+/// and the loser would fail.
 pub fn install_missing(tools: &[(&str, &str)]) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let missing: Vec<&str> = tools
         .iter()
         .filter(|(tool, _)| !have(tool))
