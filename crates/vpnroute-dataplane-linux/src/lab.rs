@@ -39,12 +39,25 @@ fn have(tool: &str) -> bool {
     Command::new(tool).arg("-V").output().is_ok()
 }
 
-/// Installs (with apt) the packages of tools that are missing: `(tool, package)` pairs.
-/// One call at a time in a process: two tests installing at once would race for dpkg's lock,
-/// and the loser would fail.
-pub fn install_missing(tools: &[(&str, &str)]) {
+/// `apt-get install` of `packages` if `missing()` still holds once it is this call's turn:
+/// one install at a time in a process (two tests installing at once would race for dpkg's
+/// lock, and the loser would fail).
+pub fn apt_install(packages: &[&str], missing: impl Fn() -> bool) {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if !missing() {
+        return;
+    }
+    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+}
+
+/// Installs (with apt) the packages of tools that are missing: `(tool, package)` pairs.
+pub fn install_missing(tools: &[(&str, &str)]) {
     let missing: Vec<&str> = tools
         .iter()
         .filter(|(tool, _)| !have(tool))
@@ -53,11 +66,7 @@ pub fn install_missing(tools: &[(&str, &str)]) {
     if missing.is_empty() {
         return;
     }
-    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-    let _ = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .status();
+    apt_install(&missing, || tools.iter().any(|(tool, _)| !have(tool)));
     for (tool, package) in tools {
         assert!(have(tool), "{tool} is missing and apt-get could not install {package}");
     }

@@ -44,12 +44,7 @@ pub fn ipsec_ready(test: &str) -> bool {
         return false;
     }
     if !have_all() {
-        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(PACKAGES)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
+        crate::lab::apt_install(&PACKAGES, || !have_all());
     }
     assert!(
         have_all(),
