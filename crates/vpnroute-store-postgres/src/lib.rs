@@ -70,7 +70,7 @@ mod writer;
 
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -116,6 +116,8 @@ pub struct PgStore {
     /// instead, measured: signed Describe 13% slower, the loop competing with the requests
     /// for those threads.)
     fast_lane: batch::Batcher<nonces::Fast, nonces::FastAnswer>,
+    /// When this process last deleted expired nonces (see `PgStore::prune_nonces`).
+    last_nonce_prune: AtomicI64,
     queue: OnceLock<writer::WriteQueue>,
     /// Keeps the LISTEN connection's task alive with the store.
     _listener: Option<tokio::task::JoinHandle<()>>,
@@ -301,6 +303,7 @@ impl PgStore {
             recent_auth: Default::default(),
             generation,
             fast_lane,
+            last_nonce_prune: AtomicI64::new(0),
             queue: OnceLock::new(),
             _listener: listener,
             config,

@@ -22,7 +22,7 @@
 //! such a request meets the state it met before.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
@@ -39,7 +39,6 @@ const PRUNE_EVERY_MS: i64 = 10_000;
 /// until its keep-until time, then accepted again (and kept anew).
 pub struct PgNonces {
     store: Arc<PgStore>,
-    last_prune: AtomicI64,
     /// Writes' nonces (made durable by the write's own commit, see the module docs). Reads'
     /// nonces go to the store's fast lane (with the generation queries of reads).
     durable: Batcher<NonceRecord, bool>,
@@ -51,22 +50,29 @@ impl PgNonces {
         PgNonces {
             durable: start_durable(rt, store.fast_pool.clone()),
             store,
-            last_prune: AtomicI64::new(0),
         }
     }
 
     fn prune(&self, now_ms: i64) {
-        let last = self.last_prune.load(Ordering::Relaxed);
+        self.store.prune_nonces(now_ms);
+    }
+}
+
+impl PgStore {
+    /// Delete expired nonces, at most every [`PRUNE_EVERY_MS`] per process (by whichever
+    /// request comes first: a read's or a write's nonce).
+    pub(crate) fn prune_nonces(&self, now_ms: i64) {
+        let last = self.last_nonce_prune.load(Ordering::Relaxed);
         if now_ms - last < PRUNE_EVERY_MS
             || self
-                .last_prune
+                .last_nonce_prune
                 .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
         {
             return;
         }
-        let pruned = self.store.fast_connection().and_then(|c| {
-            self.store.block(async {
+        let pruned = self.fast_connection().and_then(|c| {
+            self.block(async {
                 c.execute("DELETE FROM nonces WHERE keep_until < $1", &[&now_ms])
                     .await
                     .map_err(pg_err)

@@ -93,6 +93,8 @@ pub struct PgTx<'s> {
     /// Whether this transaction changed or removed access keys or RAM directories: once it
     /// commits, what this replica read of them recently is forgotten (`recent_auth.rs`).
     wrote_auth: Cell<bool>,
+    /// Whether this transaction took its request's nonce ([`WriteTx::take_nonce`]).
+    took_nonce: Cell<bool>,
 }
 
 /// The check of a prediction: something a write transaction took as known without reading
@@ -124,7 +126,7 @@ pub(crate) fn is_predicting() -> bool {
 }
 
 /// The retryable failure of a transaction whose prediction did not hold.
-fn missed_prediction() -> StoreError {
+pub(crate) fn missed_prediction() -> StoreError {
     predicting(false);
     StoreError::Retryable("postgres: a prediction did not hold; retried reading".into())
 }
@@ -143,6 +145,11 @@ const KEY_UNCHANGED: &str = "SELECT 1 / (count(*) = 1)::int FROM access_keys WHE
     AND secret = $3 AND status = $4 AND created_at = $5 AND ram_user_id IS NOT DISTINCT FROM $6";
 const DIRECTORY_UNCHANGED: &str =
     "SELECT 1 / (count(*) = 1)::int FROM ram_directories WHERE account_id = $1 AND doc = $2";
+/// A write's nonce taken by its transaction ([`WriteTx::take_nonce`]): recorded, or its
+/// expired row kept anew, else (still refused) the check fails.
+const NONCE_FRESH: &str = "WITH ins AS (INSERT INTO nonces AS s(access_key_id, nonce, keep_until) \
+    VALUES ($1, $2, $3) ON CONFLICT (access_key_id, nonce) DO UPDATE SET keep_until = EXCLUDED.keep_until \
+    WHERE s.keep_until < $4 RETURNING 1) SELECT 1 / (SELECT count(*) FROM ins)::int";
 pub(crate) const AT_ONCE_AS_PREDICTED: &str = "WITH u AS (UPDATE gateway_versions \
     SET desired = desired + 1, applied = applied + 1 \
     WHERE gateway_id = $1 AND desired = applied AND desired = $3 AND (lease_until IS NULL OR lease_until <= $2) \
@@ -301,6 +308,7 @@ impl<'s> PgTx<'s> {
             savepoints: Cell::new(false),
             own: false,
             wrote_auth: Cell::new(false),
+            took_nonce: Cell::new(false),
         }
     }
 
@@ -319,6 +327,11 @@ impl<'s> PgTx<'s> {
     }
 
     /// Whether this transaction may predict (see [`Deferred`]).
+    /// Whether this transaction took its request's nonce ([`WriteTx::take_nonce`]).
+    pub(crate) fn took_nonce(&self) -> bool {
+        self.took_nonce.get()
+    }
+
     pub(crate) fn may_predict(&self) -> bool {
         self.mode == Mode::Write && !self.savepoints.get() && is_predicting()
     }
@@ -1430,6 +1443,27 @@ impl WriteTx for PgTx<'_> {
 
     /// The lock only if the gateway exists, and its owner from the lock's reads: one round
     /// trip.
+    /// A prediction that the nonce is fresh, checked by recording it in the next round trip
+    /// ([`Deferred`]): on a writer thread, when predictions are on. (Not with a savepoint:
+    /// its rollback would undo the record.)
+    fn take_nonce(&self, access_key_id: &str, nonce: &str, now_ms: i64, keep_until_ms: i64) -> bool {
+        if !self.own || !self.may_predict() {
+            return false;
+        }
+        self.store.prune_nonces(now_ms);
+        self.defer(
+            NONCE_FRESH,
+            vec![
+                Box::new(access_key_id.as_bytes().to_vec()),
+                Box::new(nonce.as_bytes().to_vec()),
+                Box::new(keep_until_ms),
+                Box::new(now_ms),
+            ],
+        );
+        self.took_nonce.set(true);
+        true
+    }
+
     fn lock_existing_gateway(&self, gateway_id: &str) -> Result<Option<(String, String)>, StoreError> {
         if !self.lock_and_read(gateway_id, true)? {
             return Ok(None);

@@ -255,6 +255,10 @@ fn commit_batch(store: &PgStore, mut batch: Vec<Box<dyn WriteJob>>, relaxed: boo
                     Ok(true) if alone => {}
                     Ok(true) => tx.release(),
                     Err(e) if e.is_retryable() => return Err(Undo::Store(e)),
+                    // The request failed on its own, but its nonce was taken by this
+                    // transaction: run again without predictions, so that the nonce is
+                    // recorded (or refused) on its own and outlives the failure.
+                    Ok(false) | Err(_) if tx.took_nonce() => return Err(Undo::Store(crate::tx::missed_prediction())),
                     Ok(false) | Err(_) if alone => return Err(Undo::Request),
                     // A request's own failure (also a non-retryable store error): undo it only.
                     Ok(false) | Err(_) => tx.rollback_to(),

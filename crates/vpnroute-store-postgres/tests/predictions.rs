@@ -214,3 +214,92 @@ fn the_lock_of_a_gateway_that_does_not_exist_leaves_no_row() {
         .collect();
     assert_eq!(rows, ["vpn-other"]);
 }
+
+/// Far in the future: a nonce kept that long is refused for the whole test.
+const KEEP: i64 = 9_000_000_000_000;
+
+#[test]
+fn a_nonce_taken_by_a_write_is_recorded_with_its_commit_or_on_its_own() {
+    let Some(db) = common::TestDb::create() else { return };
+    let store = PgStore::open(&db.url).unwrap();
+    let nonces = Arc::new(store.nonces());
+    let queued: &dyn Store = &*store;
+
+    // Taken and committed: refused from then on.
+    let taken = queued
+        .write_queued(|tx| {
+            let taken = tx.take_nonce("k", "n1", 1000, KEEP);
+            tx.insert_route(&route("10.0.0.0/24"))?;
+            Ok(taken)
+        })
+        .unwrap();
+    assert!(taken, "a writer's transaction takes the nonce");
+    assert!(
+        !nonces.record("k", "n1", 2000, KEEP, true).unwrap(),
+        "recorded by the commit"
+    );
+
+    // Still refused: the check fails before anything commits, and the retry does not take
+    // it (it goes to the nonce store, which refuses it).
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let (kept, store_nonces) = (runs.clone(), nonces.clone());
+    let refused = queued.write_queued(move |tx| {
+        let taken = tx.take_nonce("k", "n1", 3000, KEEP);
+        kept.lock().unwrap().push(taken);
+        if !taken && !store_nonces.record("k", "n1", 3000, KEEP, true)? {
+            return Err(StoreError::Constraint("nonce used".into()));
+        }
+        tx.insert_route(&route("10.0.1.0/24"))?;
+        Ok(())
+    });
+    assert!(matches!(refused, Err(StoreError::Constraint(_))), "{refused:?}");
+    assert_eq!(*runs.lock().unwrap(), [true, false], "taken, then recorded on its own");
+    assert_eq!(
+        store.read(|tx| tx.gateway_routes("gw")).unwrap().len(),
+        1,
+        "nothing of it committed"
+    );
+
+    // A request that fails on its own after taking its nonce is run again, so the nonce
+    // outlives the failure (a replay is refused).
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let (kept, store_nonces) = (runs.clone(), nonces.clone());
+    let failed = queued.write_queued(move |tx| -> Result<(), StoreError> {
+        let taken = tx.take_nonce("k", "n2", 4000, KEEP);
+        kept.lock().unwrap().push(taken);
+        if !taken {
+            assert!(store_nonces.record("k", "n2", 4000, KEEP, true)?);
+        }
+        Err(StoreError::Constraint("the request's own failure".into()))
+    });
+    assert!(matches!(failed, Err(StoreError::Constraint(_))), "{failed:?}");
+    assert_eq!(*runs.lock().unwrap(), [true, false]);
+    assert!(
+        !nonces.record("k", "n2", 5000, KEEP, true).unwrap(),
+        "the failed request's nonce is kept"
+    );
+
+    // An expired nonce is taken again.
+    let taken = queued
+        .write_queued(|tx| {
+            let taken = tx.take_nonce("k", "old", 1000, 2000);
+            tx.insert_route(&route("10.0.2.0/24"))?;
+            Ok(taken)
+        })
+        .unwrap();
+    assert!(taken);
+    let taken = queued
+        .write_queued(|tx| {
+            let taken = tx.take_nonce("k", "old", 3000, KEEP);
+            tx.insert_route(&route("10.0.3.0/24"))?;
+            Ok(taken)
+        })
+        .unwrap();
+    assert!(taken, "kept anew once expired, in one run");
+    assert!(!nonces.record("k", "old", 4000, KEEP, true).unwrap());
+
+    // Outside a writer thread (a plain write transaction): not taken.
+    assert!(!store
+        .write(|tx| Ok::<_, StoreError>(tx.take_nonce("k", "n3", 1000, KEEP)))
+        .unwrap());
+}

@@ -193,6 +193,16 @@ pub trait WriteTx: ReadTx {
     /// if it exists, its lock ([`WriteTx::lock_gateway`]); `None`: no such gateway, nothing
     /// locked (no lock rows for ids that do not exist). One round trip where the store can do
     /// both together.
+    /// Record the request's signature nonce in this transaction instead of the nonce store,
+    /// where the store can check it there at no round trip of its own. Taken (`true`): it is
+    /// durable with the commit, a nonce still refused makes the transaction fail retryably
+    /// (and the retry records it with the nonce store, which refuses it), and a request that
+    /// fails on its own is run again rather than committed without its nonce. `false` (the
+    /// default): not taken; record it with the nonce store.
+    fn take_nonce(&self, access_key_id: &str, nonce: &str, now_ms: i64, keep_until_ms: i64) -> bool {
+        let _ = (access_key_id, nonce, now_ms, keep_until_ms);
+        false
+    }
     fn lock_existing_gateway(&self, gateway_id: &str) -> Result<Option<(String, String)>, StoreError> {
         let owner = self.resource_owner(ResourceKind::VpnGateway, gateway_id)?;
         if owner.is_some() {

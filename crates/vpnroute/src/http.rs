@@ -284,7 +284,7 @@ async fn rpc(
             {
                 Err(e) => finish(&app, Err(e), &action, format, host, &request_id, started),
                 Ok(caller) => {
-                    let mut gated = false;
+                    let mut gated = WriteGate::default();
                     // Jobs of one gateway on one writer (a hint: a wrong id only loses it).
                     let gateway = parsed
                         .query_params()
@@ -459,7 +459,18 @@ fn gate(
 ) -> Result<(), ApiError> {
     throttle(app, caller, parsed, now)?;
     let nonce = parsed.auth.nonce().unwrap_or_default();
-    let keep_until = caller.nonce_keep_until(now);
+    gate_nonce(app, caller, nonce, now, caller.nonce_keep_until(now), durable)
+}
+
+/// The nonce, recorded with the nonce store (refused if still remembered).
+fn gate_nonce(
+    app: &App,
+    caller: &crate::auth::Caller,
+    nonce: &str,
+    now: i64,
+    keep_until: i64,
+    durable: bool,
+) -> Result<(), ApiError> {
     if !app.nonce_log.record_signed(
         &caller.access_key_id,
         nonce,
@@ -471,6 +482,14 @@ fn gate(
         return Err(ApiError::NONCE_USED);
     }
     Ok(())
+}
+
+/// What a write request has passed, across the runs of its job.
+#[derive(Default)]
+struct WriteGate {
+    throttled: bool,
+    /// Recorded with the nonce store (not merely taken by a transaction that may not commit).
+    nonce: bool,
 }
 
 fn throttle(
@@ -592,14 +611,24 @@ fn run_write(
     source_ip: Option<std::net::IpAddr>,
     mut caller: crate::auth::Caller,
     f: dispatch::WriteFn,
-    gated: &mut bool,
+    gated: &mut WriteGate,
 ) -> Result<(Value, vpnroute_app::tasks::Effects), ApiError> {
     let now = now_ms();
     crate::auth::still_active(tx, &mut caller, parsed, &app.config.sts_key, now)?;
-    // A job retried after a retryable store error has passed throttling and the nonce.
-    if !*gated {
-        gate(app, &caller, parsed, now, true)?;
-        *gated = true;
+    // A job retried after a retryable store error has passed throttling and the nonce —
+    // unless its transaction took the nonce (`WriteTx::take_nonce`): then the retry records
+    // it with the nonce store (which refuses it if it was what failed).
+    if !gated.throttled {
+        throttle(app, &caller, parsed, now)?;
+        gated.throttled = true;
+    }
+    if !gated.nonce {
+        let nonce = parsed.auth.nonce().unwrap_or_default();
+        let keep_until = caller.nonce_keep_until(now);
+        if !tx.take_nonce(&caller.access_key_id, nonce, now, keep_until) {
+            gate_nonce(app, &caller, nonce, now, keep_until, true)?;
+            gated.nonce = true;
+        }
     }
     let ctx = context(app, caller, parsed, source_ip, now)?;
     let body = dispatch::run_write(&ctx, tx, f)?;
