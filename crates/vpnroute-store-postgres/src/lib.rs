@@ -48,7 +48,8 @@
 //! * **Batching** (`batch.rs`): the generation queries of concurrent reads and the nonces of
 //!   concurrent reads go to PostgreSQL as one statement per batch (the *fast lane*: a loop
 //!   takes the first waiting request and everything queued behind it, no delay; see
-//!   [`PgNonces`]); writes' nonces are batched the same way among themselves. An API read
+//!   [`PgNonces`]); a write's nonce is taken by its own transaction on a writer thread, and
+//!   otherwise batched the same way with other writes' nonces. An API read
 //!   authenticated on this replica's cache brings its nonce with its own generation query
 //!   and awaits the one answer ([`vpnroute_store::NonceReads`], implemented by [`PgNonces`]);
 //!   a read fully answered from the cache then takes no connection at all. A request's first

@@ -20,6 +20,11 @@
 //! flush per write, not two). Only the nonce of a write that committed nothing (a refused
 //! request) can be lost, by a crash of PostgreSQL within that fraction of a second; replayed,
 //! such a request meets the state it met before.
+//!
+//! Most writes' nonces do not come here: a writer thread's transaction takes its request's
+//! nonce itself (`WriteTx::take_nonce`, in `tx.rs`), checked as a prediction with the
+//! transaction's next statement and durable with its commit; the retry of a transaction
+//! whose nonce check failed, or whose request failed on its own, records it here.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;

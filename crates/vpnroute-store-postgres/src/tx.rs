@@ -1441,10 +1441,8 @@ impl WriteTx for PgTx<'_> {
         self.lock_and_read(gateway_id, false).map(|_| ())
     }
 
-    /// The lock only if the gateway exists, and its owner from the lock's reads: one round
-    /// trip.
     /// A prediction that the nonce is fresh, checked by recording it in the next round trip
-    /// ([`Deferred`]): on a writer thread, when predictions are on. (Not with a savepoint:
+    /// (`Deferred`): on a writer thread, when predictions are on. (Not with a savepoint:
     /// its rollback would undo the record.)
     fn take_nonce(&self, access_key_id: &str, nonce: &str, now_ms: i64, keep_until_ms: i64) -> bool {
         if !self.own || !self.may_predict() {
@@ -1464,6 +1462,8 @@ impl WriteTx for PgTx<'_> {
         true
     }
 
+    /// The lock only if the gateway exists, and its owner from the lock's reads: one round
+    /// trip.
     fn lock_existing_gateway(&self, gateway_id: &str) -> Result<Option<(String, String)>, StoreError> {
         if !self.lock_and_read(gateway_id, true)? {
             return Ok(None);
