@@ -57,10 +57,6 @@ impl PgNonces {
             store,
         }
     }
-
-    fn prune(&self, now_ms: i64) {
-        self.store.prune_nonces(now_ms);
-    }
 }
 
 impl PgStore {
@@ -307,7 +303,7 @@ impl NonceStore for PgNonces {
         durable: bool,
     ) -> Result<bool, StoreError> {
         section(|| {
-            self.prune(now_ms);
+            self.store.prune_nonces(now_ms);
             let record = NonceRecord {
                 key: access_key_id.as_bytes().to_vec(),
                 nonce: nonce.as_bytes().to_vec(),
@@ -357,7 +353,7 @@ impl NonceReads for PgNonces {
 
     fn record_for_read(&self, nonce: &ReadNonce<'_>) -> BoxFuture<Result<Option<u64>, StoreError>> {
         // (At most every 10 s, and blocking where it may: see `PgStore::block`.)
-        self.prune(nonce.now_ms);
+        self.store.prune_nonces(nonce.now_ms);
         let record = NonceRecord {
             key: nonce.access_key_id.as_bytes().to_vec(),
             nonce: nonce.nonce.as_bytes().to_vec(),

@@ -189,10 +189,6 @@ pub trait WriteTx: ReadTx {
     /// (a row lock on a shared database; free where there is a single writer).
     /// Check-then-insert logic on a gateway's routes and connections takes it before reading.
     fn lock_gateway(&self, gateway_id: &str) -> Result<(), StoreError>;
-    /// The (account id, region id) of gateway `gateway_id` ([`ReadTx::resource_owner`]) and,
-    /// if it exists, its lock ([`WriteTx::lock_gateway`]); `None`: no such gateway, nothing
-    /// locked (no lock rows for ids that do not exist). One round trip where the store can do
-    /// both together.
     /// Record the request's signature nonce in this transaction instead of the nonce store,
     /// where the store can check it there at no round trip of its own. Taken (`true`): it is
     /// durable with the commit, a nonce still refused makes the transaction fail retryably
@@ -203,6 +199,10 @@ pub trait WriteTx: ReadTx {
         let _ = (access_key_id, nonce, now_ms, keep_until_ms);
         false
     }
+    /// The (account id, region id) of gateway `gateway_id` ([`ReadTx::resource_owner`]) and,
+    /// if it exists, its lock ([`WriteTx::lock_gateway`]); `None`: no such gateway, nothing
+    /// locked (no lock rows for ids that do not exist). One round trip where the store can do
+    /// both together.
     fn lock_existing_gateway(&self, gateway_id: &str) -> Result<Option<(String, String)>, StoreError> {
         let owner = self.resource_owner(ResourceKind::VpnGateway, gateway_id)?;
         if owner.is_some() {

@@ -286,12 +286,7 @@ async fn rpc(
                 Ok(caller) => {
                     let mut gated = WriteGate::default();
                     // Jobs of one gateway on one writer (a hint: a wrong id only loses it).
-                    let gateway = parsed
-                        .query_params()
-                        .iter()
-                        .chain(parsed.body_params())
-                        .find(|(k, _)| k == "VpnGatewayId")
-                        .map(|(_, v)| v.clone());
+                    let gateway = parsed.params.get("VpnGatewayId").map(str::to_owned);
                     let result = vpnroute_app::writer::submit(&app, gateway, move |app, tx| {
                         run_write(app, tx, &parsed, source_ip, caller.clone(), f, &mut gated)
                     })
