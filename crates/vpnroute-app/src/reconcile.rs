@@ -241,6 +241,19 @@ pub fn gateway_spec(tx: &dyn ReadTx, gateway_id: &str, version: i64) -> Result<O
     gateway_spec_with(tx, gateway_id, version, true)
 }
 
+/// [`gateway_spec`], refused below the applied version: the before-images of versions up to
+/// the applied one are gone, so an older version cannot be rebuilt (another replica recorded
+/// a newer one meanwhile).
+fn spec_not_below_applied(tx: &dyn ReadTx, gateway_id: &str, version: i64) -> Result<Option<GatewaySpec>, StoreError> {
+    let applied = tx.gateway_versions(gateway_id)?.1;
+    if version < applied {
+        return Err(StoreError::Other(format!(
+            "gateway {gateway_id}: version {version} is below the applied version {applied}"
+        )));
+    }
+    gateway_spec(tx, gateway_id, version)
+}
+
 /// [`gateway_spec`]; `at_version`: the routes as at `version` (else the current ones).
 fn gateway_spec_with(
     tx: &dyn ReadTx,
@@ -334,18 +347,22 @@ impl ReconcileStore for StoreReconcile {
 
     fn load_spec(&self, gateway_id: &str, version: i64) -> Result<Option<GatewaySpec>, StoreFailure> {
         self.store
-            .read(|tx| {
-                // The before-images of versions up to the applied one are gone: an older
-                // version cannot be rebuilt (another replica recorded a newer one meanwhile).
-                let applied = tx.gateway_versions(gateway_id)?.1;
-                if version < applied {
-                    return Err(StoreError::Other(format!(
-                        "gateway {gateway_id}: version {version} is below the applied version {applied}"
-                    )));
-                }
-                gateway_spec(tx, gateway_id, version)
-            })
+            .read(|tx| spec_not_below_applied(tx, gateway_id, version))
             .map_err(failure)
+    }
+
+    fn load_specs(&self, wanted: &[(String, i64)]) -> Vec<Result<Option<GatewaySpec>, StoreFailure>> {
+        // One snapshot for all: on PostgreSQL one transaction, not one each.
+        let read = self.store.read(|tx| {
+            Ok(wanted
+                .iter()
+                .map(|(gateway_id, version)| spec_not_below_applied(tx, gateway_id, *version).map_err(failure))
+                .collect::<Vec<_>>())
+        });
+        read.unwrap_or_else(|e| {
+            let e = failure(e);
+            wanted.iter().map(|_| Err(e.clone())).collect()
+        })
     }
 
     fn load_changes(&self, gateway_id: &str, from: i64, to: i64) -> Result<Option<SpecChanges>, StoreFailure> {

@@ -106,11 +106,18 @@ pub struct MemoryReconcileStore {
     gateways: Mutex<HashMap<String, GatewayRow>>,
     /// Moves with every change (see [`ReconcileStore::generation`]).
     generation: AtomicU64,
+    /// Calls of [`ReconcileStore::load_specs`] (reads of several specs at once).
+    spec_batches: AtomicU64,
 }
 
 impl MemoryReconcileStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many times several specs were read at once ([`ReconcileStore::load_specs`]).
+    pub fn spec_batches(&self) -> u64 {
+        self.spec_batches.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, GatewayRow>> {
@@ -228,6 +235,14 @@ impl ReconcileStore for MemoryReconcileStore {
             Some(spec) => Ok(Some(spec.clone())),
             None => Err(StoreFailure(format!("gateway {gateway_id} has no version {version}"))),
         }
+    }
+
+    fn load_specs(&self, wanted: &[(String, i64)]) -> Vec<Result<Option<GatewaySpec>, StoreFailure>> {
+        self.spec_batches.fetch_add(1, Ordering::SeqCst);
+        wanted
+            .iter()
+            .map(|(id, version)| self.load_spec(id, *version))
+            .collect()
     }
 
     fn release_owner(&self, owner: &str) -> Result<usize, StoreFailure> {

@@ -60,6 +60,9 @@ pub struct ReconcilerConfig {
 pub const BUSY_MIRROR: usize = 8;
 /// The least time between two mirroring passes after a busy one.
 pub const BUSY_MIRROR_GAP: Duration = Duration::from_millis(200);
+/// Gateways whose specs one read of a mirroring pass fetches at most
+/// ([`ReconcileStore::load_specs`]: one transaction for them, not one each).
+const MIRROR_READ: usize = 32;
 
 impl ReconcilerConfig {
     /// Defaults with a given owner id.
@@ -239,6 +242,14 @@ impl From<DataPlaneError> for Failure {
 
 fn in_force(observed: &Option<Observed>, version: i64) -> bool {
     matches!(observed, Some(o) if o.in_sync && o.applied_version == Some(version))
+}
+
+/// Whether a per-process data plane lags the recorded `version` of a gateway: it holds an
+/// older version (or none, for a gateway past its first version), or holds it out of sync.
+/// Never backwards: a data plane ahead of the record is left to the claims.
+fn lags(observed: &Option<Observed>, version: i64) -> bool {
+    let held = observed.as_ref().and_then(|o| o.applied_version);
+    !(in_force(observed, version) || held.is_some_and(|h| h > version) || (held.is_none() && version == 0))
 }
 
 impl Reconciler {
@@ -652,28 +663,41 @@ impl Reconciler {
         };
         let mut complete = true;
         let mut seen = HashMap::with_capacity(versions.len());
+        let mut wanted = Vec::new();
         for gv in versions {
             let (id, version) = (gv.gateway_id, gv.applied_version);
             if skip.contains(&id) || state.versions.get(&id) == Some(&version) {
                 seen.insert(id, version);
                 continue;
             }
-            match self.mirror_one(&id, version) {
-                Ok(outcome) => {
-                    seen.insert(id.clone(), version);
-                    if let Some(outcome) = outcome {
-                        report.outcomes.push((id, outcome));
+            match self.data_plane.observe(&id) {
+                Ok(before) if !lags(&before, version) => {
+                    seen.insert(id, version);
+                }
+                Ok(_) => wanted.push((id, version)),
+                Err(e) => {
+                    complete = false;
+                    self.mirror_failed(&id, version, e.into());
+                }
+            }
+        }
+        // The specs of the gateways to mirror, read together ([`MIRROR_READ`] per read).
+        for chunk in wanted.chunks(MIRROR_READ) {
+            for ((id, version), spec) in chunk.iter().zip(self.store.load_specs(chunk)) {
+                match spec
+                    .map_err(Failure::from)
+                    .and_then(|spec| self.mirror_spec(id, *version, spec))
+                {
+                    Ok(outcome) => {
+                        seen.insert(id.clone(), *version);
+                        if let Some(outcome) = outcome {
+                            report.outcomes.push((id.clone(), outcome));
+                        }
                     }
-                }
-                Err(Failure::Store(e)) => {
-                    complete = false;
-                    self.store_failed("mirroring a gateway", &e);
-                }
-                Err(Failure::DataPlane(error)) => {
-                    // Tried again when the generation next moves, and by the drift check.
-                    complete = false;
-                    bump(&self.metrics.failures);
-                    tracing::warn!(gateway = %id, version, error = %error, "mirroring a recorded version failed");
+                    Err(failure) => {
+                        complete = false;
+                        self.mirror_failed(id, *version, failure);
+                    }
                 }
             }
         }
@@ -696,15 +720,41 @@ impl Reconciler {
         self.mirrored_generation.store(done, Ordering::Release);
     }
 
+    fn mirror_failed(&self, gateway_id: &str, version: i64, failure: Failure) {
+        match failure {
+            Failure::Store(e) => self.store_failed("mirroring a gateway", &e),
+            Failure::DataPlane(error) => {
+                // Tried again when the generation next moves, and by the drift check.
+                bump(&self.metrics.failures);
+                tracing::warn!(gateway = %gateway_id, version, error = %error, "mirroring a recorded version failed");
+            }
+        }
+    }
+
     /// Bring a per-process data plane to the recorded `version` of one gateway, if it holds
     /// an older one (or none); `None`: nothing to do.
     fn mirror_one(&self, gateway_id: &str, version: i64) -> Result<Option<Outcome>, Failure> {
-        let before = self.data_plane.observe(gateway_id)?;
-        let held = before.as_ref().and_then(|o| o.applied_version);
-        if in_force(&before, version) || held.is_some_and(|h| h > version) || (held.is_none() && version == 0) {
+        if !lags(&self.data_plane.observe(gateway_id)?, version) {
             return Ok(None);
         }
-        if !self.put_in_force(gateway_id, &before, held.unwrap_or(0), version, None)? {
+        let spec = self.store.load_spec(gateway_id, version)?;
+        self.mirror_spec(gateway_id, version, spec)
+    }
+
+    /// [`mirror_one`](Self::mirror_one) with the recorded version's spec read already. The
+    /// full spec, never the difference: the store keeps the changes of a version only until
+    /// it is applied, and a mirrored version is applied. The data plane is looked at again
+    /// first: a claim of this process may have put a newer version in force since.
+    fn mirror_spec(
+        &self,
+        gateway_id: &str,
+        version: i64,
+        spec: Option<GatewaySpec>,
+    ) -> Result<Option<Outcome>, Failure> {
+        if !lags(&self.data_plane.observe(gateway_id)?, version) {
+            return Ok(None);
+        }
+        if !self.apply_spec(gateway_id, version, spec)? {
             return Ok(Some(Outcome::Removed));
         }
         bump(&self.metrics.mirrored);
@@ -735,21 +785,36 @@ impl Reconciler {
                 None => false,
             };
         if !incremental {
-            let Some(spec) = self.store.load_spec(gateway_id, version)? else {
-                self.data_plane.remove(gateway_id)?;
-                bump(&self.metrics.removed);
-                tracing::info!(gateway = %gateway_id, "gateway deleted: removed from the data plane");
-                self.settle_waiters(gateway_id, None);
-                return Ok(false);
-            };
-            if spec.version != version || spec.gateway_id != gateway_id {
-                return Err(Failure::Store(StoreFailure(format!(
-                    "asked for {gateway_id} at version {version}, got {} at version {}",
-                    spec.gateway_id, spec.version
-                ))));
-            }
-            self.data_plane.apply(&spec)?;
+            let spec = self.store.load_spec(gateway_id, version)?;
+            return self.apply_spec(gateway_id, version, spec);
         }
+        self.read_back(gateway_id, version)?;
+        Ok(true)
+    }
+
+    /// Apply the full `spec` of a gateway at `version` and read it back; `None` (the gateway
+    /// no longer exists): removed from the data plane, `false`.
+    fn apply_spec(&self, gateway_id: &str, version: i64, spec: Option<GatewaySpec>) -> Result<bool, Failure> {
+        let Some(spec) = spec else {
+            self.data_plane.remove(gateway_id)?;
+            bump(&self.metrics.removed);
+            tracing::info!(gateway = %gateway_id, "gateway deleted: removed from the data plane");
+            self.settle_waiters(gateway_id, None);
+            return Ok(false);
+        };
+        if spec.version != version || spec.gateway_id != gateway_id {
+            return Err(Failure::Store(StoreFailure(format!(
+                "asked for {gateway_id} at version {version}, got {} at version {}",
+                spec.gateway_id, spec.version
+            ))));
+        }
+        self.data_plane.apply(&spec)?;
+        self.read_back(gateway_id, version)?;
+        Ok(true)
+    }
+
+    /// Whether the data plane holds `version` in sync after an apply of it.
+    fn read_back(&self, gateway_id: &str, version: i64) -> Result<(), Failure> {
         let after = self.data_plane.observe(gateway_id)?;
         if !in_force(&after, version) {
             let seen = after.map(|o| (o.applied_version, o.in_sync));
@@ -757,7 +822,7 @@ impl Reconciler {
                 "read-back after applying version {version} does not match: (applied version, in sync) = {seen:?}"
             )));
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Observe gateways (all of them, or those named) and reconcile those whose data plane

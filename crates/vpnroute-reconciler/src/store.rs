@@ -89,6 +89,16 @@ pub trait ReconcileStore: Send + Sync {
     /// since: a queued change does not come into force before its own task.
     fn load_spec(&self, gateway_id: &str, version: i64) -> Result<Option<GatewaySpec>, StoreFailure>;
 
+    /// [`load_spec`](Self::load_spec) of several gateways (a replica mirroring versions other
+    /// replicas recorded), one answer per item, in order; a store may read them all in one
+    /// transaction. Default: one `load_spec` each.
+    fn load_specs(&self, wanted: &[(String, i64)]) -> Vec<Result<Option<GatewaySpec>, StoreFailure>> {
+        wanted
+            .iter()
+            .map(|(gateway_id, version)| self.load_spec(gateway_id, *version))
+            .collect()
+    }
+
     /// What changed between two versions (`from` < `to`), in the state at `to`; `None` when
     /// the store cannot tell or the gateway no longer exists (the reconciler then loads the
     /// full spec). Default: `None`.

@@ -900,14 +900,15 @@ fn a_replica_mirrors_recorded_versions_without_claiming_or_recording() {
     );
     assert_eq!(pb.applies(), 1);
 
-    // The next version comes across as changes.
+    // The next version comes across as its whole spec (a store keeps a version's changes
+    // only until it is applied, and a mirrored version is applied).
     store.commit(spec(routes(5)), Some(10));
     ra.run_pass(11);
     assert_eq!(
         rb.run_pass(12).outcomes,
         vec![(GW.to_string(), Outcome::Mirrored { version: 2 })]
     );
-    assert_eq!(*pb.applied_changes.lock().unwrap(), vec![2]);
+    assert_eq!((pb.applies(), pb.applied_changes.lock().unwrap().len()), (2, 0));
     assert_eq!(pb.chosen("10.0.5.1"), Some("vco-a".into()));
     // A version due but not recorded yet is not mirrored: only what the claim holder put in
     // force and recorded.
@@ -919,6 +920,49 @@ fn a_replica_mirrors_recorded_versions_without_claiming_or_recording() {
     assert_eq!(rb.run_pass(14).outcomes, vec![(GW.to_string(), Outcome::Removed)]);
     assert!(pb.gateways().unwrap().is_empty());
     assert_eq!(store.status(GW), None);
+}
+
+#[test]
+fn a_mirroring_pass_reads_the_specs_it_needs_together() {
+    let (store, replicas) = replicas(true, &["a", "b"]);
+    let [(pa, ra), (pb, rb)] = &replicas[..] else {
+        unreachable!()
+    };
+    ra.run_pass(0);
+    rb.run_pass(0);
+    let ids: Vec<String> = (0..40).map(|i| format!("vpn-m{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        store.commit(
+            GatewaySpec {
+                gateway_id: id.clone(),
+                ..spec(routes(1 + i as u64 % 3))
+            },
+            Some(0),
+        );
+    }
+    // a applies all of them under claims (more than one pass's worth).
+    for t in 1..20 {
+        ra.run_pass(t);
+    }
+    assert_eq!(pa.gateways().unwrap().len(), 40);
+    let before = store.spec_batches();
+    let report = rb.run_pass(100);
+    let mut mirrored: Vec<&str> = report
+        .outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Mirrored { version: 1 }))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    mirrored.sort_unstable();
+    assert_eq!(mirrored, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    // 40 specs in two reads (32 at most each), not 40.
+    assert_eq!(store.spec_batches() - before, 2);
+    for id in &ids {
+        assert_eq!(pb.sim.route_count(id), pa.sim.route_count(id), "{id}");
+    }
+    // Nothing moved since: nothing read.
+    assert!(rb.run_pass(101).outcomes.is_empty());
+    assert_eq!(store.spec_batches() - before, 2);
 }
 
 #[test]

@@ -93,8 +93,10 @@ const FAST_POOL_SIZE: usize = 6;
 /// How long a request waits for a free connection before it is answered busy.
 const POOL_WAIT: Duration = Duration::from_secs(10);
 /// The least time between two NOTIFYs of this process's commits (see
-/// `PgStore::notify_commits`).
-const NOTIFY_GAP: Duration = Duration::from_millis(2);
+/// `PgStore::notify_commits`). The other replicas' mirrors look at what they heard every
+/// 50 ms, and reads do not depend on it; at 2 ms, a replica under a stream of writes sent one
+/// NOTIFY (a transaction of its own) per two or three writes (BENCHMARKS.md "Session 7").
+const NOTIFY_GAP: Duration = Duration::from_millis(20);
 /// The NOTIFY channel carrying the commit generation.
 const CHANNEL: &str = "vpnroute_gen";
 /// Number of `store_gen` slots (migration 001).
@@ -321,8 +323,9 @@ impl PgStore {
     /// read the generation from PostgreSQL). Ends with the store's runtime.
     async fn notify_commits(pool: Pool, notice: Arc<tokio::sync::Notify>) {
         loop {
+            // A commit after a quiet time is heard of at once; the commits of the gap after
+            // a NOTIFY (the permit `notify_one` leaves) with the next one.
             notice.notified().await;
-            tokio::time::sleep(NOTIFY_GAP).await;
             let sent = async {
                 let conn = pool.get().await.map_err(pool_err)?;
                 let st = conn.prepare_cached(tx::NOTIFY_GENERATION).await.map_err(pg_err)?;
@@ -332,6 +335,7 @@ impl PgStore {
                 // Heard of with the next commit; the mirror's drift check covers the rest.
                 tracing::warn!(error = %e, "postgres: the NOTIFY of commits failed");
             }
+            tokio::time::sleep(NOTIFY_GAP).await;
         }
     }
 
