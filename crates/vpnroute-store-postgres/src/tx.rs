@@ -11,6 +11,9 @@
 //! * a write that needs no answer of an earlier statement is folded into it (route insert,
 //!   update and delete: the row, its before-image and the gateway's route count in one
 //!   statement);
+//! * on a writer thread, a write whose answer nothing needs (a route's update or delete in a
+//!   version recorded at once) is not sent on its own but with the next round trip, like the
+//!   checks of predictions below ([`Deferred`]);
 //! * statements a call needs together go out in one round trip (tokio-postgres pipelines the
 //!   queries polled together): [`WriteTx::lock_gateway`] sends, after the lock, one statement
 //!   with the reads a writer of the gateway makes next (the gateway's row and its children,
@@ -103,7 +106,8 @@ pub struct PgTx<'s> {
 /// unless the prediction holds, so a transaction never commits on a wrong one: it fails
 /// retryably, and its retry on the same writer thread predicts nothing ([`predicting`]).
 /// Under READ COMMITTED the check sees what a read at that point would have seen, so the
-/// outcome is the one the read would have given.
+/// outcome is the one the read would have given. A write whose answer nothing needs travels
+/// the same way ([`PgTx::write_or_defer`]).
 pub(crate) struct Deferred {
     sql: &'static str,
     params: Vec<Box<dyn ToSql + Sync + Send>>,
@@ -154,6 +158,15 @@ pub(crate) const AT_ONCE_AS_PREDICTED: &str = "WITH u AS (UPDATE gateway_version
     SET desired = desired + 1, applied = applied + 1 \
     WHERE gateway_id = $1 AND desired = applied AND desired = $3 AND (lease_until IS NULL OR lease_until <= $2) \
     RETURNING 1) SELECT 1 / (count(*) = 1)::int FROM u";
+
+/// A route's update and delete in a version recorded at once (no before-image): writes whose
+/// answer nothing needs, sent with the next round trip on a writer thread
+/// ([`PgTx::write_or_defer`]).
+const UPDATE_ROUTE_AT_ONCE: &str =
+    "UPDATE vpn_routes SET weight = $2, priority = $3, published = $4, description = $5 WHERE seq = $1";
+const DELETE_ROUTE_AT_ONCE: &str = "WITH d AS (DELETE FROM vpn_routes WHERE seq = $2 RETURNING kind) \
+    INSERT INTO gateway_route_counts(gateway_id, kind, n) SELECT $1, kind, -1 FROM d \
+    ON CONFLICT (gateway_id, kind) DO UPDATE SET n = gateway_route_counts.n + EXCLUDED.n";
 
 /// A resource row: (account id, region id, JSON document).
 #[derive(Clone)]
@@ -339,6 +352,20 @@ impl<'s> PgTx<'s> {
     /// Check a prediction in the next round trip (see [`Deferred`]).
     pub(crate) fn defer(&self, sql: &'static str, params: Vec<Box<dyn ToSql + Sync + Send>>) {
         self.deferred.borrow_mut().push(Deferred { sql, params });
+    }
+
+    /// A write whose answer nothing needs: sent with the next round trip (another
+    /// statement's or the commit's) where this transaction may predict, like the checks of
+    /// predictions ([`Deferred`]), so it costs no round trip of its own; else at once. Its
+    /// error, if any, fails that next round trip, as it would have failed this call: the
+    /// transaction cannot commit either way.
+    fn write_or_defer(&self, sql: &'static str, params: Vec<Box<dyn ToSql + Sync + Send>>) -> Result<(), StoreError> {
+        if self.may_predict() {
+            self.defer(sql, params);
+            return Ok(());
+        }
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        self.execute(sql, &params).map(|_| ())
     }
 
     pub(crate) fn memo(&self) -> std::cell::RefMut<'_, Memo> {
@@ -1617,9 +1644,15 @@ impl WriteTx for PgTx<'_> {
     fn update_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
         self.memo.borrow_mut().forget_routes(&r.gateway_id);
         if self.is_at_once(&r.gateway_id) {
-            self.execute(
-                "UPDATE vpn_routes SET weight = $2, priority = $3, published = $4, description = $5 WHERE seq = $1",
-                &[&r.seq, &r.weight, &r.priority, &r.published, &r.description],
+            self.write_or_defer(
+                UPDATE_ROUTE_AT_ONCE,
+                vec![
+                    Box::new(r.seq),
+                    Box::new(r.weight),
+                    Box::new(r.priority),
+                    Box::new(r.published),
+                    Box::new(r.description.clone()),
+                ],
             )?;
             self.collect_at_once(&r.gateway_id, r.seq, Some(r.clone()));
             return Ok(());
@@ -1646,11 +1679,9 @@ impl WriteTx for PgTx<'_> {
     fn delete_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
         self.memo.borrow_mut().forget_routes(&r.gateway_id);
         if self.is_at_once(&r.gateway_id) {
-            self.execute(
-                "WITH d AS (DELETE FROM vpn_routes WHERE seq = $2 RETURNING kind) \
-                 INSERT INTO gateway_route_counts(gateway_id, kind, n) SELECT $1, kind, -1 FROM d \
-                 ON CONFLICT (gateway_id, kind) DO UPDATE SET n = gateway_route_counts.n + EXCLUDED.n",
-                &[&r.gateway_id, &r.seq],
+            self.write_or_defer(
+                DELETE_ROUTE_AT_ONCE,
+                vec![Box::new(r.gateway_id.clone()), Box::new(r.seq)],
             )?;
             self.collect_at_once(&r.gateway_id, r.seq, None);
             return Ok(());

@@ -303,3 +303,68 @@ fn a_nonce_taken_by_a_write_is_recorded_with_its_commit_or_on_its_own() {
         .write(|tx| Ok::<_, StoreError>(tx.take_nonce("k", "n3", 1000, KEEP)))
         .unwrap());
 }
+
+/// A route's update and delete in a version recorded at once need no answer: on a writer
+/// thread they travel with the next round trip (here the read after them, and the commit),
+/// and one that fails there fails the transaction, which commits nothing.
+#[test]
+fn route_writes_at_once_travel_with_the_next_round_trip_and_fail_it() {
+    let Some(db) = common::TestDb::create() else { return };
+    let store = PgStore::open(&db.url).unwrap();
+    applied_gateway(&store);
+    store.write(|tx| tx.insert_route(&route("10.0.9.0/24"))).unwrap();
+    let routes = store.read(|tx| tx.gateway_routes("gw")).unwrap();
+    let (kept, gone) = (routes[0].clone(), routes[1].clone());
+    let queued: &dyn Store = &*store;
+
+    let (k, g) = (kept.clone(), gone.clone());
+    let seen_in_tx = queued
+        .write_queued(move |tx| {
+            tx.lock_gateway("gw")?;
+            assert_eq!(tx.change_at_once("gw", 10)?, Some(2));
+            tx.update_route(&VpnRoute { weight: 0, ..k.clone() })?;
+            tx.delete_route(&g)?;
+            // A read after them sees them (they went first in its round trip).
+            tx.gateway_routes("gw")
+        })
+        .unwrap();
+    assert_eq!(seen_in_tx.len(), 1);
+    assert_eq!((seen_in_tx[0].seq, seen_in_tx[0].weight), (kept.seq, 0));
+    let (versions, routes) = store
+        .read(|tx| Ok::<_, StoreError>((tx.gateway_versions("gw")?, tx.gateway_routes("gw")?)))
+        .unwrap();
+    assert_eq!(versions, (2, 2));
+    assert_eq!(routes.len(), 1);
+    assert_eq!((routes[0].seq, routes[0].weight), (kept.seq, 0));
+
+    // A delete PostgreSQL refuses: the call itself succeeds (the statement has not gone
+    // out), the commit fails, and nothing of the transaction is kept.
+    let side = Side::connect(&db.url);
+    side.run(
+        "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'no deletes today'; END $$; \
+         CREATE TRIGGER refuse_delete BEFORE DELETE ON vpn_routes FOR EACH ROW EXECUTE FUNCTION refuse_delete();",
+    );
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let k = kept.clone();
+    let failed = queued.write_queued(move |tx| {
+        tx.lock_gateway("gw")?;
+        let v = tx.change_at_once("gw", 20)?;
+        let deleted = tx.delete_route(&VpnRoute { weight: 0, ..k.clone() });
+        seen.lock().unwrap().push((v, deleted.is_ok()));
+        deleted
+    });
+    let e = failed.expect_err("the refused delete fails the transaction");
+    assert!(e.to_string().contains("no deletes today"), "{e}");
+    assert_eq!(
+        calls.lock().unwrap()[0],
+        (Some(3), true),
+        "deferred on the writer thread"
+    );
+    let (versions, routes) = store
+        .read(|tx| Ok::<_, StoreError>((tx.gateway_versions("gw")?, tx.gateway_routes("gw")?.len())))
+        .unwrap();
+    assert_eq!(versions, (2, 2), "no version taken");
+    assert_eq!(routes, 1, "the route is still there");
+}
