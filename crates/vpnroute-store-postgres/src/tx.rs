@@ -98,6 +98,9 @@ pub struct PgTx<'s> {
     wrote_auth: Cell<bool>,
     /// Whether this transaction took its request's nonce ([`WriteTx::take_nonce`]).
     took_nonce: Cell<bool>,
+    /// A route `seq` taken with a gateway's lock on a writer thread, for a route insert of
+    /// that gateway's version recorded at once (see `PgTx::insert_route`).
+    route_seq: RefCell<Option<(String, i64)>>,
 }
 
 /// The check of a prediction: something a write transaction took as known without reading
@@ -164,6 +167,15 @@ pub(crate) const AT_ONCE_AS_PREDICTED: &str = "WITH u AS (UPDATE gateway_version
 /// ([`PgTx::write_or_defer`]).
 const UPDATE_ROUTE_AT_ONCE: &str =
     "UPDATE vpn_routes SET weight = $2, priority = $3, published = $4, description = $5 WHERE seq = $1";
+const INSERT_ROUTE_AT_ONCE: &str = "WITH r AS (INSERT INTO vpn_routes(kind, gateway_id, route_source, route_dest, \
+    next_hop, weight, priority, published, description, overlay_mode, create_time, seq) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING seq) \
+    INSERT INTO gateway_route_counts(gateway_id, kind, n) SELECT $2, $1, 1 FROM r \
+    ON CONFLICT (gateway_id, kind) DO UPDATE SET n = gateway_route_counts.n + EXCLUDED.n";
+/// A route `seq` taken under a gateway's lock, so in the order of that gateway's inserts
+/// (routes are listed per gateway in `seq` order; one not used is a gap, as a rolled-back
+/// insert leaves).
+const NEXT_ROUTE_SEQ: &str = "SELECT nextval(pg_get_serial_sequence('vpn_routes', 'seq'))";
 const DELETE_ROUTE_AT_ONCE: &str = "WITH d AS (DELETE FROM vpn_routes WHERE seq = $2 RETURNING kind) \
     INSERT INTO gateway_route_counts(gateway_id, kind, n) SELECT $1, kind, -1 FROM d \
     ON CONFLICT (gateway_id, kind) DO UPDATE SET n = gateway_route_counts.n + EXCLUDED.n";
@@ -322,6 +334,7 @@ impl<'s> PgTx<'s> {
             own: false,
             wrote_auth: Cell::new(false),
             took_nonce: Cell::new(false),
+            route_seq: RefCell::new(None),
         }
     }
 
@@ -1391,11 +1404,22 @@ impl PgTx<'_> {
         let gateway_kind = ResourceKind::VpnGateway.as_str();
         let (children_max, routes_max) = (MEMO_CHILDREN as i64 + 1, MEMO_ROUTES as i64 + 1);
         let reads: (&str, Params<'_>) = (LOCKED_READS, &[&gateway_id, &gateway_kind, &children_max, &routes_max]);
-        let mut answers = if only_if_exists {
-            self.pipeline(&[(LOCK_ROW_IF_EXISTS, &[&gateway_id, &gateway_kind]), reads])?
+        let lock: (&str, Params<'_>) = if only_if_exists {
+            (LOCK_ROW_IF_EXISTS, &[&gateway_id, &gateway_kind])
         } else {
-            self.pipeline(&[(LOCK_ROW, &[&gateway_id]), reads])?
+            (LOCK_ROW, &[&gateway_id])
         };
+        // On a writer thread, a route seq for an insert that may follow (see `insert_route`).
+        let take_seq = self.may_predict();
+        let mut answers = if take_seq {
+            self.pipeline(&[lock, reads, (NEXT_ROUTE_SEQ, &[])])?
+        } else {
+            self.pipeline(&[lock, reads])?
+        };
+        if take_seq {
+            let seq = answers.pop().unwrap_or_default().first().map(|r| r.get::<_, i64>(0));
+            *self.route_seq.borrow_mut() = seq.map(|seq| (gateway_id.to_string(), seq));
+        }
         let mut rows = answers.pop().unwrap_or_default();
         if only_if_exists && answers.pop().unwrap_or_default().is_empty() {
             // No such gateway when the lock was tried: nothing locked, nothing kept.
@@ -1606,6 +1630,30 @@ impl WriteTx for PgTx<'_> {
         }
         self.memo.borrow_mut().forget_routes(&r.gateway_id);
         let at_once = self.is_at_once(&r.gateway_id);
+        let taken = self.route_seq.borrow_mut().take_if(|(g, _)| *g == r.gateway_id);
+        if let (true, Some((_, seq))) = (at_once && self.may_predict(), taken) {
+            // The seq is known: nothing needs the statement's answer, so it travels with
+            // the next round trip (see `write_or_defer`).
+            self.write_or_defer(
+                INSERT_ROUTE_AT_ONCE,
+                vec![
+                    Box::new(r.kind.as_str()),
+                    Box::new(r.gateway_id.clone()),
+                    Box::new(r.source.clone()),
+                    Box::new(r.dest.clone()),
+                    Box::new(r.next_hop.clone()),
+                    Box::new(r.weight),
+                    Box::new(r.priority),
+                    Box::new(r.published),
+                    Box::new(r.description.clone()),
+                    Box::new(r.overlay_mode.clone()),
+                    Box::new(r.create_time),
+                    Box::new(seq),
+                ],
+            )?;
+            self.collect_at_once(&r.gateway_id, seq, Some(VpnRoute { seq, ..r.clone() }));
+            return Ok(seq);
+        }
         let sql = if at_once {
             insert_route!("")
         } else {

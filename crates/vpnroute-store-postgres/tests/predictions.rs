@@ -304,9 +304,10 @@ fn a_nonce_taken_by_a_write_is_recorded_with_its_commit_or_on_its_own() {
         .unwrap());
 }
 
-/// A route's update and delete in a version recorded at once need no answer: on a writer
-/// thread they travel with the next round trip (here the read after them, and the commit),
-/// and one that fails there fails the transaction, which commits nothing.
+/// A route's insert (its seq taken with the gateway's lock), update and delete in a version
+/// recorded at once need no answer: on a writer thread they travel with the next round trip
+/// (here the read after them, and the commit), and one that fails there fails the
+/// transaction, which commits nothing.
 #[test]
 fn route_writes_at_once_travel_with_the_next_round_trip_and_fail_it() {
     let Some(db) = common::TestDb::create() else { return };
@@ -317,11 +318,42 @@ fn route_writes_at_once_travel_with_the_next_round_trip_and_fail_it() {
     let (kept, gone) = (routes[0].clone(), routes[1].clone());
     let queued: &dyn Store = &*store;
 
+    // An insert: its seq comes with the lock, after every seq before it.
+    let (seq, seen_in_tx) = queued
+        .write_queued(|tx| {
+            tx.lock_gateway("gw")?;
+            assert_eq!(tx.change_at_once("gw", 5)?, Some(2));
+            let seq = tx.insert_route(&route("10.0.7.0/24"))?;
+            Ok((seq, tx.gateway_routes("gw")?))
+        })
+        .unwrap();
+    assert!(seq > gone.seq, "{seq} after {}", gone.seq);
+    assert!(seen_in_tx.iter().any(|r| r.seq == seq && r.dest == "10.0.7.0/24"));
+    let after = store.read(|tx| tx.gateway_routes("gw")).unwrap();
+    assert_eq!(
+        after.last().map(|r| (r.seq, r.dest.as_str())),
+        Some((seq, "10.0.7.0/24"))
+    );
+    assert_eq!(store.read(|tx| tx.gateway_versions("gw")).unwrap(), (2, 2));
+    let (k, n) = (after.last().unwrap().clone(), after.len());
+    assert_eq!(
+        store.read(|tx| tx.count_routes("gw", k.kind)).unwrap(),
+        n as u64,
+        "the route count moved with it"
+    );
+    queued
+        .write_queued(move |tx| {
+            tx.lock_gateway("gw")?;
+            assert_eq!(tx.change_at_once("gw", 6)?, Some(3));
+            tx.delete_route(&k)
+        })
+        .unwrap();
+
     let (k, g) = (kept.clone(), gone.clone());
     let seen_in_tx = queued
         .write_queued(move |tx| {
             tx.lock_gateway("gw")?;
-            assert_eq!(tx.change_at_once("gw", 10)?, Some(2));
+            assert_eq!(tx.change_at_once("gw", 10)?, Some(4));
             tx.update_route(&VpnRoute { weight: 0, ..k.clone() })?;
             tx.delete_route(&g)?;
             // A read after them sees them (they went first in its round trip).
@@ -333,7 +365,7 @@ fn route_writes_at_once_travel_with_the_next_round_trip_and_fail_it() {
     let (versions, routes) = store
         .read(|tx| Ok::<_, StoreError>((tx.gateway_versions("gw")?, tx.gateway_routes("gw")?)))
         .unwrap();
-    assert_eq!(versions, (2, 2));
+    assert_eq!(versions, (4, 4));
     assert_eq!(routes.len(), 1);
     assert_eq!((routes[0].seq, routes[0].weight), (kept.seq, 0));
 
@@ -359,12 +391,28 @@ fn route_writes_at_once_travel_with_the_next_round_trip_and_fail_it() {
     assert!(e.to_string().contains("no deletes today"), "{e}");
     assert_eq!(
         calls.lock().unwrap()[0],
-        (Some(3), true),
+        (Some(5), true),
+        "deferred on the writer thread"
+    );
+    // The same for an insert.
+    side.run("CREATE TRIGGER refuse_insert BEFORE INSERT ON vpn_routes FOR EACH ROW EXECUTE FUNCTION refuse_delete();");
+    let seen = calls.clone();
+    let failed = queued.write_queued(move |tx| {
+        tx.lock_gateway("gw")?;
+        let v = tx.change_at_once("gw", 30)?;
+        let inserted = tx.insert_route(&route("10.0.8.0/24"));
+        seen.lock().unwrap().push((v, inserted.is_ok()));
+        inserted
+    });
+    assert!(failed.expect_err("refused").to_string().contains("no deletes today"));
+    assert_eq!(
+        calls.lock().unwrap()[1],
+        (Some(5), true),
         "deferred on the writer thread"
     );
     let (versions, routes) = store
         .read(|tx| Ok::<_, StoreError>((tx.gateway_versions("gw")?, tx.gateway_routes("gw")?.len())))
         .unwrap();
-    assert_eq!(versions, (2, 2), "no version taken");
-    assert_eq!(routes, 1, "the route is still there");
+    assert_eq!(versions, (4, 4), "no version taken");
+    assert_eq!(routes, 1, "the route is still there, and no other");
 }
