@@ -352,11 +352,16 @@ impl ReconcileStore for StoreReconcile {
     }
 
     fn load_specs(&self, wanted: &[(String, i64)]) -> Vec<Result<Option<GatewaySpec>, StoreFailure>> {
-        // One snapshot for all: on PostgreSQL one transaction, not one each.
+        // One snapshot for all: on PostgreSQL one transaction, not one each. A gateway
+        // applied further since it was asked for: its applied version (the trait allows it).
         let read = self.store.read(|tx| {
             Ok(wanted
                 .iter()
-                .map(|(gateway_id, version)| spec_not_below_applied(tx, gateway_id, *version).map_err(failure))
+                .map(|(gateway_id, version)| {
+                    let applied = tx.gateway_versions(gateway_id)?.1;
+                    gateway_spec(tx, gateway_id, applied.max(*version))
+                })
+                .map(|spec| spec.map_err(failure))
                 .collect::<Vec<_>>())
         });
         read.unwrap_or_else(|e| {

@@ -737,7 +737,8 @@ impl Reconciler {
         if !lags(&self.data_plane.observe(gateway_id)?, version) {
             return Ok(None);
         }
-        let spec = self.store.load_spec(gateway_id, version)?;
+        let spec = self.store.load_specs(&[(gateway_id.to_string(), version)]).pop();
+        let spec = spec.unwrap_or_else(|| Err(StoreFailure("no answer for the spec asked for".into())))?;
         self.mirror_spec(gateway_id, version, spec)
     }
 
@@ -751,6 +752,8 @@ impl Reconciler {
         version: i64,
         spec: Option<GatewaySpec>,
     ) -> Result<Option<Outcome>, Failure> {
+        // A newer recorded version read instead (`ReconcileStore::load_specs` may): that one.
+        let version = spec.as_ref().map_or(version, |s| s.version.max(version));
         if !lags(&self.data_plane.observe(gateway_id)?, version) {
             return Ok(None);
         }

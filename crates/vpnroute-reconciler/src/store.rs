@@ -89,9 +89,10 @@ pub trait ReconcileStore: Send + Sync {
     /// since: a queued change does not come into force before its own task.
     fn load_spec(&self, gateway_id: &str, version: i64) -> Result<Option<GatewaySpec>, StoreFailure>;
 
-    /// [`load_spec`](Self::load_spec) of several gateways (a replica mirroring versions other
-    /// replicas recorded), one answer per item, in order; a store may read them all in one
-    /// transaction. Default: one `load_spec` each.
+    /// [`load_spec`](Self::load_spec) of several recorded versions (a replica mirroring what
+    /// other replicas recorded), one answer per item, in order; a store may read them all in
+    /// one transaction, and may answer a newer recorded version of a gateway than the one
+    /// asked for (another replica recorded it meanwhile). Default: one `load_spec` each.
     fn load_specs(&self, wanted: &[(String, i64)]) -> Vec<Result<Option<GatewaySpec>, StoreFailure>> {
         wanted
             .iter()

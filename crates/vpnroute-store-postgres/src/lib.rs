@@ -106,7 +106,7 @@ const GEN_SLOTS: i32 = 64;
 /// connection string (or a `key=value` one).
 pub struct PgStore {
     me: Weak<PgStore>,
-    rt: tokio::runtime::Runtime,
+    rt: StoreRuntime,
     pool: Pool,
     fast_pool: Pool,
     location: String,
@@ -128,6 +128,27 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     /// Woken by each commit of this process: see [`PgStore::notify_commits`].
     pub(crate) commit_notice: Arc<tokio::sync::Notify>,
+}
+
+/// The store's own runtime, shut down without waiting when the store is dropped: the last
+/// owner may drop it on another runtime's thread (the server's tasks ending at shutdown),
+/// where a runtime may not be dropped the blocking way.
+struct StoreRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for StoreRuntime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the store's runtime lives as long as the store")
+    }
+}
+
+impl Drop for StoreRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// The newest commit generation this process has seen (a commit of its own, a read's
@@ -298,7 +319,7 @@ impl PgStore {
         })?;
         Ok(Arc::new_cyclic(|me| PgStore {
             me: me.clone(),
-            rt,
+            rt: StoreRuntime(Some(rt)),
             pool,
             fast_pool,
             location,

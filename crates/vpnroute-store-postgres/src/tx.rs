@@ -101,6 +101,10 @@ pub struct PgTx<'s> {
     /// A route `seq` taken with a gateway's lock on a writer thread, for a route insert of
     /// that gateway's version recorded at once (see `PgTx::insert_route`).
     route_seq: RefCell<Option<(String, i64)>>,
+    /// The error of a round trip that carried deferred statements ([`Deferred`]), kept: the
+    /// PostgreSQL transaction is aborted, so every later statement and the commit fail with
+    /// it (not with "transaction aborted"), even if the call it reached ignored it.
+    deferred_failed: RefCell<Option<StoreError>>,
 }
 
 /// The check of a prediction: something a write transaction took as known without reading
@@ -335,6 +339,7 @@ impl<'s> PgTx<'s> {
             wrote_auth: Cell::new(false),
             took_nonce: Cell::new(false),
             route_seq: RefCell::new(None),
+            deferred_failed: RefCell::new(None),
         }
     }
 
@@ -372,6 +377,22 @@ impl<'s> PgTx<'s> {
     /// predictions ([`Deferred`]), so it costs no round trip of its own; else at once. Its
     /// error, if any, fails that next round trip, as it would have failed this call: the
     /// transaction cannot commit either way.
+    /// The kept error of deferred statements, if one failed (see `deferred_failed`).
+    fn deferred_ok(&self) -> Result<(), StoreError> {
+        match &*self.deferred_failed.borrow() {
+            Some(e) => Err(crate::batch::copy_err(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// `answer` of a round trip; kept if it carried deferred statements (`checked`) and failed.
+    fn keep_deferred_failure<T>(&self, checked: bool, answer: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let (true, Err(e)) = (checked, &answer) {
+            *self.deferred_failed.borrow_mut() = Some(crate::batch::copy_err(e));
+        }
+        answer
+    }
+
     fn write_or_defer(&self, sql: &'static str, params: Vec<Box<dyn ToSql + Sync + Send>>) -> Result<(), StoreError> {
         if self.may_predict() {
             self.defer(sql, params);
@@ -484,6 +505,7 @@ impl<'s> PgTx<'s> {
     /// Run `statements` in order, in one round trip (after the queued transaction control):
     /// the rows of each. The first that fails fails the call (and the transaction).
     pub(crate) fn pipeline(&self, statements: &[(&str, Params<'_>)]) -> Result<Vec<Vec<Row>>, StoreError> {
+        self.deferred_ok()?;
         self.ensure_begun()?;
         let pending = self.pending.take();
         let deferred = self.deferred.take();
@@ -503,7 +525,7 @@ impl<'s> PgTx<'s> {
             let (_, answer) = futures_util::try_join!(checks(client, &prepared, deferred), queries)?;
             Ok::<_, StoreError>(answer)
         }));
-        after_checks(checked, answer)
+        self.keep_deferred_failure(checked, after_checks(checked, answer))
     }
 
     pub(crate) fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
@@ -517,6 +539,7 @@ impl<'s> PgTx<'s> {
 
     /// Run one statement; the number of rows it changed.
     pub(crate) fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+        self.deferred_ok()?;
         self.ensure_begun()?;
         let pending = self.pending.take();
         let deferred = self.deferred.take();
@@ -531,7 +554,7 @@ impl<'s> PgTx<'s> {
             let (_, n) = futures_util::try_join!(checks(client, &prepared, deferred), changed)?;
             Ok::<_, StoreError>(n)
         }));
-        after_checks(checked, answer)
+        self.keep_deferred_failure(checked, after_checks(checked, answer))
     }
 
     fn routes(&self, sql: &str, params: Params<'_>) -> Result<Vec<VpnRoute>, StoreError> {
@@ -618,6 +641,11 @@ impl<'s> PgTx<'s> {
     /// together (`PgStore::notify_commits`).
     pub(crate) fn commit(self) -> Result<(), StoreError> {
         self.ended.set(true);
+        if let Err(e) = self.deferred_ok() {
+            // Aborted already: nothing to commit.
+            self.send_rollback();
+            return Err(e);
+        }
         let pending = self.pending.take();
         let conn = self.conn.borrow();
         let client = conn.as_ref().ok_or_else(gone)?;

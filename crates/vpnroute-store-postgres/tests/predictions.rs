@@ -415,4 +415,16 @@ fn route_writes_at_once_travel_with_the_next_round_trip_and_fail_it() {
         .unwrap();
     assert_eq!(versions, (4, 4), "no version taken");
     assert_eq!(routes, 1, "the route is still there, and no other");
+    // A caller that ignores the failed round trip: the commit fails with its error, not
+    // with PostgreSQL's "transaction aborted".
+    let failed = queued.write_queued(|tx| {
+        tx.lock_gateway("gw")?;
+        tx.change_at_once("gw", 40)?;
+        tx.insert_route(&route("10.0.8.0/24"))?;
+        let ignored = tx.gateway_routes("gw");
+        assert!(ignored.is_err());
+        Ok(())
+    });
+    let e = failed.expect_err("refused").to_string();
+    assert!(e.contains("no deletes today") && !e.contains("25P02"), "{e}");
 }

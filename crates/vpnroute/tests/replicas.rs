@@ -726,3 +726,30 @@ fn acknowledged_history_survives_kill9_of_replicas() {
     drop(replicas);
     drop(db);
 }
+
+/// SIGTERM on a replica: it drains and exits 0, without a panic on the way out (the store's
+/// own runtime is dropped by the last owner, a task of the server's runtime ending).
+#[test]
+fn a_replica_on_postgres_exits_cleanly_on_sigterm() {
+    let Some(db) = Database::create() else { return };
+    let mut replicas = Replicas::start(&db, 1, &["--task-duration", "0s"]);
+    let mut c = replicas.client(0);
+    ok(&c.call("CreateVpc", &[("RegionId", "cn-hangzhou")]).unwrap());
+    for _ in 0..50 {
+        ok(&c.call("DescribeVpcs", &[("RegionId", "cn-hangzhou")]).unwrap());
+    }
+    let server = &mut replicas.servers[0];
+    // SAFETY: signalling our own child process by its pid.
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the replica did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(server.stderr.as_ref().unwrap()).unwrap();
+    assert!(status.success(), "exit status {status:?}; log:\n{log}");
+    assert!(!log.contains("panicked"), "a panic on the way out:\n{log}");
+}
