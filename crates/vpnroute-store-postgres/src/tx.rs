@@ -11,9 +11,11 @@
 //! * a write that needs no answer of an earlier statement is folded into it (route insert,
 //!   update and delete: the row, its before-image and the gateway's route count in one
 //!   statement);
-//! * on a writer thread, a write whose answer nothing needs (a route's update or delete in a
-//!   version recorded at once) is not sent on its own but with the next round trip, like the
-//!   checks of predictions below ([`Deferred`]);
+//! * on a writer thread, a write whose answer nothing needs (a route's insert, update or
+//!   delete in a version recorded at once; an insert's `seq` is taken with the gateway's
+//!   lock) is not sent on its own but with the next round trip, like the checks of
+//!   predictions below ([`Deferred`]); a failed one fails every later statement and the
+//!   commit with its error;
 //! * statements a call needs together go out in one round trip (tokio-postgres pipelines the
 //!   queries polled together): [`WriteTx::lock_gateway`] sends, after the lock, one statement
 //!   with the reads a writer of the gateway makes next (the gateway's row and its children,
@@ -166,9 +168,9 @@ pub(crate) const AT_ONCE_AS_PREDICTED: &str = "WITH u AS (UPDATE gateway_version
     WHERE gateway_id = $1 AND desired = applied AND desired = $3 AND (lease_until IS NULL OR lease_until <= $2) \
     RETURNING 1) SELECT 1 / (count(*) = 1)::int FROM u";
 
-/// A route's update and delete in a version recorded at once (no before-image): writes whose
-/// answer nothing needs, sent with the next round trip on a writer thread
-/// ([`PgTx::write_or_defer`]).
+/// A route's update, insert (its `seq` known) and delete in a version recorded at once (no
+/// before-image): writes whose answer nothing needs, sent with the next round trip on a
+/// writer thread ([`PgTx::write_or_defer`]).
 const UPDATE_ROUTE_AT_ONCE: &str =
     "UPDATE vpn_routes SET weight = $2, priority = $3, published = $4, description = $5 WHERE seq = $1";
 const INSERT_ROUTE_AT_ONCE: &str = "WITH r AS (INSERT INTO vpn_routes(kind, gateway_id, route_source, route_dest, \
@@ -372,11 +374,6 @@ impl<'s> PgTx<'s> {
         self.deferred.borrow_mut().push(Deferred { sql, params });
     }
 
-    /// A write whose answer nothing needs: sent with the next round trip (another
-    /// statement's or the commit's) where this transaction may predict, like the checks of
-    /// predictions ([`Deferred`]), so it costs no round trip of its own; else at once. Its
-    /// error, if any, fails that next round trip, as it would have failed this call: the
-    /// transaction cannot commit either way.
     /// The kept error of deferred statements, if one failed (see `deferred_failed`).
     fn deferred_ok(&self) -> Result<(), StoreError> {
         match &*self.deferred_failed.borrow() {
@@ -393,6 +390,11 @@ impl<'s> PgTx<'s> {
         answer
     }
 
+    /// A write whose answer nothing needs: sent with the next round trip (another
+    /// statement's or the commit's) where this transaction may predict, like the checks of
+    /// predictions ([`Deferred`]), so it costs no round trip of its own; else at once. Its
+    /// error, if any, fails that next round trip, as it would have failed this call: the
+    /// transaction cannot commit either way.
     fn write_or_defer(&self, sql: &'static str, params: Vec<Box<dyn ToSql + Sync + Send>>) -> Result<(), StoreError> {
         if self.may_predict() {
             self.defer(sql, params);
