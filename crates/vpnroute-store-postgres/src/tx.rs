@@ -1663,8 +1663,8 @@ impl WriteTx for PgTx<'_> {
         let taken = self.route_seq.borrow_mut().take_if(|(g, _)| *g == r.gateway_id);
         if let (true, Some((_, seq))) = (at_once && self.may_predict(), taken) {
             // The seq is known: nothing needs the statement's answer, so it travels with
-            // the next round trip (see `write_or_defer`).
-            self.write_or_defer(
+            // the next round trip (see `write_or_defer`; this transaction may predict).
+            self.defer(
                 INSERT_ROUTE_AT_ONCE,
                 vec![
                     Box::new(r.kind.as_str()),
@@ -1680,7 +1680,7 @@ impl WriteTx for PgTx<'_> {
                     Box::new(r.create_time),
                     Box::new(seq),
                 ],
-            )?;
+            );
             self.collect_at_once(&r.gateway_id, seq, Some(VpnRoute { seq, ..r.clone() }));
             return Ok(seq);
         }
