@@ -51,6 +51,20 @@ pub fn authenticate(
     sts_key: &vpnroute_ram::token::TokenKey,
     now_ms: i64,
 ) -> Result<Caller, ApiError> {
+    authenticate_keyed(tx, raw, parsed, sts_key, now_ms).map(|(caller, _)| caller)
+}
+
+/// The secret a request's signature was verified with, for [`confirm`].
+pub struct VerifiedWith(String);
+
+/// [`authenticate`], and the secret the signature was verified with.
+pub fn authenticate_keyed(
+    tx: &dyn vpnroute_store::ReadTx,
+    raw: &RawRequest<'_>,
+    parsed: &ParsedRequest,
+    sts_key: &vpnroute_ram::token::TokenKey,
+    now_ms: i64,
+) -> Result<(Caller, VerifiedWith), ApiError> {
     let auth = parsed.auth.require().map_err(wire_err)?;
     if let AuthInfo::V1 {
         signature_method,
@@ -97,11 +111,43 @@ pub fn authenticate(
             "SignatureNonce"
         }));
     }
+    Ok((
+        Caller {
+            account_id: key.account_id,
+            access_key_id: key.access_key_id,
+            identity: key.identity,
+            signed_at_ms: ts,
+        },
+        VerifiedWith(key.secret),
+    ))
+}
+
+/// Authenticate again, on `tx`, a request [`authenticate_keyed`] passed on other state (a
+/// read first authenticated on this process's cache, then run at the generation its
+/// statement read): the key must still exist and be Active (or the STS session's role still
+/// exist), and the caller's account and identity come from `tx`. The timestamp and nonce
+/// checks do not depend on the state and stand; the signature is verified again only when
+/// the key's secret in `tx` is not the one it was verified with. The same answer as
+/// [`authenticate`] on `tx`, without computing the signature twice.
+pub fn confirm(
+    tx: &dyn vpnroute_store::ReadTx,
+    raw: &RawRequest<'_>,
+    parsed: &ParsedRequest,
+    sts_key: &vpnroute_ram::token::TokenKey,
+    now_ms: i64,
+    first: &Caller,
+    verified: &VerifiedWith,
+) -> Result<Caller, ApiError> {
+    let token = parsed.auth.require().ok().and_then(|a| a.security_token());
+    let holder = vpnroute_app::ram::key_holder(tx, &first.access_key_id, token, sts_key, now_ms)?;
+    if holder.secret != verified.0 {
+        return authenticate(tx, raw, parsed, sts_key, now_ms);
+    }
     Ok(Caller {
-        account_id: key.account_id,
-        access_key_id: key.access_key_id,
-        identity: key.identity,
-        signed_at_ms: ts,
+        account_id: holder.account_id,
+        access_key_id: holder.access_key_id,
+        identity: holder.identity,
+        signed_at_ms: first.signed_at_ms,
     })
 }
 
@@ -148,5 +194,91 @@ mod tests {
         assert_eq!(caller(now - 60_000).nonce_keep_until(now), now + WINDOW_MS);
         let future = now + 14 * 60_000 + 30_000;
         assert_eq!(caller(future).nonce_keep_until(now), future + WINDOW_MS);
+    }
+
+    /// `confirm` answers as `authenticate` would on the second state: the key's state and
+    /// secret there decide, not the first check's.
+    #[test]
+    fn confirm_decides_on_its_own_state() {
+        use vpnroute_store::{AccessKey, Account, Durability, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let store = vpnroute_store_sqlite::SqliteStore::open(&dir.path().join("db"), Durability::Process).unwrap();
+        let store: &dyn Store = &*store;
+        let key = |secret: &str, status: &str| AccessKey {
+            id: "AK1".into(),
+            account_id: "1234".into(),
+            secret: secret.into(),
+            status: status.into(),
+            created_at: 0,
+            ram_user_id: None,
+        };
+        store
+            .write(|tx| {
+                tx.insert_account(&Account {
+                    id: "1234".into(),
+                    name: "1234".into(),
+                    is_root: true,
+                    created_at: 0,
+                })?;
+                tx.insert_access_key(&key("s1", "Active"))
+            })
+            .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let ts = now
+            .format(&time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+            ))
+            .unwrap();
+        let mut p = vpnroute_wire::Params::new();
+        for (k, v) in [
+            ("Action", "DescribeVpcs"),
+            ("Version", "2016-04-28"),
+            ("AccessKeyId", "AK1"),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
+            ("SignatureNonce", "n1"),
+            ("Timestamp", ts.as_str()),
+        ] {
+            p.push(k, v);
+        }
+        let query = vpnroute_wire::v1_signed_query("GET", &p, "s1");
+        let raw = RawRequest {
+            method: "GET",
+            path: "/",
+            raw_query: &query,
+            headers: &[],
+            body: b"",
+        };
+        let parsed = vpnroute_wire::parse(&raw).unwrap();
+        let sts = vpnroute_ram::token::TokenKey::generate();
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let (first, verified) = store
+            .read(|tx| authenticate_keyed(tx, &raw, &parsed, &sts, now_ms))
+            .unwrap();
+        let again = |store: &dyn Store| store.read(|tx| confirm(tx, &raw, &parsed, &sts, now_ms, &first, &verified));
+        let same = again(store).unwrap();
+        assert_eq!(
+            (same.account_id.as_str(), same.signed_at_ms),
+            ("1234", first.signed_at_ms)
+        );
+
+        store.write(|tx| tx.set_access_key_status("AK1", "Inactive")).unwrap();
+        assert_eq!(
+            again(store).unwrap_err().code,
+            ApiError::INVALID_ACCESS_KEY_INACTIVE.code
+        );
+        // The same id with another secret: the signature is checked again, and fails.
+        store
+            .write(|tx| {
+                tx.delete_access_key("AK1")?;
+                tx.insert_access_key(&key("s2", "Active"))
+            })
+            .unwrap();
+        assert_eq!(again(store).unwrap_err().code, "SignatureDoesNotMatch");
+        store.write(|tx| tx.delete_access_key("AK1")).unwrap();
+        assert_eq!(
+            again(store).unwrap_err().code,
+            ApiError::INVALID_ACCESS_KEY_NOT_FOUND.code
+        );
     }
 }

@@ -539,7 +539,8 @@ fn run_read(
 /// authenticated first on what this process has cached at the newest generation it knows of
 /// (no database) and throttled; then its nonce goes out in the statement that reads the
 /// commit generation (awaited); then the read runs at that generation, authenticating again
-/// on that state as every read does. `None` (nothing counted, nothing recorded) when the
+/// on that state as every read does (`auth::confirm`: the key's state, without computing
+/// the signature again). `None` (nothing counted, nothing recorded) when the
 /// first authentication did not pass on cached results alone — a result not cached, or an
 /// authentication error: [`run_read`] then decides on the read's own snapshot, so a request
 /// failing authentication records no nonce. Only a key disabled (or a session's role
@@ -558,11 +559,11 @@ async fn read_in_one_trip(
     let sts_key = &app.config.sts_key;
     let first = guarded(request_id, || {
         Ok(reads
-            .read_cached(|tx| crate::auth::authenticate(tx, raw, parsed, sts_key, now))
+            .read_cached(|tx| crate::auth::authenticate_keyed(tx, raw, parsed, sts_key, now))
             .and_then(Result::ok))
     });
-    let caller = match first {
-        Ok(caller) => caller?,
+    let (caller, verified) = match first {
+        Ok(first) => first?,
         Err(e) => return Some(Err(e)),
     };
     // From here on the request is counted: no second path.
@@ -582,7 +583,7 @@ async fn read_in_one_trip(
     };
     Some(guarded(request_id, || {
         reads.read_at(generation, |tx| {
-            let caller = crate::auth::authenticate(tx, raw, parsed, sts_key, now)?;
+            let caller = crate::auth::confirm(tx, raw, parsed, sts_key, now, &caller, &verified)?;
             f(&context(app, caller, parsed, source_ip, now)?, tx)
         })
     }))
