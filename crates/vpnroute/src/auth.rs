@@ -275,6 +275,23 @@ mod tests {
             })
             .unwrap();
         assert_eq!(again(store).unwrap_err().code, "SignatureDoesNotMatch");
+        // The same id and secret in another account: the caller is the second state's.
+        store
+            .write(|tx| {
+                tx.insert_account(&Account {
+                    id: "5678".into(),
+                    name: "5678".into(),
+                    is_root: true,
+                    created_at: 0,
+                })?;
+                tx.delete_access_key("AK1")?;
+                tx.insert_access_key(&AccessKey {
+                    account_id: "5678".into(),
+                    ..key("s1", "Active")
+                })
+            })
+            .unwrap();
+        assert_eq!(again(store).unwrap().account_id, "5678");
         store.write(|tx| tx.delete_access_key("AK1")).unwrap();
         assert_eq!(
             again(store).unwrap_err().code,
