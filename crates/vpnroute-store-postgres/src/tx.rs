@@ -1368,28 +1368,38 @@ impl ReadTx for PgTx<'_> {
     }
 }
 
+/// The two lock statements below, without their `RETURNING` (one text for all four).
+macro_rules! lock_row {
+    () => {
+        "INSERT INTO gateway_locks(gateway_id) VALUES ($1) \
+         ON CONFLICT (gateway_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id"
+    };
+    (if_exists) => {
+        "INSERT INTO gateway_locks(gateway_id) \
+         SELECT $1 WHERE EXISTS (SELECT 1 FROM resources WHERE id = $1 AND kind = $2) \
+         ON CONFLICT (gateway_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id"
+    };
+}
 /// The statement locking a gateway's lock row until the transaction ends (`$1`: the
 /// gateway), creating it if it is missing: one statement, and a concurrent first insert of
 /// the same row is waited for (then updated), never a duplicate-key error. (The update
 /// changes no indexed value: a HOT update, as cheap as `SELECT … FOR UPDATE`.)
-pub(crate) const LOCK_ROW: &str = "INSERT INTO gateway_locks(gateway_id) VALUES ($1) \
-    ON CONFLICT (gateway_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id";
+pub(crate) const LOCK_ROW: &str = lock_row!();
 /// [`LOCK_ROW`] only if the gateway (`$1`, of kind `$2`) exists: a row when it was locked.
-const LOCK_ROW_IF_EXISTS: &str = "INSERT INTO gateway_locks(gateway_id) \
-    SELECT $1 WHERE EXISTS (SELECT 1 FROM resources WHERE id = $1 AND kind = $2) \
-    ON CONFLICT (gateway_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id RETURNING 1";
+const LOCK_ROW_IF_EXISTS: &str = concat!(lock_row!(if_exists), " RETURNING 1");
 /// [`LOCK_ROW`] and [`LOCK_ROW_IF_EXISTS`] answering, in their row, a route `seq` for an
 /// insert that may follow. `RETURNING` runs once the row is locked, so the seq is taken
 /// under the gateway's lock, in the order of that gateway's inserts (routes are listed per
 /// gateway in `seq` order; one not used is a gap, as a rolled-back insert leaves). In the
 /// lock's statement, not one of its own: one statement less for PostgreSQL per write.
-const LOCK_ROW_SEQ: &str = "INSERT INTO gateway_locks(gateway_id) VALUES ($1) \
-    ON CONFLICT (gateway_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id \
-    RETURNING nextval(pg_get_serial_sequence('vpn_routes', 'seq'))";
-const LOCK_ROW_IF_EXISTS_SEQ: &str = "INSERT INTO gateway_locks(gateway_id) \
-    SELECT $1 WHERE EXISTS (SELECT 1 FROM resources WHERE id = $1 AND kind = $2) \
-    ON CONFLICT (gateway_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id \
-    RETURNING nextval(pg_get_serial_sequence('vpn_routes', 'seq'))";
+const LOCK_ROW_SEQ: &str = concat!(
+    lock_row!(),
+    " RETURNING nextval(pg_get_serial_sequence('vpn_routes', 'seq'))"
+);
+const LOCK_ROW_IF_EXISTS_SEQ: &str = concat!(
+    lock_row!(if_exists),
+    " RETURNING nextval(pg_get_serial_sequence('vpn_routes', 'seq'))"
+);
 
 /// What a writer of a locked gateway reads next, in one statement (one executor run, not
 /// seven): `(tag, id, kind, account_id, region_id, doc, n, m, l, t, k, b)` rows, tag 0 the gateway's own

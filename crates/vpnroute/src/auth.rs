@@ -138,8 +138,7 @@ pub fn confirm(
     first: &Caller,
     verified: &VerifiedWith,
 ) -> Result<Caller, ApiError> {
-    let token = parsed.auth.require().ok().and_then(|a| a.security_token());
-    let holder = vpnroute_app::ram::key_holder(tx, &first.access_key_id, token, sts_key, now_ms)?;
+    let holder = current_holder(tx, &first.access_key_id, parsed, sts_key, now_ms)?;
     if holder.secret != verified.0 {
         return authenticate(tx, raw, parsed, sts_key, now_ms);
     }
@@ -162,10 +161,21 @@ pub fn still_active(
     sts_key: &vpnroute_ram::token::TokenKey,
     now_ms: i64,
 ) -> Result<(), ApiError> {
-    let token = parsed.auth.require().ok().and_then(|a| a.security_token());
-    let holder = vpnroute_app::ram::key_holder(tx, &caller.access_key_id, token, sts_key, now_ms)?;
-    caller.identity = holder.identity;
+    caller.identity = current_holder(tx, &caller.access_key_id, parsed, sts_key, now_ms)?.identity;
     Ok(())
+}
+
+/// The holder of an already authenticated request's key in `tx` (with the request's
+/// SecurityToken, for an STS key): what [`confirm`] and [`still_active`] check again.
+fn current_holder(
+    tx: &dyn vpnroute_store::ReadTx,
+    access_key_id: &str,
+    parsed: &ParsedRequest,
+    sts_key: &vpnroute_ram::token::TokenKey,
+    now_ms: i64,
+) -> Result<vpnroute_app::ram::KeyHolder, ApiError> {
+    let token = parsed.auth.require().ok().and_then(|a| a.security_token());
+    vpnroute_app::ram::key_holder(tx, access_key_id, token, sts_key, now_ms)
 }
 
 #[cfg(test)]
