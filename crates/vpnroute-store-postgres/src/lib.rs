@@ -41,6 +41,10 @@
 //!   recently read, a version change at once from what the lock's reads found): each
 //!   prediction is checked by a statement in the next round trip that fails unless it held,
 //!   and the transaction is then retried reading (`tx.rs`, `Deferred`).
+//! * **Reading ahead** (`ahead.rs`): a transaction told what it is about to read
+//!   ([`vpnroute_store::ReadTx::read_ahead`]; a replica mirroring the specs of many gateways
+//!   another replica changed) reads it with one set-based statement per kind of read, all in
+//!   one round trip, and answers the single reads from that.
 //! * **What a read sees** (see [`PgStore::read_fast`]): every read takes the commit
 //!   generation from a query PostgreSQL received after the read began (concurrent reads share
 //!   one such query), so it never answers older than any commit acknowledged by any replica
@@ -59,6 +63,7 @@
 //!   under a session advisory lock: the first replica migrates, the others wait and find
 //!   nothing to do.
 
+mod ahead;
 mod batch;
 mod nonces;
 mod recent_auth;

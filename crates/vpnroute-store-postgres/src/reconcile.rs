@@ -144,6 +144,11 @@ impl PgTx<'_> {
     /// The current routes, with each route changed after `version` in its state before the
     /// earliest such change.
     pub fn routes_at_version(&self, gateway_id: &str, version: i64) -> Result<Vec<VpnRoute>, StoreError> {
+        if let Some((v, routes)) = self.memo().routes_at.get(gateway_id) {
+            if *v == version {
+                return Ok(routes.clone());
+            }
+        }
         Ok(self
             .query(
                 concat!(

@@ -45,8 +45,8 @@ use tokio_postgres::{Row, Statement};
 use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
 use vpnroute_store::cache::{Query, ReadCache};
 use vpnroute_store::{
-    AccessKey, Account, AnyDoc, ChangeAtOnce, ChangeFeed, DocType, ReadTx, ReconcileClaim, ReconcileFailure, Resource,
-    ResourceKind, StoreError, Task, WriteTx,
+    AccessKey, Account, AnyDoc, ChangeAtOnce, ChangeFeed, DocType, ReadAhead, ReadTx, ReconcileClaim, ReconcileFailure,
+    Resource, ResourceKind, StoreError, Task, WriteTx,
 };
 
 use crate::{current_generation, pg_err, PgStore};
@@ -191,13 +191,15 @@ pub(crate) struct ResourceRow {
 }
 
 /// What a write transaction read in the round trip of one of its writes (see the module
-/// docs), until it writes what these rows come from.
+/// docs), and what any transaction read ahead (`ahead.rs`), until it writes what these rows
+/// come from (a write of one route is followed in the list of its gateway's routes instead).
 #[derive(Default)]
 pub(crate) struct Memo {
-    /// (kind, id) → the row (`None`: known absent; only the locked gateway's own row).
-    rows: HashMap<(&'static str, String), Option<ResourceRow>>,
+    /// (kind, id) → the row (`None`: known absent: the locked gateway's own row, or a row
+    /// read ahead).
+    pub(crate) rows: HashMap<(&'static str, String), Option<ResourceRow>>,
     /// Parent id → every child as (kind, document), in creation order.
-    children: HashMap<String, Vec<(String, String)>>,
+    pub(crate) children: HashMap<String, Vec<(String, String)>>,
     /// Gateway → its pending tasks, by version.
     pub(crate) tasks: HashMap<String, Vec<Task>>,
     /// Gateway → (kind, count) of each route kind it has a count row of.
@@ -212,6 +214,8 @@ pub(crate) struct Memo {
     /// Gateway → every route it has, by seq, as read with its lock (only when it has at most
     /// [`MEMO_ROUTES`]).
     routes: HashMap<String, Vec<VpnRoute>>,
+    /// Gateway → (version, its routes at that version), read ahead (`ahead.rs`).
+    pub(crate) routes_at: HashMap<String, (i64, Vec<VpnRoute>)>,
 }
 
 /// `(from, to, changes)` of [`ReadTx::route_changes`].
@@ -227,19 +231,51 @@ impl Memo {
     /// Forget what a change of a gateway's versions changes: its tasks, versions and route
     /// changes.
     pub(crate) fn forget_versions(&mut self, gateway_id: &str) {
+        self.routes_at.remove(gateway_id);
         self.locked_versions.remove(gateway_id);
         self.tasks.remove(gateway_id);
         self.versions.remove(gateway_id);
         self.changes.remove(gateway_id);
     }
 
-    /// Forget what a write of a gateway's routes changes: its counts and route changes.
-    fn forget_routes(&mut self, gateway_id: &str) {
-        self.routes.remove(gateway_id);
+    /// Follow a write of one route of `gateway_id` in the list of its routes, if the memo
+    /// holds it (the gateway's lock is held, so this transaction's writes are the list's only
+    /// changes; the spec of a change recorded at once reads it next), and forget the rest of
+    /// what the write changes: counts, route changes, routes at a version.
+    fn route_written(&mut self, gateway_id: &str, written: RouteWrite<'_>) {
+        self.routes_at.remove(gateway_id);
         self.route_counts.remove(gateway_id);
         self.changes.remove(gateway_id);
+        let Some(routes) = self.routes.get_mut(gateway_id) else {
+            return;
+        };
+        match written {
+            RouteWrite::Inserted(r) => {
+                let at = routes.partition_point(|x| x.seq < r.seq);
+                routes.insert(at, r);
+            }
+            RouteWrite::Updated(r) => {
+                if let Some(x) = routes.iter_mut().find(|x| x.seq == r.seq) {
+                    // The columns `update_route` writes.
+                    x.weight = r.weight;
+                    x.priority = r.priority;
+                    x.published = r.published;
+                    x.description = r.description.clone();
+                }
+            }
+            RouteWrite::Deleted(seq) => routes.retain(|x| x.seq != seq),
+        }
     }
 }
+
+/// A write of one route ([`Memo::route_written`]).
+enum RouteWrite<'a> {
+    Inserted(VpnRoute),
+    Updated(&'a VpnRoute),
+    Deleted(i64),
+}
+
+impl Memo {}
 
 /// The route columns in `route_from_row` order.
 macro_rules! route_columns {
@@ -442,6 +478,11 @@ impl<'s> PgTx<'s> {
         tx.cache = Some(&store.cache);
         tx.generation.set(generation);
         tx
+    }
+
+    /// Whether this read may use cached results only (see [`Mode::CacheOnly`]).
+    pub(crate) fn reads_cache_only(&self) -> bool {
+        self.mode == Mode::CacheOnly
     }
 
     pub(crate) fn is_torn(&self) -> bool {
@@ -1356,6 +1397,10 @@ impl ReadTx for PgTx<'_> {
             .unwrap_or((0, 0)))
     }
 
+    fn read_ahead(&self, ahead: &[ReadAhead]) -> Result<bool, StoreError> {
+        self.read_ahead_into_memo(ahead)
+    }
+
     fn all_gateway_versions(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
         Ok(self
             .query(
@@ -1674,7 +1719,6 @@ impl WriteTx for PgTx<'_> {
                 )
             };
         }
-        self.memo.borrow_mut().forget_routes(&r.gateway_id);
         let at_once = self.is_at_once(&r.gateway_id);
         let taken = self.route_seq.borrow_mut().take_if(|(g, _)| *g == r.gateway_id);
         if let (true, Some((_, seq))) = (at_once && self.may_predict(), taken) {
@@ -1698,6 +1742,8 @@ impl WriteTx for PgTx<'_> {
                 ],
             );
             self.collect_at_once(&r.gateway_id, seq, Some(VpnRoute { seq, ..r.clone() }));
+            self.memo()
+                .route_written(&r.gateway_id, RouteWrite::Inserted(VpnRoute { seq, ..r.clone() }));
             return Ok(seq);
         }
         let sql = if at_once {
@@ -1730,13 +1776,15 @@ impl WriteTx for PgTx<'_> {
         if at_once {
             self.collect_at_once(&r.gateway_id, seq, Some(VpnRoute { seq, ..r.clone() }));
         }
+        self.memo()
+            .route_written(&r.gateway_id, RouteWrite::Inserted(VpnRoute { seq, ..r.clone() }));
         Ok(seq)
     }
 
     /// The route's before-image (see the before-images in `reconcile.rs`) and the update in one
     /// statement (both read the row as it was before it).
     fn update_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
-        self.memo.borrow_mut().forget_routes(&r.gateway_id);
+        self.memo().route_written(&r.gateway_id, RouteWrite::Updated(r));
         if self.is_at_once(&r.gateway_id) {
             self.write_or_defer(
                 UPDATE_ROUTE_AT_ONCE,
@@ -1771,7 +1819,7 @@ impl WriteTx for PgTx<'_> {
 
     /// The route's before-image, the delete and the route count in one statement.
     fn delete_route(&self, r: &VpnRoute) -> Result<(), StoreError> {
-        self.memo.borrow_mut().forget_routes(&r.gateway_id);
+        self.memo().route_written(&r.gateway_id, RouteWrite::Deleted(r.seq));
         if self.is_at_once(&r.gateway_id) {
             self.write_or_defer(
                 DELETE_ROUTE_AT_ONCE,
@@ -1993,7 +2041,7 @@ struct Locked {
 }
 
 /// The `&'static` name of a stored kind (memo keys).
-fn kind_named(kind: &str) -> Option<&'static str> {
+pub(crate) fn kind_named(kind: &str) -> Option<&'static str> {
     [
         ResourceKind::Vpc,
         ResourceKind::VpnGateway,

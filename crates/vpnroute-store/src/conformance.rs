@@ -15,8 +15,8 @@ use std::time::Duration;
 use vpnroute_domain::model::{RouteKind, VpcRouteEntry, VpnRoute};
 
 use crate::{
-    AccessKey, Account, FixedWindowLimiter, NonceStore, RateLimiter, ReadTxExt, ReconcileClaim, ResourceKind, Store,
-    StoreError, WriteJob, WriteTx, WriteTxExt,
+    AccessKey, Account, FixedWindowLimiter, NonceStore, RateLimiter, ReadAhead, ReadTx, ReadTxExt, ReconcileClaim,
+    ResourceKind, Store, StoreError, WriteJob, WriteTx, WriteTxExt,
 };
 
 /// What a backend provides to the suite. One harness is one fresh, isolated state (an empty
@@ -50,6 +50,8 @@ macro_rules! conformance_tests {
             tasks_and_versions,
             a_change_at_once_is_recorded_with_its_route_writes,
             routes_at_a_version_and_changes_between_versions,
+            reading_ahead_answers_as_the_single_reads,
+            a_transactions_route_writes_show_in_its_later_reads,
             reconcile_claims_records_and_failures,
             a_restarted_owner_ends_its_previous_claims,
             accounts_and_access_keys,
@@ -560,6 +562,244 @@ pub fn routes_at_a_version_and_changes_between_versions(h: &dyn Harness) {
             Ok::<_, StoreError>(())
         })
         .unwrap();
+}
+
+/// What a transaction reads after [`ReadTx::read_ahead`] is what it reads without: for ids
+/// that exist and ids that do not, children of every kind, versions and routes at the
+/// version read ahead and at another one; and in a write transaction its own later writes
+/// show through what was read ahead.
+pub fn reading_ahead_answers_as_the_single_reads(h: &dyn Harness) {
+    let store = h.store();
+    let (a, b) = store
+        .write(|tx| {
+            tx.insert_resource(ResourceKind::Vpc, "v1", "acct", "cn-hangzhou", "", &"vpc".to_string())?;
+            tx.insert_resource(
+                ResourceKind::CustomerGateway,
+                "cg1",
+                "acct",
+                "cn-hangzhou",
+                "",
+                &"cg".to_string(),
+            )?;
+            for g in ["g1", "g2"] {
+                tx.insert_resource(
+                    ResourceKind::VpnGateway,
+                    g,
+                    "acct",
+                    "cn-hangzhou",
+                    "v1",
+                    &format!("gw-{g}"),
+                )?;
+            }
+            tx.insert_resource(
+                ResourceKind::VpnConnection,
+                "c1",
+                "acct",
+                "cn-hangzhou",
+                "g1",
+                &"c1".to_string(),
+            )?;
+            tx.insert_resource(
+                ResourceKind::SslVpnServer,
+                "s1",
+                "acct",
+                "cn-hangzhou",
+                "g1",
+                &"s1".to_string(),
+            )?;
+            tx.insert_resource(
+                ResourceKind::VpnConnection,
+                "c2",
+                "other",
+                "cn-shanghai",
+                "g1",
+                &"c2".to_string(),
+            )?;
+            let a = tx.insert_route(&route("g1", RouteKind::Dbr, "", "10.0.0.0/24", "c1"))?;
+            let b = tx.insert_route(&route("g1", RouteKind::Pbr, "1.0.0.0/8", "10.0.1.0/24", "c2"))?;
+            tx.enqueue_version("g1", Some(0), 1)?;
+            Ok::<_, StoreError>((a, b))
+        })
+        .unwrap();
+    write(&*store, |tx| {
+        tx.delete_route(&VpnRoute {
+            seq: a,
+            ..route("g1", RouteKind::Dbr, "", "10.0.0.0/24", "c1")
+        })?;
+        tx.update_route(&VpnRoute {
+            seq: b,
+            weight: 0,
+            ..route("g1", RouteKind::Pbr, "1.0.0.0/8", "10.0.1.0/24", "c2")
+        })?;
+        tx.insert_route(&route("g1", RouteKind::Dbr, "", "10.0.2.0/24", "c1"))?;
+        tx.enqueue_version("g1", None, 2)?;
+        Ok(())
+    });
+    let ids = ["g1", "g2", "nope"];
+    let all = || {
+        vec![
+            ReadAhead::GatewayVersions(ids.map(String::from).to_vec()),
+            ReadAhead::Resources(ResourceKind::VpnGateway, ids.map(String::from).to_vec()),
+            ReadAhead::Resources(ResourceKind::Vpc, vec!["v1".into(), "g1".into()]),
+            ReadAhead::Resources(ResourceKind::CustomerGateway, vec!["cg1".into(), "nope".into()]),
+            ReadAhead::Children(ids.map(String::from).to_vec()),
+            ReadAhead::RoutesAtVersion(vec![("g1".into(), 1), ("g2".into(), 2), ("nope".into(), 0)]),
+            ReadAhead::Resources(ResourceKind::VpnConnection, Vec::new()),
+        ]
+    };
+    type Answers = Vec<String>;
+    let answers = |tx: &dyn ReadTx| -> Result<Answers, StoreError> {
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(format!(
+                "{id}: {:?}",
+                tx.resource::<String>(ResourceKind::VpnGateway, id)?
+                    .map(|r| r.doc.clone())
+            ));
+            out.push(format!("{id}: {:?}", tx.resource_owner(ResourceKind::VpnGateway, id)?));
+            out.push(format!(
+                "{id}: {:?}",
+                tx.children_docs(ResourceKind::VpnConnection, id)?
+            ));
+            out.push(format!("{id}: {:?}", tx.children_docs(ResourceKind::SslVpnServer, id)?));
+            out.push(format!("{id}: {:?}", tx.gateway_versions(id)?));
+            for version in [1, 2] {
+                let routes: Vec<_> = tx
+                    .routes_at_version(id, version)?
+                    .into_iter()
+                    .map(|r| (r.seq, r.dest, r.weight))
+                    .collect();
+                out.push(format!("{id}@{version}: {routes:?}"));
+            }
+        }
+        for (kind, id) in [
+            (ResourceKind::Vpc, "v1"),
+            (ResourceKind::Vpc, "g1"),
+            (ResourceKind::CustomerGateway, "cg1"),
+            (ResourceKind::CustomerGateway, "nope"),
+            (ResourceKind::VpnConnection, "c2"),
+        ] {
+            let r = tx.resource::<String>(kind, id)?;
+            out.push(format!("{id}: {:?}", r.map(|r| (r.account_id.clone(), r.doc.clone()))));
+        }
+        Ok(out)
+    };
+    let plain = store.read(|tx| answers(tx)).unwrap();
+    assert!(
+        plain.contains(&format!(
+            "g1@1: {:?}",
+            [(a, "10.0.0.0/24".to_string(), 100), (b, "10.0.1.0/24".into(), 100)]
+        )),
+        "{plain:#?}"
+    );
+    assert!(plain.contains(&r#"g1: ["\"c1\"", "\"c2\""]"#.to_string()), "{plain:#?}");
+    let ahead = store
+        .read(|tx| {
+            tx.read_ahead(&all())?;
+            answers(tx)
+        })
+        .unwrap();
+    assert_eq!(ahead, plain);
+    // A write transaction's own writes after reading ahead.
+    write(&*store, |tx| {
+        tx.read_ahead(&all())?;
+        tx.insert_resource(
+            ResourceKind::VpnConnection,
+            "c3",
+            "acct",
+            "cn-hangzhou",
+            "g1",
+            &"c3".to_string(),
+        )?;
+        tx.update_resource(ResourceKind::Vpc, "v1", &"vpc-2".to_string())?;
+        let desired = tx.enqueue_version("g1", None, 3)?;
+        assert_eq!(
+            tx.children_docs(ResourceKind::VpnConnection, "g1")?,
+            [r#""c1""#, r#""c2""#, r#""c3""#]
+        );
+        assert_eq!(
+            tx.resource::<String>(ResourceKind::Vpc, "v1")?.map(|r| r.doc.clone()),
+            Some("vpc-2".into())
+        );
+        assert_eq!(tx.gateway_versions("g1")?.0, desired);
+        Ok(())
+    });
+}
+
+/// After the gateway's lock (which may read its routes along) a transaction's own inserts,
+/// updates and deletes of routes show in its later reads of them, in creation order, for a
+/// change recorded at once and for a versioned one; and they are what it committed.
+pub fn a_transactions_route_writes_show_in_its_later_reads(h: &dyn Harness) {
+    let store = h.store();
+    write(&*store, |tx| {
+        tx.insert_resource(
+            ResourceKind::VpnGateway,
+            "gw",
+            "acct",
+            "cn-hangzhou",
+            "",
+            &"gw".to_string(),
+        )?;
+        tx.insert_route(&route("gw", RouteKind::Dbr, "", "10.0.0.0/24", "c1"))?;
+        tx.insert_route(&route("gw", RouteKind::Pbr, "1.0.0.0/8", "10.0.1.0/24", "c1"))?;
+        tx.enqueue_version("gw", Some(1), 1)?;
+        Ok(())
+    });
+    let claim = store.write(|tx| tx.claim_gateway("gw", "a", 2, 1000)).unwrap().unwrap();
+    assert!(store.write(|tx| tx.record_applied(&claim, 1)).unwrap());
+    type Row = (i64, String, String, i64, String);
+    let rows = |routes: Vec<VpnRoute>| -> Vec<Row> {
+        routes
+            .into_iter()
+            .map(|r| (r.seq, r.source, r.dest, r.weight, r.description))
+            .collect()
+    };
+    for at_once in [true, false] {
+        if !at_once {
+            // A version not applied yet: this round's change is versioned.
+            write(&*store, |tx| tx.enqueue_version("gw", None, 3).map(|_| ()));
+        }
+        let (inside, expected) = store
+            .write(|tx| {
+                assert!(tx.lock_existing_gateway("gw")?.is_some());
+                let before = tx.gateway_routes("gw")?;
+                assert_eq!(tx.change_at_once("gw", 3)?.is_some(), at_once);
+                let dest = if at_once { "10.0.2.0/24" } else { "10.0.3.0/24" };
+                let seq = tx.insert_route(&route("gw", RouteKind::Dbr, "", dest, "c1"))?;
+                let mut first = before.iter().find(|r| r.dest == "10.0.0.0/24").unwrap().clone();
+                let gone = before.iter().find(|r| r.kind == RouteKind::Pbr).unwrap().clone();
+                first.weight = 0;
+                first.description = format!("at once: {at_once}");
+                tx.update_route(&first)?;
+                tx.delete_route(&gone)?;
+                let mut expected = rows(before);
+                for r in expected.iter_mut().filter(|r| r.0 == first.seq) {
+                    (r.3, r.4) = (0, first.description.clone());
+                }
+                expected.retain(|r| r.0 != gone.seq);
+                expected.push((seq, String::new(), dest.into(), 100, String::new()));
+                let with_dest = |d: &str| -> Vec<Row> { expected.iter().filter(|r| r.2 == d).cloned().collect() };
+                assert_eq!(rows(tx.routes_with_dest("gw", dest)?), with_dest(dest));
+                assert_eq!(rows(tx.routes_with_dest("gw", &first.dest)?), with_dest(&first.dest));
+                assert!(tx
+                    .routes_with_key("gw", RouteKind::Pbr, &gone.source, &gone.dest)?
+                    .is_empty());
+                Ok::<_, StoreError>((rows(tx.gateway_routes("gw")?), expected))
+            })
+            .unwrap();
+        assert_eq!(inside, expected, "at once: {at_once}");
+        assert_eq!(rows(store.read(|tx| tx.gateway_routes("gw")).unwrap()), expected);
+        // The next round starts from these: put one pbr route back, at once or versioned.
+        write(&*store, |tx| {
+            tx.insert_route(&route("gw", RouteKind::Pbr, "1.0.0.0/8", "10.0.1.0/24", "c1"))?;
+            Ok(())
+        });
+        let pending = store.read(|tx| tx.pending_tasks("gw")).unwrap();
+        if let Some(last) = pending.last() {
+            let claim = store.write(|tx| tx.claim_gateway("gw", "a", 4, 1000)).unwrap().unwrap();
+            assert!(store.write(|tx| tx.record_applied(&claim, last.version)).unwrap());
+        }
+    }
 }
 
 /// Claims: one owner at a time until the lease runs out; records only from the latest claim,

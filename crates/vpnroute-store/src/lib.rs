@@ -30,7 +30,7 @@ pub mod conformance;
 use vpnroute_domain::ApiError;
 
 pub use local::FixedWindowLimiter;
-pub use tx::{from_json, to_json, AnyDoc, DocType, ReadTx, ReadTxExt, WriteTx, WriteTxExt};
+pub use tx::{from_json, to_json, AnyDoc, DocType, ReadAhead, ReadTx, ReadTxExt, WriteTx, WriteTxExt};
 pub use types::{
     AccessKey, Account, ChangeAtOnce, Durability, ReconcileClaim, ReconcileFailure, Resource, ResourceKind, Task,
 };

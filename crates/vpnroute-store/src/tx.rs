@@ -180,6 +180,29 @@ pub trait ReadTx {
     fn gateway_versions(&self, gateway_id: &str) -> Result<(i64, i64), StoreError>;
     /// (gateway id, desired, applied) of every gateway, by id.
     fn all_gateway_versions(&self) -> Result<Vec<(String, i64, i64)>, StoreError>;
+
+    // ------------------------------------------------------------ reading ahead
+    /// Read now, together, what the calls `ahead` names will ask this transaction for, so
+    /// that they answer without a round trip each; their answers are the same either way.
+    /// `false` (the default): this store does not read ahead (it has no round trips to
+    /// save), and a caller should not do extra work to tell it what is coming.
+    fn read_ahead(&self, ahead: &[ReadAhead]) -> Result<bool, StoreError> {
+        let _ = ahead;
+        Ok(false)
+    }
+}
+
+/// Reads a transaction is about to make ([`ReadTx::read_ahead`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadAhead {
+    /// [`ReadTx::resource_any`] and [`ReadTx::resource_owner`] of each id of one kind.
+    Resources(ResourceKind, Vec<String>),
+    /// [`ReadTx::children_docs`] of each parent, for every kind.
+    Children(Vec<String>),
+    /// [`ReadTx::gateway_versions`] of each gateway.
+    GatewayVersions(Vec<String>),
+    /// [`ReadTx::routes_at_version`] of each (gateway, version).
+    RoutesAtVersion(Vec<(String, i64)>),
 }
 
 /// Everything a write transaction changes. The transaction commits as a whole or not at
