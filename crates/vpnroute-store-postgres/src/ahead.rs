@@ -6,7 +6,7 @@
 //! gateway, one after the other in one long read transaction, and took 10–20% of the writes'
 //! throughput.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::types::ToSql;
 use vpnroute_store::{ReadAhead, StoreError};
@@ -58,11 +58,12 @@ impl PgTx<'_> {
                 ReadAhead::Children(ids) if !ids.is_empty() => sent.push((a, CHILDREN, Args::Ids(ids))),
                 ReadAhead::GatewayVersions(ids) if !ids.is_empty() => sent.push((a, VERSIONS, Args::Ids(ids))),
                 ReadAhead::RoutesAtVersion(pairs) if !pairs.is_empty() => {
-                    // One version per gateway (the first named): the rows are told apart by gateway.
-                    let mut seen = HashMap::new();
+                    // One version per gateway (the first named): the rows are told apart by
+                    // gateway, so a gateway named twice would have its routes twice.
+                    let mut seen = HashSet::new();
                     let (gids, vers): (Vec<&str>, Vec<i64>) = pairs
                         .iter()
-                        .filter(|(g, v)| *seen.entry(g.as_str()).or_insert(*v) == *v)
+                        .filter(|(g, _)| seen.insert(g.as_str()))
                         .map(|(g, v)| (g.as_str(), *v))
                         .unzip();
                     sent.push((a, ROUTES_AT, Args::Pairs(gids, vers)));
@@ -92,7 +93,8 @@ impl PgTx<'_> {
             match (what, args) {
                 (ReadAhead::Resources(kind, ids), _) => {
                     let kind = kind.as_str();
-                    let mut found: HashMap<String, ResourceRow> = rows
+                    // (An id may be named more than once: each gets the row.)
+                    let found: HashMap<String, ResourceRow> = rows
                         .iter()
                         .map(|r| {
                             let row = ResourceRow {
@@ -104,7 +106,7 @@ impl PgTx<'_> {
                         })
                         .collect();
                     for id in ids {
-                        memo.rows.insert((kind, id.clone()), found.remove(id));
+                        memo.rows.insert((kind, id.clone()), found.get(id).cloned());
                     }
                 }
                 (ReadAhead::Children(parents), _) => {
@@ -127,10 +129,10 @@ impl PgTx<'_> {
                     memo.children.extend(lists);
                 }
                 (ReadAhead::GatewayVersions(ids), _) => {
-                    let mut found: HashMap<String, (i64, i64)> =
+                    let found: HashMap<String, (i64, i64)> =
                         rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect();
                     for id in ids {
-                        let v = found.remove(id).unwrap_or((0, 0));
+                        let v = found.get(id).copied().unwrap_or((0, 0));
                         memo.versions.insert(id.clone(), v);
                     }
                 }

@@ -638,12 +638,22 @@ pub fn reading_ahead_answers_as_the_single_reads(h: &dyn Harness) {
     let ids = ["g1", "g2", "nope"];
     let all = || {
         vec![
-            ReadAhead::GatewayVersions(ids.map(String::from).to_vec()),
+            // Ids named twice, as several gateways name one VPC or customer gateway.
+            ReadAhead::GatewayVersions(["g1", "g2", "nope", "g1"].map(String::from).to_vec()),
             ReadAhead::Resources(ResourceKind::VpnGateway, ids.map(String::from).to_vec()),
-            ReadAhead::Resources(ResourceKind::Vpc, vec!["v1".into(), "g1".into()]),
-            ReadAhead::Resources(ResourceKind::CustomerGateway, vec!["cg1".into(), "nope".into()]),
-            ReadAhead::Children(ids.map(String::from).to_vec()),
-            ReadAhead::RoutesAtVersion(vec![("g1".into(), 1), ("g2".into(), 2), ("nope".into(), 0)]),
+            ReadAhead::Resources(ResourceKind::Vpc, vec!["v1".into(), "g1".into(), "v1".into()]),
+            ReadAhead::Resources(
+                ResourceKind::CustomerGateway,
+                vec!["cg1".into(), "nope".into(), "cg1".into()],
+            ),
+            ReadAhead::Children(["g1", "g2", "nope", "g1"].map(String::from).to_vec()),
+            ReadAhead::RoutesAtVersion(vec![
+                ("g1".into(), 1),
+                ("g2".into(), 2),
+                ("nope".into(), 0),
+                ("g1".into(), 1),
+                ("g1".into(), 2),
+            ]),
             ReadAhead::Resources(ResourceKind::VpnConnection, Vec::new()),
         ]
     };
