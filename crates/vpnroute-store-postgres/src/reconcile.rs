@@ -320,6 +320,8 @@ impl PgTx<'_> {
             let mut memo = self.memo();
             memo.versions.remove(&claim.gateway_id);
             memo.changes.remove(&claim.gateway_id);
+            // The before-images it deletes give the routes at older versions.
+            memo.routes_at.remove(&claim.gateway_id);
         }
         // The gateway's lock first (a plain one: none of `lock_gateway`'s reads ahead), in the
         // same round trip; the statements after it see every commit made before it was granted.
