@@ -273,10 +273,13 @@ fn read_specs_ahead(tx: &dyn ReadTx, wanted: &[(String, i64)]) -> Result<(), Sto
     let (mut vpcs, mut peers, mut routes_at) = (Vec::new(), Vec::new(), Vec::new());
     for (gateway_id, version) in wanted {
         routes_at.push((gateway_id.clone(), tx.gateway_versions(gateway_id)?.1.max(*version)));
-        if let Some(gw) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, gateway_id)? {
+        // A document that does not decode is that gateway's error, met again by its own
+        // `gateway_spec`; the others are read ahead all the same.
+        if let Ok(Some(gw)) = tx.resource::<VpnGateway>(ResourceKind::VpnGateway, gateway_id) {
             vpcs.push(gw.doc.vpc_id.clone());
         }
-        for c in tx.children::<VpnConnection>(ResourceKind::VpnConnection, gateway_id)? {
+        let conns = tx.children::<VpnConnection>(ResourceKind::VpnConnection, gateway_id);
+        for c in conns.unwrap_or_default() {
             peers.push(c.customer_gateway_id.clone());
             peers.extend(c.tunnels.iter().map(|t| t.customer_gateway_id.clone()));
         }

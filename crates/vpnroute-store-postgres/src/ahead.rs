@@ -43,10 +43,10 @@ enum Args<'a> {
 }
 
 impl PgTx<'_> {
-    /// See [`vpnroute_store::ReadTx::read_ahead`]. A read that may use only cached results
-    /// reads nothing ahead (`false`): a statement would end it.
+    /// See [`vpnroute_store::ReadTx::read_ahead`]. Only a read transaction that may read
+    /// the database reads ahead; any other answers `false` (see `PgTx::may_read_ahead`).
     pub(crate) fn read_ahead_into_memo(&self, ahead: &[ReadAhead]) -> Result<bool, StoreError> {
-        if self.reads_cache_only() {
+        if !self.may_read_ahead() {
             return Ok(false);
         }
         let mut sent: Vec<(&ReadAhead, &'static str, Args<'_>)> = Vec::new();

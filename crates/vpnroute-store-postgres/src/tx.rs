@@ -29,11 +29,16 @@
 //!   transaction can never commit) unless the prediction held; the transaction is then run
 //!   again without predictions;
 //! * those answers are kept in the transaction's memo ([`Memo`]) and answer the matching
-//!   reads until this transaction writes what they read (each write forgets its part; a
-//!   savepoint forgets everything). Each is a statement run after the gateway lock was
-//!   granted, so under READ COMMITTED a later read would have seen the same rows, or rows
-//!   committed by writers that do not hold the gateway lock, which a statement-level
-//!   snapshot may or may not see anyway.
+//!   reads until this transaction writes what they read (each write forgets its part, a
+//!   route's write is followed in the list of its gateway's routes; a savepoint forgets
+//!   everything). Each is a statement run after the gateway lock was granted, so under READ
+//!   COMMITTED a later read would have seen the same rows, or rows committed by writers that
+//!   do not hold the gateway lock, which a statement-level snapshot may or may not see
+//!   anyway.
+//!
+//! A read transaction's memo holds what it read ahead (`ahead.rs`): on its one snapshot
+//! (REPEATABLE READ), a later single read would see the same rows. A write transaction does
+//! not read ahead.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -80,7 +85,8 @@ pub struct PgTx<'s> {
     torn: Cell<bool>,
     /// Set once COMMIT or ROLLBACK was sent; else Drop rolls back.
     ended: Cell<bool>,
-    /// Answers read together with a write's statements (write transactions only).
+    /// Answers read together with a write's statements, and a read transaction's reads
+    /// ahead (`ahead.rs`).
     memo: RefCell<Memo>,
     /// Versions recorded as applied by this transaction ([`WriteTx::change_at_once`]) and
     /// not taken yet, with their route writes.
@@ -274,8 +280,6 @@ enum RouteWrite<'a> {
     Updated(&'a VpnRoute),
     Deleted(i64),
 }
-
-impl Memo {}
 
 /// The route columns in `route_from_row` order.
 macro_rules! route_columns {
@@ -480,9 +484,11 @@ impl<'s> PgTx<'s> {
         tx
     }
 
-    /// Whether this read may use cached results only (see [`Mode::CacheOnly`]).
-    pub(crate) fn reads_cache_only(&self) -> bool {
-        self.mode == Mode::CacheOnly
+    /// Whether this is a read transaction that may read from the database (not a write:
+    /// at READ COMMITTED, without a gateway's lock, rows read ahead could be stale by a later
+    /// statement; not a read of cached results only, which a statement would end).
+    pub(crate) fn may_read_ahead(&self) -> bool {
+        matches!(self.mode, Mode::Read | Mode::Lazy)
     }
 
     pub(crate) fn is_torn(&self) -> bool {

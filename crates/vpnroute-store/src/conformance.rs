@@ -566,8 +566,8 @@ pub fn routes_at_a_version_and_changes_between_versions(h: &dyn Harness) {
 
 /// What a transaction reads after [`ReadTx::read_ahead`] is what it reads without: for ids
 /// that exist and ids that do not, children of every kind, versions and routes at the
-/// version read ahead and at another one; and in a write transaction its own later writes
-/// show through what was read ahead.
+/// version read ahead and at another one, ids named twice; and in a write transaction
+/// (where a store may decline to read ahead) its own later writes show through.
 pub fn reading_ahead_answers_as_the_single_reads(h: &dyn Harness) {
     let store = h.store();
     let (a, b) = store

@@ -184,8 +184,9 @@ pub trait ReadTx {
     // ------------------------------------------------------------ reading ahead
     /// Read now, together, what the calls `ahead` names will ask this transaction for, so
     /// that they answer without a round trip each; their answers are the same either way.
-    /// `false` (the default): this store does not read ahead (it has no round trips to
-    /// save), and a caller should not do extra work to tell it what is coming.
+    /// `false` (the default): this transaction read nothing ahead (the store has no round
+    /// trips to save, or this kind of transaction does not read ahead), and a caller should
+    /// not do extra work to tell it what is coming.
     fn read_ahead(&self, ahead: &[ReadAhead]) -> Result<bool, StoreError> {
         let _ = ahead;
         Ok(false)
