@@ -753,3 +753,103 @@ fn a_replica_on_postgres_exits_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status:?}; log:\n{log}");
     assert!(!log.contains("panicked"), "a panic on the way out:\n{log}");
 }
+
+/// What a mirroring replica reads for several gateways at once (`load_specs`, read ahead on
+/// PostgreSQL) is what it reads for each alone (`load_spec`), for gateways that share a VPC
+/// and a customer gateway: rows named twice in one read ahead.
+#[test]
+fn specs_read_together_are_the_specs_read_alone() {
+    use vpnroute_reconciler::ReconcileStore;
+    use vpnroute_store::Store;
+
+    let Some(db) = Database::create() else { return };
+    let replicas = Replicas::start(&db, 1, &["--task-duration", "0s"]);
+    let mut c = replicas.client(0);
+    let vpc = ok(&c
+        .call(
+            "CreateVpc",
+            &[("RegionId", "cn-hangzhou"), ("CidrBlock", "172.16.0.0/12")],
+        )
+        .unwrap())["VpcId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let peer = ok(&c
+        .call(
+            "CreateCustomerGateway",
+            &[("RegionId", "cn-hangzhou"), ("IpAddress", "1.2.3.9")],
+        )
+        .unwrap())["CustomerGatewayId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut gateways = Vec::new();
+    for (i, dest) in ["10.1.0.0/16", "10.2.0.0/16"].into_iter().enumerate() {
+        let gw = ok(&c
+            .call(
+                "CreateVpnGateway",
+                &[("RegionId", "cn-hangzhou"), ("VpcId", &vpc), ("Bandwidth", "10")],
+            )
+            .unwrap())["VpnGatewayId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let local = format!("172.16.{i}.0/24");
+        let conn = ok(&call_until(
+            &mut c,
+            "CreateVpnConnection",
+            &[
+                ("RegionId", "cn-hangzhou"),
+                ("VpnGatewayId", &gw),
+                ("CustomerGatewayId", &peer),
+                ("LocalSubnet", &local),
+                ("RemoteSubnet", dest),
+            ],
+            deadline,
+        )
+        .expect("the connection is created"))["VpnConnectionId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ok(&call_until(
+            &mut c,
+            "CreateVpnRouteEntry",
+            &[
+                ("RegionId", "cn-hangzhou"),
+                ("VpnGatewayId", &gw),
+                ("RouteDest", dest),
+                ("NextHop", &conn),
+                ("Weight", "100"),
+                ("PublishVpc", "false"),
+            ],
+            deadline,
+        )
+        .expect("the route is created"));
+        gateways.push(gw);
+    }
+    let store = vpnroute_store_postgres::PgStore::open(&db.url()).expect("the test's database");
+    let store: std::sync::Arc<dyn Store> = store;
+    let wanted: Vec<(String, i64)> = gateways
+        .iter()
+        .map(|g| (g.clone(), store.read(|tx| tx.gateway_versions(g)).unwrap().1))
+        .collect();
+    let reconcile = vpnroute_app::reconcile::StoreReconcile::new(store);
+    let together: Vec<_> = reconcile
+        .load_specs(&wanted)
+        .into_iter()
+        .map(|s| s.unwrap().expect("the gateway exists"))
+        .collect();
+    let alone: Vec<_> = wanted
+        .iter()
+        .map(|(g, v)| reconcile.load_spec(g, *v).unwrap().expect("the gateway exists"))
+        .collect();
+    assert_eq!(together, alone);
+    for spec in &together {
+        assert_eq!(spec.vpc_cidr.to_string(), "172.16.0.0/12", "{spec:?}");
+        assert_eq!(spec.connections.len(), 1, "{spec:?}");
+        assert_eq!(spec.connections[0].remote_ip.to_string(), "1.2.3.9", "{spec:?}");
+        assert_eq!(spec.routes.len(), 1, "{spec:?}");
+    }
+    drop(replicas);
+}
