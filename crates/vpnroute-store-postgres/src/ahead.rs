@@ -35,11 +35,32 @@ const ROUTES_AT: &str = concat!(
      ORDER BY w.gid, x.seq"
 );
 
-/// The parameters of one statement, owned.
-enum Args<'a> {
+/// One statement to send: what it reads ahead, with its parameters.
+enum Sent<'a> {
     Resources(&'static str, &'a Vec<String>),
-    Ids(&'a Vec<String>),
-    Pairs(Vec<&'a str>, Vec<i64>),
+    Children(&'a Vec<String>),
+    Versions(&'a Vec<String>),
+    /// Each gateway once, with its version.
+    RoutesAt(Vec<&'a str>, Vec<i64>),
+}
+
+impl Sent<'_> {
+    fn sql(&self) -> &'static str {
+        match self {
+            Sent::Resources(..) => RESOURCES,
+            Sent::Children(_) => CHILDREN,
+            Sent::Versions(_) => VERSIONS,
+            Sent::RoutesAt(..) => ROUTES_AT,
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        match self {
+            Sent::Resources(kind, ids) => vec![kind, *ids],
+            Sent::Children(ids) | Sent::Versions(ids) => vec![*ids],
+            Sent::RoutesAt(gids, vers) => vec![gids, vers],
+        }
+    }
 }
 
 impl PgTx<'_> {
@@ -49,50 +70,37 @@ impl PgTx<'_> {
         if !self.may_read_ahead() {
             return Ok(false);
         }
-        let mut sent: Vec<(&ReadAhead, &'static str, Args<'_>)> = Vec::new();
-        for a in ahead {
-            match a {
-                ReadAhead::Resources(kind, ids) if !ids.is_empty() => {
-                    sent.push((a, RESOURCES, Args::Resources(kind.as_str(), ids)))
-                }
-                ReadAhead::Children(ids) if !ids.is_empty() => sent.push((a, CHILDREN, Args::Ids(ids))),
-                ReadAhead::GatewayVersions(ids) if !ids.is_empty() => sent.push((a, VERSIONS, Args::Ids(ids))),
+        let sent: Vec<Sent<'_>> = ahead
+            .iter()
+            .filter_map(|a| match a {
+                ReadAhead::Resources(kind, ids) if !ids.is_empty() => Some(Sent::Resources(kind.as_str(), ids)),
+                ReadAhead::Children(ids) if !ids.is_empty() => Some(Sent::Children(ids)),
+                ReadAhead::GatewayVersions(ids) if !ids.is_empty() => Some(Sent::Versions(ids)),
                 ReadAhead::RoutesAtVersion(pairs) if !pairs.is_empty() => {
                     // One version per gateway (the first named): the rows are told apart by
                     // gateway, so a gateway named twice would have its routes twice.
                     let mut seen = HashSet::new();
-                    let (gids, vers): (Vec<&str>, Vec<i64>) = pairs
+                    let (gids, vers) = pairs
                         .iter()
                         .filter(|(g, _)| seen.insert(g.as_str()))
                         .map(|(g, v)| (g.as_str(), *v))
                         .unzip();
-                    sent.push((a, ROUTES_AT, Args::Pairs(gids, vers)));
+                    Some(Sent::RoutesAt(gids, vers))
                 }
-                _ => {}
-            }
-        }
+                _ => None,
+            })
+            .collect();
         if sent.is_empty() {
             return Ok(true);
         }
-        let params: Vec<Vec<&(dyn ToSql + Sync)>> = sent
-            .iter()
-            .map(|(_, _, args)| match args {
-                Args::Resources(kind, ids) => vec![kind as &(dyn ToSql + Sync), *ids as &(dyn ToSql + Sync)],
-                Args::Ids(ids) => vec![*ids as &(dyn ToSql + Sync)],
-                Args::Pairs(gids, vers) => vec![gids as &(dyn ToSql + Sync), vers as &(dyn ToSql + Sync)],
-            })
-            .collect();
-        let statements: Vec<(&str, &[&(dyn ToSql + Sync)])> = sent
-            .iter()
-            .zip(&params)
-            .map(|((_, sql, _), p)| (*sql, &p[..]))
-            .collect();
+        let params: Vec<_> = sent.iter().map(Sent::params).collect();
+        let statements: Vec<(&str, &[&(dyn ToSql + Sync)])> =
+            sent.iter().zip(&params).map(|(s, p)| (s.sql(), &p[..])).collect();
         let answers = self.pipeline(&statements)?;
         let mut memo = self.memo();
-        for ((what, _, args), rows) in sent.iter().zip(answers) {
-            match (what, args) {
-                (ReadAhead::Resources(kind, ids), _) => {
-                    let kind = kind.as_str();
+        for (sent, rows) in sent.iter().zip(answers) {
+            match sent {
+                Sent::Resources(kind, ids) => {
                     // (An id may be named more than once: each gets the row.)
                     let found: HashMap<String, ResourceRow> = rows
                         .iter()
@@ -105,11 +113,11 @@ impl PgTx<'_> {
                             (r.get(0), row)
                         })
                         .collect();
-                    for id in ids {
+                    for id in *ids {
                         memo.rows.insert((kind, id.clone()), found.get(id).cloned());
                     }
                 }
-                (ReadAhead::Children(parents), _) => {
+                Sent::Children(parents) => {
                     let mut lists: HashMap<String, Vec<(String, String)>> =
                         parents.iter().map(|p| (p.clone(), Vec::new())).collect();
                     for r in &rows {
@@ -128,15 +136,15 @@ impl PgTx<'_> {
                     }
                     memo.children.extend(lists);
                 }
-                (ReadAhead::GatewayVersions(ids), _) => {
+                Sent::Versions(ids) => {
                     let found: HashMap<String, (i64, i64)> =
                         rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect();
-                    for id in ids {
+                    for id in *ids {
                         let v = found.get(id).copied().unwrap_or((0, 0));
                         memo.versions.insert(id.clone(), v);
                     }
                 }
-                (ReadAhead::RoutesAtVersion(_), Args::Pairs(gids, vers)) => {
+                Sent::RoutesAt(gids, vers) => {
                     let mut lists: HashMap<&str, Vec<_>> = gids.iter().map(|g| (*g, Vec::new())).collect();
                     for r in &rows {
                         let gid: String = r.get(12);
@@ -149,7 +157,6 @@ impl PgTx<'_> {
                         memo.routes_at.insert(gid.to_string(), (*version, routes));
                     }
                 }
-                _ => {}
             }
         }
         Ok(true)

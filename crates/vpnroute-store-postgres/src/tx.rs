@@ -1727,7 +1727,7 @@ impl WriteTx for PgTx<'_> {
         }
         let at_once = self.is_at_once(&r.gateway_id);
         let taken = self.route_seq.borrow_mut().take_if(|(g, _)| *g == r.gateway_id);
-        if let (true, Some((_, seq))) = (at_once && self.may_predict(), taken) {
+        let seq = if let (true, Some((_, seq))) = (at_once && self.may_predict(), taken) {
             // The seq is known: nothing needs the statement's answer, so it travels with
             // the next round trip (see `write_or_defer`; this transaction may predict).
             self.defer(
@@ -1747,22 +1747,18 @@ impl WriteTx for PgTx<'_> {
                     Box::new(seq),
                 ],
             );
-            self.collect_at_once(&r.gateway_id, seq, Some(VpnRoute { seq, ..r.clone() }));
-            self.memo()
-                .route_written(&r.gateway_id, RouteWrite::Inserted(VpnRoute { seq, ..r.clone() }));
-            return Ok(seq);
-        }
-        let sql = if at_once {
-            insert_route!("")
+            seq
         } else {
-            insert_route!(
-                ", h AS (INSERT INTO vpn_route_history SELECT $2, \
-                   COALESCE((SELECT desired FROM gateway_versions WHERE gateway_id = $2), 0) + 1, \
-                   seq, FALSE, '', '', '', '', 0, 0, FALSE, '', '', 0 FROM r ON CONFLICT DO NOTHING)"
-            )
-        };
-        let seq: i64 = self
-            .query_one(
+            let sql = if at_once {
+                insert_route!("")
+            } else {
+                insert_route!(
+                    ", h AS (INSERT INTO vpn_route_history SELECT $2, \
+                       COALESCE((SELECT desired FROM gateway_versions WHERE gateway_id = $2), 0) + 1, \
+                       seq, FALSE, '', '', '', '', 0, 0, FALSE, '', '', 0 FROM r ON CONFLICT DO NOTHING)"
+                )
+            };
+            self.query_one(
                 sql,
                 &[
                     &r.kind.as_str(),
@@ -1778,12 +1774,13 @@ impl WriteTx for PgTx<'_> {
                     &r.create_time,
                 ],
             )?
-            .get(0);
+            .get(0)
+        };
+        let written = VpnRoute { seq, ..r.clone() };
         if at_once {
-            self.collect_at_once(&r.gateway_id, seq, Some(VpnRoute { seq, ..r.clone() }));
+            self.collect_at_once(&r.gateway_id, seq, Some(written.clone()));
         }
-        self.memo()
-            .route_written(&r.gateway_id, RouteWrite::Inserted(VpnRoute { seq, ..r.clone() }));
+        self.memo().route_written(&r.gateway_id, RouteWrite::Inserted(written));
         Ok(seq)
     }
 

@@ -765,67 +765,47 @@ fn specs_read_together_are_the_specs_read_alone() {
     let Some(db) = Database::create() else { return };
     let replicas = Replicas::start(&db, 1, &["--task-duration", "0s"]);
     let mut c = replicas.client(0);
-    let vpc = ok(&c
-        .call(
-            "CreateVpc",
-            &[("RegionId", "cn-hangzhou"), ("CidrBlock", "172.16.0.0/12")],
-        )
-        .unwrap())["VpcId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let peer = ok(&c
-        .call(
-            "CreateCustomerGateway",
-            &[("RegionId", "cn-hangzhou"), ("IpAddress", "1.2.3.9")],
-        )
-        .unwrap())["CustomerGatewayId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // Each call waits out the gateway's busy time; the answer's `field`.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut create = |action: &str, params: &[(&str, &str)], field: &str| -> String {
+        let r = call_until(&mut c, action, params, deadline).unwrap_or_else(|| panic!("{action}: still busy"));
+        ok(&r)[field].as_str().unwrap_or_default().to_string()
+    };
+    let region = ("RegionId", "cn-hangzhou");
+    let vpc = create("CreateVpc", &[region, ("CidrBlock", "172.16.0.0/12")], "VpcId");
+    let peer = create(
+        "CreateCustomerGateway",
+        &[region, ("IpAddress", "1.2.3.9")],
+        "CustomerGatewayId",
+    );
     let mut gateways = Vec::new();
     for (i, dest) in ["10.1.0.0/16", "10.2.0.0/16"].into_iter().enumerate() {
-        let gw = ok(&c
-            .call(
-                "CreateVpnGateway",
-                &[("RegionId", "cn-hangzhou"), ("VpcId", &vpc), ("Bandwidth", "10")],
-            )
-            .unwrap())["VpnGatewayId"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let gw = create(
+            "CreateVpnGateway",
+            &[region, ("VpcId", &vpc), ("Bandwidth", "10")],
+            "VpnGatewayId",
+        );
         let local = format!("172.16.{i}.0/24");
-        let conn = ok(&call_until(
-            &mut c,
+        let conn = create(
             "CreateVpnConnection",
             &[
-                ("RegionId", "cn-hangzhou"),
+                region,
                 ("VpnGatewayId", &gw),
                 ("CustomerGatewayId", &peer),
                 ("LocalSubnet", &local),
                 ("RemoteSubnet", dest),
             ],
-            deadline,
-        )
-        .expect("the connection is created"))["VpnConnectionId"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        ok(&call_until(
-            &mut c,
-            "CreateVpnRouteEntry",
-            &[
-                ("RegionId", "cn-hangzhou"),
-                ("VpnGatewayId", &gw),
-                ("RouteDest", dest),
-                ("NextHop", &conn),
-                ("Weight", "100"),
-                ("PublishVpc", "false"),
-            ],
-            deadline,
-        )
-        .expect("the route is created"));
+            "VpnConnectionId",
+        );
+        let params = [
+            region,
+            ("VpnGatewayId", &gw),
+            ("RouteDest", dest),
+            ("NextHop", &conn),
+            ("Weight", "100"),
+            ("PublishVpc", "false"),
+        ];
+        create("CreateVpnRouteEntry", &params, "RequestId");
         gateways.push(gw);
     }
     let store = vpnroute_store_postgres::PgStore::open(&db.url()).expect("the test's database");
