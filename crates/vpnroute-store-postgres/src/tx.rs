@@ -27,7 +27,8 @@
 //!   read in the last second), and a change recorded at once ([`WriteTx::change_at_once`])
 //!   when the lock's reads found nothing pending. The check fails the statement (so the
 //!   transaction can never commit) unless the prediction held; the transaction is then run
-//!   again without predictions;
+//!   again without predictions. The key's check and the request's nonce (taken by the
+//!   transaction, [`WriteTx::take_nonce`]) travel as one statement;
 //! * those answers are kept in the transaction's memo ([`Memo`]) and answer the matching
 //!   reads until this transaction writes what they read (each write forgets its part, a
 //!   route's write is followed in the list of its gateway's routes; a savepoint forgets
@@ -169,6 +170,14 @@ const DIRECTORY_UNCHANGED: &str =
 const NONCE_FRESH: &str = "WITH ins AS (INSERT INTO nonces AS s(access_key_id, nonce, keep_until) \
     VALUES ($1, $2, $3) ON CONFLICT (access_key_id, nonce) DO UPDATE SET keep_until = EXCLUDED.keep_until \
     WHERE s.keep_until < $4 RETURNING 1) SELECT 1 / (SELECT count(*) FROM ins)::int";
+/// [`NONCE_FRESH`] and [`KEY_UNCHANGED`] (its `$1`…`$6` as `$5`…`$10`) in one statement: a
+/// write's nonce and its access key are taken in the same request, so their checks travel
+/// together; one execution less per write. Either failing fails it, as either alone would.
+const NONCE_FRESH_AND_KEY_UNCHANGED: &str = "WITH ins AS (INSERT INTO nonces AS s(access_key_id, nonce, keep_until) \
+    VALUES ($1, $2, $3) ON CONFLICT (access_key_id, nonce) DO UPDATE SET keep_until = EXCLUDED.keep_until \
+    WHERE s.keep_until < $4 RETURNING 1) SELECT 1 / ((SELECT count(*) FROM ins) = 1 \
+    AND (SELECT count(*) FROM access_keys WHERE id = $5 AND account_id = $6 AND secret = $7 AND status = $8 \
+    AND created_at = $9 AND ram_user_id IS NOT DISTINCT FROM $10) = 1)::int";
 pub(crate) const AT_ONCE_AS_PREDICTED: &str = "WITH u AS (UPDATE gateway_versions \
     SET desired = desired + 1, applied = applied + 1 \
     WHERE gateway_id = $1 AND desired = applied AND desired = $3 AND (lease_until IS NULL OR lease_until <= $2) \
@@ -405,9 +414,33 @@ impl<'s> PgTx<'s> {
         self.mode == Mode::Write && !self.savepoints.get() && is_predicting()
     }
 
-    /// Check a prediction in the next round trip (see [`Deferred`]).
-    pub(crate) fn defer(&self, sql: &'static str, params: Vec<Box<dyn ToSql + Sync + Send>>) {
-        self.deferred.borrow_mut().push(Deferred { sql, params });
+    /// Check a prediction in the next round trip (see [`Deferred`]). A nonce's check and an
+    /// access key's waiting together become one statement ([`NONCE_FRESH_AND_KEY_UNCHANGED`]).
+    pub(crate) fn defer(&self, sql: &'static str, mut params: Vec<Box<dyn ToSql + Sync + Send>>) {
+        let mut deferred = self.deferred.borrow_mut();
+        let partner = match sql {
+            NONCE_FRESH => Some(KEY_UNCHANGED),
+            KEY_UNCHANGED => Some(NONCE_FRESH),
+            _ => None,
+        };
+        if let Some(at) = partner.and_then(|p| deferred.iter().position(|d| d.sql == p)) {
+            let other = deferred.remove(at);
+            params = if sql == NONCE_FRESH {
+                params.into_iter().chain(other.params).collect()
+            } else {
+                other.params.into_iter().chain(params).collect()
+            };
+            // Where the first of the two was: before the statements deferred after it.
+            deferred.insert(
+                at,
+                Deferred {
+                    sql: NONCE_FRESH_AND_KEY_UNCHANGED,
+                    params,
+                },
+            );
+            return;
+        }
+        deferred.push(Deferred { sql, params });
     }
 
     /// The kept error of deferred statements, if one failed (see `deferred_failed`).

@@ -56,6 +56,30 @@ fn applied_gateway(store: &PgStore) {
     assert!(store.write(|tx| tx.record_applied(&claim, 1)).unwrap());
 }
 
+/// Account `acct` with the active access key `k1`, read by a read transaction (so remembered
+/// for a second: a write may take it as read, checked in its next round trip).
+fn active_key_read_recently(store: &PgStore) {
+    store
+        .write(|tx| {
+            tx.insert_account(&Account {
+                id: "acct".into(),
+                name: "a".into(),
+                is_root: true,
+                created_at: 1,
+            })?;
+            tx.insert_access_key(&AccessKey {
+                id: "k1".into(),
+                account_id: "acct".into(),
+                secret: "s".into(),
+                status: "Active".into(),
+                created_at: 1,
+                ram_user_id: None,
+            })
+        })
+        .unwrap();
+    assert!(store.read(|tx| tx.access_key("k1")).unwrap().is_some());
+}
+
 #[test]
 fn a_version_taken_at_once_holds_or_the_write_is_retried_reading() {
     let Some(db) = common::TestDb::create() else { return };
@@ -122,26 +146,7 @@ fn a_version_taken_at_once_holds_or_the_write_is_retried_reading() {
 fn a_key_taken_as_recently_read_is_checked_before_the_commit() {
     let Some(db) = common::TestDb::create() else { return };
     let store = PgStore::open(&db.url).unwrap();
-    store
-        .write(|tx| {
-            tx.insert_account(&Account {
-                id: "acct".into(),
-                name: "a".into(),
-                is_root: true,
-                created_at: 1,
-            })?;
-            tx.insert_access_key(&AccessKey {
-                id: "k1".into(),
-                account_id: "acct".into(),
-                secret: "s".into(),
-                status: "Active".into(),
-                created_at: 1,
-                ram_user_id: None,
-            })
-        })
-        .unwrap();
-    // Read by a read transaction: remembered for a second.
-    assert!(store.read(|tx| tx.access_key("k1")).unwrap().is_some());
+    active_key_read_recently(&store);
     let queued: &dyn Store = &*store;
 
     // Unchanged: the write sees it as read and commits.
@@ -302,6 +307,74 @@ fn a_nonce_taken_by_a_write_is_recorded_with_its_commit_or_on_its_own() {
     assert!(!store
         .write(|tx| Ok::<_, StoreError>(tx.take_nonce("k", "n3", 1000, KEEP)))
         .unwrap());
+}
+
+/// A write that takes its access key as recently read and its nonce checks both in one
+/// statement: it commits in one run when both hold (a wrong parameter would fail the check
+/// and show as a second run), and runs again reading when either does not.
+#[test]
+fn a_writes_key_and_nonce_are_checked_together() {
+    let Some(db) = common::TestDb::create() else { return };
+    let store = PgStore::open(&db.url).unwrap();
+    let nonces = Arc::new(store.nonces());
+    let queued: &dyn Store = &*store;
+    // Each run: the key's status as the write saw it, and whether it took the nonce.
+    type Runs = Arc<Mutex<Vec<(Option<String>, bool)>>>;
+    let write = |nonce: &'static str, dest: &'static str| {
+        let runs: Runs = Arc::default();
+        let (kept, store_nonces) = (runs.clone(), nonces.clone());
+        let result = queued.write_queued(move |tx| {
+            let status = tx.access_key("k1")?.map(|k| k.status);
+            let taken = tx.take_nonce("k1", nonce, 1000, KEEP);
+            kept.lock().unwrap().push((status, taken));
+            if !taken && !store_nonces.record("k1", nonce, 1000, KEEP, true)? {
+                return Err(StoreError::Constraint("nonce used".into()));
+            }
+            tx.insert_route(&route(dest))?;
+            Ok(())
+        });
+        let runs = runs.lock().unwrap().clone();
+        (result, runs)
+    };
+
+    // Both hold: one run, the nonce recorded by the commit.
+    active_key_read_recently(&store);
+    let (result, runs) = write("n1", "10.0.0.0/24");
+    result.unwrap();
+    assert_eq!(runs, [(Some("Active".to_string()), true)]);
+    assert!(
+        !nonces.record("k1", "n1", 2000, KEEP, true).unwrap(),
+        "recorded by the commit"
+    );
+
+    // The nonce used already: the check fails, the retry meets the nonce store's refusal.
+    let (result, runs) = write("n1", "10.0.1.0/24");
+    assert!(matches!(result, Err(StoreError::Constraint(_))), "{result:?}");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs[0].1 && !runs[1].1, "taken, then recorded on its own: {runs:?}");
+
+    // The key disabled by another session: the check fails and the retry reads the key as
+    // it is; the nonce, not recorded by the failed run, is fresh for the retry.
+    assert!(
+        store.read(|tx| tx.access_key("k1")).unwrap().is_some(),
+        "read again: remembered anew"
+    );
+    Side::connect(&db.url).run("UPDATE access_keys SET status = 'Inactive' WHERE id = 'k1'");
+    let (result, runs) = write("n2", "10.0.2.0/24");
+    result.unwrap();
+    assert_eq!(runs.last().unwrap().0.as_deref(), Some("Inactive"), "{runs:?}");
+    if runs.len() == 2 {
+        assert_eq!(runs[0], (Some("Active".to_string()), true), "predicted, then read");
+    } else {
+        // The second had passed (a slow machine): read at once.
+        assert_eq!(runs.len(), 1, "{runs:?}");
+    }
+    assert!(
+        !nonces.record("k1", "n2", 2000, KEEP, true).unwrap(),
+        "recorded once, by the retry"
+    );
+    let routes = store.read(|tx| tx.gateway_routes("gw")).unwrap();
+    assert_eq!(routes.len(), 2, "the two writes that committed, once each");
 }
 
 /// A route's insert (its seq taken with the gateway's lock), update and delete in a version
