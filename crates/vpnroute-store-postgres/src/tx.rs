@@ -404,12 +404,12 @@ impl<'s> PgTx<'s> {
         self.store.block(f)
     }
 
-    /// Whether this transaction may predict (see [`Deferred`]).
     /// Whether this transaction took its request's nonce ([`WriteTx::take_nonce`]).
     pub(crate) fn took_nonce(&self) -> bool {
         self.took_nonce.get()
     }
 
+    /// Whether this transaction may predict (see [`Deferred`]).
     pub(crate) fn may_predict(&self) -> bool {
         self.mode == Mode::Write && !self.savepoints.get() && is_predicting()
     }

@@ -320,12 +320,18 @@ fn a_writes_key_and_nonce_are_checked_together() {
     let queued: &dyn Store = &*store;
     // Each run: the key's status as the write saw it, and whether it took the nonce.
     type Runs = Arc<Mutex<Vec<(Option<String>, bool)>>>;
-    let write = |nonce: &'static str, dest: &'static str| {
+    // The key looked up first (as a request authenticates), or the nonce taken first.
+    let write = |nonce: &'static str, dest: &'static str, nonce_first: bool| {
         let runs: Runs = Arc::default();
         let (kept, store_nonces) = (runs.clone(), nonces.clone());
         let result = queued.write_queued(move |tx| {
-            let status = tx.access_key("k1")?.map(|k| k.status);
-            let taken = tx.take_nonce("k1", nonce, 1000, KEEP);
+            let (status, taken) = if nonce_first {
+                let taken = tx.take_nonce("k1", nonce, 1000, KEEP);
+                (tx.access_key("k1")?.map(|k| k.status), taken)
+            } else {
+                let status = tx.access_key("k1")?.map(|k| k.status);
+                (status, tx.take_nonce("k1", nonce, 1000, KEEP))
+            };
             kept.lock().unwrap().push((status, taken));
             if !taken && !store_nonces.record("k1", nonce, 1000, KEEP, true)? {
                 return Err(StoreError::Constraint("nonce used".into()));
@@ -339,16 +345,28 @@ fn a_writes_key_and_nonce_are_checked_together() {
 
     // Both hold: one run, the nonce recorded by the commit.
     active_key_read_recently(&store);
-    let (result, runs) = write("n1", "10.0.0.0/24");
+    let (result, runs) = write("n1", "10.0.0.0/24", false);
     result.unwrap();
     assert_eq!(runs, [(Some("Active".to_string()), true)]);
     assert!(
         !nonces.record("k1", "n1", 2000, KEEP, true).unwrap(),
         "recorded by the commit"
     );
+    // The same with the nonce taken before the key is looked up.
+    assert!(
+        store.read(|tx| tx.access_key("k1")).unwrap().is_some(),
+        "read again: remembered anew"
+    );
+    let (result, runs) = write("n0", "10.0.3.0/24", true);
+    result.unwrap();
+    assert_eq!(runs, [(Some("Active".to_string()), true)]);
+    assert!(
+        !nonces.record("k1", "n0", 2000, KEEP, true).unwrap(),
+        "recorded by the commit"
+    );
 
     // The nonce used already: the check fails, the retry meets the nonce store's refusal.
-    let (result, runs) = write("n1", "10.0.1.0/24");
+    let (result, runs) = write("n1", "10.0.1.0/24", false);
     assert!(matches!(result, Err(StoreError::Constraint(_))), "{result:?}");
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert!(runs[0].1 && !runs[1].1, "taken, then recorded on its own: {runs:?}");
@@ -360,7 +378,7 @@ fn a_writes_key_and_nonce_are_checked_together() {
         "read again: remembered anew"
     );
     Side::connect(&db.url).run("UPDATE access_keys SET status = 'Inactive' WHERE id = 'k1'");
-    let (result, runs) = write("n2", "10.0.2.0/24");
+    let (result, runs) = write("n2", "10.0.2.0/24", false);
     result.unwrap();
     assert_eq!(runs.last().unwrap().0.as_deref(), Some("Inactive"), "{runs:?}");
     if runs.len() == 2 {
@@ -374,7 +392,7 @@ fn a_writes_key_and_nonce_are_checked_together() {
         "recorded once, by the retry"
     );
     let routes = store.read(|tx| tx.gateway_routes("gw")).unwrap();
-    assert_eq!(routes.len(), 2, "the two writes that committed, once each");
+    assert_eq!(routes.len(), 3, "the three writes that committed, once each");
 }
 
 /// A route's insert (its seq taken with the gateway's lock), update and delete in a version
